@@ -1,0 +1,1 @@
+"""Readers and checkers for the input formats (MetaImage, DICOM, CSV tables)."""
