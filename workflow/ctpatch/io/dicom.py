@@ -1,0 +1,352 @@
+"""DICOM slices of the LDCT mode: headers, input/target pairing, raw pixels.
+
+The reference paired low-dose and full-dose slices by sorted file name, which silently
+misaligns slices when names differ between the dose folders or a slice is missing.  By
+default we pair by slice position (the z of ImagePositionPatient) and report every slice
+that cannot be paired or whose partner differs in geometry or rescale.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+PAIR_BY = ("position", "name")
+ON_ERROR = ("fail", "drop")
+
+#: Positions are compared after rounding to this many millimetres (1e-3 mm).
+POSITION_TOLERANCE_MM = 1e-3
+
+
+@dataclass(frozen=True)
+class SliceHeader:
+    """What pairing needs from one DICOM slice (read without its pixels).
+
+    ``rows``/``cols`` are the array shape (row, col); ``pixel_spacing`` is DICOM
+    PixelSpacing (row spacing, column spacing) in mm; ``position`` is ImagePositionPatient
+    (x, y, z) in mm or None; ``instance`` is InstanceNumber or None; ``slope`` and
+    ``intercept`` are RescaleSlope/RescaleIntercept (1 and 0 when absent, as DICOM defines).
+    """
+
+    path: str
+    rows: int
+    cols: int
+    pixel_spacing: tuple[float, ...]
+    position: tuple[float, float, float] | None
+    instance: int | None
+    slope: float
+    intercept: float
+
+    @property
+    def z(self) -> float | None:
+        """The z of ImagePositionPatient (mm), or None."""
+        return None if self.position is None else self.position[2]
+
+
+@dataclass(frozen=True)
+class SlicePair:
+    """An input (low-dose) slice and its target (full-dose) partner.
+
+    ``position_z`` is the input slice's z (mm; the target's agrees within 1e-3 mm when
+    paired by position), or None when the slices carry no ImagePositionPatient;
+    ``instance`` is the input slice's InstanceNumber, or None.
+    """
+
+    input: SliceHeader
+    target: SliceHeader
+    position_z: float | None
+    instance: int | None
+
+
+def read_header(path: str | os.PathLike) -> SliceHeader:
+    """Read the header of one DICOM slice (pixels are not read).
+
+    Raises
+    ------
+    ValueError
+        If the file cannot be read as DICOM or lacks Rows, Columns or PixelSpacing; the
+        message names the file.
+    """
+    path = str(path)
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"Cannot read DICOM header of {path}: {exc}") from exc
+    missing = [k for k in ("Rows", "Columns", "PixelSpacing") if ds.get(k) is None]
+    if missing:
+        raise ValueError(f"DICOM file {path} lacks {', '.join(missing)}")
+    try:
+        spacing = tuple(float(v) for v in ds.PixelSpacing)
+        raw_pos = ds.get("ImagePositionPatient")
+        position = None
+        if raw_pos is not None and len(raw_pos) == 3:
+            position = tuple(float(v) for v in raw_pos)
+        raw_inst = ds.get("InstanceNumber")
+        instance = None if raw_inst in (None, "") else int(raw_inst)
+        raw_slope = ds.get("RescaleSlope")
+        raw_icpt = ds.get("RescaleIntercept")
+        slope = 1.0 if raw_slope in (None, "") else float(raw_slope)
+        intercept = 0.0 if raw_icpt in (None, "") else float(raw_icpt)
+        return SliceHeader(
+            path=path,
+            rows=int(ds.Rows),
+            cols=int(ds.Columns),
+            pixel_spacing=spacing,
+            position=position,
+            instance=instance,
+            slope=slope,
+            intercept=intercept,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"Malformed DICOM header in {path}: {exc}") from exc
+
+
+def read_pixels(path: str | os.PathLike) -> np.ndarray:
+    """Raw stored values of one slice as float32, shape (rows, cols).
+
+    No RescaleSlope/RescaleIntercept is applied (the reference used ``pixel_array`` as
+    float32), so the Mayo slices are in [0, 4095] with air near 0, not in HU.
+    """
+    path = str(path)
+    try:
+        pixels = pydicom.dcmread(path).pixel_array
+    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError,
+            AttributeError) as exc:
+        raise ValueError(f"Cannot read DICOM pixels of {path}: {exc}") from exc
+    if pixels.ndim != 2:
+        raise ValueError(f"Expected a single 2D slice in {path}, got shape={pixels.shape!r}")
+    return pixels.astype(np.float32)
+
+
+def _folder(paths: list[str]) -> str:
+    parents = sorted({str(Path(p).parent) for p in paths})
+    if len(parents) == 1:
+        return parents[0]
+    try:
+        return os.path.commonpath(parents)
+    except ValueError:
+        return ", ".join(parents)
+
+
+def _z_key(z: float) -> int:
+    """Position rounded to POSITION_TOLERANCE_MM, as an integer bin."""
+    return int(round(z / POSITION_TOLERANCE_MM))
+
+
+def _partner_differences(a: SliceHeader, b: SliceHeader, check_position: bool) -> list[str]:
+    diffs = []
+    if (a.rows, a.cols) != (b.rows, b.cols):
+        diffs.append(f"rows x cols {a.rows}x{a.cols} vs {b.rows}x{b.cols}")
+    if len(a.pixel_spacing) != len(b.pixel_spacing) or not np.allclose(
+        a.pixel_spacing, b.pixel_spacing, rtol=1e-6, atol=0
+    ):
+        diffs.append(f"pixel spacing {a.pixel_spacing} vs {b.pixel_spacing}")
+    if not math.isclose(a.slope, b.slope, rel_tol=1e-9, abs_tol=1e-12):
+        diffs.append(f"rescale slope {a.slope} vs {b.slope}")
+    if not math.isclose(a.intercept, b.intercept, rel_tol=1e-9, abs_tol=1e-9):
+        diffs.append(f"rescale intercept {a.intercept} vs {b.intercept}")
+    if check_position and a.z is not None and b.z is not None and _z_key(a.z) != _z_key(b.z):
+        diffs.append(f"slice position z {a.z} vs {b.z} mm")
+    return diffs
+
+
+def _key_name(kind: str, key: int) -> str:
+    return f"z={key * POSITION_TOLERANCE_MM:.3f} mm" if kind == "position" else f"instance {key}"
+
+
+def _read_all(paths: list[str], role: str, problems: list[str]) -> list[SliceHeader]:
+    headers = []
+    for p in paths:
+        try:
+            headers.append(read_header(p))
+        except ValueError as exc:
+            problems.append(f"unreadable {role} slice: {exc}")
+    return headers
+
+
+def _slice_key(h: SliceHeader, kind: str) -> int | None:
+    if kind == "position":
+        return None if h.z is None else _z_key(h.z)
+    return h.instance
+
+
+def pair_slices(
+    input_paths: list[str | os.PathLike],
+    target_paths: list[str | os.PathLike],
+    by: str = "position",
+    on_error: str = "fail",
+) -> tuple[list[SlicePair], list[str]]:
+    """Pair the input (low-dose) and target (full-dose) slices of one patient.
+
+    Parameters
+    ----------
+    input_paths, target_paths : list of path
+        The DICOM files of the two dose folders.
+    by : {"position", "name"}
+        ``"position"``: partners have the same z of ImagePositionPatient, rounded to
+        1e-3 mm; when any slice lacks ImagePositionPatient, all slices are paired by
+        InstanceNumber instead.  ``"name"``: the reference behaviour, sorted file names
+        (base names) zipped; partners whose z differ are reported.
+    on_error : {"fail", "drop"}
+        ``"fail"``: raise ValueError listing every problem.  ``"drop"``: leave out the
+        offending slices and return the problem messages.
+
+    Checks
+    ------
+    Unreadable files; different slice counts; a slice with no partner; two slices of one
+    dose folder at the same position (all slices at that position are dropped, and so are
+    their partners, each with its own message); partners that differ in rows x cols, pixel
+    spacing, rescale slope or intercept (or, with ``by="name"``, position).  Each message
+    names the file(s) and folder and what differs.  A count mismatch alone drops nothing
+    (the unpaired slices it implies are reported and dropped individually).
+
+    Returns
+    -------
+    pairs : list of SlicePair
+        Sorted by ascending slice position z (by InstanceNumber when some slice lacks
+        ImagePositionPatient), then by file name.
+    problems : list of str
+        Empty with ``on_error="fail"`` (problems raise instead).
+    """
+    if by not in PAIR_BY:
+        raise ValueError(f"Expected by to be one of {PAIR_BY}, got by={by!r}")
+    if on_error not in ON_ERROR:
+        raise ValueError(f"Expected on_error to be one of {ON_ERROR}, got on_error={on_error!r}")
+    inputs_p = [str(p) for p in input_paths]
+    targets_p = [str(p) for p in target_paths]
+    if not inputs_p or not targets_p:
+        raise ValueError(
+            "Expected at least one input and one target file, got "
+            f"{len(inputs_p)} input and {len(targets_p)} target files"
+        )
+    in_dir, tg_dir = _folder(inputs_p), _folder(targets_p)
+    problems: list[str] = []
+    inputs = _read_all(inputs_p, "input", problems)
+    targets = _read_all(targets_p, "target", problems)
+    if len(inputs_p) != len(targets_p):
+        problems.append(
+            f"count mismatch: {len(inputs_p)} input slices in {in_dir} vs "
+            f"{len(targets_p)} target slices in {tg_dir}"
+        )
+
+    everyone = inputs + targets
+    if all(h.position is not None for h in everyone):
+        kind = "position"
+    elif all(h.instance is not None for h in everyone):
+        kind = "instance"
+    else:
+        kind = "position"
+
+    # Group each folder by key; flag keys shared by several slices of one folder.
+    groups: dict[str, dict[int, list[SliceHeader]]] = {}
+    bad: set[str] = set()  # paths to drop
+    for role, headers, folder in (("input", inputs, in_dir), ("target", targets, tg_dir)):
+        by_key: dict[int, list[SliceHeader]] = defaultdict(list)
+        for h in headers:
+            key = _slice_key(h, kind)
+            if key is None:
+                if by == "position":  # name order needs no key
+                    missing = "ImagePositionPatient" if kind == "position" else "InstanceNumber"
+                    problems.append(
+                        f"{role} slice {h.path} has no {missing} and cannot be paired"
+                    )
+                    bad.add(h.path)
+            else:
+                by_key[key].append(h)
+        for key, same in sorted(by_key.items()):
+            if len(same) > 1:
+                names = ", ".join(h.path for h in same)
+                problems.append(
+                    f"duplicate slice {_key_name(kind, key)} in {role} folder {folder}: {names}"
+                )
+        groups[role] = by_key
+
+    dups = {role: {k for k, v in g.items() if len(v) > 1} for role, g in groups.items()}
+    dup_keys = dups["input"] | dups["target"]
+    other = {"input": "target", "target": "input"}
+    candidates: list[tuple[SliceHeader, SliceHeader]] = []
+    if by == "position":
+        keys = sorted(set(groups["input"]) | set(groups["target"]))
+        for key in keys:
+            ins, tgs = groups["input"].get(key, []), groups["target"].get(key, [])
+            if key in dup_keys:
+                for role, same in (("input", ins), ("target", tgs)):
+                    for h in same:
+                        bad.add(h.path)
+                        if key not in dups[role]:
+                            problems.append(
+                                f"{role} slice {h.path} ({_key_name(kind, key)}) dropped: its "
+                                f"position is duplicated in the {other[role]} folder"
+                            )
+                continue
+            if not tgs:
+                problems.append(
+                    f"input slice {ins[0].path} ({_key_name(kind, key)}) has no partner "
+                    f"among the target slices in {tg_dir}"
+                )
+                continue
+            if not ins:
+                problems.append(
+                    f"target slice {tgs[0].path} ({_key_name(kind, key)}) has no partner "
+                    f"among the input slices in {in_dir}"
+                )
+                continue
+            candidates.append((ins[0], tgs[0]))
+    else:
+        ins = sorted(inputs, key=lambda h: Path(h.path).name)
+        tgs = sorted(targets, key=lambda h: Path(h.path).name)
+        for h in ins[len(tgs):]:
+            problems.append(
+                f"input slice {h.path} has no partner by name order among the target "
+                f"slices in {tg_dir}"
+            )
+        for h in tgs[len(ins):]:
+            problems.append(
+                f"target slice {h.path} has no partner by name order among the input "
+                f"slices in {in_dir}"
+            )
+        for a, b in zip(ins, tgs):
+            key_a, key_b = _slice_key(a, kind), _slice_key(b, kind)
+            if key_a is not None and key_a in dups["input"]:
+                bad.add(a.path)
+            if key_b is not None and key_b in dups["target"]:
+                bad.add(b.path)
+            candidates.append((a, b))
+
+    pairs: list[SlicePair] = []
+    for a, b in candidates:
+        if a.path in bad or b.path in bad:
+            if not (a.path in bad and b.path in bad):
+                culprit = a.path if a.path in bad else b.path
+                problems.append(
+                    f"input slice {a.path} and target slice {b.path} dropped: {culprit} "
+                    "cannot be paired (see above)"
+                )
+            continue
+        diffs = _partner_differences(a, b, check_position=(by == "name"))
+        if diffs:
+            problems.append(
+                f"input slice {a.path} and target slice {b.path} differ: " + "; ".join(diffs)
+            )
+            continue
+        pairs.append(SlicePair(input=a, target=b, position_z=a.z, instance=a.instance))
+
+    if problems and on_error == "fail":
+        listing = "\n".join(f"- {m}" for m in problems)
+        raise ValueError(f"Slice pairing found {len(problems)} problem(s):\n{listing}")
+
+    def order(p: SlicePair) -> tuple:
+        z = p.position_z if p.position_z is not None else math.inf
+        inst = p.instance if p.instance is not None else math.inf
+        first = (z, inst) if kind == "position" else (inst, z)
+        return (*first, Path(p.input.path).name)
+
+    pairs.sort(key=order)
+    return pairs, problems
