@@ -1,0 +1,156 @@
+"""A real one-node SLURM cluster on localhost (scripts/slurm-local.sh).
+
+Shows that
+* ``srun --mpi=pmi2 -n 2`` starts two ranks of the mpich wheel's libmpi that
+  form ONE MPI world of size 2 (Slurm's PMI-2 server wires them up), while a
+  plain ``srun -n 2`` (MpiDefault=none, no PMI) starts two singleton worlds:
+  each rank prints size 1;
+* the Snakemake SLURM executor with profiles/slurm-test submits an MPI rule
+  (resources ``mpi``/``tasks``, overridden by the profile's set-resources)
+  through sbatch, and its ranks form one world of size 2.
+
+Needs root (the script installs Debian packages and starts munged, slurmctld
+and slurmd). Skipped only when not root or when apt cannot install the
+packages (script exit code 3); any other failure of the cluster fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "slurm-local.sh"
+TEST_PROFILE = REPO / "profiles" / "slurm-test"
+# scripts/slurm-local.sh: exit 3 = cannot be set up on this machine
+EXIT_CANNOT = 3
+
+WORLD_SIZE = "from mpi4py import MPI; print(MPI.COMM_WORLD.Get_size(), flush=True)"
+
+
+def _run(cmd, timeout, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
+
+
+def _show(proc: subprocess.CompletedProcess) -> str:
+    return f"rc={proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """Start the local cluster; stop it afterwards unless it was up before."""
+    if os.geteuid() != 0:
+        pytest.skip("the local SLURM cluster needs root (apt-get, daemons)")
+    was_up = shutil.which("sinfo") is not None and (
+        _run(["bash", SCRIPT, "status"], timeout=60).returncode == 0
+    )
+    start = _run(["bash", SCRIPT, "start"], timeout=900)
+    if start.returncode == EXIT_CANNOT:
+        pytest.skip(f"cannot set up SLURM here: {start.stderr.strip()}")
+    assert start.returncode == 0, f"slurm-local.sh start failed\n{_show(start)}"
+    yield
+    if not was_up:
+        stop = _run(["bash", SCRIPT, "stop"], timeout=120)
+        assert stop.returncode == 0, _show(stop)
+
+
+def test_srun_pmi2_forms_one_world(slurm_cluster):
+    # Slurm's mpi/pmi2 plugin serves PMI-2 to the tasks (PMI_FD etc.); the
+    # mpich wheel's libmpi uses it, so both ranks see one world of size 2.
+    proc = _run(
+        ["srun", "-n", "2", "--mpi=pmi2", "-t", "5", sys.executable, "-c", WORLD_SIZE],
+        timeout=180,
+    )
+    assert proc.returncode == 0, _show(proc)
+    assert proc.stdout.split() == ["2", "2"], _show(proc)
+
+
+def test_plain_srun_gives_two_singleton_worlds(slurm_cluster):
+    # Without --mpi (MpiDefault=none in slurm.conf) there is no PMI server:
+    # each task initialises MPI as a singleton and prints 1. This is why the
+    # profiles launch MPI rules with "srun --mpi=pmi2".
+    proc = _run(
+        ["srun", "-n", "2", "-t", "5", sys.executable, "-c", WORLD_SIZE], timeout=180
+    )
+    assert proc.returncode == 0, _show(proc)
+    assert proc.stdout.split() == ["1", "1"], _show(proc)
+
+
+def test_snakemake_slurm_profile_runs_mpi_rule(slurm_cluster, tmp_path):
+    import importlib.util
+
+    assert importlib.util.find_spec("snakemake_executor_plugin_slurm"), (
+        "snakemake-executor-plugin-slurm is missing: pip install -e '.[slurm]'"
+    )
+    (tmp_path / "world.py").write_text(
+        textwrap.dedent(
+            """\
+            from mpi4py import MPI
+            comm = MPI.COMM_WORLD
+            print(f"rank={comm.Get_rank()} size={comm.Get_size()}", flush=True)
+            """
+        )
+    )
+    # The rule asks for plain mpiexec; profiles/slurm-test's set-resources
+    # replaces it with "srun --mpi=pmi2" (and sets tasks=2).
+    snakefile = tmp_path / "Snakefile"
+    snakefile.write_text(
+        textwrap.dedent(
+            f"""\
+            rule extract_patches:
+                input: "world.py"
+                output: "world.txt"
+                resources:
+                    mpi="mpiexec",
+                    tasks=2,
+                shell: "{{resources.mpi}} -n {{resources.tasks}} {sys.executable} {{input}} > {{output}}"
+            """
+        )
+    )
+    t0 = time.monotonic()
+    proc = _run(
+        [
+            sys.executable, "-m", "snakemake",
+            "--profile", TEST_PROFILE,
+            "--snakefile", snakefile,
+            "--directory", tmp_path,
+        ],
+        timeout=600,
+    )
+    elapsed = time.monotonic() - t0
+    print(f"snakemake via SLURM took {elapsed:.1f} s")
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, _show(proc)
+
+    # the profile's launcher was used, not the rule's default
+    assert "srun --mpi=pmi2 -n 2 " in log, log
+
+    # one world of size 2: ranks 0 and 1, both see size 2
+    ranks = sorted(re.findall(r"rank=(\d+) size=(\d+)", (tmp_path / "world.txt").read_text()))
+    assert ranks == [("0", "2"), ("1", "2")], (tmp_path / "world.txt").read_text()
+
+    # it went through SLURM: a job id, its log under .snakemake/slurm_logs,
+    # and the job known to slurmctld as a completed 2-task job
+    m = re.search(r"submitted with SLURM jobid (\d+)", log)
+    assert m, log
+    jobid = m.group(1)
+    slurm_log = tmp_path / ".snakemake" / "slurm_logs" / "rule_extract_patches" / f"{jobid}.log"
+    assert slurm_log.is_file(), sorted(
+        str(p) for p in (tmp_path / ".snakemake").rglob("*") if "slurm" in str(p)
+    )
+    state = _run(["squeue", "-j", jobid, "--states=all", "-h", "-o", "%T"], timeout=60)
+    assert state.stdout.strip() == "COMPLETED", _show(state)
+    job = _run(["scontrol", "show", "job", jobid], timeout=60)
+    assert re.search(r"\bNumTasks=2\b", job.stdout), job.stdout

@@ -1,0 +1,150 @@
+"""LUNA16 nodule mode for the MPI extraction: one work unit per scan.
+
+Inputs (``--inputs`` JSON): ``sidecars`` (the converted scans' JSON files, the ``.npy`` beside
+each), ``masks_dir`` (label volumes ``<uid>.npy``), ``nodules`` (the subset's nodule table) and,
+for the ``candidates`` strategy, ``candidates`` (candidates.csv).  Settings (``--settings``
+JSON): ``subset``, ``seed``, ``buffer_patches`` and the ``luna16`` keys ``patch``,
+``negatives`` and ``output``.
+
+Volumes are read memory-mapped, patch by patch: a rank holds at most ``buffer_patches``
+patches besides the page cache.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ctpatch.geometry import VolumeGrid
+from ctpatch.io.tables import read_candidates
+from ctpatch.luna import (PatchLocation, cut_image, cut_label, negatives_per_scan, nodule_locations,
+                          random_centres, touches_mask)
+from ctpatch.rng import keyed_rng
+from ctpatch.shifts import shift_offsets
+from ctpatch.store import ShardWriter
+
+PROV_NODULE = np.dtype([
+    ("scan_index", "<i4"), ("patch_index", "<i4"), ("seriesuid", "S64"), ("nodule_index", "<i4"),
+    ("annotation_row", "<i4"), ("shift_index", "<i4"), ("shift", "<i4", (3,)), ("centre_voxel", "<i4", (3,)),
+    ("centre_world", "<f8", (3,)), ("nodule_voxel", "<i4", (3,)), ("nodule_world", "<f8", (3,)),
+])
+PROV_NEGATIVE = np.dtype([
+    ("scan_index", "<i4"), ("patch_index", "<i4"), ("seriesuid", "S64"), ("negative_index", "<i4"),
+    ("source", "S16"), ("candidate_row", "<i4"), ("centre_voxel", "<i4", (3,)), ("centre_world", "<f8", (3,)),
+    ("touches_nodule", "?"),
+])
+DATASETS = ("nodule", "label_nodule", "non_nodule", "label_non_nodule")
+
+
+@dataclass(frozen=True)
+class Unit:
+    key: str
+    index: int
+    cost: float
+
+
+def expected_counts(table: pd.DataFrame, uids: list[str], n_offsets: int, negatives: dict) -> tuple[dict, dict]:
+    """Nodule patches and negatives per scan, from the nodule table and the settings."""
+    per_scan = table.groupby("seriesuid").size().to_dict() if len(table) else {}
+    nodule_patches = {uid: int(per_scan.get(uid, 0)) * n_offsets for uid in uids}
+    return nodule_patches, negatives_per_scan(nodule_patches, negatives["ratio"], negatives["scans"])
+
+
+class Job:
+    def __init__(self, args):
+        s, inp = args.settings, args.inputs
+        self.settings = s
+        self.seed = int(s["seed"])
+        self.patch = s["patch"]
+        self.neg = s["negatives"]
+        self.out = s["output"]
+        self.size = int(self.patch["size"])
+        self.offsets = shift_offsets(self.patch["stride"], self.patch["shifts_per_side"], self.patch["directions"])
+        self.sidecars = sorted((Path(p) for p in inp["sidecars"]), key=lambda p: p.stem)
+        self.uids = [p.stem for p in self.sidecars]
+        self.masks_dir = Path(inp["masks_dir"])
+        self.table = pd.read_csv(inp["nodules"], sep="\t", dtype={"seriesuid": str})
+        unknown = set(self.table["seriesuid"]) - set(self.uids)
+        if unknown:
+            raise ValueError(f"{inp['nodules']}: nodules of scans not in this subset: {sorted(unknown)[:3]}")
+        self.nodule_patches, self.negatives = expected_counts(self.table, self.uids, len(self.offsets), self.neg)
+        self.candidates = None
+        if self.neg["strategy"] == "candidates":
+            cand = read_candidates(inp["candidates"])
+            self.candidates = cand[(cand["class"] == 0) & cand["seriesuid"].isin(self.uids)]
+
+    def units(self) -> list[Unit]:
+        return [Unit(uid, i, 1.0 + self.nodule_patches[uid] + self.negatives[uid]) for i, uid in enumerate(self.uids)]
+
+    def writer(self, path) -> ShardWriter:
+        p, pool = self.size, int(self.patch["label_pool"])
+        lab = -(-p // pool)
+        img_shape, lab_shape = (p, p, p, 1), (lab, lab, lab, 2)
+        specs = {"nodule": (img_shape, self.out["dtype"]), "label_nodule": (lab_shape, "float32"),
+                 "non_nodule": (img_shape, self.out["dtype"]), "label_non_nodule": (lab_shape, "float32")}
+        return ShardWriter(path, specs, {"nodule": PROV_NODULE, "non_nodule": PROV_NEGATIVE},
+                           compression=self.out["compression"], buffer=int(self.settings["buffer_patches"]))
+
+    def run(self, unit: Unit, w: ShardWriter) -> dict:
+        sidecar_path = self.sidecars[unit.index]
+        sidecar = json.loads(sidecar_path.read_text())
+        grid = VolumeGrid.from_dict(sidecar["grid"])
+        volume = np.load(sidecar_path.with_suffix(".npy"), mmap_mode="r")
+        mask = np.load(self.masks_dir / f"{unit.key}.npy", mmap_mode="r")
+        if volume.shape != grid.shape_zyx or mask.shape != grid.shape_zyx:
+            raise ValueError(f"{sidecar_path}: volume {volume.shape} / mask {mask.shape} do not match the grid "
+                             f"{grid.shape_zyx} (z, y, x)")
+        fill, pool, dtype = sidecar["min"], int(self.patch["label_pool"]), self.out["dtype"]
+        nod = self.table[self.table["seriesuid"] == unit.key].sort_values("nodule_index")
+        centres_xyz = nod[["voxel_x", "voxel_y", "voxel_z"]].to_numpy(np.int64)
+        k = 0
+        for n, s, loc in nodule_locations(centres_xyz[:, ::-1], self.offsets, self.size):
+            centre_xyz = np.asarray(loc.centre_zyx[::-1])
+            w.add("nodule", cut_image(volume, loc, fill, dtype))
+            w.add("label_nodule", cut_label(mask, loc, pool))
+            row = nod.iloc[n]
+            w.add_row("nodule", (unit.index, k, unit.key.encode(), n, int(row["annotation_row"]), s,
+                                 self.offsets[s], centre_xyz, grid.index_to_world(centre_xyz), centres_xyz[n],
+                                 (row["world_x"], row["world_y"], row["world_z"])))
+            k += 1
+        negs = self.negative_locations(unit, grid, mask)
+        for j, (loc, source, cand_row) in enumerate(negs):
+            centre_xyz = np.asarray(loc.centre_zyx[::-1])
+            w.add("non_nodule", cut_image(volume, loc, fill, dtype))
+            w.add("label_non_nodule", cut_label(mask, loc, pool))
+            w.add_row("non_nodule", (unit.index, j, unit.key.encode(), j, source.encode(), cand_row, centre_xyz,
+                                     grid.index_to_world(centre_xyz), touches_mask(mask, loc)))
+        return {"nodules": len(nod), "nodule_patches": k, "negatives": len(negs)}
+
+    def negative_locations(self, unit: Unit, grid: VolumeGrid, mask) -> list[tuple[PatchLocation, str, int]]:
+        """The negatives of one scan as (location, source, candidates.csv row or -1)."""
+        count = self.negatives[unit.key]
+        rng = keyed_rng(self.seed, "negatives", unit.key)
+        strategy = self.neg["strategy"]
+        if strategy == "random":
+            return [(PatchLocation(tuple(int(v) for v in c), self.size), "random", -1)
+                    for c in random_centres(grid.shape_zyx, count, rng)]
+        out = []
+        if strategy == "candidates":
+            cand = self.candidates[self.candidates["seriesuid"] == unit.key]
+            vox = grid.world_to_voxel(cand[["coordX", "coordY", "coordZ"]].to_numpy(float)).reshape(-1, 3)
+            inside = np.all((vox >= 0) & (vox < np.asarray(grid.size)), axis=1)
+            order = rng.permutation(np.flatnonzero(inside))[:count]
+            out = [(PatchLocation(tuple(int(v) for v in vox[i][::-1]), self.size), "candidate",
+                    int(cand["row"].iloc[i])) for i in order]
+        source = "avoid_nodules" if strategy == "avoid_nodules" else "fill"
+        while len(out) < count:
+            for _ in range(int(self.neg["max_tries"])):
+                loc = PatchLocation(tuple(int(v) for v in random_centres(grid.shape_zyx, 1, rng)[0]), self.size)
+                if not touches_mask(mask, loc):
+                    out.append((loc, source, -1))
+                    break
+            else:
+                raise RuntimeError(f"scan {unit.key}: no patch free of nodules found in {self.neg['max_tries']} "
+                                   f"draws (negative {len(out)} of {count}); raise negatives.max_tries or use "
+                                   f"strategy 'random'")
+        return out

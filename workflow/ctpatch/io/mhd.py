@@ -1,0 +1,150 @@
+"""MetaImage (.mhd + .raw) scans: header checks before any pixel is read, then the volume.
+
+LUNA16 ships each scan as ``<seriesuid>.mhd`` (text header) beside ``<seriesuid>.raw``
+(MET_SHORT HU values).  :func:`check_scan` reads the header alone and verifies that the data
+file exists and has exactly the size the header promises, so a missing or truncated ``.raw`` is
+reported before hours of work are spent on the other scans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ctpatch.geometry import VolumeGrid
+
+ELEMENT_BYTES = {
+    "MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4,
+    "MET_UINT": 4, "MET_LONG": 8, "MET_ULONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8,
+}
+
+
+class ScanError(ValueError):
+    """A scan file that cannot be used; the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class ScanHeader:
+    """What the .mhd header says: geometry in (x, y, z) order and the data file."""
+
+    path: Path
+    series_uid: str
+    grid: VolumeGrid
+    element_type: str
+    data_file: Path
+    compressed: bool
+
+
+def parse_header(path: str | Path) -> dict[str, str]:
+    """The ``Key = Value`` pairs of a MetaImage header (keys as written)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="latin-1")
+    except OSError as exc:
+        raise ScanError(f"{path}: cannot read the header ({exc.strerror})") from None
+    fields: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if "=" not in line:
+            raise ScanError(f"{path}: line {n} is not 'Key = Value': {line[:80]!r}")
+        key, value = line.split("=", 1)
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def _floats(path: Path, fields: dict, key: str, n: int, default=None) -> tuple[float, ...]:
+    if key not in fields:
+        if default is not None:
+            return default
+        raise ScanError(f"{path}: header has no {key}")
+    try:
+        values = tuple(float(v) for v in fields[key].split())
+    except ValueError:
+        raise ScanError(f"{path}: {key} = {fields[key]!r} is not {n} numbers") from None
+    if len(values) != n:
+        raise ScanError(f"{path}: expected {n} values for {key}, got {fields[key]!r}")
+    return values
+
+
+def read_header(path: str | Path) -> ScanHeader:
+    """Parse and check a .mhd header (3D only); does not open the data file."""
+    path = Path(path)
+    fields = parse_header(path)
+    ndims = fields.get("NDims")
+    if ndims != "3":
+        raise ScanError(f"{path}: expected NDims = 3, got {ndims!r}")
+    size = _floats(path, fields, "DimSize", 3)
+    if any(s < 1 or s != int(s) for s in size):
+        raise ScanError(f"{path}: expected positive whole DimSize, got {fields['DimSize']!r}")
+    spacing = _floats(path, fields, "ElementSpacing", 3, default=(1.0, 1.0, 1.0))
+    if any(s <= 0 for s in spacing):
+        raise ScanError(f"{path}: expected positive ElementSpacing, got {fields['ElementSpacing']!r}")
+    origin_key = next((k for k in ("Offset", "Origin", "Position") if k in fields), "Offset")
+    origin = _floats(path, fields, origin_key, 3, default=(0.0, 0.0, 0.0))
+    dir_key = next((k for k in ("TransformMatrix", "Rotation", "Orientation") if k in fields), None)
+    direction = _floats(path, fields, dir_key, 9) if dir_key else VolumeGrid.direction
+    element_type = fields.get("ElementType", "")
+    if element_type not in ELEMENT_BYTES:
+        raise ScanError(f"{path}: unsupported ElementType {element_type!r}")
+    data_name = fields.get("ElementDataFile")
+    if not data_name or data_name.upper() == "LOCAL" or data_name.upper().startswith("LIST"):
+        raise ScanError(f"{path}: expected ElementDataFile naming a separate .raw file, got {data_name!r}")
+    try:
+        grid = VolumeGrid(origin, spacing, tuple(int(s) for s in size), direction)
+    except ValueError as exc:
+        raise ScanError(f"{path}: {exc}") from None
+    return ScanHeader(
+        path=path,
+        series_uid=path.stem,
+        grid=grid,
+        element_type=element_type,
+        data_file=path.parent / data_name,
+        compressed=fields.get("CompressedData", "False").lower() == "true",
+    )
+
+
+def check_scan(path: str | Path) -> ScanHeader:
+    """Header checks plus: the data file exists and holds exactly the voxels the header declares."""
+    header = read_header(path)
+    if not header.data_file.is_file():
+        raise ScanError(f"{header.path}: its data file {header.data_file} is missing")
+    if not header.compressed:
+        expected = int(np.prod(header.grid.size)) * ELEMENT_BYTES[header.element_type]
+        found = header.data_file.stat().st_size
+        if found != expected:
+            what = "truncated" if found < expected else "larger than declared"
+            raise ScanError(
+                f"{header.data_file}: {what}: expected {expected} bytes for DimSize "
+                f"{' '.join(map(str, header.grid.size))} of {header.element_type}, found {found}"
+            )
+    return header
+
+
+def read_image(path: str | Path) -> sitk.Image:
+    """Check the scan, then read it with SimpleITK (geometry taken from the file)."""
+    header = check_scan(path)
+    try:
+        return sitk.ReadImage(str(header.path))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
+        raise ScanError(f"{header.path}: SimpleITK cannot read it: {first}") from None
+
+
+def grid_of(image: sitk.Image) -> VolumeGrid:
+    """The (x, y, z) geometry of a SimpleITK image."""
+    return VolumeGrid(image.GetOrigin(), image.GetSpacing(), image.GetSize(), image.GetDirection())
+
+
+def write_scan(path: str | Path, volume_zyx: np.ndarray, grid: VolumeGrid) -> None:
+    """Write an int16 (z, y, x) volume as ``.mhd`` + ``.raw`` with the given geometry."""
+    if tuple(volume_zyx.shape) != grid.shape_zyx:
+        raise ValueError(f"Expected a volume of shape {grid.shape_zyx} (z, y, x), got {volume_zyx.shape}")
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume_zyx))
+    image.SetOrigin(grid.origin)
+    image.SetSpacing(grid.spacing)
+    image.SetDirection(grid.direction)
+    sitk.WriteImage(image, str(path), useCompression=False)

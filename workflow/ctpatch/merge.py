@@ -1,0 +1,122 @@
+"""Merge the ranks' shards into the final patch file(s), in an order independent of the ranks.
+
+Patches are put in canonical order (by the mode's sort keys, e.g. scan then patch index), then
+optionally shuffled by a permutation keyed by the seed and the output, and optionally split into
+``nsplit`` files.  Chunks are copied as compressed bytes (one patch per chunk), so the merge
+costs about one read and one write of the compressed data and holds one chunk at a time.
+
+Usage: ``python -m ctpatch.merge --mode luna16 --shards-dir D --out X.h5 [Y.h5 ...] --settings JSON``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+import ctpatch
+from ctpatch.rng import keyed_rng
+from ctpatch.store import atomic_path, copy_chunks, create_patch_dataset
+
+# per mode: provenance table -> the patch datasets aligned with it, and the canonical sort keys
+GROUPS = {
+    "luna16": ({"nodule": ("nodule", "label_nodule"), "non_nodule": ("non_nodule", "label_non_nodule")},
+               ("scan_index", "patch_index")),
+    "ldct": ({"patch": ("input", "target")}, ("pair_index", "patch_index")),
+}
+
+
+class MergeError(ValueError):
+    pass
+
+
+def read_manifest(shards_dir: Path) -> dict:
+    path = shards_dir / "manifest.json"
+    if not path.is_file():
+        raise MergeError(f"{path}: missing: the extraction did not finish")
+    manifest = json.loads(path.read_text())
+    for s in manifest["shards"]:
+        if not (shards_dir / s["shard"]).is_file():
+            raise MergeError(f"{shards_dir / s['shard']}: listed in the manifest but missing")
+    return manifest
+
+
+def canonical_order(tables: list[np.ndarray], keys) -> tuple[np.ndarray, np.ndarray]:
+    """(shard number, row in shard) of every row, sorted by ``keys``; raises on duplicate keys."""
+    shard = np.concatenate([np.full(len(t), i, dtype=np.int64) for i, t in enumerate(tables)]) if tables else np.zeros(0, np.int64)
+    row = np.concatenate([np.arange(len(t), dtype=np.int64) for t in tables]) if tables else np.zeros(0, np.int64)
+    if not len(shard):
+        return shard, row
+    cols = [np.concatenate([t[k] for t in tables]) for k in keys]
+    order = np.lexsort(cols[::-1])
+    sorted_cols = np.stack([c[order] for c in cols], axis=1)
+    if len(order) > 1 and np.any(np.all(sorted_cols[1:] == sorted_cols[:-1], axis=1)):
+        raise MergeError("two shards hold the same patch: a unit was extracted twice")
+    return shard[order], row[order]
+
+
+def merge(shards_dir, outputs, mode: str, seed: int, shuffle: bool, attrs: dict | None = None) -> dict:
+    """Merge; return counts per provenance table."""
+    shards_dir = Path(shards_dir)
+    outputs = [Path(o) for o in outputs]
+    groups, keys = GROUPS[mode]
+    manifest = read_manifest(shards_dir)
+    counts = {}
+    with ExitStack() as stack:
+        srcs = [stack.enter_context(h5py.File(shards_dir / s["shard"], "r")) for s in manifest["shards"]]
+        tmps = [stack.enter_context(atomic_path(o)) for o in outputs]
+        dsts = [stack.enter_context(h5py.File(t, "w")) for t in tmps]
+        for table, datasets in groups.items():
+            provs = [f[f"provenance/{table}"][...] for f in srcs]
+            shard_of, row_of = canonical_order(provs, keys)
+            n = len(shard_of)
+            counts[table] = n
+            order = keyed_rng(seed, "shuffle", mode, table, *(o.name for o in outputs)).permutation(n) if shuffle else np.arange(n)
+            parts = np.array_split(order, len(outputs))
+            for dst, part in zip(dsts, parts):
+                prov = np.empty(len(part), dtype=provs[0].dtype) if provs else np.empty(0)
+                for i, p in enumerate(part):
+                    prov[i] = provs[shard_of[p]][row_of[p]]
+                dst.create_dataset(f"provenance/{table}", data=prov)
+                for name in datasets:
+                    ref = srcs[0][name]
+                    out = create_patch_dataset(dst, name, ref.shape[1:], ref.dtype, ref.compression or "none")
+                    out.resize(len(part), axis=0)
+                    for dst_row, p in enumerate(part):
+                        copy_chunks(srcs[shard_of[p]][name], out, [row_of[p]], dst_row)
+        for i, dst in enumerate(dsts):
+            for k, v in (attrs or {}).items():
+                dst.attrs[k] = v
+            dst.attrs["ctpatch_version"] = ctpatch.__version__
+            dst.attrs["part"] = i
+            dst.attrs["parts"] = len(dsts)
+            dst.attrs["shuffled"] = bool(shuffle)
+    return counts
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ctpatch.merge", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mode", choices=sorted(GROUPS), required=True)
+    ap.add_argument("--shards-dir", required=True)
+    ap.add_argument("--out", nargs="+", required=True, help="one or more files (nsplit = their number)")
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--shuffle", choices=["yes", "no"], default="yes")
+    ap.add_argument("--settings", default="{}", help="JSON settings recorded as the file's 'settings' attribute")
+    args = ap.parse_args(argv)
+    try:
+        counts = merge(args.shards_dir, args.out, args.mode, args.seed, args.shuffle == "yes",
+                       {"settings": args.settings, "mode": args.mode, "seed": args.seed})
+    except MergeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"merged {counts} into {', '.join(args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

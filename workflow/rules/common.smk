@@ -1,0 +1,121 @@
+# Config validation, input functions (get_*), the final targets and wildcard constraints.
+
+import json
+import shlex
+from pathlib import Path
+
+from ctpatch.config import validate as validate_config
+
+validate_config(config)  # the schema's defaults are filled in; a bad value stops here with its key
+
+RES = config["results"]
+MODE = config["mode"]
+LUNA = config["luna16"]
+DEMO_ROOT = f"{RES}/demo/luna16"
+
+
+def q(value):
+    """A value as one shell word (JSON for dicts and lists)."""
+    return shlex.quote(value if isinstance(value, str) else json.dumps(value, sort_keys=True))
+
+
+# ---------------------------------------------------------------- LUNA16 inputs
+def luna_root():
+    return DEMO_ROOT if LUNA["root"] == "demo" else LUNA["root"]
+
+
+def luna_table(key):
+    path = Path(LUNA[key])
+    return str(path if path.is_absolute() else Path(luna_root()) / path)
+
+
+def _discover_luna():
+    """subset -> sorted series uids, known at parse time (demo: from the plan, no voxels made)."""
+    if LUNA["root"] == "demo":
+        from ctpatch.demo import plan_scans
+
+        scans = {}
+        for plan in plan_scans(config["demo"], config["seed"]):
+            scans.setdefault(plan.subset, []).append(plan.series_uid)
+    else:
+        root = Path(LUNA["root"])
+        if not root.is_dir():
+            raise ValueError(f"luna16.root: folder {root} not found")
+        scans = {d.name: [p.stem for p in d.glob("*.mhd")] for d in root.glob("subset*") if d.is_dir()}
+    wanted = LUNA["subsets"] or sorted(scans, key=lambda s: int(s[len("subset"):]))
+    missing = [s for s in wanted if not scans.get(s)]
+    if missing and LUNA["root"] != "demo":
+        # left to check_luna, which names every empty or missing folder; no job is planned for them
+        pass
+    if not wanted:
+        raise ValueError(f"luna16.root: no subsetK folders under {luna_root()}")
+    return {s: sorted(scans.get(s, [])) for s in wanted}
+
+
+LUNA_SCANS = _discover_luna() if MODE == "luna16" else {}
+
+
+def get_luna_subsets():
+    return list(LUNA_SCANS)
+
+
+def get_luna_scan_files(wildcards=None):
+    root = luna_root()
+    return [f"{root}/{s}/{uid}.{ext}" for s, uids in LUNA_SCANS.items() for uid in uids for ext in ("mhd", "raw")]
+
+
+def get_volumes(wildcards):
+    return [f"{RES}/luna16/volumes/{wildcards.group}/{uid}.{ext}" for uid in LUNA_SCANS[wildcards.group] for ext in ("json", "npy")]
+
+
+def get_sidecars(wildcards):
+    return [f"{RES}/luna16/volumes/{wildcards.group}/{uid}.json" for uid in LUNA_SCANS[wildcards.group]]
+
+
+def luna_settings():
+    s = {k: LUNA[k] for k in ("patch", "negatives", "output", "normalize")}
+    s["seed"] = config["seed"]
+    s["buffer_patches"] = config["extract"]["buffer_patches"]
+    return s
+
+
+# ---------------------------------------------------------------- per-mode dispatch
+def get_groups():
+    return get_luna_subsets() if MODE == "luna16" else get_ldct_patients()
+
+
+def get_ldct_patients():
+    return []
+
+
+def get_extract_inputs(wildcards):
+    if MODE == "luna16":
+        files = get_volumes(wildcards) + [f"{RES}/luna16/labels/{wildcards.group}/masks", f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv"]
+        if LUNA["negatives"]["strategy"] == "candidates":
+            files.append(luna_table("candidates"))
+        return files
+    raise ValueError(f"mode {MODE!r} has no extraction inputs")
+
+
+def get_extract_params(wildcards):
+    if MODE == "luna16":
+        inputs = {"sidecars": get_sidecars(wildcards), "masks_dir": f"{RES}/luna16/labels/{wildcards.group}/masks",
+                  "nodules": f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv",
+                  "candidates": luna_table("candidates") if LUNA["negatives"]["strategy"] == "candidates" else None}
+        return {"inputs": q(inputs), "settings": q(luna_settings())}
+    raise ValueError(f"mode {MODE!r} has no extraction parameters")
+
+
+def get_patch_files(group):
+    return [f"{RES}/{MODE}/patches/{group}.h5"]
+
+
+def get_final_output():
+    groups = get_groups()
+    return [f"{RES}/{MODE}/reports/{g}.verify.json" for g in groups] + [f for g in groups for f in get_patch_files(g)]
+
+
+wildcard_constraints:
+    group=r"[A-Za-z0-9_.-]+",
+    uid=r"[0-9.]+",
+    subset=r"subset[0-9]+",
