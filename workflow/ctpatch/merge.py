@@ -23,11 +23,17 @@ import ctpatch
 from ctpatch.rng import keyed_rng
 from ctpatch.store import atomic_path, copy_chunks, create_patch_dataset
 
-# per mode: provenance table -> the patch datasets aligned with it, and the canonical sort keys
+# per mode: provenance table -> (the patch datasets aligned with it, its canonical sort keys).
+# A table without datasets (e.g. LDCT's per-pair summary) is written whole, unshuffled, to every part.
 GROUPS = {
-    "luna16": ({"nodule": ("nodule", "label_nodule"), "non_nodule": ("non_nodule", "label_non_nodule")},
-               ("scan_index", "patch_index")),
-    "ldct": ({"patch": ("input", "target")}, ("pair_index", "patch_index")),
+    "luna16": {
+        "nodule": (("nodule", "label_nodule"), ("scan_index", "patch_index")),
+        "non_nodule": (("non_nodule", "label_non_nodule"), ("scan_index", "patch_index")),
+    },
+    "ldct": {
+        "patch": (("input", "target"), ("pair_index", "patch_index")),
+        "pair": ((), ("pair_index",)),
+    },
 }
 
 
@@ -64,20 +70,24 @@ def merge(shards_dir, outputs, mode: str, seed: int, shuffle: bool, attrs: dict 
     """Merge; return counts per provenance table."""
     shards_dir = Path(shards_dir)
     outputs = [Path(o) for o in outputs]
-    groups, keys = GROUPS[mode]
+    groups = GROUPS[mode]
     manifest = read_manifest(shards_dir)
     counts = {}
     with ExitStack() as stack:
         srcs = [stack.enter_context(h5py.File(shards_dir / s["shard"], "r")) for s in manifest["shards"]]
         tmps = [stack.enter_context(atomic_path(o)) for o in outputs]
         dsts = [stack.enter_context(h5py.File(t, "w")) for t in tmps]
-        for table, datasets in groups.items():
+        for table, (datasets, keys) in groups.items():
             provs = [f[f"provenance/{table}"][...] for f in srcs]
             shard_of, row_of = canonical_order(provs, keys)
             n = len(shard_of)
             counts[table] = n
-            order = keyed_rng(seed, "shuffle", mode, table, *(o.name for o in outputs)).permutation(n) if shuffle else np.arange(n)
-            parts = np.array_split(order, len(outputs))
+            if not datasets:
+                parts = [np.arange(n)] * len(outputs)
+            else:
+                mixed = shuffle and n > 1
+                order = keyed_rng(seed, "shuffle", mode, table, *(o.name for o in outputs)).permutation(n) if mixed else np.arange(n)
+                parts = np.array_split(order, len(outputs))
             for dst, part in zip(dsts, parts):
                 prov = np.empty(len(part), dtype=provs[0].dtype) if provs else np.empty(0)
                 for i, p in enumerate(part):
