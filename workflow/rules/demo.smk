@@ -7,10 +7,12 @@ if LUNA["root"] == "demo" and MODE == "luna16":
             scans=get_luna_scan_files(),
             annotations=f"{DEMO_ROOT}/CSVFILES/annotations.csv",
             candidates=f"{DEMO_ROOT}/CSVFILES/candidates.csv",
+        conda:
+            "../../envs/ctpatch.yaml"
         log:
             "logs/demo/make_demo_luna16.log",
         params:
-            out=DEMO_ROOT,
+            out=lambda wc, output: str(Path(output.annotations).parents[1]),
             settings=q(config["demo"]),
             seed=config["seed"],
         shell:

@@ -8,6 +8,8 @@ rule extract_patches:
         get_extract_inputs,
     output:
         directory(f"{RES}/{MODE}/shards/{{group}}"),
+    conda:
+        "../../envs/ctpatch.yaml"
     log:
         f"logs/{MODE}/extract_patches/{{group}}.log",
     benchmark:
@@ -17,7 +19,8 @@ rule extract_patches:
         mpi=config["extract"]["mpi"],
         tasks=config["extract"]["tasks"],
     params:
+        mode=MODE,
         p=get_extract_params,
     shell:
-        "{resources.mpi} -n {resources.tasks} python -m ctpatch.extract --mode {MODE} --ranks {resources.tasks} "
+        "{resources.mpi} -n {resources.tasks} python -m ctpatch.extract --mode {params.mode} --ranks {resources.tasks} "
         "--out-dir {output} --settings {params.p[settings]} --inputs {params.p[inputs]} > {log} 2>&1"

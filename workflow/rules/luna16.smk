@@ -8,10 +8,12 @@ rule check_luna_inputs:
     output:
         scans=f"{RES}/luna16/checks/scans.tsv",
         report=f"{RES}/luna16/checks/inputs.json",
+    conda:
+        "../../envs/ctpatch.yaml"
     log:
         "logs/luna16/check_luna_inputs.log",
     params:
-        root=luna_root(),
+        root=lambda wc, input: str(Path(input.scans[0]).parents[1]),
         subsets=" ".join(get_luna_subsets()),
         unknown=LUNA["unknown_series"],
         candidates=(
@@ -31,6 +33,8 @@ rule convert_mhd:
     output:
         npy=f"{RES}/luna16/volumes/{{subset}}/{{uid}}.npy",
         json=f"{RES}/luna16/volumes/{{subset}}/{{uid}}.json",
+    conda:
+        "../../envs/ctpatch.yaml"
     log:
         "logs/luna16/convert_mhd/{subset}/{uid}.log",
     benchmark:
@@ -49,6 +53,8 @@ rule make_labels:
     output:
         masks=directory(f"{RES}/luna16/labels/{{group}}/masks"),
         table=f"{RES}/luna16/labels/{{group}}/nodules.tsv",
+    conda:
+        "../../envs/ctpatch.yaml"
     log:
         "logs/luna16/make_labels/{group}.log",
     shell:

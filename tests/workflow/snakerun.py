@@ -1,0 +1,40 @@
+"""Run the repository's Snakefile in a scratch folder with a given config."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def write_config(workdir: Path, config: dict) -> Path:
+    path = workdir / "config" / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    """``snakemake --snakefile <repo>/Snakefile --directory <workdir> ARGS``; output captured."""
+    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+# A small LUNA16 demo: full 512-wide LUNA geometry is not needed to test the wiring, but the scans
+# stay larger than a 68³ patch on every axis so that an axis swap would show.
+SMALL_LUNA = {
+    "mode": "luna16",
+    "seed": 0,
+    "demo": {"subsets": 2, "scans_per_subset": 1, "size_xy": 192, "slices": [70, 90], "nodules_per_scan": [1, 2],
+             "candidates_per_scan": 10},
+    "luna16": {"resample": {"interpolator": "linear"}},
+    "extract": {"tasks": 2},
+}

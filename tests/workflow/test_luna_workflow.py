@@ -1,0 +1,142 @@
+"""The LUNA16 mode under Snakemake: the DAG, lint, a 2-rank run, rank-count independence."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from snakerun import REPO, SMALL_LUNA, snakemake, write_config
+
+CHAIN = ["make_demo_luna16", "check_luna_inputs", "convert_mhd", "make_labels", "extract_patches",
+         "merge_patches", "verify_patches", "all"]
+
+
+def test_dry_run_shows_the_chain(tmp_path):
+    write_config(tmp_path, SMALL_LUNA)
+    out = snakemake(tmp_path, "-n", "--quiet", "rules").stdout
+    counts = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    assert counts == {"make_demo_luna16": 1, "check_luna_inputs": 1, "convert_mhd": 2, "make_labels": 2,
+                      "extract_patches": 2, "merge_patches": 2, "verify_patches": 2, "all": 1, "total": 13}
+
+
+def test_rulegraph_links_each_step_to_the_next(tmp_path):
+    write_config(tmp_path, SMALL_LUNA)
+    dot = snakemake(tmp_path, "--rulegraph").stdout
+    ids = {}
+    for line in dot.splitlines():
+        if "[label = \"" in line:
+            ids[line.split("[")[0].strip()] = line.split('label = "')[1].split('"')[0]
+    edges = {(ids[a.strip()], ids[b.strip().rstrip(";").split()[0]])
+             for a, b in (l.split("->") for l in dot.splitlines() if "->" in l)}
+    for a, b in zip(CHAIN, CHAIN[1:]):
+        assert (a, b) in edges, f"missing edge {a} -> {b} in {sorted(edges)}"
+
+
+def test_lint_is_clean(tmp_path):
+    write_config(tmp_path, SMALL_LUNA)
+    proc = snakemake(tmp_path, "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_invalid_config_value_names_the_key(tmp_path):
+    bad = copy.deepcopy(SMALL_LUNA)
+    bad["luna16"]["negatives"] = {"strategy": "nearby"}
+    write_config(tmp_path, bad)
+    proc = snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    said = proc.stdout + proc.stderr
+    assert "luna16.negatives.strategy" in said and "avoid_nodules" in said
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The small demo run with 2 ranks and, from the same converted data, with 1 rank."""
+    two = tmp_path_factory.mktemp("two_ranks")
+    write_config(two, SMALL_LUNA)
+    snakemake(two, "--cores", "2")
+    one = tmp_path_factory.mktemp("one_rank")
+    cfg = copy.deepcopy(SMALL_LUNA)
+    cfg["extract"]["tasks"] = 1
+    write_config(one, cfg)
+    snakemake(one, "--cores", "2")
+    return {1: one, 2: two}
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_two_rank_run_counts_and_report(runs):
+    work = runs[2]
+    for subset in ("subset0", "subset1"):
+        log = (work / "logs" / "luna16" / "extract_patches" / f"{subset}.log").read_text()
+        assert "rank 0: MPI world size 2" in log and "rank 1: MPI world size 2" in log
+        nodules = pd.read_csv(work / f"results/luna16/labels/{subset}/nodules.tsv", sep="\t")
+        ann = pd.read_csv(work / "results/demo/luna16/CSVFILES/annotations.csv")
+        scans = [p.stem for p in (work / "results/demo/luna16" / subset).glob("*.mhd")]
+        assert len(nodules) == ann["seriesuid"].isin(scans).sum() > 0
+        with h5py.File(work / f"results/luna16/patches/{subset}.h5", "r") as f:
+            assert f["nodule"].shape == (57 * len(nodules), 68, 68, 68, 1)
+            assert f["label_nodule"].shape == (57 * len(nodules), 8, 8, 8, 2)
+            assert f["non_nodule"].shape == (3 * 57 * len(nodules), 68, 68, 68, 1)
+            assert f["label_non_nodule"].shape == (3 * 57 * len(nodules), 8, 8, 8, 2)
+            assert f["nodule"].dtype == np.float32 and f["nodule"].chunks == (1, 68, 68, 68, 1)
+            assert f["nodule"].compression == "lzf"
+            prov = f["provenance/nodule"][...]
+            assert sorted(set(prov["seriesuid"].astype(str))) == sorted(scans)
+        report = json.loads((work / f"results/luna16/reports/{subset}.verify.json").read_text())
+        assert report["ok"] and report["failures"] == []
+        assert report["nodule_patches"] == 57 * len(nodules)
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_one_and_two_ranks_give_identical_patches(runs):
+    for subset in ("subset0", "subset1"):
+        paths = [runs[n] / f"results/luna16/patches/{subset}.h5" for n in (1, 2)]
+        with h5py.File(paths[0], "r") as a, h5py.File(paths[1], "r") as b:
+            for name in ("nodule", "label_nodule", "non_nodule", "label_non_nodule",
+                         "provenance/nodule", "provenance/non_nodule"):
+                assert a[name].shape == b[name].shape
+                assert a[name][...].tobytes() == b[name][...].tobytes(), name
+        assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_patch_provenance_traces_back_to_the_volume(runs):
+    """A shuffled patch, found by its provenance, equals the crop of the converted volume."""
+    work = runs[2]
+    with h5py.File(work / "results/luna16/patches/subset0.h5", "r") as f:
+        prov = f["provenance/nodule"][...]
+        i = int(np.flatnonzero(prov["shift_index"] == 56)[0])
+        uid = prov["seriesuid"][i].decode()
+        c = prov["centre_voxel"][i]  # (x, y, z)
+        vol = np.load(work / f"results/luna16/volumes/subset0/{uid}.npy")  # (z, y, x)
+        m = 34 + 8 * 4  # the reference's padding: half a patch plus the largest shift
+        pad = np.pad(vol, m, constant_values=vol.min())
+        lo = c - 34 + m
+        expected = pad[lo[2]:lo[2] + 68, lo[1]:lo[1] + 68, lo[0]:lo[0] + 68].transpose(2, 1, 0)
+        assert np.array_equal(f["nodule"][i][..., 0], expected)
+        assert np.array_equal(prov["centre_voxel"][i] - prov["shift"][i], prov["nodule_voxel"][i])
+
+
+@pytest.mark.mpi
+def test_extraction_refuses_a_world_of_the_wrong_size(tmp_path):
+    proc = subprocess.run(
+        ["mpiexec", "-n", "1", sys.executable, "-m", "ctpatch.extract", "--mode", "luna16", "--ranks", "2",
+         "--out-dir", str(tmp_path / "shards"), "--settings", "{}", "--inputs", "{}"],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )
+    assert proc.returncode != 0
+    assert "expected an MPI world of 2 ranks, got 1" in proc.stderr
+    assert not (tmp_path / "shards" / "manifest.json").exists()
