@@ -59,6 +59,8 @@ def slurm_cluster():
     start = _run(["bash", SCRIPT, "start"], timeout=900)
     if start.returncode == EXIT_CANNOT:
         pytest.skip(f"cannot set up SLURM here: {start.stderr.strip()}")
+    if start.returncode != 0 and not was_up:
+        _run(["bash", SCRIPT, "stop"], timeout=120)  # leave no half-started daemons
     assert start.returncode == 0, f"slurm-local.sh start failed\n{_show(start)}"
     yield
     if not was_up:
@@ -103,8 +105,10 @@ def test_snakemake_slurm_profile_runs_mpi_rule(slurm_cluster, tmp_path):
             """
         )
     )
-    # The rule asks for plain mpiexec; profiles/slurm-test's set-resources
-    # replaces it with "srun --mpi=pmi2" (and sets tasks=2).
+    # Shaped like workflow/rules/extract.smk: threads = tasks, and plain
+    # mpiexec as launcher. profiles/slurm-test's set-resources replaces the
+    # launcher with "srun --mpi=pmi2" and sets cpus_per_task=1 (without it
+    # the job would ask for tasks x threads = 4 CPUs and stay pending).
     snakefile = tmp_path / "Snakefile"
     snakefile.write_text(
         textwrap.dedent(
@@ -112,6 +116,7 @@ def test_snakemake_slurm_profile_runs_mpi_rule(slurm_cluster, tmp_path):
             rule extract_patches:
                 input: "world.py"
                 output: "world.txt"
+                threads: 2
                 resources:
                     mpi="mpiexec",
                     tasks=2,
@@ -127,7 +132,7 @@ def test_snakemake_slurm_profile_runs_mpi_rule(slurm_cluster, tmp_path):
             "--snakefile", snakefile,
             "--directory", tmp_path,
         ],
-        timeout=600,
+        timeout=300,
     )
     elapsed = time.monotonic() - t0
     print(f"snakemake via SLURM took {elapsed:.1f} s")
@@ -154,3 +159,4 @@ def test_snakemake_slurm_profile_runs_mpi_rule(slurm_cluster, tmp_path):
     assert state.stdout.strip() == "COMPLETED", _show(state)
     job = _run(["scontrol", "show", "job", jobid], timeout=60)
     assert re.search(r"\bNumTasks=2\b", job.stdout), job.stdout
+    assert re.search(r"\bNumCPUs=2\b", job.stdout), job.stdout
