@@ -79,7 +79,7 @@ def check(root, subsets, annotations, candidates=None, unknown_series="fail"):
                 continue
             grid = headers[uid][1].grid
             idx = grid.world_to_index((rec.coordX, rec.coordY, rec.coordZ))
-            if np.any(idx < -0.5) or np.any(idx > np.asarray(grid.size) - 0.5):
+            if not grid.contains_index(np.rint(idx)):  # the same nearest-voxel rule as make_labels
                 problems.append(
                     f"{annotations}: row {rec.row}: nodule centre ({rec.coordX}, {rec.coordY}, {rec.coordZ}) mm "
                     f"is outside the volume of {headers[uid][1].path} (voxel {np.round(idx, 2).tolist()} of size "

@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -61,7 +62,7 @@ def convert(scan_path, settings: dict) -> tuple[np.ndarray, dict]:
     del image, hu
     t_norm = time.perf_counter()
     sidecar = {
-        "seriesuid": str(scan_path).rsplit("/", 1)[-1][: -len(".mhd")],
+        "seriesuid": Path(scan_path).stem,
         "source": str(scan_path),
         "source_grid": source.to_dict(),
         "grid": grid.to_dict(),

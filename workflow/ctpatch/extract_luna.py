@@ -73,6 +73,7 @@ class Job:
             raise ValueError(f"{inp['nodules']}: nodules of scans not in this subset: {sorted(unknown)[:3]}")
         self.nodule_patches, self.negatives = expected_counts(self.table, self.uids, len(self.offsets), self.neg)
         self.candidates = None
+        self.candidates_outside: dict[str, int] = {}
         if self.neg["strategy"] == "candidates":
             cand = read_candidates(inp["candidates"])
             self.candidates = cand[(cand["class"] == 0) & cand["seriesuid"].isin(self.uids)]
@@ -118,7 +119,10 @@ class Job:
             w.add("label_non_nodule", cut_label(mask, loc, pool))
             w.add_row("non_nodule", (unit.index, j, unit.key.encode(), j, source.encode(), cand_row, centre_xyz,
                                      grid.index_to_world(centre_xyz), touches_mask(mask, loc)))
-        return {"nodules": len(nod), "nodule_patches": k, "negatives": len(negs)}
+        counts = {"nodules": len(nod), "nodule_patches": k, "negatives": len(negs)}
+        if unit.key in self.candidates_outside:
+            counts["candidates_outside_volume"] = self.candidates_outside[unit.key]
+        return counts
 
     def negative_locations(self, unit: Unit, grid: VolumeGrid, mask) -> list[tuple[PatchLocation, str, int]]:
         """The negatives of one scan as (location, source, candidates.csv row or -1)."""
@@ -133,6 +137,7 @@ class Job:
             cand = self.candidates[self.candidates["seriesuid"] == unit.key]
             vox = grid.world_to_voxel(cand[["coordX", "coordY", "coordZ"]].to_numpy(float)).reshape(-1, 3)
             inside = np.all((vox >= 0) & (vox < np.asarray(grid.size)), axis=1)
+            self.candidates_outside[unit.key] = int((~inside).sum())
             order = rng.permutation(np.flatnonzero(inside))[:count]
             out = [(PatchLocation(tuple(int(v) for v in vox[i][::-1]), self.size), "candidate",
                     int(cand["row"].iloc[i])) for i in order]

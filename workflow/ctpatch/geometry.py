@@ -43,7 +43,7 @@ class VolumeGrid:
             raise ValueError(f"Expected a size of at least 1 voxel per axis, got {self.size!r}")
         if len(self.direction) != 9:
             raise ValueError(f"Expected 9 direction cosines, got {self.direction!r}")
-        if abs(abs(np.linalg.det(self.matrix)) - 1.0) > 1e-3:
+        if not np.allclose(self.matrix.T @ self.matrix, np.eye(3), atol=1e-3):
             raise ValueError(f"Expected an orthonormal direction matrix, got {self.direction!r}")
         object.__setattr__(self, "origin", tuple(float(v) for v in self.origin))
         object.__setattr__(self, "spacing", tuple(float(v) for v in self.spacing))
@@ -133,9 +133,12 @@ def crop(volume: np.ndarray, start, size, fill) -> np.ndarray:
     [-1, -1, 0, 1]
     """
     start = np.asarray(start, dtype=np.int64)
-    size = np.broadcast_to(np.asarray(size, dtype=np.int64), start.shape)
     if start.shape != (volume.ndim,):
         raise ValueError(f"Expected a start with {volume.ndim} values, got {start.tolist()!r}")
+    size = np.asarray(size, dtype=np.int64)
+    if size.shape not in ((), start.shape):
+        raise ValueError(f"Expected a size with 1 or {volume.ndim} values, got {size.tolist()!r}")
+    size = np.broadcast_to(size, start.shape)
     if np.any(size < 1):
         raise ValueError(f"Expected a positive crop size, got {size.tolist()!r}")
     out = np.full(tuple(size), fill, dtype=volume.dtype)

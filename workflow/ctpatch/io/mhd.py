@@ -65,6 +65,8 @@ def _floats(path: Path, fields: dict, key: str, n: int, default=None) -> tuple[f
         values = tuple(float(v) for v in fields[key].split())
     except ValueError:
         raise ScanError(f"{path}: {key} = {fields[key]!r} is not {n} numbers") from None
+    if not all(np.isfinite(values)):
+        raise ScanError(f"{path}: {key} = {fields[key]!r} is not {n} finite numbers")
     if len(values) != n:
         raise ScanError(f"{path}: expected {n} values for {key}, got {fields[key]!r}")
     return values
@@ -86,7 +88,10 @@ def read_header(path: str | Path) -> ScanHeader:
     origin_key = next((k for k in ("Offset", "Origin", "Position") if k in fields), "Offset")
     origin = _floats(path, fields, origin_key, 3, default=(0.0, 0.0, 0.0))
     dir_key = next((k for k in ("TransformMatrix", "Rotation", "Orientation") if k in fields), None)
-    direction = _floats(path, fields, dir_key, 9) if dir_key else VolumeGrid.direction
+    # MetaIO writes the direction matrix column by column (each group of 3 is one index axis);
+    # VolumeGrid, like SimpleITK's GetDirection(), holds it row-major: transpose.
+    direction = (tuple(np.reshape(_floats(path, fields, dir_key, 9), (3, 3)).T.ravel().tolist())
+                 if dir_key else VolumeGrid.direction)
     element_type = fields.get("ElementType", "")
     if element_type not in ELEMENT_BYTES:
         raise ScanError(f"{path}: unsupported ElementType {element_type!r}")

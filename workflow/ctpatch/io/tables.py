@@ -24,7 +24,7 @@ def _read(path: str | Path, columns: tuple[str, ...]) -> pd.DataFrame:
     if not path.is_file():
         raise TableError(f"{path}: file not found")
     try:
-        df = pd.read_csv(path, dtype={"seriesuid": str})
+        df = pd.read_csv(path, dtype={"seriesuid": str}, skip_blank_lines=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise TableError(f"{path}: not a readable CSV table: {str(exc).splitlines()[0]}") from None
     missing = [c for c in columns if c not in df.columns]

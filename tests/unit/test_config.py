@@ -1,0 +1,133 @@
+"""Tests of ctpatch.config: defaults are the SPEC reference values; invalid values name their key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ctpatch.config import ConfigError, load_config, validate
+
+
+@pytest.fixture(scope="module")
+def defaults():
+    return validate({})
+
+
+def test_defaults_are_the_spec_reference_values(defaults):
+    luna = defaults["luna16"]
+    patch = luna["patch"]
+    assert patch["size"] == 68  # P
+    assert patch["stride"] == 8  # S
+    assert patch["shifts_per_side"] == 4 == patch["size"] // 2 // patch["stride"]  # M = h // S
+    assert patch["label_pool"] == 9
+    assert -(-patch["size"] // patch["label_pool"]) == 8  # 68 -> 8 label blocks
+    assert patch["directions"] == ["x", "y", "z", "xy", "xz", "yz", "xyz"]
+    assert luna["negatives"]["ratio"] == 3
+    assert luna["negatives"]["strategy"] == "random"
+    assert luna["negatives"]["scans"] == "with_nodules"
+    assert luna["resample"] == {"enabled": True, "spacing_mm": 1.25, "interpolator": "bspline"}
+    assert luna["normalize"] == {"hu_min": -1000.0, "hu_max": 400.0, "clip": True, "center": 0.25}
+    assert luna["output"]["compression"] == "lzf"
+    assert luna["output"]["dtype"] == "float32"
+    assert luna["output"]["shuffle"] is True
+    assert defaults["seed"] == 0 and defaults["mode"] == "luna16"
+
+
+def test_given_values_are_kept_and_the_rest_filled():
+    cfg = validate({"luna16": {"patch": {"size": 64, "stride": 4}}, "seed": 7})
+    assert cfg["luna16"]["patch"] == {"size": 64, "stride": 4, "shifts_per_side": 4, "label_pool": 9,
+                                      "directions": ["x", "y", "z", "xy", "xz", "yz", "xyz"]}
+    assert cfg["seed"] == 7 and cfg["luna16"]["normalize"]["hu_min"] == -1000.0
+
+
+@pytest.mark.parametrize(
+    "config, key",
+    [
+        ({"luna16": {"patch": {"size": "x"}}}, "luna16.patch.size"),
+        ({"luna16": {"patch": {"stride": 2.5}}}, "luna16.patch.stride"),
+        ({"luna16": {"resample": {"spacing_mm": "1.25"}}}, "luna16.resample.spacing_mm"),
+        ({"luna16": {"resample": {"spacing_mm": 0}}}, "luna16.resample.spacing_mm"),
+        ({"seed": -1}, "seed"),
+        ({"luna16": {"negatives": {"strategy": "bogus"}}}, "luna16.negatives.strategy"),
+        ({"luna16": {"output": {"dtype": "int8"}}}, "luna16.output.dtype"),
+        ({"luna16": {"output": {"compression": "zstd"}}}, "luna16.output.compression"),
+        ({"luna16": {"resample": {"interpolator": "cubic"}}}, "luna16.resample.interpolator"),
+        ({"luna16": {"patch": {"directions": ["x", "w"]}}}, "luna16.patch.directions.1"),
+        ({"mode": "ct"}, "mode"),
+    ],
+)
+def test_invalid_value_names_the_key(config, key):
+    with pytest.raises(ConfigError) as err:
+        validate(config)
+    assert f"{key}:" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "config, where, unknown",
+    [
+        ({"luna16": {"patch": {"edge": 68}}}, "luna16.patch", "edge"),
+        ({"luna16": {"negative": {}}}, "luna16", "negative"),
+        ({"bogus": 1}, "(top level)", "bogus"),
+    ],
+)
+def test_unknown_key_is_named(config, where, unknown):
+    with pytest.raises(ConfigError) as err:
+        validate(config)
+    assert f"{where}:" in str(err.value) and f"'{unknown}'" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"stride": 9},  # 9 * 4 = 36 >= 34
+        {"stride": 8, "shifts_per_side": 5},  # 40 >= 34
+        {"size": 64},  # 8 * 4 = 32 >= 32
+        {"size": 20, "stride": 5, "shifts_per_side": 2},  # 10 >= 10
+    ],
+)
+def test_shifts_reaching_half_the_patch_are_rejected(patch):
+    with pytest.raises(ConfigError) as err:
+        validate({"luna16": {"patch": patch}})
+    msg = str(err.value)
+    assert "luna16.patch" in msg and "stride" in msg and "shifts_per_side" in msg
+
+
+@pytest.mark.parametrize("patch", [{"size": 66}, {"size": 20, "stride": 3, "shifts_per_side": 3},
+                                   {"shifts_per_side": 0}])
+def test_shifts_just_inside_half_the_patch_are_accepted(patch):
+    validate({"luna16": {"patch": patch}})
+
+
+def test_odd_patch_size_and_empty_window_are_rejected():
+    with pytest.raises(ConfigError, match="luna16.patch.size"):
+        validate({"luna16": {"patch": {"size": 67}}})
+    with pytest.raises(ConfigError, match="luna16.normalize"):
+        validate({"luna16": {"normalize": {"hu_min": 400.0, "hu_max": 400.0}}})
+
+
+def test_validate_does_not_need_a_copy(defaults):
+    again = validate(copy.deepcopy(defaults))
+    assert again == defaults
+
+
+def test_load_config_names_the_file(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"luna16": {"negatives": {"ratio": 2}}}))
+    assert load_config(good)["luna16"]["negatives"]["ratio"] == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"luna16": {"patch": {"size": "big"}}}))
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    assert str(bad) in str(err.value) and "luna16.patch.size" in str(err.value)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(listing)
+
+
+def test_the_shipped_config_is_valid():
+    cfg = load_config(Path(__file__).resolve().parents[2] / "config" / "config.yaml")
+    assert cfg["luna16"]["patch"]["size"] == 68
