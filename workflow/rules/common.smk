@@ -73,9 +73,10 @@ def get_sidecars(wildcards):
 
 
 def luna_settings():
-    s = {k: LUNA[k] for k in ("patch", "negatives", "output", "normalize")}
-    s["seed"] = config["seed"]
-    s["buffer_patches"] = config["extract"]["buffer_patches"]
+    """Everything that determines a LUNA16 patch; recorded in the patch file so it can be regenerated."""
+    s = {k: LUNA[k] for k in ("patch", "negatives", "output", "normalize", "resample")}
+    s.update(mode="luna16", seed=config["seed"], buffer_patches=config["extract"]["buffer_patches"],
+             root=luna_root(), annotations=luna_table("annotations"), candidates=luna_table("candidates"))
     return s
 
 
