@@ -23,6 +23,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/luna16.smk"
+include: "workflow/rules/ldct.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/merge.smk"
 

@@ -38,3 +38,21 @@ SMALL_LUNA = {
     "luna16": {"resample": {"interpolator": "linear"}},
     "extract": {"tasks": 2},
 }
+
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# The LDCT demo options of the issue (p55, air threshold, downscale, rotation, dose blend, float16)
+SMALL_LDCT = {
+    "mode": "ldct",
+    "seed": 0,
+    "extract": {"tasks": 2},
+    "ldct": {
+        "root": str(SHARED_DATA / "ldct"),
+        "patch": {"code": "p55"},
+        "ds_augment": {"enabled": True},
+        "air_threshold": {"enabled": True},
+        "rot_augment": {"enabled": True},
+        "dose_blend": {"enabled": True},
+        "output": {"dtype": "float16", "layout": "torch"},
+    },
+}

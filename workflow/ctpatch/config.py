@@ -56,6 +56,13 @@ def check_semantics(config: dict) -> None:
             )
         if patch["size"] % 2:
             raise ConfigError(f"luna16.patch.size: expected an even patch edge (centre +- size/2), got {patch['size']}")
+    if config.get("mode") == "ldct" and "ldct" in config:
+        from ctpatch.extract_ldct import check_settings
+
+        try:
+            check_settings({k: v for k, v in config["ldct"].items()}, prefix="ldct.")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     norm = config.get("luna16", {}).get("normalize", {})
     if norm and not norm["hu_max"] > norm["hu_min"]:
         raise ConfigError(f"luna16.normalize: expected hu_max > hu_min, got {norm['hu_min']} .. {norm['hu_max']}")

@@ -85,17 +85,55 @@ def get_groups():
     return get_luna_subsets() if MODE == "luna16" else get_ldct_patients()
 
 
+# ---------------------------------------------------------------- LDCT inputs
+LDCT = config["ldct"]
+
+
+def _discover_ldct():
+    """The patient folders holding the input folder (or the configured list), known at parse time."""
+    root = Path(LDCT["root"])
+    if not root.is_dir():
+        raise ValueError(f"ldct.root: folder {root} not found")
+    found = sorted(d.name for d in root.iterdir() if (d / LDCT["input_dir"]).is_dir())
+    wanted = LDCT["patients"] or found
+    missing = [p for p in wanted if p not in found]
+    if missing:
+        raise ValueError(f"ldct.patients: {missing} have no folder {LDCT['input_dir']!r} under {root}")
+    if not wanted:
+        raise ValueError(f"ldct.root: no patient folder under {root} holds a {LDCT['input_dir']!r} folder")
+    return wanted
+
+
+LDCT_PATIENTS = _discover_ldct() if MODE == "ldct" else []
+
+
 def get_ldct_patients():
-    return []
+    return LDCT_PATIENTS
 
 
+def ldct_settings():
+    """Everything that determines an LDCT patch; recorded in the patch file."""
+    s = {k: v for k, v in LDCT.items() if k not in ("patients",)}
+    s.update(mode="ldct", seed=config["seed"], buffer_patches=config["extract"]["buffer_patches"])
+    return s
+
+
+def mode_settings():
+    return luna_settings() if MODE == "luna16" else ldct_settings()
+
+
+def get_pair_table(group):
+    return f"{RES}/ldct/pairs/{group}.tsv"
+
+
+# ---------------------------------------------------------------- extraction, merge, verification
 def get_extract_inputs(wildcards):
     if MODE == "luna16":
         files = get_volumes(wildcards) + [f"{RES}/luna16/labels/{wildcards.group}/masks", f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv"]
         if LUNA["negatives"]["strategy"] == "candidates":
             files.append(luna_table("candidates"))
         return files
-    raise ValueError(f"mode {MODE!r} has no extraction inputs")
+    return [get_pair_table(wildcards.group)]
 
 
 def get_extract_params(wildcards):
@@ -103,17 +141,45 @@ def get_extract_params(wildcards):
         inputs = {"sidecars": get_sidecars(wildcards), "masks_dir": f"{RES}/luna16/labels/{wildcards.group}/masks",
                   "nodules": f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv",
                   "candidates": luna_table("candidates") if LUNA["negatives"]["strategy"] == "candidates" else None}
-        return {"inputs": q(inputs), "settings": q(luna_settings())}
-    raise ValueError(f"mode {MODE!r} has no extraction parameters")
+    else:
+        inputs = {"pairs": [get_pair_table(wildcards.group)]}
+    return {"inputs": q(inputs), "settings": q(mode_settings())}
+
+
+def get_verify_inputs(wildcards):
+    if MODE == "luna16":
+        return {"table": f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv"}
+    return {"table": get_pair_table(wildcards.group)}
+
+
+def get_verify_args(wildcards):
+    if MODE == "luna16":
+        scans = " ".join(LUNA_SCANS[wildcards.group])
+        return f"--nodules {RES}/luna16/labels/{wildcards.group}/nodules.tsv --scans {scans}"
+    return f"--pairs {get_pair_table(wildcards.group)}"
+
+
+def output_settings():
+    return (LUNA if MODE == "luna16" else LDCT)["output"]
+
+
+# LUNA16 writes one file per subset; LDCT one per patient, or nsplit parts
+PART_SUFFIXES = [""] if MODE == "luna16" or LDCT["output"]["nsplit"] == 1 else [
+    f".part{i}" for i in range(LDCT["output"]["nsplit"])
+]
 
 
 def get_patch_files(group):
-    return [f"{RES}/{MODE}/patches/{group}.h5"]
+    return [f"{RES}/{MODE}/patches/{group}{sfx}.h5" for sfx in PART_SUFFIXES]
 
 
 def get_final_output():
     groups = get_groups()
-    return [f"{RES}/{MODE}/reports/{g}.verify.json" for g in groups] + [f for g in groups for f in get_patch_files(g)]
+    return (
+        [f"{RES}/{MODE}/reports/{g}.verify.json" for g in groups]
+        + [f for g in groups for f in get_patch_files(g)]
+        + [f"{RES}/{MODE}/sanity/{g}.png" for g in groups]
+    )
 
 
 wildcard_constraints:

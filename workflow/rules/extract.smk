@@ -22,5 +22,6 @@ rule extract_patches:
         mode=MODE,
         p=get_extract_params,
     shell:
+        "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "  # one core per rank: BLAS threads would fight the other ranks
         "{resources.mpi} -n {resources.tasks} python -m ctpatch.extract --mode {params.mode} --ranks {resources.tasks} "
         "--out-dir {output} --settings {params.p[settings]} --inputs {params.p[inputs]} > {log} 2>&1"

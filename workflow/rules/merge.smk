@@ -1,11 +1,11 @@
-# Merge the ranks' shards into the final patch file(s), then verify them.
+# Merge the ranks' shards into the final patch file(s), verify them, draw sanity pictures.
 
 
 rule merge_patches:
     input:
         f"{RES}/{MODE}/shards/{{group}}",
     output:
-        f"{RES}/{MODE}/patches/{{group}}.h5",
+        [f"{RES}/{MODE}/patches/{{group}}{sfx}.h5" for sfx in PART_SUFFIXES],
     conda:
         "../../envs/ctpatch.yaml"
     log:
@@ -15,8 +15,8 @@ rule merge_patches:
     params:
         mode=MODE,
         seed=config["seed"],
-        shuffle="yes" if LUNA["output"]["shuffle"] else "no",
-        settings=lambda wc: q(luna_settings()),
+        shuffle="yes" if output_settings()["shuffle"] else "no",
+        settings=lambda wc: q(mode_settings()),
     shell:
         "python -m ctpatch.merge --mode {params.mode} --shards-dir {input} --out {output} --seed {params.seed} "
         "--shuffle {params.shuffle} --settings {params.settings} > {log} 2>&1"
@@ -24,8 +24,8 @@ rule merge_patches:
 
 rule verify_patches:
     input:
+        unpack(get_verify_inputs),
         patches=lambda wc: get_patch_files(wc.group),
-        nodules=f"{RES}/luna16/labels/{{group}}/nodules.tsv",
     output:
         f"{RES}/{MODE}/reports/{{group}}.verify.json",
     conda:
@@ -34,8 +34,23 @@ rule verify_patches:
         f"logs/{MODE}/verify_patches/{{group}}.log",
     params:
         mode=MODE,
-        settings=lambda wc: q(luna_settings()),
-        scans=lambda wc: " ".join(LUNA_SCANS[wc.group]),
+        settings=lambda wc: q(mode_settings()),
+        args=get_verify_args,
     shell:
-        "python -m ctpatch.verify --mode {params.mode} --patches {input.patches} --nodules {input.nodules} "
-        "--scans {params.scans} --settings {params.settings} --report-out {output} > {log} 2>&1"
+        "python -m ctpatch.verify --mode {params.mode} --patches {input.patches} {params.args} "
+        "--settings {params.settings} --report-out {output} > {log} 2>&1"
+
+
+rule sanity_pictures:
+    input:
+        lambda wc: get_patch_files(wc.group),
+    output:
+        f"{RES}/{MODE}/sanity/{{group}}.png",
+    conda:
+        "../../envs/ctpatch.yaml"
+    log:
+        f"logs/{MODE}/sanity_pictures/{{group}}.log",
+    params:
+        seed=config["seed"],
+    shell:
+        "python -m ctpatch.sanity --patches {input} --out {output} --n 8 --seed {params.seed} > {log} 2>&1"

@@ -1,0 +1,327 @@
+"""Tests of ctpatch.extract_ldct (the LDCT mode of the MPI extraction) on real slice pairs.
+
+Expected values are computed here independently: raw pixels with pydicom, normalization and
+area downscaling written out with numpy (cumulative sums instead of overlap matrices), the
+patch grid from SPEC section 2's rule, the air test from its three numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import h5py
+import numpy as np
+import pydicom
+import pytest
+
+from ctpatch.extract_ldct import DEFAULTS, Job, check_settings, read_pair_tables
+from ctpatch.pair_ldct import main as pair_main
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+LDCT = DATA / "ldct"
+PATIENTS = ("L096", "L143", "L192", "L286")
+QUARTER, FULL = "quarter_3mm_sharp_sorted", "full_3mm_sharp_sorted"
+
+pytestmark = pytest.mark.skipif(not LDCT.is_dir(), reason=f"real LDCT data not found under {DATA}")
+
+ALL_ON = {
+    "patch": {"code": "p55"},
+    "ds_augment": {"enabled": True},
+    "air_threshold": {"enabled": True},
+    "rot_augment": {"enabled": True},
+    "dose_blend": {"enabled": True},
+    "blur_noise": {"enabled": True},
+    "output": {"dtype": "float32"},
+}
+
+
+# ------------------------------------------------------------------ independent references
+def raw(path) -> np.ndarray:
+    return pydicom.dcmread(path).pixel_array.astype(np.float64)
+
+
+def spec_starts(length, edge, padding):
+    stride = edge - padding
+    starts, x = [0], stride
+    while x < length:
+        starts.append(x - padding)
+        x += stride
+    return starts
+
+
+def resize_axis0(a: np.ndarray, n_out: int) -> np.ndarray:
+    """Area resize along axis 0 by integrating the piecewise-constant signal (cumulative sums)."""
+    n_in = a.shape[0]
+    c = np.concatenate([np.zeros((1,) + a.shape[1:]), np.cumsum(a, axis=0)])
+    x = np.arange(n_out + 1) * (n_in / n_out)
+    i = np.minimum(np.floor(x).astype(int), n_in - 1)
+    t = (x - i)[:, None]
+    cx = c[i] * (1 - t) + c[i + 1] * t
+    return (cx[1:] - cx[:-1]) / (n_in / n_out)
+
+
+def area_ref(img: np.ndarray, f: float) -> np.ndarray:
+    if f == 1.0:
+        return img
+    rows, cols = (math.floor(n * f + 0.5) for n in img.shape)
+    return resize_axis0(resize_axis0(img, rows).T, cols).T
+
+
+def window(img: np.ndarray, r: int, c: int, edge: int) -> np.ndarray:
+    out = np.full((edge, edge), img.min())
+    part = img[r:r + edge, c:c + edge]
+    out[:part.shape[0], :part.shape[1]] = part
+    return out
+
+
+def air_ok(p: np.ndarray) -> bool:
+    return np.count_nonzero(p > 200) > 0.10 * p.size and p.mean() > 100
+
+
+def blur3(img: np.ndarray) -> np.ndarray:
+    p = np.pad(img.astype(np.float64), 1, mode="edge")
+    return sum(p[i:i + img.shape[0], j:j + img.shape[1]] for i in range(3) for j in range(3)) / 9.0
+
+
+# ------------------------------------------------------------------ helpers
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pairs")
+    paths = {}
+    for p in PATIENTS:
+        t = out / f"{p}.tsv"
+        assert pair_main(["--patient-dir", str(LDCT / p), "--input-dir", QUARTER, "--target-dir", FULL,
+                          "--table-out", str(t), "--report-out", str(out / f"{p}.json")]) == 0
+        paths[p] = t
+    return paths
+
+
+def extract(path: Path, settings: dict, pair_tables, indices=None):
+    job = Job(SimpleNamespace(settings=settings, inputs={"pairs": [str(t) for t in pair_tables]}))
+    units = job.units()
+    with job.writer(path) as w:
+        for u in (units if indices is None else [units[i] for i in indices]):
+            job.run(u, w)
+    with h5py.File(path, "r") as f:
+        return {k: f[k][...] for k in ("input", "target", "provenance/patch", "provenance/pair")}
+
+
+@pytest.fixture(scope="module")
+def all_on(tables, tmp_path_factory):
+    """Pair 0 of L096 with every augmentation on (float32, p55)."""
+    return extract(tmp_path_factory.mktemp("allon") / "s.h5", ALL_ON, [tables["L096"]], [0])
+
+
+# ------------------------------------------------------------------ counts and values
+def test_patch_count_matches_grid_air_and_copies(tables, all_on):
+    prow = all_on["provenance/pair"][0]
+    fd = raw(prow["target_file"].decode())
+    edge, padding = 55, 8
+    cut = kept = 0
+    for f in (1.0, 0.8, 0.6):
+        img = area_ref(fd, f).astype(np.float32)
+        rs, cs = spec_starts(img.shape[0], edge, padding), spec_starts(img.shape[1], edge, padding)
+        cut += len(rs) * len(cs)
+        kept += sum(air_ok(window(img, r, c, edge)) for r in rs for c in cs)
+    assert 0 < kept < cut
+    n = all_on["input"].shape[0]
+    assert n == kept * 3 * 2
+    assert (int(prow["patches_cut"]), int(prow["patches_kept"]), int(prow["patches_written"])) == (cut, kept, n)
+    assert all_on["target"].shape == all_on["input"].shape == (n, 1, 55, 55)
+    assert len(all_on["provenance/patch"]) == n
+
+
+def test_patches_equal_normalized_slices_at_grid_corners(tables, tmp_path):
+    settings = {"patch": {"code": "p55"}, "normalization": "unity_wrt_ld", "ds_augment": {"enabled": True},
+                "output": {"dtype": "float32"}}
+    out = extract(tmp_path / "s.h5", settings, [tables["L143"]], [1])
+    prow = out["provenance/pair"][0]
+    ld, fd = raw(prow["input_file"].decode()), raw(prow["target_file"].decode())
+    lo, span = ld.min(), ld.max() - ld.min()
+    ld_n, fd_n = (ld - lo) / span, (fd - lo) / span
+    prov = out["provenance/patch"]
+    for f in (1.0, 0.8, 0.6):
+        a, b = area_ref(ld_n, f), area_ref(fd_n, f)
+        rows = np.flatnonzero(prov["downscale"] == f)
+        expect = {(r, c) for r in spec_starts(a.shape[0], 55, 8) for c in spec_starts(a.shape[1], 55, 8)}
+        assert {tuple(v) for v in prov["corner"][rows]} == expect
+        assert np.all(prov["copy_shape"][rows] == a.shape)
+        for i in rows:
+            r, c = (int(v) for v in prov["corner"][i])
+            np.testing.assert_allclose(out["input"][i, 0], window(a, r, c, 55), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(out["target"][i, 0], window(b, r, c, 55), rtol=1e-5, atol=1e-6)
+    assert len(prov) == prow["patches_written"] == prow["patches_cut"]
+
+
+def test_uint16_tf_layout_holds_the_raw_values_exactly(tables, tmp_path):
+    settings = {"patch": {"code": "p96"}, "rot_augment": {"enabled": True},
+                "output": {"dtype": "uint16", "layout": "tf"}}
+    out = extract(tmp_path / "s.h5", settings, [tables["L192"]], [0])
+    prow = out["provenance/pair"][0]
+    ld, fd = raw(prow["input_file"].decode()), raw(prow["target_file"].decode())
+    assert out["input"].dtype == np.uint16 and out["input"].shape[1:] == (96, 96, 1)
+    prov = out["provenance/patch"]
+    plain = np.flatnonzero((prov["rot_k"] == 0) & (prov["flip"] == b""))
+    assert len(plain) == 49  # 7 x 7 grid of p96 on 512 x 512
+    for i in plain:
+        r, c = (int(v) for v in prov["corner"][i])
+        assert np.array_equal(out["input"][i, ..., 0], window(ld, r, c, 96).astype(np.uint16))
+        assert np.array_equal(out["target"][i, ..., 0], window(fd, r, c, 96).astype(np.uint16))
+
+
+# ------------------------------------------------------------------ augmentations
+def test_augmentation_provenance_is_consistent(all_on):
+    prov, inp, tgt = all_on["provenance/patch"], all_on["input"][:, 0], all_on["target"][:, 0]
+    n = len(prov)
+    assert np.array_equal(prov["patch_index"], np.arange(n))
+    f = float(all_on["provenance/pair"][0]["blend"])
+    assert 0.5 <= f <= 1.2
+    # blur and noise: disjoint shares of round(0.4 n) each
+    assert int(prov["blur"].sum()) == math.floor(0.4 * n + 0.5) == int(prov["noise"].sum())
+    assert not np.any(prov["blur"] & prov["noise"])
+    clean = ~(prov["blur"] | prov["noise"])
+    for g in range(0, n, 6):
+        rows = prov[g:g + 6]
+        assert len({tuple(v) for v in rows["corner"]}) == 1 and len(set(rows["downscale"])) == 1
+        k = int(rows["rot_k"][1])
+        fl = rows["flip"][2].decode()
+        assert rows["rot_k"].tolist() == [0, k, 0, 0, k, 0] and 1 <= k <= 3
+        assert rows["flip"].tolist() == [b"", b"", fl.encode(), b"", b"", fl.encode()] and fl in ("lr", "ud")
+        assert np.all(np.isnan(rows["blend"][:3])) and np.all(rows["blend"][3:] == f)
+        t0 = tgt[g]
+        assert np.array_equal(tgt[g + 1], np.rot90(t0, k))
+        assert np.array_equal(tgt[g + 2], t0[:, ::-1] if fl == "lr" else t0[::-1, :])
+        for i in range(3):
+            a, b = g + i, g + 3 + i
+            shift = tgt[b] - tgt[a]
+            assert np.ptp(shift) < 1e-3 and shift.min() >= 0  # the same constant shift for the whole patch
+            if clean[a] and clean[b]:
+                np.testing.assert_allclose(inp[b] - tgt[b], f * (inp[a] - tgt[a]), atol=2e-3)
+                assert inp[b].min() >= 0
+        if clean[g] and prov["blur"][g + 1]:
+            np.testing.assert_allclose(inp[g + 1], blur3(np.rot90(inp[g], k)), rtol=1e-5, atol=1e-3)
+        if clean[g] and prov["noise"][g + 1]:
+            pre = np.rot90(inp[g], k).astype(np.float64)
+            assert np.linalg.norm(inp[g + 1] - pre) / np.linalg.norm(pre) == pytest.approx(0.01, rel=1e-3)
+
+
+def test_same_seed_same_patches_other_seed_other_augmentations(tables, tmp_path, all_on):
+    again = extract(tmp_path / "a.h5", ALL_ON, [tables["L096"]], [0])
+    for k in all_on:
+        assert all_on[k].tobytes() == again[k].tobytes()
+    other = extract(tmp_path / "b.h5", {**ALL_ON, "seed": 1}, [tables["L096"]], [0])
+    p0, p1 = all_on["provenance/patch"], other["provenance/patch"]
+    assert len(p0) == len(p1)  # the grid and the air test do not depend on the seed
+    assert not np.array_equal(p0["rot_k"], p1["rot_k"]) or not np.array_equal(p0["flip"], p1["flip"])
+    assert p0["blend"][3] != p1["blend"][3]
+    assert not np.array_equal(p0["blur"], p1["blur"])
+    plain = (p0["rot_k"] == 0) & (p0["flip"] == b"") & np.isnan(p0["blend"]) & ~p0["blur"] & ~p0["noise"] \
+        & ~p1["blur"] & ~p1["noise"]
+    assert plain.any()
+    assert np.array_equal(all_on["input"][plain], other["input"][plain])
+
+
+def test_units_over_several_tables(tables, tmp_path):
+    t = tmp_path / "L096.tsv"
+    assert pair_main(["--patient-dir", str(LDCT / "L096"), "--input-dir", QUARTER, "--target-dir", FULL,
+                      "--random-n", "2", "--seed", "3", "--table-out", str(t),
+                      "--report-out", str(tmp_path / "r.json")]) == 0
+    job = Job(SimpleNamespace(settings={}, inputs={"pairs": [str(t), str(tables["L143"])]}))
+    units = job.units()
+    assert [u.index for u in units] == list(range(6))
+    assert [u.key.split("/")[0] for u in units] == ["L096"] * 2 + ["L143"] * 4
+    assert all(u.cost == 1.0 for u in units)
+    table = read_pair_tables([t, tables["L143"]])
+    assert table["selected"].all() and table["pair_index"].tolist() == list(range(6))
+    with pytest.raises(ValueError, match="more than once"):
+        read_pair_tables([tables["L143"], tables["L143"]])
+
+
+# ------------------------------------------------------------------ settings
+def test_check_settings_fills_reference_defaults():
+    s = check_settings({})
+    assert s["patch"] == {"code": "p55", "edge": None, "padding": None, "last": "fill"}
+    assert s["normalization"] == "none" and s["output"]["dtype"] == "float16" and s["output"]["layout"] == "torch"
+    assert s["air_threshold"] == {"enabled": False, "value": 200.0, "fraction": 0.10, "mean": 100.0}
+    assert s["ds_augment"]["factors"] == [0.8, 0.6] and s["dose_blend"]["low"] == 0.5 and s["dose_blend"]["high"] == 1.2
+    assert set(s) == set(DEFAULTS)
+
+
+@pytest.mark.parametrize("settings, key", [
+    ({"output": {"dtype": "int16"}, "normalization": "dicom_unity"}, "output.dtype"),
+    ({"output": {"dtype": "uint16"}, "ds_augment": {"enabled": True}}, "output.dtype"),
+    ({"output": {"dtype": "uint16"}, "dose_blend": {"enabled": True}}, "output.dtype"),
+    ({"output": {"dtype": "float64"}}, "output.dtype"),
+    ({"patch": {"code": "p99"}}, "patch.code"),
+    ({"patch": {"code": None, "edge": 10, "padding": 10}}, "patch"),
+    ({"patch": {"size": 3}}, "patch"),
+    ({"normalization": "zscore"}, "normalization"),
+    ({"blur_noise": {"blur_share": 0.7, "noise_share": 0.5}}, "blur_noise"),
+    ({"dose_blend": {"low": 2.0, "high": 1.0}}, "dose_blend"),
+    ({"ds_augment": {"factors": [0.8, 1.5]}}, "ds_augment.factors"),
+    ({"output": {"layout": "nchw"}}, "output.layout"),
+])
+def test_check_settings_rejects_naming_the_key(settings, key):
+    with pytest.raises(ValueError, match=f"^ldct\\.{key.replace('.', '[.]')}"):
+        check_settings(settings, prefix="ldct.")
+
+
+def test_integer_dtype_accepted_when_values_stay_integers():
+    s = check_settings({"output": {"dtype": "uint16"}, "rot_augment": {"enabled": True},
+                        "air_threshold": {"enabled": True}})
+    assert s["output"]["dtype"] == "uint16"
+
+
+# ------------------------------------------------------------------ MPI
+def _mpi_run(ranks: int, out: Path, settings: dict, pair_tables) -> None:
+    # the ranks share the cores, so no BLAS threads on top of them
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    cmd = ["mpiexec", "-n", str(ranks), sys.executable, "-m", "ctpatch.extract", "--mode", "ldct",
+           "--ranks", str(ranks), "--out-dir", str(out / "shards"), "--settings", json.dumps(settings),
+           "--inputs", json.dumps({"pairs": [str(t) for t in pair_tables]})]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = subprocess.run([sys.executable, "-m", "ctpatch.merge", "--mode", "ldct", "--shards-dir", str(out / "shards"),
+                          "--out", str(out / "patches.h5"), "--seed", "0", "--shuffle", "yes"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec not found")
+def test_mpi_runs_identical_for_1_2_3_ranks(tables, tmp_path):
+    from ctpatch.verify_ldct import verify_ldct
+
+    settings = {**ALL_ON, "output": {"dtype": "float16"}, "seed": 7}
+    pair_tables = [tables[p] for p in PATIENTS]
+    contents = {}
+    for ranks in (1, 2, 3):
+        out = tmp_path / f"r{ranks}"
+        t = time.perf_counter()
+        _mpi_run(ranks, out, settings, pair_tables)
+        print(f"{ranks} ranks: {time.perf_counter() - t:.1f} s")
+        manifest = json.loads((out / "shards" / "manifest.json").read_text())
+        assert manifest["ranks"] == ranks and len(manifest["shards"]) == ranks
+        with h5py.File(out / "patches.h5", "r") as f:
+            contents[ranks] = {k: f[k][...].tobytes() for k in ("input", "target", "provenance/patch",
+                                                                 "provenance/pair")}
+            if ranks == 3:
+                prov = f["provenance/patch"][...]
+                assert sorted(set(prov["pair_index"].tolist())) == list(range(16))
+                names = {(r["patient"].decode(), Path(r["input_file"].decode()).name) for r in prov}
+                assert len(names) == 16
+                assert {p for p, _ in names} == set(PATIENTS)
+                assert len(prov) == int(f["provenance/pair"]["patches_written"].sum())
+                assert not np.array_equal(prov["pair_index"], np.sort(prov["pair_index"]))  # shuffled
+    assert contents[1] == contents[2] == contents[3]
+    report = verify_ldct([str(tmp_path / "r3" / "patches.h5")], [str(t) for t in pair_tables], settings)
+    assert report["ok"], report["failures"]
+    assert report["selected_pairs"] == 16 and report["dtype_worst_case_error"] == 1.0

@@ -1,0 +1,179 @@
+"""Tests of ctpatch.verify_ldct: a correct two-part run verifies, and each kind of damage is found."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import h5py
+import numpy as np
+import pytest
+
+from ctpatch.extract_ldct import Job
+from ctpatch.merge import merge
+from ctpatch.pair_ldct import main as pair_main
+from ctpatch.store import write_json
+from ctpatch.verify_ldct import verify_ldct
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+LDCT = DATA / "ldct"
+QUARTER, FULL = "quarter_3mm_sharp_sorted", "full_3mm_sharp_sorted"
+
+pytestmark = pytest.mark.skipif(not LDCT.is_dir(), reason=f"real LDCT data not found under {DATA}")
+
+SETTINGS = {
+    "patch": {"code": "p96"},
+    "ds_augment": {"enabled": True},
+    "air_threshold": {"enabled": True},
+    "rot_augment": {"enabled": True},
+    "dose_blend": {"enabled": True},
+    "blur_noise": {"enabled": True},
+    "output": {"dtype": "float16", "nsplit": 2, "shuffle": True},
+}
+
+
+def pair_table(out: Path, random_n: int, name: str) -> Path:
+    t = out / f"{name}.tsv"
+    assert pair_main(["--patient-dir", str(LDCT / "L143"), "--input-dir", QUARTER, "--target-dir", FULL,
+                      "--random-n", str(random_n), "--seed", "1", "--table-out", str(t),
+                      "--report-out", str(out / f"{name}.json")]) == 0
+    return t
+
+
+def run(out: Path, settings: dict, table: Path) -> list[str]:
+    """Extract every selected pair of ``table`` into one shard, merge into nsplit parts."""
+    job = Job(SimpleNamespace(settings=settings, inputs={"pairs": [str(table)]}))
+    units = job.units()
+    shards = out / "shards"
+    with job.writer(shards / "rank0000.h5") as w:
+        for u in units:
+            job.run(u, w)
+    write_json(shards / "manifest.json", {"mode": "ldct", "ranks": 1, "shards": [{"shard": "rank0000.h5"}],
+                                          "units": [u.key for u in units]})
+    parts = [str(out / f"part{i}.h5") for i in range(settings["output"].get("nsplit", 1))]
+    merge(shards, parts, "ldct", 0, settings["output"].get("shuffle", False))
+    return parts
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    out = tmp_path_factory.mktemp("verify")
+    table = pair_table(out, 2, "two")
+    return out, table, run(out, SETTINGS, table)
+
+
+def damaged(tmp_path, parts, edit):
+    """Copies of the parts, the first edited in place by ``edit(h5file)``."""
+    copies = []
+    for i, p in enumerate(parts):
+        dst = tmp_path / f"copy{i}.h5"
+        shutil.copyfile(p, dst)
+        copies.append(str(dst))
+    with h5py.File(copies[0], "r+") as f:
+        edit(f)
+    return copies
+
+
+def test_correct_run_verifies(good):
+    _, table, parts = good
+    report = verify_ldct(parts, str(table), SETTINGS)
+    assert report["ok"], report["failures"]
+    total = 0
+    for p in parts:
+        with h5py.File(p, "r") as f:
+            total += f["input"].shape[0]
+            pair = f["provenance/pair"][...]
+    assert len(pair) == 2 == report["selected_pairs"]
+    assert report["patches"] == total == int(pair["patches_written"].sum())
+    assert report["patches_per_part"][0] > 0 and report["patches_per_part"][1] > 0
+    # float16 rounds to nearest: half its spacing at the largest magnitude, computed here from the exponent
+    top = max(abs(v) for k in ("input_value_range", "target_value_range") for v in report[k])
+    assert report["dtype_worst_case_error"] == 2.0 ** (np.floor(np.log2(top)) - 10) / 2
+    assert 0 < report["sample_roundtrip_error"] <= report["dtype_worst_case_error"]
+    assert report["sample_patches"] == int(pair["patches_written"][0])
+
+
+def test_missing_part_is_found(good):
+    _, table, parts = good
+    report = verify_ldct(parts[:1], str(table), SETTINGS)
+    assert not report["ok"]
+    assert any("patches_written" in m for m in report["failures"])
+
+
+def test_selected_pair_missing_from_the_files(good):
+    out, _, parts = good
+    everything = pair_table(out, 0, "all")
+    report = verify_ldct(parts, str(everything), SETTINGS)
+    assert not report["ok"]
+    assert any("missing from table 'pair'" in m for m in report["failures"])
+
+
+def test_nan_is_found(good, tmp_path):
+    _, table, parts = good
+
+    def edit(f):
+        block = f["input"][0]
+        block[0, 3, 4] = np.nan
+        f["input"][0] = block
+
+    report = verify_ldct(damaged(tmp_path, parts, edit), str(table), SETTINGS)
+    assert not report["ok"] and report["input_nonfinite"] == 1
+
+
+def test_altered_patch_fails_the_recomputed_sample(good, tmp_path):
+    _, table, parts = good
+
+    def edit(f):
+        prov = f["provenance/patch"][...]
+        row = int(np.flatnonzero(prov["pair_index"] == 0)[0])
+        block = f["target"][row]
+        block[0, 10, 10] += 8
+        f["target"][row] = block
+
+    report = verify_ldct(damaged(tmp_path, parts, edit), str(table), SETTINGS)
+    assert not report["ok"]
+    assert any("recomputation" in m for m in report["failures"])
+
+
+def test_provenance_count_mismatch_is_found(good, tmp_path):
+    _, table, parts = good
+
+    def edit(f):
+        rows = f["provenance/pair"][...]
+        rows["patches_written"][0] += 6
+        rows["patches_kept"][0] += 1
+        f["provenance/pair"][...] = rows
+
+    report = verify_ldct(damaged(tmp_path, parts, edit), str(table), SETTINGS)
+    assert not report["ok"]
+    assert any("table 'pair' differs" in m for m in report["failures"])
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"output": {**SETTINGS["output"], "dtype": "float32"}}, "expected dtype float32"),
+    ({"output": {**SETTINGS["output"], "layout": "tf"}}, "expected patch shape (96, 96, 1)"),
+    ({"patch": {"code": "p75"}}, "expected patch shape (1, 75, 75)"),
+])
+def test_settings_that_do_not_match_the_files(good, change, words):
+    _, table, parts = good
+    report = verify_ldct(parts, str(table), {**SETTINGS, **change})
+    assert not report["ok"]
+    assert any(words in m for m in report["failures"]), report["failures"]
+
+
+def test_integer_values_at_the_dtype_limit_are_reported(tmp_path):
+    settings = {"patch": {"code": "p96"}, "air_threshold": {"enabled": True},
+                "output": {"dtype": "uint16", "layout": "tf"}}
+    table = pair_table(tmp_path, 1, "one")
+    parts = run(tmp_path, settings, table)
+    assert verify_ldct(parts, str(table), settings)["ok"]
+
+    def edit(f):
+        block = f["input"][0]
+        block[5, 5, 0] = 65535
+        f["input"][0] = block
+
+    report = verify_ldct(damaged(tmp_path, parts, edit), str(table), settings)
+    assert not report["ok"] and report["input_at_dtype_limits"] == 1
+    assert report["dtype_worst_case_error"] == 0.0

@@ -1,0 +1,93 @@
+"""The LDCT mode under Snakemake on the real low-dose/full-dose pairs in ../shared/data."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from snakerun import SHARED_DATA, SMALL_LDCT, snakemake, write_config
+
+pytestmark = pytest.mark.skipif(not (SHARED_DATA / "ldct").is_dir(), reason=f"no real CT data at {SHARED_DATA}")
+
+
+def test_dry_run_and_lint_in_ldct_mode(tmp_path):
+    write_config(tmp_path, SMALL_LDCT)
+    out = snakemake(tmp_path, "-n", "--quiet", "rules").stdout
+    counts = {p[0]: int(p[1]) for p in (l.split() for l in out.splitlines()) if len(p) == 2 and p[1].isdigit()}
+    assert counts == {"pair_slices": 4, "extract_patches": 4, "merge_patches": 4, "verify_patches": 4,
+                      "sanity_pictures": 4, "all": 1, "total": 21}
+    assert snakemake(tmp_path, "--lint", check=False).returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_two_rank_ldct_run_on_real_pairs(tmp_path):
+    cfg = copy.deepcopy(SMALL_LDCT)
+    cfg["ldct"]["patients"] = ["L096", "L143"]
+    write_config(tmp_path, cfg)
+    snakemake(tmp_path, "--cores", "2")
+    for patient in ("L096", "L143"):
+        log = (tmp_path / f"logs/ldct/extract_patches/{patient}.log").read_text()
+        assert "rank 0: MPI world size 2" in log and "rank 1: MPI world size 2" in log
+        pairs = pd.read_csv(tmp_path / f"results/ldct/pairs/{patient}.tsv", sep="\t")
+        n_files = len(list((SHARED_DATA / "ldct" / patient / "quarter_3mm_sharp_sorted").iterdir()))
+        assert len(pairs) == n_files == 4
+        report = json.loads((tmp_path / f"results/ldct/reports/{patient}.verify.json").read_text())
+        assert report["ok"], report["failures"]
+        with h5py.File(tmp_path / f"results/ldct/patches/{patient}.h5", "r") as f:
+            n = f["input"].shape[0]
+            assert f["input"].shape == f["target"].shape == (n, 1, 55, 55)
+            assert f["input"].dtype == np.float16 and f["input"].chunks == (1, 1, 55, 55)
+            prov, pair = f["provenance/patch"][...], f["provenance/pair"][...]
+            assert len(prov) == n == int(pair["patches_written"].sum())
+            # every pair appears, and each kept corner gave 3 (rotation) x 2 (blend) patches
+            assert sorted(set(prov["pair_index"])) == list(range(4))
+            assert np.array_equal(pair["patches_written"], 6 * pair["patches_kept"])
+            assert set(np.unique(prov["downscale"]).round(2)) == {1.0, 0.8, 0.6}
+        assert (tmp_path / f"results/ldct/sanity/{patient}.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_long_names_pair_by_position_and_split_into_files(tmp_path):
+    cfg = copy.deepcopy(SMALL_LDCT)
+    cfg["ldct"].update(root=str(SHARED_DATA / "ldct_longnames"), input_dir="quarter_3mm", target_dir="full_3mm",
+                       patients=["L143"], patch={"code": "p96"}, ds_augment={"enabled": False},
+                       dose_blend={"enabled": False}, output={"nsplit": 2, "shuffle": True, "layout": "tf"})
+    write_config(tmp_path, cfg)
+    snakemake(tmp_path, "--cores", "2")
+    pairs = pd.read_csv(tmp_path / "results/ldct/pairs/L143.tsv", sep="\t")
+    assert len(pairs) == 7
+    names = [(p.split("/")[-1], t.split("/")[-1]) for p, t in zip(pairs["input_path"], pairs["target_path"])]
+    assert all(a != b for a, b in names)  # the names differ; the positions pair them
+    total = 0
+    for part in (0, 1):
+        with h5py.File(tmp_path / f"results/ldct/patches/L143.part{part}.h5", "r") as f:
+            assert f["input"].shape[1:] == (96, 96, 1)
+            total += f["input"].shape[0]
+            assert len(f["provenance/pair"]) == 7
+            written = int(f["provenance/pair"]["patches_written"].sum())
+    assert total == written
+    assert json.loads((tmp_path / "results/ldct/reports/L143.verify.json").read_text())["ok"]
+
+
+def test_an_unpaired_slice_stops_the_run_naming_the_files(tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(SHARED_DATA / "ldct" / "L096", root / "L096")
+    removed = sorted((root / "L096" / "full_3mm_sharp_sorted").iterdir())[1]
+    removed.unlink()
+    cfg = copy.deepcopy(SMALL_LDCT)
+    cfg["ldct"]["root"] = str(root)
+    work = tmp_path / "work"
+    write_config(work, cfg)
+    proc = snakemake(work, "--cores", "2", check=False)
+    assert proc.returncode != 0
+    log = (work / "logs/ldct/pair_slices/L096.log").read_text()
+    assert removed.name in log  # the input slice with the same name has no partner
+    assert not (work / "results/ldct/pairs/L096.tsv").exists()

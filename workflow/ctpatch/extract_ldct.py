@@ -1,0 +1,511 @@
+"""LDCT input/target mode for the MPI extraction: one work unit per selected slice pair.
+
+Inputs (``--inputs`` JSON): ``{"pairs": [T1.tsv, T2.tsv, ...]}``, one or more pair tables
+written by :mod:`ctpatch.pair_ldct` (a single path string is accepted too).  Several tables
+are several patients in one run.  Only the rows with ``selected`` true are used; they are
+concatenated in the given table order (within a table in its ``pair_index`` order), and the
+**pair_index of this run is the row number in that concatenation** (0, 1, ...).  So the
+same tables in the same order give the same pair_index; changing the order of the tables
+renumbers the pairs (the provenance still names patient and files).  Each unit is one
+pair, key ``"<patient>/<input file name>"``, cost 1; (patient, input file name) must be
+unique over the run because it keys the random draws.
+
+Settings (``--settings`` JSON).  Missing keys take the defaults below (the reference
+program's defaults: patch p55, no normalization, torch layout, float16, one file, no
+shuffling, every augmentation off); unknown keys inside the objects are errors, unknown
+top-level keys are ignored (so the workflow may pass its whole ``ldct`` section, pairing
+options included).  :func:`check_settings` validates and returns the completed settings.
+
+Key (type; default): meaning.
+
+* ``seed`` (int >= 0; 0): seed of every random draw.
+* ``buffer_patches`` (int >= 1; 8): patches per dataset a rank holds before writing them.
+* ``patch.code`` (p96, p75, p64, p55, p42, p32, p24, p12 or null; ``"p55"``): size code (edge, padding);
+  null: use ``edge`` and ``padding``.
+* ``patch.edge`` (int >= 1 or null; null): free patch edge, only with ``code`` null.
+* ``patch.padding`` (int >= 0 or null; null): free overlap (< edge), only with ``code`` null.
+* ``patch.last`` (fill, shift; ``"fill"``): a patch running past the border is filled with the
+  copy's minimum, or shifted inward.
+* ``normalization`` (none, unity_independent, unity_wrt_ld, std_independent, std_wrt_ld,
+  max_val_independent, max_val_wrt_ld, dicom_unity, dicom_std, set_max_val; ``"none"``).
+* ``normalization_constants.dicom_scale`` (number > 0; 4096.0): divisor of dicom_unity, dicom_std.
+* ``normalization_constants.max_value`` (number > 0; 4094.0): divisor of set_max_val.
+* ``ds_augment.enabled`` (bool; false): add area-downscaled copies of each slice.
+* ``ds_augment.factors`` (list of distinct numbers in (0, 1); [0.8, 0.6]): scales of the copies.
+* ``air_threshold.enabled`` (bool; false): keep only patches with tissue, judged on the raw target.
+* ``air_threshold.value`` (number; 200.0): raw value a pixel must exceed.
+* ``air_threshold.fraction`` (number in [0, 1]; 0.10): share of pixels that must exceed ``value``
+  (strictly more).
+* ``air_threshold.mean`` (number; 100.0): the patch mean must exceed it.
+* ``rot_augment.enabled`` (bool; false): add a copy rotated by 90°·k and a flipped copy (3x).
+* ``dose_blend.enabled`` (bool; false): add inputs ``target + f·(input − target)`` (2x).
+* ``dose_blend.low`` (number; 0.5) and ``dose_blend.high`` (number >= low; 1.2): range of f.
+* ``blur_noise.enabled`` (bool; false): blur or add noise to a share of the inputs.
+* ``blur_noise.blur_share`` (number in [0, 1]; 0.4): share of a pair's inputs blurred.
+* ``blur_noise.noise_share`` (number in [0, 1]; 0.4): share given noise; blur_share + noise_share <= 1.
+* ``blur_noise.noise_scale`` (number >= 0; 0.01): noise L2 norm relative to the patch's L2 norm.
+* ``blur_noise.blur_size`` (odd int >= 1; 3): edge of the box filter.
+* ``output.layout`` (torch, tf; ``"torch"``): patch shape (1, H, W) or (H, W, 1).
+* ``output.dtype`` (float16, float32, int16, uint16; ``"float16"``): stored dtype.
+* ``output.compression`` (lzf, gzip, none; ``"lzf"``): HDF5 filter of the patch datasets.
+* ``output.nsplit`` (int >= 1; 1): number of merged files (read by the merge step).
+* ``output.shuffle`` (bool; false): shuffle the patches when merging (read by the merge step).
+
+An integer ``output.dtype`` is only accepted when every value stays an integer: normalization
+``none`` and no downscaling, dose blending or blur/noise (:func:`check_settings` raises naming
+the key); the range of each patch is checked again when it is written (the error names the
+files).  float16 is checked against overflow (65504); its rounding is reported by the
+verification.
+
+Per pair, in SPEC section 2's order: read both slices (raw stored values), normalize the pair,
+make the downscaled copies of the normalized input and target and of the *raw* target,
+compute each copy's patch grid, keep the corners whose raw-target patch passes the air
+threshold, then for each kept corner cut input and target at that corner (filled with the
+copy's minimum), add the rotated and the flipped copy, then the dose-blended copies of those,
+and finally blur or noise a share of the pair's inputs.  Patches are written one by one, so a
+rank holds at most ``buffer_patches`` patches per dataset plus one slice pair and its copies.
+
+Random draws: ``keyed_rng(seed, patient, input file name, name)`` with ``name`` =
+``"rot_flip"`` (k and the flip of each kept patch, in patch order), ``"dose_blend"`` (one
+``f ~ U(low, high)`` per slice pair, as the reference drew one per image), ``"blur_noise"``
+(which patches: ``round(blur_share·n)`` blurred, then ``round(noise_share·n)`` of the others
+noised; a patch is never both, as in the reference) and ``"noise"`` (the noise fields).
+Nothing depends on the rank.
+
+Within a pair the patches come in this order (``patch_index`` 0, 1, ...): for each copy
+(factor 1, then the factors in order), for each kept corner (row-major): the patch, its
+rotation, its flip, then the blended versions of these three.
+
+Provenance: table ``patch`` (:func:`patch_dtype`, one row per patch, aligned with the
+datasets ``input`` and ``target``) and table ``pair`` (:func:`pair_dtype`, one row per pair).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ctpatch.augment import (box_blur, choose_share, dose_blend, downscale_copies, draw_blend_factor,
+                             passes_air_threshold, rot_flip, white_noise)
+from ctpatch.grid import LAST_MODES, SIZE_CODES, cut_patch, grid_corners, resolve_size
+from ctpatch.io.dicom import read_pixels
+from ctpatch.normalize import NORMALIZATIONS, normalize_pair
+from ctpatch.rng import keyed_rng
+from ctpatch.store import COMPRESSION, ShardWriter
+
+LAYOUTS = ("torch", "tf")
+DTYPES = ("float16", "float32", "int16", "uint16")
+INTEGER_DTYPES = ("int16", "uint16")
+PAIR_COLUMNS = ("patient", "pair_index", "input_path", "target_path", "slice_z", "instance", "rows", "cols",
+                "selected")
+
+DEFAULTS: dict = {
+    "seed": 0,
+    "buffer_patches": 8,
+    "patch": {"code": "p55", "edge": None, "padding": None, "last": "fill"},
+    "normalization": "none",
+    "normalization_constants": {"dicom_scale": 4096.0, "max_value": 4094.0},
+    "ds_augment": {"enabled": False, "factors": [0.8, 0.6]},
+    "air_threshold": {"enabled": False, "value": 200.0, "fraction": 0.10, "mean": 100.0},
+    "rot_augment": {"enabled": False},
+    "dose_blend": {"enabled": False, "low": 0.5, "high": 1.2},
+    "blur_noise": {"enabled": False, "blur_share": 0.4, "noise_share": 0.4, "noise_scale": 0.01, "blur_size": 3},
+    "output": {"layout": "torch", "dtype": "float16", "compression": "lzf", "nsplit": 1, "shuffle": False},
+}
+
+
+# ------------------------------------------------------------------------------- settings
+def _is_int(v) -> bool:
+    return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (numbers.Real, np.floating, np.integer)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def check_settings(settings: dict, prefix: str = "") -> dict:
+    """Validate LDCT extraction settings and return a completed copy (defaults filled in).
+
+    ``prefix`` is put before every key in the messages (the workflow passes ``"ldct."``).
+
+    Raises
+    ------
+    ValueError
+        Naming the key, e.g. ``output.dtype: integer dtype 'uint16' needs integer values, ...``.
+
+    Examples
+    --------
+    >>> check_settings({})["patch"]["code"]
+    'p55'
+    >>> check_settings({"output": {"dtype": "uint16"}, "normalization": "unity_independent"})
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: output.dtype: integer dtype 'uint16' needs integer values, but normalization ...
+    """
+    if not isinstance(settings, dict):
+        raise ValueError(f"{prefix or 'settings'}: expected a mapping, got {type(settings).__name__}")
+
+    def err(key: str, msg: str) -> ValueError:
+        return ValueError(f"{prefix}{key}: {msg}")
+
+    s: dict = {}
+    for key, default in DEFAULTS.items():
+        value = settings.get(key, copy.deepcopy(default))
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise err(key, f"expected a mapping, got {value!r}")
+            unknown = sorted(set(value) - set(default))
+            if unknown:
+                raise err(key, f"unknown key(s) {unknown}; expected some of {sorted(default)}")
+            value = {**copy.deepcopy(default), **value}
+        s[key] = value
+
+    if not _is_int(s["seed"]) or s["seed"] < 0:
+        raise err("seed", f"expected a non-negative integer, got {s['seed']!r}")
+    if not _is_int(s["buffer_patches"]) or s["buffer_patches"] < 1:
+        raise err("buffer_patches", f"expected a positive integer, got {s['buffer_patches']!r}")
+
+    p = s["patch"]
+    if p["code"] is not None and p["code"] not in SIZE_CODES:
+        raise err("patch.code", f"expected one of {list(SIZE_CODES)} or null, got {p['code']!r}")
+    try:
+        resolve_size(p["code"], p["edge"], p["padding"])
+    except ValueError as exc:
+        raise err("patch", str(exc)) from None
+    if p["last"] not in LAST_MODES:
+        raise err("patch.last", f"expected one of {list(LAST_MODES)}, got {p['last']!r}")
+
+    if s["normalization"] not in NORMALIZATIONS:
+        raise err("normalization", f"expected one of {list(NORMALIZATIONS)}, got {s['normalization']!r}")
+    for k, v in s["normalization_constants"].items():
+        if not _is_num(v) or v <= 0:
+            raise err(f"normalization_constants.{k}", f"expected a positive number, got {v!r}")
+
+    for group in ("ds_augment", "air_threshold", "rot_augment", "dose_blend", "blur_noise"):
+        if not isinstance(s[group]["enabled"], bool):
+            raise err(f"{group}.enabled", f"expected true or false, got {s[group]['enabled']!r}")
+    factors = s["ds_augment"]["factors"]
+    if (not isinstance(factors, (list, tuple)) or not all(_is_num(f) and 0 < f < 1 for f in factors)
+            or len(set(factors)) != len(factors)):
+        raise err("ds_augment.factors", f"expected a list of distinct numbers in (0, 1), got {factors!r}")
+
+    air = s["air_threshold"]
+    for k in ("value", "mean"):
+        if not _is_num(air[k]):
+            raise err(f"air_threshold.{k}", f"expected a number, got {air[k]!r}")
+    if not _is_num(air["fraction"]) or not 0 <= air["fraction"] <= 1:
+        raise err("air_threshold.fraction", f"expected a number in [0, 1], got {air['fraction']!r}")
+
+    blend = s["dose_blend"]
+    for k in ("low", "high"):
+        if not _is_num(blend[k]):
+            raise err(f"dose_blend.{k}", f"expected a number, got {blend[k]!r}")
+    if not blend["low"] <= blend["high"]:
+        raise err("dose_blend", f"expected low <= high, got low={blend['low']!r}, high={blend['high']!r}")
+
+    bn = s["blur_noise"]
+    for k in ("blur_share", "noise_share"):
+        if not _is_num(bn[k]) or not 0 <= bn[k] <= 1:
+            raise err(f"blur_noise.{k}", f"expected a number in [0, 1], got {bn[k]!r}")
+    if bn["blur_share"] + bn["noise_share"] > 1:
+        raise err("blur_noise", f"expected blur_share + noise_share <= 1 (a patch is blurred or noised, not both), "
+                                f"got {bn['blur_share']!r} + {bn['noise_share']!r}")
+    if not _is_num(bn["noise_scale"]) or bn["noise_scale"] < 0:
+        raise err("blur_noise.noise_scale", f"expected a non-negative number, got {bn['noise_scale']!r}")
+    if not _is_int(bn["blur_size"]) or bn["blur_size"] < 1 or bn["blur_size"] % 2 == 0:
+        raise err("blur_noise.blur_size", f"expected a positive odd integer, got {bn['blur_size']!r}")
+
+    out = s["output"]
+    if out["layout"] not in LAYOUTS:
+        raise err("output.layout", f"expected one of {list(LAYOUTS)}, got {out['layout']!r}")
+    if out["dtype"] not in DTYPES:
+        raise err("output.dtype", f"expected one of {list(DTYPES)}, got {out['dtype']!r}")
+    if out["compression"] not in COMPRESSION:
+        raise err("output.compression", f"expected one of {sorted(COMPRESSION)}, got {out['compression']!r}")
+    if not _is_int(out["nsplit"]) or out["nsplit"] < 1:
+        raise err("output.nsplit", f"expected a positive integer, got {out['nsplit']!r}")
+    if not isinstance(out["shuffle"], bool):
+        raise err("output.shuffle", f"expected true or false, got {out['shuffle']!r}")
+
+    if out["dtype"] in INTEGER_DTYPES:
+        culprits = []
+        if s["normalization"] != "none":
+            culprits.append(f"{prefix}normalization {s['normalization']!r}")
+        if s["ds_augment"]["enabled"] and factors:
+            culprits.append(f"{prefix}ds_augment.enabled (area interpolation)")
+        if blend["enabled"]:
+            culprits.append(f"{prefix}dose_blend.enabled")
+        if bn["enabled"] and (bn["blur_share"] > 0 or (bn["noise_share"] > 0 and bn["noise_scale"] > 0)):
+            culprits.append(f"{prefix}blur_noise.enabled")
+        if culprits:
+            raise err("output.dtype", f"integer dtype {out['dtype']!r} needs integer values, but "
+                                      f"{', '.join(culprits)} yields non-integers (choose float16/float32"
+                                      + (", or normalization 'none')" if s["normalization"] != "none" else ")"))
+    return s
+
+
+def patch_size(settings: dict) -> tuple[int, int]:
+    """(edge, padding) of completed settings."""
+    p = settings["patch"]
+    return resolve_size(p["code"], p["edge"], p["padding"])
+
+
+def copy_factors(settings: dict) -> tuple[float, ...]:
+    """Scale of every copy of a slice: 1.0, then the downscale factors when enabled."""
+    ds = settings["ds_augment"]
+    return (1.0, *(float(f) for f in ds["factors"])) if ds["enabled"] else (1.0,)
+
+
+def multiplier(settings: dict) -> int:
+    """Patches written per kept grid patch: x3 with rotation, x2 with dose blending."""
+    return (3 if settings["rot_augment"]["enabled"] else 1) * (2 if settings["dose_blend"]["enabled"] else 1)
+
+
+def patch_shape(settings: dict) -> tuple[int, int, int]:
+    """Shape of one stored patch: (1, H, W) for torch, (H, W, 1) for tf."""
+    edge, _ = patch_size(settings)
+    return (1, edge, edge) if settings["output"]["layout"] == "torch" else (edge, edge, 1)
+
+
+# ------------------------------------------------------------------------------- pair tables
+def read_pair_tables(paths) -> pd.DataFrame:
+    """The selected rows of one or more pair tables, concatenated in the given order.
+
+    Adds the columns ``table`` (the file) and ``table_pair_index`` (the row's pair_index in its
+    table) and renumbers ``pair_index`` 0, 1, ... over the concatenation.  Raises ValueError
+    naming the file for a missing table or column, and for a (patient, input file name) that
+    occurs twice.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = list(paths)
+    if not paths:
+        raise ValueError("inputs.pairs: expected at least one pair table, got none")
+    frames = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise ValueError(f"{path}: pair table not found")
+        df = pd.read_csv(path, sep="\t", dtype={"patient": str, "input_path": str, "target_path": str},
+                         keep_default_na=False, na_values={"slice_z": [""], "instance": [""]})
+        missing = [c for c in PAIR_COLUMNS if c not in df.columns]
+        if missing:
+            raise ValueError(f"{path}: not a pair table: missing columns {missing} (found {list(df.columns)})")
+        sel = df["selected"]
+        if sel.dtype != bool:
+            sel = sel.astype(str).str.strip().str.lower().map({"true": True, "false": False, "1": True, "0": False})
+            if sel.isna().any():
+                raise ValueError(f"{path}: column 'selected' must be True or False")
+        df = df[sel.astype(bool).to_numpy()].sort_values("pair_index", kind="stable").copy()
+        df["table"] = str(path)
+        df["table_pair_index"] = df["pair_index"].astype(np.int64)
+        frames.append(df)
+    table = pd.concat(frames, ignore_index=True)
+    table["pair_index"] = np.arange(len(table), dtype=np.int64)
+    table["input_name"] = [Path(p).name for p in table["input_path"]]
+    dup = table.duplicated(["patient", "input_name"], keep=False)
+    if dup.any():
+        first = table[dup].iloc[0]
+        raise ValueError(f"{first['table']}: pair {first['patient']}/{first['input_name']} occurs more than once in "
+                         f"the pair tables {[str(p) for p in paths]} (it keys the random draws, so it must be unique)")
+    return table
+
+
+def _width(values) -> int:
+    return max([1] + [len(str(v).encode()) for v in values])
+
+
+def patch_dtype(patient_width: int, path_width: int) -> np.dtype:
+    """Provenance of one patch (table ``patch``).
+
+    ``corner`` is the (row, col) of the patch's top-left pixel in the grid of its copy (shape
+    ``copy_shape``, scale ``downscale`` of the slice), before rotation or flip; ``rot_k`` is the
+    number of 90° counter-clockwise turns (0: none); ``flip`` is ``b""``, ``b"lr"`` or ``b"ud"``;
+    ``blend`` the dose-blend factor f (NaN: not blended); ``blur`` / ``noise`` whether the input
+    was blurred / given noise.  ``slice_z`` is NaN and ``instance`` -1 when the slice has none.
+    """
+    return np.dtype([
+        ("pair_index", "<i4"), ("patch_index", "<i4"), ("patient", f"S{patient_width}"),
+        ("input_file", f"S{path_width}"), ("target_file", f"S{path_width}"), ("slice_z", "<f8"), ("instance", "<i4"),
+        ("downscale", "<f8"), ("copy_shape", "<i4", (2,)), ("corner", "<i4", (2,)), ("rot_k", "<i1"),
+        ("flip", "S2"), ("blend", "<f8"), ("blur", "?"), ("noise", "?"),
+    ])
+
+
+def pair_dtype(patient_width: int, path_width: int) -> np.dtype:
+    """Summary of one slice pair (table ``pair``): grid patches cut over all copies, kept after the air
+    threshold, written after the augmentations, and the pair's blend factor (NaN: none)."""
+    return np.dtype([
+        ("pair_index", "<i4"), ("patient", f"S{patient_width}"), ("input_file", f"S{path_width}"),
+        ("target_file", f"S{path_width}"), ("slice_z", "<f8"), ("instance", "<i4"), ("patches_cut", "<i4"),
+        ("patches_kept", "<i4"), ("patches_written", "<i4"), ("blend", "<f8"),
+    ])
+
+
+@dataclass(frozen=True)
+class Unit:
+    key: str
+    index: int
+    cost: float
+
+
+def _int_or(value, default: int) -> int:
+    return default if value is None or pd.isna(value) else int(value)
+
+
+class Job:
+    """One extraction run of the LDCT mode (see the module docstring)."""
+
+    def __init__(self, args):
+        self.settings = check_settings(args.settings)
+        inputs = args.inputs
+        if not isinstance(inputs, dict) or "pairs" not in inputs:
+            raise ValueError(f"inputs: expected a mapping with key 'pairs', got {inputs!r}")
+        self.pairs = read_pair_tables(inputs["pairs"])
+        s = self.settings
+        self.seed = int(s["seed"])
+        self.edge, self.padding = patch_size(s)
+        self.last = s["patch"]["last"]
+        self.factors = copy_factors(s)
+        self.dtype = np.dtype(s["output"]["dtype"])
+        wp = _width(self.pairs["patient"])
+        wf = _width(list(self.pairs["input_path"]) + list(self.pairs["target_path"]))
+        self.patch_dtype, self.pair_dtype = patch_dtype(wp, wf), pair_dtype(wp, wf)
+
+    def units(self) -> list[Unit]:
+        return [Unit(f"{r.patient}/{r.input_name}", int(r.pair_index), 1.0) for r in self.pairs.itertuples()]
+
+    def writer(self, path) -> ShardWriter:
+        shape = patch_shape(self.settings)
+        out = self.settings["output"]
+        return ShardWriter(path, {"input": (shape, out["dtype"]), "target": (shape, out["dtype"])},
+                           {"patch": self.patch_dtype, "pair": self.pair_dtype}, compression=out["compression"],
+                           buffer=int(self.settings["buffer_patches"]), attrs={"mode": "ldct"})
+
+    # --------------------------------------------------------------------------- one pair
+    def _rng(self, row, name: str) -> np.random.Generator:
+        return keyed_rng(self.seed, str(row["patient"]), str(row["input_name"]), name)
+
+    def _stored(self, patch: np.ndarray) -> np.ndarray:
+        return patch[None] if self.settings["output"]["layout"] == "torch" else patch[..., None]
+
+    def _check_values(self, patch: np.ndarray, what: str, row) -> None:
+        dt = self.dtype
+        lo, hi = float(patch.min()), float(patch.max())
+        where = f"pair {row['input_path']} / {row['target_path']}"
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"{where}: {what} patch holds NaN or inf")
+        if np.issubdtype(dt, np.integer):
+            info = np.iinfo(dt)
+            if lo < info.min or hi > info.max or not np.all(patch == np.round(patch)):
+                raise ValueError(f"{where}: output.dtype {dt}: {what} values [{lo}, {hi}] are not all integers "
+                                 f"in [{info.min}, {info.max}]")
+        else:
+            top = float(np.finfo(dt).max)
+            if lo < -top or hi > top:
+                raise ValueError(f"{where}: output.dtype {dt}: {what} values [{lo}, {hi}] overflow (max {top})")
+
+    def _kept_corners(self, copies_raw) -> tuple[list[np.ndarray], int]:
+        """Per copy, the grid corners whose raw-target patch passes the air threshold; and the grid size."""
+        air = self.settings["air_threshold"]
+        kept, cut = [], 0
+        for _, raw in copies_raw:
+            corners = grid_corners(raw.shape, self.edge, self.padding, self.last)
+            cut += len(corners)
+            if air["enabled"]:
+                fill = raw.min()
+                keep = [passes_air_threshold(cut_patch(raw, (int(r), int(c)), self.edge, fill),
+                                             air["value"], air["fraction"], air["mean"]) for r, c in corners]
+                corners = corners[np.asarray(keep, dtype=bool)]
+            kept.append(corners)
+        return kept, cut
+
+    def run(self, unit: Unit, w) -> dict:
+        """Cut, augment and write the patches of one slice pair; return its counts.
+
+        ``w`` is a :class:`ShardWriter` (or anything with ``add(name, patch)`` and
+        ``add_row(table, row)``); patches are handed over as float32 in the output layout and
+        cast to the output dtype by the writer.
+        """
+        s = self.settings
+        row = self.pairs.iloc[unit.index].to_dict()
+        where = f"pair {row['input_path']} / {row['target_path']}"
+        ld, fd = read_pixels(row["input_path"]), read_pixels(row["target_path"])
+        expected = (int(row["rows"]), int(row["cols"]))
+        if ld.shape != expected or fd.shape != expected:
+            raise ValueError(f"{where}: expected {expected[0]}x{expected[1]} pixels as in {row['table']}, got "
+                             f"{ld.shape} and {fd.shape}")
+        try:
+            ld_n, fd_n = normalize_pair(ld, fd, s["normalization"], **s["normalization_constants"])
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        factors = self.factors[1:]
+        copies_in = downscale_copies(ld_n, factors)
+        copies_tg = downscale_copies(fd_n, factors)
+        if s["normalization"] == "none" or not s["air_threshold"]["enabled"]:
+            copies_raw = copies_tg  # same values (none), or not needed
+        else:
+            copies_raw = downscale_copies(fd, factors)
+        kept, cut = self._kept_corners(copies_raw)
+        n_kept = sum(len(k) for k in kept)
+        n = n_kept * multiplier(s)
+
+        rot, blend_on, bn = s["rot_augment"]["enabled"], s["dose_blend"]["enabled"], s["blur_noise"]
+        rng_rot = self._rng(row, "rot_flip")
+        f = draw_blend_factor(self._rng(row, "dose_blend"), s["dose_blend"]["low"],
+                              s["dose_blend"]["high"]) if blend_on else math.nan
+        blur = np.zeros(n, dtype=bool)
+        noise = np.zeros(n, dtype=bool)
+        if bn["enabled"] and n:
+            rng_bn = self._rng(row, "blur_noise")
+            blur = choose_share(rng_bn, n, bn["blur_share"])
+            rest = np.flatnonzero(~blur)
+            k = min(round_half_up(bn["noise_share"] * n), len(rest))
+            noise[rng_bn.choice(rest, size=k, replace=False)] = True
+        rng_noise = self._rng(row, "noise")
+
+        patient, in_file, tg_file = (str(row[k]).encode() for k in ("patient", "input_path", "target_path"))
+        slice_z = math.nan if pd.isna(row["slice_z"]) else float(row["slice_z"])
+        instance = _int_or(row["instance"], -1)
+        j = 0
+        for (factor, img_in), (_, img_tg), corners in zip(copies_in, copies_tg, kept):
+            fill_in, fill_tg = img_in.min(), img_tg.min()
+            shape = img_in.shape
+            for r, c in corners:
+                corner = (int(r), int(c))
+                a = cut_patch(img_in, corner, self.edge, fill_in)
+                b = cut_patch(img_tg, corner, self.edge, fill_tg)
+                variants = [(a, b, 0, b"")]
+                if rot:
+                    (ra, rb, ri), (fa, fb, fi) = rot_flip(a, b, rng_rot)
+                    variants += [(ra, rb, ri["rot_k"], b""), (fa, fb, 0, fi["flip"].encode())]
+                out = [(x, y, k, fl, math.nan) for x, y, k, fl in variants]
+                if blend_on:
+                    out += [(*dose_blend(x, y, f), k, fl, f) for x, y, k, fl in variants]
+                for x, y, k, fl, bf in out:
+                    if blur[j]:
+                        x = box_blur(x, bn["blur_size"])
+                    if noise[j]:
+                        x = white_noise(x, rng_noise, bn["noise_scale"])
+                    x = x.astype(np.float32, copy=False)
+                    y = y.astype(np.float32, copy=False)
+                    self._check_values(x, "input", row)
+                    self._check_values(y, "target", row)
+                    w.add("input", self._stored(x))
+                    w.add("target", self._stored(y))
+                    w.add_row("patch", (unit.index, j, patient, in_file, tg_file, slice_z, instance, factor, shape,
+                                        corner, k, fl, bf, bool(blur[j]), bool(noise[j])))
+                    j += 1
+        w.add_row("pair", (unit.index, patient, in_file, tg_file, slice_z, instance, cut, n_kept, j, f))
+        return {"cut": cut, "kept": n_kept, "written": j}

@@ -1,0 +1,233 @@
+"""Sanity pictures: a PNG grid of randomly chosen patches with their provenance as titles.
+
+LDCT files (datasets ``input``/``target``, table ``provenance/patch``): one row per chosen
+patch, columns input, target and input - target; input and target share one grey scale, the
+difference has a symmetric red/blue scale.  The title names patient, slice (z, instance),
+pair and patch index, the corner in the copy's pixel grid, the downscale factor and the
+augmentations (rotation, flip, blend factor, blur, noise).
+
+LUNA16 files (datasets ``nodule``/``label_nodule`` and ``non_nodule``/``label_non_nodule``):
+one row per chosen patch, columns the axial, coronal and sagittal mid-slices of the patch
+(stored (x, y, z, 1)), with the nodule class of the pooled label (upsampled by the pool
+factor) overlaid in red.  Titles give the series uid (tail), the nodule and shift or the
+negative's source, and the centre voxel (x, y, z).
+
+The patches are drawn uniformly without replacement over all given files with
+``keyed_rng(seed, "sanity")``; the PNG is written through a temporary name (Agg backend).
+
+Usage: ``python -m ctpatch.sanity --patches X.h5 [Y.h5 ...] --out pairs.png --n 8 --seed 0``
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import h5py
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ctpatch.rng import keyed_rng  # noqa: E402
+from ctpatch.store import atomic_path  # noqa: E402
+
+RED = matplotlib.colors.ListedColormap(["red"])
+LUNA_GROUPS = (("nodule", "label_nodule", "nodule"), ("non_nodule", "label_non_nodule", "non_nodule"))
+
+
+def _dec(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def file_mode(f: h5py.File, path) -> str:
+    """``"ldct"`` or ``"luna16"`` from the datasets a file holds."""
+    if "input" in f and "target" in f:
+        return "ldct"
+    if "nodule" in f or "non_nodule" in f:
+        return "luna16"
+    raise ValueError(f"{path}: neither an LDCT (input/target) nor a LUNA16 (nodule/non_nodule) patch file; "
+                     f"found {sorted(f.keys())}")
+
+
+def pick(counts: list[int], n: int, seed: int) -> list[tuple[int, int]]:
+    """``min(n, total)`` items (group number, row) drawn without replacement over groups of ``counts`` rows.
+
+    >>> pick([2, 3], 10, 0)
+    [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)]
+    """
+    total = int(sum(counts))
+    if n < 1:
+        raise ValueError(f"Expected n >= 1, got n={n!r}")
+    chosen = np.sort(keyed_rng(seed, "sanity").choice(total, size=min(n, total), replace=False)) if total else []
+    offsets = np.cumsum([0, *counts])
+    out = []
+    for c in chosen:
+        g = int(np.searchsorted(offsets, c, side="right") - 1)
+        out.append((g, int(c - offsets[g])))
+    return out
+
+
+def describe_ldct(row) -> str:
+    """Two-line title of one LDCT patch from its provenance row."""
+    aug = []
+    if int(row["rot_k"]):
+        aug.append(f"rot {90 * int(row['rot_k'])}°")
+    if _dec(row["flip"]):
+        aug.append(f"flip {_dec(row['flip'])}")
+    if math.isfinite(float(row["blend"])):
+        aug.append(f"blend f={float(row['blend']):.3f}")
+    if bool(row["blur"]):
+        aug.append("blur")
+    if bool(row["noise"]):
+        aug.append("noise")
+    z = float(row["slice_z"])
+    r, c = (int(v) for v in row["corner"])
+    return (f"{_dec(row['patient'])} z={z:g} mm #{int(row['instance'])} pair {int(row['pair_index'])} "
+            f"patch {int(row['patch_index'])}\ncorner ({r}, {c}) at x{float(row['downscale']):g}; "
+            f"{', '.join(aug) or 'no augmentation'}")
+
+
+def describe_luna(group: str, row) -> str:
+    """Two-line title of one LUNA16 patch from its provenance row."""
+    uid = _dec(row["seriesuid"])
+    centre = [int(v) for v in row["centre_voxel"]]
+    if group == "nodule":
+        what = f"nodule {int(row['nodule_index'])} shift {[int(v) for v in row['shift']]}"
+    else:
+        what = f"negative {int(row['negative_index'])} ({_dec(row['source'])})"
+    return f"…{uid[-12:]} {what}\ncentre {centre} (x, y, z)"
+
+
+def _plane2d(patch: np.ndarray) -> np.ndarray:
+    """(H, W) of a stored LDCT patch, (1, H, W) (torch) or (H, W, 1) (tf)."""
+    a = np.asarray(patch, dtype=np.float32)
+    if a.ndim == 3 and a.shape[0] == 1:
+        return a[0]
+    if a.ndim == 3 and a.shape[-1] == 1:
+        return a[..., 0]
+    raise ValueError(f"Expected an LDCT patch of shape (1, H, W) or (H, W, 1), got {a.shape}")
+
+
+def _ldct_rows(files, paths, n, seed):
+    counts = [f["input"].shape[0] for f in files]
+    rows = []
+    for k, r in pick(counts, n, seed):
+        f = files[k]
+        prov = f["provenance/patch"][r] if "provenance/patch" in f else None
+        title = describe_ldct(prov) if prov is not None else f"{Path(paths[k]).name} row {r}"
+        inp, tgt = _plane2d(f["input"][r]), _plane2d(f["target"][r])
+        rows.append((title, inp, tgt))
+    return rows
+
+
+def _upsample_label(label: np.ndarray, size: int) -> np.ndarray:
+    """Nodule class of a pooled (L, L, L, 2) label, repeated back to (size, size, size) bool."""
+    lab = np.asarray(label)[..., 1] > 0
+    pool = -(-size // lab.shape[0])
+    for axis in range(3):
+        lab = np.repeat(lab, pool, axis=axis)
+    return lab[:size, :size, :size]
+
+
+def _luna_rows(files, paths, n, seed):
+    groups = [(k, g) for k, f in enumerate(files) for g in LUNA_GROUPS if g[0] in f]
+    counts = [files[k][g[0]].shape[0] for k, g in groups]
+    rows = []
+    for gi, r in pick(counts, n, seed):
+        k, (img_name, lab_name, table) = groups[gi]
+        f = files[k]
+        img = np.asarray(f[img_name][r], dtype=np.float32)[..., 0]  # (x, y, z)
+        lab = _upsample_label(f[lab_name][r], img.shape[0]) if lab_name in f else np.zeros(img.shape, bool)
+        key = f"provenance/{table}"
+        title = describe_luna(img_name, f[key][r]) if key in f else f"{Path(paths[k]).name} {img_name} row {r}"
+        mx, my, mz = (s // 2 for s in img.shape)
+        planes = [(img[:, :, mz].T, lab[:, :, mz].T, "axial (y, x)"),
+                  (img[:, my, :].T, lab[:, my, :].T, "coronal (z, x)"),
+                  (img[mx, :, :].T, lab[mx, :, :].T, "sagittal (z, y)")]
+        rows.append((title, planes))
+    return rows
+
+
+def make_figure(paths, n: int = 8, seed: int = 0):
+    """The figure and the titles of its rows (one per chosen patch)."""
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise ValueError("Expected at least one patch file")
+    for p in paths:
+        if not Path(p).is_file():
+            raise ValueError(f"{p}: file not found")
+    files = [h5py.File(p, "r") for p in paths]
+    try:
+        modes = {file_mode(f, p) for f, p in zip(files, paths)}
+        if len(modes) != 1:
+            raise ValueError(f"Expected patch files of one mode, got {sorted(modes)} in {paths}")
+        mode = modes.pop()
+        rows = _ldct_rows(files, paths, n, seed) if mode == "ldct" else _luna_rows(files, paths, n, seed)
+    finally:
+        for f in files:
+            f.close()
+    if not rows:
+        raise ValueError(f"no patches in {paths}")
+    fig = plt.figure(figsize=(9, 3.2 * len(rows)), layout="constrained")
+    subfigs = fig.subfigures(len(rows), 1, squeeze=False)[:, 0]
+    titles = []
+    for sub, row in zip(subfigs, rows):
+        title = row[0]
+        titles.append(title)
+        sub.suptitle(title, fontsize=8)
+        ax_row = sub.subplots(1, 3)
+        if mode == "ldct":
+            _, inp, tgt = row
+            lo, hi = float(min(inp.min(), tgt.min())), float(max(inp.max(), tgt.max()))
+            diff = inp - tgt
+            m = float(np.abs(diff).max()) or 1.0
+            for ax, img, name, kw in ((ax_row[0], inp, "input", {"cmap": "gray", "vmin": lo, "vmax": hi}),
+                                      (ax_row[1], tgt, "target", {"cmap": "gray", "vmin": lo, "vmax": hi}),
+                                      (ax_row[2], diff, "input − target", {"cmap": "RdBu_r", "vmin": -m, "vmax": m})):
+                im = ax.imshow(img, **kw)
+                ax.set_title(name, fontsize=8)
+                sub.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        else:
+            for ax, (img, lab, name) in zip(ax_row, row[1]):
+                ax.imshow(img, cmap="gray")
+                ax.imshow(np.ma.masked_where(~lab, lab.astype(float)), cmap=RED, alpha=0.4, vmin=0, vmax=1)
+                ax.set_title(name, fontsize=8)
+        for ax in ax_row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    return fig, titles
+
+
+def write_png(paths, out, n: int = 8, seed: int = 0) -> list[str]:
+    """Write the sanity PNG ``out`` atomically; return the row titles."""
+    fig, titles = make_figure(paths, n, seed)
+    try:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format="png", dpi=72)
+    finally:
+        plt.close(fig)
+    return titles
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ctpatch.sanity", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--patches", nargs="+", required=True, help="merged patch file(s) of one mode")
+    ap.add_argument("--out", required=True, help="the PNG to write")
+    ap.add_argument("--n", type=int, default=8, help="number of patches shown")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    try:
+        titles = write_png(args.patches, args.out, args.n, args.seed)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: {len(titles)} patches")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

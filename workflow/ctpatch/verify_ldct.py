@@ -1,0 +1,336 @@
+"""Verify the merged LDCT patch file(s) of one run against its pair table(s) and settings.
+
+:func:`verify_ldct` is called by ``python -m ctpatch.verify --mode ldct``.  It checks, over
+all parts (``output.nsplit`` files) together:
+
+* structure: every part has the datasets ``input`` and ``target`` and the provenance tables
+  ``patch`` (one row per patch, as many rows as the datasets) and ``pair``; the table ``pair``
+  is the same in every part;
+* shapes and dtype: (N, 1, E, E) for layout torch, (N, E, E, 1) for tf, E the patch edge;
+  the dtype of ``output.dtype``;
+* counts: every selected pair of the pair table(s) appears in table ``pair`` (same
+  pair_index, patient and files) and no other; per pair ``patches_cut`` equals the grid size
+  computed from the table's rows x cols and the settings, ``patches_kept <= patches_cut``,
+  ``patches_written = patches_kept x multiplier`` (x3 rotation, x2 dose blend); the sum of
+  ``patches_written`` equals the number of patches across the parts, and each pair's patches
+  carry patch_index 0 .. patches_written - 1 exactly once;
+* provenance fields: files agree with the pair row, corners inside their copy, rot_k in 0..3,
+  flip in {"", "lr", "ud"} and never with a rotation, blend NaN exactly for unblended patches
+  and equal to the pair's factor otherwise, blur and noise never both, and per pair exactly
+  ``round(blur_share·n)`` blurred and ``min(round(noise_share·n), n - blurred)`` noised;
+* values (read one block of :data:`BLOCK` patches at a time): NaN/inf, the value range of
+  input and target, and for an integer dtype the number of values at the dtype's limits (the
+  maximum, and the minimum of a signed dtype; 0 of uint16 is ordinary air): a value there
+  may have been clipped or wrapped, a failure;
+* rounding of the output dtype.  The values before the cast are gone once written, so two
+  figures are reported.  ``dtype_worst_case_error``: half the spacing of the dtype at the
+  largest absolute stored value, i.e. the largest error rounding to nearest can have made
+  (float16 at raw CT values 2048..4095 has spacing 2, so 1.0); 0 for float32 (the patches are
+  computed in float32) and for integer dtypes (only integers are accepted).
+  ``sample_roundtrip_error``: the first ``sample_pairs`` selected pairs are extracted again
+  in memory (the same code, settings and seed) and compared with the stored patches: the
+  largest ``|stored - recomputed float32 value|`` is the real round-trip error of that sample,
+  and every stored patch must equal the recomputed one cast to the dtype bit for bit (else
+  the run was not reproducible, or a file was altered).  This needs the DICOM files of the
+  sample pairs; set ``sample_pairs=0`` to skip it.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from collections import defaultdict
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ctpatch.extract_ldct import (INTEGER_DTYPES, Job, check_settings, copy_factors, multiplier, patch_shape,
+                                  patch_size, read_pair_tables, round_half_up)
+from ctpatch.grid import grid_corners
+
+BLOCK = 64
+
+
+class _Collect:
+    """A stand-in writer keeping the patches of one pair in memory (for the recomputed sample)."""
+
+    def __init__(self):
+        self.patches = defaultdict(list)
+        self.rows = defaultdict(list)
+
+    def add(self, name, patch):
+        self.patches[name].append(np.array(patch, dtype=np.float32))
+
+    def add_row(self, table, row):
+        self.rows[table].append(row)
+
+
+def expected_cut(rows: int, cols: int, settings: dict) -> int:
+    """Grid patches of one slice over all its copies (copy shape = round half up of shape x factor)."""
+    edge, padding = patch_size(settings)
+    last = settings["patch"]["last"]
+    total = 0
+    for f in copy_factors(settings):
+        shape = (round_half_up(rows * f), round_half_up(cols * f)) if f != 1.0 else (rows, cols)
+        total += len(grid_corners(shape, edge, padding, last))
+    return total
+
+
+def _dec(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def verify_ldct(patch_paths, pairs_path, settings: dict, sample_pairs: int = 1) -> dict:
+    """Check the merged LDCT file(s) ``patch_paths`` (all parts of one run) against the pair
+    table(s) ``pairs_path`` (one path or a list, in the extraction's order) and the extraction
+    ``settings``.  Returns a report dict with ``ok``, ``failures`` and the figures."""
+    if isinstance(patch_paths, (str, Path)):
+        patch_paths = [patch_paths]
+    patch_paths = [str(p) for p in patch_paths]
+    fails: list[str] = []
+    tables = [str(p) for p in pairs_path] if isinstance(pairs_path, (list, tuple)) else [str(pairs_path)]
+    report: dict = {"files": patch_paths, "pairs_tables": tables}
+    try:
+        s = check_settings(settings)
+    except ValueError as exc:
+        return {**report, "ok": False, "failures": [f"settings: {exc}"]}
+    try:
+        table = read_pair_tables(pairs_path)
+    except ValueError as exc:
+        return {**report, "ok": False, "failures": [str(exc)]}
+    dtype = np.dtype(s["output"]["dtype"])
+    shape = patch_shape(s)
+    mult = multiplier(s)
+    report.update(dtype=str(dtype), patch_shape=list(shape), layout=s["output"]["layout"],
+                  selected_pairs=int(len(table)))
+
+    files = []
+    try:
+        for path in patch_paths:
+            files.append(h5py.File(path, "r"))
+        for path, f in zip(patch_paths, files):
+            for name in ("input", "target", "provenance/patch", "provenance/pair"):
+                if name not in f:
+                    fails.append(f"{path}: dataset {name} missing")
+        if fails:
+            return {**report, "ok": False, "failures": fails}
+        for path, f in zip(patch_paths, files):
+            for name in ("input", "target"):
+                ds = f[name]
+                if ds.shape[1:] != shape:
+                    fails.append(f"{path}: {name}: expected patch shape {shape} (layout {s['output']['layout']}), "
+                                 f"got {ds.shape[1:]}")
+                if ds.dtype != dtype:
+                    fails.append(f"{path}: {name}: expected dtype {dtype}, got {ds.dtype}")
+            n_in, n_tg, n_prov = f["input"].shape[0], f["target"].shape[0], f["provenance/patch"].shape[0]
+            if not n_in == n_tg == n_prov:
+                fails.append(f"{path}: {n_in} input, {n_tg} target patches and {n_prov} provenance rows differ")
+        if fails:
+            return {**report, "ok": False, "failures": fails}
+
+        pair_rows = files[0]["provenance/pair"][...]
+        for path, f in zip(patch_paths[1:], files[1:]):
+            if f["provenance/pair"][...].tobytes() != pair_rows.tobytes():  # bytes: NaN (no blend) != NaN
+                fails.append(f"{path}: table 'pair' differs from the one in {patch_paths[0]}")
+        total = sum(f["input"].shape[0] for f in files)
+        written = int(pair_rows["patches_written"].sum()) if len(pair_rows) else 0
+        report.update(patches=total, patches_per_part=[f["input"].shape[0] for f in files],
+                      pairs_in_file=int(len(pair_rows)), patches_written_sum=written,
+                      patches_cut=int(pair_rows["patches_cut"].sum()) if len(pair_rows) else 0,
+                      patches_kept=int(pair_rows["patches_kept"].sum()) if len(pair_rows) else 0)
+        if written != total:
+            fails.append(f"sum of patches_written in table 'pair' is {written}, but the parts hold {total} patches")
+
+        # pairs: the selected rows of the pair table(s) <-> table 'pair'
+        by_index = {int(r["pair_index"]): r for r in pair_rows}
+        if len(by_index) != len(pair_rows):
+            fails.append("table 'pair' holds a pair_index twice")
+        expected_index = set(range(len(table)))
+        missing = sorted(expected_index - set(by_index))
+        extra = sorted(set(by_index) - expected_index)
+        if missing:
+            names = [f"{table.iloc[i]['patient']}/{table.iloc[i]['input_name']}" for i in missing[:5]]
+            fails.append(f"{len(missing)} selected pairs of the pair table(s) missing from table 'pair': {names}")
+        if extra:
+            fails.append(f"table 'pair' holds pair_index {extra[:5]} not among the {len(table)} selected pairs")
+        for i in sorted(expected_index & set(by_index)):
+            t, r = table.iloc[i], by_index[i]
+            who = f"pair {i} ({t['patient']}/{t['input_name']})"
+            if (_dec(r["patient"]), _dec(r["input_file"]), _dec(r["target_file"])) != (
+                    str(t["patient"]), str(t["input_path"]), str(t["target_path"])):
+                fails.append(f"{who}: table 'pair' names {_dec(r['patient'])} {_dec(r['input_file'])} "
+                             f"{_dec(r['target_file'])}, the pair table {t['input_path']} {t['target_path']}")
+            cut = expected_cut(int(t["rows"]), int(t["cols"]), s)
+            if int(r["patches_cut"]) != cut:
+                fails.append(f"{who}: patches_cut {int(r['patches_cut'])}, expected {cut} from the grid of "
+                             f"{int(t['rows'])}x{int(t['cols'])} and its copies")
+            if int(r["patches_kept"]) > int(r["patches_cut"]):
+                fails.append(f"{who}: patches_kept {int(r['patches_kept'])} > patches_cut {int(r['patches_cut'])}")
+            if not s["air_threshold"]["enabled"] and int(r["patches_kept"]) != int(r["patches_cut"]):
+                fails.append(f"{who}: air threshold off, but patches_kept {int(r['patches_kept'])} != patches_cut")
+            if int(r["patches_written"]) != int(r["patches_kept"]) * mult:
+                fails.append(f"{who}: patches_written {int(r['patches_written'])}, expected patches_kept x {mult} = "
+                             f"{int(r['patches_kept']) * mult}")
+
+        # patch provenance, all parts together
+        provs = [f["provenance/patch"][...] for f in files]
+        prov = np.concatenate(provs) if provs else np.zeros(0)
+        where = np.concatenate([np.stack([np.full(len(p), k), np.arange(len(p))], axis=1) for k, p in enumerate(provs)])
+        fails += _check_provenance(prov, by_index, s)
+
+        # values, one block at a time
+        fails += _check_values(files, patch_paths, dtype, report)
+
+        # rounding: worst case from the largest magnitude, and a recomputed sample
+        top = max(abs(v) for name in ("input", "target") for v in report[f"{name}_value_range"] or [0.0])
+        if np.issubdtype(dtype, np.floating) and dtype != np.float32:
+            report["dtype_worst_case_error"] = float(np.spacing(dtype.type(top))) / 2.0
+        else:
+            report["dtype_worst_case_error"] = 0.0
+        if sample_pairs > 0 and len(table) and not fails:
+            fails += _check_sample(files, patch_paths, prov, where, pairs_path, s, sample_pairs, report)
+    finally:
+        for f in files:
+            f.close()
+    report["ok"] = not fails
+    report["failures"] = fails
+    return report
+
+
+def _check_provenance(prov: np.ndarray, by_index: dict, s: dict) -> list[str]:
+    fails = []
+    if not len(prov):
+        return fails
+    keys = prov["pair_index"].astype(np.int64) * (1 << 32) + prov["patch_index"].astype(np.int64)
+    if len(np.unique(keys)) != len(keys):
+        fails.append("two patches share (pair_index, patch_index)")
+    unknown = sorted(set(np.unique(prov["pair_index"]).tolist()) - set(by_index))
+    if unknown:
+        fails.append(f"patches of pair_index {unknown[:5]} that table 'pair' does not list")
+    rot_k, flip = prov["rot_k"].astype(int), prov["flip"]
+    if np.any((rot_k < 0) | (rot_k > 3)):
+        fails.append("rot_k outside 0..3")
+    if not np.all(np.isin(flip, [b"", b"lr", b"ud"])):
+        fails.append(f"flip values {sorted(set(flip.tolist()) - {b'', b'lr', b'ud'})} not among '', 'lr', 'ud'")
+    if np.any((rot_k > 0) & (flip != b"")):
+        fails.append("patches both rotated and flipped")
+    if not s["rot_augment"]["enabled"] and np.any((rot_k > 0) | (flip != b"")):
+        fails.append("rotated or flipped patches although rot_augment is off")
+    blended = np.isfinite(prov["blend"])
+    if not s["dose_blend"]["enabled"] and blended.any():
+        fails.append("blended patches although dose_blend is off")
+    if np.any(prov["blur"] & prov["noise"]):
+        fails.append("patches both blurred and noised")
+    if not s["blur_noise"]["enabled"] and np.any(prov["blur"] | prov["noise"]):
+        fails.append("blurred or noised patches although blur_noise is off")
+    factors = copy_factors(s)
+    if not np.all(np.isin(prov["downscale"], factors)):
+        fails.append(f"downscale factors {sorted(set(prov['downscale'].tolist()) - set(factors))} not among {factors}")
+    corner, cshape = prov["corner"], prov["copy_shape"]
+    if np.any((corner < 0) | (corner >= cshape)):
+        fails.append("patch corners outside their copy")
+    order = np.argsort(keys, kind="stable")
+    pi = prov["pair_index"][order]
+    starts = np.flatnonzero(np.r_[True, pi[1:] != pi[:-1]])
+    bounds = list(zip(starts, np.r_[starts[1:], len(pi)]))
+    bn = s["blur_noise"]
+    for a, b in bounds:
+        rows = prov[order[a:b]]
+        i = int(rows["pair_index"][0])
+        r = by_index.get(i)
+        if r is None:
+            continue
+        n = b - a
+        who = f"pair {i} ({_dec(r['patient'])}/{Path(_dec(r['input_file'])).name})"
+        if n != int(r["patches_written"]) or not np.array_equal(rows["patch_index"], np.arange(n)):
+            fails.append(f"{who}: {n} patches with patch_index not exactly 0..{int(r['patches_written']) - 1}")
+            continue  # the shares below are only meaningful for a complete pair
+        if np.any(rows["input_file"] != r["input_file"]) or np.any(rows["target_file"] != r["target_file"]):
+            fails.append(f"{who}: patches naming other files than table 'pair'")
+        bl = np.isfinite(rows["blend"])
+        if s["dose_blend"]["enabled"]:
+            if bl.sum() * 2 != n or np.any(rows["blend"][bl] != r["blend"]):
+                fails.append(f"{who}: expected half the patches blended with the pair's factor {float(r['blend'])}")
+            if not s["dose_blend"]["low"] <= float(r["blend"]) <= s["dose_blend"]["high"]:
+                fails.append(f"{who}: blend factor {float(r['blend'])} outside [low, high]")
+        if s["blur_noise"]["enabled"]:
+            nb, nn = int(rows["blur"].sum()), int(rows["noise"].sum())
+            eb = min(round_half_up(bn["blur_share"] * n), n)
+            en = min(round_half_up(bn["noise_share"] * n), n - eb)
+            if (nb, nn) != (eb, en):
+                fails.append(f"{who}: {nb} blurred and {nn} noised of {n}, expected {eb} and {en}")
+    return fails
+
+
+def _check_values(files, paths, dtype: np.dtype, report: dict) -> list[str]:
+    fails = []
+    integer = dtype.name in INTEGER_DTYPES
+    for name in ("input", "target"):
+        bad, at_limit = 0, 0
+        lo, hi = math.inf, -math.inf
+        for path, f in zip(paths, files):
+            ds = f[name]
+            for i in range(0, ds.shape[0], BLOCK):
+                block = ds[i: i + BLOCK]
+                if integer:
+                    info = np.iinfo(dtype)
+                    limit = block == info.max
+                    if info.min < 0:  # 0 of an unsigned dtype is an ordinary value (air), not a limit hit
+                        limit |= block == info.min
+                    at_limit += int(np.count_nonzero(limit))
+                    finite = block
+                else:
+                    ok = np.isfinite(block)
+                    bad += int(block.size - np.count_nonzero(ok))
+                    finite = block[ok]
+                if finite.size:
+                    lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+        report[f"{name}_value_range"] = [lo, hi] if math.isfinite(lo) else None
+        report[f"{name}_nonfinite"] = bad
+        if bad:
+            fails.append(f"{name}: {bad} NaN/inf values")
+        if integer:
+            report[f"{name}_at_dtype_limits"] = at_limit
+            if at_limit:
+                fails.append(f"{name}: {at_limit} values at the limits of {dtype} (clipped or wrapped?)")
+    return fails
+
+
+def _check_sample(files, paths, prov, where, pairs_path, s, sample_pairs: int, report: dict) -> list[str]:
+    fails = []
+    job = Job(types.SimpleNamespace(settings=s, inputs={"pairs": pairs_path}))
+    dtype = np.dtype(s["output"]["dtype"])
+    lookup = {(int(p), int(q)): (int(k), int(r)) for (p, q), (k, r) in
+              zip(zip(prov["pair_index"], prov["patch_index"]), where)}
+    err = 0.0
+    checked = 0
+    units = job.units()
+    for unit in units[:sample_pairs]:
+        w = _Collect()
+        try:
+            job.run(unit, w)
+        except (ValueError, OSError) as exc:
+            fails.append(f"sample pair {unit.key}: cannot recompute: {exc}")
+            continue
+        differ = []
+        for j in range(len(w.rows["patch"])):
+            loc = lookup.get((unit.index, j))
+            if loc is None:
+                fails.append(f"sample pair {unit.key}: patch {j} missing from the files")
+                break
+            k, r = loc
+            for name in ("input", "target"):
+                stored = files[k][name][r]
+                fresh = w.patches[name][j]
+                err = max(err, float(np.max(np.abs(stored.astype(np.float64) - fresh.astype(np.float64)))))
+                if not np.array_equal(stored, fresh.astype(dtype)):
+                    differ.append(f"{name} patch {j} ({paths[k]} row {r})")
+            checked += 1
+        if differ:
+            fails.append(f"sample pair {unit.key}: {len(differ)} stored patches differ from their recomputation, "
+                         f"e.g. {differ[0]}")
+    report["sample_pairs"] = [u.key for u in units[:sample_pairs]]
+    report["sample_patches"] = checked
+    report["sample_roundtrip_error"] = err
+    return fails
