@@ -56,3 +56,27 @@ SMALL_LDCT = {
         "output": {"dtype": "float16", "layout": "torch"},
     },
 }
+
+
+def assert_same_patch_file(a: Path, b: Path) -> None:
+    """Every dataset (decoded bytes, shape, dtype, chunks, filter) and every attribute equal.
+
+    The compressed files themselves may differ: LZF can encode the same chunk in different
+    bytes from run to run (both decode to the same patch), so equality is judged on the data.
+    """
+    import h5py
+
+    def items(f):
+        out = {}
+        f.visititems(lambda name, obj: out.__setitem__(name, obj) if isinstance(obj, h5py.Dataset) else None)
+        return out
+
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        da, db = items(fa), items(fb)
+        assert sorted(da) == sorted(db), (a, b)
+        assert dict(fa.attrs) == dict(fb.attrs)
+        for name in da:
+            x, y = da[name], db[name]
+            assert (x.shape, x.dtype, x.chunks, x.compression) == (y.shape, y.dtype, y.chunks, y.compression), name
+            for i in range(0, x.shape[0], 256):
+                assert x[i : i + 256].tobytes() == y[i : i + 256].tobytes(), f"{name} rows {i}.."

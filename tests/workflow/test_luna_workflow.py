@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from snakerun import REPO, SMALL_LUNA, snakemake, write_config
+from snakerun import REPO, SMALL_LUNA, assert_same_patch_file, snakemake, write_config
 
 CHAIN = ["make_demo_luna16", "check_luna_inputs", "convert_mhd", "make_labels", "extract_patches",
          "merge_patches", "verify_patches", "all"]
@@ -103,13 +103,7 @@ def test_two_rank_run_counts_and_report(runs):
 @pytest.mark.mpi
 def test_one_and_two_ranks_give_identical_patches(runs):
     for subset in ("subset0", "subset1"):
-        paths = [runs[n] / f"results/luna16/patches/{subset}.h5" for n in (1, 2)]
-        with h5py.File(paths[0], "r") as a, h5py.File(paths[1], "r") as b:
-            for name in ("nodule", "label_nodule", "non_nodule", "label_non_nodule",
-                         "provenance/nodule", "provenance/non_nodule"):
-                assert a[name].shape == b[name].shape
-                assert a[name][...].tobytes() == b[name][...].tobytes(), name
-        assert paths[0].read_bytes() == paths[1].read_bytes()
+        assert_same_patch_file(*(runs[n] / f"results/luna16/patches/{subset}.h5" for n in (1, 2)))
 
 
 @pytest.mark.slow

@@ -160,3 +160,58 @@ def test_snakemake_slurm_profile_runs_mpi_rule(slurm_cluster, tmp_path):
     job = _run(["scontrol", "show", "job", jobid], timeout=60)
     assert re.search(r"\bNumTasks=2\b", job.stdout), job.stdout
     assert re.search(r"\bNumCPUs=2\b", job.stdout), job.stdout
+
+
+def _workflow_run(workdir: Path, config: dict, *args: str) -> float:
+    """Run the repository's workflow in ``workdir``; return the seconds it took."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from snakerun import snakemake, write_config
+
+    write_config(workdir, config)
+    t0 = time.monotonic()
+    snakemake(workdir, *args, timeout=900)
+    return time.monotonic() - t0
+
+
+def _same_files(a: Path, b: Path, pattern: str) -> list[str]:
+    from snakerun import assert_same_patch_file
+
+    names = sorted(p.relative_to(a).as_posix() for p in a.glob(pattern))
+    assert names, f"no {pattern} under {a}"
+    assert names == sorted(p.relative_to(b).as_posix() for p in b.glob(pattern))
+    for name in names:
+        assert_same_patch_file(a / name, b / name)
+    return names
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("mode", ["luna16", "ldct"])
+def test_workflow_through_the_profile_equals_the_local_run(slurm_cluster, tmp_path, mode):
+    """The real workflow via sbatch: extraction as one 2-rank job; outputs equal a local run's."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from snakerun import SHARED_DATA, SMALL_LDCT, SMALL_LUNA
+
+    if mode == "luna16":
+        config = {**SMALL_LUNA, "demo": {**SMALL_LUNA["demo"], "subsets": 1}}
+        group = "subset0"
+    else:
+        if not (SHARED_DATA / "ldct").is_dir():
+            pytest.skip(f"no real CT data at {SHARED_DATA}")
+        config = {**SMALL_LDCT, "ldct": {**SMALL_LDCT["ldct"], "patients": ["L192"]}}
+        group = "L192"
+    seconds_slurm = _workflow_run(tmp_path / "slurm", config, "--profile", str(TEST_PROFILE))
+    seconds_local = _workflow_run(tmp_path / "local", config, "--cores", "2")
+    print(f"{mode}: SLURM run {seconds_slurm:.1f} s, local run {seconds_local:.1f} s")
+
+    slurm = tmp_path / "slurm"
+    log = (slurm / "logs" / mode / "extract_patches" / f"{group}.log").read_text()
+    assert "rank 0: MPI world size 2" in log and "rank 1: MPI world size 2" in log, log
+    jobs = list((slurm / ".snakemake" / "slurm_logs" / "rule_extract_patches").rglob("*.log"))
+    assert jobs, "the extraction did not go through sbatch"
+    jobid = jobs[0].stem
+    job = _run(["scontrol", "show", "job", jobid], timeout=60)
+    assert re.search(r"\bNumTasks=2\b", job.stdout), job.stdout
+
+    _same_files(slurm / "results" / mode / "patches", tmp_path / "local" / "results" / mode / "patches", "*.h5")
+    report = (slurm / "results" / mode / "reports" / f"{group}.verify.json").read_text()
+    assert '"ok": true' in report
