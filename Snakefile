@@ -20,12 +20,16 @@ shell.prefix(PREFIX_PYTHONPATH % PACKAGE_DIR)
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/luna16.smk"
 include: "workflow/rules/ldct.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/merge.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

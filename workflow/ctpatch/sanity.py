@@ -133,11 +133,18 @@ def _upsample_label(label: np.ndarray, size: int) -> np.ndarray:
     return lab[:size, :size, :size]
 
 
-def _luna_rows(files, paths, n, seed):
-    groups = [(k, g) for k, f in enumerate(files) for g in LUNA_GROUPS if g[0] in f]
-    counts = [files[k][g[0]].shape[0] for k, g in groups]
+def _luna_rows(files, paths, n, seed, kind=None, centre_only=False):
+    groups = [(k, g) for k, f in enumerate(files) for g in LUNA_GROUPS if g[0] in f and kind in (None, g[0])]
+    allowed = []
+    for k, (img_name, lab_name, table) in groups:
+        rows_ok = np.arange(files[k][img_name].shape[0])
+        if centre_only and table == "nodule" and f"provenance/{table}" in files[k]:
+            rows_ok = np.flatnonzero(files[k][f"provenance/{table}"]["shift_index"] == 0)
+        allowed.append(rows_ok)
+    counts = [len(a) for a in allowed]
     rows = []
-    for gi, r in pick(counts, n, seed):
+    for gi, i in pick(counts, n, seed):
+        r = int(allowed[gi][i])
         k, (img_name, lab_name, table) = groups[gi]
         f = files[k]
         img = np.asarray(f[img_name][r], dtype=np.float32)[..., 0]  # (x, y, z)
@@ -152,8 +159,14 @@ def _luna_rows(files, paths, n, seed):
     return rows
 
 
-def make_figure(paths, n: int = 8, seed: int = 0):
-    """The figure and the titles of its rows (one per chosen patch)."""
+def make_figure(paths, n: int = 8, seed: int = 0, kind: str | None = None, centre_only: bool = False,
+                grid: bool = False):
+    """The figure and the titles of its rows (one per chosen patch).
+
+    LUNA16 only: ``kind`` ("nodule" or "non_nodule") limits the patches to one group,
+    ``centre_only`` shows only unshifted nodule patches (one per nodule), and ``grid`` draws
+    just the axial mid-slice of each patch in a compact grid (for many negatives at a glance).
+    """
     paths = [str(p) for p in paths]
     if not paths:
         raise ValueError("Expected at least one patch file")
@@ -166,12 +179,15 @@ def make_figure(paths, n: int = 8, seed: int = 0):
         if len(modes) != 1:
             raise ValueError(f"Expected patch files of one mode, got {sorted(modes)} in {paths}")
         mode = modes.pop()
-        rows = _ldct_rows(files, paths, n, seed) if mode == "ldct" else _luna_rows(files, paths, n, seed)
+        rows = (_ldct_rows(files, paths, n, seed) if mode == "ldct"
+                else _luna_rows(files, paths, n, seed, kind, centre_only))
     finally:
         for f in files:
             f.close()
     if not rows:
         raise ValueError(f"no patches in {paths}")
+    if grid and mode == "luna16":
+        return _grid_figure(rows), [r[0] for r in rows]
     fig = plt.figure(figsize=(9, 3.2 * len(rows)), layout="constrained")
     subfigs = fig.subfigures(len(rows), 1, squeeze=False)[:, 0]
     titles = []
@@ -202,9 +218,24 @@ def make_figure(paths, n: int = 8, seed: int = 0):
     return fig, titles
 
 
-def write_png(paths, out, n: int = 8, seed: int = 0) -> list[str]:
-    """Write the sanity PNG ``out`` atomically; return the row titles."""
-    fig, titles = make_figure(paths, n, seed)
+def _grid_figure(rows):
+    """Axial mid-slices of LUNA16 patches, label in red, six to a row."""
+    cols = min(6, len(rows))
+    lines = math.ceil(len(rows) / cols)
+    fig, axes = plt.subplots(lines, cols, figsize=(2.0 * cols, 2.3 * lines), squeeze=False, layout="constrained")
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, (title, planes) in zip(axes.ravel(), rows):
+        img, lab, _ = planes[0]
+        ax.imshow(img, cmap="gray")
+        ax.imshow(np.ma.masked_where(~lab, lab.astype(float)), cmap=RED, alpha=0.4, vmin=0, vmax=1)
+        ax.set_title(title, fontsize=5)
+    return fig
+
+
+def write_png(paths, out, n: int = 8, seed: int = 0, **options) -> list[str]:
+    """Write the sanity PNG ``out`` atomically; return the row titles (options: see make_figure)."""
+    fig, titles = make_figure(paths, n, seed, **options)
     try:
         with atomic_path(out) as tmp:
             fig.savefig(tmp, format="png", dpi=72)
@@ -219,9 +250,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="the PNG to write")
     ap.add_argument("--n", type=int, default=8, help="number of patches shown")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--kind", choices=["nodule", "non_nodule"], help="LUNA16: show only this group")
+    ap.add_argument("--centre-only", action="store_true", help="LUNA16: only unshifted nodule patches")
+    ap.add_argument("--grid", action="store_true", help="LUNA16: axial mid-slices in a compact grid")
     args = ap.parse_args(argv)
     try:
-        titles = write_png(args.patches, args.out, args.n, args.seed)
+        titles = write_png(args.patches, args.out, args.n, args.seed, kind=args.kind,
+                           centre_only=args.centre_only, grid=args.grid)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -45,7 +45,12 @@ rule sanity_pictures:
     input:
         lambda wc: get_patch_files(wc.group),
     output:
-        f"{RES}/{MODE}/sanity/{{group}}.png",
+        report(
+            f"{RES}/{MODE}/sanity/{{group}}.png",
+            caption="../report/sanity.rst",
+            category="Patch pictures",
+            subcategory="{group}",
+        ),
     conda:
         "../../envs/ctpatch.yaml"
     log:
