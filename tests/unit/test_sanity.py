@@ -122,6 +122,6 @@ def test_bad_inputs_exit_1(tmp_path, capsys):
     with h5py.File(other, "w") as f:
         f["something"] = np.zeros(3)
     assert main(["--patches", str(other), "--out", str(tmp_path / "x.png")]) == 1
-    assert "neither an LDCT" in capsys.readouterr().err
+    assert "not a ctpatch patch file" in capsys.readouterr().err
     assert main(["--patches", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "x.png")]) == 1
     assert not (tmp_path / "x.png").exists()

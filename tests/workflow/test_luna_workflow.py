@@ -27,8 +27,9 @@ def test_dry_run_shows_the_chain(tmp_path):
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
     assert counts == {"make_demo_luna16": 1, "check_luna_inputs": 1, "convert_mhd": 2, "make_labels": 2,
-                      "extract_patches": 2, "merge_patches": 2, "verify_patches": 2, "sanity_pictures": 2, "all": 1,
-                      "total": 15}
+                      "extract_patches": 2, "merge_patches": 2, "verify_patches": 2, "sanity_pictures": 2,
+                      "nodule_pictures": 2, "nodule_accounting": 1, "verification_table": 1, "report_config": 1,
+                      "plan": 1, "all": 1, "total": 21}
 
 
 def test_rulegraph_links_each_step_to_the_next(tmp_path):

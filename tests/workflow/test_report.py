@@ -43,5 +43,7 @@ def test_report_holds_tables_and_pictures(tmp_path):
     verification = pd.read_csv(io.BytesIO(files["verification.tsv"]), sep="\t")
     assert sorted(verification["group"]) == ["subset0", "subset1"] and verification["ok"].all()
     assert b"shifts_per_node" not in files["config.yaml"] and b"stride: 8" in files["config.yaml"]
-    for category in ("Nodule accounting", "Verification", "LUNA16 patches", "Config"):
+    plan = files["plan.txt"].decode()
+    assert "subset0" in plan and "total" in plan and "peak memory" in plan
+    for category in ("Nodule accounting", "Verification", "LUNA16 patches", "Config", "Plan"):
         assert category in html

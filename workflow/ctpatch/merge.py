@@ -114,13 +114,14 @@ def main(argv=None) -> int:
     ap.add_argument("--mode", choices=sorted(GROUPS), required=True)
     ap.add_argument("--shards-dir", required=True)
     ap.add_argument("--out", nargs="+", required=True, help="one or more files (nsplit = their number)")
+    ap.add_argument("--group", default="", help="the subset or patient, recorded as the file's 'group' attribute")
     ap.add_argument("--seed", type=int, required=True)
     ap.add_argument("--shuffle", choices=["yes", "no"], default="yes")
     ap.add_argument("--settings", default="{}", help="JSON settings recorded as the file's 'settings' attribute")
     args = ap.parse_args(argv)
     try:
         counts = merge(args.shards_dir, args.out, args.mode, args.seed, args.shuffle == "yes",
-                       {"settings": args.settings, "mode": args.mode, "seed": args.seed})
+                       {"settings": args.settings, "mode": args.mode, "seed": args.seed, "group": args.group})
     except MergeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

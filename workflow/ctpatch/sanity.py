@@ -32,6 +32,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ctpatch.data import file_mode  # noqa: E402  (one rule for telling the modes apart)
 from ctpatch.rng import keyed_rng  # noqa: E402
 from ctpatch.store import atomic_path  # noqa: E402
 
@@ -41,16 +42,6 @@ LUNA_GROUPS = (("nodule", "label_nodule", "nodule"), ("non_nodule", "label_non_n
 
 def _dec(v) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def file_mode(f: h5py.File, path) -> str:
-    """``"ldct"`` or ``"luna16"`` from the datasets a file holds."""
-    if "input" in f and "target" in f:
-        return "ldct"
-    if "nodule" in f or "non_nodule" in f:
-        return "luna16"
-    raise ValueError(f"{path}: neither an LDCT (input/target) nor a LUNA16 (nodule/non_nodule) patch file; "
-                     f"found {sorted(f.keys())}")
 
 
 def pick(counts: list[int], n: int, seed: int) -> list[tuple[int, int]]:

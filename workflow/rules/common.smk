@@ -179,7 +179,7 @@ def get_final_output():
         [f"{RES}/{MODE}/reports/{g}.verify.json" for g in groups]
         + [f for g in groups for f in get_patch_files(g)]
         + [f"{RES}/{MODE}/sanity/{g}.png" for g in groups]
-        + [f"{RES}/{MODE}/report/verification.tsv", f"{RES}/{MODE}/report/config.yaml"]
+        + [f"{RES}/{MODE}/report/verification.tsv", f"{RES}/{MODE}/report/config.yaml", f"{RES}/{MODE}/report/plan.txt"]
         + (
             [f"{RES}/luna16/report/nodule_accounting.tsv"]
             + [f"{RES}/luna16/report/{g}.{what}.png" for g in groups for what in ("nodules", "negatives")]

@@ -18,7 +18,8 @@ rule merge_patches:
         shuffle="yes" if output_settings()["shuffle"] else "no",
         settings=lambda wc: q(mode_settings()),
     shell:
-        "python -m ctpatch.merge --mode {params.mode} --shards-dir {input} --out {output} --seed {params.seed} "
+        "python -m ctpatch.merge --mode {params.mode} --group {wildcards.group} --shards-dir {input} --out {output} "
+        "--seed {params.seed} "
         "--shuffle {params.shuffle} --settings {params.settings} > {log} 2>&1"
 
 

@@ -1,4 +1,19 @@
-# Tables and pictures for `snakemake --report report.html`.
+# Tables and pictures for `snakemake --report report.html`, and the pre-flight plan.
+
+
+rule plan:
+    output:
+        json=f"{RES}/{MODE}/report/plan.json",
+        text=report(f"{RES}/{MODE}/report/plan.txt", caption="../report/plan.rst", category="Plan"),
+    conda:
+        "../../envs/ctpatch.yaml"
+    log:
+        f"logs/{MODE}/plan.log",
+    params:
+        cfg=q(config),
+    shell:
+        "python -m ctpatch.plan --config-json {params.cfg} --json {output.json} "
+        "--text {output.text} > {log} 2>&1"
 
 
 rule verification_table:

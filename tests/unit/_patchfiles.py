@@ -1,0 +1,145 @@
+"""Small real patch files for the tests of ctpatch.data, ctpatch.explain and ctpatch.plan.
+
+Built with the package steps exactly as the workflow's rules chain them (demo data -> convert ->
+make_labels -> extract -> merge, with the settings ``common.smk`` records), in one process and
+without MPI, once per test session.  Paths in the recorded settings are relative to ``workdir``,
+as in a workflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from pathlib import Path
+
+from ctpatch import make_labels
+from ctpatch.config import validate
+from ctpatch.convert import convert
+from ctpatch.demo import write_dataset
+from ctpatch.merge import merge
+from ctpatch.store import save_npy, write_json
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# the small demo of the issue: 2 subsets x 1 scan, 192 x 192 x 70-90, linear resampling; one nodule
+# per scan keeps the extraction at ~450 patches of 68³
+LUNA_CONFIG = {
+    "mode": "luna16", "seed": 0, "extract": {"tasks": 1},
+    "demo": {"subsets": 2, "scans_per_subset": 1, "size_xy": 192, "slices": [70, 90], "nodules_per_scan": [1, 1],
+             "candidates_per_scan": 10},
+    "luna16": {"resample": {"interpolator": "linear"}},
+}
+LDCT_CONFIG = {
+    "mode": "ldct", "seed": 3, "extract": {"tasks": 1},
+    "ldct": {"root": str(SHARED_DATA / "ldct"), "patients": ["L096", "L143"], "random_n": 2,
+             "patch": {"code": "p55"}, "air_threshold": {"enabled": True}, "rot_augment": {"enabled": True},
+             "dose_blend": {"enabled": True}, "blur_noise": {"enabled": True},
+             "output": {"dtype": "float16", "layout": "torch", "nsplit": 2, "shuffle": True}},
+}
+
+_CACHE: dict = {}
+
+
+def luna_settings(config: dict) -> dict:
+    """What common.smk's luna_settings() records (demo root, paths relative to the working folder)."""
+    luna = config["luna16"]
+    root = f"{config['results']}/demo/luna16"
+    s = {k: luna[k] for k in ("patch", "negatives", "output", "normalize", "resample")}
+    s.update(mode="luna16", seed=config["seed"], buffer_patches=config["extract"]["buffer_patches"], root=root,
+             annotations=f"{root}/{luna['annotations']}", candidates=f"{root}/{luna['candidates']}")
+    return s
+
+
+def build_luna(workdir: Path, config: dict) -> list[Path]:
+    """Run the LUNA16 chain into ``workdir``; return the merged files (one per subset)."""
+    from ctpatch.extract_luna import Job
+
+    settings = luna_settings(config)
+    root = workdir / settings["root"]
+    plans = write_dataset(root, config["demo"], config["seed"])
+    out = []
+    for subset in sorted({p.subset for p in plans}):
+        uids = sorted(p.series_uid for p in plans if p.subset == subset)
+        vol_dir = workdir / config["results"] / "luna16" / "volumes" / subset
+        sidecars = []
+        for uid in uids:
+            volume, sidecar = convert(root / subset / f"{uid}.mhd",
+                                      {"resample": settings["resample"], "normalize": settings["normalize"]})
+            save_npy(vol_dir / f"{uid}.npy", volume)
+            write_json(vol_dir / f"{uid}.json", sidecar)
+            sidecars.append(str(vol_dir / f"{uid}.json"))
+        labels = workdir / config["results"] / "luna16" / "labels" / subset
+        assert make_labels.main(["--subset", subset, "--sidecars", *sidecars, "--annotations",
+                                 str(workdir / settings["annotations"]), "--masks-dir", str(labels / "masks"),
+                                 "--table-out", str(labels / "nodules.tsv")]) == 0
+        inputs = {"sidecars": sidecars, "masks_dir": str(labels / "masks"), "nodules": str(labels / "nodules.tsv"),
+                  "candidates": None}
+        job = Job(types.SimpleNamespace(settings=settings, inputs=inputs))
+        shards = workdir / config["results"] / "luna16" / "shards" / subset
+        with job.writer(shards / "rank0000.h5") as w:
+            for unit in job.units():
+                job.run(unit, w)
+        write_json(shards / "manifest.json", {"mode": "luna16", "ranks": 1, "shards": [{"shard": "rank0000.h5"}],
+                                              "units": [u.key for u in job.units()]})
+        target = workdir / config["results"] / "luna16" / "patches" / f"{subset}.h5"
+        merge(shards, [target], "luna16", config["seed"], settings["output"]["shuffle"],
+              {"settings": json.dumps(settings, sort_keys=True), "mode": "luna16", "seed": config["seed"]})
+        out.append(target)
+    return out
+
+
+def ldct_settings(config: dict) -> dict:
+    """What common.smk's ldct_settings() records."""
+    s = {k: v for k, v in config["ldct"].items() if k != "patients"}
+    s.update(mode="ldct", seed=config["seed"], buffer_patches=config["extract"]["buffer_patches"])
+    return s
+
+
+def build_ldct(workdir: Path, config: dict) -> list[Path]:
+    """Pair, extract and merge the configured patients into one run of ``nsplit`` parts."""
+    from ctpatch.extract_ldct import Job
+    from ctpatch.pair_ldct import main as pair_main
+
+    ldct = config["ldct"]
+    settings = ldct_settings(config)
+    tables = []
+    for patient in ldct["patients"]:
+        t = workdir / "pairs" / f"{patient}.tsv"
+        assert pair_main(["--patient-dir", str(Path(ldct["root"]) / patient), "--input-dir", ldct["input_dir"],
+                          "--target-dir", ldct["target_dir"], "--random-n", str(ldct["random_n"]), "--seed",
+                          str(config["seed"]), "--table-out", str(t), "--report-out", str(t.with_suffix(".json"))]) == 0
+        tables.append(str(t))
+    job = Job(types.SimpleNamespace(settings=settings, inputs={"pairs": tables}))
+    shards = workdir / "shards"
+    with job.writer(shards / "rank0000.h5") as w:
+        for unit in job.units():
+            job.run(unit, w)
+    write_json(shards / "manifest.json", {"mode": "ldct", "ranks": 1, "shards": [{"shard": "rank0000.h5"}],
+                                          "units": [u.key for u in job.units()]})
+    parts = [workdir / "patches" / f"run.part{i}.h5" for i in range(ldct["output"]["nsplit"])]
+    merge(shards, parts, "ldct", config["seed"], ldct["output"]["shuffle"],
+          {"settings": json.dumps(settings, sort_keys=True), "mode": "ldct", "seed": config["seed"]})
+    return parts
+
+
+def luna_run(tmp_path_factory) -> types.SimpleNamespace:
+    """The LUNA16 files of this test session (built on first use)."""
+    if "luna" not in _CACHE:
+        workdir = tmp_path_factory.mktemp("luna-run")
+        config = validate(json.loads(json.dumps(LUNA_CONFIG)))
+        files = build_luna(workdir, config)
+        _CACHE["luna"] = types.SimpleNamespace(workdir=workdir, config=config, files=files,
+                                               settings=luna_settings(config))
+    return _CACHE["luna"]
+
+
+def ldct_run(tmp_path_factory) -> types.SimpleNamespace:
+    """The LDCT files of this test session (built on first use); needs the real data in ../shared/data."""
+    if "ldct" not in _CACHE:
+        workdir = tmp_path_factory.mktemp("ldct-run")
+        config = validate(json.loads(json.dumps(LDCT_CONFIG)))
+        files = build_ldct(workdir, config)
+        _CACHE["ldct"] = types.SimpleNamespace(workdir=workdir, config=config, files=files,
+                                               settings=ldct_settings(config))
+    return _CACHE["ldct"]

@@ -1,0 +1,186 @@
+"""Tests of ctpatch.plan against real runs: exact counts, sizes within 30 %, memory against a measured job."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from _patchfiles import LUNA_CONFIG, SHARED_DATA, ldct_run, luna_run
+from ctpatch.config import validate
+from ctpatch.io import mhd
+from ctpatch.plan import main, make_plan
+
+SIZE_TOLERANCE = 0.30  # estimated file size vs the real file
+
+
+@pytest.fixture(scope="module")
+def luna(tmp_path_factory):
+    return luna_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def luna_plan(luna):
+    return make_plan(copy.deepcopy(luna.config), luna.workdir, sample=24, cores=2)
+
+
+def test_luna_counts_equal_the_real_run(luna, luna_plan):
+    ann = pd.read_csv(luna.workdir / luna.settings["annotations"])
+    assert set(luna_plan["groups"]) == {"subset0", "subset1"}
+    for path in luna.files:
+        g = luna_plan["groups"][path.stem]
+        with h5py.File(path, "r") as f:
+            uids = set(f["provenance/nodule"]["seriesuid"].astype(str))
+            nodules = int(ann["seriesuid"].isin(uids).sum())
+            assert g["nodules"] == nodules and g["scans"] == len(uids) == 1
+            assert g["patches"]["nodule"] == f["nodule"].shape[0] == 57 * nodules
+            assert g["patches"]["non_nodule"] == f["non_nodule"].shape[0] == 3 * 57 * nodules
+    assert luna_plan["total"]["patches"] == {"nodule": 114, "non_nodule": 342}
+
+
+def test_luna_size_estimate_is_within_tolerance_of_the_real_files(luna, luna_plan):
+    real = {p.stem: p.stat().st_size for p in luna.files}
+    for subset, size in real.items():
+        est = luna_plan["groups"][subset]["estimated_file_bytes"]
+        assert abs(est - size) <= SIZE_TOLERANCE * size, (subset, est, size)
+    assert abs(luna_plan["total"]["estimated_file_bytes"] - sum(real.values())) <= SIZE_TOLERANCE * sum(real.values())
+    # raw size is exact: 68³ float32 + 8³x2 float32 per patch
+    assert luna_plan["total"]["raw_bytes"] == 456 * (68**3 * 4 + 8**3 * 2 * 4)
+    smp = luna_plan["sample"]
+    assert smp["patches"]["nodule"] >= 4 and smp["patches"]["non_nodule"] >= 4
+    # float16 halves the raw size; the other filters are measured, none is the raw size
+    files = luna_plan["total"]["file_bytes"]
+    assert files["float16/none"] < 0.51 * files["float32/none"] and files["float32/gzip"] < files["float32/none"]
+
+
+def test_luna_plan_cli_prints_the_table_and_writes_json(luna, tmp_path, capsys):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(LUNA_CONFIG))
+    out_json = tmp_path / "plan.json"
+    t = time.perf_counter()
+    assert main(["--configfile", str(cfg), "--json", str(out_json), "--workdir", str(luna.workdir), "--cores", "4",
+                 "--sample", "8"]) == 0
+    assert time.perf_counter() - t < 30
+    text = capsys.readouterr().out
+    for line in ("subset0", "subset1", "total", "output size per dtype and compression", "convert_mhd",
+                 "extract_patches rank", "estimated time on 4 cores"):
+        assert line in text
+    data = json.loads(out_json.read_text())
+    assert data["total"]["patches"] == {"nodule": 114, "non_nodule": 342}
+    assert data["time"]["cores"] == 4 and data["time"]["total_wall_seconds"] > 0
+
+
+def test_no_sample_gives_counts_and_raw_sizes_only(luna, capsys, tmp_path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(LUNA_CONFIG))
+    assert main(["--configfile", str(cfg), "--no-sample"]) == 0
+    text = capsys.readouterr().out
+    assert "no sample measured" in text and "n/a" in text
+
+
+# ---------------------------------------------------------------- a LUNA16-sized header set
+def write_luna_tree(root, rng, n_scans=888, subsets=10):
+    """LUNA16's layout: subsetK/<uid>.mhd + a sparse .raw of the declared size, and annotations.csv.
+
+    Scan 0 is small and real (the sample reads it); the others are 512 x 512 x 100-600 and never read.
+    """
+    rows, truth = [], {}
+    for k in range(n_scans):
+        sub = f"subset{k % subsets}"
+        uid = f"1.3.6.1.4.1.14519.5.2.1.6279.6001.{10**6 + k}"
+        nx, nz = (48, 40) if k == 0 else (512, int(rng.integers(100, 600)))
+        sxy, sz = (0.7, 2.5) if k == 0 else (float(rng.uniform(0.5, 0.9)), 1.25)
+        origin = (-sxy * nx / 2, -sxy * nx / 2, -200.0)
+        folder = root / sub
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{uid}.mhd").write_text(
+            "ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
+            "CompressedData = False\nTransformMatrix = 1 0 0 0 1 0 0 0 1\n"
+            f"Offset = {origin[0]} {origin[1]} {origin[2]}\nElementSpacing = {sxy} {sxy} {sz}\n"
+            f"DimSize = {nx} {nx} {nz}\nElementType = MET_SHORT\nElementDataFile = {uid}.raw\n")
+        with open(folder / f"{uid}.raw", "wb") as fh:
+            if k == 0:
+                fh.write(rng.integers(-1000, 400, nx * nx * nz).astype("<i2").tobytes())
+            else:
+                fh.truncate(nx * nx * nz * 2)
+        n = 0 if k % 3 == 2 else 1 + k % 2
+        for _ in range(n):
+            w = [origin[0] + nx * sxy * 0.5, origin[1] + nx * sxy * 0.4, origin[2] + nz * sz * 0.5]
+            rows.append(f"{uid},{w[0]},{w[1]},{w[2]},{float(rng.uniform(4, 20))}")
+        truth[uid] = (sub, n)
+    (root / "CSVFILES").mkdir()
+    (root / "CSVFILES" / "annotations.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n"
+                                                       + "\n".join(rows) + "\n")
+    return truth
+
+
+def test_a_full_luna16_header_set_is_planned_from_headers_alone(tmp_path, monkeypatch):
+    truth = write_luna_tree(tmp_path / "LUNA16", np.random.default_rng(0))
+    config = validate({"luna16": {"root": str(tmp_path / "LUNA16"), "resample": {"interpolator": "linear"}}})
+    reads = []  # every scan whose voxels are read (the plan imports read_image where it uses it)
+    original = mhd.read_image
+    monkeypatch.setattr(mhd, "read_image", lambda p: reads.append(p) or original(p))
+    t = time.perf_counter()
+    plan = make_plan(config, tmp_path, sample=8, cores=2)
+    seconds = time.perf_counter() - t
+    assert len(reads) == 1 and reads[0].name.endswith("1000000.mhd")  # one scan's voxels, for the sample
+    assert plan["seconds"]["headers"] < 5 and seconds < 30
+    assert plan["total"]["scans"] == 888
+    for k in range(10):
+        sub = f"subset{k}"
+        nod = [n for s, n in truth.values() if s == sub]
+        g = plan["groups"][sub]
+        assert g["scans"] == len(nod) and g["nodules"] == sum(nod)
+        assert g["patches"] == {"nodule": 57 * sum(nod), "non_nodule": 3 * 57 * sum(nod)}
+
+
+# ---------------------------------------------------------------- memory against a measured job
+def test_convert_memory_estimate_is_within_tolerance_of_a_measured_job(tmp_path):
+    from ctpatch.demo import write_dataset
+
+    demo = {"subsets": 1, "scans_per_subset": 1, "size_xy": 384, "slices": [120, 120], "nodules_per_scan": [1, 1]}
+    config = validate({"demo": demo, "luna16": {"resample": {"interpolator": "linear"}}})
+    (p,) = write_dataset(tmp_path / "results" / "demo" / "luna16", demo, 0)
+    scan = tmp_path / "results" / "demo" / "luna16" / p.subset / f"{p.series_uid}.mhd"
+    settings = json.dumps({k: config["luna16"][k] for k in ("resample", "normalize")})
+    code = ("import sys; from ctpatch.convert import main; rc = main(sys.argv[1:]); "
+            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")
+    out = subprocess.run([sys.executable, "-c", code, "--scan", str(scan), "--npy-out", str(tmp_path / "v.npy"),
+                          "--json-out", str(tmp_path / "v.json"), "--settings", settings],
+                         capture_output=True, text=True, check=True)
+    measured = int(out.stdout.split()[-1]) * 1024
+    est = make_plan(config, tmp_path, sample=0, cores=1)["memory"]["convert_mhd"]
+    assert abs(est - measured) <= 0.2 * measured, (est, measured)
+
+
+# ---------------------------------------------------------------- LDCT
+@pytest.fixture(scope="module")
+def ldct(tmp_path_factory):
+    if not (SHARED_DATA / "ldct").is_dir():
+        pytest.skip(f"real LDCT data not found under {SHARED_DATA}")
+    return ldct_run(tmp_path_factory)
+
+
+def test_ldct_plan_against_the_real_run(ldct):
+    plan = make_plan(copy.deepcopy(ldct.config), ldct.workdir, sample=24, cores=2)
+    pairs = np.concatenate([h5py.File(p, "r")["provenance/pair"][...] for p in ldct.files[:1]])
+    n_real = sum(h5py.File(p, "r")["input"].shape[0] for p in ldct.files)
+    for patient in ("L096", "L143"):
+        g = plan["groups"][patient]
+        mine = pairs[pairs["patient"].astype(str) == patient]
+        assert g["pairs"] == 4 and g["selected_pairs"] == len(mine) == 2
+        assert g["patches_cut"] == int(mine["patches_cut"].sum())  # exact: the grid of every selected slice
+        assert g["patches_exact"] is False  # the air threshold depends on pixels: estimated from the sample
+    est = plan["total"]["patches"]["patch"]
+    assert abs(est - n_real) <= SIZE_TOLERANCE * n_real
+    size = sum(p.stat().st_size for p in ldct.files)
+    assert abs(plan["total"]["estimated_file_bytes"] - size) <= SIZE_TOLERANCE * size
+    assert plan["sample"]["keep_rate"] < 1.0
