@@ -50,6 +50,7 @@ rule make_labels:
     input:
         sidecars=get_sidecars,
         annotations=luna_table("annotations"),
+        checked=f"{RES}/luna16/checks/scans.tsv",
     output:
         masks=directory(f"{RES}/luna16/labels/{{group}}/masks"),
         table=f"{RES}/luna16/labels/{{group}}/nodules.tsv",

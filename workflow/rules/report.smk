@@ -2,6 +2,9 @@
 
 
 rule plan:
+    input:
+        # LUNA16: after the pre-flight check, so a bad input is reported by it, naming the file
+        lambda wc: [f"{RES}/luna16/checks/scans.tsv"] if MODE == "luna16" else [],
     output:
         json=f"{RES}/{MODE}/report/plan.json",
         text=report(f"{RES}/{MODE}/report/plan.txt", caption="../report/plan.rst", category="Plan"),
