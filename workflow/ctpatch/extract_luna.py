@@ -6,8 +6,9 @@ for the ``candidates`` strategy, ``candidates`` (candidates.csv).  Settings (``-
 JSON): ``subset``, ``seed``, ``buffer_patches`` and the ``luna16`` keys ``patch``,
 ``negatives`` and ``output``.
 
-Volumes are read memory-mapped, patch by patch: a rank holds at most ``buffer_patches``
-patches besides the page cache.
+A rank holds one scan at a time: its volume and label mask, read in slabs straight into
+(x, y, z) order (the patch order, so each patch is one copy of contiguous rows), plus at most
+``buffer_patches`` patches per dataset.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import pandas as pd
 
 from ctpatch.geometry import VolumeGrid
 from ctpatch.io.tables import read_candidates
-from ctpatch.luna import (PatchLocation, cut_image, cut_label, negatives_per_scan, nodule_locations,
-                          random_centres, touches_mask)
+from ctpatch.labels import label_patch
+from ctpatch.luna import (MaskIndex, PatchLocation, crop_mask_xyz, cut_image_xyz, negatives_per_scan,
+                          nodule_locations, random_centres)
 from ctpatch.rng import keyed_rng
 from ctpatch.shifts import shift_offsets
 from ctpatch.store import ShardWriter
@@ -38,6 +40,31 @@ PROV_NEGATIVE = np.dtype([
     ("touches_nodule", "?"),
 ])
 DATASETS = ("nodule", "label_nodule", "non_nodule", "label_non_nodule")
+
+
+def load_xyz(path, slab_bytes: int = 4 << 20) -> np.ndarray:
+    """A (z, y, x) ``.npy`` volume as a C-contiguous (x, y, z) array, read ``slab_bytes`` at a time.
+
+    Only the result and one slab are held (no memory map stays touched); the values are those
+    of ``np.load(path).transpose(2, 1, 0)``.
+    """
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(fh)
+        if len(shape) != 3 or fortran or dtype.hasobject:
+            return np.ascontiguousarray(np.load(path, mmap_mode="r").transpose(2, 1, 0))
+        nz, ny, nx = shape
+        out = np.empty((nx, ny, nz), dtype=dtype)
+        step = max(1, slab_bytes // max(ny * nx * dtype.itemsize, 1))
+        buf = np.empty((min(step, nz), ny, nx), dtype=dtype)
+        for z0 in range(0, nz, step):
+            k = min(step, nz - z0)
+            view = memoryview(buf[:k]).cast("B")
+            if fh.readinto(view) != view.nbytes:
+                raise ValueError(f"{path}: truncated: expected {shape} {dtype} (z, y, x)")
+            out[:, :, z0:z0 + k] = buf[:k].transpose(2, 1, 0)
+    return out
 
 
 @dataclass(frozen=True)
@@ -94,38 +121,53 @@ class Job:
         sidecar_path = self.sidecars[unit.index]
         sidecar = json.loads(sidecar_path.read_text())
         grid = VolumeGrid.from_dict(sidecar["grid"])
-        volume = np.load(sidecar_path.with_suffix(".npy"), mmap_mode="r")
-        mask = np.load(self.masks_dir / f"{unit.key}.npy", mmap_mode="r")
-        if volume.shape != grid.shape_zyx or mask.shape != grid.shape_zyx:
-            raise ValueError(f"{sidecar_path}: volume {volume.shape} / mask {mask.shape} do not match the grid "
-                             f"{grid.shape_zyx} (z, y, x)")
+        volume = load_xyz(sidecar_path.with_suffix(".npy"))  # (x, y, z)
+        mask = load_xyz(self.masks_dir / f"{unit.key}.npy")  # (x, y, z)
+        if volume.shape != grid.size or mask.shape != grid.size:
+            raise ValueError(f"{sidecar_path}: volume {volume.shape[::-1]} / mask {mask.shape[::-1]} do not match "
+                             f"the grid {grid.shape_zyx} (z, y, x)")
         fill, pool, dtype = sidecar["min"], int(self.patch["label_pool"]), self.out["dtype"]
+        index = MaskIndex(mask)
+        empty_label = label_patch(np.zeros((self.size,) * 3, dtype=bool), pool)  # the label of a crop without nodule
+
+        def label_and_touch(loc):
+            if not index.may_touch(loc):
+                return empty_label, False
+            box = crop_mask_xyz(mask, loc)
+            return label_patch(box, pool), bool(box.any())
+
         nod = self.table[self.table["seriesuid"] == unit.key].sort_values("nodule_index")
         centres_xyz = nod[["voxel_x", "voxel_y", "voxel_z"]].to_numpy(np.int64)
         k = 0
+        row, row_n = None, -1
         for n, s, loc in nodule_locations(centres_xyz[:, ::-1], self.offsets, self.size):
             centre_xyz = np.asarray(loc.centre_zyx[::-1])
-            w.add("nodule", cut_image(volume, loc, fill, dtype))
-            w.add("label_nodule", cut_label(mask, loc, pool))
-            row = nod.iloc[n]
+            cut_image_xyz(volume, loc, fill, dtype, out=w.slot("nodule"))
+            w.commit("nodule")
+            w.add("label_nodule", label_and_touch(loc)[0])
+            if n != row_n:
+                row, row_n = nod.iloc[n], n
             w.add_row("nodule", (unit.index, k, unit.key.encode(), n, int(row["annotation_row"]), s,
                                  self.offsets[s], centre_xyz, grid.index_to_world(centre_xyz), centres_xyz[n],
                                  (row["world_x"], row["world_y"], row["world_z"])))
             k += 1
-        negs = self.negative_locations(unit, grid, mask)
+        negs = self.negative_locations(unit, grid, mask, index)
         for j, (loc, source, cand_row) in enumerate(negs):
             centre_xyz = np.asarray(loc.centre_zyx[::-1])
-            w.add("non_nodule", cut_image(volume, loc, fill, dtype))
-            w.add("label_non_nodule", cut_label(mask, loc, pool))
+            cut_image_xyz(volume, loc, fill, dtype, out=w.slot("non_nodule"))
+            w.commit("non_nodule")
+            label, touches = label_and_touch(loc)
+            w.add("label_non_nodule", label)
             w.add_row("non_nodule", (unit.index, j, unit.key.encode(), j, source.encode(), cand_row, centre_xyz,
-                                     grid.index_to_world(centre_xyz), touches_mask(mask, loc)))
+                                     grid.index_to_world(centre_xyz), touches))
         counts = {"nodules": len(nod), "nodule_patches": k, "negatives": len(negs)}
         if unit.key in self.candidates_outside:
             counts["candidates_outside_volume"] = self.candidates_outside[unit.key]
         return counts
 
-    def negative_locations(self, unit: Unit, grid: VolumeGrid, mask) -> list[tuple[PatchLocation, str, int]]:
-        """The negatives of one scan as (location, source, candidates.csv row or -1)."""
+    def negative_locations(self, unit: Unit, grid: VolumeGrid, mask, index: MaskIndex | None = None
+                           ) -> list[tuple[PatchLocation, str, int]]:
+        """The negatives of one scan as (location, source, candidates.csv row or -1); ``mask`` is (x, y, z)."""
         count = self.negatives[unit.key]
         rng = keyed_rng(self.seed, "negatives", unit.key)
         strategy = self.neg["strategy"]
@@ -145,7 +187,7 @@ class Job:
         while len(out) < count:
             for _ in range(int(self.neg["max_tries"])):
                 loc = PatchLocation(tuple(int(v) for v in random_centres(grid.shape_zyx, 1, rng)[0]), self.size)
-                if not touches_mask(mask, loc):
+                if not ((index is None or index.may_touch(loc)) and crop_mask_xyz(mask, loc).any()):
                     out.append((loc, source, -1))
                     break
             else:

@@ -66,15 +66,20 @@ def block_max_pool(patch: np.ndarray, block: int = 9) -> np.ndarray:
     """
     if int(block) < 1:
         raise ValueError(f"Expected a pooling block >= 1, got {block!r}")
-    p = np.asarray(patch)
-    out_shape = [-(-n // block) for n in p.shape]
-    padded = np.zeros([n * block for n in out_shape], dtype=p.dtype)
-    padded[tuple(slice(0, n) for n in p.shape)] = p
-    split = []
-    for n in out_shape:
-        split += [n, block]
-    axes = tuple(range(1, 2 * p.ndim, 2))
-    return padded.reshape(split).max(axis=axes)
+    block = int(block)
+    out = np.asarray(patch)
+    # One axis at a time, the first (slowest-varying) first: each step is an elementwise maximum
+    # of ``block`` contiguous slabs, which numpy vectorises well, and shrinks the data ``block``-fold
+    # before the next.  The maximum is exact, so the order of the axes does not change the result.
+    for axis in range(out.ndim):
+        n = out.shape[axis]
+        m = -(-n // block)
+        if m * block != n:
+            widths = [(0, 0)] * out.ndim
+            widths[axis] = (0, m * block - n)
+            out = np.pad(out, widths)  # zeros, as the edge block was always padded
+        out = out.reshape(out.shape[:axis] + (m, block) + out.shape[axis + 1:]).max(axis=axis + 1)
+    return out
 
 
 def one_hot(labels: np.ndarray, n_classes: int = 2, dtype=np.float32) -> np.ndarray:
@@ -90,5 +95,18 @@ def one_hot(labels: np.ndarray, n_classes: int = 2, dtype=np.float32) -> np.ndar
 
 
 def label_patch(mask_crop: np.ndarray, block: int = 9, n_classes: int = 2) -> np.ndarray:
-    """A mask crop -> pooled one-hot label patch, e.g. 68³ bool -> (8, 8, 8, 2) float32."""
-    return one_hot(block_max_pool(mask_crop.astype(np.uint8), block), n_classes)
+    """A mask crop -> pooled one-hot label patch, e.g. 68³ bool -> (8, 8, 8, 2) float32.
+
+    A crop without any nodule voxel (most negatives) is all background: it skips the pooling.
+    """
+    crop = np.asarray(mask_crop)
+    if crop.dtype == bool and not crop.any():
+        if int(block) < 1:
+            raise ValueError(f"Expected a pooling block >= 1, got {block!r}")
+        if n_classes < 1:
+            raise ValueError(f"Expected labels in [0, {n_classes}), got range [0, 0]")
+        out = np.zeros(tuple(-(-n // int(block)) for n in crop.shape) + (n_classes,), dtype=np.float32)
+        out[..., 0] = 1.0
+        return out
+    return one_hot(block_max_pool(crop.view(np.uint8) if crop.dtype == bool else crop.astype(np.uint8), block),
+                   n_classes)

@@ -91,10 +91,27 @@ class ShardWriter:
                                                  chunks=(1024,)) for n, dt in tables.items()}
         self.buffer = int(buffer)
         self._pending = {n: [] for n in self.datasets}
+        # one reusable write buffer per dataset: no fresh multi-megabyte array (and its page faults) per flush
+        self._stage = {n: np.empty((self.buffer, *ds.shape[1:]), dtype=ds.dtype) for n, ds in self.datasets.items()}
+        self._written = {n: 0 for n in self.datasets}
         self._rows = {n: [] for n in self.tables}
 
     def add(self, name: str, patch: np.ndarray) -> None:
         self._pending[name].append(patch)
+        if len(self._pending[name]) >= self.buffer:
+            self._flush(name)
+
+    def slot(self, name: str) -> np.ndarray:
+        """The next patch of ``name`` as a writable view of the write buffer; fill it, then :meth:`commit`.
+
+        Saves the copy :meth:`add` makes.  The data are those of the view when the buffer is
+        written (when it is full, or on :meth:`close`).
+        """
+        return self._stage[name][len(self._pending[name])]
+
+    def commit(self, name: str) -> None:
+        """Count the patch filled in through :meth:`slot`, as :meth:`add` would."""
+        self._pending[name].append(None)  # None: the patch is already in the write buffer
         if len(self._pending[name]) >= self.buffer:
             self._flush(name)
 
@@ -106,10 +123,20 @@ class ShardWriter:
     def _flush(self, name: str) -> None:
         pending = self._pending[name]
         if pending:
-            ds = self.datasets[name]
-            n = ds.shape[0]
-            ds.resize(n + len(pending), axis=0)
-            ds[n:] = np.stack(pending).astype(ds.dtype, copy=False)
+            k = len(pending)
+            stage = self._stage[name][:k]
+            for i, patch in enumerate(pending):
+                if patch is not None:
+                    stage[i] = patch  # cast to the dataset dtype as astype would
+            # ``ds.resize`` + ``ds[n:] = stage`` through the low-level calls they make (same file bytes),
+            # without h5py's per-call selection and shape checks: that overhead is most of the cost of
+            # writing small patches
+            n, shape, dsid = self._written[name], stage.shape[1:], self.datasets[name].id
+            dsid.set_extent((n + k, *shape))
+            fspace = dsid.get_space()
+            fspace.select_hyperslab((n, *(0,) * len(shape)), stage.shape)
+            dsid.write(h5py.h5s.create_simple(stage.shape), fspace, stage)
+            self._written[name] = n + k
             pending.clear()
 
     def _flush_rows(self, table: str) -> None:
@@ -144,17 +171,37 @@ class ShardWriter:
         return False
 
 
+_CHECKED: dict[tuple[int, int], int] = {}  # (src, dst) object hashes -> rank, for pairs already checked
+
+
+def _checked_rank(src: h5py.Dataset, dst: h5py.Dataset) -> int:
+    """Check that raw chunks of ``src`` can go to ``dst``; return the rank.
+
+    The checks cost ~80 µs on freshly opened datasets (the merge opens them per patch), more
+    than copying a small chunk, so each (src, dst) pair is checked once.  h5py identifies an
+    HDF5 object by (file serial number, address); HDF5 never reuses a serial number within a
+    process, and a dataset's chunks, filters and dtype cannot change, so a pair checked stays valid.
+    """
+    key = (hash(src.id), hash(dst.id))
+    rank = _CHECKED.get(key)
+    if rank is None:
+        if src.chunks != dst.chunks or src.chunks[0] != 1:
+            raise ValueError(f"Expected equal one-patch chunks, got {src.chunks} and {dst.chunks}")
+        if src.compression != dst.compression or src.dtype != dst.dtype:
+            raise ValueError(f"Expected equal filters and dtypes, got {src.compression}/{src.dtype} and {dst.compression}/{dst.dtype}")
+        if len(_CHECKED) >= 4096:
+            _CHECKED.clear()
+        _CHECKED[key] = rank = src.ndim
+    return rank
+
+
 def copy_chunks(src: h5py.Dataset, dst: h5py.Dataset, src_rows, dst_start: int = 0) -> None:
     """Copy whole-patch chunks ``src[src_rows[i]] -> dst[dst_start + i]`` as compressed bytes.
 
     Both datasets must be chunked one patch per chunk with the same filters; nothing is
     decompressed.  ``dst`` must already be large enough.
     """
-    if src.chunks != dst.chunks or src.chunks[0] != 1:
-        raise ValueError(f"Expected equal one-patch chunks, got {src.chunks} and {dst.chunks}")
-    if src.compression != dst.compression or src.dtype != dst.dtype:
-        raise ValueError(f"Expected equal filters and dtypes, got {src.compression}/{src.dtype} and {dst.compression}/{dst.dtype}")
-    tail = (0,) * (src.ndim - 1)
+    tail = (0,) * (_checked_rank(src, dst) - 1)
     for i, row in enumerate(src_rows):
         mask, data = src.id.read_direct_chunk((int(row), *tail))
         dst.id.write_direct_chunk((dst_start + i, *tail), data, mask)

@@ -1,0 +1,93 @@
+"""One MPI rank of ``python -m ctpatch.extract``, timed by stage, reporting its own peak RSS.
+
+Run as ``mpiexec -n N python benchmarks/_rank.py --stats-dir D -- <ctpatch.extract arguments>``.
+The extraction runs unchanged; the functions of ``ctpatch.extract_luna`` that load, cut, label and
+write are wrapped with ``time.perf_counter`` accumulators (about 1 µs per call, a few ms per scan).
+At the end each rank writes ``D/rankNNNN.json``: stage seconds, patches, and
+``resource.getrusage(RUSAGE_SELF).ru_maxrss`` — the peak resident set of that rank's process
+(anonymous memory plus the file pages it mapped; the page cache it only read or wrote is not in it).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+
+def _timed(owner, name, bucket, acc):
+    fn = getattr(owner, name)
+
+    def wrapper(*a, **k):
+        t = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            acc[bucket] = acc.get(bucket, 0.0) + time.perf_counter() - t
+
+    setattr(owner, name, wrapper)
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    split = argv.index("--")
+    stats_dir = Path(argv[argv.index("--stats-dir") + 1])
+    rest = argv[split + 1:]
+    from ctpatch import extract, extract_luna, store
+
+    acc: dict[str, float] = {}
+    _timed(extract_luna, "load_xyz", "load", acc)          # read the converted volume and mask
+    _timed(extract_luna, "cut_image_xyz", "cut", acc)      # image patches
+    _timed(extract_luna, "crop_mask_xyz", "label", acc)    # label crops ...
+    _timed(extract_luna, "label_patch", "label", acc)      # ... pooled one-hot
+    _timed(store.ShardWriter, "_flush", "write", acc)      # compress + write (HDF5 filter, chunk I/O)
+    _timed(store.ShardWriter, "_flush_rows", "write", acc)
+    _timed(store.ShardWriter, "close", "write", acc)
+    # (LDCT mode: only "write" is split out; the rest of a rank's time is reading, augmenting and cutting)
+    mode = rest[rest.index("--mode") + 1] if "--mode" in rest else "luna16"
+    if mode == "ldct":
+        from ctpatch import extract_ldct as mod
+
+        counts = {"pairs": 0, "patches": 0, "cut": 0, "kept": 0}
+
+        def tally(c):
+            counts["pairs"] += 1
+            counts["patches"] += c["written"]
+            counts["cut"] += c["cut"]
+            counts["kept"] += c["kept"]
+    else:
+        mod = extract_luna
+        counts = {"nodule_patches": 0, "negatives": 0, "scans": 0}
+
+        def tally(c):
+            counts["nodule_patches"] += c["nodule_patches"]
+            counts["negatives"] += c["negatives"]
+            counts["scans"] += 1
+    run_unit = mod.Job.run
+
+    def counted(self, unit, w):
+        c = run_unit(self, unit, w)
+        tally(c)
+        return c
+
+    mod.Job.run = counted
+    from mpi4py import MPI
+
+    t0 = time.perf_counter()
+    code = 0
+    try:
+        code = extract.main(rest) or 0
+    finally:
+        wall = time.perf_counter() - t0
+        rank = MPI.COMM_WORLD.Get_rank()
+        stats = {"rank": rank, "seconds": wall, "stages": acc, **counts,
+                 "max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+        stats_dir.mkdir(parents=True, exist_ok=True)
+        (stats_dir / f"rank{rank:04d}.json").write_text(json.dumps(stats))
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""HDF5 codecs on real patch data: write MB/s, random single-patch read MB/s, compression ratio.
+
+    python benchmarks/codecs.py          # patches of one full-size generated scan, 5 reps
+    python benchmarks/codecs.py --quick  # small scan, 2 reps
+
+The patches are ctpatch's own: one generated 512² scan (~10 nodules) converted and extracted with
+the default settings but no compression; the sample keeps the pipeline's mix (1 nodule patch :
+3 negatives).  Each codec writes the image patches (68³ float32) into a fresh file with one-patch
+chunks, 8 patches per write call (as ``ShardWriter``), then reads single patches in random order.
+The reads hit the page cache (the file was just written): they measure decompression and HDF5,
+not the disk.  Blosc2 comes from ``hdf5plugin`` (byte shuffle, 1 thread, as a rank would use it);
+lzf, gzip and none are the codecs the schema offers today.  MB are 10⁶ bytes of raw float32.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+
+def codecs() -> dict:
+    out = {"none": {}, "lzf": {"compression": "lzf"}, "gzip-1": {"compression": "gzip", "compression_opts": 1}}
+    try:
+        import hdf5plugin
+    except ImportError:
+        print("hdf5plugin is not installed: Blosc2 codecs skipped (pip install hdf5plugin)")
+        return out
+    sh = hdf5plugin.Blosc2.SHUFFLE
+    out["blosc2-lz4-5"] = dict(hdf5plugin.Blosc2(cname="lz4", clevel=5, filters=sh))
+    out["blosc2-zstd-1"] = dict(hdf5plugin.Blosc2(cname="zstd", clevel=1, filters=sh))
+    out["blosc2-zstd-5"] = dict(hdf5plugin.Blosc2(cname="zstd", clevel=5, filters=sh))
+    return out
+
+
+def sample_patches(work: Path, quick: bool) -> np.ndarray:
+    demo = dict(C.QUICK_DEMO if quick else C.FULL_DEMO, scans_per_subset=1, nodules_per_scan=[3, 3] if quick else [10, 10])
+    root = work / "luna"
+    C.make_data(root, demo)
+    settings = C.luna_settings(root, output={"compression": "none"})
+    vol, lab, shards = work / "volumes", work / "labels", work / "shards"
+    C.convert_scans(sorted((root / "subset0").glob("*.mhd")), vol, settings)
+    C.make_labels("subset0", vol, root / "CSVFILES" / "annotations.csv", lab)
+    C.extract(1, vol, lab, shards, settings, work / "stats")
+    n_nod = 60 if quick else 150
+    with h5py.File(shards / "rank0000.h5", "r") as f:
+        nod = f["nodule"][:n_nod]
+        neg = f["non_nodule"][: 3 * len(nod)]
+    shutil.rmtree(shards)
+    return np.concatenate([nod, neg])
+
+
+def bench(patches: np.ndarray, kw: dict, path: Path, reads: int, rng) -> dict:
+    t = time.perf_counter()
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("p", shape=(0, *patches.shape[1:]), maxshape=(None, *patches.shape[1:]),
+                              dtype=patches.dtype, chunks=(1, *patches.shape[1:]), **kw)
+        for i in range(0, len(patches), 8):
+            block = patches[i:i + 8]
+            ds.resize(i + len(block), axis=0)
+            ds[i:] = block
+    write = time.perf_counter() - t
+    stored = os.path.getsize(path)
+    idx = rng.integers(0, len(patches), reads)
+    with h5py.File(path, "r") as f:
+        ds = f["p"]
+        ds[0]
+        t = time.perf_counter()
+        for i in idx:
+            ds[int(i)]
+        read = time.perf_counter() - t
+        ok = np.array_equal(ds[int(idx[0])], patches[int(idx[0])])
+    path.unlink()
+    raw = patches.nbytes
+    return {"write_mb_s": raw / 1e6 / write, "read_mb_s": reads * patches[0].nbytes / 1e6 / read,
+            "ratio": raw / stored, "stored_bytes": stored, "lossless": bool(ok)}
+
+
+def main() -> None:
+    ap = C.arg_parser(__doc__)
+    args = ap.parse_args()
+    reps = C.reps_of(args)
+    with C.Workdir(args.workdir) as work:
+        patches = sample_patches(work, args.quick)
+        print(f"{len(patches)} patches {patches.shape[1:]} {patches.dtype}, {patches.nbytes / 1e6:.0f} MB raw; {reps} repetitions",
+              flush=True)
+        cs = codecs()
+        res = {name: [] for name in cs}
+        rng = np.random.default_rng(0)
+        for rep in range(reps):
+            for name, kw in (list(cs.items()) if rep % 2 == 0 else list(cs.items())[::-1]):
+                res[name].append(bench(patches, kw, work / f"{name}.h5", min(200, len(patches)), rng))
+            print(f"rep {rep + 1}/{reps} done", flush=True)
+    rows = []
+    lzf = C.median([r["write_mb_s"] for r in res["lzf"]])
+    for name, rs in res.items():
+        w = C.median([r["write_mb_s"] for r in rs])
+        rows.append({"codec": name, "write": w, "read": C.median([r["read_mb_s"] for r in rs]),
+                     "ratio": C.median([r["ratio"] for r in rs]), "vs_lzf": w / lzf,
+                     "patch_s": w * 1e6 / patches[0].nbytes, "lossless": all(r["lossless"] for r in rs)})
+    t = C.table(rows, [("codec", "codec", ""), ("write", "write MB/s", ".0f"), ("read", "random 1-patch read MB/s", ".0f"),
+                       ("ratio", "ratio raw/stored", ".3f"), ("vs_lzf", "write vs lzf", ".2f"),
+                       ("patch_s", "write patches/s", ".0f"), ("lossless", "lossless", "")],
+                f"Codecs on {len(patches)} real 68³ float32 patches (medians of {reps} repetitions)")
+    C.write_results("codecs", args, {"patches": int(len(patches)), "summary": rows, "table": t,
+                                     "repetitions": res, "codecs": {k: str(v) for k, v in codecs().items()}})
+
+
+if __name__ == "__main__":
+    main()
