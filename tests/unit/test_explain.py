@@ -8,20 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from _patchfiles import SHARED_DATA, ldct_run, luna_run
 from ctpatch.explain import EXIT_DIFFERENT, EXIT_EQUAL, EXIT_ERROR, explain, main
-
-
-@pytest.fixture(scope="module")
-def luna(tmp_path_factory):
-    return luna_run(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def ldct(tmp_path_factory):
-    if not (SHARED_DATA / "ldct").is_dir():
-        pytest.skip(f"real LDCT data not found under {SHARED_DATA}")
-    return ldct_run(tmp_path_factory)
 
 
 def tampered(src, dst, edit):

@@ -14,17 +14,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from _patchfiles import LUNA_CONFIG, SHARED_DATA, ldct_run, luna_run
+from _patchfiles import LUNA_CONFIG
 from ctpatch.config import validate
 from ctpatch.io import mhd
 from ctpatch.plan import main, make_plan
 
 SIZE_TOLERANCE = 0.30  # estimated file size vs the real file
-
-
-@pytest.fixture(scope="module")
-def luna(tmp_path_factory):
-    return luna_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -162,13 +157,6 @@ def test_convert_memory_estimate_is_within_tolerance_of_a_measured_job(tmp_path)
 
 
 # ---------------------------------------------------------------- LDCT
-@pytest.fixture(scope="module")
-def ldct(tmp_path_factory):
-    if not (SHARED_DATA / "ldct").is_dir():
-        pytest.skip(f"real LDCT data not found under {SHARED_DATA}")
-    return ldct_run(tmp_path_factory)
-
-
 def test_ldct_plan_against_the_real_run(ldct):
     plan = make_plan(copy.deepcopy(ldct.config), ldct.workdir, sample=24, cores=2)
     pairs = np.concatenate([h5py.File(p, "r")["provenance/pair"][...] for p in ldct.files[:1]])

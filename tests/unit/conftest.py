@@ -1,0 +1,21 @@
+"""Fixtures shared by the reader, explain and plan tests: small real patch files per module."""
+
+from __future__ import annotations
+
+import pytest
+
+from _patchfiles import SHARED_DATA, ldct_run, luna_run
+
+
+@pytest.fixture(scope="module")
+def luna(tmp_path_factory):
+    """A LUNA16 demo run (package steps chained as the rules chain them)."""
+    return luna_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def ldct(tmp_path_factory):
+    """An LDCT run on the real pairs in ../shared/data."""
+    if not (SHARED_DATA / "ldct").is_dir():
+        pytest.skip(f"real LDCT data not found under {SHARED_DATA}")
+    return ldct_run(tmp_path_factory)
