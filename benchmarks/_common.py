@@ -82,7 +82,7 @@ def machine() -> dict:
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
             "python": platform.python_version(), "numpy": numpy.__version__, "h5py": h5py.__version__,
             "hdf5": h5py.version.hdf5_version, "simpleitk": SimpleITK.Version_VersionString(),
-            "loadavg_at_start": [round(v, 2) for v in os.getloadavg()]}
+            "loadavg_when_written": [round(v, 2) for v in os.getloadavg()]}
 
 
 def write_results(name: str, args, data: dict) -> Path:
@@ -90,7 +90,6 @@ def write_results(name: str, args, data: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"benchmark": name, "quick": bool(args.quick), "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
             "machine": machine(), **data}
-    data["machine"]["loadavg_at_end"] = [round(v, 2) for v in os.getloadavg()]
     path.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
     print(f"\nresults written to {path}")
     return path

@@ -39,15 +39,18 @@ def main() -> None:
         vol = work / "volumes"
         C.convert_scans(scans, vol, settings, workers=2)
         sidecars = sorted(vol.glob("*.json"))
-        lab = work / "labels"
-        C.make_labels("subset0", vol, root / "CSVFILES" / "annotations.csv", lab)
+        labs = {}
+        for n in COUNTS:  # one label table per scan set: the extraction refuses nodules of scans it was not given
+            labs[n] = work / f"labels{n}"
+            C.make_labels("subset0", vol, root / "CSVFILES" / "annotations.csv", labs[n], sidecars=sidecars[:n])
         print(f"{len(scans)} scans of {demo.get('size_xy', 512)}² x {demo['slices'][0]}, {demo['nodules_per_scan'][0]} nodules each; "
               f"{args.ranks} rank(s); {reps} repetitions", flush=True)
         res = {n: [] for n in COUNTS}
         for rep in range(reps):
+            waited = C.wait_quiet(max_wait=10 if args.quick else 120)
             for n in COUNTS:
                 shards = work / f"shards{n}"
-                r = C.extract(args.ranks, vol, lab, shards, settings, work / f"stats{n}", sidecars=sidecars[:n])
+                r = C.extract(args.ranks, vol, labs[n], shards, settings, work / f"stats{n}", sidecars=sidecars[:n])
                 shutil.rmtree(shards)
                 res[n].append({"seconds": r["seconds"], "max_rss_ranks": [x["max_rss"] for x in r["ranks"]],
                                "patches": sum(x["nodule_patches"] + x["negatives"] for x in r["ranks"])})
