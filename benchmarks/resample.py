@@ -4,9 +4,11 @@
     python benchmarks/resample.py --quick  # small scans, 2 reps
 
 Timed: the resampling call alone, on the HU volume already read (SimpleITK ``Resample`` onto ctpatch's
-output grid, as ``ctpatch.convert`` does, with SimpleITK's default thread count on this machine;
+output grid, as ``ctpatch.convert`` does, with SimpleITK's default thread count on this machine, and
+linear once more with 1 thread, as the workflow's ``convert_mhd`` runs it (``threads: 1``);
 ``scipy.ndimage.zoom(order=3, mode="nearest")`` on the float64 array, single-threaded, as the
-reference did).
+reference did).  Each repetition first waits (up to 240 s) for idle CPUs; the CPU seconds other
+processes used during it are recorded (``foreign_s``).
 
 Accuracy: for every generated nodule whose neighbourhood lies inside the volume, the centroid (world
 mm) of the partial-volume weights ``clip((HU + 850) / 910, 0, 1)`` (lung -850 -> 0, nodule +60 -> 1)
@@ -63,7 +65,9 @@ def main() -> None:
     args = ap.parse_args()
     reps = C.reps_of(args)
     demo = C.QUICK_DEMO if args.quick else C.FULL_DEMO
-    methods = ("sitk-bspline", "sitk-linear", "scipy-zoom-cubic")
+    methods = ("sitk-bspline", "sitk-linear", "sitk-linear-1thread", "scipy-zoom-cubic")
+    default_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    waited, foreign = [], []
     times = {m: [] for m in methods}      # per rep: seconds summed over scans
     errors = {m: [] for m in ("original", *methods, "scipy-zoom-cubic (reference coordinates)")}  # per nodule, rep 1
     with C.Workdir(args.workdir) as work:
@@ -76,16 +80,21 @@ def main() -> None:
         print(f"{len(scans)} scans, {sum(len(s['nodules']) for s, _, _ in scans)} nodules, "
               f"SimpleITK threads {sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()}; {reps} repetitions", flush=True)
         for rep in range(reps):
+            waited.append(C.wait_quiet(max_wait=10 if args.quick else 240))
+            fg = C.Foreign().__enter__()
             tot = dict.fromkeys(methods, 0.0)
             for s, image, hu in scans:
                 src = grid_of(image)
                 grid = resampled_grid(src, SPACING)
                 outs = {}
-                for m in ("sitk-bspline", "sitk-linear"):
+                for m in ("sitk-bspline", "sitk-linear", "sitk-linear-1thread"):
+                    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1 if m.endswith("1thread") else default_threads)
                     t = time.perf_counter()
                     img = resample(image, grid, m.split("-")[1])
                     tot[m] += time.perf_counter() - t
                     outs[m] = sitk.GetArrayFromImage(img)
+                sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(default_threads)
+                assert np.array_equal(outs["sitk-linear"], outs["sitk-linear-1thread"]), "threads changed the result"
                 spacing_zyx = np.asarray(src.spacing[::-1])
                 new_shape = np.round(np.asarray(hu.shape) * spacing_zyx / SPACING)
                 factor = new_shape / np.asarray(hu.shape)
@@ -98,6 +107,7 @@ def main() -> None:
                     placed = {"original": (hu, src.origin, src.spacing),
                               "sitk-bspline": (outs["sitk-bspline"], grid.origin, grid.spacing),
                               "sitk-linear": (outs["sitk-linear"], grid.origin, grid.spacing),
+                              "sitk-linear-1thread": (outs["sitk-linear-1thread"], grid.origin, grid.spacing),
                               "scipy-zoom-cubic": (z, src.origin, np.asarray(src.spacing) * (n_in - 1) / (n_out - 1)),
                               "scipy-zoom-cubic (reference coordinates)": (z, src.origin, (spacing_zyx / factor)[::-1])}
                     for nod in s["nodules"]:
@@ -113,7 +123,10 @@ def main() -> None:
                 del z, outs
             for m in methods:
                 times[m].append(tot[m])
-            print(f"rep {rep + 1}/{reps}: " + ", ".join(f"{m} {tot[m]:.2f} s" for m in methods), flush=True)
+            fg.__exit__(None, None, None)
+            foreign.append(fg.seconds)
+            print(f"rep {rep + 1}/{reps}: " + ", ".join(f"{m} {tot[m]:.2f} s" for m in methods)
+                  + f" (waited {waited[-1]:.0f} s, foreign CPU {fg.seconds:.1f} s)", flush=True)
     zoom_t = C.median(times["scipy-zoom-cubic"])
     rows = []
     for m in errors:
@@ -133,7 +146,8 @@ def main() -> None:
                            ("truth_med", "vs truth median (vox)", ".3f"), ("truth_max", "vs truth max (vox)", ".3f")],
                     f"Resampling to {SPACING} mm (times: medians of {reps} repetitions; centres from repetition 1, "
                     f"deterministic; output voxels of {SPACING} mm)")
-    C.write_results("resample", args, {"demo": demo, "summary": rows, "times": times, "errors": errors, "table": table})
+    C.write_results("resample", args, {"demo": demo, "summary": rows, "times": times, "waited_s": waited,
+                                       "foreign_s": foreign, "errors": errors, "table": table})
 
 
 if __name__ == "__main__":

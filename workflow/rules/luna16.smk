@@ -39,11 +39,13 @@ rule convert_mhd:
         "logs/luna16/convert_mhd/{subset}/{uid}.log",
     benchmark:
         f"{RES}/benchmarks/convert_mhd/{{subset}}/{{uid}}.tsv"
+    # one scan per core: SimpleITK gets as many threads (a profile may raise it with set-threads)
+    threads: 1
     params:
         settings=q({"resample": LUNA["resample"], "normalize": LUNA["normalize"]}),
     shell:
         "python -m ctpatch.convert --scan {input.mhd:q} --npy-out {output.npy} --json-out {output.json} "
-        "--settings {params.settings} > {log} 2>&1"
+        "--settings {params.settings} --threads {threads} > {log} 2>&1"
 
 
 rule make_labels:
