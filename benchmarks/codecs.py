@@ -8,8 +8,10 @@ the default settings but no compression; the sample keeps the pipeline's mix (1 
 3 negatives).  Each codec writes the image patches (68³ float32) into a fresh file with one-patch
 chunks, 8 patches per write call (as ``ShardWriter``), then reads single patches in random order.
 The reads hit the page cache (the file was just written): they measure decompression and HDF5,
-not the disk.  Blosc2 comes from ``hdf5plugin`` (byte shuffle, 1 thread, as a rank would use it);
-lzf, gzip and none are the codecs the schema offers today.  MB are 10⁶ bytes of raw float32.
+not the disk.  Blosc2 comes from ``hdf5plugin`` (byte shuffle, 1 thread, as a rank would use it:
+``ctpatch`` sets ``BLOSC_NTHREADS=1`` when imported, which ``sample_patches`` does first).  The schema
+offers blosc2-zstd (level 1, the default), blosc2-lz4 (level 5), lzf, gzip (level 1) and none;
+blosc2-zstd-5 is here for comparison only.  MB are 10⁶ bytes of raw float32.
 """
 
 from __future__ import annotations

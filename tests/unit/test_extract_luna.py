@@ -24,7 +24,7 @@ from ctpatch.config import validate
 from ctpatch.convert import DEFAULT_SETTINGS, convert
 from ctpatch.demo import write_dataset
 from ctpatch.extract_luna import Job
-from ctpatch.store import save_npy, write_json
+from ctpatch.store import codec_of, save_npy, write_json
 
 DEMO = {"subsets": 1, "scans_per_subset": 1, "size_xy": 128, "slices": [60, 70], "nodules_per_scan": [2, 2],
         "edge_nodule_every": 1, "candidates_per_scan": 10, "diameter_mm": [5.0, 12.0]}
@@ -144,7 +144,7 @@ def default_run(inputs, tmp_path_factory):
     counts = run_job(inputs, path)
     data, prov = read_shard(path)
     with h5py.File(path, "r") as h5:
-        layout = {k: (h5[k].chunks, h5[k].compression, h5[k].dtype) for k in data}
+        layout = {k: (h5[k].chunks, codec_of(h5[k]), h5[k].dtype) for k in data}
     return counts, data, prov, layout
 
 
@@ -160,10 +160,10 @@ def test_counts_are_57_per_nodule_and_3_negatives_per_patch(inputs, default_run)
     assert len(prov["nodule"]) == 114 and len(prov["non_nodule"]) == 342
 
 
-def test_layout_is_float32_one_patch_per_chunk_lzf(default_run):
+def test_layout_is_float32_one_patch_per_chunk_blosc2_zstd(default_run):
     layout = default_run[3]
-    assert layout["nodule"] == ((1, 68, 68, 68, 1), "lzf", np.float32)
-    assert layout["label_nodule"] == ((1, 8, 8, 8, 2), "lzf", np.float32)
+    assert layout["nodule"] == ((1, 68, 68, 68, 1), "blosc2-zstd", np.float32)
+    assert layout["label_nodule"] == ((1, 8, 8, 8, 2), "blosc2-zstd", np.float32)
 
 
 def test_nodule_centres_are_the_annotations_on_the_converted_grid(inputs, default_run):

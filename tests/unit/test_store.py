@@ -1,12 +1,18 @@
-"""Tests of ctpatch.store: nothing that looks finished after a failure; one patch per chunk."""
+"""Tests of ctpatch.store: nothing that looks finished after a failure; one patch per chunk; codecs."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
 
 import h5py
 import numpy as np
 import pytest
 
-from ctpatch.store import ShardWriter, atomic_path, copy_chunks, create_patch_dataset, save_npy, write_json
+from ctpatch.store import (COMPRESSION, DEFAULT_CODEC, ShardWriter, atomic_path, codec_of, copy_chunks,
+                           create_patch_dataset, save_npy, write_json)
 
 PROV = np.dtype([("id", "<i4"), ("name", "S8"), ("centre", "<i4", (3,))])
 
@@ -111,12 +117,131 @@ def test_shard_writer_failure_leaves_nothing(tmp_path):
     assert files(tmp_path) == []
 
 
-@pytest.mark.parametrize("compression, expected", [("gzip", "gzip"), ("none", None)])
-def test_other_compressions(tmp_path, compression, expected):
-    with writer(tmp_path / "s.h5", compression=compression) as w:
-        w.add("img", np.ones((6, 7, 8, 1)))
+# ---------------------------------------------------------------- codecs
+BLOSC2_ID = 32026  # the registered HDF5 filter id of Blosc2
+#: codec -> the filter pipeline expected in the file: (filter id, parameters checked); Blosc2's
+#: parameters 4..6 are (clevel, filters, compressor code), with Blosc's codes BLOSC_LZ4 = 1, BLOSC_ZSTD = 5
+PIPELINES = {"blosc2-zstd": (BLOSC2_ID, {4: 1, 5: 1, 6: 5}), "blosc2-lz4": (BLOSC2_ID, {4: 5, 5: 1, 6: 1}),
+             "lzf": (32000, {}), "gzip": (1, {0: 1}), "none": None}
+
+
+def _ct_like(shape, seed=0):
+    """Smooth CT-like float32 values with noise (compressible, but not trivially)."""
+    rng = np.random.default_rng(seed)
+    base = np.cumsum(rng.normal(size=shape), axis=-2)
+    return np.round(base * 40 + rng.normal(scale=5, size=shape), 1).astype(np.float32)
+
+
+def test_codecs_cover_the_schema_enum():
+    import yaml
+
+    from ctpatch.config import SCHEMA
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    for mode in ("luna16", "ldct"):
+        comp = schema["properties"][mode]["properties"]["output"]["properties"]["compression"]
+        assert comp["enum"] == list(COMPRESSION) and comp["default"] == DEFAULT_CODEC == "blosc2-zstd"
+    assert set(PIPELINES) == set(COMPRESSION)
+
+
+@pytest.mark.parametrize("codec", list(PIPELINES))
+def test_every_codec_round_trips_and_records_its_name(tmp_path, codec):
+    data = _ct_like((7, 6, 7, 8, 1))
+    with writer(tmp_path / "s.h5", buffer=3, compression=codec) as w:
+        for patch in data:
+            w.add("img", patch)
     with h5py.File(tmp_path / "s.h5", "r") as h5:
-        assert h5["img"].compression == expected and h5["img"].chunks == (1, 6, 7, 8, 1)
+        img = h5["img"]
+        assert img.chunks == (1, 6, 7, 8, 1) and img.attrs["codec"] == codec and codec_of(img) == codec
+        np.testing.assert_array_equal(img[...], data)
+        plist = img.id.get_create_plist()
+        filters = [plist.get_filter(i) for i in range(plist.get_nfilters())]
+        if PIPELINES[codec] is None:
+            assert filters == [] and img.id.get_storage_size() == data.nbytes
+        else:
+            fid, params = PIPELINES[codec]
+            assert len(filters) == 1 and filters[0][0] == fid
+            assert {k: filters[0][2][k] for k in params} == params
+        if codec.startswith("blosc2"):  # a Blosc2 frame, not some other filter's bytes
+            assert b"b2frame" in img.id.read_direct_chunk((0, 0, 0, 0, 0))[1][:16]
+
+
+def test_shard_writer_and_create_patch_dataset_default_to_blosc2_zstd(tmp_path):
+    specs = {"img": ((6, 7, 8, 1), "float32")}
+    with ShardWriter(tmp_path / "s.h5", specs, {}) as w:
+        w.add("img", _ct_like((6, 7, 8, 1)))
+    with h5py.File(tmp_path / "s.h5", "a") as h5:
+        assert codec_of(h5["img"]) == "blosc2-zstd"
+        assert codec_of(create_patch_dataset(h5, "other", (2, 2), "float32")) == "blosc2-zstd"
+
+
+def test_codec_of_files_written_before_the_attribute(tmp_path):
+    """Older files have no ``codec`` attribute: lzf, gzip level 1 and no filter are read from the pipeline."""
+    with h5py.File(tmp_path / "old.h5", "w") as h5:
+        kw = dict(shape=(2, 4, 4), maxshape=(None, 4, 4), chunks=(1, 4, 4), dtype="float32")
+        h5.create_dataset("lzf", compression="lzf", **kw)
+        h5.create_dataset("gzip", compression="gzip", compression_opts=1, **kw)
+        h5.create_dataset("none", **kw)
+        h5.create_dataset("gzip9", compression="gzip", compression_opts=9, **kw)
+        h5.create_dataset("lzf_shuffle", compression="lzf", shuffle=True, **kw)
+        blosc = create_patch_dataset(h5, "blosc", (4, 4), "float32", "blosc2-zstd")
+        del blosc.attrs["codec"]
+    with h5py.File(tmp_path / "old.h5", "r") as h5:
+        assert [codec_of(h5[n]) for n in ("lzf", "gzip", "none")] == ["lzf", "gzip", "none"]
+        for name in ("gzip9", "lzf_shuffle", "blosc"):
+            with pytest.raises(ValueError, match=f"old.h5:/{name} .*without a 'codec' attribute"):
+                codec_of(h5[name])
+
+
+@pytest.mark.parametrize("var, value", [("BLOSC_NTHREADS", "2"), ("BLOSC_CLEVEL", "9"), ("BLOSC_COMPRESSOR", "lz4")])
+def test_blosc2_refuses_an_environment_that_changes_its_bytes(tmp_path, monkeypatch, var, value):
+    monkeypatch.setenv(var, value)
+    with h5py.File(tmp_path / "x.h5", "w") as h5:
+        with pytest.raises(ValueError, match=f"{var}={value}"):
+            create_patch_dataset(h5, "b", (4, 4), "float32", "blosc2-zstd")
+        assert codec_of(create_patch_dataset(h5, "l", (4, 4), "float32", "lzf")) == "lzf"  # no Blosc: no concern
+
+
+_WRITE_IN_A_FRESH_PROCESS = """
+import json, os, sys
+import numpy as np, h5py
+from ctpatch.store import ShardWriter
+path, codec = sys.argv[1], sys.argv[2]
+rng = np.random.default_rng(7)
+base = np.cumsum(rng.normal(size=(6, 68, 68, 68, 1)), axis=1)
+data = np.round(base * 40 + rng.normal(scale=5, size=base.shape), 1).astype(np.float32)
+with ShardWriter(path, {"img": (data.shape[1:], "float32")}, {}, compression=codec) as w:
+    for p in data:
+        w.add("img", p)
+print(json.dumps(os.environ.get("BLOSC_NTHREADS")))
+"""
+
+
+@pytest.mark.parametrize("codec", ["blosc2-zstd", "blosc2-lz4"])
+def test_blosc2_writes_the_same_bytes_in_separate_processes(tmp_path, codec):
+    """The same patches written by two fresh processes give byte-identical chunks (what lzf does not
+    guarantee), with ctpatch's own thread setting: BLOSC_NTHREADS is left unset for the children."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLOSC_")}
+    chunks = []
+    for run in ("a", "b"):
+        path = tmp_path / f"{run}.h5"
+        res = subprocess.run([sys.executable, "-c", _WRITE_IN_A_FRESH_PROCESS, str(path), codec], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout) == "1"  # set by ``import ctpatch``
+        with h5py.File(path, "r") as h5:
+            ds = h5["img"]
+            assert ds.shape[0] == 6 and codec_of(ds) == codec
+            chunks.append([ds.id.read_direct_chunk((i, 0, 0, 0, 0)) for i in range(ds.shape[0])])
+    assert all(len(data) < 68**3 * 4 for _, data in chunks[0])  # compressed: several Blosc blocks per chunk
+    assert chunks[0] == chunks[1]
+
+
+def test_import_ctpatch_keeps_an_explicit_blosc_nthreads():
+    env = {**os.environ, "BLOSC_NTHREADS": "3"}
+    res = subprocess.run([sys.executable, "-c", "import os, ctpatch; print(os.environ['BLOSC_NTHREADS'])"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == "3"
 
 
 def test_unknown_compression(tmp_path):
@@ -126,14 +251,15 @@ def test_unknown_compression(tmp_path):
 
 
 # ---------------------------------------------------------------- copy_chunks
-def test_copy_chunks_copies_compressed_bytes(tmp_path):
+@pytest.mark.parametrize("codec", ["lzf", "blosc2-zstd", "blosc2-lz4"])
+def test_copy_chunks_copies_compressed_bytes(tmp_path, codec):
     rng = np.random.default_rng(1)
     data = np.round(rng.normal(size=(6, 5, 4, 3)), 1).astype(np.float32)
     with h5py.File(tmp_path / "src.h5", "w") as src_f, h5py.File(tmp_path / "dst.h5", "w") as dst_f:
-        src = create_patch_dataset(src_f, "p", (5, 4, 3), "float32", "lzf")
+        src = create_patch_dataset(src_f, "p", (5, 4, 3), "float32", codec)
         src.resize(6, axis=0)
         src[...] = data
-        dst = create_patch_dataset(dst_f, "p", (5, 4, 3), "float32", "lzf")
+        dst = create_patch_dataset(dst_f, "p", (5, 4, 3), "float32", codec_of(src))
         dst.resize(5, axis=0)
         dst[0] = -1.0
         copy_chunks(src, dst, [3, 0, 5, 2], dst_start=1)
@@ -152,6 +278,21 @@ def test_copy_chunks_rejects_different_layouts(tmp_path):
         c = create_patch_dataset(h5, "c", (4, 4), "float16", "lzf")
         d = h5.create_dataset("d", shape=(4, 4, 4), maxshape=(None, 4, 4), chunks=(2, 4, 4), dtype="float32",
                               compression="lzf")
-        for other, word in ((b, "filters"), (c, "filters"), (d, "chunks")):
+        for other, word in ((b, "filter pipeline"), (c, "dtypes"), (d, "chunks")):
             with pytest.raises(ValueError, match=word):
                 copy_chunks(a, other, [0])
+
+
+@pytest.mark.parametrize("src_codec, dst_codec", [("blosc2-zstd", "lzf"), ("blosc2-zstd", "blosc2-lz4"),
+                                                  ("lzf", "blosc2-zstd"), ("blosc2-lz4", "none")])
+def test_copy_chunks_refuses_mismatched_pipelines(tmp_path, src_codec, dst_codec):
+    """Both Blosc2 codecs are the same HDF5 filter (h5py calls both "unknown"): the parameters must match too."""
+    with h5py.File(tmp_path / "src.h5", "w") as src_f, h5py.File(tmp_path / "dst.h5", "w") as dst_f:
+        src = create_patch_dataset(src_f, "p", (4, 4), "float32", src_codec)
+        src.resize(1, axis=0)
+        src[0] = 1.0
+        dst = create_patch_dataset(dst_f, "p", (4, 4), "float32", dst_codec)
+        dst.resize(1, axis=0)
+        with pytest.raises(ValueError, match=r"filter pipeline.*src\.h5:/p .*dst\.h5:/p"):
+            copy_chunks(src, dst, [0])
+        assert dst.id.get_storage_size() == 0  # nothing copied

@@ -47,7 +47,8 @@ Key (type; default): meaning.
 * ``blur_noise.blur_size`` (odd int >= 1; 3): edge of the box filter.
 * ``output.layout`` (torch, tf; ``"torch"``): patch shape (1, H, W) or (H, W, 1).
 * ``output.dtype`` (float16, float32, int16, uint16; ``"float16"``): stored dtype.
-* ``output.compression`` (lzf, gzip, none; ``"lzf"``): HDF5 filter of the patch datasets.
+* ``output.compression`` (blosc2-zstd, blosc2-lz4, lzf, gzip, none; ``"blosc2-zstd"``): codec of the
+  patch datasets (:data:`ctpatch.store.COMPRESSION`).
 * ``output.nsplit`` (int >= 1; 1): number of merged files (read by the merge step).
 * ``output.shuffle`` (bool; false): shuffle the patches when merging (read by the merge step).
 
@@ -98,7 +99,7 @@ from ctpatch.grid import LAST_MODES, SIZE_CODES, cut_patch, grid_corners, resolv
 from ctpatch.io.dicom import read_pixels
 from ctpatch.normalize import NORMALIZATIONS, normalize_pair
 from ctpatch.rng import keyed_rng
-from ctpatch.store import COMPRESSION, ShardWriter
+from ctpatch.store import COMPRESSION, DEFAULT_CODEC, ShardWriter
 
 LAYOUTS = ("torch", "tf")
 DTYPES = ("float16", "float32", "int16", "uint16")
@@ -117,7 +118,7 @@ DEFAULTS: dict = {
     "rot_augment": {"enabled": False},
     "dose_blend": {"enabled": False, "low": 0.5, "high": 1.2},
     "blur_noise": {"enabled": False, "blur_share": 0.4, "noise_share": 0.4, "noise_scale": 0.01, "blur_size": 3},
-    "output": {"layout": "torch", "dtype": "float16", "compression": "lzf", "nsplit": 1, "shuffle": False},
+    "output": {"layout": "torch", "dtype": "float16", "compression": DEFAULT_CODEC, "nsplit": 1, "shuffle": False},
 }
 
 
@@ -233,7 +234,7 @@ def check_settings(settings: dict, prefix: str = "") -> dict:
     if out["dtype"] not in DTYPES:
         raise err("output.dtype", f"expected one of {list(DTYPES)}, got {out['dtype']!r}")
     if out["compression"] not in COMPRESSION:
-        raise err("output.compression", f"expected one of {sorted(COMPRESSION)}, got {out['compression']!r}")
+        raise err("output.compression", f"expected one of {list(COMPRESSION)}, got {out['compression']!r}")
     if not _is_int(out["nsplit"]) or out["nsplit"] < 1:
         raise err("output.nsplit", f"expected a positive integer, got {out['nsplit']!r}")
     if not isinstance(out["shuffle"], bool):
