@@ -123,15 +123,22 @@ def build_ldct(workdir: Path, config: dict) -> list[Path]:
     return parts
 
 
-def luna_run(tmp_path_factory) -> types.SimpleNamespace:
-    """The LUNA16 files of this test session (built on first use)."""
-    if "luna" not in _CACHE:
-        workdir = tmp_path_factory.mktemp("luna-run")
-        config = validate(json.loads(json.dumps(LUNA_CONFIG)))
+def luna_run(tmp_path_factory, layout: str = "full") -> types.SimpleNamespace:
+    """The LUNA16 files of this test session (built on first use), in the ``full`` or ``crops`` layout.
+
+    Both layouts are built from the same demo data and settings in their own folders, with the
+    same file names, so their shuffles are the same.
+    """
+    key = f"luna-{layout}"
+    if key not in _CACHE:
+        workdir = tmp_path_factory.mktemp(f"luna-run-{layout}")
+        raw = json.loads(json.dumps(LUNA_CONFIG))
+        raw["luna16"].setdefault("output", {})["layout"] = layout
+        config = validate(raw)
         files = build_luna(workdir, config)
-        _CACHE["luna"] = types.SimpleNamespace(workdir=workdir, config=config, files=files,
-                                               settings=luna_settings(config))
-    return _CACHE["luna"]
+        _CACHE[key] = types.SimpleNamespace(workdir=workdir, config=config, files=files,
+                                            settings=luna_settings(config))
+    return _CACHE[key]
 
 
 def ldct_run(tmp_path_factory) -> types.SimpleNamespace:

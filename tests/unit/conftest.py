@@ -14,6 +14,12 @@ def luna(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def luna_crops(tmp_path_factory):
+    """The same LUNA16 demo run written with ``output.layout: crops``."""
+    return luna_run(tmp_path_factory, "crops")
+
+
+@pytest.fixture(scope="module")
 def ldct(tmp_path_factory):
     """An LDCT run on the real pairs in ../shared/data."""
     if not (SHARED_DATA / "ldct").is_dir():

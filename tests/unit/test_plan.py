@@ -54,6 +54,19 @@ def test_luna_size_estimate_is_within_tolerance_of_the_real_files(luna, luna_pla
     # float16 halves the raw size; the other filters are measured, none is the raw size
     files = luna_plan["total"]["file_bytes"]
     assert files["float16/none"] < 0.51 * files["float32/none"] and files["float32/gzip"] < files["float32/none"]
+    # every codec is reported; the default (blosc2-zstd) is the file's own and smaller than lzf
+    assert {k.split("/")[1] for k in files} == {"blosc2-zstd", "blosc2-lz4", "lzf", "gzip", "none"}
+    assert luna_plan["total"]["estimated_file_bytes"] == files["float32/blosc2-zstd"] < files["float32/lzf"]
+
+
+def test_luna_crops_size_estimate_is_within_tolerance_of_the_real_files(luna_crops):
+    plan = make_plan(copy.deepcopy(luna_crops.config), luna_crops.workdir, sample=24, cores=2)
+    real = {p.stem: p.stat().st_size for p in luna_crops.files}
+    for subset, size in real.items():
+        est = plan["groups"][subset]["estimated_file_bytes"]
+        assert abs(est - size) <= SIZE_TOLERANCE * size, (subset, est, size)
+    # raw: one 132³ crop per nodule instead of 57 patches' images, labels and negatives unchanged
+    assert plan["total"]["raw_bytes"] == 2 * 132**3 * 4 + 456 * 8**3 * 2 * 4 + 342 * 68**3 * 4
 
 
 def test_luna_plan_cli_prints_the_table_and_writes_json(luna, tmp_path, capsys):

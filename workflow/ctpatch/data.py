@@ -23,6 +23,11 @@ kind           image            label                provenance                m
 
 For LDCT the "label" is the full-dose target patch.
 
+LUNA16 files written with ``output.layout: crops`` store one crop per nodule instead of its
+shifted patches (:mod:`ctpatch.layout`); ``nodule`` patches are cut from the crops as they are
+read, equal to the full layout's.  Reading many rows at once (:func:`load_all`, a batch) decodes
+each crop once; a random single patch costs one crop (~7 patches) of decompression.
+
 Layouts (``layout=``): ``"tf"`` puts the channel last, ``"torch"`` first.  LUNA16 patches are
 stored ``tf``: an image is (x, y, z, 1) and a label (8, 8, 8, 2) (pooled one-hot, class 0
 background, class 1 nodule); with ``torch`` they come as (1, x, y, z) and (2, 8, 8, 8) -- the
@@ -59,6 +64,8 @@ from typing import Iterator, Mapping, NamedTuple, Sequence
 import h5py
 import numpy as np
 
+from ctpatch.layout import has_images
+from ctpatch.layout import images as open_images
 from ctpatch.rng import keyed_rng
 
 #: kind -> (image dataset, label dataset, provenance table, mode)
@@ -215,10 +222,10 @@ def _segments(paths: list[str], kind, rows) -> tuple[list[Segment], str, tuple[s
                 raise ValueError(f"{path}: a {m} file among {mode} files ({paths[0]}): one dataset reads one mode")
             for k in kinds:
                 img_name, lab_name, table, _ = KINDS[k]
-                missing = [n for n in (img_name, lab_name, table) if n not in f]
+                missing = [n for n in (img_name, lab_name, table) if not has_images(f, n)]
                 if missing:
                     raise ValueError(f"{path}: kind {k!r} needs {[img_name, lab_name, table]}, missing {missing}")
-                img, lab, prov = f[img_name], f[lab_name], f[table]
+                img, lab, prov = open_images(f, img_name), f[lab_name], f[table]
                 if not (img.shape[0] == lab.shape[0] == prov.shape[0]):
                     raise ValueError(f"{path}: {img_name}, {lab_name} and {table} have {img.shape[0]}, "
                                      f"{lab.shape[0]} and {prov.shape[0]} rows; expected equal counts")
@@ -343,7 +350,7 @@ class PatchDataset:
             f = self._handles.get(seg.file_index)
             if f is None:
                 f = self._handles[seg.file_index] = h5py.File(seg.path, "r")
-            ds = self._handles[key] = f[name]
+            ds = self._handles[key] = open_images(f, name)  # crops layout: nodule patches cut from their crops
         return ds
 
     def __getitem__(self, index):
@@ -440,7 +447,10 @@ def _fill(segments, handles: dict, images: np.ndarray, labels: np.ndarray, piece
         f = handles.get(seg.file_index)
         if f is None:
             f = handles[seg.file_index] = h5py.File(seg.path, "r")
-        img, lab = f[seg.image], f[seg.label]
+        img = handles.get((seg.file_index, seg.image))
+        if img is None:
+            img = handles[(seg.file_index, seg.image)] = open_images(f, seg.image)
+        lab = f[seg.label]
         for r0, r1, p0 in _runs(rows, pos):
             img.read_direct(images, np.s_[r0:r1], np.s_[p0:p0 + r1 - r0])
             lab.read_direct(labels, np.s_[r0:r1], np.s_[p0:p0 + r1 - r0])
@@ -526,7 +536,8 @@ class _Runner:
             self.pool.shutdown(wait=True, cancel_futures=abort)
             for handles in self.opened:
                 for f in handles.values():
-                    f.close()
+                    if isinstance(f, h5py.File):  # the others are datasets (or crop readers) of these files
+                        f.close()
 
 
 def _as_dataset(source, kind, layout, rows) -> PatchDataset:
@@ -568,7 +579,8 @@ def load_all(source, kind=None, workers: int | None = None, *, layout: str = "tf
                 _fill(ds.segments, handles, images, labels, task)
         finally:
             for f in handles.values():
-                f.close()
+                if isinstance(f, h5py.File):
+                    f.close()
     else:
         runner = _Runner(ds.segments, [(images, labels)], min(workers, len(tasks)), backend)
         ok = False
@@ -623,7 +635,8 @@ def iter_batches(source, kind=None, batch_size: int = 64, workers: int | None = 
                 yield finish(images, labels, idx)
         finally:
             for f in handles.values():
-                f.close()
+                if isinstance(f, h5py.File):
+                    f.close()
         return
     depth = max(1, min(int(prefetch or 2 * workers), len(batches)))
     alloc = np.empty if backend == "thread" else _shared_array

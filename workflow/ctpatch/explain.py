@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from ctpatch.data import KINDS, MODE_KINDS, file_mode, file_settings
+from ctpatch.layout import images
 
 EXIT_EQUAL, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 
@@ -282,7 +283,8 @@ def regenerate_luna(settings: dict, prov: dict, kind: str, bases: list[Path], su
         if settings["negatives"].get("strategy") == "candidates":
             inputs["candidates"] = str(_resolve(settings["candidates"], bases, "candidates table"))
             sources.append(inputs["candidates"])
-        job_settings = {"buffer_patches": 8, **settings}
+        # regenerated in the full layout: a crops file's nodule patch is compared with the patch itself
+        job_settings = {"buffer_patches": 8, **settings, "output": {**settings["output"], "layout": "full"}}
         job = Job(SimpleNamespace(settings=job_settings, inputs=inputs))
         # negatives may depend on the whole subset (negatives.scans "all"): count from all its scans
         uids = sorted(p.stem for p in (root / sub).glob("*.mhd"))
@@ -338,11 +340,12 @@ def explain(path, index: int, kind: str | None = None, workdir=None, subset: str
         if kind not in MODE_KINDS[mode]:
             raise ExplainError(f"{path}: a {mode} file has kinds {list(MODE_KINDS[mode])}, got {kind!r}")
         img_name, lab_name, table, _ = KINDS[kind]
-        n = f[img_name].shape[0]
+        stored = images(f, img_name)  # crops layout: the nodule patch cut from its crop
+        n = stored.shape[0]
         i = int(index) + (n if int(index) < 0 else 0)
         if not 0 <= i < n:
             raise ExplainError(f"{path}: {kind}: expected an index in [0, {n}), got {index}")
-        image, label = f[img_name][i], f[lab_name][i]
+        image, label = stored[i], f[lab_name][i]
         prov = _row_dict(f[table][i])
         settings = file_settings(f)
         attrs = dict(f.attrs)

@@ -23,6 +23,7 @@ import pandas as pd
 from ctpatch.geometry import VolumeGrid
 from ctpatch.io.tables import read_candidates
 from ctpatch.labels import label_patch
+from ctpatch.layout import PROV_CROP, box_start, crop_edge
 from ctpatch.luna import (MaskIndex, PatchLocation, crop_mask_xyz, cut_image_xyz, negatives_per_scan,
                           nodule_locations, random_centres)
 from ctpatch.rng import keyed_rng
@@ -91,6 +92,10 @@ class Job:
         self.out = s["output"]
         self.size = int(self.patch["size"])
         self.offsets = shift_offsets(self.patch["stride"], self.patch["shifts_per_side"], self.patch["directions"])
+        self.layout = self.out.get("layout", "full")
+        if self.layout not in ("full", "crops"):
+            raise ValueError(f"output.layout: expected 'full' or 'crops', got {self.layout!r}")
+        self.crop = crop_edge(self.size, self.offsets)
         self.sidecars = sorted((Path(p) for p in inp["sidecars"]), key=lambda p: p.stem)
         self.uids = [p.stem for p in self.sidecars]
         self.masks_dir = Path(inp["masks_dir"])
@@ -114,8 +119,16 @@ class Job:
         img_shape, lab_shape = (p, p, p, 1), (lab, lab, lab, 2)
         specs = {"nodule": (img_shape, self.out["dtype"]), "label_nodule": (lab_shape, "float32"),
                  "non_nodule": (img_shape, self.out["dtype"]), "label_non_nodule": (lab_shape, "float32")}
-        return ShardWriter(path, specs, {"nodule": PROV_NODULE, "non_nodule": PROV_NEGATIVE},
-                           compression=self.out["compression"], buffer=int(self.settings["buffer_patches"]))
+        tables = {"nodule": PROV_NODULE, "non_nodule": PROV_NEGATIVE}
+        if self.layout == "crops":  # one crop per nodule instead of its shifted patches (ctpatch.layout)
+            del specs["nodule"]
+            specs = {"nodule_crop": ((self.crop,) * 3 + (1,), self.out["dtype"]), **specs}
+            tables["nodule_crop"] = PROV_CROP
+        w = ShardWriter(path, specs, tables, compression=self.out["compression"],
+                        buffer=int(self.settings["buffer_patches"]))
+        if self.layout == "crops":
+            w.datasets["nodule_crop"].attrs["patch_edge"] = p
+        return w
 
     def run(self, unit: Unit, w: ShardWriter) -> dict:
         sidecar_path = self.sidecars[unit.index]
@@ -140,13 +153,21 @@ class Job:
         centres_xyz = nod[["voxel_x", "voxel_y", "voxel_z"]].to_numpy(np.int64)
         k = 0
         row, row_n = None, -1
+        crops = self.layout == "crops"
         for n, s, loc in nodule_locations(centres_xyz[:, ::-1], self.offsets, self.size):
             centre_xyz = np.asarray(loc.centre_zyx[::-1])
-            cut_image_xyz(volume, loc, fill, dtype, out=w.slot("nodule"))
-            w.commit("nodule")
-            w.add("label_nodule", label_and_touch(loc)[0])
             if n != row_n:
                 row, row_n = nod.iloc[n], n
+                if crops:  # the box around the nodule that holds all its shifted patches
+                    cut_image_xyz(volume, PatchLocation(tuple(int(v) for v in centres_xyz[n][::-1]), self.crop),
+                                  fill, dtype, out=w.slot("nodule_crop"))
+                    w.commit("nodule_crop")
+                    w.add_row("nodule_crop", (unit.index, unit.key.encode(), n, int(row["annotation_row"]),
+                                              centres_xyz[n], box_start(centres_xyz[n], self.crop), self.crop))
+            if not crops:
+                cut_image_xyz(volume, loc, fill, dtype, out=w.slot("nodule"))
+                w.commit("nodule")
+            w.add("label_nodule", label_and_touch(loc)[0])
             w.add_row("nodule", (unit.index, k, unit.key.encode(), n, int(row["annotation_row"]), s,
                                  self.offsets[s], centre_xyz, grid.index_to_world(centre_xyz), centres_xyz[n],
                                  (row["world_x"], row["world_y"], row["world_z"])))

@@ -5,6 +5,11 @@ optionally shuffled by a permutation keyed by the seed and the output, and optio
 ``nsplit`` files.  Chunks are copied as compressed bytes (one patch per chunk), so the merge
 costs about one read and one write of the compressed data and holds one chunk at a time.
 
+LUNA16 crops layout (:mod:`ctpatch.layout`): the nodule crops stay in canonical order (only the
+patch rows that point into them are shuffled), each output file gets the crops its nodule patches
+need, and ``nodule_view`` (crop row and start of each nodule patch) is computed here, aligned with
+the shuffled ``provenance/nodule``.
+
 Usage: ``python -m ctpatch.merge --mode luna16 --shards-dir D --out X.h5 [Y.h5 ...] --settings JSON``
 """
 
@@ -21,7 +26,8 @@ import numpy as np
 
 import ctpatch
 from ctpatch.rng import keyed_rng
-from ctpatch.store import atomic_path, copy_chunks, create_patch_dataset
+from ctpatch.layout import match_crops, view_starts
+from ctpatch.store import atomic_path, codec_of, copy_chunks, create_patch_dataset
 
 # per mode: provenance table -> (the patch datasets aligned with it, its canonical sort keys).
 # A table without datasets (e.g. LDCT's per-pair summary) is written whole, unshuffled, to every part.
@@ -77,28 +83,28 @@ def merge(shards_dir, outputs, mode: str, seed: int, shuffle: bool, attrs: dict 
         srcs = [stack.enter_context(h5py.File(shards_dir / s["shard"], "r")) for s in manifest["shards"]]
         tmps = [stack.enter_context(atomic_path(o)) for o in outputs]
         dsts = [stack.enter_context(h5py.File(t, "w")) for t in tmps]
+        crops = mode == "luna16" and "nodule_crop" in srcs[0]
         for table, (datasets, keys) in groups.items():
             provs = [f[f"provenance/{table}"][...] for f in srcs]
             shard_of, row_of = canonical_order(provs, keys)
             n = len(shard_of)
             counts[table] = n
+            datasets = [d for d in datasets if d in srcs[0]]  # the crops layout has no "nodule" dataset
             if not datasets:
                 parts = [np.arange(n)] * len(outputs)
             else:
                 mixed = shuffle and n > 1
                 order = keyed_rng(seed, "shuffle", mode, table, *(o.name for o in outputs)).permutation(n) if mixed else np.arange(n)
                 parts = np.array_split(order, len(outputs))
+            every = np.concatenate(provs) if provs else np.empty(0)
+            first = np.cumsum([0] + [len(t) for t in provs])[:-1]
             for dst, part in zip(dsts, parts):
-                prov = np.empty(len(part), dtype=provs[0].dtype) if provs else np.empty(0)
-                for i, p in enumerate(part):
-                    prov[i] = provs[shard_of[p]][row_of[p]]
+                prov = every[first[shard_of[part]] + row_of[part]] if len(part) else np.empty(0, dtype=every.dtype)
                 dst.create_dataset(f"provenance/{table}", data=prov)
                 for name in datasets:
-                    ref = srcs[0][name]
-                    out = create_patch_dataset(dst, name, ref.shape[1:], ref.dtype, ref.compression or "none")
-                    out.resize(len(part), axis=0)
-                    for dst_row, p in enumerate(part):
-                        copy_chunks(srcs[shard_of[p]][name], out, [row_of[p]], dst_row)
+                    _copy_rows([f[name] for f in srcs], dst, name, shard_of[part], row_of[part])
+                if crops and table == "nodule":
+                    counts["nodule_crop"] = _merge_crops(srcs, dst, prov)
         for i, dst in enumerate(dsts):
             for k, v in (attrs or {}).items():
                 dst.attrs[k] = v
@@ -107,6 +113,38 @@ def merge(shards_dir, outputs, mode: str, seed: int, shuffle: bool, attrs: dict 
             dst.attrs["parts"] = len(dsts)
             dst.attrs["shuffled"] = bool(shuffle)
     return counts
+
+
+def _copy_rows(srcs: list, dst: h5py.File, name: str, shard_of: np.ndarray, row_of: np.ndarray) -> h5py.Dataset:
+    """``dst[name][i] = srcs[shard_of[i]][row_of[i]]``, chunk by chunk as compressed bytes."""
+    ref = srcs[0]
+    out = create_patch_dataset(dst, name, ref.shape[1:], ref.dtype, codec_of(ref))
+    for key, value in ref.attrs.items():
+        if key not in out.attrs:
+            out.attrs[key] = value
+    out.resize(len(row_of), axis=0)
+    for dst_row, (k, r) in enumerate(zip(shard_of, row_of)):
+        copy_chunks(srcs[k], out, [r], dst_row)
+    return out
+
+
+def _merge_crops(srcs: list, dst: h5py.File, prov: np.ndarray) -> int:
+    """Crops layout: copy the crops the nodule patches ``prov`` of this part need, in canonical
+    order, and write ``nodule_view`` (crop row and start inside it, aligned with ``prov``)."""
+    crops = [f["provenance/nodule_crop"][...] for f in srcs]
+    shard_of, row_of = canonical_order(crops, ("scan_index", "nodule_index"))
+    every = np.concatenate(crops)
+    table = every[np.cumsum([0] + [len(t) for t in crops])[:-1][shard_of] + row_of]
+    patch_keys = np.stack([prov["scan_index"], prov["nodule_index"]], axis=1) if len(prov) else np.zeros((0, 2), int)
+    crop_keys = np.stack([table["scan_index"], table["nodule_index"]], axis=1)
+    used = np.unique(match_crops(patch_keys, crop_keys))  # canonical positions of the crops this part needs
+    table, shard_of, row_of = table[used], shard_of[used], row_of[used]
+    dst.create_dataset("provenance/nodule_crop", data=table)
+    out = _copy_rows([f["nodule_crop"] for f in srcs], dst, "nodule_crop", shard_of, row_of)
+    crop_row = match_crops(patch_keys, crop_keys[used])
+    starts = view_starts(prov["centre_voxel"], table["start_voxel"][crop_row], int(out.attrs["patch_edge"]), out.shape[1])
+    dst.create_dataset("nodule_view", data=np.concatenate([crop_row[:, None], starts], axis=1).astype(np.int32))
+    return len(used)
 
 
 def main(argv=None) -> int:

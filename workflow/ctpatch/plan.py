@@ -60,7 +60,10 @@ from ctpatch.geometry import VolumeGrid, resampled_grid
 MIN_SAMPLE = 8
 LUNA_DTYPES = ("float32", "float16", "float64")
 LDCT_DTYPES = ("float16", "float32", "int16", "uint16")
-COMPRESSIONS = ("lzf", "gzip", "none")
+#: the codecs of store.COMPRESSION, in the order the size table shows them
+COMPRESSIONS = ("blosc2-zstd", "blosc2-lz4", "lzf", "gzip", "none")
+#: the codecs whose sizes are measured on the sample ("none" is computed)
+COMPRESSED = tuple(c for c in COMPRESSIONS if c != "none")
 
 
 class PlanError(ValueError):
@@ -211,14 +214,14 @@ def _compressed_sizes(patches: dict[str, np.ndarray], dtypes, compressions) -> d
 
 def _time_merge_verify(path: Path, names) -> tuple[float, float, int]:
     """Seconds to copy every chunk (as merge does) and to read and check every patch (as verify does)."""
-    from ctpatch.store import copy_chunks, create_patch_dataset
+    from ctpatch.store import codec_of, copy_chunks, create_patch_dataset
 
     with h5py.File(path, "r") as src, h5py.File("plan-merge", "w", driver="core", backing_store=False) as dst:
         t = time.perf_counter()
         n = 0
         for name in names:
             ds = src[name]
-            out = create_patch_dataset(dst, name, ds.shape[1:], ds.dtype, ds.compression or "none")
+            out = create_patch_dataset(dst, name, ds.shape[1:], ds.dtype, codec_of(ds))
             out.resize(ds.shape[0], axis=0)
             copy_chunks(ds, out, range(ds.shape[0]))
             n += ds.shape[0]
@@ -354,6 +357,10 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
     t_resample = t_norm = 0.0
     in_size = np.asarray(scan.grid.size)
     done = []
+    # one SimpleITK thread, as convert_mhd runs (threads: 1): the time per voxel is a core's, and
+    # the wall-time estimate runs one scan per core
+    itk_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     for kind, loc in locs:
         if t_resample > budget and len(done) >= min(len(locs), MIN_SAMPLE):
             break
@@ -378,6 +385,7 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
         t_norm += time.perf_counter() - t
         patches[kind].append(np.ascontiguousarray(vol.transpose(2, 1, 0)[..., None], dtype=out_s["dtype"]))
         patches["label_" + kind].append(cut_label(mask, loc, pool))
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_threads)
     locs = done
     n_vox = len(locs) * size**3
     seconds["resample_per_voxel"] = t_resample / n_vox
@@ -422,7 +430,7 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
     seconds["merge_per_patch"] = t_merge / len(locs)
     seconds["verify_per_patch"] = t_verify / len(locs)
     dtypes = LUNA_DTYPES if out_s["dtype"] == "float64" else LUNA_DTYPES[:2]
-    alternatives = _compressed_sizes(arrays, dtypes, ("lzf", "gzip"))
+    alternatives = _compressed_sizes(arrays, dtypes, COMPRESSED)
     seconds["sample_total"] = time.perf_counter() - t_all
     kinds_n = {k: len(patches[k]) for k in ("nodule", "non_nodule")}
     if not kinds_n["nodule"]:  # no nodule in any planned scan: nodule patches would look like negatives
@@ -459,6 +467,7 @@ def _extraction_loads_volume() -> bool:
 # ---------------------------------------------------------------------------------------- LUNA16 plan
 def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: float = 2.5) -> dict:
     from ctpatch.extract_luna import PROV_NEGATIVE, PROV_NODULE, expected_counts
+    from ctpatch.layout import PROV_CROP, crop_edge
     from ctpatch.shifts import shift_offsets
 
     t0 = time.perf_counter()
@@ -514,13 +523,33 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
             st = smp["alternatives"][f"{dtype}/{comp}"]
         return st[kind] + st[lab_name] + smp["chunk_overhead_bytes_per_patch"]
 
+    def nodule_image_bytes(dtype: str, comp: str) -> float:
+        """The nodule image's share of :func:`per_patch_bytes`."""
+        if comp == "none" or smp is None:
+            return size**3 * np.dtype(dtype).itemsize if comp == "none" else math.nan
+        st = smp["stored_bytes_per_patch"] if (dtype, comp) == (out_s["dtype"], out_s["compression"]) else \
+            smp["alternatives"][f"{dtype}/{comp}"]
+        return st["nodule"]
+
     prov_bytes = {"nodule": PROV_NODULE.itemsize, "non_nodule": PROV_NEGATIVE.itemsize}
     dtypes = LUNA_DTYPES if out_s["dtype"] == "float64" else LUNA_DTYPES[:2]
+    # crops layout: per nodule one crop of edge C instead of its patches' images, estimated as
+    # (C / P)³ patches (crops compress like patches), plus a 16-byte view row per nodule patch
+    crops = out_s.get("layout", "full") == "crops"
+    edge = crop_edge(size, shift_offsets(patch["stride"], patch["shifts_per_side"], patch["directions"]))
     for g in groups.values():
         n = g["patches"]
         g["raw_bytes"] = int(sum(n[k] * (img_raw + lab_raw) for k in n))
-        g["file_bytes"] = {f"{d}/{c}": _round(sum(n[k] * (per_patch_bytes(k, d, c) + prov_bytes[k]) for k in n))
+        g["file_bytes"] = {f"{d}/{c}": sum(n[k] * (per_patch_bytes(k, d, c) + prov_bytes[k]) for k in n)
                            for d in dtypes for c in COMPRESSIONS}
+        if crops:
+            g["raw_bytes"] += int(g["nodules"] * img_raw * (edge / size) ** 3 - n["nodule"] * img_raw)
+            for d in dtypes:
+                for c in COMPRESSIONS:
+                    img = nodule_image_bytes(d, c)
+                    g["file_bytes"][f"{d}/{c}"] += (g["nodules"] * img * (edge / size) ** 3 - n["nodule"] * img
+                                                    + n["nodule"] * 16 + g["nodules"] * PROV_CROP.itemsize)
+        g["file_bytes"] = {k: _round(v) for k, v in g["file_bytes"].items()}
         g["estimated_file_bytes"] = g["file_bytes"][f"{out_s['dtype']}/{out_s['compression']}"]
 
     total = _totals(groups)
@@ -812,7 +841,7 @@ def ldct_sample(settings: dict, selected_pairs: list, n: int) -> dict:
         t_merge, t_verify, _ = _time_merge_verify(shard, ["input", "target"])
     # alternatives from the float32 values of the stored patches (exact for float16 -> float32)
     alts = _compressed_sizes({k: v.astype(np.float32) for k, v in arrays.items()},
-                             [d for d in LDCT_DTYPES if _dtype_ok(settings, d)], ("lzf", "gzip")) if written else {}
+                             [d for d in LDCT_DTYPES if _dtype_ok(settings, d)], COMPRESSED) if written else {}
     return {"pairs": [f"{pt}/{Path(p.input.path).name}" for pt, p in chosen], "cut": cut, "kept": kept,
             "written": written, "keep_rate": kept / cut if cut else 1.0, "stored_bytes_per_patch": stored,
             "chunk_overhead_bytes_per_patch": overhead,

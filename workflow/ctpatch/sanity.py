@@ -33,6 +33,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ctpatch.data import file_mode  # noqa: E402  (one rule for telling the modes apart)
+from ctpatch.layout import has_images, images  # noqa: E402
 from ctpatch.rng import keyed_rng  # noqa: E402
 from ctpatch.store import atomic_path  # noqa: E402
 
@@ -125,10 +126,10 @@ def _upsample_label(label: np.ndarray, size: int) -> np.ndarray:
 
 
 def _luna_rows(files, paths, n, seed, kind=None, centre_only=False):
-    groups = [(k, g) for k, f in enumerate(files) for g in LUNA_GROUPS if g[0] in f and kind in (None, g[0])]
+    groups = [(k, g) for k, f in enumerate(files) for g in LUNA_GROUPS if has_images(f, g[0]) and kind in (None, g[0])]
     allowed = []
     for k, (img_name, lab_name, table) in groups:
-        rows_ok = np.arange(files[k][img_name].shape[0])
+        rows_ok = np.arange(images(files[k], img_name).shape[0])
         if centre_only and table == "nodule" and f"provenance/{table}" in files[k]:
             rows_ok = np.flatnonzero(files[k][f"provenance/{table}"]["shift_index"] == 0)
         allowed.append(rows_ok)
@@ -138,7 +139,7 @@ def _luna_rows(files, paths, n, seed, kind=None, centre_only=False):
         r = int(allowed[gi][i])
         k, (img_name, lab_name, table) = groups[gi]
         f = files[k]
-        img = np.asarray(f[img_name][r], dtype=np.float32)[..., 0]  # (x, y, z)
+        img = np.asarray(images(f, img_name)[r], dtype=np.float32)[..., 0]  # (x, y, z); crops layout: cut from the crop
         lab = _upsample_label(f[lab_name][r], img.shape[0]) if lab_name in f else np.zeros(img.shape, bool)
         key = f"provenance/{table}"
         title = describe_luna(img_name, f[key][r]) if key in f else f"{Path(paths[k]).name} {img_name} row {r}"

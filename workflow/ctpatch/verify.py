@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from ctpatch.layout import crop_edge, has_images, images, is_crops, shift_margin
 from ctpatch.shifts import shift_offsets
 from ctpatch.store import write_json
 
@@ -46,17 +47,17 @@ def verify_luna(patches_path, nodules_path, settings: dict, scans: list[str]) ->
     with h5py.File(patches_path, "r") as f:
         for name, shape, dtype in (("nodule", (p, p, p, 1), out["dtype"]), ("label_nodule", (lab, lab, lab, 2), "float32"),
                                    ("non_nodule", (p, p, p, 1), out["dtype"]), ("label_non_nodule", (lab, lab, lab, 2), "float32")):
-            if name not in f:
+            if not has_images(f, name):
                 fails.append(f"dataset {name} missing")
                 continue
-            ds = f[name]
+            ds = images(f, name)
             if ds.shape[1:] != shape:
                 fails.append(f"{name}: expected patch shape {shape}, got {ds.shape[1:]}")
             if ds.dtype != np.dtype(dtype):
                 fails.append(f"{name}: expected dtype {dtype}, got {ds.dtype}")
         if fails:
             return {**report, "ok": False, "failures": fails}
-        n_nod, n_neg = f["nodule"].shape[0], f["non_nodule"].shape[0]
+        n_nod, n_neg = images(f, "nodule").shape[0], f["non_nodule"].shape[0]
         exp_nod, exp_neg = sum(nodule_patches.values()), sum(negatives.values())
         report.update(nodule_patches=n_nod, expected_nodule_patches=exp_nod, negatives=n_neg, expected_negatives=exp_neg)
         if n_nod != exp_nod:
@@ -64,11 +65,15 @@ def verify_luna(patches_path, nodules_path, settings: dict, scans: list[str]) ->
         if n_neg != exp_neg:
             fails.append(f"negatives: expected {exp_neg}, got {n_neg}")
         for name, n in (("nodule", n_nod), ("label_nodule", n_nod), ("non_nodule", n_neg), ("label_non_nodule", n_neg)):
-            if f[name].shape[0] != n:
-                fails.append(f"{name}: {f[name].shape[0]} rows, expected {n}")
+            if images(f, name).shape[0] != n:
+                fails.append(f"{name}: {images(f, name).shape[0]} rows, expected {n}")
         prov_n, prov_k = f["provenance/nodule"][...], f["provenance/non_nodule"][...]
         if len(prov_n) != n_nod or len(prov_k) != n_neg:
             fails.append(f"provenance rows {len(prov_n)}/{len(prov_k)} do not match patches {n_nod}/{n_neg}")
+        if is_crops(f):
+            fails += _check_crops(f, prov_n, offsets, p, len(table))
+            report["layout"] = "crops"
+            report["nodule_crops"] = int(f["nodule_crop"].shape[0])
         per_nodule = Counter(zip(prov_n["seriesuid"].astype(str), prov_n["nodule_index"]))
         bad = [k for k, c in per_nodule.items() if c != len(offsets)]
         if bad or len(per_nodule) != len(table):
@@ -76,7 +81,7 @@ def verify_luna(patches_path, nodules_path, settings: dict, scans: list[str]) ->
         for group, img, labname in (("nodule", "nodule", "label_nodule"), ("negative", "non_nodule", "label_non_nodule")):
             nan = 0
             vmin, vmax = np.inf, -np.inf
-            for _, block in _scan_patches(f[img]):
+            for _, block in _scan_patches(images(f, img)):
                 nan += int((~np.isfinite(block)).sum())
                 if block.size:
                     vmin, vmax = min(vmin, float(np.nanmin(block))), max(vmax, float(np.nanmax(block)))
@@ -107,6 +112,32 @@ def verify_luna(patches_path, nodules_path, settings: dict, scans: list[str]) ->
     report["ok"] = not fails
     report["failures"] = fails
     return report
+
+
+def _check_crops(f: h5py.File, prov: np.ndarray, offsets, p: int, nodules: int) -> list[str]:
+    """Crops layout: one crop per nodule of the expected edge, each nodule patch where its shift puts it."""
+    fails = []
+    crops, view, table = f["nodule_crop"], f["nodule_view"][...], f["provenance/nodule_crop"][...]
+    edge = crop_edge(p, offsets)
+    if crops.shape[1:] != (edge,) * 3 + (1,):
+        fails.append(f"nodule_crop: expected crops of shape {(edge,) * 3 + (1,)}, got {crops.shape[1:]}")
+    if crops.shape[0] != nodules or len(table) != nodules:
+        fails.append(f"nodule_crop: expected {nodules} crops (one per nodule), got {crops.shape[0]} "
+                     f"(provenance rows {len(table)})")
+    if view.shape != (len(prov), 4):
+        return fails + [f"nodule_view: expected shape {(len(prov), 4)}, got {view.shape}"]
+    if len(prov) and len(table):
+        if view[:, 0].min() < 0 or view[:, 0].max() >= len(table):
+            return fails + ["nodule_view: crop rows outside the crop table"]
+        crop = table[view[:, 0]]
+        same = (crop["scan_index"] == prov["scan_index"]) & (crop["nodule_index"] == prov["nodule_index"])
+        if not np.all(same):
+            fails.append(f"nodule_view: {int((~same).sum())} nodule patches point to another nodule's crop")
+        expected = shift_margin(offsets) + prov["shift"]  # where the shift puts the patch inside the crop
+        off = ~np.all(view[:, 1:] == expected, axis=1)
+        if np.any(off):
+            fails.append(f"nodule_view: {int(off.sum())} nodule patches not at margin + shift inside their crop")
+    return fails
 
 
 def main(argv=None) -> int:

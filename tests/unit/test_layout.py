@@ -1,0 +1,219 @@
+"""Tests of the crops layout (ctpatch.layout, the extraction/merge writing it, readers, export).
+
+The reference is the full layout built from the same demo data and settings (each nodule patch cut
+on its own), and for the geometry a crop computed here with ``np.pad`` from the converted volume.
+"""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from ctpatch import layout
+from ctpatch.data import PatchDataset, load_all
+from ctpatch.export import ExportError, export_full
+from ctpatch.export import main as export_main
+from ctpatch.shifts import shift_offsets
+from ctpatch.verify import verify_luna
+
+
+# ---------------------------------------------------------------- pure geometry
+def test_crop_edge_holds_every_shift():
+    for stride, m, size in ((8, 4, 68), (4, 2, 20), (3, 0, 9), (5, 3, 31)):
+        off = shift_offsets(stride, m)
+        edge = layout.crop_edge(size, off)
+        assert edge == size + 2 * stride * m
+        # every shifted patch box lies inside the crop box, and some patch touches each face
+        centre = np.array([100, 90, 80])
+        crop_lo = centre - edge // 2
+        lo = centre + off - size // 2
+        assert np.all(lo >= crop_lo) and np.all(lo + size <= crop_lo + edge)
+        if m:
+            assert np.any(lo == crop_lo) and np.any(lo + size == crop_lo + edge)
+
+
+def test_view_starts_are_margin_plus_shift_and_refuse_leaving_the_crop():
+    off = shift_offsets(8, 4)
+    centre = np.array([[50, 60, 70]])
+    crop_start = layout.box_start(centre, 132)
+    starts = layout.view_starts(centre + off, np.repeat(crop_start, len(off), axis=0), 68, 132)
+    assert np.array_equal(starts, 32 + off)
+    with pytest.raises(ValueError, match="leave their crop"):
+        layout.view_starts(centre + [[33, 0, 0]], crop_start, 68, 132)
+
+
+def test_match_crops_finds_rows_and_reports_missing_or_duplicate():
+    crops = np.array([[0, 0], [0, 1], [2, 0]])
+    assert layout.match_crops(np.array([[2, 0], [0, 0], [0, 1], [2, 0]]), crops).tolist() == [2, 0, 1, 2]
+    with pytest.raises(ValueError, match="scan 1, nodule 0"):
+        layout.match_crops(np.array([[1, 0]]), crops)
+    with pytest.raises(ValueError, match="two crops"):
+        layout.match_crops(np.array([[0, 0]]), np.array([[0, 0], [0, 0]]))
+
+
+def test_cut_from_crop_equals_the_padded_volume_crop():
+    rng = np.random.default_rng(4)
+    vol = rng.normal(size=(30, 25, 20)).astype(np.float32)  # (x, y, z)
+    size, edge, pad = 6, 14, 20
+    padded = np.pad(vol, pad, constant_values=-5.0)
+    centre = np.array([2, 24, 10])  # near two faces: the crop leaves the volume
+    crop = padded[tuple(slice(c - edge // 2 + pad, c - edge // 2 + pad + edge) for c in centre)]
+    for shift in ([0, 0, 0], [4, -4, 0], [-4, -4, 4]):
+        start = np.array(shift) + (edge - size) // 2
+        want = padded[tuple(slice(c + s - size // 2 + pad, c + s - size // 2 + pad + size) for c, s in zip(centre, shift))]
+        assert np.array_equal(layout.cut_from_crop(crop, start, size), want)
+
+
+# ---------------------------------------------------------------- files: crops vs full layout
+def _read_all(path):
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda n, o: out.__setitem__(n, o[...]) if isinstance(o, h5py.Dataset) else None)
+    return out
+
+
+def test_crops_file_structure(luna, luna_crops):
+    settings = luna_crops.settings
+    for path in luna_crops.files:
+        with h5py.File(path, "r") as f:
+            assert "nodule" not in f and layout.is_crops(f)
+            n_nod = f["provenance/nodule"].shape[0]
+            crops = f["provenance/nodule_crop"][...]
+            assert f["nodule_crop"].shape == (len(crops), 132, 132, 132, 1)
+            assert f["nodule_crop"].chunks == (1, 132, 132, 132, 1)
+            assert n_nod == 57 * len(crops) > 0
+            assert f["nodule_view"].shape == (n_nod, 4)
+            assert np.all(crops["edge"] == 132)
+            assert np.array_equal(crops["start_voxel"], crops["centre_voxel"] - 66)
+            assert json.loads(f.attrs["settings"])["output"]["layout"] == "crops" == settings["output"]["layout"]
+
+
+def test_every_nodule_patch_read_from_crops_equals_the_full_layout(luna, luna_crops):
+    for full_path, crop_path in zip(luna.files, luna_crops.files):
+        assert full_path.name == crop_path.name
+        with h5py.File(full_path, "r") as full, h5py.File(crop_path, "r") as crops:
+            want = full["nodule"][...]
+            patches = layout.images(crops, "nodule")
+            assert patches.shape == want.shape and patches.dtype == want.dtype
+            assert np.array_equal(patches[:], want)  # one block: each crop decoded once
+            for i in (0, 1, len(want) - 1, -2):  # single rows, as a training loader reads them
+                assert np.array_equal(patches[i], want[i])
+            buf = np.zeros((3, *want.shape[1:]), want.dtype)
+            patches.read_direct(buf, np.s_[5:8], np.s_[0:3])
+            assert np.array_equal(buf, want[5:8])
+            for name in ("label_nodule", "non_nodule", "label_non_nodule", "provenance/nodule",
+                         "provenance/non_nodule"):
+                assert np.array_equal(full[name][...], crops[name][...]), name
+
+
+def test_a_crop_equals_the_padded_volume_around_its_nodule(luna_crops):
+    path = luna_crops.files[0]
+    with h5py.File(path, "r") as f:
+        row = f["provenance/nodule_crop"][0]
+        crop = f["nodule_crop"][0][..., 0]
+    uid = row["seriesuid"].decode()
+    vol = np.load(luna_crops.workdir / luna_crops.config["results"] / "luna16" / "volumes" / path.stem / f"{uid}.npy")
+    pad = 70
+    padded = np.pad(vol.transpose(2, 1, 0), pad, constant_values=vol.min())
+    lo = row["centre_voxel"] - 66 + pad
+    assert np.array_equal(crop, padded[lo[0]:lo[0] + 132, lo[1]:lo[1] + 132, lo[2]:lo[2] + 132])
+
+
+def test_readers_give_the_same_patches_in_both_layouts(luna, luna_crops):
+    for kind in ("nodule", "non_nodule"):
+        a, b = PatchDataset(luna.files, kind=kind), PatchDataset(luna_crops.files, kind=kind)
+        assert len(a) == len(b) > 0
+        for i in (0, len(a) // 2, len(a) - 1):
+            ia, la, pa = a[i]
+            ib, lb, pb = b[i]
+            assert np.array_equal(ia, ib) and np.array_equal(la, lb)
+            assert pa["seriesuid"] == pb["seriesuid"] and pa["shift_index" if kind == "nodule" else "negative_index"] == \
+                pb["shift_index" if kind == "nodule" else "negative_index"]
+    for backend in ("thread", "process"):
+        full = load_all(luna.files, "nodule", workers=2, backend=backend)
+        crop = load_all(luna_crops.files, "nodule", workers=2, backend=backend)
+        assert np.array_equal(full.images, crop.images) and np.array_equal(full.labels, crop.labels)
+
+
+def test_export_writes_the_full_layout(luna, luna_crops, tmp_path):
+    for full_path, crop_path in zip(luna.files, luna_crops.files):
+        out = tmp_path / full_path.name
+        assert export_main([str(crop_path), str(out)]) == 0
+        got, want = _read_all(out), _read_all(full_path)
+        assert sorted(got) == sorted(want)
+        for name in want:
+            assert np.array_equal(got[name], want[name]), name
+        with h5py.File(out, "r") as a, h5py.File(full_path, "r") as b:
+            assert a["nodule"].chunks == b["nodule"].chunks
+            sa, sb = json.loads(a.attrs["settings"]), json.loads(b.attrs["settings"])
+            assert sa == sb  # the exported file says layout full, like the full run
+            assert {k: v for k, v in a.attrs.items() if k != "settings"} == \
+                {k: v for k, v in b.attrs.items() if k != "settings"}
+
+
+def test_export_refuses_a_full_layout_file(luna, tmp_path):
+    with pytest.raises(ExportError, match="not a crops-layout file"):
+        export_full(luna.files[0], tmp_path / "x.h5")
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_crops_are_smaller_by_the_expected_voxel_ratio(luna, luna_crops):
+    for full_path, crop_path in zip(luna.files, luna_crops.files):
+        with h5py.File(full_path, "r") as full, h5py.File(crop_path, "r") as crops:
+            n = crops["nodule_crop"].shape[0]
+            assert crops["nodule_crop"].size / full["nodule"].size == pytest.approx(n * 132 ** 3 / (57 * n * 68 ** 3))
+            stored_full = sum(full["nodule"].id.get_chunk_info(i).size for i in range(full["nodule"].id.get_num_chunks()))
+            stored_crop = sum(crops["nodule_crop"].id.get_chunk_info(i).size for i in range(n))
+            assert stored_crop < stored_full / 4  # 7.6 x fewer voxels; compression differs a little
+
+
+def _verify(run, path, settings):
+    import pandas as pd
+
+    subset = path.stem
+    table = run.workdir / run.config["results"] / "luna16" / "labels" / subset / "nodules.tsv"
+    scans = sorted(pd.read_csv(table, sep="\t", dtype={"seriesuid": str})["seriesuid"])
+    vols = run.workdir / run.config["results"] / "luna16" / "volumes" / subset
+    return verify_luna(path, table, settings, sorted(p.stem for p in vols.glob("*.json")) or scans)
+
+
+def test_verify_accepts_crops_and_catches_a_misplaced_view(luna_crops, tmp_path):
+    path = luna_crops.files[0]
+    report = _verify(luna_crops, path, luna_crops.settings)
+    assert report["ok"], report["failures"]
+    assert report["layout"] == "crops" and report["nodule_crops"] >= 1
+    bad = tmp_path / path.name
+    bad.write_bytes(path.read_bytes())
+    with h5py.File(bad, "r+") as f:
+        v = f["nodule_view"][...]
+        v[3, 1] += 8  # patch 3 now claims another shift
+        f["nodule_view"][...] = v
+    report = _verify(luna_crops, bad, luna_crops.settings)
+    assert not report["ok"] and any("margin + shift" in m for m in report["failures"])
+
+
+def test_explain_regenerates_a_nodule_patch_of_a_crops_file(luna_crops, tmp_path):
+    from ctpatch.explain import explain
+
+    e = explain(luna_crops.files[0], 30, "nodule", luna_crops.workdir)
+    assert e.equal, e.differences
+    bad = tmp_path / luna_crops.files[0].name
+    bad.write_bytes(luna_crops.files[0].read_bytes())
+    with h5py.File(bad, "r+") as f:
+        c = int(f["nodule_view"][30, 0])
+        crop = f["nodule_crop"][c]
+        crop[66, 66, 66, 0] += 0.5  # the centre voxel, inside every patch of this nodule
+        f["nodule_crop"][c] = crop
+    e = explain(bad, 30, "nodule", luna_crops.workdir)
+    assert not e.equal and e.largest == pytest.approx(0.5)
+
+
+def test_sanity_pictures_of_a_crops_file_show_its_nodule_patches(luna, luna_crops, tmp_path):
+    from ctpatch.sanity import write_png
+
+    a = write_png(luna.files, tmp_path / "full.png", n=6, seed=2)
+    b = write_png(luna_crops.files, tmp_path / "crops.png", n=6, seed=2)
+    assert a == b and sum("nodule" in t and "negative" not in t for t in b) > 0
