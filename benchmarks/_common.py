@@ -27,6 +27,9 @@ REPO = BENCH.parent
 RESULTS = BENCH / "results"
 PY = sys.executable
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "workflow"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+#: the extraction's environment, as the workflow's extract_patches rule sets it: one BLAS/OpenMP
+#: thread per rank (default thread pools make the ranks fight over the cores)
+MPI_ENV = dict(ENV, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
 
 # ~10 nodules per full-size scan (512 x 512 x 150-300), as the issue asks
 FULL_DEMO = {"subsets": 1, "scans_per_subset": 3, "slices": [150, 300], "nodules_per_scan": [9, 11]}
@@ -183,7 +186,7 @@ def extract(ranks: int, vol_dir: Path, lab_dir: Path, shards: Path, settings: di
         old.unlink()
     r = run(["mpiexec", "-n", ranks, PY, BENCH / "_rank.py", "--stats-dir", stats_dir, "--",
              "--mode", "luna16", "--ranks", ranks, "--out-dir", shards, "--settings", json.dumps(settings),
-             "--inputs", json.dumps(inputs)], log=stats_dir / "extract.log")
+             "--inputs", json.dumps(inputs)], log=stats_dir / "extract.log", env=MPI_ENV)
     ranks_stats = [json.loads(p.read_text()) for p in sorted(stats_dir.glob("rank*.json"))]
     if len(ranks_stats) != ranks:
         raise RuntimeError(f"expected {ranks} rank reports in {stats_dir}, got {len(ranks_stats)}")

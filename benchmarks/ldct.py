@@ -8,7 +8,7 @@ Data: every patient folder of ``../shared/data/ldct`` is copied (files copied, n
 under new patient names (``L096r00`` ...), so the pairs are real slices and each copy draws its own
 augmentations.  Pairing (``python -m ctpatch.pair_ldct`` per patient) runs once, before the
 repetitions, and is reported apart.  Demo options: the ``ldct`` section of ``config/ldct.yaml``
-(p55, air threshold, downscale copies, rotation/flip, dose blend, float16, lzf).
+(p55, air threshold, downscale copies, rotation/flip, dose blend, float16; the schema's default codec).
 
 Per repetition (after waiting for an idle machine):
 * **ours, N ranks** (N = 1, 2): ``mpiexec -n N python -m ctpatch.extract --mode ldct`` on all pair
@@ -76,7 +76,7 @@ def ours(work: Path, tables: list[Path], ranks: int, settings: dict, tag: str) -
     t0 = time.perf_counter()
     ext = C.run(["mpiexec", "-n", ranks, C.PY, C.BENCH / "_rank.py", "--stats-dir", stats, "--", "--mode", "ldct",
                  "--ranks", ranks, "--out-dir", d / "shards", "--settings", json.dumps(settings),
-                 "--inputs", json.dumps(inputs)], log=stats / "extract.log")
+                 "--inputs", json.dumps(inputs)], log=stats / "extract.log", env=C.MPI_ENV)
     mrg = C.run([C.PY, "-m", "ctpatch.merge", "--mode", "ldct", "--shards-dir", d / "shards", "--out", d / "patches.h5",
                  "--seed", settings["seed"], "--shuffle", "yes" if settings["output"]["shuffle"] else "no",
                  "--settings", json.dumps(settings)])

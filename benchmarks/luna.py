@@ -16,9 +16,11 @@ Per repetition, in this order (outputs deleted after each, so no run reads anoth
    ``zoom``, float64, lists, one write at the end) on the scan with the fewest nodules (it holds
    every patch in memory twice: ~5 GB per 1000 patches), and ours at 1 rank on that same scan.
 
-Also per repetition: the conversion of the same scans with the ``linear`` interpolator (1 worker), so
-that an end-to-end time with linear resampling can be *composed* (the 1-rank total with the default
-interpolator's conversion replaced by linear's), labelled as such.
+Also per repetition: the conversion of the same scans with the other interpolator (``bspline``, the
+reference's cubic spline, when the default is ``linear``; 1 worker), so that an end-to-end time with
+it can be *composed* (the 1-rank total with the default conversion replaced by that one), labelled
+as such.  In the first repetition (every one with ``--crops-every-rep``): the 1-rank run with
+``output.layout: crops``, for the stored sizes of both layouts (deterministic) and its time.
 
 Four scans, not three: the scans are the units shared out to ranks, and three equal scans cannot
 be split evenly over 2 ranks (at best 1.5x).  This machine is shared: before each repetition the
@@ -58,20 +60,24 @@ def ours(work: Path, scans: list[Path], annotations: Path, ranks: int, settings:
     p = settings["patch"]["size"]
     lab_edge = -(-p // settings["patch"]["label_pool"])
     raw = (n_nod + n_neg) * (p ** 3 * np.dtype(settings["output"]["dtype"]).itemsize + lab_edge ** 3 * 2 * 4)
+    with h5py.File(out, "r") as f:  # stored bytes per dataset (chunks as written, compressed)
+        dataset_bytes = {}
+        f.visititems(lambda n, o: dataset_bytes.__setitem__(n, int(o.id.get_storage_size()))
+                     if isinstance(o, h5py.Dataset) else None)
     stages = {}
     for r in ext["ranks"]:
         for k, v in r["stages"].items():
             stages[k] = stages.get(k, 0.0) + v
     return {"dir": d, "ranks": ranks, "scans": len(scans), "total": total, "convert": conv, "labels": labels,
             "extract": ext, "merge": mrg, "patches": n_nod + n_neg, "nodule_patches": n_nod, "negatives": n_neg,
-            "raw_bytes": raw, "stored_bytes": C.file_bytes(out), "stages": stages,
+            "raw_bytes": raw, "stored_bytes": C.file_bytes(out), "dataset_bytes": dataset_bytes, "stages": stages,
             "max_rss_rank": max(r["max_rss"] for r in ext["ranks"]),
             "max_rss_ranks": [r["max_rss"] for r in ext["ranks"]]}
 
 
 def floor(run1: dict, settings: dict, out: Path) -> dict:
     """Read the converted volumes, write the same patch bytes with the same filter and chunks; time only that."""
-    from ctpatch.store import create_patch_dataset
+    from ctpatch.store import codec_of, create_patch_dataset
 
     vol_dir, shards = run1["dir"] / "volumes", sorted((run1["dir"] / "shards").glob("rank*.h5"))
     t_read = 0.0
@@ -88,7 +94,7 @@ def floor(run1: dict, settings: dict, out: Path) -> dict:
     for name in DATASETS:
         with h5py.File(shards[0], "r") as s0:
             ref = s0[name]
-            dsts[name] = create_patch_dataset(f, name, ref.shape[1:], ref.dtype, ref.compression or "none")
+            dsts[name] = create_patch_dataset(f, name, ref.shape[1:], ref.dtype, codec_of(ref))
     t_write += time.perf_counter() - t
     for shard in shards:
         with h5py.File(shard, "r") as src:
@@ -139,8 +145,8 @@ def per_scan_stages(run: dict) -> dict:
 
 
 def composed(r: dict) -> float:
-    """1-rank end to end with the default interpolator's conversion replaced by the linear one (same repetition)."""
-    return r["one"]["total"] - r["one"]["convert"]["seconds"] + r["convert_linear"]["seconds"]
+    """1-rank end to end with the default interpolator's conversion replaced by the other one (same repetition)."""
+    return r["one"]["total"] - r["one"]["convert"]["seconds"] + r["convert_alt"]["seconds"]
 
 
 def main() -> None:
@@ -149,6 +155,8 @@ def main() -> None:
     ap.add_argument("--interpolator", default=None, help="resampling interpolator (default: the schema default)")
     ap.add_argument("--compression", default=None, help="codec (default: the schema default)")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--crops-every-rep", action="store_true",
+                    help="run the crops layout in every repetition (default: the first only)")
     args = ap.parse_args()
     reps = C.reps_of(args)
     demo = dict(C.QUICK_DEMO if args.quick else C.FULL_DEMO, scans_per_subset=2 if args.quick else 4)
@@ -171,7 +179,9 @@ def main() -> None:
               f"{[p.grid.size for p in plans]}; interpolator {settings['resample']['interpolator']}, "
               f"codec {settings['output']['compression']}; {reps} repetitions", flush=True)
         reps_out = []
-        lin_settings = C.luna_settings(root, **{**over, "resample": {"interpolator": "linear"}})
+        alt = "bspline" if settings["resample"]["interpolator"] == "linear" else "linear"
+        alt_settings = C.luna_settings(root, **{**over, "resample": {"interpolator": alt}})
+        crops_settings = C.luna_settings(root, **{**over, "output": {**over.get("output", {}), "layout": "crops"}})
         for rep in range(reps):
             r = {"waited_s": C.wait_quiet(max_wait=10 if args.quick else 240)}
             foreign = C.Foreign().__enter__()
@@ -187,8 +197,13 @@ def main() -> None:
                 shutil.rmtree(rb.pop("dir"))
                 r["one_small"] = rb
                 r["baseline"] = baseline(small_scan, annotations, work)
-            r["convert_linear"] = C.convert_scans(scans, work / "linear", lin_settings, workers=1)
-            shutil.rmtree(work / "linear")
+            r["convert_alt"] = C.convert_scans(scans, work / "alt", alt_settings, workers=1)
+            r["convert_alt"]["interpolator"] = alt
+            shutil.rmtree(work / "alt")
+            if rep == 0 or args.crops_every_rep:  # sizes are deterministic: one run gives them
+                rc = ours(work, scans, annotations, 1, crops_settings, "crops")
+                shutil.rmtree(rc.pop("dir"))
+                r["crops"] = rc
             foreign.__exit__(None, None, None)
             r["foreign_cpu_s"] = foreign.seconds
             reps_out.append(r)
@@ -221,9 +236,10 @@ def report(args, reps_out, demo, settings, plans, small) -> None:
                  "total_s": med([x["seconds"] for x in fl]),
                  "patches_per_s": med([r["one"]["patches"] / r["floor"]["seconds"] for r in reps_out]),
                  "mb_per_s": med([r["one"]["raw_bytes"] / MB / r["floor"]["seconds"] for r in reps_out])})
-    rows.append({"run": "ours, 1 rank, linear resampling (composed)", "scans": reps_out[0]["one"]["scans"],
+    alt = reps_out[0]["convert_alt"]["interpolator"]
+    rows.append({"run": f"ours, 1 rank, {alt} resampling (composed)", "scans": reps_out[0]["one"]["scans"],
                  "patches": reps_out[0]["one"]["patches"],
-                 "convert_s": med([r["convert_linear"]["seconds"] for r in reps_out]),
+                 "convert_s": med([r["convert_alt"]["seconds"] for r in reps_out]),
                  "total_s": med([composed(r) for r in reps_out]),
                  "patches_per_s": med([r["one"]["patches"] / composed(r) for r in reps_out]),
                  "mb_per_s": med([r["one"]["raw_bytes"] / MB / composed(r) for r in reps_out])})
@@ -259,7 +275,7 @@ def report(args, reps_out, demo, settings, plans, small) -> None:
 
     ratios = {
         "end_to_end_1rank_over_floor": ratio(lambda r: r["one"]["total"] / r["floor"]["seconds"]),
-        "end_to_end_1rank_linear_composed_over_floor": ratio(lambda r: composed(r) / r["floor"]["seconds"]),
+        f"end_to_end_1rank_{alt}_composed_over_floor": ratio(lambda r: composed(r) / r["floor"]["seconds"]),
         "extract_plus_merge_1rank_over_floor": ratio(lambda r: (r["one"]["extract"]["seconds"] + r["one"]["merge"]["seconds"]) / r["floor"]["seconds"]),
         "extract_1rank_over_floor": ratio(lambda r: r["one"]["extract"]["seconds"] / r["floor"]["seconds"]),
         "throughput_2_over_1_end_to_end": ratio(lambda r: r["one"]["total"] / r["two"]["total"]),
@@ -282,6 +298,26 @@ def report(args, reps_out, demo, settings, plans, small) -> None:
     rrows.append({"ratio": "peak_rss_per_rank_mb_max", "value": max(r["rss_rank_mb"] for r in rows if r.get("rss_rank_mb") and "REFERENCE" not in r["run"]),
                   "target": "<= 1500", "met": ""})
     rrows[-1]["met"] = "yes" if rrows[-1]["value"] <= 1500 else "NO"
+    crops_runs = [r for r in reps_out if "crops" in r]
+    t_crops = ""
+    if crops_runs:
+        crow = []
+        for label, get in (("full (default)", lambda r: r["one"]), ("crops", lambda r: r["crops"])):
+            runs = [get(r) for r in crops_runs]
+            db = runs[0]["dataset_bytes"]
+            crow.append({"layout": label, "reps": len(runs), "total_s": med([x["total"] for x in runs]),
+                         "nodule_mb": (db.get("nodule", 0) + db.get("nodule_crop", 0)) / MB,
+                         "file_mb": runs[0]["stored_bytes"] / MB})
+        full_b, crop_b = crops_runs[0]["one"], crops_runs[0]["crops"]
+        ratios["crops_file_size_ratio_full_over_crops"] = full_b["stored_bytes"] / crop_b["stored_bytes"]
+        ratios["crops_nodule_images_ratio_full_over_crops"] = full_b["dataset_bytes"]["nodule"] / crop_b["dataset_bytes"]["nodule_crop"]
+        t_crops = C.table(crow, [("layout", "layout (1 rank)", ""), ("reps", "reps", "d"), ("total_s", "total s", ".1f"),
+                                 ("nodule_mb", "nodule images MB stored", ".0f"), ("file_mb", "file MB", ".0f")],
+                          "\nCompact layout (output.layout: crops) vs full, same scans and settings")
+        rrows = [x for x in rrows if x["ratio"] != "peak_rss_per_rank_mb_max"] + \
+            [{"ratio": k, "value": ratios[k], "target": "", "met": ""} for k in
+             ("crops_file_size_ratio_full_over_crops", "crops_nodule_images_ratio_full_over_crops")] + \
+            [x for x in rrows if x["ratio"] == "peak_rss_per_rank_mb_max"]
     t3 = C.table(rrows, [("ratio", "ratio (median of per-repetition ratios)", ""), ("value", "value", ".2f"),
                          ("target", "target", ""), ("met", "met", "")], "\nRatios")
     C.table([{"rep": i + 1, "foreign": r["foreign_cpu_s"], "waited": r["waited_s"], "one": r["one"]["total"],
@@ -294,7 +330,7 @@ def report(args, reps_out, demo, settings, plans, small) -> None:
         "demo": demo, "settings": settings, "scans": [{"uid": p.series_uid, "size_xyz": p.grid.size, "spacing": p.grid.spacing,
                                                         "nodules": len(p.nodules)} for p in plans],
         "baseline_scan": small.series_uid, "summary": rows, "stages_per_scan": stages, "ratios": ratios,
-        "tables": "\n\n".join([t1, t2, t3]), "repetitions": clean})
+        "tables": "\n\n".join([t for t in (t1, t2, t3, t_crops) if t]), "repetitions": clean})
 
 
 if __name__ == "__main__":
