@@ -154,6 +154,21 @@ def test_export_writes_the_full_layout(luna, luna_crops, tmp_path):
                 {k: v for k, v in b.attrs.items() if k != "settings"}
 
 
+def test_export_with_another_codec_re_encodes_the_patch_datasets(luna, luna_crops, tmp_path):
+    from ctpatch.store import codec_of
+
+    out = tmp_path / luna.files[0].name
+    assert export_main([str(luna_crops.files[0]), str(out), "--compression", "lzf"]) == 0
+    got, want = _read_all(out), _read_all(luna.files[0])
+    assert sorted(got) == sorted(want)
+    for name in want:
+        assert np.array_equal(got[name], want[name]), name
+    with h5py.File(out, "r") as f:
+        for name in ("nodule", "label_nodule", "non_nodule", "label_non_nodule"):
+            assert codec_of(f[name]) == "lzf" and f[name].compression == "lzf", name
+        assert json.loads(f.attrs["settings"])["output"]["compression"] == "lzf"
+
+
 def test_export_refuses_a_full_layout_file(luna, tmp_path):
     with pytest.raises(ExportError, match="not a crops-layout file"):
         export_full(luna.files[0], tmp_path / "x.h5")

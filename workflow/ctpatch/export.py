@@ -65,12 +65,13 @@ def export_full(src_path, dst_path, compression: str | None = None) -> dict:
             for name in _objects(src):
                 if name in CROP_OBJECTS or name == "nodule":
                     continue
-                if compression and isinstance(src[name], h5py.Dataset) and src[name].chunks and src[name].ndim > 1 \
-                        and name != "nodule_view" and not name.startswith("provenance/"):
-                    ds = create_patch_dataset(dst, name, src[name].shape[1:], src[name].dtype, codec)
-                    ds.resize(src[name].shape[0], axis=0)
-                    for i in range(src[name].shape[0]):
-                        ds[i] = src[name][i]
+                ds = src[name]
+                if compression and ds.chunks and ds.ndim > 1 and not name.startswith("provenance/"):
+                    # another patch dataset, re-encoded with the requested codec
+                    enc = create_patch_dataset(dst, name, ds.shape[1:], ds.dtype, codec)
+                    enc.resize(ds.shape[0], axis=0)
+                    for i in range(ds.shape[0]):
+                        enc[i] = ds[i]
                 else:
                     if "/" in name:
                         dst.require_group(name.rsplit("/", 1)[0])

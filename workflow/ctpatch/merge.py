@@ -96,10 +96,8 @@ def merge(shards_dir, outputs, mode: str, seed: int, shuffle: bool, attrs: dict 
                 mixed = shuffle and n > 1
                 order = keyed_rng(seed, "shuffle", mode, table, *(o.name for o in outputs)).permutation(n) if mixed else np.arange(n)
                 parts = np.array_split(order, len(outputs))
-            every = np.concatenate(provs) if provs else np.empty(0)
-            first = np.cumsum([0] + [len(t) for t in provs])[:-1]
             for dst, part in zip(dsts, parts):
-                prov = every[first[shard_of[part]] + row_of[part]] if len(part) else np.empty(0, dtype=every.dtype)
+                prov = _gather(provs, shard_of[part], row_of[part])
                 dst.create_dataset(f"provenance/{table}", data=prov)
                 for name in datasets:
                     _copy_rows([f[name] for f in srcs], dst, name, shard_of[part], row_of[part])
@@ -123,9 +121,16 @@ def _copy_rows(srcs: list, dst: h5py.File, name: str, shard_of: np.ndarray, row_
         if key not in out.attrs:
             out.attrs[key] = value
     out.resize(len(row_of), axis=0)
-    for dst_row, (k, r) in enumerate(zip(shard_of, row_of)):
-        copy_chunks(srcs[k], out, [r], dst_row)
+    for k in np.unique(shard_of):  # one call per shard: copy_chunks checks its pair of datasets once
+        dst_rows = np.flatnonzero(shard_of == k)
+        copy_chunks(srcs[k], out, row_of[dst_rows], dst_rows=dst_rows)
     return out
+
+
+def _gather(tables: list[np.ndarray], shard_of: np.ndarray, row_of: np.ndarray) -> np.ndarray:
+    """The rows ``tables[shard_of[i]][row_of[i]]`` as one array."""
+    every = np.concatenate(tables)
+    return every[np.cumsum([0] + [len(t) for t in tables])[:-1][shard_of] + row_of]
 
 
 def _merge_crops(srcs: list, dst: h5py.File, prov: np.ndarray) -> int:
@@ -133,8 +138,7 @@ def _merge_crops(srcs: list, dst: h5py.File, prov: np.ndarray) -> int:
     order, and write ``nodule_view`` (crop row and start inside it, aligned with ``prov``)."""
     crops = [f["provenance/nodule_crop"][...] for f in srcs]
     shard_of, row_of = canonical_order(crops, ("scan_index", "nodule_index"))
-    every = np.concatenate(crops)
-    table = every[np.cumsum([0] + [len(t) for t in crops])[:-1][shard_of] + row_of]
+    table = _gather(crops, shard_of, row_of)
     patch_keys = np.stack([prov["scan_index"], prov["nodule_index"]], axis=1) if len(prov) else np.zeros((0, 2), int)
     crop_keys = np.stack([table["scan_index"], table["nodule_index"]], axis=1)
     used = np.unique(match_crops(patch_keys, crop_keys))  # canonical positions of the crops this part needs

@@ -254,41 +254,29 @@ class ShardWriter:
         return False
 
 
-_CHECKED: dict[tuple[int, int], int] = {}  # (src, dst) object hashes -> rank, for pairs already checked
+def _check_chunk_copy(src: h5py.Dataset, dst: h5py.Dataset) -> None:
+    """Raise unless raw chunks of ``src`` can go to ``dst`` as they are."""
+    if src.chunks != dst.chunks or src.chunks[0] != 1:
+        raise ValueError(f"Expected equal one-patch chunks, got {src.chunks} and {dst.chunks}")
+    if src.dtype != dst.dtype:
+        raise ValueError(f"Expected equal dtypes, got {src.dtype} and {dst.dtype}")
+    # the pipelines themselves, not ``ds.compression`` (h5py names no plugin filter: "unknown" for every one)
+    if _pipeline(src) != _pipeline(dst):
+        raise ValueError(f"Expected the same filter pipeline in both datasets (raw chunks are copied as they "
+                         f"are), got {_describe(src)} and {_describe(dst)}")
 
 
-def _checked_rank(src: h5py.Dataset, dst: h5py.Dataset) -> int:
-    """Check that raw chunks of ``src`` can go to ``dst``; return the rank.
+def copy_chunks(src: h5py.Dataset, dst: h5py.Dataset, src_rows, dst_start: int = 0, dst_rows=None) -> None:
+    """Copy whole-patch chunks ``src[src_rows[i]] -> dst[dst_rows[i]]`` as compressed bytes.
 
-    The checks cost ~80 µs on freshly opened datasets (the merge opens them per patch), more
-    than copying a small chunk, so each (src, dst) pair is checked once.  h5py identifies an
-    HDF5 object by (file serial number, address); HDF5 never reuses a serial number within a
-    process, and a dataset's chunks, filters and dtype cannot change, so a pair checked stays valid.
+    ``dst_rows`` defaults to ``dst_start, dst_start + 1, ...``.  Both datasets must be chunked one
+    patch per chunk with the same filters (checked once per call, ~80 µs: copy many rows per
+    call); nothing is decompressed.  ``dst`` must already be large enough.
     """
-    key = (hash(src.id), hash(dst.id))
-    rank = _CHECKED.get(key)
-    if rank is None:
-        if src.chunks != dst.chunks or src.chunks[0] != 1:
-            raise ValueError(f"Expected equal one-patch chunks, got {src.chunks} and {dst.chunks}")
-        if src.dtype != dst.dtype:
-            raise ValueError(f"Expected equal dtypes, got {src.dtype} and {dst.dtype}")
-        # the pipelines themselves, not ``ds.compression`` (h5py names no plugin filter: "unknown" for every one)
-        if _pipeline(src) != _pipeline(dst):
-            raise ValueError(f"Expected the same filter pipeline in both datasets (raw chunks are copied as they "
-                             f"are), got {_describe(src)} and {_describe(dst)}")
-        if len(_CHECKED) >= 4096:
-            _CHECKED.clear()
-        _CHECKED[key] = rank = src.ndim
-    return rank
-
-
-def copy_chunks(src: h5py.Dataset, dst: h5py.Dataset, src_rows, dst_start: int = 0) -> None:
-    """Copy whole-patch chunks ``src[src_rows[i]] -> dst[dst_start + i]`` as compressed bytes.
-
-    Both datasets must be chunked one patch per chunk with the same filters; nothing is
-    decompressed.  ``dst`` must already be large enough.
-    """
-    tail = (0,) * (_checked_rank(src, dst) - 1)
-    for i, row in enumerate(src_rows):
+    _check_chunk_copy(src, dst)
+    tail = (0,) * (src.ndim - 1)
+    if dst_rows is None:
+        dst_rows = range(int(dst_start), int(dst_start) + len(src_rows))
+    for row, dst_row in zip(src_rows, dst_rows):
         mask, data = src.id.read_direct_chunk((int(row), *tail))
-        dst.id.write_direct_chunk((dst_start + i, *tail), data, mask)
+        dst.id.write_direct_chunk((int(dst_row), *tail), data, mask)

@@ -45,19 +45,20 @@ def verify_luna(patches_path, nodules_path, settings: dict, scans: list[str]) ->
     hi = 1 - settings["normalize"]["center"] if settings["normalize"]["clip"] else np.inf
     report: dict = {"file": str(patches_path), "nodules": int(len(table)), "shifts_per_nodule": len(offsets)}
     with h5py.File(patches_path, "r") as f:
+        data = {}  # name -> the dataset (crops layout: nodule patches cut from their crops), opened once
         for name, shape, dtype in (("nodule", (p, p, p, 1), out["dtype"]), ("label_nodule", (lab, lab, lab, 2), "float32"),
                                    ("non_nodule", (p, p, p, 1), out["dtype"]), ("label_non_nodule", (lab, lab, lab, 2), "float32")):
             if not has_images(f, name):
                 fails.append(f"dataset {name} missing")
                 continue
-            ds = images(f, name)
+            ds = data[name] = images(f, name)
             if ds.shape[1:] != shape:
                 fails.append(f"{name}: expected patch shape {shape}, got {ds.shape[1:]}")
             if ds.dtype != np.dtype(dtype):
                 fails.append(f"{name}: expected dtype {dtype}, got {ds.dtype}")
         if fails:
             return {**report, "ok": False, "failures": fails}
-        n_nod, n_neg = images(f, "nodule").shape[0], f["non_nodule"].shape[0]
+        n_nod, n_neg = data["nodule"].shape[0], data["non_nodule"].shape[0]
         exp_nod, exp_neg = sum(nodule_patches.values()), sum(negatives.values())
         report.update(nodule_patches=n_nod, expected_nodule_patches=exp_nod, negatives=n_neg, expected_negatives=exp_neg)
         if n_nod != exp_nod:
@@ -65,8 +66,8 @@ def verify_luna(patches_path, nodules_path, settings: dict, scans: list[str]) ->
         if n_neg != exp_neg:
             fails.append(f"negatives: expected {exp_neg}, got {n_neg}")
         for name, n in (("nodule", n_nod), ("label_nodule", n_nod), ("non_nodule", n_neg), ("label_non_nodule", n_neg)):
-            if images(f, name).shape[0] != n:
-                fails.append(f"{name}: {images(f, name).shape[0]} rows, expected {n}")
+            if data[name].shape[0] != n:
+                fails.append(f"{name}: {data[name].shape[0]} rows, expected {n}")
         prov_n, prov_k = f["provenance/nodule"][...], f["provenance/non_nodule"][...]
         if len(prov_n) != n_nod or len(prov_k) != n_neg:
             fails.append(f"provenance rows {len(prov_n)}/{len(prov_k)} do not match patches {n_nod}/{n_neg}")
@@ -81,7 +82,7 @@ def verify_luna(patches_path, nodules_path, settings: dict, scans: list[str]) ->
         for group, img, labname in (("nodule", "nodule", "label_nodule"), ("negative", "non_nodule", "label_non_nodule")):
             nan = 0
             vmin, vmax = np.inf, -np.inf
-            for _, block in _scan_patches(images(f, img)):
+            for _, block in _scan_patches(data[img]):
                 nan += int((~np.isfinite(block)).sum())
                 if block.size:
                     vmin, vmax = min(vmin, float(np.nanmin(block))), max(vmax, float(np.nanmax(block)))
