@@ -1,7 +1,7 @@
 """Small real patch files for the tests of ctpatch.data, ctpatch.explain and ctpatch.plan.
 
 Built with the package steps exactly as the workflow's rules chain them (demo data -> convert ->
-make_labels -> extract -> merge, with the settings ``common.smk`` records), in one process and
+make_labels -> extract, with the settings ``common.smk`` records), in one process and
 without MPI, once per test session.  Paths in the recorded settings are relative to ``workdir``,
 as in a workflow run.
 """
@@ -16,7 +16,7 @@ from ctpatch import make_labels
 from ctpatch.config import validate
 from ctpatch.convert import convert
 from ctpatch.demo import write_dataset
-from ctpatch.merge import merge
+from ctpatch.extract import extract
 from ctpatch.store import save_npy, write_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,16 +75,10 @@ def build_luna(workdir: Path, config: dict) -> list[Path]:
                                  "--table-out", str(labels / "nodules.tsv")]) == 0
         inputs = {"sidecars": sidecars, "masks_dir": str(labels / "masks"), "nodules": str(labels / "nodules.tsv"),
                   "candidates": None}
-        job = Job(types.SimpleNamespace(settings=settings, inputs=inputs))
-        shards = workdir / config["results"] / "luna16" / "shards" / subset
-        with job.writer(shards / "rank0000.h5") as w:
-            for unit in job.units():
-                job.run(unit, w)
-        write_json(shards / "manifest.json", {"mode": "luna16", "ranks": 1, "shards": [{"shard": "rank0000.h5"}],
-                                              "units": [u.key for u in job.units()]})
+        job = Job(settings, inputs)
         target = workdir / config["results"] / "luna16" / "patches" / f"{subset}.h5"
-        merge(shards, [target], "luna16", config["seed"], settings["output"]["shuffle"],
-              {"settings": json.dumps(settings, sort_keys=True), "mode": "luna16", "seed": config["seed"]})
+        extract(job, [target], {"settings": json.dumps(settings, sort_keys=True), "mode": "luna16",
+                                "seed": config["seed"], "group": subset})
         out.append(target)
     return out
 
@@ -110,16 +104,10 @@ def build_ldct(workdir: Path, config: dict) -> list[Path]:
                           "--target-dir", ldct["target_dir"], "--random-n", str(ldct["random_n"]), "--seed",
                           str(config["seed"]), "--table-out", str(t), "--report-out", str(t.with_suffix(".json"))]) == 0
         tables.append(str(t))
-    job = Job(types.SimpleNamespace(settings=settings, inputs={"pairs": tables}))
-    shards = workdir / "shards"
-    with job.writer(shards / "rank0000.h5") as w:
-        for unit in job.units():
-            job.run(unit, w)
-    write_json(shards / "manifest.json", {"mode": "ldct", "ranks": 1, "shards": [{"shard": "rank0000.h5"}],
-                                          "units": [u.key for u in job.units()]})
+    job = Job(settings, {"pairs": tables})
     parts = [workdir / "patches" / f"run.part{i}.h5" for i in range(ldct["output"]["nsplit"])]
-    merge(shards, parts, "ldct", config["seed"], ldct["output"]["shuffle"],
-          {"settings": json.dumps(settings, sort_keys=True), "mode": "ldct", "seed": config["seed"]})
+    extract(job, parts, {"settings": json.dumps(settings, sort_keys=True), "mode": "ldct", "seed": config["seed"],
+                         "group": "run"})
     return parts
 
 
