@@ -206,6 +206,8 @@ def main(argv=None) -> int:
         raise
     except BaseException as exc:  # one rank failing must stop every rank, never hang a barrier
         msg = str(exc) if isinstance(exc, (ValueError, RuntimeError, OSError)) else traceback.format_exc()
+        if isinstance(exc, OSError) and exc.strerror:  # "[Errno 28] ..." -> the message alone
+            msg = exc.strerror
         print(f"rank {comm.Get_rank()}: error: {msg}", file=sys.stderr, flush=True)
         comm.Abort(1)
     return 0

@@ -26,6 +26,9 @@ temporary files of killed runs are removed when the writer starts (:func:`ctpatc
 
 from __future__ import annotations
 
+import errno as errnos
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,6 +182,20 @@ def positions(n: int, parts: int, shuffle: bool, seed: int, mode: str, table: st
     return where, split
 
 
+def write_failed(exc: OSError, path: Path) -> OSError:
+    """One line for a failed write (HDF5's message spans lines and names the temp file): the output, the
+    system's reason and, for a full disk, what is free."""
+    code = exc.errno if isinstance(exc.errno, int) else None
+    reason = os.strerror(code) if code else str(exc).splitlines()[0]
+    line = f"{path}: writing failed: {reason}"
+    if code in (errnos.ENOSPC, errnos.EFBIG, errnos.EDQUOT):
+        try:
+            line += f" ({shutil.disk_usage(path.parent).free / 1e9:.2f} GB free in {path.parent})"
+        except OSError:
+            pass
+    return OSError(code, line) if code else OSError(line)
+
+
 class PatchFileWriter:
     """Writes the final file(s) of one group from :class:`Block` s received in canonical order.
 
@@ -242,6 +259,14 @@ class PatchFileWriter:
                 if chunks:
                     ds = self.files[0][name]
                     ds.resize(self.count[name] + len(chunks), axis=0)
+        try:
+            self._write(records)
+        except OSError as exc:
+            raise write_failed(exc, self.outputs[0]) from None
+        for table, rows in block.rows.items():
+            self.rows[table].extend(rows)
+
+    def _write(self, records) -> None:
         for _, _, _, name, mask, data in records:
             c = self.count[name]
             table = self.specs.table_of(name)
@@ -254,8 +279,6 @@ class PatchFileWriter:
             ds = self.files[p][name]
             ds.id.write_direct_chunk((int(r), *(0,) * (ds.ndim - 1)), data, mask)
             self.count[name] = c + 1
-        for table, rows in block.rows.items():
-            self.rows[table].extend(rows)
 
     def close(self) -> dict:
         """Check the counts, write provenance and attributes, rename the files; return rows per table."""
@@ -288,6 +311,9 @@ class PatchFileWriter:
                 f.close()
             for tmp, out in zip(self.tmps, self.outputs):
                 tmp.replace(out)
+        except OSError as exc:
+            self.abort()
+            raise write_failed(exc, self.outputs[0]) from None
         except BaseException:
             self.abort()
             raise

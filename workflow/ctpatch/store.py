@@ -91,6 +91,34 @@ class PatchSink(Protocol):
     def add_row(self, table: str, row: tuple) -> None: ...
 
 
+class MemorySink:
+    """A :class:`PatchSink` keeping everything in memory, cast to the datasets' dtypes (for re-running a
+    few patches: ``verify``, tests).  ``datasets``: name -> (patch shape, dtype), as ``Job.specs().datasets``.
+
+    ``patches[name]`` lists the patches in order, ``rows[table]`` the provenance rows.
+    """
+
+    def __init__(self, datasets: dict):
+        self.datasets = {n: (tuple(shape), np.dtype(dt)) for n, (shape, dt) in datasets.items()}
+        self.patches: dict[str, list] = {n: [] for n in self.datasets}
+        self.rows: dict[str, list] = {}
+
+    def slot(self, name: str) -> np.ndarray:
+        shape, dtype = self.datasets[name]
+        self._slot = np.empty(shape, dtype=dtype)
+        return self._slot
+
+    def commit(self, name: str) -> None:
+        self.patches[name].append(self._slot)
+
+    def add(self, name: str, patch) -> None:
+        shape, dtype = self.datasets[name]
+        self.patches[name].append(np.asarray(patch).astype(dtype, copy=True).reshape(shape))
+
+    def add_row(self, table: str, row) -> None:
+        self.rows.setdefault(table, []).append(row)
+
+
 def temp_name(final: str | Path) -> Path:
     """The temporary name :func:`atomic_path` writes ``final`` under (hidden, this process's id)."""
     final = Path(final)

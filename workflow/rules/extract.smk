@@ -1,4 +1,6 @@
-# The patch extraction: one MPI job per subset (LUNA16) or patient (LDCT).
+# The patch extraction: one MPI job per subset (LUNA16) or patient (LDCT), writing the final
+# patch file(s) once, in canonical (shuffled, rank-independent) order: ranks cut and compress,
+# rank 0 writes (ctpatch.extract, ctpatch.patchfile).  No shards, no merge: peak disk is one copy.
 # `resources.mpi` is the launcher (mpiexec here; a SLURM profile sets "srun --mpi=pmi2") and
 # `resources.tasks` the number of ranks; the program checks that it got one world of that size.
 
@@ -7,7 +9,7 @@ rule extract_patches:
     input:
         get_extract_inputs,
     output:
-        directory(f"{RES}/{MODE}/shards/{{group}}"),
+        [f"{RES}/{MODE}/patches/{{group}}{sfx}.h5" for sfx in PART_SUFFIXES],
     conda:
         "../../envs/ctpatch.yaml"
     log:
@@ -24,4 +26,5 @@ rule extract_patches:
     shell:
         "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "  # one core per rank: BLAS threads would fight the other ranks
         "{resources.mpi} -n {resources.tasks} python -m ctpatch.extract --mode {params.mode} --ranks {resources.tasks} "
-        "--out-dir {output} --settings {params.p[settings]} --inputs {params.p[inputs]} > {log} 2>&1"
+        "--group {wildcards.group:q} --out {output:q} --settings {params.p[settings]} --inputs {params.p[inputs]} "
+        "> {log:q} 2>&1"
