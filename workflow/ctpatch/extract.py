@@ -81,6 +81,27 @@ def spans(units: list[Unit], per_block: int = BLOCK_PATCHES, splittable: bool = 
     return out
 
 
+def assign(costs: list[float], ranks: int) -> list[list[int]]:
+    """Longest-processing-time assignment of unit indices to ranks (deterministic); ``plan`` uses it to
+    estimate a run's makespan (the extraction itself deals blocks round-robin, which balances at
+    least as well: blocks are small and of equal size).
+
+    >>> assign([5, 1, 4, 2], 2)
+    [[0, 1], [2, 3]]
+    """
+    import heapq
+
+    if ranks < 1:
+        raise ValueError(f"Expected at least one rank, got {ranks!r}")
+    heap = [(0.0, r) for r in range(ranks)]
+    out: list[list[int]] = [[] for _ in range(ranks)]
+    for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+        load, r = heapq.heappop(heap)
+        out[r].append(i)
+        heapq.heappush(heap, (load + float(costs[i]), r))
+    return out
+
+
 def mode_module(mode: str):
     if mode == "luna16":
         from ctpatch import extract_luna as mod
