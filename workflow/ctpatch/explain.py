@@ -37,7 +37,6 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -119,13 +118,10 @@ class _Pick:
 
 
 def _writer_specs(job, folder: Path) -> dict:
-    """Dataset (patch shape, dtype) and table dtypes of the writer the job makes (made once, discarded)."""
-    w = job.writer(folder / "specs.h5")
-    try:
-        return {"datasets": {name: (tuple(ds.shape[1:]), ds.dtype) for name, ds in w.datasets.items()},
-                "tables": {name: ds.dtype for name, ds in w.tables.items()}}
-    finally:
-        w.abort()
+    """Dataset (patch shape, dtype) and table dtypes of the job's output (``Job.specs()``)."""
+    sp = job.specs()
+    return {"datasets": {name: (tuple(shape), np.dtype(dt)) for name, (shape, dt) in sp.datasets.items()},
+            "tables": dict(sp.tables)}
 
 
 def run_one(job, unit, kind: str, index: int, folder: Path) -> tuple[np.ndarray, np.ndarray, np.void, dict]:
@@ -285,7 +281,7 @@ def regenerate_luna(settings: dict, prov: dict, kind: str, bases: list[Path], su
             sources.append(inputs["candidates"])
         # regenerated in the full layout: a crops file's nodule patch is compared with the patch itself
         job_settings = {"buffer_patches": 8, **settings, "output": {**settings["output"], "layout": "full"}}
-        job = Job(SimpleNamespace(settings=job_settings, inputs=inputs))
+        job = Job(job_settings, inputs)
         # negatives may depend on the whole subset (negatives.scans "all"): count from all its scans
         uids = sorted(p.stem for p in (root / sub).glob("*.mhd"))
         scan_index = uids.index(uid) if uid in uids else None
@@ -309,16 +305,14 @@ def regenerate_ldct(settings: dict, prov: dict, bases: list[Path]):
     head = read_header(inp)
     slice_z = prov.get("slice_z", math.nan)
     instance = prov.get("instance", -1)
-    table = pd.DataFrame([{
+    table = pd.DataFrame([{  # the one pair, in memory, with the columns read_pair_tables gives
         "patient": prov["patient"], "pair_index": 0, "input_path": str(inp), "target_path": str(tgt),
-        "slice_z": "" if slice_z is None or math.isnan(slice_z) else repr(float(slice_z)),
-        "instance": "" if instance is None or instance < 0 else int(instance),
-        "rows": head.rows, "cols": head.cols, "selected": True,
+        "slice_z": math.nan if slice_z is None or math.isnan(slice_z) else float(slice_z),
+        "instance": math.nan if instance is None or instance < 0 else int(instance),
+        "rows": head.rows, "cols": head.cols, "selected": True, "input_name": inp.name,
     }])
     with tempfile.TemporaryDirectory(prefix="ctpatch-explain-") as tmp:
-        path = Path(tmp) / "pair.tsv"
-        table.to_csv(path, sep="\t", index=False)
-        job = Job(SimpleNamespace(settings=settings, inputs={"pairs": [str(path)]}))
+        job = Job(settings, {"pairs": table})
         image, target, record, others = run_one(job, job.units()[0], "patch", prov["patch_index"], Path(tmp))
     row = _row_dict(record)
     pair = _row_dict(others["pair"][0])
