@@ -256,32 +256,34 @@ def fletcher32_mod(data: bytes) -> tuple[int, int]:
     """HDF5's Fletcher32 sums of ``data`` (big-endian 16-bit words, an odd last byte padded), mod 65535.
 
     HDF5 stores ``sum2 << 16 | sum1`` (little-endian) after the chunk's bytes; it reduces the sums
-    only partially, so the stored halves are compared modulo 65535.  Computed with two block sums
-    (~1.6 GB/s on one core) instead of the serial loop: ``sum1 = Σ w_i``, ``sum2 = Σ (n - i) w_i``.
+    only partially, so the stored halves are compared modulo 65535.  Computed with block sums
+    instead of the serial loop (~1.5 GB/s on one core): ``sum1 = Σ w_i``, ``sum2 = Σ (n - i) w_i``;
+    the words are read in native little-endian order, since ``256 · w_le ≡ w_be (mod 65535)``.
 
     >>> fletcher32_mod(b"abcde")
     (10695, 20464)
     """
     n2 = len(data) // 2
-    w = np.frombuffer(data, ">u2", count=n2)
+    w = np.frombuffer(data, "<u2", count=n2)
     n = n2 + len(data) % 2
     m = _FLETCHER_BLOCK
     full = (n2 // m) * m
     s1 = s2 = 0
     if full:
         blocks = w[:full].reshape(-1, m)
-        per_block = blocks.sum(axis=1, dtype=np.uint64)
-        per_column = blocks.sum(axis=0, dtype=np.uint64)
+        acc = np.uint32 if len(blocks) < 65536 else np.uint64  # no overflow: a sum of < 65536 words of < 65536
+        per_block = blocks.sum(axis=1, dtype=acc).astype(np.uint64)
+        per_column = blocks.sum(axis=0, dtype=acc).astype(np.uint64)
         first = (n - np.arange(len(per_block), dtype=np.uint64) * m) % 65535
         s1 += int(per_block.sum())
         s2 += int(np.dot(first, per_block % 65535)) - int(np.dot(np.arange(m, dtype=np.uint64), per_column % 65535))
     rest = w[full:].astype(np.uint64)
     if len(data) % 2:
-        rest = np.append(rest, np.uint64(data[-1] << 8))
+        rest = np.append(rest, np.uint64(data[-1]))
     if len(rest):
         s1 += int(rest.sum())
         s2 += int(np.dot(np.arange(len(rest), 0, -1, dtype=np.uint64), rest))
-    return s1 % 65535, s2 % 65535
+    return s1 * 256 % 65535, s2 * 256 % 65535
 
 
 def chunk_checksum_ok(raw: bytes) -> bool:
