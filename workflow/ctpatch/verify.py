@@ -242,7 +242,7 @@ def main(argv=None) -> int:
     ap.add_argument("--patches", nargs="+", required=True)
     ap.add_argument("--nodules", help="LUNA16: the subset's nodule table")
     ap.add_argument("--scans", nargs="*", default=[], help="LUNA16: the subset's series uids")
-    ap.add_argument("--pairs", help="LDCT: the patient's pair table")
+    ap.add_argument("--pairs", nargs="+", help="LDCT: the pair table(s), in the extraction's order")
     ap.add_argument("--settings", required=True)
     ap.add_argument("--inputs", help="JSON inputs of the extraction (to regenerate the sample)")
     ap.add_argument("--sample", type=int, default=SAMPLE, help="patches per file and kind regenerated and compared")
