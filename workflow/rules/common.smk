@@ -126,7 +126,7 @@ def get_pair_table(group):
     return f"{RES}/ldct/pairs/{group}.tsv"
 
 
-# ---------------------------------------------------------------- extraction, merge, verification
+# ---------------------------------------------------------------- extraction, verification
 def get_extract_inputs(wildcards):
     if MODE == "luna16":
         files = get_volumes(wildcards) + [f"{RES}/luna16/labels/{wildcards.group}/masks", f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv"]
