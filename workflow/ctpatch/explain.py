@@ -244,11 +244,11 @@ def _luna_subset(root: Path, uid: str, given, attrs) -> str:
 def regenerate_luna(settings: dict, prov: dict, kind: str, bases: list[Path], subset=None, attrs=None):
     """Regenerate one LUNA16 patch; return (image, label, provenance dict, scan_index or None, sources)."""
     from ctpatch.convert import convert
-    from ctpatch.extract_luna import Job, Unit, expected_counts
+    from ctpatch.extract import Unit
+    from ctpatch.extract_luna import Job, expected_counts
     from ctpatch.geometry import VolumeGrid
     from ctpatch.io.tables import read_annotations
     from ctpatch.make_labels import TABLE_COLUMNS, label_volume, nodules_of_scan
-    from ctpatch.store import save_npy, write_json
 
     missing = [k for k in ("root", "annotations", "resample", "normalize", "patch", "negatives", "output", "seed")
                if k not in settings]
@@ -267,28 +267,22 @@ def regenerate_luna(settings: dict, prov: dict, kind: str, bases: list[Path], su
     rows = nodules_of_scan(ann, grid, sub, uid, annotations)
     mask = label_volume(grid, rows)
     sources = [str(scan), str(annotations)]
+    inputs = {"scans": [{"uid": uid, "volume": volume, "sidecar": sidecar, "mask": mask}],  # in memory, no files
+              "nodules": pd.DataFrame(rows, columns=TABLE_COLUMNS), "candidates": None}
+    if settings["negatives"].get("strategy") == "candidates":
+        inputs["candidates"] = str(_resolve(settings["candidates"], bases, "candidates table"))
+        sources.append(inputs["candidates"])
+    # regenerated in the full layout: a crops file's nodule patch is compared with the patch itself
+    job_settings = {"buffer_patches": 8, **settings, "output": {**settings["output"], "layout": "full"}}
+    job = Job(job_settings, inputs)
+    # negatives may depend on the whole subset (negatives.scans "all"): count from all its scans
+    uids = sorted(p.stem for p in (root / sub).glob("*.mhd"))
+    scan_index = uids.index(uid) if uid in uids else None
+    if uids:
+        table = ann[ann["seriesuid"].isin(uids)][["seriesuid"]]
+        job.nodule_patches, job.negatives = expected_counts(table, uids, len(job.offsets), job.neg)
     with tempfile.TemporaryDirectory(prefix="ctpatch-explain-") as tmp:
-        tmp = Path(tmp)
-        save_npy(tmp / "volumes" / f"{uid}.npy", volume)
-        del volume
-        write_json(tmp / "volumes" / f"{uid}.json", sidecar)
-        save_npy(tmp / "masks" / f"{uid}.npy", mask)
-        pd.DataFrame(rows, columns=TABLE_COLUMNS).to_csv(tmp / "nodules.tsv", sep="\t", index=False)
-        inputs = {"sidecars": [str(tmp / "volumes" / f"{uid}.json")], "masks_dir": str(tmp / "masks"),
-                  "nodules": str(tmp / "nodules.tsv"), "candidates": None}
-        if settings["negatives"].get("strategy") == "candidates":
-            inputs["candidates"] = str(_resolve(settings["candidates"], bases, "candidates table"))
-            sources.append(inputs["candidates"])
-        # regenerated in the full layout: a crops file's nodule patch is compared with the patch itself
-        job_settings = {"buffer_patches": 8, **settings, "output": {**settings["output"], "layout": "full"}}
-        job = Job(job_settings, inputs)
-        # negatives may depend on the whole subset (negatives.scans "all"): count from all its scans
-        uids = sorted(p.stem for p in (root / sub).glob("*.mhd"))
-        scan_index = uids.index(uid) if uid in uids else None
-        if uids:
-            table = ann[ann["seriesuid"].isin(uids)][["seriesuid"]]
-            job.nodule_patches, job.negatives = expected_counts(table, uids, len(job.offsets), job.neg)
-        image, label, record, _ = run_one(job, Unit(uid, 0, 1.0), kind, prov["patch_index"], tmp)
+        image, label, record, _ = run_one(job, Unit(uid, 0, 1.0), kind, prov["patch_index"], Path(tmp))
     return image, label, _row_dict(record), scan_index, sources
 
 

@@ -4,6 +4,10 @@
 through the patch-sink protocol (:class:`ctpatch.store.PatchSink`); :meth:`Job.run` cuts any span
 of a scan's items (nodule patches, then negatives), so the extraction can split a scan into blocks.
 
+In memory, ``inputs`` may instead give ``scans``: a list of ``{"uid", "volume", "sidecar", "mask"}``
+(volume and mask as (z, y, x) arrays, the sidecar dict :func:`ctpatch.convert.convert` returns) and
+``nodules`` as a ``pandas.DataFrame`` (``explain`` regenerates a patch this way, without files).
+
 Inputs (``--inputs`` JSON): ``sidecars`` (the converted scans' JSON files, the ``.npy`` beside
 each), ``masks_dir`` (label volumes ``<uid>.npy``), ``nodules`` (the subset's nodule table) and,
 for the ``candidates`` strategy, ``candidates`` (candidates.csv).  Settings (``--settings``
@@ -84,11 +88,17 @@ class _Scan:
     """One scan prepared for cutting: volume and mask (x, y, z), nodule rows, every patch location."""
 
     def __init__(self, job: "Job", unit: Unit):
-        sidecar_path = job.sidecars[unit.index]
-        sidecar = json.loads(sidecar_path.read_text())
+        if job.memory is not None:  # in-memory inputs
+            scan = job.memory[unit.index]
+            sidecar_path, sidecar = f"scan {unit.key}", scan["sidecar"]
+            self.volume = np.ascontiguousarray(np.asarray(scan["volume"]).transpose(2, 1, 0))  # (x, y, z)
+            self.mask = np.ascontiguousarray(np.asarray(scan["mask"]).transpose(2, 1, 0))
+        else:
+            sidecar_path = job.sidecars[unit.index]
+            sidecar = json.loads(sidecar_path.read_text())
+            self.volume = load_xyz(sidecar_path.with_suffix(".npy"))  # (x, y, z)
+            self.mask = load_xyz(job.masks_dir / f"{unit.key}.npy")  # (x, y, z)
         self.grid = grid = VolumeGrid.from_dict(sidecar["grid"])
-        self.volume = load_xyz(sidecar_path.with_suffix(".npy"))  # (x, y, z)
-        self.mask = load_xyz(job.masks_dir / f"{unit.key}.npy")  # (x, y, z)
         if self.volume.shape != grid.size or self.mask.shape != grid.size:
             raise ValueError(f"{sidecar_path}: volume {self.volume.shape[::-1]} / mask {self.mask.shape[::-1]} do not "
                              f"match the grid {grid.shape_zyx} (z, y, x)")
@@ -133,13 +143,21 @@ class Job:
         if self.layout not in ("full", "crops"):
             raise ValueError(f"output.layout: expected 'full' or 'crops', got {self.layout!r}")
         self.crop = crop_edge(self.size, self.offsets)
-        self.sidecars = sorted((Path(p) for p in inp["sidecars"]), key=lambda p: p.stem)
-        self.uids = [p.stem for p in self.sidecars]
-        self.masks_dir = Path(inp["masks_dir"])
-        self.table = pd.read_csv(inp["nodules"], sep="\t", dtype={"seriesuid": str})
+        self.memory = None
+        if "scans" in inp:  # in memory, in uid order as the files would be
+            self.memory = sorted(inp["scans"], key=lambda sc: str(sc["uid"]))
+            self.uids = [str(sc["uid"]) for sc in self.memory]
+        else:
+            self.sidecars = sorted((Path(p) for p in inp["sidecars"]), key=lambda p: p.stem)
+            self.uids = [p.stem for p in self.sidecars]
+            self.masks_dir = Path(inp["masks_dir"])
+        nodules = inp["nodules"]
+        self.table = (nodules.copy() if isinstance(nodules, pd.DataFrame)
+                      else pd.read_csv(nodules, sep="\t", dtype={"seriesuid": str}))
         unknown = set(self.table["seriesuid"]) - set(self.uids)
         if unknown:
-            raise ValueError(f"{inp['nodules']}: nodules of scans not in this subset: {sorted(unknown)[:3]}")
+            where = "nodules" if isinstance(nodules, pd.DataFrame) else nodules
+            raise ValueError(f"{where}: nodules of scans not in this subset: {sorted(unknown)[:3]}")
         self.nodule_patches, self.negatives = expected_counts(self.table, self.uids, len(self.offsets), self.neg)
         self.candidates = None
         self.candidates_outside: dict[str, int] = {}
