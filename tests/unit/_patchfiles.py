@@ -78,7 +78,7 @@ def build_luna(workdir: Path, config: dict) -> list[Path]:
         job = Job(settings, inputs)
         target = workdir / config["results"] / "luna16" / "patches" / f"{subset}.h5"
         extract(job, [target], {"settings": json.dumps(settings, sort_keys=True), "mode": "luna16",
-                                "seed": config["seed"], "group": subset})
+                                "seed": config["seed"]})
         out.append(target)
     return out
 
@@ -106,8 +106,7 @@ def build_ldct(workdir: Path, config: dict) -> list[Path]:
         tables.append(str(t))
     job = Job(settings, {"pairs": tables})
     parts = [workdir / "patches" / f"run.part{i}.h5" for i in range(ldct["output"]["nsplit"])]
-    extract(job, parts, {"settings": json.dumps(settings, sort_keys=True), "mode": "ldct", "seed": config["seed"],
-                         "group": "run"})
+    extract(job, parts, {"settings": json.dumps(settings, sort_keys=True), "mode": "ldct", "seed": config["seed"]})
     return parts
 
 
