@@ -286,11 +286,12 @@ def fletcher32_mod(data: bytes) -> tuple[int, int]:
     return s1 * 256 % 65535, s2 * 256 % 65535
 
 
-def chunk_checksum_ok(raw: bytes) -> bool:
-    """Whether a stored chunk of a Fletcher32 dataset (as ``read_direct_chunk`` returns it) matches its checksum."""
+def chunk_checksum_ok(raw) -> bool:
+    """Whether a stored chunk of a Fletcher32 dataset (bytes or a memoryview, as ``read_direct_chunk``
+    returns it) matches its checksum."""
     if len(raw) < 4:
         return False
-    stored = int.from_bytes(raw[-4:], "little")
+    stored = int.from_bytes(bytes(raw[-4:]), "little")
     return fletcher32_mod(raw[:-4]) == ((stored & 0xFFFF) % 65535, (stored >> 16) % 65535)
 
 
