@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ctpatch.config import luna16_settings, validate, write_settings
 from ctpatch.accounting import account, main
 from ctpatch.extract_luna import PROV_NODULE
 
@@ -47,8 +48,10 @@ def test_each_annotation_gets_its_status(layout):
 
 def test_missing_patches_fail_the_step(layout, tmp_path, capsys):
     ann, root, table, patches = layout
-    args = ["--annotations", str(ann), "--root", str(root), "--nodules", str(table),
-            "--patches", str(patches([57, 56])), "--per-nodule", "57",
+    settings = tmp_path / "patches.json"  # the default shifts: 57 patches per nodule
+    write_settings(luna16_settings(validate({"luna16": {"root": str(root)}})), settings, "patches")
+    args = ["--annotations", str(ann), "--settings-file", str(settings), "--nodules", str(table),
+            "--patches", str(patches([57, 56])),
             "--out", str(tmp_path / "acc.tsv"), "--summary-out", str(tmp_path / "acc.json")]
     assert main(args) == 1
     assert "rows [5]" in capsys.readouterr().err

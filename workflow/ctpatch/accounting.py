@@ -21,7 +21,9 @@ import h5py
 import pandas as pd
 
 from ctpatch.check_luna import all_series
+from ctpatch.config import ConfigError, read_settings
 from ctpatch.io.tables import read_annotations
+from ctpatch.luna import patches_per_nodule
 from ctpatch.store import atomic_path, write_json
 
 
@@ -61,14 +63,18 @@ def account(annotations, root, nodule_tables, patch_files, per_nodule: int) -> p
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ctpatch.accounting", description=__doc__.split("\n\n")[0])
     ap.add_argument("--annotations", required=True)
-    ap.add_argument("--root", required=True)
+    ap.add_argument("--settings-file", required=True, help="settings of scope 'patches' (root, patch shifts)")
     ap.add_argument("--nodules", nargs="+", required=True, help="the processed subsets' nodule tables")
     ap.add_argument("--patches", nargs="+", required=True, help="the processed subsets' patch files")
-    ap.add_argument("--per-nodule", type=int, required=True, help="patches per nodule (57 by default)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--summary-out", required=True)
     args = ap.parse_args(argv)
-    table = account(args.annotations, args.root, args.nodules, args.patches, args.per_nodule)
+    try:
+        s = read_settings(args.settings_file, scope="patches")
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    table = account(args.annotations, s["root"], args.nodules, args.patches, patches_per_nodule(s["patch"]))
     summary = {"annotations": len(table), "by_status": table["status"].value_counts().to_dict(),
                "patches": int(table["patches"].sum())}
     with atomic_path(args.out) as tmp:

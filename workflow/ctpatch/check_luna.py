@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ctpatch.config import ConfigError, read_settings
 from ctpatch.io.mhd import ScanError, check_scan
 from ctpatch.io.tables import TableError, read_annotations, read_candidates
 from ctpatch.store import atomic_path, write_json
@@ -111,17 +112,16 @@ def check(root, subsets, annotations, candidates=None, unknown_series="fail"):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ctpatch.check_luna", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--root", required=True)
+    ap.add_argument("--settings-file", required=True,
+                    help="settings of scope 'check' (root, annotations, candidates, unknown_series)")
     ap.add_argument("--subsets", nargs="+", required=True)
-    ap.add_argument("--annotations", required=True)
-    ap.add_argument("--candidates", default=None)
-    ap.add_argument("--unknown-series", choices=["fail", "warn"], default="fail")
     ap.add_argument("--scans-out", required=True)
     ap.add_argument("--report-out", required=True)
     args = ap.parse_args(argv)
     try:
-        table, report = check(args.root, args.subsets, args.annotations, args.candidates, args.unknown_series)
-    except InputError as exc:
+        s = read_settings(args.settings_file, scope="check")
+        table, report = check(s["root"], args.subsets, s["annotations"], s["candidates"], s["unknown_series"])
+    except (InputError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for w in report["warnings"]:

@@ -5,7 +5,7 @@
 
 rule extract_patches:
     input:
-        get_extract_inputs,
+        unpack(get_extract_inputs),
     output:
         directory(f"{RES}/{MODE}/shards/{{group}}"),
     conda:
@@ -24,4 +24,4 @@ rule extract_patches:
     shell:
         "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "  # one core per rank: BLAS threads would fight the other ranks
         "{resources.mpi} -n {resources.tasks} python -m ctpatch.extract --mode {params.mode} --ranks {resources.tasks} "
-        "--out-dir {output} --settings {params.p[settings]} --inputs {params.p[inputs]} > {log} 2>&1"
+        "--out-dir {output:q} --settings-file {input.settings:q} --inputs {params.p[inputs]} > {log:q} 2>&1"
