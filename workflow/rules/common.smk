@@ -25,7 +25,16 @@ def get_settings_file(scope):
     return f"{RES}/{MODE}/settings/{scope}.json"
 
 
+def get_scope_settings(wildcards):
+    return cfg.scope_settings(config, wildcards.scope)
+
+
 # ---------------------------------------------------------------- LUNA16 inputs
+def get_demo_folder(wildcards, output):
+    """The demo data set's folder: the one holding CSVFILES/ (inferred from the output)."""
+    return str(Path(output.annotations).parents[1])
+
+
 def luna_root():
     return cfg.luna_root(config)
 
@@ -48,10 +57,7 @@ def _discover_luna():
             raise ValueError(f"luna16.root: folder {root} not found")
         scans = {d.name: [p.stem for p in d.glob("*.mhd")] for d in root.glob("subset*") if d.is_dir()}
     wanted = LUNA["subsets"] or sorted(scans, key=lambda s: int(s[len("subset"):]))
-    missing = [s for s in wanted if not scans.get(s)]
-    if missing and LUNA["root"] != "demo":
-        # left to check_luna, which names every empty or missing folder; no job is planned for them
-        pass
+    # a missing or empty subset is left to check_luna, which names every such folder
     if not wanted:
         raise ValueError(f"luna16.root: no subsetK folders under {luna_root()}")
     return {s: sorted(scans.get(s, [])) for s in wanted}
@@ -112,6 +118,16 @@ def get_pair_table(group):
     return f"{RES}/ldct/pairs/{group}.tsv"
 
 
+def get_patient_folders(wildcards):
+    """The patient's low-dose (input) and full-dose (target) folders."""
+    patient = f"{LDCT['root']}/{wildcards.group}"
+    return {"inputs": f"{patient}/{LDCT['input_dir']}", "targets": f"{patient}/{LDCT['target_dir']}"}
+
+
+def get_patient_dir(wildcards):
+    return f"{LDCT['root']}/{wildcards.group}"
+
+
 # ---------------------------------------------------------------- extraction, merge, verification
 def get_extract_inputs(wildcards):
     files = {"settings": get_settings_file("patches")}
@@ -157,6 +173,28 @@ PART_SUFFIXES = [""] if MODE == "luna16" or LDCT["output"]["nsplit"] == 1 else [
 
 def get_patch_files(group):
     return [f"{RES}/{MODE}/patches/{group}{sfx}.h5" for sfx in PART_SUFFIXES]
+
+
+def get_group_patch_files(wildcards):
+    return get_patch_files(wildcards.group)
+
+
+def get_verify_reports(wildcards):
+    return [f"{RES}/{MODE}/reports/{g}.verify.json" for g in get_groups()]
+
+
+def get_plan_inputs(wildcards):
+    """LUNA16: the plan comes after the pre-flight check, so a bad input is reported by it, naming the file."""
+    checked = [f"{RES}/luna16/checks/scans.tsv"] if MODE == "luna16" else []
+    return {"checked": checked, "settings": get_settings_file("plan")}
+
+
+def get_accounting_inputs(wildcards):
+    subsets = get_luna_subsets()
+    return {"annotations": luna_table("annotations"),
+            "nodules": [f"{RES}/luna16/labels/{g}/nodules.tsv" for g in subsets],
+            "patches": [f"{RES}/luna16/patches/{g}.h5" for g in subsets],
+            "settings": get_settings_file("patches")}
 
 
 def get_final_output():

@@ -39,7 +39,7 @@ rule verify_patches:
 
 rule sanity_pictures:
     input:
-        lambda wc: get_patch_files(wc.group),
+        get_group_patch_files,
     output:
         report(
             f"{RES}/{MODE}/sanity/{{group}}.png",

@@ -3,9 +3,7 @@
 
 rule plan:
     input:
-        # LUNA16: after the pre-flight check, so a bad input is reported by it, naming the file
-        checked=lambda wc: [f"{RES}/luna16/checks/scans.tsv"] if MODE == "luna16" else [],
-        settings=get_settings_file("plan"),
+        unpack(get_plan_inputs),
     output:
         json=f"{RES}/{MODE}/report/plan.json",
         text=report(f"{RES}/{MODE}/report/plan.txt", caption="../report/plan.rst", category="Plan"),
@@ -20,7 +18,7 @@ rule plan:
 
 rule verification_table:
     input:
-        lambda wc: [f"{RES}/{MODE}/reports/{g}.verify.json" for g in get_groups()],
+        get_verify_reports,
     output:
         report(
             f"{RES}/{MODE}/report/verification.tsv",
@@ -50,10 +48,7 @@ rule report_config:
 
 rule nodule_accounting:
     input:
-        annotations=luna_table("annotations"),
-        nodules=lambda wc: [f"{RES}/luna16/labels/{g}/nodules.tsv" for g in get_luna_subsets()],
-        patches=lambda wc: [f"{RES}/luna16/patches/{g}.h5" for g in get_luna_subsets()],
-        settings=get_settings_file("patches"),
+        unpack(get_accounting_inputs),
     output:
         table=report(
             f"{RES}/luna16/report/nodule_accounting.tsv",
