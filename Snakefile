@@ -3,6 +3,7 @@
 # The rules only wire files; the work is done by the ctpatch package (python -m ctpatch.<step>).
 
 import os
+import shlex
 import sys
 
 from snakemake.utils import min_version
@@ -14,7 +15,20 @@ min_version("9.0")
 PACKAGE_DIR = os.path.join(workflow.basedir, "workflow")
 sys.path.insert(0, PACKAGE_DIR)
 PREFIX_PYTHONPATH = "export PYTHONPATH=%s${{PYTHONPATH:+:$PYTHONPATH}}; "
-shell.prefix(PREFIX_PYTHONPATH % PACKAGE_DIR)
+shell.prefix(PREFIX_PYTHONPATH % shlex.quote(PACKAGE_DIR).replace("{", "{{").replace("}", "}}"))
+
+
+def _rule_python():
+    """The interpreter of the rules' `python -m ctpatch.<step>`: the one running Snakemake (quoted),
+    so that a venv's `snakemake` run without activating the venv still finds h5py, hdf5plugin, ...;
+    with conda deployment, the `python` of the rule's activated environment."""
+    methods = getattr(getattr(workflow, "deployment_settings", None), "deployment_method", None) or ()
+    if any("conda" in str(m).lower() for m in methods):
+        return "python"
+    return shlex.quote(sys.executable)
+
+
+PYTHON = _rule_python()
 
 
 configfile: "config/config.yaml"

@@ -143,9 +143,12 @@ def luna_inputs(config: dict, workdir: Path) -> tuple[list[Scan], pd.DataFrame, 
         rpath = _path(root, workdir)
         if not rpath.is_dir():
             raise PlanError(f"luna16.root: folder {rpath} not found")
-        for d in sorted(rpath.glob("subset*")):
-            if not d.is_dir():
-                continue
+        from ctpatch.check_luna import not_subsets_warning, subset_folders
+
+        subsets, others = subset_folders(rpath)
+        if others:
+            warnings.append(not_subsets_warning(rpath, others))
+        for d in (rpath / s for s in subsets):
             for mhd in sorted(d.glob("*.mhd")):
                 try:
                     h = read_header(mhd)
@@ -159,7 +162,7 @@ def luna_inputs(config: dict, workdir: Path) -> tuple[list[Scan], pd.DataFrame, 
                         warnings.append(f"{h.data_file}: {'missing' if have is None else f'{have} bytes'}, "
                                         f"header declares {want}")
                 scans.append(Scan(d.name, h.series_uid, h.grid, out_grid(h.grid), ELEMENT_BYTES[h.element_type], mhd))
-        ann = read_annotations(_path(luna["annotations"], rpath))
+        ann = read_annotations(_path(luna["annotations"], rpath), luna.get("duplicate_annotations", "fail"))
     available = sorted({s.subset for s in scans}, key=lambda s: int(s[len("subset"):]))
     wanted = luna["subsets"] or available
     missing = [s for s in wanted if s not in available]

@@ -2,6 +2,7 @@
 
 import json
 import shlex
+import sys
 from pathlib import Path
 
 from ctpatch.config import validate as validate_config
@@ -38,10 +39,15 @@ def _discover_luna():
         for plan in plan_scans(config["demo"], config["seed"]):
             scans.setdefault(plan.subset, []).append(plan.series_uid)
     else:
+        from ctpatch.check_luna import not_subsets_warning, subset_folders
+
         root = Path(LUNA["root"])
         if not root.is_dir():
             raise ValueError(f"luna16.root: folder {root} not found")
-        scans = {d.name: [p.stem for p in d.glob("*.mhd")] for d in root.glob("subset*") if d.is_dir()}
+        subsets, others = subset_folders(root)  # only subset<N>: subset0_old is listed, not parsed
+        if others:
+            print(f"warning: {not_subsets_warning(root, others)}", file=sys.stderr)
+        scans = {s: [p.stem for p in (root / s).glob("*.mhd")] for s in subsets}
     wanted = LUNA["subsets"] or sorted(scans, key=lambda s: int(s[len("subset"):]))
     missing = [s for s in wanted if not scans.get(s)]
     if missing and LUNA["root"] != "demo":
@@ -59,9 +65,17 @@ def get_luna_subsets():
     return list(LUNA_SCANS)
 
 
+def get_scan_data_file(mhd):
+    """The data file a scan's header names (.raw or .zraw); `<uid>.raw` while the header is not there."""
+    from ctpatch.io.mhd import data_file_of
+
+    return str(data_file_of(mhd))
+
+
 def get_luna_scan_files(wildcards=None):
     root = luna_root()
-    return [f"{root}/{s}/{uid}.{ext}" for s, uids in LUNA_SCANS.items() for uid in uids for ext in ("mhd", "raw")]
+    mhds = [f"{root}/{s}/{uid}.mhd" for s, uids in LUNA_SCANS.items() for uid in uids]
+    return [f for mhd in mhds for f in (mhd, get_scan_data_file(mhd))]
 
 
 def get_volumes(wildcards):
@@ -76,7 +90,8 @@ def luna_settings():
     """Everything that determines a LUNA16 patch; recorded in the patch file so it can be regenerated."""
     s = {k: LUNA[k] for k in ("patch", "negatives", "output", "normalize", "resample")}
     s.update(mode="luna16", seed=config["seed"], buffer_patches=config["extract"]["buffer_patches"],
-             root=luna_root(), annotations=luna_table("annotations"), candidates=luna_table("candidates"))
+             root=luna_root(), annotations=luna_table("annotations"), candidates=luna_table("candidates"),
+             duplicate_annotations=LUNA["duplicate_annotations"])
     return s
 
 
@@ -154,9 +169,9 @@ def get_verify_inputs(wildcards):
 
 def get_verify_args(wildcards):
     if MODE == "luna16":
-        scans = " ".join(LUNA_SCANS[wildcards.group])
-        return f"--nodules {RES}/luna16/labels/{wildcards.group}/nodules.tsv --scans {scans}"
-    return f"--pairs {get_pair_table(wildcards.group)}"
+        scans = " ".join(map(shlex.quote, LUNA_SCANS[wildcards.group]))
+        return f"--nodules {q(f'{RES}/luna16/labels/{wildcards.group}/nodules.tsv')} --scans {scans}"
+    return f"--pairs {q(get_pair_table(wildcards.group))}"
 
 
 def output_settings():

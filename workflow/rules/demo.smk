@@ -16,4 +16,4 @@ if LUNA["root"] == "demo" and MODE == "luna16":
             settings=q(config["demo"]),
             seed=config["seed"],
         shell:
-            "python -m ctpatch.demo --out {params.out} --settings {params.settings} --seed {params.seed} > {log} 2>&1"
+            "{PYTHON} -m ctpatch.demo --out {params.out:q} --settings {params.settings} --seed {params.seed:q} > {log:q} 2>&1"

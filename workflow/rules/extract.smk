@@ -23,5 +23,6 @@ rule extract_patches:
         p=get_extract_params,
     shell:
         "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "  # one core per rank: BLAS threads would fight the other ranks
-        "{resources.mpi} -n {resources.tasks} python -m ctpatch.extract --mode {params.mode} --ranks {resources.tasks} "
-        "--out-dir {output} --settings {params.p[settings]} --inputs {params.p[inputs]} > {log} 2>&1"
+        # resources.mpi is a command with its own words (e.g. "srun --mpi=pmi2"): deliberately not quoted
+        "{resources.mpi} -n {resources.tasks:q} {PYTHON} -m ctpatch.extract --mode {params.mode:q} --ranks {resources.tasks:q} "
+        "--out-dir {output:q} --settings {params.p[settings]} --inputs {params.p[inputs]} > {log:q} 2>&1"

@@ -21,7 +21,7 @@ rule pair_slices:
         random_n=LDCT["random_n"],
         seed=config["seed"],
     shell:
-        "python -m ctpatch.pair_ldct --patient-dir {params.patient_dir:q} --input-dir {params.input_dir:q} "
-        "--target-dir {params.target_dir:q} --by {params.by} --on-error {params.on_error} "
-        "--random-n {params.random_n} --seed {params.seed} --table-out {output.table} "
-        "--report-out {output.report} > {log} 2>&1"
+        "{PYTHON} -m ctpatch.pair_ldct --patient-dir {params.patient_dir:q} --input-dir {params.input_dir:q} "
+        "--target-dir {params.target_dir:q} --by {params.by:q} --on-error {params.on_error:q} "
+        "--random-n {params.random_n:q} --seed {params.seed:q} --table-out {output.table:q} "
+        "--report-out {output.report:q} > {log:q} 2>&1"

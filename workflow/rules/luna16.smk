@@ -14,21 +14,22 @@ rule check_luna_inputs:
         "logs/luna16/check_luna_inputs.log",
     params:
         root=lambda wc, input: str(Path(input.scans[0]).parents[1]),
-        subsets=" ".join(get_luna_subsets()),
+        subsets=get_luna_subsets(),
         unknown=LUNA["unknown_series"],
+        duplicates=LUNA["duplicate_annotations"],
         candidates=(
             f"--candidates {q(luna_table('candidates'))}" if LUNA["negatives"]["strategy"] == "candidates" else ""
         ),
     shell:
-        "python -m ctpatch.check_luna --root {params.root:q} --subsets {params.subsets} "
-        "--annotations {input.annotations:q} {params.candidates} --unknown-series {params.unknown} "
-        "--scans-out {output.scans} --report-out {output.report} > {log} 2>&1"
+        "{PYTHON} -m ctpatch.check_luna --root {params.root:q} --subsets {params.subsets:q} "
+        "--annotations {input.annotations:q} {params.candidates} --unknown-series {params.unknown:q} "
+        "--duplicates {params.duplicates:q} --scans-out {output.scans:q} --report-out {output.report:q} > {log:q} 2>&1"
 
 
 rule convert_mhd:
     input:
         mhd=lambda wc: f"{luna_root()}/{wc.subset}/{wc.uid}.mhd",
-        raw=lambda wc: f"{luna_root()}/{wc.subset}/{wc.uid}.raw",
+        data=lambda wc: get_scan_data_file(f"{luna_root()}/{wc.subset}/{wc.uid}.mhd"),  # as its header names it
         checked=f"{RES}/luna16/checks/scans.tsv",
     output:
         npy=f"{RES}/luna16/volumes/{{subset}}/{{uid}}.npy",
@@ -42,10 +43,10 @@ rule convert_mhd:
     # one scan per core: SimpleITK gets as many threads (a profile may raise it with set-threads)
     threads: 1
     params:
-        settings=q({"resample": LUNA["resample"], "normalize": LUNA["normalize"]}),
+        settings=q({k: LUNA[k] for k in ("resample", "normalize", "plausibility")}),
     shell:
-        "python -m ctpatch.convert --scan {input.mhd:q} --npy-out {output.npy} --json-out {output.json} "
-        "--settings {params.settings} --threads {threads} > {log} 2>&1"
+        "{PYTHON} -m ctpatch.convert --scan {input.mhd:q} --npy-out {output.npy:q} --json-out {output.json:q} "
+        "--settings {params.settings} --threads {threads:q} > {log:q} 2>&1"
 
 
 rule make_labels:
@@ -60,6 +61,9 @@ rule make_labels:
         "../../envs/ctpatch.yaml"
     log:
         "logs/luna16/make_labels/{group}.log",
+    params:
+        duplicates=LUNA["duplicate_annotations"],
     shell:
-        "python -m ctpatch.make_labels --subset {wildcards.group} --sidecars {input.sidecars} "
-        "--annotations {input.annotations:q} --masks-dir {output.masks} --table-out {output.table} > {log} 2>&1"
+        "{PYTHON} -m ctpatch.make_labels --subset {wildcards.group:q} --sidecars {input.sidecars:q} "
+        "--annotations {input.annotations:q} --duplicates {params.duplicates:q} --masks-dir {output.masks:q} "
+        "--table-out {output.table:q} > {log:q} 2>&1"

@@ -18,9 +18,9 @@ rule merge_patches:
         shuffle="yes" if output_settings()["shuffle"] else "no",
         settings=lambda wc: q(mode_settings()),
     shell:
-        "python -m ctpatch.merge --mode {params.mode} --group {wildcards.group} --shards-dir {input} --out {output} "
-        "--seed {params.seed} "
-        "--shuffle {params.shuffle} --settings {params.settings} > {log} 2>&1"
+        "{PYTHON} -m ctpatch.merge --mode {params.mode:q} --group {wildcards.group:q} --shards-dir {input:q} "
+        "--out {output:q} --seed {params.seed:q} "
+        "--shuffle {params.shuffle:q} --settings {params.settings} > {log:q} 2>&1"
 
 
 rule verify_patches:
@@ -38,8 +38,8 @@ rule verify_patches:
         settings=lambda wc: q(mode_settings()),
         args=get_verify_args,
     shell:
-        "python -m ctpatch.verify --mode {params.mode} --patches {input.patches} {params.args} "
-        "--settings {params.settings} --report-out {output} > {log} 2>&1"
+        "{PYTHON} -m ctpatch.verify --mode {params.mode:q} --patches {input.patches:q} {params.args} "
+        "--settings {params.settings} --report-out {output:q} > {log:q} 2>&1"
 
 
 rule sanity_pictures:
@@ -59,4 +59,4 @@ rule sanity_pictures:
     params:
         seed=config["seed"],
     shell:
-        "python -m ctpatch.sanity --patches {input} --out {output} --n 8 --seed {params.seed} > {log} 2>&1"
+        "{PYTHON} -m ctpatch.sanity --patches {input:q} --out {output:q} --n 8 --seed {params.seed:q} > {log:q} 2>&1"

@@ -15,8 +15,8 @@ rule plan:
     params:
         cfg=q(config),
     shell:
-        "python -m ctpatch.plan --config-json {params.cfg} --json {output.json} "
-        "--text {output.text} > {log} 2>&1"
+        "{PYTHON} -m ctpatch.plan --config-json {params.cfg} --json {output.json:q} "
+        "--text {output.text:q} > {log:q} 2>&1"
 
 
 rule verification_table:
@@ -33,7 +33,7 @@ rule verification_table:
     log:
         f"logs/{MODE}/verification_table.log",
     shell:
-        "python -m ctpatch.summarize verification --reports {input} --out {output} > {log} 2>&1"
+        "{PYTHON} -m ctpatch.summarize verification --reports {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule report_config:
@@ -46,7 +46,7 @@ rule report_config:
     params:
         cfg=q(config),
     shell:
-        "python -m ctpatch.summarize config --json {params.cfg} --out {output} > {log} 2>&1"
+        "{PYTHON} -m ctpatch.summarize config --json {params.cfg} --out {output:q} > {log:q} 2>&1"
 
 
 rule nodule_accounting:
@@ -68,10 +68,11 @@ rule nodule_accounting:
     params:
         root=lambda wc, input: str(Path(luna_root())),
         per_nodule=1 + 2 * LUNA["patch"]["shifts_per_side"] * len(LUNA["patch"]["directions"]),
+        duplicates=LUNA["duplicate_annotations"],
     shell:
-        "python -m ctpatch.accounting --annotations {input.annotations:q} --root {params.root:q} "
-        "--nodules {input.nodules} --patches {input.patches} --per-nodule {params.per_nodule} "
-        "--out {output.table} --summary-out {output.summary} > {log} 2>&1"
+        "{PYTHON} -m ctpatch.accounting --annotations {input.annotations:q} --root {params.root:q} "
+        "--nodules {input.nodules:q} --patches {input.patches:q} --per-nodule {params.per_nodule:q} "
+        "--duplicates {params.duplicates:q} --out {output.table:q} --summary-out {output.summary:q} > {log:q} 2>&1"
 
 
 rule nodule_pictures:
@@ -97,6 +98,6 @@ rule nodule_pictures:
     params:
         seed=config["seed"],
     shell:
-        "(python -m ctpatch.sanity --patches {input} --out {output.nodules} --n 6 --seed {params.seed} "
-        "--kind nodule --centre-only && python -m ctpatch.sanity --patches {input} --out {output.negatives} "
-        "--n 24 --seed {params.seed} --kind non_nodule --grid) > {log} 2>&1"
+        "({PYTHON} -m ctpatch.sanity --patches {input:q} --out {output.nodules:q} --n 6 --seed {params.seed:q} "
+        "--kind nodule --centre-only && {PYTHON} -m ctpatch.sanity --patches {input:q} --out {output.negatives:q} "
+        "--n 24 --seed {params.seed:q} --kind non_nodule --grid) > {log:q} 2>&1"
