@@ -1,6 +1,7 @@
 # Config validation, input functions (get_*), the final targets and wildcard constraints.
 
 import json
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -48,6 +49,10 @@ def _discover_luna():
         if others:
             print(f"warning: {not_subsets_warning(root, others)}", file=sys.stderr)
         scans = {s: [p.stem for p in (root / s).glob("*.mhd")] for s in subsets}
+        odd = [f"{root / s / uid}.mhd" for s in scans for uid in scans[s] if not re.fullmatch(r"[0-9.]+", uid)]
+        if odd:  # series uids become file and job names: only digits and dots, as DICOM uids are
+            raise ValueError(f"luna16.root: {len(odd)} scan file name(s) are not a series uid (digits and dots): "
+                             + ", ".join(repr(o) for o in odd[:5]))
     wanted = LUNA["subsets"] or sorted(scans, key=lambda s: int(s[len("subset"):]))
     missing = [s for s in wanted if not scans.get(s)]
     if missing and LUNA["root"] != "demo":
@@ -110,6 +115,10 @@ def _discover_ldct():
     if not root.is_dir():
         raise ValueError(f"ldct.root: folder {root} not found")
     found = sorted(d.name for d in root.iterdir() if (d / LDCT["input_dir"]).is_dir())
+    odd = [p for p in found if not re.fullmatch(r"[A-Za-z0-9_.-]+", p)]
+    if odd and not LDCT["patients"]:  # patient ids become file and job names
+        raise ValueError(f"ldct.root: patient folder name(s) {odd} under {root} are not letters, digits, '_', '.', "
+                         f"'-' (rename them, or list the patients to use in ldct.patients)")
     wanted = LDCT["patients"] or found
     missing = [p for p in wanted if p not in found]
     if missing:

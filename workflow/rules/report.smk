@@ -3,8 +3,9 @@
 
 rule plan:
     input:
-        # LUNA16: after the pre-flight check, so a bad input is reported by it, naming the file
-        lambda wc: [f"{RES}/luna16/checks/scans.tsv"] if MODE == "luna16" else [],
+        # after the pre-flight check (LUNA16) or the slice pairing (LDCT): a bad input is reported
+        # once, by the step that names the file, not a second time by the plan
+        lambda wc: [f"{RES}/luna16/checks/scans.tsv"] if MODE == "luna16" else [get_pair_table(g) for g in get_groups()],
     output:
         json=f"{RES}/{MODE}/report/plan.json",
         text=report(f"{RES}/{MODE}/report/plan.txt", caption="../report/plan.rst", category="Plan"),
