@@ -127,7 +127,9 @@ def check(root, subsets, annotations, candidates=None, unknown_series="fail", du
         except TableError as exc:
             problems.append(str(exc))
     if problems:
-        raise InputError(f"{len(problems)} problem(s) in the LUNA16 inputs:\n  " + "\n  ".join(problems))
+        # the first line names the first file at fault; the others follow, one a line
+        raise InputError(f"{problems[0]}\n  ({len(problems)} problem(s) in the LUNA16 inputs)"
+                         + "".join(f"\n  {p}" for p in problems[1:]))
     for uid, (subset, h) in sorted(headers.items(), key=lambda kv: (kv[1][0], kv[0])):
         g = h.grid
         rows.append({"subset": subset, "seriesuid": uid, "mhd": str(h.path),
@@ -169,4 +171,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ctpatch.cli import run_cli
+
+    sys.exit(run_cli(main))

@@ -381,8 +381,8 @@ def pair_slices(
         pairs.append(SlicePair(input=a, target=b, position_z=a.z, instance=a.instance))
 
     if problems and on_error == "fail":
-        listing = "\n".join(f"- {m}" for m in problems)
-        raise ValueError(f"Slice pairing found {len(problems)} problem(s):\n{listing}")
+        listing = "".join(f"\n- {m}" for m in problems[1:])
+        raise ValueError(f"{problems[0]} ({len(problems)} slice pairing problem(s)){listing}")
 
     def order(p: SlicePair) -> tuple:
         z = p.position_z if p.position_z is not None else math.inf
