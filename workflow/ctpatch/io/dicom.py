@@ -272,11 +272,10 @@ def pair_slices(
     problems: list[str] = []
     inputs = _read_all(inputs_p, "input", problems)
     targets = _read_all(targets_p, "target", problems)
-    if len(inputs_p) != len(targets_p):
-        problems.append(
-            f"count mismatch: {len(inputs_p)} input slices in {in_dir} vs "
-            f"{len(targets_p)} target slices in {tg_dir}"
-        )
+    count_mismatch = (
+        [f"count mismatch: {len(inputs_p)} input slices in {in_dir} vs {len(targets_p)} target slices in {tg_dir}"]
+        if len(inputs_p) != len(targets_p) else []
+    )  # listed after the slices it implies, so that the first line names a file
 
     everyone = inputs + targets
     if all(h.position is not None for h in everyone):
@@ -380,6 +379,7 @@ def pair_slices(
             continue
         pairs.append(SlicePair(input=a, target=b, position_z=a.z, instance=a.instance))
 
+    problems += count_mismatch
     if problems and on_error == "fail":
         listing = "".join(f"\n- {m}" for m in problems[1:])
         raise ValueError(f"{problems[0]} ({len(problems)} slice pairing problem(s)){listing}")
