@@ -6,9 +6,20 @@ import shlex
 import sys
 from pathlib import Path
 
+from ctpatch.config import ConfigError
 from ctpatch.config import validate as validate_config
 
-validate_config(config)  # the schema's defaults are filled in; a bad value stops here with its key
+
+def refuse(message):
+    """Stop parsing with one `error:` line naming the key or file (no traceback), status 1."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+try:
+    validate_config(config)  # the schema's defaults are filled in; a bad value stops here with its key
+except ConfigError as exc:
+    refuse(exc)
 
 RES = config["results"]
 MODE = config["mode"]
@@ -44,14 +55,14 @@ def _discover_luna():
 
         root = Path(LUNA["root"])
         if not root.is_dir():
-            raise ValueError(f"luna16.root: folder {root} not found")
+            refuse(f"luna16.root: folder {root} not found")
         subsets, others = subset_folders(root)  # only subset<N>: subset0_old is listed, not parsed
         if others:
             print(f"warning: {not_subsets_warning(root, others)}", file=sys.stderr)
         scans = {s: [p.stem for p in (root / s).glob("*.mhd")] for s in subsets}
         odd = [f"{root / s / uid}.mhd" for s in scans for uid in scans[s] if not re.fullmatch(r"[0-9.]+", uid)]
         if odd:  # series uids become file and job names: only digits and dots, as DICOM uids are
-            raise ValueError(f"luna16.root: {len(odd)} scan file name(s) are not a series uid (digits and dots): "
+            refuse(f"luna16.root: {len(odd)} scan file name(s) are not a series uid (digits and dots): "
                              + ", ".join(repr(o) for o in odd[:5]))
     wanted = LUNA["subsets"] or sorted(scans, key=lambda s: int(s[len("subset"):]))
     missing = [s for s in wanted if not scans.get(s)]
@@ -59,7 +70,7 @@ def _discover_luna():
         # left to check_luna, which names every empty or missing folder; no job is planned for them
         pass
     if not wanted:
-        raise ValueError(f"luna16.root: no subsetK folders under {luna_root()}")
+        refuse(f"luna16.root: no subsetK folders under {luna_root()}")
     return {s: sorted(scans.get(s, [])) for s in wanted}
 
 
@@ -113,18 +124,18 @@ def _discover_ldct():
     """The patient folders holding the input folder (or the configured list), known at parse time."""
     root = Path(LDCT["root"])
     if not root.is_dir():
-        raise ValueError(f"ldct.root: folder {root} not found")
+        refuse(f"ldct.root: folder {root} not found")
     found = sorted(d.name for d in root.iterdir() if (d / LDCT["input_dir"]).is_dir())
     odd = [p for p in found if not re.fullmatch(r"[A-Za-z0-9_.-]+", p)]
     if odd and not LDCT["patients"]:  # patient ids become file and job names
-        raise ValueError(f"ldct.root: patient folder name(s) {odd} under {root} are not letters, digits, '_', '.', "
+        refuse(f"ldct.root: patient folder name(s) {odd} under {root} are not letters, digits, '_', '.', "
                          f"'-' (rename them, or list the patients to use in ldct.patients)")
     wanted = LDCT["patients"] or found
     missing = [p for p in wanted if p not in found]
     if missing:
-        raise ValueError(f"ldct.patients: {missing} have no folder {LDCT['input_dir']!r} under {root}")
+        refuse(f"ldct.patients: {missing} have no folder {LDCT['input_dir']!r} under {root}")
     if not wanted:
-        raise ValueError(f"ldct.root: no patient folder under {root} holds a {LDCT['input_dir']!r} folder")
+        refuse(f"ldct.root: no patient folder under {root} holds a {LDCT['input_dir']!r} folder")
     return wanted
 
 
