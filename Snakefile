@@ -38,6 +38,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/settings.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/luna16.smk"
 include: "workflow/rules/ldct.smk"

@@ -98,3 +98,23 @@ def assert_refused(rc, err: str, names, *, inputs: tuple[Path, dict] | None = No
     if inputs is not None:
         root, before = inputs
         assert tree_digest(root) == before, f"an input under {root} changed"
+
+
+def settings_file(folder: Path, scope: str, config: dict) -> Path:
+    """Write the settings file of ``scope`` for ``config`` (validated, defaults filled) as the workflow does."""
+    from ctpatch.config import scope_settings, validate, write_settings
+
+    path = Path(folder) / f"settings-{scope}.json"
+    write_settings(scope_settings(validate(config), scope), path, scope)
+    return path
+
+
+def check_args(root: Path, folder: Path, **luna) -> list:
+    """``--settings-file`` of scope check for the LUNA16 folder ``root`` (``luna16`` keys over the defaults)."""
+    return ["--settings-file", settings_file(folder, "check", {"luna16": {"root": str(root), **luna}})]
+
+
+def pairs_args(patient: Path, folder: Path, **ldct) -> list:
+    """``--patient-dir`` and the ``--settings-file`` of scope pairs for one LDCT patient folder."""
+    return ["--patient-dir", patient, "--settings-file",
+            settings_file(folder, "pairs", {"mode": "ldct", "ldct": {"root": str(patient.parent), **ldct}})]

@@ -8,7 +8,7 @@ import pytest
 
 from ctpatch import check_luna
 
-from .conftest import assert_refused, call, first_scan, tree_digest
+from .conftest import assert_refused, call, check_args, first_scan, tree_digest
 
 
 def _ann(root):
@@ -119,10 +119,9 @@ TABLE_CASES = {
 }
 
 
-def _check(root, out, capsys, *extra, subsets=("subset0", "subset1")):
-    return call(check_luna.main, ["--root", root, "--subsets", *subsets, "--annotations", _ann(root),
-                                  "--scans-out", out / "scans.tsv", "--report-out", out / "inputs.json", *extra],
-                capsys)
+def _check(root, out, capsys, subsets=("subset0", "subset1"), **luna):
+    return call(check_luna.main, [*check_args(root, out.parent, **luna), "--subsets", *subsets,
+                                  "--scans-out", out / "scans.tsv", "--report-out", out / "inputs.json"], capsys)
 
 
 @pytest.mark.parametrize("case", TABLE_CASES, ids=str)
@@ -141,7 +140,7 @@ def test_candidates_with_bad_class_refused(luna, tmp_path, capsys):
     _write(cand, lines)
     before = tree_digest(luna)
     out = tmp_path / "checks"
-    rc, err = _check(luna, out, capsys, "--candidates", cand)
+    rc, err = _check(luna, out, capsys, negatives={"strategy": "candidates"})
     assert_refused(rc, err, ["candidates.csv", "row 2", "class 0 or 1"], inputs=(luna, before),
                    absent=[out / "scans.tsv"])
 
@@ -157,7 +156,7 @@ def test_duplicate_rows_dropped_with_a_report_line(luna, tmp_path, capsys):
     _, _ = _duplicate_row(luna)
     n_rows = len(_lines(_ann(luna)))
     out = tmp_path / "checks"
-    rc, err = _check(luna, out, capsys, "--duplicates", "drop")
+    rc, err = _check(luna, out, capsys, duplicate_annotations="drop")
     assert rc == 0, err
     report = json.loads((out / "inputs.json").read_text())
     assert report["dropped_duplicates"] == [[n_rows, 2]]

@@ -14,8 +14,9 @@ import pytest
 import SimpleITK as sitk
 
 from ctpatch import check_luna, convert
+from ctpatch.config import defaults
 
-from .conftest import assert_refused, call, first_scan, tree_digest
+from .conftest import assert_refused, call, check_args, first_scan, tree_digest
 
 
 def _set(key, value):
@@ -109,9 +110,8 @@ def test_header_or_data_file_fault_refused_before_any_conversion(case, luna, tmp
     names = HEADER_CASES[case](luna)
     before = tree_digest(luna)
     out = tmp_path / "checks"
-    rc, err = call(check_luna.main, ["--root", luna, "--subsets", "subset0", "subset1", "--annotations",
-                                     luna / "CSVFILES" / "annotations.csv", "--scans-out", out / "scans.tsv",
-                                     "--report-out", out / "inputs.json"], capsys)
+    rc, err = call(check_luna.main, [*check_args(luna, tmp_path), "--subsets", "subset0", "subset1",
+                                     "--scans-out", out / "scans.tsv", "--report-out", out / "inputs.json"], capsys)
     assert_refused(rc, err, names, inputs=(luna, before), absent=[out / "scans.tsv", out / "inputs.json"])
 
 
@@ -165,15 +165,14 @@ def test_implausible_values_refused_before_anything_is_written(case, luna, tmp_p
 def test_compressed_zraw_scan_is_accepted_and_converts_like_the_raw(luna, tmp_path, capsys):
     """Not a refusal: SimpleITK's .zraw (CompressedData = True) is valid MetaImage."""
     mhd = first_scan(luna)
-    plain, _ = convert.convert(mhd, convert.DEFAULT_SETTINGS)
+    plain, _ = convert.convert(mhd, defaults("convert"))
     image = sitk.ReadImage(str(mhd))
     mhd.with_suffix(".raw").unlink()
     sitk.WriteImage(image, str(mhd), useCompression=True)
     assert mhd.with_suffix(".zraw").is_file() and not mhd.with_suffix(".raw").exists()
     out = tmp_path / "checks"
-    rc, err = call(check_luna.main, ["--root", luna, "--subsets", "subset0", "subset1", "--annotations",
-                                     luna / "CSVFILES" / "annotations.csv", "--scans-out", out / "scans.tsv",
-                                     "--report-out", out / "inputs.json"], capsys)
+    rc, err = call(check_luna.main, [*check_args(luna, tmp_path), "--subsets", "subset0", "subset1",
+                                     "--scans-out", out / "scans.tsv", "--report-out", out / "inputs.json"], capsys)
     assert rc == 0, err
-    again, _ = convert.convert(mhd, convert.DEFAULT_SETTINGS)
+    again, _ = convert.convert(mhd, defaults("convert"))
     np.testing.assert_array_equal(again, plain)

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from ctpatch import check_luna, convert, make_labels, pair_ldct
-from ctpatch.config import validate
+from ctpatch.config import defaults
 
-from .conftest import FULL, QUARTER, REPO, assert_refused, call, first_scan, run_module, tree_digest
+from .conftest import (REPO, assert_refused, call, check_args, first_scan, pairs_args, run_module, settings_file,
+                       tree_digest)
 
 KILL_AT_PUBLISH = (
     "import os, runpy, signal, sys\n"
@@ -48,7 +49,7 @@ def _sidecars(luna, out):
 
     paths = []
     for mhd in sorted((luna / "subset0").glob("*.mhd")):
-        volume, sidecar = convert.convert(mhd, convert.DEFAULT_SETTINGS)
+        volume, sidecar = convert.convert(mhd, defaults("convert"))
         save_npy(out / f"{mhd.stem}.npy", volume)
         write_json(out / f"{mhd.stem}.json", sidecar)
         paths.append(out / f"{mhd.stem}.json")
@@ -59,9 +60,8 @@ def _sidecars(luna, out):
 def test_kill_during_preflight_check(luna, tmp_path):
     out = tmp_path / "checks"
     before = tree_digest(luna)
-    rc = killed_at_publish("check_luna", "--root", luna, "--subsets", "subset0", "--annotations",
-                           luna / "CSVFILES" / "annotations.csv", "--scans-out", out / "scans.tsv",
-                           "--report-out", out / "inputs.json")
+    rc = killed_at_publish("check_luna", *check_args(luna, tmp_path), "--subsets", "subset0",
+                           "--scans-out", out / "scans.tsv", "--report-out", out / "inputs.json")
     assert rc == -signal.SIGKILL and finished(out) == [] and tree_digest(luna) == before
 
 
@@ -85,19 +85,17 @@ def test_kill_during_labels(luna, tmp_path):
 def test_kill_during_pairing(ldct, tmp_path):
     out = tmp_path / "pairs"
     before = tree_digest(ldct)
-    rc = killed_at_publish("pair_ldct", "--patient-dir", ldct, "--input-dir", QUARTER, "--target-dir", FULL,
-                           "--table-out", out / "L096.tsv", "--report-out", out / "L096.json")
+    rc = killed_at_publish("pair_ldct", *pairs_args(ldct, tmp_path), "--table-out", out / "L096.tsv",
+                           "--report-out", out / "L096.json")
     assert rc == -signal.SIGKILL and finished(out) == [] and tree_digest(ldct) == before
 
 
 def _ldct_extract_args(ldct, tmp_path):
     table = tmp_path / "pairs" / "L096.tsv"
-    assert pair_ldct.main(["--patient-dir", str(ldct), "--input-dir", QUARTER, "--target-dir", FULL, "--random-n",
-                           "1", "--table-out", str(table), "--report-out", str(table.with_suffix(".json"))]) == 0
-    cfg = validate({"mode": "ldct", "ldct": {"root": str(ldct.parent)}})
-    settings = {k: v for k, v in cfg["ldct"].items() if k != "patients"}
-    settings.update(mode="ldct", seed=0, buffer_patches=8)
-    return ["--mode", "ldct", "--ranks", "1", "--settings", json.dumps(settings),
+    assert pair_ldct.main([str(a) for a in pairs_args(ldct, tmp_path, random_n=1)]
+                          + ["--table-out", str(table), "--report-out", str(table.with_suffix(".json"))]) == 0
+    patches = settings_file(tmp_path, "patches", {"mode": "ldct", "ldct": {"root": str(ldct.parent)}})
+    return ["--mode", "ldct", "--ranks", "1", "--settings-file", patches,
             "--inputs", json.dumps({"pairs": [str(table)]})]
 
 
@@ -163,9 +161,8 @@ def test_full_disk_during_conversion(luna, disk, capsys):
 def test_full_disk_during_preflight_check(luna, disk, capsys):
     _fill(disk, leave=0)
     out = disk / "checks"
-    rc, err = call(check_luna.main, ["--root", luna, "--subsets", "subset0", "subset1", "--annotations",
-                                     luna / "CSVFILES" / "annotations.csv", "--scans-out", out / "scans.tsv",
-                                     "--report-out", out / "inputs.json"], capsys)
+    rc, err = call(check_luna.main, [*check_args(luna, luna.parent), "--subsets", "subset0", "subset1",
+                                     "--scans-out", out / "scans.tsv", "--report-out", out / "inputs.json"], capsys)
     assert_refused(rc, err, ["scans.tsv", "No space left on device"])
     assert finished(out) == []
 
@@ -186,14 +183,13 @@ def test_read_only_results_folder(step, luna, ldct, disk, tmp_path, capsys):
     out = disk / "results"
     argv = {
         "convert": (convert.main, ["--scan", first_scan(luna), "--npy-out", out / "a.npy", "--json-out", out / "a.json"]),
-        "check_luna": (check_luna.main, ["--root", luna, "--subsets", "subset0", "--annotations",
-                                         luna / "CSVFILES" / "annotations.csv", "--scans-out", out / "scans.tsv",
-                                         "--report-out", out / "inputs.json"]),
+        "check_luna": (check_luna.main, [*check_args(luna, tmp_path), "--subsets", "subset0",
+                                         "--scans-out", out / "scans.tsv", "--report-out", out / "inputs.json"]),
         "make_labels": (make_labels.main, ["--subset", "subset0", "--sidecars", *sidecars, "--annotations",
                                            luna / "CSVFILES" / "annotations.csv", "--masks-dir", out / "masks",
                                            "--table-out", out / "nodules.tsv"]),
-        "pair_ldct": (pair_ldct.main, ["--patient-dir", ldct, "--input-dir", QUARTER, "--target-dir", FULL,
-                                       "--table-out", out / "p.tsv", "--report-out", out / "p.json"]),
+        "pair_ldct": (pair_ldct.main, [*pairs_args(ldct, tmp_path), "--table-out", out / "p.tsv",
+                                       "--report-out", out / "p.json"]),
     }[step]
     rc, err = call(*argv, capsys)
     assert_refused(rc, err, [str(out), "Read-only file system"], absent=[out])

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ctpatch.config import luna16_settings, validate, write_settings
 from ctpatch.accounting import account, main
 from ctpatch.extract_luna import PROV_NODULE
 
@@ -47,8 +48,10 @@ def test_each_annotation_gets_its_status(layout):
 
 def test_missing_patches_fail_the_step(layout, tmp_path, capsys):
     ann, root, table, patches = layout
-    args = ["--annotations", str(ann), "--root", str(root), "--nodules", str(table),
-            "--patches", str(patches([57, 56])), "--per-nodule", "57",
+    settings = tmp_path / "patches.json"  # the default shifts: 57 patches per nodule
+    write_settings(luna16_settings(validate({"luna16": {"root": str(root)}})), settings, "patches")
+    args = ["--annotations", str(ann), "--settings-file", str(settings), "--nodules", str(table),
+            "--patches", str(patches([57, 56])),
             "--out", str(tmp_path / "acc.tsv"), "--summary-out", str(tmp_path / "acc.json")]
     assert main(args) == 1
     assert "rows [5]" in capsys.readouterr().err
@@ -59,13 +62,17 @@ def test_missing_patches_fail_the_step(layout, tmp_path, capsys):
 def test_identical_rows_fail_by_default_and_are_accounted_when_dropped(layout, tmp_path, capsys):
     ann, root, table, patches = layout
     ann.write_text(ann.read_text() + "1.1,1,2,3,6\n")  # line 6 = line 2
-    args = ["--annotations", str(ann), "--root", str(root), "--nodules", str(table), "--patches",
-            str(patches([57, 57])), "--per-nodule", "57", "--out", str(tmp_path / "acc.tsv"),
-            "--summary-out", str(tmp_path / "acc.json")]
-    assert main(args) == 1
+    def args(duplicates):
+        settings = tmp_path / f"patches-{duplicates}.json"
+        config = validate({"luna16": {"root": str(root), "duplicate_annotations": duplicates}})
+        write_settings(luna16_settings(config), settings, "patches")
+        return ["--annotations", str(ann), "--settings-file", str(settings), "--nodules", str(table), "--patches",
+                str(patches([57, 57])), "--out", str(tmp_path / "acc.tsv"), "--summary-out", str(tmp_path / "acc.json")]
+
+    assert main(args("fail")) == 1
     first = capsys.readouterr().err.splitlines()[0]
     assert first.startswith(f"error: {ann}: row 6 is identical to row 2") and not (tmp_path / "acc.tsv").exists()
-    assert main([*args, "--duplicates", "drop"]) == 0
+    assert main(args("drop")) == 0
     out = pd.read_csv(tmp_path / "acc.tsv", sep="\t").set_index("annotation_row")
     assert out.loc[6, "status"] == "duplicate of row 2" and out.loc[6, "patches"] == 0
     assert out.loc[2, "status"] == "patched" and out.loc[2, "patches"] == 57  # counted once, not twice

@@ -7,15 +7,14 @@ header that says MET_USHORT (the case the issue found: 76 % of the voxels clippe
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
-from ctpatch.convert import DEFAULT_SETTINGS, convert, main
+from ctpatch.config import defaults, write_settings
+from ctpatch.convert import convert, main
 from ctpatch.demo import write_dataset
 from ctpatch.io.mhd import ScanError
-from ctpatch.plausible import DEFAULTS, check, hu_figures, problems
+from ctpatch.plausible import check, hu_figures, problems
 
 DEMO = {"subsets": 1, "scans_per_subset": 1, "size_xy": 64, "slices": [20, 20], "nodules_per_scan": [1, 1],
         "candidates_per_scan": 1}
@@ -35,7 +34,7 @@ def test_figures_count_by_hand():
     assert f["share_at_hu_min"] == pytest.approx(2 / 9)  # -3024 -1000
     assert f["share_at_hu_max"] == pytest.approx(2 / 9)  # 400 3000
     assert (f["min"], f["max"], f["nan"]) == (-3024.0, 3000.0, 0)
-    assert problems(f, -1000.0, 400.0, DEFAULTS) == []
+    assert problems(f, -1000.0, 400.0, {}) == []
 
 
 @pytest.mark.parametrize(
@@ -61,7 +60,7 @@ def test_thresholds_are_settings():
 
 
 def test_demo_scan_is_plausible_and_figures_recorded(demo_scan):
-    _, sidecar = convert(demo_scan, DEFAULT_SETTINGS)
+    _, sidecar = convert(demo_scan, defaults("convert"))
     f = sidecar["plausibility"]
     assert f["air_share"] > 0.3 and f["share_at_hu_max"] < 0.05 and f["min"] == -3024.0
 
@@ -72,7 +71,7 @@ def test_signed_scan_under_unsigned_header_fails_with_file_and_figures(demo_scan
     mhd.write_text(demo_scan.read_text().replace("MET_SHORT", "MET_USHORT").replace(
         f"ElementDataFile = {raw.name}", f"ElementDataFile = {raw}"))
     with pytest.raises(ScanError, match="implausible CT values") as err:
-        convert(mhd, DEFAULT_SETTINGS)
+        convert(mhd, defaults("convert"))
     msg = str(err.value)
     assert msg.startswith(str(mhd)) and "MET_USHORT" in msg and "no air" in msg and "outside hu_range" in msg
     # the expected share at the top: every int16 value below 0 becomes >= 32768 as uint16, plus those >= 400
@@ -83,6 +82,7 @@ def test_signed_scan_under_unsigned_header_fails_with_file_and_figures(demo_scan
     code = main(["--scan", str(mhd), "--npy-out", str(out / "x.npy"), "--json-out", str(out / "x.json")])
     first = capsys.readouterr().err.splitlines()[0]
     assert code == 1 and first.startswith(f"error: {mhd}") and not out.exists()
-    relaxed = {**DEFAULT_SETTINGS, "plausibility": {"enabled": False}}
+    relaxed = tmp_path / "convert.json"
+    write_settings({**defaults("convert").to_dict(), "plausibility": {"enabled": False}}, relaxed, "convert")
     assert main(["--scan", str(mhd), "--npy-out", str(out / "x.npy"), "--json-out", str(out / "x.json"),
-                 "--settings", json.dumps(relaxed)]) == 0
+                 "--settings-file", str(relaxed)]) == 0

@@ -9,8 +9,8 @@ left out), or ``unknown series`` (no scan of that uid under the root: only possi
 lists the rows of the same scan whose annotation spheres overlap this one (their patches share
 voxels: they are not independent samples).
 
-Usage: ``python -m ctpatch.accounting --annotations A.csv --root DIR --nodules T1.tsv ...
---patches P1.h5 ... --per-nodule 57 [--duplicates fail|drop] --out accounting.tsv --summary-out summary.json``
+Usage: ``python -m ctpatch.accounting --annotations A.csv --settings-file patches.json --nodules T1.tsv ...
+--patches P1.h5 ... --out accounting.tsv --summary-out summary.json``
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ import h5py
 import pandas as pd
 
 from ctpatch.check_luna import all_series
-from ctpatch.io.tables import DUPLICATES, TableError, overlapping_nodules, read_annotations, read_csv_rows
+from ctpatch.config import ConfigError, read_settings
+from ctpatch.io.tables import TableError, overlapping_nodules, read_annotations, read_csv_rows
+from ctpatch.luna import patches_per_nodule
 from ctpatch.store import atomic_path, write_json
 
 
@@ -70,17 +72,17 @@ def account(annotations, root, nodule_tables, patch_files, per_nodule: int, dupl
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ctpatch.accounting", description=__doc__.split("\n\n")[0])
     ap.add_argument("--annotations", required=True)
-    ap.add_argument("--root", required=True)
+    ap.add_argument("--settings-file", required=True, help="settings of scope 'patches' (root, patch shifts)")
     ap.add_argument("--nodules", nargs="+", required=True, help="the processed subsets' nodule tables")
     ap.add_argument("--patches", nargs="+", required=True, help="the processed subsets' patch files")
-    ap.add_argument("--per-nodule", type=int, required=True, help="patches per nodule (57 by default)")
-    ap.add_argument("--duplicates", choices=DUPLICATES, default="fail", help="identical annotation rows")
     ap.add_argument("--out", required=True)
     ap.add_argument("--summary-out", required=True)
     args = ap.parse_args(argv)
     try:
-        table = account(args.annotations, args.root, args.nodules, args.patches, args.per_nodule, args.duplicates)
-    except TableError as exc:
+        s = read_settings(args.settings_file, scope="patches")
+        table = account(args.annotations, s["root"], args.nodules, args.patches, patches_per_nodule(s["patch"]),
+                        s.get("duplicate_annotations", "fail"))
+    except (ConfigError, TableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     summary = {"annotations": len(table), "by_status": table["status"].value_counts().to_dict(),

@@ -5,8 +5,8 @@ scans, an annotation for an unknown scan or a nodule outside its volume stops th
 listing every problem found, instead of failing hours later.  Writes the scan table
 (``scans.tsv``) and a JSON report.
 
-Usage: ``python -m ctpatch.check_luna --root DIR --subsets subset0 subset1 --annotations CSV
---unknown-series fail [--duplicates fail|drop] --scans-out scans.tsv --report-out report.json``
+Usage: ``python -m ctpatch.check_luna --settings-file check.json --subsets subset0 subset1
+--scans-out scans.tsv --report-out report.json``
 
 Only folders named ``subset<N>`` are subsets; other ``subset*`` folders (``subset0_old``) are
 listed in a warning and otherwise ignored (:func:`subset_folders`).
@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ctpatch.config import ConfigError, read_settings
 from ctpatch.io.mhd import ScanError, check_scan
-from ctpatch.io.tables import DUPLICATES, TableError, read_annotations, read_candidates
+from ctpatch.io.tables import TableError, read_annotations, read_candidates
 from ctpatch.store import atomic_path, write_json
 
 
@@ -146,19 +147,17 @@ def check(root, subsets, annotations, candidates=None, unknown_series="fail", du
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ctpatch.check_luna", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--root", required=True)
+    ap.add_argument("--settings-file", required=True,
+                    help="settings of scope 'check' (root, annotations, candidates, unknown_series)")
     ap.add_argument("--subsets", nargs="+", required=True)
-    ap.add_argument("--annotations", required=True)
-    ap.add_argument("--candidates", default=None)
-    ap.add_argument("--unknown-series", choices=["fail", "warn"], default="fail")
-    ap.add_argument("--duplicates", choices=DUPLICATES, default="fail", help="identical annotation rows")
     ap.add_argument("--scans-out", required=True)
     ap.add_argument("--report-out", required=True)
     args = ap.parse_args(argv)
     try:
-        table, report = check(args.root, args.subsets, args.annotations, args.candidates, args.unknown_series,
-                              args.duplicates)
-    except InputError as exc:
+        s = read_settings(args.settings_file, scope="check")
+        table, report = check(s["root"], args.subsets, s["annotations"], s["candidates"], s["unknown_series"],
+                              s.get("duplicate_annotations", "fail"))
+    except (InputError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for w in report["warnings"]:

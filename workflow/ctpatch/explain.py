@@ -250,7 +250,8 @@ def _luna_subset(root: Path, uid: str, given, attrs) -> str:
 def regenerate_luna(settings: dict, prov: dict, kind: str, bases: list[Path], subset=None, attrs=None):
     """Regenerate one LUNA16 patch; return (image, label, provenance dict, scan_index or None, sources)."""
     from ctpatch.convert import convert
-    from ctpatch.extract_luna import Job, Unit, expected_counts
+    from ctpatch.extract_luna import Job, Unit
+    from ctpatch.luna import expected_counts
     from ctpatch.geometry import VolumeGrid
     from ctpatch.io.tables import read_annotations
     from ctpatch.make_labels import TABLE_COLUMNS, label_volume, nodules_of_scan

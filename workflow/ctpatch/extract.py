@@ -20,6 +20,7 @@ import time
 import traceback
 from pathlib import Path
 
+from ctpatch.config import read_settings
 from ctpatch.store import write_json
 
 MODES = ("luna16", "ldct")
@@ -96,7 +97,7 @@ def parse_args(argv=None):
     ap.add_argument("--plan", default=None,
                     help="plan.json: check free space for the group (the out-dir's name) before any work")
     ap.add_argument("--out-dir", required=True, help="folder for rankNNNN.h5 shards and manifest.json")
-    ap.add_argument("--settings", required=True, help="JSON settings of the mode (see the mode module)")
+    ap.add_argument("--settings-file", required=True, help="settings of scope 'patches' (ctpatch.config)")
     ap.add_argument("--inputs", required=True, help="JSON object of input paths of the mode")
     args = ap.parse_args(argv)
     if args.ranks < 1:
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
     comm = MPI.COMM_WORLD
     try:
         args = parse_args(argv)
-        args.settings = json.loads(args.settings)
+        args.settings = read_settings(args.settings_file, scope="patches")
         args.inputs = json.loads(args.inputs)
         run(args, comm)
     except SystemExit:

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
-DEFAULTS = {
-    "enabled": True,
-    "air_hu": -500.0,
-    "min_air_share": 0.01,
-    "max_share_at_hu_min": 0.95,
-    "max_share_at_hu_max": 0.25,
-    "hu_range": [-4096.0, 32767.0],
-}
+
+def defaults() -> dict:
+    """``luna16.plausibility`` at the schema's defaults (the one home of every default)."""
+    from ctpatch.config import section
+
+    return dict(section("luna16")["plausibility"])
 
 
 def hu_figures(hu: np.ndarray, hu_min: float, hu_max: float, air_hu: float) -> dict:
@@ -53,7 +51,7 @@ def hu_figures(hu: np.ndarray, hu_min: float, hu_max: float, air_hu: float) -> d
 
 def problems(figures: dict, hu_min: float, hu_max: float, settings: dict) -> list[str]:
     """What is implausible about a scan with these :func:`hu_figures`; empty when it looks like CT."""
-    s = {**DEFAULTS, **(settings or {})}
+    s = {**defaults(), **(settings or {})}
     out = []
     if figures["nan"]:
         out.append(f"{figures['nan']} voxels are NaN")
@@ -74,6 +72,6 @@ def problems(figures: dict, hu_min: float, hu_max: float, settings: dict) -> lis
 
 def check(hu: np.ndarray, hu_min: float, hu_max: float, settings: dict | None) -> tuple[dict, list[str]]:
     """Figures and problems of one scan; no problems when ``settings["enabled"]`` is false."""
-    s = {**DEFAULTS, **(settings or {})}
+    s = {**defaults(), **(settings or {})}
     figures = hu_figures(hu, hu_min, hu_max, s["air_hu"])
     return figures, (problems(figures, hu_min, hu_max, s) if s["enabled"] else [])

@@ -22,6 +22,8 @@ import h5py
 import hdf5plugin
 import numpy as np
 
+from ctpatch.config import key_schema
+
 #: codec name -> ``create_dataset`` keywords.  Blosc2 comes from ``hdf5plugin`` (imported by
 #: ``ctpatch/__init__.py``, which registers the filter); ``filters=SHUFFLE`` is Blosc2's byte shuffle.
 COMPRESSION = {
@@ -31,7 +33,8 @@ COMPRESSION = {
     "gzip": {"compression": "gzip", "compression_opts": 1},
     "none": {},
 }
-DEFAULT_CODEC = "blosc2-zstd"
+#: the default codec of the patch datasets: the schema's (both modes share it)
+DEFAULT_CODEC = key_schema("luna16.output.compression")["default"]
 
 #: c-blosc2 reads these at every compression and lets them override the parameters the dataset was
 #: created with (measured with hdf5plugin 7.1: each changed the bytes written; ``BLOSC_TYPESIZE=8``

@@ -6,8 +6,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ctpatch.config import ConfigError
-from ctpatch.config import validate as validate_config
+import ctpatch.config as cfg
 
 
 def refuse(message):
@@ -17,8 +16,8 @@ def refuse(message):
 
 
 try:
-    validate_config(config)  # the schema's defaults are filled in; a bad value stops here with its key
-except ConfigError as exc:
+    cfg.validate(config)  # the schema's defaults are filled in; a bad value stops here with its key
+except cfg.ConfigError as exc:
     refuse(exc)
 
 RES = config["results"]
@@ -32,14 +31,19 @@ def q(value):
     return shlex.quote(value if isinstance(value, str) else json.dumps(value, sort_keys=True))
 
 
+# ---------------------------------------------------------------- settings files (ctpatch.config)
+def get_settings_file(scope):
+    """The settings file of one scope of this mode (rule write_settings), e.g. ``patches``."""
+    return f"{RES}/{MODE}/settings/{scope}.json"
+
+
 # ---------------------------------------------------------------- LUNA16 inputs
 def luna_root():
-    return DEMO_ROOT if LUNA["root"] == "demo" else LUNA["root"]
+    return cfg.luna_root(config)
 
 
 def luna_table(key):
-    path = Path(LUNA[key])
-    return str(path if path.is_absolute() else Path(luna_root()) / path)
+    return cfg.luna_table(config, key)
 
 
 def _discover_luna():
@@ -102,15 +106,6 @@ def get_sidecars(wildcards):
     return [f"{RES}/luna16/volumes/{wildcards.group}/{uid}.json" for uid in LUNA_SCANS[wildcards.group]]
 
 
-def luna_settings():
-    """Everything that determines a LUNA16 patch; recorded in the patch file so it can be regenerated."""
-    s = {k: LUNA[k] for k in ("patch", "negatives", "output", "normalize", "resample")}
-    s.update(mode="luna16", seed=config["seed"], buffer_patches=config["extract"]["buffer_patches"],
-             root=luna_root(), annotations=luna_table("annotations"), candidates=luna_table("candidates"),
-             duplicate_annotations=LUNA["duplicate_annotations"])
-    return s
-
-
 # ---------------------------------------------------------------- per-mode dispatch
 def get_groups():
     return get_luna_subsets() if MODE == "luna16" else get_ldct_patients()
@@ -146,29 +141,21 @@ def get_ldct_patients():
     return LDCT_PATIENTS
 
 
-def ldct_settings():
-    """Everything that determines an LDCT patch; recorded in the patch file."""
-    s = {k: v for k, v in LDCT.items() if k not in ("patients",)}
-    s.update(mode="ldct", seed=config["seed"], buffer_patches=config["extract"]["buffer_patches"])
-    return s
-
-
-def mode_settings():
-    return luna_settings() if MODE == "luna16" else ldct_settings()
-
-
 def get_pair_table(group):
     return f"{RES}/ldct/pairs/{group}.tsv"
 
 
 # ---------------------------------------------------------------- extraction, merge, verification
 def get_extract_inputs(wildcards):
+    # plan: the free-space check before any work needs the estimated output size
+    files = {"settings": get_settings_file("patches"), "plan": f"{RES}/{MODE}/report/plan.json"}
     if MODE == "luna16":
-        files = get_volumes(wildcards) + [f"{RES}/luna16/labels/{wildcards.group}/masks", f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv"]
+        files["data"] = get_volumes(wildcards) + [f"{RES}/luna16/labels/{wildcards.group}/masks", f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv"]
         if LUNA["negatives"]["strategy"] == "candidates":
-            files.append(luna_table("candidates"))
-        return files
-    return [get_pair_table(wildcards.group)]
+            files["data"].append(luna_table("candidates"))
+    else:
+        files["data"] = [get_pair_table(wildcards.group)]
+    return files
 
 
 def get_extract_params(wildcards):
@@ -178,20 +165,18 @@ def get_extract_params(wildcards):
                   "candidates": luna_table("candidates") if LUNA["negatives"]["strategy"] == "candidates" else None}
     else:
         inputs = {"pairs": [get_pair_table(wildcards.group)]}
-    return {"inputs": q(inputs), "settings": q(mode_settings())}
+    return {"inputs": q(inputs)}
 
 
 def get_verify_inputs(wildcards):
-    if MODE == "luna16":
-        return {"table": f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv"}
-    return {"table": get_pair_table(wildcards.group)}
+    table = f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv" if MODE == "luna16" else get_pair_table(wildcards.group)
+    return {"table": table, "settings": get_settings_file("patches"), "patches": get_patch_files(wildcards.group)}
 
 
-def get_verify_args(wildcards):
+def get_verify_args(wildcards, input):
     if MODE == "luna16":
-        scans = " ".join(map(shlex.quote, LUNA_SCANS[wildcards.group]))
-        return f"--nodules {q(f'{RES}/luna16/labels/{wildcards.group}/nodules.tsv')} --scans {scans}"
-    return f"--pairs {q(get_pair_table(wildcards.group))}"
+        return f"--nodules {q(input.table)} --scans {' '.join(map(q, LUNA_SCANS[wildcards.group]))}"
+    return f"--pairs {q(input.table)}"
 
 
 def output_settings():
@@ -225,6 +210,7 @@ def get_final_output():
 
 
 wildcard_constraints:
+    scope="|".join(cfg.SCOPES[MODE]),
     group=r"[A-Za-z0-9_.-]+",
     uid=r"[0-9.]+",
     subset=r"subset[0-9]+",

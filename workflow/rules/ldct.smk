@@ -5,6 +5,7 @@ rule pair_slices:
     input:
         inputs=lambda wc: f"{LDCT['root']}/{wc.group}/{LDCT['input_dir']}",
         targets=lambda wc: f"{LDCT['root']}/{wc.group}/{LDCT['target_dir']}",
+        settings=get_settings_file("pairs"),
     output:
         table=f"{RES}/ldct/pairs/{{group}}.tsv",
         report=f"{RES}/ldct/pairs/{{group}}.json",
@@ -14,14 +15,6 @@ rule pair_slices:
         "logs/ldct/pair_slices/{group}.log",
     params:
         patient_dir=lambda wc, input: str(Path(input.inputs).parent),
-        input_dir=LDCT["input_dir"],
-        target_dir=LDCT["target_dir"],
-        by=LDCT["pair_by"],
-        on_error=LDCT["on_error"],
-        random_n=LDCT["random_n"],
-        seed=config["seed"],
     shell:
-        "{PYTHON} -m ctpatch.pair_ldct --patient-dir {params.patient_dir:q} --input-dir {params.input_dir:q} "
-        "--target-dir {params.target_dir:q} --by {params.by:q} --on-error {params.on_error:q} "
-        "--random-n {params.random_n:q} --seed {params.seed:q} --table-out {output.table:q} "
-        "--report-out {output.report:q} > {log:q} 2>&1"
+        "{PYTHON} -m ctpatch.pair_ldct --patient-dir {params.patient_dir:q} --settings-file {input.settings:q} "
+        "--table-out {output.table:q} --report-out {output.report:q} > {log:q} 2>&1"

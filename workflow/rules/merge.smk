@@ -3,7 +3,8 @@
 
 rule merge_patches:
     input:
-        f"{RES}/{MODE}/shards/{{group}}",
+        shards=f"{RES}/{MODE}/shards/{{group}}",
+        settings=get_settings_file("patches"),
     output:
         [f"{RES}/{MODE}/patches/{{group}}{sfx}.h5" for sfx in PART_SUFFIXES],
     conda:
@@ -14,19 +15,14 @@ rule merge_patches:
         f"{RES}/benchmarks/merge_patches/{MODE}/{{group}}.tsv"
     params:
         mode=MODE,
-        seed=config["seed"],
-        shuffle="yes" if output_settings()["shuffle"] else "no",
-        settings=lambda wc: q(mode_settings()),
     shell:
-        "{PYTHON} -m ctpatch.merge --mode {params.mode:q} --group {wildcards.group:q} --shards-dir {input:q} "
-        "--out {output:q} --seed {params.seed:q} "
-        "--shuffle {params.shuffle:q} --settings {params.settings} > {log:q} 2>&1"
+        "{PYTHON} -m ctpatch.merge --mode {params.mode:q} --group {wildcards.group:q} --shards-dir {input.shards:q} "
+        "--out {output:q} --settings-file {input.settings:q} > {log:q} 2>&1"
 
 
 rule verify_patches:
     input:
         unpack(get_verify_inputs),
-        patches=lambda wc: get_patch_files(wc.group),
     output:
         f"{RES}/{MODE}/reports/{{group}}.verify.json",
     conda:
@@ -35,11 +31,10 @@ rule verify_patches:
         f"logs/{MODE}/verify_patches/{{group}}.log",
     params:
         mode=MODE,
-        settings=lambda wc: q(mode_settings()),
         args=get_verify_args,
     shell:
         "{PYTHON} -m ctpatch.verify --mode {params.mode:q} --patches {input.patches:q} {params.args} "
-        "--settings {params.settings} --report-out {output:q} > {log:q} 2>&1"
+        "--settings-file {input.settings:q} --report-out {output:q} > {log:q} 2>&1"
 
 
 rule sanity_pictures:
@@ -59,4 +54,4 @@ rule sanity_pictures:
     params:
         seed=config["seed"],
     shell:
-        "{PYTHON} -m ctpatch.sanity --patches {input:q} --out {output:q} --n 8 --seed {params.seed:q} > {log:q} 2>&1"
+        "{PYTHON} -m ctpatch.sanity --patches {input:q} --out {output:q} --n 8 --seed {params.seed} > {log:q} 2>&1"

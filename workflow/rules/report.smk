@@ -5,7 +5,10 @@ rule plan:
     input:
         # after the pre-flight check (LUNA16) or the slice pairing (LDCT): a bad input is reported
         # once, by the step that names the file, not a second time by the plan
-        lambda wc: [f"{RES}/luna16/checks/scans.tsv"] if MODE == "luna16" else [get_pair_table(g) for g in get_groups()],
+        checked=lambda wc: (
+            [f"{RES}/luna16/checks/scans.tsv"] if MODE == "luna16" else [get_pair_table(g) for g in get_groups()]
+        ),
+        settings=get_settings_file("plan"),
     output:
         json=f"{RES}/{MODE}/report/plan.json",
         text=report(f"{RES}/{MODE}/report/plan.txt", caption="../report/plan.rst", category="Plan"),
@@ -13,10 +16,8 @@ rule plan:
         "../../envs/ctpatch.yaml"
     log:
         f"logs/{MODE}/plan.log",
-    params:
-        cfg=q(config),
     shell:
-        "{PYTHON} -m ctpatch.plan --config-json {params.cfg} --json {output.json:q} "
+        "{PYTHON} -m ctpatch.plan --settings-file {input.settings:q} --json {output.json:q} "
         "--text {output.text:q} > {log:q} 2>&1"
 
 
@@ -38,16 +39,16 @@ rule verification_table:
 
 
 rule report_config:
+    input:
+        get_settings_file("plan"),
     output:
         report(f"{RES}/{MODE}/report/config.yaml", caption="../report/config.rst", category="Config"),
     conda:
         "../../envs/ctpatch.yaml"
     log:
         f"logs/{MODE}/report_config.log",
-    params:
-        cfg=q(config),
     shell:
-        "{PYTHON} -m ctpatch.summarize config --json {params.cfg} --out {output:q} > {log:q} 2>&1"
+        "{PYTHON} -m ctpatch.summarize config --settings-file {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule nodule_accounting:
@@ -55,6 +56,7 @@ rule nodule_accounting:
         annotations=luna_table("annotations"),
         nodules=lambda wc: [f"{RES}/luna16/labels/{g}/nodules.tsv" for g in get_luna_subsets()],
         patches=lambda wc: [f"{RES}/luna16/patches/{g}.h5" for g in get_luna_subsets()],
+        settings=get_settings_file("patches"),
     output:
         table=report(
             f"{RES}/luna16/report/nodule_accounting.tsv",
@@ -66,14 +68,10 @@ rule nodule_accounting:
         "../../envs/ctpatch.yaml"
     log:
         "logs/luna16/nodule_accounting.log",
-    params:
-        root=lambda wc, input: str(Path(luna_root())),
-        per_nodule=1 + 2 * LUNA["patch"]["shifts_per_side"] * len(LUNA["patch"]["directions"]),
-        duplicates=LUNA["duplicate_annotations"],
     shell:
-        "{PYTHON} -m ctpatch.accounting --annotations {input.annotations:q} --root {params.root:q} "
-        "--nodules {input.nodules:q} --patches {input.patches:q} --per-nodule {params.per_nodule:q} "
-        "--duplicates {params.duplicates:q} --out {output.table:q} --summary-out {output.summary:q} > {log:q} 2>&1"
+        "{PYTHON} -m ctpatch.accounting --annotations {input.annotations:q} --settings-file {input.settings:q} "
+        "--nodules {input.nodules:q} --patches {input.patches:q} "
+        "--out {output.table:q} --summary-out {output.summary:q} > {log:q} 2>&1"
 
 
 rule nodule_pictures:
@@ -99,6 +97,6 @@ rule nodule_pictures:
     params:
         seed=config["seed"],
     shell:
-        "({PYTHON} -m ctpatch.sanity --patches {input:q} --out {output.nodules:q} --n 6 --seed {params.seed:q} "
+        "({PYTHON} -m ctpatch.sanity --patches {input:q} --out {output.nodules:q} --n 6 --seed {params.seed} "
         "--kind nodule --centre-only && {PYTHON} -m ctpatch.sanity --patches {input:q} --out {output.negatives:q} "
-        "--n 24 --seed {params.seed:q} --kind non_nodule --grid) > {log:q} 2>&1"
+        "--n 24 --seed {params.seed} --kind non_nodule --grid) > {log:q} 2>&1"
