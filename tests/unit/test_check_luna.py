@@ -133,7 +133,7 @@ def test_all_problems_listed_together(root):
     with pytest.raises(InputError) as err:
         check(root, ["subset0", "subset1", "subset3", "subset5"], ann(root))
     msg = str(err.value)
-    assert msg.startswith("5 problem(s)")
+    assert "(5 problem(s) in the LUNA16 inputs)" in msg.splitlines()[1]
     assert f"{raw}: truncated" in msg
     assert f"{root / 'subset3'}: subset folder has no .mhd scans" in msg
     assert f"{root / 'subset5'}: subset folder not found" in msg
@@ -148,7 +148,7 @@ def test_bad_annotation_table_and_candidates_reported(root):
     with pytest.raises(InputError) as err:
         check(root, ["subset0"], ann(root), candidates=cand)
     msg = str(err.value)
-    assert msg.startswith("2 problem(s)") and "missing" in msg and "expected class 0 or 1" in msg
+    assert "(2 problem(s)" in msg and "missing" in msg and "expected class 0 or 1" in msg
 
 
 def test_main_writes_table_and_report_or_nothing(root, tmp_path, capsys):

@@ -300,7 +300,7 @@ def luna_table(config: Mapping, key: str) -> str:
 def luna16_settings(config: Mapping) -> Settings:
     """Everything that determines a LUNA16 patch; recorded in each patch file to regenerate it."""
     luna = config["luna16"]
-    s = {k: luna[k] for k in ("patch", "negatives", "output", "normalize", "resample")}
+    s = {k: luna[k] for k in ("patch", "negatives", "output", "normalize", "resample", "duplicate_annotations")}
     s.update(mode="luna16", seed=config["seed"], buffer_patches=config["extract"]["buffer_patches"],
              root=luna_root(config), annotations=luna_table(config, "annotations"),
              candidates=luna_table(config, "candidates"))
@@ -337,12 +337,12 @@ def scope_settings(config: Mapping, scope: str) -> Settings:
     elif scope == "patches":
         s = mode_settings(config)
     elif scope == "convert":
-        s = {k: config["luna16"][k] for k in ("resample", "normalize")}
+        s = {k: config["luna16"][k] for k in ("resample", "normalize", "plausibility")}
     elif scope == "check":
         luna = config["luna16"]
         s = {"root": luna_root(config), "annotations": luna_table(config, "annotations"),
              "candidates": luna_table(config, "candidates") if luna["negatives"]["strategy"] == "candidates" else None,
-             "unknown_series": luna["unknown_series"]}
+             "unknown_series": luna["unknown_series"], "duplicate_annotations": luna["duplicate_annotations"]}
     elif scope == "demo":
         s = {"demo": config["demo"], "seed": config["seed"]}
     else:  # ldct pairs

@@ -23,8 +23,9 @@ import SimpleITK as sitk
 
 from ctpatch.config import ConfigError, defaults, read_settings
 from ctpatch.geometry import VolumeGrid, resampled_grid
-from ctpatch.io.mhd import ScanError, grid_of, read_image
+from ctpatch.io.mhd import ScanError, grid_of, read_header, read_image
 from ctpatch.normalize import hu_window
+from ctpatch.plausible import check as check_plausible
 from ctpatch.store import save_npy, write_json
 
 INTERPOLATORS = {"bspline": sitk.sitkBSpline, "linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}
@@ -49,6 +50,14 @@ def convert(scan_path, settings: dict) -> tuple[np.ndarray, dict]:
     t0 = time.perf_counter()
     image = read_image(scan_path)
     source = grid_of(image)
+    nm = settings["normalize"]
+    # before any work: do the values read look like a CT scan? (a wrong ElementType reads fine)
+    figures, bad = check_plausible(sitk.GetArrayViewFromImage(image), nm["hu_min"], nm["hu_max"],
+                                   settings.get("plausibility"))
+    if bad:
+        raise ScanError(f"{scan_path}: implausible CT values ({image.GetPixelIDTypeAsString()}, "
+                        f"ElementType {read_header(scan_path).element_type}): " + "; ".join(bad)
+                        + " -- check the header, or relax luna16.plausibility")
     t_read = time.perf_counter()
     rs = settings["resample"]
     if rs["enabled"]:
@@ -59,7 +68,6 @@ def convert(scan_path, settings: dict) -> tuple[np.ndarray, dict]:
         image = sitk.Cast(image, sitk.sitkFloat32)
     hu = sitk.GetArrayViewFromImage(image)
     t_resample = time.perf_counter()
-    nm = settings["normalize"]
     volume = hu_window(hu, nm["hu_min"], nm["hu_max"], nm["clip"], nm["center"])
     del image, hu
     t_norm = time.perf_counter()
@@ -73,6 +81,7 @@ def convert(scan_path, settings: dict) -> tuple[np.ndarray, dict]:
         "dtype": str(volume.dtype),
         "min": float(volume.min()),
         "max": float(volume.max()),
+        "plausibility": figures,
         "settings": settings,
         "seconds": {"read": t_read - t0, "resample": t_resample - t_read, "normalize": t_norm - t_resample},
     }
@@ -84,7 +93,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scan", required=True)
     ap.add_argument("--npy-out", required=True)
     ap.add_argument("--json-out", required=True)
-    ap.add_argument("--settings-file", help="settings of scope 'convert' (resample, normalize); default: the schema's")
+    ap.add_argument("--settings-file", help="settings of scope 'convert' (resample, normalize, plausibility); default: the schema's")
     ap.add_argument("--threads", type=int, default=None,
                     help="SimpleITK threads (default: SimpleITK's own, every core)")
     args = ap.parse_args(argv)
@@ -109,4 +118,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ctpatch.cli import run_cli
+
+    sys.exit(run_cli(main))

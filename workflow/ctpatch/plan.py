@@ -121,9 +121,12 @@ def luna_inputs(config: dict, workdir: Path) -> tuple[list[Scan], pd.DataFrame, 
         rpath = _path(root, workdir)
         if not rpath.is_dir():
             raise PlanError(f"luna16.root: folder {rpath} not found")
-        for d in sorted(rpath.glob("subset*")):
-            if not d.is_dir():
-                continue
+        from ctpatch.check_luna import not_subsets_warning, subset_folders
+
+        subsets, others = subset_folders(rpath)
+        if others:
+            warnings.append(not_subsets_warning(rpath, others))
+        for d in (rpath / s for s in subsets):
             for mhd in sorted(d.glob("*.mhd")):
                 try:
                     h = read_header(mhd)
@@ -137,7 +140,7 @@ def luna_inputs(config: dict, workdir: Path) -> tuple[list[Scan], pd.DataFrame, 
                         warnings.append(f"{h.data_file}: {'missing' if have is None else f'{have} bytes'}, "
                                         f"header declares {want}")
                 scans.append(Scan(d.name, h.series_uid, h.grid, out_grid(h.grid), ELEMENT_BYTES[h.element_type], mhd))
-        ann = read_annotations(_path(luna["annotations"], rpath))
+        ann = read_annotations(_path(luna["annotations"], rpath), luna.get("duplicate_annotations", "fail"))
     available = sorted({s.subset for s in scans}, key=lambda s: int(s[len("subset"):]))
     wanted = luna["subsets"] or available
     missing = [s for s in wanted if s not in available]
@@ -1016,4 +1019,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ctpatch.cli import run_cli
+
+    sys.exit(run_cli(main))

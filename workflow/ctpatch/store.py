@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -67,11 +68,22 @@ def atomic_path(final: str | Path):
     finished.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot create the output folder: {exc.strerror}", exc.filename) from None
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     try:
         yield tmp
         os.replace(tmp, final)
+    except OSError as exc:
+        if exc.filename is None:  # a failed write (disk full) names no file: name the output and the free space
+            try:
+                free = f"; {shutil.disk_usage(final.parent).free} bytes free on its disk"
+            except OSError:
+                free = ""
+            raise OSError(exc.errno, f"cannot write: {exc.strerror or exc}{free}", str(final)) from exc
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

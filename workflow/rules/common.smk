@@ -1,12 +1,24 @@
 # Config validation, input functions (get_*), the final targets and wildcard constraints.
 
 import json
+import re
 import shlex
+import sys
 from pathlib import Path
 
 import ctpatch.config as cfg
 
-cfg.validate(config)  # the schema's defaults are filled in; a bad value stops here with its key
+
+def refuse(message):
+    """Stop parsing with one `error:` line naming the key or file (no traceback), status 1."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+try:
+    cfg.validate(config)  # the schema's defaults are filled in; a bad value stops here with its key
+except cfg.ConfigError as exc:
+    refuse(exc)
 
 RES = config["results"]
 MODE = config["mode"]
@@ -52,14 +64,23 @@ def _discover_luna():
         for plan in plan_scans(config["demo"], config["seed"]):
             scans.setdefault(plan.subset, []).append(plan.series_uid)
     else:
+        from ctpatch.check_luna import not_subsets_warning, subset_folders
+
         root = Path(LUNA["root"])
         if not root.is_dir():
-            raise ValueError(f"luna16.root: folder {root} not found")
-        scans = {d.name: [p.stem for p in d.glob("*.mhd")] for d in root.glob("subset*") if d.is_dir()}
+            refuse(f"luna16.root: folder {root} not found")
+        subsets, others = subset_folders(root)  # only subset<N>: subset0_old is listed, not parsed
+        if others:
+            print(f"warning: {not_subsets_warning(root, others)}", file=sys.stderr)
+        scans = {s: [p.stem for p in (root / s).glob("*.mhd")] for s in subsets}
+        odd = [f"{root / s / uid}.mhd" for s in scans for uid in scans[s] if not re.fullmatch(r"[0-9.]+", uid)]
+        if odd:  # series uids become file and job names: only digits and dots, as DICOM uids are
+            refuse(f"luna16.root: {len(odd)} scan file name(s) are not a series uid (digits and dots): "
+                             + ", ".join(repr(o) for o in odd[:5]))
     wanted = LUNA["subsets"] or sorted(scans, key=lambda s: int(s[len("subset"):]))
     # a missing or empty subset is left to check_luna, which names every such folder
     if not wanted:
-        raise ValueError(f"luna16.root: no subsetK folders under {luna_root()}")
+        refuse(f"luna16.root: no subsetK folders under {luna_root()}")
     return {s: sorted(scans.get(s, [])) for s in wanted}
 
 
@@ -70,9 +91,23 @@ def get_luna_subsets():
     return list(LUNA_SCANS)
 
 
+def get_scan_data_file(mhd):
+    """The data file a scan's header names (.raw or .zraw); `<uid>.raw` while the header is not there."""
+    from ctpatch.io.mhd import data_file_of
+
+    return str(data_file_of(mhd))
+
+
 def get_luna_scan_files(wildcards=None):
     root = luna_root()
-    return [f"{root}/{s}/{uid}.{ext}" for s, uids in LUNA_SCANS.items() for uid in uids for ext in ("mhd", "raw")]
+    mhds = [f"{root}/{s}/{uid}.mhd" for s, uids in LUNA_SCANS.items() for uid in uids]
+    return [f for mhd in mhds for f in (mhd, get_scan_data_file(mhd))]
+
+
+def get_scan_files(wildcards):
+    """One scan's header and its data file, as the header names it (.raw, .zraw, ...)."""
+    mhd = f"{luna_root()}/{wildcards.subset}/{wildcards.uid}.mhd"
+    return {"mhd": mhd, "data": get_scan_data_file(mhd)}
 
 
 def get_volumes(wildcards):
@@ -96,14 +131,18 @@ def _discover_ldct():
     """The patient folders holding the input folder (or the configured list), known at parse time."""
     root = Path(LDCT["root"])
     if not root.is_dir():
-        raise ValueError(f"ldct.root: folder {root} not found")
+        refuse(f"ldct.root: folder {root} not found")
     found = sorted(d.name for d in root.iterdir() if (d / LDCT["input_dir"]).is_dir())
+    odd = [p for p in found if not re.fullmatch(r"[A-Za-z0-9_.-]+", p)]
+    if odd and not LDCT["patients"]:  # patient ids become file and job names
+        refuse(f"ldct.root: patient folder name(s) {odd} under {root} are not letters, digits, '_', '.', "
+                         f"'-' (rename them, or list the patients to use in ldct.patients)")
     wanted = LDCT["patients"] or found
     missing = [p for p in wanted if p not in found]
     if missing:
-        raise ValueError(f"ldct.patients: {missing} have no folder {LDCT['input_dir']!r} under {root}")
+        refuse(f"ldct.patients: {missing} have no folder {LDCT['input_dir']!r} under {root}")
     if not wanted:
-        raise ValueError(f"ldct.root: no patient folder under {root} holds a {LDCT['input_dir']!r} folder")
+        refuse(f"ldct.root: no patient folder under {root} holds a {LDCT['input_dir']!r} folder")
     return wanted
 
 
@@ -130,7 +169,8 @@ def get_patient_dir(wildcards):
 
 # ---------------------------------------------------------------- extraction, merge, verification
 def get_extract_inputs(wildcards):
-    files = {"settings": get_settings_file("patches")}
+    # plan: the free-space check before any work needs the estimated output size
+    files = {"settings": get_settings_file("patches"), "plan": f"{RES}/{MODE}/report/plan.json"}
     if MODE == "luna16":
         files["data"] = get_volumes(wildcards) + [f"{RES}/luna16/labels/{wildcards.group}/masks", f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv"]
         if LUNA["negatives"]["strategy"] == "candidates":
@@ -184,8 +224,9 @@ def get_verify_reports(wildcards):
 
 
 def get_plan_inputs(wildcards):
-    """LUNA16: the plan comes after the pre-flight check, so a bad input is reported by it, naming the file."""
-    checked = [f"{RES}/luna16/checks/scans.tsv"] if MODE == "luna16" else []
+    """The plan comes after the pre-flight check (LUNA16) or the slice pairing (LDCT): a bad input is
+    reported once, by the step that names the file, not a second time by the plan."""
+    checked = [f"{RES}/luna16/checks/scans.tsv"] if MODE == "luna16" else [get_pair_table(g) for g in get_groups()]
     return {"checked": checked, "settings": get_settings_file("plan")}
 
 

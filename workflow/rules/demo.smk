@@ -16,4 +16,4 @@ if LUNA["root"] == "demo" and MODE == "luna16":
         params:
             out=get_demo_folder,
         shell:
-            "python -m ctpatch.demo --out {params.out:q} --settings-file {input.settings:q} > {log:q} 2>&1"
+            "\"$CTPATCH_PYTHON\" -m ctpatch.demo --out {params.out:q} --settings-file {input.settings:q} > {log:q} 2>&1"

@@ -15,5 +15,5 @@ rule pair_slices:
     params:
         patient_dir=get_patient_dir,
     shell:
-        "python -m ctpatch.pair_ldct --patient-dir {params.patient_dir:q} --settings-file {input.settings:q} "
+        "\"$CTPATCH_PYTHON\" -m ctpatch.pair_ldct --patient-dir {params.patient_dir:q} --settings-file {input.settings:q} "
         "--table-out {output.table:q} --report-out {output.report:q} > {log:q} 2>&1"

@@ -16,7 +16,7 @@ rule merge_patches:
     params:
         mode=MODE,
     shell:
-        "python -m ctpatch.merge --mode {params.mode} --group {wildcards.group:q} --shards-dir {input.shards:q} "
+        "\"$CTPATCH_PYTHON\" -m ctpatch.merge --mode {params.mode:q} --group {wildcards.group:q} --shards-dir {input.shards:q} "
         "--out {output:q} --settings-file {input.settings:q} > {log:q} 2>&1"
 
 
@@ -33,7 +33,7 @@ rule verify_patches:
         mode=MODE,
         args=get_verify_args,
     shell:
-        "python -m ctpatch.verify --mode {params.mode} --patches {input.patches:q} {params.args} "
+        "\"$CTPATCH_PYTHON\" -m ctpatch.verify --mode {params.mode:q} --patches {input.patches:q} {params.args} "
         "--settings-file {input.settings:q} --report-out {output:q} > {log:q} 2>&1"
 
 
@@ -54,4 +54,4 @@ rule sanity_pictures:
     params:
         seed=config["seed"],
     shell:
-        "python -m ctpatch.sanity --patches {input:q} --out {output:q} --n 8 --seed {params.seed} > {log:q} 2>&1"
+        "\"$CTPATCH_PYTHON\" -m ctpatch.sanity --patches {input:q} --out {output:q} --n 8 --seed {params.seed} > {log:q} 2>&1"

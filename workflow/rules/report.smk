@@ -12,7 +12,7 @@ rule plan:
     log:
         f"logs/{MODE}/plan.log",
     shell:
-        "python -m ctpatch.plan --settings-file {input.settings:q} --json {output.json:q} "
+        "\"$CTPATCH_PYTHON\" -m ctpatch.plan --settings-file {input.settings:q} --json {output.json:q} "
         "--text {output.text:q} > {log:q} 2>&1"
 
 
@@ -30,7 +30,7 @@ rule verification_table:
     log:
         f"logs/{MODE}/verification_table.log",
     shell:
-        "python -m ctpatch.summarize verification --reports {input:q} --out {output:q} > {log:q} 2>&1"
+        "\"$CTPATCH_PYTHON\" -m ctpatch.summarize verification --reports {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule report_config:
@@ -43,7 +43,7 @@ rule report_config:
     log:
         f"logs/{MODE}/report_config.log",
     shell:
-        "python -m ctpatch.summarize config --settings-file {input:q} --out {output:q} > {log:q} 2>&1"
+        "\"$CTPATCH_PYTHON\" -m ctpatch.summarize config --settings-file {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule nodule_accounting:
@@ -61,7 +61,7 @@ rule nodule_accounting:
     log:
         "logs/luna16/nodule_accounting.log",
     shell:
-        "python -m ctpatch.accounting --annotations {input.annotations:q} --settings-file {input.settings:q} "
+        "\"$CTPATCH_PYTHON\" -m ctpatch.accounting --annotations {input.annotations:q} --settings-file {input.settings:q} "
         "--nodules {input.nodules:q} --patches {input.patches:q} "
         "--out {output.table:q} --summary-out {output.summary:q} > {log:q} 2>&1"
 
@@ -89,6 +89,6 @@ rule nodule_pictures:
     params:
         seed=config["seed"],
     shell:
-        "(python -m ctpatch.sanity --patches {input:q} --out {output.nodules:q} --n 6 --seed {params.seed} "
-        "--kind nodule --centre-only && python -m ctpatch.sanity --patches {input:q} --out {output.negatives:q} "
+        "(\"$CTPATCH_PYTHON\" -m ctpatch.sanity --patches {input:q} --out {output.nodules:q} --n 6 --seed {params.seed} "
+        "--kind nodule --centre-only && \"$CTPATCH_PYTHON\" -m ctpatch.sanity --patches {input:q} --out {output.negatives:q} "
         "--n 24 --seed {params.seed} --kind non_nodule --grid) > {log:q} 2>&1"
