@@ -9,9 +9,9 @@ import h5py
 import numpy as np
 import pytest
 
+from _patchfiles import pair_patient
 from ctpatch.extract import extract
 from ctpatch.extract_ldct import Job
-from ctpatch.pair_ldct import main as pair_main
 from ctpatch.verify_ldct import verify_ldct
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -33,9 +33,8 @@ SETTINGS = {
 
 def pair_table(out: Path, random_n: int, name: str) -> Path:
     t = out / f"{name}.tsv"
-    assert pair_main(["--patient-dir", str(LDCT / "L143"), "--input-dir", QUARTER, "--target-dir", FULL,
-                      "--random-n", str(random_n), "--seed", "1", "--table-out", str(t),
-                      "--report-out", str(out / f"{name}.json")]) == 0
+    assert pair_patient(LDCT / "L143", t, out / f"{name}.json", seed=1, input_dir=QUARTER, target_dir=FULL,
+                        random_n=random_n) == 0
     return t
 
 

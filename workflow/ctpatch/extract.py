@@ -31,6 +31,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from ctpatch.config import read_settings
+
 MODES = ("luna16", "ldct")
 
 #: patches per block: the unit of work a rank computes and sends (about 20 MB of compressed LUNA16 patches)
@@ -198,8 +200,16 @@ def run(args, comm) -> None:
             f"MPI world (with SLURM use 'srun --mpi=pmi2', not plain 'srun')"
         )
     print(f"rank {rank}: MPI world size {size}", flush=True)
-    job = mode_module(args.mode).Job(json.loads(args.settings), json.loads(args.inputs))
-    attrs = {"settings": args.settings, "mode": args.mode, "seed": job.seed, "group": args.group}
+    if args.plan and rank == 0:  # before any work: the patch files (one copy, no shards) must fit
+        from ctpatch.diskspace import check_free, extraction_need
+
+        group = args.group or Path(args.out[0]).stem
+        check_free(Path(args.out[0]).parent, extraction_need(args.plan, group),
+                   f"{group}'s patch file(s) (the plan's estimate)")
+    comm.barrier()
+    settings = read_settings(args.settings_file, scope="patches")
+    job = mode_module(args.mode).Job(settings, json.loads(args.inputs))
+    attrs = {"settings": json.dumps(settings, sort_keys=True), "mode": args.mode, "seed": job.seed, "group": args.group}
     counts = extract(job, args.out, attrs, comm, log=lambda msg: print(msg, flush=True))
     if rank == 0:
         print(f"extraction done: {counts} rows in {', '.join(args.out)} on {size} ranks", flush=True)
@@ -209,11 +219,16 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m ctpatch.extract", description=__doc__.split("\n\n")[0])
     ap.add_argument("--mode", choices=MODES, required=True)
     ap.add_argument("--ranks", type=int, required=True, help="the MPI world size this run must have")
+    ap.add_argument("--plan", default=None,
+                    help="plan.json: check free space for the group before any work")
     ap.add_argument("--out", nargs="+", required=True, help="the patch file(s): one, or output.nsplit parts")
     ap.add_argument("--group", default="", help="the subset or patient, recorded as the files' 'group' attribute")
-    ap.add_argument("--settings", required=True, help="JSON settings of the mode, recorded in the files")
+    ap.add_argument("--settings-file", required=True, help="settings of scope 'patches' (ctpatch.config), recorded in the files")
     ap.add_argument("--inputs", required=True, help="JSON object of input paths of the mode")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.ranks < 1:
+        ap.error(f"Expected --ranks >= 1, got {args.ranks}")
+    return args
 
 
 def main(argv=None) -> int:

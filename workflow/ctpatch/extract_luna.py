@@ -10,9 +10,9 @@ In memory, ``inputs`` may instead give ``scans``: a list of ``{"uid", "volume", 
 
 Inputs (``--inputs`` JSON): ``sidecars`` (the converted scans' JSON files, the ``.npy`` beside
 each), ``masks_dir`` (label volumes ``<uid>.npy``), ``nodules`` (the subset's nodule table) and,
-for the ``candidates`` strategy, ``candidates`` (candidates.csv).  Settings (``--settings``
-JSON): ``subset``, ``seed``, ``buffer_patches`` and the ``luna16`` keys ``patch``,
-``negatives`` and ``output``.
+for the ``candidates`` strategy, ``candidates`` (candidates.csv).  Settings (``--settings-file``,
+scope ``patches`` of :mod:`ctpatch.config`): ``seed``, ``buffer_patches`` and the ``luna16`` keys
+``patch``, ``negatives`` and ``output``.
 
 A rank holds one scan at a time: its volume and label mask, read in slabs straight into
 (x, y, z) order (the patch order, so each patch is one copy of contiguous rows), plus at most
@@ -31,10 +31,9 @@ from ctpatch.geometry import VolumeGrid
 from ctpatch.io.tables import read_candidates
 from ctpatch.labels import label_patch
 from ctpatch.layout import PROV_CROP, box_start, crop_edge
-from ctpatch.luna import (MaskIndex, PatchLocation, crop_mask_xyz, cut_image_xyz, negatives_per_scan,
-                          nodule_locations, random_centres)
+from ctpatch.luna import (MaskIndex, PatchLocation, crop_mask_xyz, cut_image_xyz, expected_counts, label_edge,
+                          nodule_locations, patch_offsets, random_centres)
 from ctpatch.rng import keyed_rng
-from ctpatch.shifts import shift_offsets
 from ctpatch.extract import Unit
 from ctpatch.patchfile import Specs
 from ctpatch.store import ShardWriter
@@ -75,13 +74,6 @@ def load_xyz(path, slab_bytes: int = 4 << 20) -> np.ndarray:
                 raise ValueError(f"{path}: truncated: expected {shape} {dtype} (z, y, x)")
             out[:, :, z0:z0 + k] = buf[:k].transpose(2, 1, 0)
     return out
-
-
-def expected_counts(table: pd.DataFrame, uids: list[str], n_offsets: int, negatives: dict) -> tuple[dict, dict]:
-    """Nodule patches and negatives per scan, from the nodule table and the settings."""
-    per_scan = table.groupby("seriesuid").size().to_dict() if len(table) else {}
-    nodule_patches = {uid: int(per_scan.get(uid, 0)) * n_offsets for uid in uids}
-    return nodule_patches, negatives_per_scan(nodule_patches, negatives["ratio"], negatives["scans"])
 
 
 class _Scan:
@@ -138,7 +130,7 @@ class Job:
         self.shuffle = bool(self.out.get("shuffle", True))
         self.buffer = int(s.get("buffer_patches", 8))
         self.size = int(self.patch["size"])
-        self.offsets = shift_offsets(self.patch["stride"], self.patch["shifts_per_side"], self.patch["directions"])
+        self.offsets = patch_offsets(self.patch)
         self.layout = self.out.get("layout", "full")
         if self.layout not in ("full", "crops"):
             raise ValueError(f"output.layout: expected 'full' or 'crops', got {self.layout!r}")
@@ -183,8 +175,7 @@ class Job:
 
     def specs(self) -> Specs:
         """Datasets, provenance tables and how they align (:class:`ctpatch.patchfile.Specs`)."""
-        p, pool = self.size, int(self.patch["label_pool"])
-        lab = -(-p // pool)
+        p, lab = self.size, label_edge(self.patch)
         img_shape, lab_shape = (p, p, p, 1), (lab, lab, lab, 2)
         dt = self.out["dtype"]
         datasets = {"nodule": (img_shape, dt), "label_nodule": (lab_shape, "float32"),

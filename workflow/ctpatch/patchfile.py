@@ -32,7 +32,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
+from ctpatch.h5 import h5py
 import numpy as np
 
 import ctpatch

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
-import h5py
-import hdf5plugin
 import numpy as np
+
+from ctpatch.config import key_schema
+from ctpatch.h5 import h5py, hdf5plugin
 
 #: codec name -> ``create_dataset`` keywords.  Blosc2 comes from ``hdf5plugin`` (imported by
 #: ``ctpatch/__init__.py``, which registers the filter); ``filters=SHUFFLE`` is Blosc2's byte shuffle.
@@ -39,7 +41,8 @@ COMPRESSION = {
     "gzip": {"compression": "gzip", "compression_opts": 1},
     "none": {},
 }
-DEFAULT_CODEC = "blosc2-zstd"
+#: the default codec of the patch datasets: the schema's (both modes share it)
+DEFAULT_CODEC = key_schema("luna16.output.compression")["default"]
 
 #: c-blosc2 reads these at every compression and lets them override the parameters the dataset was
 #: created with (measured with hdf5plugin 7.1: each changed the bytes written; ``BLOSC_TYPESIZE=8``
@@ -160,11 +163,22 @@ def atomic_path(final: str | Path):
     file, never something that looks finished (:func:`clean_stale` removes it on the next run).
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot create the output folder: {exc.strerror}", exc.filename) from None
     tmp = temp_name(final)
     try:
         yield tmp
         os.replace(tmp, final)
+    except OSError as exc:
+        if exc.filename is None:  # a failed write (disk full) names no file: name the output and the free space
+            try:
+                free = f"; {shutil.disk_usage(final.parent).free} bytes free on its disk"
+            except OSError:
+                free = ""
+            raise OSError(exc.errno, f"cannot write: {exc.strerror or exc}{free}", str(final)) from exc
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

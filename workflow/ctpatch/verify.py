@@ -14,7 +14,7 @@ holding a nodule voxel, every negative's recorded overlap flag agreeing with its
 negatives drawn to avoid nodules holding none), the crops layout's views, and the value range of
 the sampled images.  LDCT: see :mod:`ctpatch.verify_ldct`.
 
-Usage: ``python -m ctpatch.verify --mode luna16 --patches X.h5 --nodules T.tsv --settings JSON --inputs JSON --report-out R.json``
+Usage: ``python -m ctpatch.verify --mode luna16 --patches X.h5 --nodules T.tsv --settings-file patches.json --inputs JSON --report-out R.json``
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
+from ctpatch.h5 import h5py
+from ctpatch.config import ConfigError, read_settings
 from ctpatch.layout import crop_edge, has_images, images, is_crops, shift_margin
+from ctpatch.luna import expected_counts, label_edge, patch_offsets
 from ctpatch.rng import keyed_rng
-from ctpatch.shifts import shift_offsets
 from ctpatch.store import MemorySink, chunk_checksum_ok, has_fletcher32, write_json
 
 #: patches per file and kind regenerated and compared voxel for voxel
@@ -106,13 +107,11 @@ def verify_luna(patches_path, nodules_path, settings: dict, scans: list[str], in
     ``inputs``: the extraction's inputs (``--inputs`` of ``ctpatch.extract``), from which ``sample``
     patches of each kind are regenerated; ``None`` skips the regenerated sample.
     """
-    from ctpatch.extract_luna import expected_counts
-
     fails: list[str] = []
     patch, neg, out = settings["patch"], settings["negatives"], settings["output"]
     p = int(patch["size"])
-    lab = -(-p // int(patch["label_pool"]))
-    offsets = shift_offsets(patch["stride"], patch["shifts_per_side"], patch["directions"])
+    lab = label_edge(patch)
+    offsets = patch_offsets(patch)
     table = pd.read_csv(nodules_path, sep="\t", dtype={"seriesuid": str})
     nodule_patches, negatives = expected_counts(table, scans, len(offsets), neg)
     lo = -settings["normalize"]["center"] if settings["normalize"]["clip"] else -np.inf
@@ -261,12 +260,16 @@ def main(argv=None) -> int:
     ap.add_argument("--nodules", help="LUNA16: the subset's nodule table")
     ap.add_argument("--scans", nargs="*", default=[], help="LUNA16: the subset's series uids")
     ap.add_argument("--pairs", nargs="+", help="LDCT: the pair table(s), in the extraction's order")
-    ap.add_argument("--settings", required=True)
+    ap.add_argument("--settings-file", required=True, help="settings of scope 'patches'")
     ap.add_argument("--inputs", help="JSON inputs of the extraction (to regenerate the sample)")
     ap.add_argument("--sample", type=int, default=SAMPLE, help="patches per file and kind regenerated and compared")
     ap.add_argument("--report-out", required=True)
     args = ap.parse_args(argv)
-    settings = json.loads(args.settings)
+    try:
+        settings = read_settings(args.settings_file, scope="patches")
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     inputs = json.loads(args.inputs) if args.inputs else None
     try:
         if args.mode == "luna16":
@@ -286,4 +289,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ctpatch.cli import run_cli
+
+    sys.exit(run_cli(main))

@@ -43,10 +43,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from ctpatch.extract_ldct import (INTEGER_DTYPES, Job, check_settings, copy_factors, multiplier, patch_shape,
+from ctpatch.h5 import h5py
+from ctpatch.config import ldct_settings
+from ctpatch.extract_ldct import (INTEGER_DTYPES, Job, copy_factors, multiplier, patch_shape,
                                   patch_size, read_pair_tables, round_half_up)
 from ctpatch.grid import grid_corners
 from ctpatch.store import MemorySink
@@ -81,7 +82,7 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample: int = SAMPLE) -
     tables = [str(p) for p in pairs_path] if isinstance(pairs_path, (list, tuple)) else [str(pairs_path)]
     report: dict = {"files": patch_paths, "pairs_tables": tables}
     try:
-        s = check_settings(settings)
+        s = ldct_settings(settings)
     except ValueError as exc:
         return {**report, "ok": False, "failures": [f"settings: {exc}"]}
     try:

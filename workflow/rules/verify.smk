@@ -4,9 +4,7 @@
 
 rule verify_patches:
     input:
-        get_extract_inputs,
         unpack(get_verify_inputs),
-        patches=lambda wc: get_patch_files(wc.group),
     output:
         f"{RES}/{MODE}/reports/{{group}}.verify.json",
     conda:
@@ -15,16 +13,16 @@ rule verify_patches:
         f"logs/{MODE}/verify_patches/{{group}}.log",
     params:
         mode=MODE,
-        p=get_extract_params,
         args=get_verify_args,
+        p=get_extract_params,
     shell:
-        "python -m ctpatch.verify --mode {params.mode} --patches {input.patches:q} {params.args} "
-        "--settings {params.p[settings]} --inputs {params.p[inputs]} --report-out {output:q} > {log:q} 2>&1"
+        "\"$CTPATCH_PYTHON\" -m ctpatch.verify --mode {params.mode:q} --patches {input.patches:q} {params.args} "
+        "--settings-file {input.settings:q} --inputs {params.p[inputs]} --report-out {output:q} > {log:q} 2>&1"
 
 
 rule sanity_pictures:
     input:
-        lambda wc: get_patch_files(wc.group),
+        get_group_patch_files,
     output:
         report(
             f"{RES}/{MODE}/sanity/{{group}}.png",
@@ -39,4 +37,4 @@ rule sanity_pictures:
     params:
         seed=config["seed"],
     shell:
-        "python -m ctpatch.sanity --patches {input} --out {output} --n 8 --seed {params.seed} > {log} 2>&1"
+        "\"$CTPATCH_PYTHON\" -m ctpatch.sanity --patches {input:q} --out {output:q} --n 8 --seed {params.seed} > {log:q} 2>&1"
