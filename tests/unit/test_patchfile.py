@@ -22,18 +22,19 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from test_extract_luna import SMALL_PATCH, inputs, job_settings  # noqa: F401 (the module's inputs fixture)
 
+from ctpatch.config import write_settings
 from ctpatch.extract import BLOCK_PATCHES, Unit, extract, spans
 from ctpatch.extract_luna import Job
 from ctpatch.rng import keyed_rng
-from ctpatch.store import COMPRESSION, ShardWriter, chunk_checksum_ok, create_patch_dataset, fletcher32_mod
+from ctpatch.store import COMPRESSION, chunk_checksum_ok, create_patch_dataset, fletcher32_mod
 from ctpatch.verify import check_chunks, verify_luna
-
-from test_extract_luna import SMALL_PATCH, inputs, job_settings  # noqa: F401 (the module's inputs fixture)
 
 MPI = shutil.which("mpiexec") is not None
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-       "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "workflow") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+       "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2] / "workflow"),
+                                      os.environ.get("PYTHONPATH", "")])}
 IMAGES = ("nodule", "label_nodule", "non_nodule", "label_non_nodule")
 
 
@@ -186,9 +187,17 @@ def test_verify_names_the_row_of_a_flipped_byte_and_a_changed_patch(inputs, tmp_
 
 
 # ---------------------------------------------------------------- MPI: byte-identical files, kills
+def settings_path(settings, folder) -> str:
+    """The settings as the workflow's settings file of scope ``patches``."""
+    path = Path(folder) / "patches.settings.json"
+    write_settings(settings, path, "patches")
+    return str(path)
+
+
 def mpi_extract(ranks, out, settings, inputs_json, timeout=300):
     cmd = ["mpiexec", "-n", str(ranks), sys.executable, "-m", "ctpatch.extract", "--mode", "luna16", "--ranks",
-           str(ranks), "--group", "subset0", "--out", str(out), "--settings", json.dumps(settings, sort_keys=True),
+           str(ranks), "--group", "subset0", "--out", str(out),
+           "--settings-file", settings_path(settings, out.parent.parent),
            "--inputs", json.dumps(inputs_json)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=ENV)
 
@@ -217,7 +226,8 @@ def test_killed_extraction_leaves_nothing_finished_and_the_rerun_cleans_up(input
     settings = settings_for(patch={})  # 68³ patches: slow enough to be killed mid-way
     out = tmp_path / "subset0.h5"
     cmd = ["mpiexec", "-n", "2", sys.executable, "-m", "ctpatch.extract", "--mode", "luna16", "--ranks", "2",
-           "--out", str(out), "--settings", json.dumps(settings), "--inputs", json.dumps(inputs.paths)]
+           "--out", str(out), "--settings-file", settings_path(settings, tmp_path.parent), "--inputs",
+           json.dumps(inputs.paths)]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 60
@@ -245,7 +255,8 @@ def test_full_disk_is_one_clear_line(inputs, tmp_path):  # noqa: F811
             "from ctpatch.extract import main; sys.exit(main(sys.argv[1:]))")
     out = tmp_path / "subset0.h5"
     cmd = ["mpiexec", "-n", "1", sys.executable, "-c", code, "--mode", "luna16", "--ranks", "1",
-           "--out", str(out), "--settings", json.dumps(settings), "--inputs", json.dumps(inputs.paths)]
+           "--out", str(out), "--settings-file", settings_path(settings, tmp_path.parent), "--inputs",
+           json.dumps(inputs.paths)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ENV)
     assert res.returncode != 0
     errors = [line for line in res.stderr.splitlines() if "error" in line.lower()]

@@ -150,7 +150,8 @@ def extract(job, outputs, attrs: dict | None = None, comm=None, log=None) -> dic
         mine = {i: job.count(units[i]) for i in range(rank, len(units), size)}
         counted = {k: v for part in comm.allgather(mine) for k, v in part.items()}
         units = [Unit(u.key, u.index, u.cost, counted[i]) for i, u in enumerate(units)]
-        log(f"rank {rank}: counted {sum(mine.values())} patches of {len(mine)} units in {time.perf_counter() - t:.2f} s")
+        log(f"rank {rank}: counted {sum(mine.values())} patches of {len(mine)} units "
+            f"in {time.perf_counter() - t:.2f} s")
     specs = job.specs()
     work = spans(units, BLOCK_PATCHES, job.splittable)
     encoder = ChunkEncoder(specs, job.buffer)
@@ -223,7 +224,8 @@ def parse_args(argv=None):
                     help="plan.json: check free space for the group before any work")
     ap.add_argument("--out", nargs="+", required=True, help="the patch file(s): one, or output.nsplit parts")
     ap.add_argument("--group", default="", help="the subset or patient, recorded as the files' 'group' attribute")
-    ap.add_argument("--settings-file", required=True, help="settings of scope 'patches' (ctpatch.config), recorded in the files")
+    ap.add_argument("--settings-file", required=True,
+                    help="settings of scope 'patches' (ctpatch.config), recorded in the files")
     ap.add_argument("--inputs", required=True, help="JSON object of input paths of the mode")
     args = ap.parse_args(argv)
     if args.ranks < 1:

@@ -32,10 +32,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ctpatch.h5 import h5py
 import numpy as np
 
 import ctpatch
+from ctpatch.h5 import h5py
 from ctpatch.layout import match_crops, view_starts
 from ctpatch.rng import keyed_rng
 from ctpatch.store import _describe, _pipeline, clean_stale, create_patch_dataset, temp_name
@@ -274,7 +274,8 @@ class PatchFileWriter:
                 p, r = 0, c
             else:
                 if c >= len(self.where[table]):
-                    raise ValueError(f"{name}: more patches than the {len(self.where[table])} counted for table {table!r}")
+                    raise ValueError(f"{name}: more patches than the {len(self.where[table])} counted "
+                                     f"for table {table!r}")
                 p, r = self.where[table][c]
             ds = self.files[p][name]
             ds.id.write_direct_chunk((int(r), *(0,) * (ds.ndim - 1)), data, mask)
@@ -322,7 +323,8 @@ class PatchFileWriter:
     def _nodule_view(self, f: h5py.File) -> None:
         """Crops layout: crop row and start inside it of every nodule patch, aligned with ``provenance/nodule``."""
         prov, table = f["provenance/nodule"][...], f["provenance/nodule_crop"][...]
-        patch_keys = np.stack([prov["scan_index"], prov["nodule_index"]], axis=1) if len(prov) else np.zeros((0, 2), int)
+        patch_keys = (np.stack([prov["scan_index"], prov["nodule_index"]], axis=1) if len(prov)
+                      else np.zeros((0, 2), int))
         crop_keys = np.stack([table["scan_index"], table["nodule_index"]], axis=1)
         crop_row = match_crops(patch_keys, crop_keys)
         crops = f["nodule_crop"]
