@@ -39,7 +39,7 @@ rule convert_mhd:
     threads: 1
     shell:
         "{PYTHON} -m ctpatch.convert --scan {input.mhd:q} --npy-out {output.npy:q} --json-out {output.json:q} "
-        "--settings-file {input.settings:q} --threads {threads} > {log:q} 2>&1"
+        "--settings-file {input.settings:q} --threads {threads:q} > {log:q} 2>&1"
 
 
 rule make_labels:

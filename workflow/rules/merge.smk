@@ -54,4 +54,4 @@ rule sanity_pictures:
     params:
         seed=config["seed"],
     shell:
-        "{PYTHON} -m ctpatch.sanity --patches {input:q} --out {output:q} --n 8 --seed {params.seed} > {log:q} 2>&1"
+        "{PYTHON} -m ctpatch.sanity --patches {input:q} --out {output:q} --n 8 --seed {params.seed:q} > {log:q} 2>&1"

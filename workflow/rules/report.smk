@@ -97,6 +97,6 @@ rule nodule_pictures:
     params:
         seed=config["seed"],
     shell:
-        "({PYTHON} -m ctpatch.sanity --patches {input:q} --out {output.nodules:q} --n 6 --seed {params.seed} "
+        "({PYTHON} -m ctpatch.sanity --patches {input:q} --out {output.nodules:q} --n 6 --seed {params.seed:q} "
         "--kind nodule --centre-only && {PYTHON} -m ctpatch.sanity --patches {input:q} --out {output.negatives:q} "
-        "--n 24 --seed {params.seed} --kind non_nodule --grid) > {log:q} 2>&1"
+        "--n 24 --seed {params.seed:q} --kind non_nodule --grid) > {log:q} 2>&1"
