@@ -14,21 +14,14 @@ min_version("9.0")
 # whether or not it was pip-installed (conda users get only the dependencies from envs/).
 PACKAGE_DIR = os.path.join(workflow.basedir, "workflow")
 sys.path.insert(0, PACKAGE_DIR)
-PREFIX_PYTHONPATH = "export PYTHONPATH=%s${{PYTHONPATH:+:$PYTHONPATH}}; "
-shell.prefix(PREFIX_PYTHONPATH % shlex.quote(PACKAGE_DIR).replace("{", "{{").replace("}", "}}"))
 
-
-def _rule_python():
-    """The interpreter of the rules' `python -m ctpatch.<step>`: the one running Snakemake (quoted),
-    so that a venv's `snakemake` run without activating the venv still finds h5py, hdf5plugin, ...;
-    with conda deployment, the `python` of the rule's activated environment."""
-    methods = getattr(getattr(workflow, "deployment_settings", None), "deployment_method", None) or ()
-    if any("conda" in str(m).lower() for m in methods):
-        return "python"
-    return shlex.quote(sys.executable)
-
-
-PYTHON = _rule_python()
+# The rules' interpreter (\"$CTPATCH_PYTHON\" -m ctpatch.<step>, set in the shell prefix): the one running
+# Snakemake, so that a venv's `snakemake` run without activating the venv still finds h5py,
+# hdf5plugin, ...; with conda deployment, the `python` of the rule's activated environment.
+_DEPLOY = getattr(getattr(workflow, "deployment_settings", None), "deployment_method", None) or ()
+RULE_PYTHON = "python" if any("conda" in str(m).lower() for m in _DEPLOY) else sys.executable
+_PREFIX = f"export PYTHONPATH={shlex.quote(PACKAGE_DIR)}${{PYTHONPATH:+:$PYTHONPATH}}; CTPATCH_PYTHON={shlex.quote(RULE_PYTHON)}; "
+shell.prefix(_PREFIX.replace("{", "{{").replace("}", "}}"))
 
 
 configfile: "config/config.yaml"

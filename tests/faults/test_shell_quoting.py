@@ -9,9 +9,9 @@ from pathlib import Path
 
 from .conftest import REPO
 
-#: fields that are not one word: the launcher ("srun --mpi=pmi2"), the quoted interpreter, and
-#: arguments common.smk builds with q() / shlex.quote
-SHELL_TEXT = {"resources.mpi", "PYTHON", "params.p[inputs]", "params.args"}
+#: fields that are not one word: the launcher ("srun --mpi=pmi2") and arguments common.smk builds
+#: with q() / shlex.quote
+SHELL_TEXT = {"resources.mpi", "params.p[inputs]", "params.args"}
 
 
 def shell_fields():
@@ -41,6 +41,7 @@ def test_every_shell_field_is_quoted():
 
 
 def test_no_rule_calls_a_bare_python():
-    """The rules call the interpreter running Snakemake ({PYTHON}), never whatever `python` PATH finds."""
+    """The rules call the interpreter running Snakemake ("$CTPATCH_PYTHON", set in the Snakefile's shell
+    prefix), never whatever `python` PATH finds."""
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         assert not re.search(r'"\s*\(?python -m', smk.read_text()) and " python -m ctpatch" not in smk.read_text(), smk

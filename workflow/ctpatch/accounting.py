@@ -20,9 +20,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import h5py
 import pandas as pd
 
+from ctpatch.h5 import h5py
 from ctpatch.check_luna import all_series
 from ctpatch.config import ConfigError, read_settings
 from ctpatch.io.tables import TableError, overlapping_nodules, read_annotations, read_csv_rows

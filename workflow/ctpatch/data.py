@@ -61,9 +61,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping, NamedTuple, Sequence
 
-import h5py
 import numpy as np
 
+from ctpatch.h5 import h5py
 from ctpatch.layout import has_images
 from ctpatch.layout import images as open_images
 from ctpatch.rng import keyed_rng

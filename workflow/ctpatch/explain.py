@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-import h5py
 import numpy as np
 import pandas as pd
 
+from ctpatch.h5 import h5py
 from ctpatch.data import KINDS, MODE_KINDS, file_mode, file_settings
 from ctpatch.layout import images
 

@@ -15,9 +15,9 @@ import json
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 
+from ctpatch.h5 import h5py
 from ctpatch.layout import cut_from_crop, is_crops
 from ctpatch.store import COMPRESSION, atomic_path, codec_of, create_patch_dataset
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import h5py
 import numpy as np
+
+from ctpatch.h5 import h5py
 
 LAYOUTS = ("full", "crops")
 

@@ -21,10 +21,10 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 import ctpatch
+from ctpatch.h5 import h5py
 from ctpatch.config import ConfigError, read_settings
 from ctpatch.rng import keyed_rng
 from ctpatch.layout import match_crops, view_starts

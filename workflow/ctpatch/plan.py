@@ -48,10 +48,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
+from ctpatch.h5 import h5py
 from ctpatch.config import choices, load_config, read_settings
 from ctpatch.geometry import VolumeGrid, resampled_grid
 

@@ -25,13 +25,13 @@ import math
 import sys
 from pathlib import Path
 
-import h5py
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ctpatch.h5 import h5py
 from ctpatch.data import file_mode  # noqa: E402  (one rule for telling the modes apart)
 from ctpatch.layout import has_images, images  # noqa: E402
 from ctpatch.rng import keyed_rng  # noqa: E402

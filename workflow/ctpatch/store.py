@@ -18,11 +18,10 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-import h5py
-import hdf5plugin
 import numpy as np
 
 from ctpatch.config import key_schema
+from ctpatch.h5 import h5py, hdf5plugin
 
 #: codec name -> ``create_dataset`` keywords.  Blosc2 comes from ``hdf5plugin`` (imported by
 #: ``ctpatch/__init__.py``, which registers the filter); ``filters=SHUFFLE`` is Blosc2's byte shuffle.

@@ -14,10 +14,10 @@ import argparse
 import sys
 from collections import Counter
 
-import h5py
 import numpy as np
 import pandas as pd
 
+from ctpatch.h5 import h5py
 from ctpatch.config import ConfigError, read_settings
 from ctpatch.layout import crop_edge, has_images, images, is_crops, shift_margin
 from ctpatch.luna import expected_counts, label_edge, patch_offsets

@@ -42,9 +42,9 @@ import types
 from collections import defaultdict
 from pathlib import Path
 
-import h5py
 import numpy as np
 
+from ctpatch.h5 import h5py
 from ctpatch.config import ldct_settings
 from ctpatch.extract_ldct import (INTEGER_DTYPES, Job, copy_factors, multiplier, patch_shape,
                                   patch_size, read_pair_tables, round_half_up)

@@ -37,7 +37,16 @@ def get_settings_file(scope):
     return f"{RES}/{MODE}/settings/{scope}.json"
 
 
+def get_scope_settings(wildcards):
+    return cfg.scope_settings(config, wildcards.scope)
+
+
 # ---------------------------------------------------------------- LUNA16 inputs
+def get_demo_folder(wildcards, output):
+    """The demo data set's folder: the one holding CSVFILES/ (inferred from the output)."""
+    return str(Path(output.annotations).parents[1])
+
+
 def luna_root():
     return cfg.luna_root(config)
 
@@ -69,10 +78,7 @@ def _discover_luna():
             refuse(f"luna16.root: {len(odd)} scan file name(s) are not a series uid (digits and dots): "
                              + ", ".join(repr(o) for o in odd[:5]))
     wanted = LUNA["subsets"] or sorted(scans, key=lambda s: int(s[len("subset"):]))
-    missing = [s for s in wanted if not scans.get(s)]
-    if missing and LUNA["root"] != "demo":
-        # left to check_luna, which names every empty or missing folder; no job is planned for them
-        pass
+    # a missing or empty subset is left to check_luna, which names every such folder
     if not wanted:
         refuse(f"luna16.root: no subsetK folders under {luna_root()}")
     return {s: sorted(scans.get(s, [])) for s in wanted}
@@ -96,6 +102,12 @@ def get_luna_scan_files(wildcards=None):
     root = luna_root()
     mhds = [f"{root}/{s}/{uid}.mhd" for s, uids in LUNA_SCANS.items() for uid in uids]
     return [f for mhd in mhds for f in (mhd, get_scan_data_file(mhd))]
+
+
+def get_scan_files(wildcards):
+    """One scan's header and its data file, as the header names it (.raw, .zraw, ...)."""
+    mhd = f"{luna_root()}/{wildcards.subset}/{wildcards.uid}.mhd"
+    return {"mhd": mhd, "data": get_scan_data_file(mhd)}
 
 
 def get_volumes(wildcards):
@@ -145,6 +157,16 @@ def get_pair_table(group):
     return f"{RES}/ldct/pairs/{group}.tsv"
 
 
+def get_patient_folders(wildcards):
+    """The patient's low-dose (input) and full-dose (target) folders."""
+    patient = f"{LDCT['root']}/{wildcards.group}"
+    return {"inputs": f"{patient}/{LDCT['input_dir']}", "targets": f"{patient}/{LDCT['target_dir']}"}
+
+
+def get_patient_dir(wildcards):
+    return f"{LDCT['root']}/{wildcards.group}"
+
+
 # ---------------------------------------------------------------- extraction, merge, verification
 def get_extract_inputs(wildcards):
     # plan: the free-space check before any work needs the estimated output size
@@ -191,6 +213,29 @@ PART_SUFFIXES = [""] if MODE == "luna16" or LDCT["output"]["nsplit"] == 1 else [
 
 def get_patch_files(group):
     return [f"{RES}/{MODE}/patches/{group}{sfx}.h5" for sfx in PART_SUFFIXES]
+
+
+def get_group_patch_files(wildcards):
+    return get_patch_files(wildcards.group)
+
+
+def get_verify_reports(wildcards):
+    return [f"{RES}/{MODE}/reports/{g}.verify.json" for g in get_groups()]
+
+
+def get_plan_inputs(wildcards):
+    """The plan comes after the pre-flight check (LUNA16) or the slice pairing (LDCT): a bad input is
+    reported once, by the step that names the file, not a second time by the plan."""
+    checked = [f"{RES}/luna16/checks/scans.tsv"] if MODE == "luna16" else [get_pair_table(g) for g in get_groups()]
+    return {"checked": checked, "settings": get_settings_file("plan")}
+
+
+def get_accounting_inputs(wildcards):
+    subsets = get_luna_subsets()
+    return {"annotations": luna_table("annotations"),
+            "nodules": [f"{RES}/luna16/labels/{g}/nodules.tsv" for g in subsets],
+            "patches": [f"{RES}/luna16/patches/{g}.h5" for g in subsets],
+            "settings": get_settings_file("patches")}
 
 
 def get_final_output():

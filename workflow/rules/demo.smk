@@ -14,6 +14,6 @@ if LUNA["root"] == "demo" and MODE == "luna16":
         log:
             "logs/demo/make_demo_luna16.log",
         params:
-            out=lambda wc, output: str(Path(output.annotations).parents[1]),
+            out=get_demo_folder,
         shell:
-            "{PYTHON} -m ctpatch.demo --out {params.out:q} --settings-file {input.settings:q} > {log:q} 2>&1"
+            "\"$CTPATCH_PYTHON\" -m ctpatch.demo --out {params.out:q} --settings-file {input.settings:q} > {log:q} 2>&1"

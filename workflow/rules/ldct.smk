@@ -3,8 +3,7 @@
 
 rule pair_slices:
     input:
-        inputs=lambda wc: f"{LDCT['root']}/{wc.group}/{LDCT['input_dir']}",
-        targets=lambda wc: f"{LDCT['root']}/{wc.group}/{LDCT['target_dir']}",
+        unpack(get_patient_folders),
         settings=get_settings_file("pairs"),
     output:
         table=f"{RES}/ldct/pairs/{{group}}.tsv",
@@ -14,7 +13,7 @@ rule pair_slices:
     log:
         "logs/ldct/pair_slices/{group}.log",
     params:
-        patient_dir=lambda wc, input: str(Path(input.inputs).parent),
+        patient_dir=get_patient_dir,
     shell:
-        "{PYTHON} -m ctpatch.pair_ldct --patient-dir {params.patient_dir:q} --settings-file {input.settings:q} "
+        "\"$CTPATCH_PYTHON\" -m ctpatch.pair_ldct --patient-dir {params.patient_dir:q} --settings-file {input.settings:q} "
         "--table-out {output.table:q} --report-out {output.report:q} > {log:q} 2>&1"

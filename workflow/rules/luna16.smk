@@ -16,14 +16,13 @@ rule check_luna_inputs:
     params:
         subsets=get_luna_subsets(),
     shell:
-        "{PYTHON} -m ctpatch.check_luna --settings-file {input.settings:q} --subsets {params.subsets:q} "
+        "\"$CTPATCH_PYTHON\" -m ctpatch.check_luna --settings-file {input.settings:q} --subsets {params.subsets:q} "
         "--scans-out {output.scans:q} --report-out {output.report:q} > {log:q} 2>&1"
 
 
 rule convert_mhd:
     input:
-        mhd=lambda wc: f"{luna_root()}/{wc.subset}/{wc.uid}.mhd",
-        data=lambda wc: get_scan_data_file(f"{luna_root()}/{wc.subset}/{wc.uid}.mhd"),  # as its header names it
+        unpack(get_scan_files),
         checked=f"{RES}/luna16/checks/scans.tsv",
         settings=get_settings_file("convert"),
     output:
@@ -38,7 +37,7 @@ rule convert_mhd:
     # one scan per core: SimpleITK gets as many threads (a profile may raise it with set-threads)
     threads: 1
     shell:
-        "{PYTHON} -m ctpatch.convert --scan {input.mhd:q} --npy-out {output.npy:q} --json-out {output.json:q} "
+        "\"$CTPATCH_PYTHON\" -m ctpatch.convert --scan {input.mhd:q} --npy-out {output.npy:q} --json-out {output.json:q} "
         "--settings-file {input.settings:q} --threads {threads:q} > {log:q} 2>&1"
 
 
@@ -56,5 +55,5 @@ rule make_labels:
     log:
         "logs/luna16/make_labels/{group}.log",
     shell:
-        "{PYTHON} -m ctpatch.make_labels --subset {wildcards.group:q} --sidecars {input.sidecars:q} "
+        "\"$CTPATCH_PYTHON\" -m ctpatch.make_labels --subset {wildcards.group:q} --sidecars {input.sidecars:q} "
         "--annotations {input.annotations:q} --settings-file {input.settings:q} --masks-dir {output.masks:q} --table-out {output.table:q} > {log:q} 2>&1"

@@ -16,7 +16,7 @@ rule merge_patches:
     params:
         mode=MODE,
     shell:
-        "{PYTHON} -m ctpatch.merge --mode {params.mode:q} --group {wildcards.group:q} --shards-dir {input.shards:q} "
+        "\"$CTPATCH_PYTHON\" -m ctpatch.merge --mode {params.mode:q} --group {wildcards.group:q} --shards-dir {input.shards:q} "
         "--out {output:q} --settings-file {input.settings:q} > {log:q} 2>&1"
 
 
@@ -33,13 +33,13 @@ rule verify_patches:
         mode=MODE,
         args=get_verify_args,
     shell:
-        "{PYTHON} -m ctpatch.verify --mode {params.mode:q} --patches {input.patches:q} {params.args} "
+        "\"$CTPATCH_PYTHON\" -m ctpatch.verify --mode {params.mode:q} --patches {input.patches:q} {params.args} "
         "--settings-file {input.settings:q} --report-out {output:q} > {log:q} 2>&1"
 
 
 rule sanity_pictures:
     input:
-        lambda wc: get_patch_files(wc.group),
+        get_group_patch_files,
     output:
         report(
             f"{RES}/{MODE}/sanity/{{group}}.png",
@@ -54,4 +54,4 @@ rule sanity_pictures:
     params:
         seed=config["seed"],
     shell:
-        "{PYTHON} -m ctpatch.sanity --patches {input:q} --out {output:q} --n 8 --seed {params.seed:q} > {log:q} 2>&1"
+        "\"$CTPATCH_PYTHON\" -m ctpatch.sanity --patches {input:q} --out {output:q} --n 8 --seed {params.seed:q} > {log:q} 2>&1"

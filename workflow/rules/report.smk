@@ -3,12 +3,7 @@
 
 rule plan:
     input:
-        # after the pre-flight check (LUNA16) or the slice pairing (LDCT): a bad input is reported
-        # once, by the step that names the file, not a second time by the plan
-        checked=lambda wc: (
-            [f"{RES}/luna16/checks/scans.tsv"] if MODE == "luna16" else [get_pair_table(g) for g in get_groups()]
-        ),
-        settings=get_settings_file("plan"),
+        unpack(get_plan_inputs),
     output:
         json=f"{RES}/{MODE}/report/plan.json",
         text=report(f"{RES}/{MODE}/report/plan.txt", caption="../report/plan.rst", category="Plan"),
@@ -17,13 +12,13 @@ rule plan:
     log:
         f"logs/{MODE}/plan.log",
     shell:
-        "{PYTHON} -m ctpatch.plan --settings-file {input.settings:q} --json {output.json:q} "
+        "\"$CTPATCH_PYTHON\" -m ctpatch.plan --settings-file {input.settings:q} --json {output.json:q} "
         "--text {output.text:q} > {log:q} 2>&1"
 
 
 rule verification_table:
     input:
-        lambda wc: [f"{RES}/{MODE}/reports/{g}.verify.json" for g in get_groups()],
+        get_verify_reports,
     output:
         report(
             f"{RES}/{MODE}/report/verification.tsv",
@@ -35,7 +30,7 @@ rule verification_table:
     log:
         f"logs/{MODE}/verification_table.log",
     shell:
-        "{PYTHON} -m ctpatch.summarize verification --reports {input:q} --out {output:q} > {log:q} 2>&1"
+        "\"$CTPATCH_PYTHON\" -m ctpatch.summarize verification --reports {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule report_config:
@@ -48,15 +43,12 @@ rule report_config:
     log:
         f"logs/{MODE}/report_config.log",
     shell:
-        "{PYTHON} -m ctpatch.summarize config --settings-file {input:q} --out {output:q} > {log:q} 2>&1"
+        "\"$CTPATCH_PYTHON\" -m ctpatch.summarize config --settings-file {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule nodule_accounting:
     input:
-        annotations=luna_table("annotations"),
-        nodules=lambda wc: [f"{RES}/luna16/labels/{g}/nodules.tsv" for g in get_luna_subsets()],
-        patches=lambda wc: [f"{RES}/luna16/patches/{g}.h5" for g in get_luna_subsets()],
-        settings=get_settings_file("patches"),
+        unpack(get_accounting_inputs),
     output:
         table=report(
             f"{RES}/luna16/report/nodule_accounting.tsv",
@@ -69,7 +61,7 @@ rule nodule_accounting:
     log:
         "logs/luna16/nodule_accounting.log",
     shell:
-        "{PYTHON} -m ctpatch.accounting --annotations {input.annotations:q} --settings-file {input.settings:q} "
+        "\"$CTPATCH_PYTHON\" -m ctpatch.accounting --annotations {input.annotations:q} --settings-file {input.settings:q} "
         "--nodules {input.nodules:q} --patches {input.patches:q} "
         "--out {output.table:q} --summary-out {output.summary:q} > {log:q} 2>&1"
 
@@ -97,6 +89,6 @@ rule nodule_pictures:
     params:
         seed=config["seed"],
     shell:
-        "({PYTHON} -m ctpatch.sanity --patches {input:q} --out {output.nodules:q} --n 6 --seed {params.seed:q} "
-        "--kind nodule --centre-only && {PYTHON} -m ctpatch.sanity --patches {input:q} --out {output.negatives:q} "
+        "(\"$CTPATCH_PYTHON\" -m ctpatch.sanity --patches {input:q} --out {output.nodules:q} --n 6 --seed {params.seed:q} "
+        "--kind nodule --centre-only && \"$CTPATCH_PYTHON\" -m ctpatch.sanity --patches {input:q} --out {output.negatives:q} "
         "--n 24 --seed {params.seed:q} --kind non_nodule --grid) > {log:q} 2>&1"

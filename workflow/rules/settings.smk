@@ -13,6 +13,6 @@ rule write_settings:
     log:
         f"logs/{MODE}/write_settings/{{scope}}.log",
     params:
-        settings=lambda wc: cfg.scope_settings(config, wc.scope),
+        settings=get_scope_settings,
     run:
         cfg.write_settings(params.settings, output[0], wildcards.scope)
