@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ctpatch import check_luna
+from ctpatch import check_luna, discover
 
 from .conftest import assert_refused, call, check_args, first_scan, tree_digest
 
@@ -170,9 +170,9 @@ def test_extra_subset_like_folder_is_a_warning_not_a_traceback(luna, tmp_path, c
     import shutil
 
     shutil.copytree(luna / "subset0", luna / extra)
-    subsets, others = check_luna.subset_folders(luna)
+    subsets, others = discover.subset_folders(luna)
     assert subsets == ["subset0", "subset1"] and others == [extra]
-    assert set(check_luna.all_series(luna).values()) == {"subset0", "subset1"}
+    assert set(discover.all_series(luna).values()) == {"subset0", "subset1"}
     out = tmp_path / "checks"
     rc, err = _check(luna, out, capsys)
     assert rc == 0 and "Traceback" not in err

@@ -97,10 +97,12 @@ def test_bad_config_value_refused_at_parse_in_one_line(tmp_path):
 
 def test_rules_call_the_interpreter_running_snakemake(tmp_path):
     """Without the venv on PATH (its `snakemake` run by full path) the rules still find the package's
-    dependencies: they call sys.executable, not whatever `python` PATH finds first."""
+    dependencies: they call "$CTPATCH_PYTHON", which the Snakefile's shell prefix sets to sys.executable,
+    not whatever `python` PATH finds first."""
     work = workdir_with(tmp_path, {"mode": "luna16", "demo": DEMO})
     proc = snakemake(work, "-n", "-p", "--cores", "1")
-    assert '"$CTPATCH_PYTHON" -m ctpatch.demo' in proc.stdout and " python -m ctpatch" not in proc.stdout
+    assert '"$CTPATCH_PYTHON" -m ctpatch.demo' in proc.stdout
+    assert " python -m ctpatch" not in proc.stdout
     env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}  # no pyenv, no venv bin
     proc = snakemake(work, "--cores", "1", "results/luna16/checks/inputs.json", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from ctpatch.h5 import h5py
-from ctpatch.check_luna import all_series
+from ctpatch.discover import all_series
 from ctpatch.config import ConfigError, read_settings
 from ctpatch.io.tables import TableError, overlapping_nodules, read_annotations, read_csv_rows
 from ctpatch.luna import patches_per_nodule

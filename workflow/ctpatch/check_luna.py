@@ -9,13 +9,12 @@ Usage: ``python -m ctpatch.check_luna --settings-file check.json --subsets subse
 --scans-out scans.tsv --report-out report.json``
 
 Only folders named ``subset<N>`` are subsets; other ``subset*`` folders (``subset0_old``) are
-listed in a warning and otherwise ignored (:func:`subset_folders`).
+listed in a warning and otherwise ignored (:func:`ctpatch.discover.subset_folders`).
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ctpatch.config import ConfigError, read_settings
+from ctpatch.discover import SUBSET_NAME, all_series, not_subsets_warning, subset_folders
 from ctpatch.io.mhd import ScanError, check_scan
 from ctpatch.io.tables import TableError, read_annotations, read_candidates
 from ctpatch.store import atomic_path, write_json
@@ -40,30 +40,6 @@ def list_scans(root: Path, subset: str) -> list[Path]:
     if not scans:
         raise InputError(f"{folder}: subset folder has no .mhd scans")
     return scans
-
-
-SUBSET_NAME = re.compile(r"subset[0-9]+")
-
-
-def subset_folders(root: str | Path) -> tuple[list[str], list[str]]:
-    """(the ``subset<N>`` folders of ``root`` sorted by N, other folders whose names start with ``subset``).
-
-    The second list is for a warning: ``subset0_old`` or ``subset_extra`` is not a subset.
-    """
-    root = Path(root)
-    names = sorted(d.name for d in root.glob("subset*") if d.is_dir()) if root.is_dir() else []
-    subsets = sorted((n for n in names if SUBSET_NAME.fullmatch(n)), key=lambda n: int(n[len("subset"):]))
-    return subsets, [n for n in names if not SUBSET_NAME.fullmatch(n)]
-
-
-def not_subsets_warning(root: str | Path, others: list[str]) -> str:
-    return (f"{root}: ignored folder(s) {', '.join(others)}: only folders named subset<N> (subset0, subset1, ...) "
-            f"are LUNA16 subsets")
-
-
-def all_series(root: Path) -> dict[str, str]:
-    """series uid -> subset for every .mhd under any ``subset<N>`` folder of ``root`` (names only)."""
-    return {p.stem: s for s in subset_folders(root)[0] for p in sorted((Path(root) / s).glob("*.mhd"))}
 
 
 def middle_slice_problems(header, plausibility, window) -> str | None:

@@ -238,7 +238,7 @@ def _luna_subset(root: Path, uid: str, given, attrs) -> str:
     sub = attrs.get("subset", attrs.get("group"))
     if sub is not None:
         return sub.decode() if isinstance(sub, bytes) else str(sub)
-    from ctpatch.check_luna import subset_folders
+    from ctpatch.discover import subset_folders
 
     found = [s for s in subset_folders(root)[0] if (root / s / f"{uid}.mhd").is_file()]
     if len(found) != 1:

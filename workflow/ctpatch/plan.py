@@ -53,6 +53,7 @@ import pandas as pd
 
 from ctpatch.h5 import h5py
 from ctpatch.config import choices, load_config, read_settings
+from ctpatch.discover import ldct_patients, luna16_scans, subset_number
 from ctpatch.geometry import VolumeGrid, resampled_grid
 
 #: the fewest sample patches the time budget may leave (half of each kind)
@@ -106,6 +107,8 @@ def luna_inputs(config: dict, workdir: Path) -> tuple[list[Scan], pd.DataFrame, 
         return resampled_grid(g, rs["spacing_mm"]) if rs["enabled"] else g
 
     scans: list[Scan] = []
+    found = luna16_scans(config, workdir)  # the scans the workflow finds (DiscoveryError: a ValueError)
+    warnings += found.warnings
     if luna["root"] == "demo":
         from ctpatch.demo import plan_scans
 
@@ -119,15 +122,8 @@ def luna_inputs(config: dict, workdir: Path) -> tuple[list[Scan], pd.DataFrame, 
     else:
         root = luna["root"]
         rpath = _path(root, workdir)
-        if not rpath.is_dir():
-            raise PlanError(f"luna16.root: folder {rpath} not found")
-        from ctpatch.check_luna import not_subsets_warning, subset_folders
-
-        subsets, others = subset_folders(rpath)
-        if others:
-            warnings.append(not_subsets_warning(rpath, others))
-        for d in (rpath / s for s in subsets):
-            for mhd in sorted(d.glob("*.mhd")):
+        for d, uids in ((rpath / s, uids) for s, uids in found.scans.items()):
+            for mhd in (d / f"{uid}.mhd" for uid in uids):
                 try:
                     h = read_header(mhd)
                 except ScanError as exc:
@@ -141,16 +137,15 @@ def luna_inputs(config: dict, workdir: Path) -> tuple[list[Scan], pd.DataFrame, 
                                         f"header declares {want}")
                 scans.append(Scan(d.name, h.series_uid, h.grid, out_grid(h.grid), ELEMENT_BYTES[h.element_type], mhd))
         ann = read_annotations(_path(luna["annotations"], rpath), luna.get("duplicate_annotations", "fail"))
-    available = sorted({s.subset for s in scans}, key=lambda s: int(s[len("subset"):]))
-    wanted = luna["subsets"] or available
-    missing = [s for s in wanted if s not in available]
+    wanted = list(found.scans)
+    missing = [s for s, uids in found.scans.items() if not uids]
     if missing:
         warnings.append(f"subsets without scans: {missing}")
     unknown = sorted(set(ann["seriesuid"]) - {s.uid for s in scans})
     if unknown:
         warnings.append(f"{len(unknown)} annotated series have no scan under the root (luna16.unknown_series: "
                         f"{luna['unknown_series']}), e.g. {unknown[0]}")
-    scans = sorted((s for s in scans if s.subset in wanted), key=lambda s: (int(s.subset[len("subset"):]), s.uid))
+    scans = sorted((s for s in scans if s.subset in wanted), key=lambda s: (subset_number(s.subset), s.uid))
     if not scans:
         raise PlanError(f"luna16: no scans in subsets {wanted} under {root}")
     return scans, ann, warnings, root
@@ -659,20 +654,6 @@ def _sample_scan(scans, smp) -> Scan:
 
 
 # ---------------------------------------------------------------------------------------- LDCT
-def ldct_patients(ldct: dict, root: Path) -> list[str]:
-    """The patients of the run, as the workflow finds them: folders of ``root`` holding ``input_dir``."""
-    if not root.is_dir():
-        raise PlanError(f"ldct.root: folder {root} not found")
-    found = sorted(d.name for d in root.iterdir() if (d / ldct["input_dir"]).is_dir())
-    wanted = ldct["patients"] or found
-    missing = [p for p in wanted if p not in found]
-    if missing:
-        raise PlanError(f"ldct.patients: {missing} have no folder {ldct['input_dir']!r} under {root}")
-    if not wanted:
-        raise PlanError(f"ldct.root: no patient folder under {root} holds a {ldct['input_dir']!r} folder")
-    return wanted
-
-
 def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dict:
     from ctpatch.config import ldct_patch_settings
     from ctpatch.extract_ldct import multiplier, patch_dtype, patch_size
@@ -684,7 +665,7 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
     inp = config["ldct"]
     settings = ldct_patch_settings(config)  # the settings the workflow hands to the extraction
     root = _path(inp["root"], workdir)
-    patients = ldct_patients(inp, root)
+    patients = ldct_patients(config, workdir)
     warnings: list[str] = []
     groups: dict[str, dict] = {}
     selected_pairs = []

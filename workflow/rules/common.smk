@@ -1,12 +1,12 @@
 # Config validation, input functions (get_*), the final targets and wildcard constraints.
 
 import json
-import re
 import shlex
 import sys
 from pathlib import Path
 
 import ctpatch.config as cfg
+import ctpatch.discover as discover
 
 
 def refuse(message):
@@ -55,36 +55,18 @@ def luna_table(key):
     return cfg.luna_table(config, key)
 
 
-def _discover_luna():
-    """subset -> sorted series uids, known at parse time (demo: from the plan, no voxels made)."""
-    if LUNA["root"] == "demo":
-        from ctpatch.demo import plan_scans
-
-        scans = {}
-        for plan in plan_scans(config["demo"], config["seed"]):
-            scans.setdefault(plan.subset, []).append(plan.series_uid)
-    else:
-        from ctpatch.check_luna import not_subsets_warning, subset_folders
-
-        root = Path(LUNA["root"])
-        if not root.is_dir():
-            refuse(f"luna16.root: folder {root} not found")
-        subsets, others = subset_folders(root)  # only subset<N>: subset0_old is listed, not parsed
-        if others:
-            print(f"warning: {not_subsets_warning(root, others)}", file=sys.stderr)
-        scans = {s: [p.stem for p in (root / s).glob("*.mhd")] for s in subsets}
-        odd = [f"{root / s / uid}.mhd" for s in scans for uid in scans[s] if not re.fullmatch(r"[0-9.]+", uid)]
-        if odd:  # series uids become file and job names: only digits and dots, as DICOM uids are
-            refuse(f"luna16.root: {len(odd)} scan file name(s) are not a series uid (digits and dots): "
-                             + ", ".join(repr(o) for o in odd[:5]))
-    wanted = LUNA["subsets"] or sorted(scans, key=lambda s: int(s[len("subset"):]))
-    # a missing or empty subset is left to check_luna, which names every such folder
-    if not wanted:
-        refuse(f"luna16.root: no subsetK folders under {luna_root()}")
-    return {s: sorted(scans.get(s, [])) for s in wanted}
+def _discover(find):
+    """``find(config)`` from ctpatch.discover, or one `error:` line naming the key and folder."""
+    try:
+        return find(config)
+    except discover.DiscoveryError as exc:
+        refuse(str(exc))
 
 
-LUNA_SCANS = _discover_luna() if MODE == "luna16" else {}
+_FOUND = _discover(discover.luna16_scans) if MODE == "luna16" else discover.Found({})
+for _warning in _FOUND.warnings:
+    print(f"warning: {_warning}", file=sys.stderr)
+LUNA_SCANS = _FOUND.scans
 
 
 def get_luna_subsets():
@@ -127,26 +109,7 @@ def get_groups():
 LDCT = config["ldct"]
 
 
-def _discover_ldct():
-    """The patient folders holding the input folder (or the configured list), known at parse time."""
-    root = Path(LDCT["root"])
-    if not root.is_dir():
-        refuse(f"ldct.root: folder {root} not found")
-    found = sorted(d.name for d in root.iterdir() if (d / LDCT["input_dir"]).is_dir())
-    odd = [p for p in found if not re.fullmatch(r"[A-Za-z0-9_.-]+", p)]
-    if odd and not LDCT["patients"]:  # patient ids become file and job names
-        refuse(f"ldct.root: patient folder name(s) {odd} under {root} are not letters, digits, '_', '.', "
-                         f"'-' (rename them, or list the patients to use in ldct.patients)")
-    wanted = LDCT["patients"] or found
-    missing = [p for p in wanted if p not in found]
-    if missing:
-        refuse(f"ldct.patients: {missing} have no folder {LDCT['input_dir']!r} under {root}")
-    if not wanted:
-        refuse(f"ldct.root: no patient folder under {root} holds a {LDCT['input_dir']!r} folder")
-    return wanted
-
-
-LDCT_PATIENTS = _discover_ldct() if MODE == "ldct" else []
+LDCT_PATIENTS = _discover(discover.ldct_patients) if MODE == "ldct" else []
 
 
 def get_ldct_patients():
