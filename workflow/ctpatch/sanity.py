@@ -32,8 +32,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ctpatch.data import file_mode  # noqa: E402  (one rule for telling the modes apart)
-from ctpatch.layout import has_images, images  # noqa: E402
+from ctpatch.crop_reader import has_images, images  # noqa: E402
+from ctpatch.patchfile import file_mode  # noqa: E402  (one rule for telling the modes apart)
 from ctpatch.rng import keyed_rng  # noqa: E402
 from ctpatch.store import atomic_path  # noqa: E402
 

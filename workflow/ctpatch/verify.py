@@ -20,7 +20,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from ctpatch.layout import crop_edge, has_images, images, is_crops, shift_margin
+from ctpatch.crop_reader import has_images, images, is_crops
+from ctpatch.layout import crop_edge, shift_margin
 from ctpatch.shifts import shift_offsets
 from ctpatch.store import write_json
 
