@@ -2,6 +2,7 @@
 
 
 rule pair_slices:
+    """LDCT, one patient: DICOM headers only, pairs by slice position (or by name), fails naming both files on an unpaired, duplicate or mismatched slice; results/ldct/pairs/PATIENT.tsv."""
     input:
         inputs=lambda wc: f"{LDCT['root']}/{wc.group}/{LDCT['input_dir']}",
         targets=lambda wc: f"{LDCT['root']}/{wc.group}/{LDCT['target_dir']}",

@@ -2,6 +2,7 @@
 
 
 rule merge_patches:
+    """One group: canonical order, seeded shuffle, chunks copied compressed; results/MODE/patches/GROUP.h5."""
     input:
         f"{RES}/{MODE}/shards/{{group}}",
     output:
@@ -24,11 +25,12 @@ rule merge_patches:
 
 
 rule verify_patches:
+    """One group: counts, shapes, dtypes, NaN, labels; fails the job when wrong; results/MODE/report/GROUP.verify.json."""
     input:
         unpack(get_verify_inputs),
         patches=lambda wc: get_patch_files(wc.group),
     output:
-        f"{RES}/{MODE}/reports/{{group}}.verify.json",
+        f"{RES}/{MODE}/report/{{group}}.verify.json",
     conda:
         "../../envs/ctpatch.yaml"
     log:
@@ -43,6 +45,7 @@ rule verify_patches:
 
 
 rule sanity_pictures:
+    """One group: a PNG of random patches with their provenance (LUNA16: three planes, label in red); results/MODE/sanity/GROUP.png."""
     input:
         lambda wc: get_patch_files(wc.group),
     output:

@@ -2,6 +2,7 @@
 
 
 rule plan:
+    """The pre-flight plan from headers and tables (patches, sizes, memory, time); results/MODE/report/plan.txt."""
     input:
         # LUNA16: after the pre-flight check, so a bad input is reported by it, naming the file
         lambda wc: [f"{RES}/luna16/checks/scans.tsv"] if MODE == "luna16" else [],
@@ -20,8 +21,9 @@ rule plan:
 
 
 rule verification_table:
+    """One table of every group's verification, for the report; results/MODE/report/verification.tsv."""
     input:
-        lambda wc: [f"{RES}/{MODE}/reports/{g}.verify.json" for g in get_groups()],
+        lambda wc: [f"{RES}/{MODE}/report/{g}.verify.json" for g in get_groups()],
     output:
         report(
             f"{RES}/{MODE}/report/verification.tsv",
@@ -37,6 +39,7 @@ rule verification_table:
 
 
 rule report_config:
+    """The validated config (defaults filled in), for the report; results/MODE/report/config.yaml."""
     output:
         report(f"{RES}/{MODE}/report/config.yaml", caption="../report/config.rst", category="Config"),
     conda:
@@ -50,6 +53,7 @@ rule report_config:
 
 
 rule nodule_accounting:
+    """LUNA16: every row of annotations.csv and its patches, or why it has none; results/luna16/report/nodule_accounting.tsv."""
     input:
         annotations=luna_table("annotations"),
         nodules=lambda wc: [f"{RES}/luna16/labels/{g}/nodules.tsv" for g in get_luna_subsets()],
@@ -75,6 +79,7 @@ rule nodule_accounting:
 
 
 rule nodule_pictures:
+    """LUNA16, one subset: unshifted nodule patches in three planes and a grid of negatives, for the report; results/luna16/report/SUBSET.*.png."""
     input:
         f"{RES}/luna16/patches/{{group}}.h5",
     output:
