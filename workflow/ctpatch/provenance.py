@@ -98,13 +98,14 @@ class DicomSpacing:
         got = self._cache.get(path)
         if got is None:
             got = np.full(2, np.nan)
-            try:
-                import pydicom
+            import pydicom
+            import pydicom.errors
 
+            try:
                 ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PixelSpacing"])
                 if "PixelSpacing" in ds:
                     got = np.asarray([float(v) for v in ds.PixelSpacing], dtype=np.float64)
-            except (OSError, ValueError, TypeError, AttributeError):
-                pass
+            except (OSError, ValueError, TypeError, AttributeError, pydicom.errors.InvalidDicomError):
+                pass  # documented: NaN spacing when the source slice cannot be read
             self._cache[path] = got
         return got.copy()
