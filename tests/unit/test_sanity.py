@@ -11,8 +11,8 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
+from _patchfiles import pair_patient
 from ctpatch.extract_luna import PROV_NEGATIVE, PROV_NODULE
-from ctpatch.pair_ldct import main as pair_main
 from ctpatch.sanity import _upsample_label, main, pick, write_png
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -28,9 +28,7 @@ def ldct_file(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("sanity")
     table = out / "L286.tsv"
-    assert pair_main(["--patient-dir", str(LDCT / "L286"), "--input-dir", "quarter_3mm_sharp_sorted",
-                      "--target-dir", "full_3mm_sharp_sorted", "--random-n", "1", "--table-out", str(table),
-                      "--report-out", str(out / "r.json")]) == 0
+    assert pair_patient(LDCT / "L286", table, out / "r.json", random_n=1) == 0
     settings = {"patch": {"code": "p96"}, "air_threshold": {"enabled": True}, "rot_augment": {"enabled": True},
                 "dose_blend": {"enabled": True}}
     job = Job(SimpleNamespace(settings=settings, inputs={"pairs": [str(table)]}))

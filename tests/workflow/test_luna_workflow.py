@@ -30,7 +30,7 @@ def test_dry_run_shows_the_chain(tmp_path):
     assert counts == {"make_demo_luna16": 1, "check_luna_inputs": 1, "convert_mhd": 2, "make_labels": 2,
                       "extract_patches": 2, "merge_patches": 2, "verify_patches": 2, "sanity_pictures": 2,
                       "nodule_pictures": 2, "nodule_accounting": 1, "verification_table": 1, "report_config": 1,
-                      "plan": 1, "all": 1, "total": 21}
+                      "plan": 1, "write_settings": 5, "all": 1, "total": 26}
 
 
 def test_rulegraph_links_each_step_to_the_next(tmp_path):
@@ -129,9 +129,12 @@ def test_patch_provenance_traces_back_to_the_volume(runs):
 
 @pytest.mark.mpi
 def test_extraction_refuses_a_world_of_the_wrong_size(tmp_path):
+    from ctpatch.config import defaults, write_settings
+
+    write_settings(defaults("patches"), tmp_path / "patches.json", "patches")
     proc = subprocess.run(
         ["mpiexec", "-n", "1", sys.executable, "-m", "ctpatch.extract", "--mode", "luna16", "--ranks", "2",
-         "--out-dir", str(tmp_path / "shards"), "--settings", "{}", "--inputs", "{}"],
+         "--out-dir", str(tmp_path / "shards"), "--settings-file", str(tmp_path / "patches.json"), "--inputs", "{}"],
         capture_output=True, text=True, timeout=60, cwd=REPO,
     )
     assert proc.returncode != 0

@@ -16,11 +16,11 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Mapping, NamedTuple
 
-import h5py
 import numpy as np
 
 from ctpatch.crop_reader import images as open_images
 from ctpatch.dataset import PatchDataset
+from ctpatch.h5 import h5py
 from ctpatch.patchfile import to_layout
 from ctpatch.rng import keyed_rng
 from ctpatch.selection import Segment

@@ -5,19 +5,24 @@ scans, an annotation for an unknown scan or a nodule outside its volume stops th
 listing every problem found, instead of failing hours later.  Writes the scan table
 (``scans.tsv``) and a JSON report.
 
-Usage: ``python -m ctpatch.check_luna --root DIR --subsets subset0 subset1 --annotations CSV
---unknown-series fail --scans-out scans.tsv --report-out report.json``
+Usage: ``python -m ctpatch.check_luna --settings-file check.json --subsets subset0 subset1
+--scans-out scans.tsv --report-out report.json``
+
+Only folders named ``subset<N>`` are subsets; other ``subset*`` folders (``subset0_old``) are
+listed in a warning and otherwise ignored (:func:`subset_folders`).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ctpatch.config import ConfigError, read_settings
 from ctpatch.io.mhd import ScanError, check_scan
 from ctpatch.io.tables import TableError, read_annotations, read_candidates
 from ctpatch.store import atomic_path, write_json
@@ -37,15 +42,41 @@ def list_scans(root: Path, subset: str) -> list[Path]:
     return scans
 
 
+SUBSET_NAME = re.compile(r"subset[0-9]+")
+
+
+def subset_folders(root: str | Path) -> tuple[list[str], list[str]]:
+    """(the ``subset<N>`` folders of ``root`` sorted by N, other folders whose names start with ``subset``).
+
+    The second list is for a warning: ``subset0_old`` or ``subset_extra`` is not a subset.
+    """
+    root = Path(root)
+    names = sorted(d.name for d in root.glob("subset*") if d.is_dir()) if root.is_dir() else []
+    subsets = sorted((n for n in names if SUBSET_NAME.fullmatch(n)), key=lambda n: int(n[len("subset"):]))
+    return subsets, [n for n in names if not SUBSET_NAME.fullmatch(n)]
+
+
+def not_subsets_warning(root: str | Path, others: list[str]) -> str:
+    return (f"{root}: ignored folder(s) {', '.join(others)}: only folders named subset<N> (subset0, subset1, ...) "
+            f"are LUNA16 subsets")
+
+
 def all_series(root: Path) -> dict[str, str]:
-    """series uid -> subset for every .mhd under any subsetK folder of ``root`` (names only)."""
-    return {p.stem: p.parent.name for p in sorted(root.glob("subset*/*.mhd"))}
+    """series uid -> subset for every .mhd under any ``subset<N>`` folder of ``root`` (names only)."""
+    return {p.stem: s for s in subset_folders(root)[0] for p in sorted((Path(root) / s).glob("*.mhd"))}
 
 
-def check(root, subsets, annotations, candidates=None, unknown_series="fail"):
+def check(root, subsets, annotations, candidates=None, unknown_series="fail", duplicates="fail"):
     """Check the inputs; return (scan table, report).  Raises InputError listing every problem."""
     root = Path(root)
     problems, warnings, rows = [], [], []
+    others = subset_folders(root)[1]
+    if others:
+        warnings.append(not_subsets_warning(root, others))
+    for subset in subsets:
+        if not SUBSET_NAME.fullmatch(subset):
+            problems.append(f"{root / subset}: not a subset folder name (expected subset<N>)")
+    subsets = [s for s in subsets if SUBSET_NAME.fullmatch(s)]
     headers = {}
     for subset in subsets:
         try:
@@ -61,10 +92,13 @@ def check(root, subsets, annotations, candidates=None, unknown_series="fail"):
                 continue
             headers[h.series_uid] = (subset, h)
     try:
-        ann = read_annotations(annotations)
+        ann = read_annotations(annotations, duplicates)
     except TableError as exc:
         problems.append(str(exc))
         ann = None
+    dropped = ann.attrs["dropped_duplicates"] if ann is not None else []
+    warnings += [f"{annotations}: row {r} is identical to row {first}: dropped (duplicate_annotations: drop)"
+                 for r, first in dropped]
     known_elsewhere = all_series(root)
     n_ann = {uid: 0 for uid in headers}
     unknown, not_selected = [], 0
@@ -94,7 +128,9 @@ def check(root, subsets, annotations, candidates=None, unknown_series="fail"):
         except TableError as exc:
             problems.append(str(exc))
     if problems:
-        raise InputError(f"{len(problems)} problem(s) in the LUNA16 inputs:\n  " + "\n  ".join(problems))
+        # the first line names the first file at fault; the others follow, one a line
+        raise InputError(f"{problems[0]}\n  ({len(problems)} problem(s) in the LUNA16 inputs)"
+                         + "".join(f"\n  {p}" for p in problems[1:]))
     for uid, (subset, h) in sorted(headers.items(), key=lambda kv: (kv[1][0], kv[0])):
         g = h.grid
         rows.append({"subset": subset, "seriesuid": uid, "mhd": str(h.path),
@@ -104,24 +140,24 @@ def check(root, subsets, annotations, candidates=None, unknown_series="fail"):
     report = {
         "root": str(root), "subsets": list(subsets), "scans": len(rows),
         "annotations_used": int(sum(n_ann.values())), "annotations_in_other_subsets": not_selected,
-        "unknown_series": len(unknown), "warnings": warnings,
+        "unknown_series": len(unknown), "dropped_duplicates": [list(d) for d in dropped], "warnings": warnings,
     }
     return pd.DataFrame(rows), report
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ctpatch.check_luna", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--root", required=True)
+    ap.add_argument("--settings-file", required=True,
+                    help="settings of scope 'check' (root, annotations, candidates, unknown_series)")
     ap.add_argument("--subsets", nargs="+", required=True)
-    ap.add_argument("--annotations", required=True)
-    ap.add_argument("--candidates", default=None)
-    ap.add_argument("--unknown-series", choices=["fail", "warn"], default="fail")
     ap.add_argument("--scans-out", required=True)
     ap.add_argument("--report-out", required=True)
     args = ap.parse_args(argv)
     try:
-        table, report = check(args.root, args.subsets, args.annotations, args.candidates, args.unknown_series)
-    except InputError as exc:
+        s = read_settings(args.settings_file, scope="check")
+        table, report = check(s["root"], args.subsets, s["annotations"], s["candidates"], s["unknown_series"],
+                              s.get("duplicate_annotations", "fail"))
+    except (InputError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for w in report["warnings"]:
@@ -134,4 +170,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ctpatch.cli import run_cli
+
+    sys.exit(run_cli(main))

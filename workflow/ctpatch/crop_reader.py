@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import h5py
 import numpy as np
 
+from ctpatch.h5 import h5py
 from ctpatch.layout import cut_from_crop
 
 

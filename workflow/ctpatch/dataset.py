@@ -19,10 +19,10 @@ import operator
 import os
 from typing import Callable, Mapping
 
-import h5py
 import numpy as np
 
 from ctpatch.crop_reader import images as open_images
+from ctpatch.h5 import h5py
 from ctpatch.patchfile import resolve_layout, to_layout
 from ctpatch.provenance import DicomSpacing, ProvenanceFields
 from ctpatch.selection import Segment, as_paths, segments

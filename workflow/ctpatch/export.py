@@ -15,10 +15,10 @@ import json
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from ctpatch.crop_reader import is_crops
+from ctpatch.h5 import h5py
 from ctpatch.layout import cut_from_crop
 from ctpatch.store import COMPRESSION, atomic_path, codec_of, create_patch_dataset
 
@@ -103,4 +103,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ctpatch.cli import run_cli
+
+    sys.exit(run_cli(main))

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import h5py
 import numpy as np
 
 from ctpatch.dataset import PatchDataset
+from ctpatch.h5 import h5py
 from ctpatch.patchfile import KINDS, MODE_KINDS, file_mode
 from ctpatch.rng import keyed_rng
 from ctpatch.selection import as_paths

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 
-import h5py
 import numpy as np
+
+from ctpatch.h5 import h5py
 
 #: kind -> (image dataset, label dataset, provenance table, mode)
 KINDS = {

@@ -32,7 +32,6 @@ import math
 import sys
 from pathlib import Path
 
-import h5py
 import matplotlib
 
 matplotlib.use("Agg")
@@ -40,6 +39,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ctpatch.crop_reader import has_images, images  # noqa: E402
+from ctpatch.h5 import h5py  # noqa: E402
 from ctpatch.normalize import hu_window  # noqa: E402
 from ctpatch.patchfile import file_mode, file_settings  # noqa: E402  (one rule for telling the modes apart)
 from ctpatch.rng import keyed_rng  # noqa: E402
@@ -373,4 +373,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ctpatch.cli import run_cli
+
+    sys.exit(run_cli(main))

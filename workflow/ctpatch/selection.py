@@ -11,11 +11,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from ctpatch.crop_reader import has_images
 from ctpatch.crop_reader import images as open_images
+from ctpatch.h5 import h5py
 from ctpatch.patchfile import KINDS, MODE_KINDS, file_mode, file_settings, luna_spacing, stored_layout
 
 def as_paths(paths) -> list[str]:

@@ -6,6 +6,7 @@ rule check_luna_inputs:
     input:
         scans=get_luna_scan_files(),
         annotations=luna_table("annotations"),
+        settings=get_settings_file("check"),
     output:
         scans=f"{RES}/luna16/checks/scans.tsv",
         report=f"{RES}/luna16/checks/inputs.json",
@@ -14,24 +15,18 @@ rule check_luna_inputs:
     log:
         "logs/luna16/check_luna_inputs.log",
     params:
-        root=lambda wc, input: str(Path(input.scans[0]).parents[1]),
-        subsets=" ".join(get_luna_subsets()),
-        unknown=LUNA["unknown_series"],
-        candidates=(
-            f"--candidates {q(luna_table('candidates'))}" if LUNA["negatives"]["strategy"] == "candidates" else ""
-        ),
+        subsets=get_luna_subsets(),
     shell:
-        "python -m ctpatch.check_luna --root {params.root:q} --subsets {params.subsets} "
-        "--annotations {input.annotations:q} {params.candidates} --unknown-series {params.unknown} "
-        "--scans-out {output.scans} --report-out {output.report} > {log} 2>&1"
+        "\"$CTPATCH_PYTHON\" -m ctpatch.check_luna --settings-file {input.settings:q} --subsets {params.subsets:q} "
+        "--scans-out {output.scans:q} --report-out {output.report:q} > {log:q} 2>&1"
 
 
 rule convert_mhd:
     """LUNA16, one scan: resample (isotropic 1.25 mm), HU window, .npy (z, y, x) + JSON sidecar (grid, source, settings); results/luna16/volumes/SUBSET/."""
     input:
-        mhd=lambda wc: f"{luna_root()}/{wc.subset}/{wc.uid}.mhd",
-        raw=lambda wc: f"{luna_root()}/{wc.subset}/{wc.uid}.raw",
+        unpack(get_scan_files),
         checked=f"{RES}/luna16/checks/scans.tsv",
+        settings=get_settings_file("convert"),
     output:
         npy=f"{RES}/luna16/volumes/{{subset}}/{{uid}}.npy",
         json=f"{RES}/luna16/volumes/{{subset}}/{{uid}}.json",
@@ -43,11 +38,9 @@ rule convert_mhd:
         f"{RES}/benchmarks/convert_mhd/{{subset}}/{{uid}}.tsv"
     # one scan per core: SimpleITK gets as many threads (a profile may raise it with set-threads)
     threads: 1
-    params:
-        settings=q({"resample": LUNA["resample"], "normalize": LUNA["normalize"]}),
     shell:
-        "python -m ctpatch.convert --scan {input.mhd:q} --npy-out {output.npy} --json-out {output.json} "
-        "--settings {params.settings} --threads {threads} > {log} 2>&1"
+        "\"$CTPATCH_PYTHON\" -m ctpatch.convert --scan {input.mhd:q} --npy-out {output.npy:q} --json-out {output.json:q} "
+        "--settings-file {input.settings:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule make_labels:
@@ -56,6 +49,7 @@ rule make_labels:
         sidecars=get_sidecars,
         annotations=luna_table("annotations"),
         checked=f"{RES}/luna16/checks/scans.tsv",
+        settings=get_settings_file("check"),  # duplicate_annotations
     output:
         masks=directory(f"{RES}/luna16/labels/{{group}}/masks"),
         table=f"{RES}/luna16/labels/{{group}}/nodules.tsv",
@@ -64,5 +58,5 @@ rule make_labels:
     log:
         "logs/luna16/make_labels/{group}.log",
     shell:
-        "python -m ctpatch.make_labels --subset {wildcards.group} --sidecars {input.sidecars} "
-        "--annotations {input.annotations:q} --masks-dir {output.masks} --table-out {output.table} > {log} 2>&1"
+        "\"$CTPATCH_PYTHON\" -m ctpatch.make_labels --subset {wildcards.group:q} --sidecars {input.sidecars:q} "
+        "--annotations {input.annotations:q} --settings-file {input.settings:q} --masks-dir {output.masks:q} --table-out {output.table:q} > {log:q} 2>&1"
