@@ -10,8 +10,8 @@ import matplotlib
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
-
 from _patchfiles import pair_patient
+
 from ctpatch.extract_luna import PROV_NEGATIVE, PROV_NODULE
 from ctpatch.sanity import _upsample_label, main, pick, write_png
 

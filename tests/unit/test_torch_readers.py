@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from ctpatch.data import (DEFAULT_LAYOUT, BalancedSampler, PatchDataset, folds, iter_batches, load_all)
+from ctpatch.data import DEFAULT_LAYOUT, BalancedSampler, PatchDataset, folds, iter_batches, load_all
 
 LUNA_COMBOS = [("nodule",), ("non_nodule",), ("nodule", "non_nodule"), ("non_nodule", "nodule")]
 

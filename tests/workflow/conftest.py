@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from snakerun import SMALL_LUNA, snakemake, write_config
 
 

@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 import pytest
-
 from snakerun import REPO
 
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
@@ -43,7 +42,8 @@ def test_readme_python_block_runs_as_pasted(small_luna_run, number):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "workflow"), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-"], input=README_BLOCKS[number], cwd=small_luna_run, env=env,
                           capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"README Python block {number + 1} failed:\n{README_BLOCKS[number]}\n{proc.stderr[-3000:]}"
+    block = README_BLOCKS[number]
+    assert proc.returncode == 0, f"README Python block {number + 1} failed:\n{block}\n{proc.stderr[-3000:]}"
 
 
 def test_rule_table_matches_snakemake_list_rules():

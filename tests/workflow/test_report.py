@@ -14,7 +14,6 @@ import subprocess
 import pandas as pd
 import pytest
 
-
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

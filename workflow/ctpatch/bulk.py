@@ -226,7 +226,8 @@ def load_all(source, kind=None, workers: int | None = None, *, layout: str | Non
 
 
 def iter_batches(source, kind=None, batch_size: int = 64, workers: int | None = None, *,
-                 layout: str | None = None, rows: Mapping | None = None, shuffle: bool = False, seed: int = 0, epoch: int = 0,
+                 layout: str | None = None, rows: Mapping | None = None, shuffle: bool = False, seed: int = 0,
+                 epoch: int = 0,
                  drop_last: bool = False, backend: str = "process", prefetch: int | None = None,
                  copy: bool = True) -> Iterator[Batch]:
     """Batches of ``batch_size`` patches, read ahead by ``workers`` processes into shared buffers.

@@ -44,8 +44,7 @@ Example (DataLoader is optional)::
 from ctpatch.bulk import BACKENDS, MAX_DEFAULT_WORKERS, Batch, default_workers, iter_batches, load_all
 from ctpatch.dataset import ITEMS, PatchDataset
 from ctpatch.folds import FOLD_UNIT, Fold, check_folds, folds, train_val
-from ctpatch.patchfile import (DEFAULT_LAYOUT, KINDS, LAYOUTS, MODE_KINDS, file_mode, file_settings,
-                               to_layout)
+from ctpatch.patchfile import DEFAULT_LAYOUT, KINDS, LAYOUTS, MODE_KINDS, file_mode, file_settings, to_layout
 from ctpatch.sampler import BalancedSampler
 from ctpatch.selection import Segment
 

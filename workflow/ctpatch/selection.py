@@ -18,6 +18,7 @@ from ctpatch.crop_reader import images as open_images
 from ctpatch.h5 import h5py
 from ctpatch.patchfile import KINDS, MODE_KINDS, file_mode, file_settings, luna_spacing, stored_layout
 
+
 def as_paths(paths) -> list[str]:
     """One path or a sequence of paths as a non-empty list of str."""
     if isinstance(paths, (str, os.PathLike)):
