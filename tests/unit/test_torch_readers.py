@@ -116,6 +116,8 @@ def test_dict_items_and_the_transform(luna):
     batch = next(iter(DataLoader(ds, batch_size=3, num_workers=2)))  # the transform runs in the workers
     assert batch["seen"].tolist() == [True] * 3
     assert np.array_equal(batch["image"][0].numpy(), plain[0][0][::-1])
+    fold_item = folds(luna.files)[0].dataset("nodule", layout="torch", items="dict", transform=flip_image)[0]
+    assert fold_item["seen"] and fold_item["image"].shape == (1, 68, 68, 68)
     with pytest.raises(ValueError, match="items"):
         PatchDataset(luna.files, items="list")
 
