@@ -17,9 +17,10 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from ctpatch.h5 import h5py
 from ctpatch.config import ConfigError, read_settings
-from ctpatch.layout import crop_edge, has_images, images, is_crops, shift_margin
+from ctpatch.crop_reader import has_images, images, is_crops
+from ctpatch.h5 import h5py
+from ctpatch.layout import crop_edge, shift_margin
 from ctpatch.luna import expected_counts, label_edge, patch_offsets
 from ctpatch.store import write_json
 

@@ -4,6 +4,7 @@
 
 
 rule extract_patches:
+    """One group (subset or patient): an MPI program of extract.tasks ranks that split the scans or slice pairs and stream their own HDF5 shard; results/MODE/shards/GROUP/."""
     input:
         unpack(get_extract_inputs),
     output:

@@ -2,6 +2,7 @@
 
 
 rule merge_patches:
+    """One group: canonical order, seeded shuffle, chunks copied compressed; results/MODE/patches/GROUP.h5."""
     input:
         shards=f"{RES}/{MODE}/shards/{{group}}",
         settings=get_settings_file("patches"),
@@ -21,10 +22,11 @@ rule merge_patches:
 
 
 rule verify_patches:
+    """One group: counts, shapes, dtypes, NaN, labels; fails the job when wrong; results/MODE/report/GROUP.verify.json."""
     input:
         unpack(get_verify_inputs),
     output:
-        f"{RES}/{MODE}/reports/{{group}}.verify.json",
+        f"{RES}/{MODE}/report/{{group}}.verify.json",
     conda:
         "../../envs/ctpatch.yaml"
     log:
@@ -38,6 +40,7 @@ rule verify_patches:
 
 
 rule sanity_pictures:
+    """One group: a PNG of random patches with their provenance (LUNA16: three planes, label in red); results/MODE/sanity/GROUP.png."""
     input:
         get_group_patch_files,
     output:
