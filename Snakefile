@@ -41,6 +41,7 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    """The default target: every group's patches, verification and sanity picture, and the report tables."""
     input:
         get_final_output(),
     default_target: True

@@ -162,6 +162,22 @@ def test_implausible_values_refused_before_anything_is_written(case, luna, tmp_p
     assert_refused(rc, err, [str(mhd), *words], inputs=(luna, before), absent=[out])
 
 
+@pytest.mark.parametrize("case", VALUE_CASES, ids=str)
+def test_implausible_values_refused_by_the_preflight_check(case, luna, tmp_path, capsys):
+    """The same scans, refused before any conversion: the pre-flight check reads each scan's middle slice."""
+    mhd = first_scan(luna)
+    words = [w for w in VALUE_CASES[case](mhd) if w != "implausible"]
+    before = tree_digest(luna)
+    out = tmp_path / "checks"
+    rc, err = call(check_luna.main, [*check_args(luna, tmp_path), "--subsets", "subset0", "subset1",
+                                     "--scans-out", out / "scans.tsv", "--report-out", out / "inputs.json"], capsys)
+    assert_refused(rc, err, [str(mhd), "middle slice", *words], inputs=(luna, before), absent=[out])
+    relaxed = check_args(luna, tmp_path, plausibility={"enabled": False})
+    rc, err = call(check_luna.main, [*relaxed, "--subsets", "subset0", "subset1", "--scans-out", out / "scans.tsv",
+                                     "--report-out", out / "inputs.json"], capsys)
+    assert rc == 0, err
+
+
 def test_compressed_zraw_scan_is_accepted_and_converts_like_the_raw(luna, tmp_path, capsys):
     """Not a refusal: SimpleITK's .zraw (CompressedData = True) is valid MetaImage."""
     mhd = first_scan(luna)

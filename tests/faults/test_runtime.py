@@ -107,6 +107,54 @@ def test_kill_during_extraction_leaves_nothing_finished(ldct, tmp_path):
     assert rc == -signal.SIGKILL and finished(out) == [] and list(out.glob(".L096.h5.*.tmp"))
 
 
+@pytest.fixture
+def ldct_shards(ldct, tmp_path):
+    """An LDCT extraction of one pair (one rank, no launcher): (shards folder, patches settings, pair table)."""
+    args = _ldct_extract_args(ldct, tmp_path)
+    out = tmp_path / "shards" / "L096"
+    rc, err = run_module("extract", *args, "--out-dir", out)
+    assert rc == 0 and (out / "manifest.json").is_file(), err
+    return out, args[args.index("--settings-file") + 1], tmp_path / "pairs" / "L096.tsv"
+
+
+def test_kill_during_merge(ldct_shards, tmp_path):
+    shards, settings, _ = ldct_shards
+    before = tree_digest(shards)
+    out = tmp_path / "patches"
+    rc = killed_at_publish("merge", "--mode", "ldct", "--shards-dir", shards, "--out", out / "L096.h5",
+                           "--group", "L096", "--settings-file", settings)
+    assert rc == -signal.SIGKILL and finished(out) == [] and tree_digest(shards) == before
+
+
+def test_kill_during_verification(ldct_shards, tmp_path):
+    shards, settings, pairs = ldct_shards
+    patches = tmp_path / "patches" / "L096.h5"
+    rc, err = run_module("merge", "--mode", "ldct", "--shards-dir", shards, "--out", patches, "--group", "L096",
+                         "--settings-file", settings)
+    assert rc == 0, err
+    before = tree_digest(patches.parent)
+    out = tmp_path / "reports"
+    rc = killed_at_publish("verify", "--mode", "ldct", "--patches", patches, "--pairs", pairs, "--settings-file",
+                           settings, "--report-out", out / "L096.verify.json")
+    assert rc == -signal.SIGKILL and finished(out) == [] and tree_digest(patches.parent) == before
+
+
+def test_concurrent_conversions_of_one_scan_publish_one_whole_file(luna, tmp_path):
+    """Two runs writing the same outputs at once: each writes its own temp name, the renames are
+    atomic, so the result is one whole file equal to a conversion on its own."""
+    import numpy as np
+
+    out = tmp_path / "volumes"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
+    argv = [sys.executable, "-m", "ctpatch.convert", "--scan", str(first_scan(luna)), "--npy-out",
+            str(out / "a.npy"), "--json-out", str(out / "a.json")]
+    procs = [subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    alone, _ = convert.convert(first_scan(luna), defaults("convert"))
+    np.testing.assert_array_equal(np.load(out / "a.npy"), alone)
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "a.npy"]  # no temp left behind
+
+
 # ---------------------------------------------------------------- the MPI launcher
 def test_world_smaller_than_asked_refused_before_any_output(ldct, tmp_path):
     """A launcher that starts one-rank worlds (plain srun) is named, before any file is written."""

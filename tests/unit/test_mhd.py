@@ -236,3 +236,20 @@ def test_storage_keys(tmp_path, key, value, words):
 def test_other_byte_order_key_is_accepted(tmp_path):
     path = handmade(tmp_path, edit(edit(HEADER, "BinaryDataByteOrderMSB", None), "ElementByteOrderMSB", "False"))
     assert check_scan(path).element_type == "MET_SHORT"
+
+
+@pytest.mark.parametrize("msb", [False, True])
+def test_read_slice_equals_simpleitk(tmp_path, msb):
+    """One slice through the header's type and byte order, compared with SimpleITK's whole read."""
+    from ctpatch.io.mhd import read_slice
+
+    path = tmp_path / "scan.mhd"
+    path.write_text(edit(HEADER, "BinaryDataByteOrderMSB", "True" if msb else "False"))
+    (tmp_path / "scan.raw").write_bytes(VOLUME.astype(">i2" if msb else "<i2").tobytes())
+    header = check_scan(path)
+    whole = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    np.testing.assert_array_equal(whole, VOLUME)
+    for k in range(6):
+        np.testing.assert_array_equal(read_slice(header, k), whole[k])
+    with pytest.raises(ValueError, match=r"\[0, 6\)"):
+        read_slice(header, 6)

@@ -96,7 +96,7 @@ def test_two_rank_run_counts_and_report(runs):
             assert f["nodule"].attrs["codec"] == "blosc2-zstd"  # the schema default
             prov = f["provenance/nodule"][...]
             assert sorted(set(prov["seriesuid"].astype(str))) == sorted(scans)
-        report = json.loads((work / f"results/luna16/reports/{subset}.verify.json").read_text())
+        report = json.loads((work / f"results/luna16/report/{subset}.verify.json").read_text())
         assert report["ok"] and report["failures"] == []
         assert report["nodule_patches"] == 57 * len(nodules)
 
@@ -164,7 +164,7 @@ def crops_run(tmp_path_factory):
 @pytest.mark.mpi
 def test_crops_layout_run_is_verified_and_exports_to_the_full_files(runs, crops_run, tmp_path):
     for subset in ("subset0", "subset1"):
-        report = json.loads((crops_run / f"results/luna16/reports/{subset}.verify.json").read_text())
+        report = json.loads((crops_run / f"results/luna16/report/{subset}.verify.json").read_text())
         assert report["ok"] and report["layout"] == "crops", report["failures"]
         crops = crops_run / f"results/luna16/patches/{subset}.h5"
         full = runs[2] / f"results/luna16/patches/{subset}.h5"

@@ -33,6 +33,7 @@ class InputError(ValueError):
 
 
 def list_scans(root: Path, subset: str) -> list[Path]:
+    """The ``.mhd`` files of one subset folder, sorted; InputError naming a missing or empty folder."""
     folder = root / subset
     if not folder.is_dir():
         raise InputError(f"{folder}: subset folder not found")
@@ -42,8 +43,37 @@ def list_scans(root: Path, subset: str) -> list[Path]:
     return scans
 
 
-def check(root, subsets, annotations, candidates=None, unknown_series="fail", duplicates="fail"):
-    """Check the inputs; return (scan table, report).  Raises InputError listing every problem."""
+def middle_slice_problems(header, plausibility, window) -> str | None:
+    """The plausibility problems of a scan's middle slice (ctpatch.plausible), or None.
+
+    One slice (0.5 MB for LUNA16) shows a header that reads the right bytes the wrong way (a
+    signed scan under MET_USHORT, a swapped byte order) before any scan is converted; the
+    conversion checks every voxel again.  Compressed (.zraw) scans are left to the conversion.
+    """
+    from ctpatch.io.mhd import read_slice
+    from ctpatch.plausible import check as check_plausible
+
+    if not plausibility or not plausibility["enabled"]:
+        return None
+    k = header.grid.size[2] // 2
+    values = read_slice(header, k)
+    if values is None:
+        return None
+    _, bad = check_plausible(values, window[0], window[1], plausibility)
+    if not bad:
+        return None
+    return (f"{header.path}: implausible CT values in its middle slice (z index {k}, ElementType "
+            f"{header.element_type}): " + "; ".join(bad) + " -- check the header, or relax luna16.plausibility")
+
+
+def check(root, subsets, annotations, candidates=None, unknown_series="fail", duplicates="fail",
+          plausibility=None, window=None):
+    """Check the inputs; return (scan table, report).  Raises InputError listing every problem.
+
+    With ``plausibility`` (the ``luna16.plausibility`` settings) the middle slice of every
+    uncompressed scan is checked too (:func:`middle_slice_problems`; ``window`` is the
+    normalization's (hu_min, hu_max)).
+    """
     root = Path(root)
     problems, warnings, rows = [], [], []
     others = subset_folders(root)[1]
@@ -65,6 +95,10 @@ def check(root, subsets, annotations, candidates=None, unknown_series="fail", du
                 h = check_scan(path)
             except ScanError as exc:
                 problems.append(str(exc))
+                continue
+            implausible = middle_slice_problems(h, plausibility, window)
+            if implausible:
+                problems.append(implausible)
                 continue
             headers[h.series_uid] = (subset, h)
     try:
@@ -132,7 +166,8 @@ def main(argv=None) -> int:
     try:
         s = read_settings(args.settings_file, scope="check")
         table, report = check(s["root"], args.subsets, s["annotations"], s["candidates"], s["unknown_series"],
-                              s.get("duplicate_annotations", "fail"))
+                              s["duplicate_annotations"], s["plausibility"],
+                              (s["normalize"]["hu_min"], s["normalize"]["hu_max"]))
     except (InputError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

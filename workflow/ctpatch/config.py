@@ -323,6 +323,7 @@ def scope_settings(config: Mapping, scope: str) -> Settings:
     """The settings one step of the configured mode depends on (see :data:`SCOPES`).
 
     * luna16 ``check``: input discovery and the pre-flight check (root, tables, unknown_series,
+      duplicate_annotations, plausibility and the normalization window of its middle-slice check,
       negatives strategy); ``convert``: resample and normalize (what a volume depends on);
       ``demo``: the demo data set's settings and seed; ``patches``: :func:`luna16_settings`.
     * ldct ``pairs``: folder names, pairing rule, error policy, random_n and seed;
@@ -342,7 +343,8 @@ def scope_settings(config: Mapping, scope: str) -> Settings:
         luna = config["luna16"]
         s = {"root": luna_root(config), "annotations": luna_table(config, "annotations"),
              "candidates": luna_table(config, "candidates") if luna["negatives"]["strategy"] == "candidates" else None,
-             "unknown_series": luna["unknown_series"], "duplicate_annotations": luna["duplicate_annotations"]}
+             "unknown_series": luna["unknown_series"], "duplicate_annotations": luna["duplicate_annotations"],
+             "plausibility": luna["plausibility"], "normalize": luna["normalize"]}
     elif scope == "demo":
         s = {"demo": config["demo"], "seed": config["seed"]}
     else:  # ldct pairs

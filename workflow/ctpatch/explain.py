@@ -41,9 +41,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ctpatch.crop_reader import images
 from ctpatch.h5 import h5py
-from ctpatch.data import KINDS, MODE_KINDS, file_mode, file_settings
-from ctpatch.layout import images
+from ctpatch.contract import KINDS, MODE_KINDS, file_mode, file_settings
 
 EXIT_EQUAL, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 

@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctpatch.h5 import h5py
 from ctpatch.config import ConfigError, read_settings
-from ctpatch.layout import crop_edge, has_images, images, is_crops, shift_margin
+from ctpatch.crop_reader import has_images, images, is_crops
+from ctpatch.h5 import h5py
+from ctpatch.layout import crop_edge, shift_margin
 from ctpatch.luna import expected_counts, label_edge, patch_offsets
 from ctpatch.rng import keyed_rng
 from ctpatch.store import MemorySink, chunk_checksum_ok, has_fletcher32, write_json

@@ -185,7 +185,7 @@ def get_group_patch_files(wildcards):
 
 
 def get_verify_reports(wildcards):
-    return [f"{RES}/{MODE}/reports/{g}.verify.json" for g in get_groups()]
+    return [f"{RES}/{MODE}/report/{g}.verify.json" for g in get_groups()]
 
 
 def get_plan_inputs(wildcards):
@@ -206,7 +206,7 @@ def get_accounting_inputs(wildcards):
 def get_final_output():
     groups = get_groups()
     return (
-        [f"{RES}/{MODE}/reports/{g}.verify.json" for g in groups]
+        [f"{RES}/{MODE}/report/{g}.verify.json" for g in groups]
         + [f for g in groups for f in get_patch_files(g)]
         + [f"{RES}/{MODE}/sanity/{g}.png" for g in groups]
         + [f"{RES}/{MODE}/report/verification.tsv", f"{RES}/{MODE}/report/config.yaml", f"{RES}/{MODE}/report/plan.txt"]

@@ -3,6 +3,7 @@
 if LUNA["root"] == "demo" and MODE == "luna16":
 
     rule make_demo_luna16:
+        """LUNA16, only with luna16.root: demo: generates LUNA-like scans, annotations.csv, candidates.csv; results/demo/luna16/."""
         input:
             settings=get_settings_file("demo"),
         output:

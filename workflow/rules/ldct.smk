@@ -2,6 +2,7 @@
 
 
 rule pair_slices:
+    """LDCT, one patient: DICOM headers only, pairs by slice position (or by name), fails naming both files on an unpaired, duplicate or mismatched slice; results/ldct/pairs/PATIENT.tsv."""
     input:
         unpack(get_patient_folders),
         settings=get_settings_file("pairs"),

@@ -2,6 +2,7 @@
 
 
 rule check_luna_inputs:
+    """LUNA16: reads every header and CSV before any work (missing or truncated .raw, unreadable header, empty subset, unknown series, nodule outside its volume, malformed CSV: one error listing every problem); results/luna16/checks/."""
     input:
         scans=get_luna_scan_files(),
         annotations=luna_table("annotations"),
@@ -21,6 +22,7 @@ rule check_luna_inputs:
 
 
 rule convert_mhd:
+    """LUNA16, one scan: resample (isotropic 1.25 mm), HU window, .npy (z, y, x) + JSON sidecar (grid, source, settings); results/luna16/volumes/SUBSET/."""
     input:
         unpack(get_scan_files),
         checked=f"{RES}/luna16/checks/scans.tsv",
@@ -38,10 +40,11 @@ rule convert_mhd:
     threads: 1
     shell:
         "\"$CTPATCH_PYTHON\" -m ctpatch.convert --scan {input.mhd:q} --npy-out {output.npy:q} --json-out {output.json:q} "
-        "--settings-file {input.settings:q} --threads {threads} > {log:q} 2>&1"
+        "--settings-file {input.settings:q} --threads {threads:q} > {log:q} 2>&1"
 
 
 rule make_labels:
+    """LUNA16, one subset: annotation spheres via the direction cosines, nodule table; results/luna16/labels/SUBSET/."""
     input:
         sidecars=get_sidecars,
         annotations=luna_table("annotations"),

@@ -2,6 +2,7 @@
 
 
 rule plan:
+    """The pre-flight plan from headers and tables (patches, sizes, memory, time); results/MODE/report/plan.txt."""
     input:
         unpack(get_plan_inputs),
     output:
@@ -17,6 +18,7 @@ rule plan:
 
 
 rule verification_table:
+    """One table of every group's verification, for the report; results/MODE/report/verification.tsv."""
     input:
         get_verify_reports,
     output:
@@ -34,6 +36,7 @@ rule verification_table:
 
 
 rule report_config:
+    """The validated config (defaults filled in), for the report; results/MODE/report/config.yaml."""
     input:
         get_settings_file("plan"),
     output:
@@ -47,6 +50,7 @@ rule report_config:
 
 
 rule nodule_accounting:
+    """LUNA16: every row of annotations.csv and its patches, or why it has none; results/luna16/report/nodule_accounting.tsv."""
     input:
         unpack(get_accounting_inputs),
     output:
@@ -67,6 +71,7 @@ rule nodule_accounting:
 
 
 rule nodule_pictures:
+    """LUNA16, one subset: unshifted nodule patches in three planes and a grid of negatives, for the report; results/luna16/report/SUBSET.*.png."""
     input:
         f"{RES}/luna16/patches/{{group}}.h5",
     output:
@@ -89,6 +94,6 @@ rule nodule_pictures:
     params:
         seed=config["seed"],
     shell:
-        "(\"$CTPATCH_PYTHON\" -m ctpatch.sanity --patches {input:q} --out {output.nodules:q} --n 6 --seed {params.seed} "
+        "(\"$CTPATCH_PYTHON\" -m ctpatch.sanity --patches {input:q} --out {output.nodules:q} --n 6 --seed {params.seed:q} "
         "--kind nodule --centre-only && \"$CTPATCH_PYTHON\" -m ctpatch.sanity --patches {input:q} --out {output.negatives:q} "
-        "--n 24 --seed {params.seed} --kind non_nodule --grid) > {log:q} 2>&1"
+        "--n 24 --seed {params.seed:q} --kind non_nodule --grid) > {log:q} 2>&1"

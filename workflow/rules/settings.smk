@@ -8,6 +8,7 @@ localrules:
 
 
 rule write_settings:
+    """One settings file per scope (the steps read their settings from it); results/MODE/settings/SCOPE.json."""
     output:
         f"{RES}/{MODE}/settings/{{scope}}.json",
     log:

@@ -3,10 +3,11 @@
 
 
 rule verify_patches:
+    """One group: Fletcher32 checksum of every stored chunk, counts, shapes, dtypes, provenance, labels, and a seeded sample of patches regenerated from the inputs and compared voxel for voxel; fails the job when wrong; results/MODE/report/GROUP.verify.json."""
     input:
         unpack(get_verify_inputs),
     output:
-        f"{RES}/{MODE}/reports/{{group}}.verify.json",
+        f"{RES}/{MODE}/report/{{group}}.verify.json",
     conda:
         "../../envs/ctpatch.yaml"
     log:
@@ -21,6 +22,7 @@ rule verify_patches:
 
 
 rule sanity_pictures:
+    """One group: a PNG of random patches with their provenance (LUNA16: three planes, label in red); results/MODE/sanity/GROUP.png."""
     input:
         get_group_patch_files,
     output:
@@ -37,4 +39,4 @@ rule sanity_pictures:
     params:
         seed=config["seed"],
     shell:
-        "\"$CTPATCH_PYTHON\" -m ctpatch.sanity --patches {input:q} --out {output:q} --n 8 --seed {params.seed} > {log:q} 2>&1"
+        "\"$CTPATCH_PYTHON\" -m ctpatch.sanity --patches {input:q} --out {output:q} --n 8 --seed {params.seed:q} > {log:q} 2>&1"

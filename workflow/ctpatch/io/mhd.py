@@ -187,6 +187,30 @@ def _check_compressed(header: ScanHeader) -> None:
                         f"(starts with {head.hex() or 'nothing'})")
 
 
+NUMPY_TYPES = {
+    "MET_CHAR": "i1", "MET_UCHAR": "u1", "MET_SHORT": "i2", "MET_USHORT": "u2", "MET_INT": "i4",
+    "MET_UINT": "u4", "MET_LONG": "i8", "MET_ULONG": "u8", "MET_FLOAT": "f4", "MET_DOUBLE": "f8",
+}
+
+
+def read_slice(header: ScanHeader, k: int) -> np.ndarray | None:
+    """Slice ``k`` (z index) of an uncompressed scan as the header reads it, (y, x); None for .zraw.
+
+    Reads ``size_x * size_y`` values only (memory-mapped), with the header's ElementType and byte
+    order: what the full read would give for that slice, at a fraction of its cost.
+    """
+    if header.compressed:
+        return None
+    fields = parse_header(header.path)
+    msb = next((fields[k_].strip().lower() == "true" for k_ in BYTE_ORDER_KEYS if k_ in fields), False)
+    dtype = np.dtype(NUMPY_TYPES[header.element_type]).newbyteorder(">" if msb else "<")
+    nx, ny, nz = header.grid.size
+    if not 0 <= k < nz:
+        raise ValueError(f"Expected a slice index in [0, {nz}), got {k}")
+    data = np.memmap(header.data_file, dtype=dtype, mode="r", offset=k * nx * ny * dtype.itemsize, shape=(ny, nx))
+    return np.array(data)
+
+
 def data_file_of(path: str | Path) -> Path:
     """The data file a header names, or ``<uid>.raw`` beside it when the header cannot be read yet
     (the demo's scans are made by a rule; a bad header is reported by the pre-flight check)."""
