@@ -131,15 +131,16 @@ def test_nan_is_found(good, tmp_path):
 
 def test_altered_patch_fails_the_recomputed_sample(good, tmp_path):
     _, table, parts = good
-
-    def edit(f):
-        prov = f["provenance/patch"][...]
-        row = int(np.flatnonzero(prov["pair_index"] == 0)[0])
+    copies = damaged(tmp_path, parts, lambda f: None)  # the sample is keyed by the file names: learn it on the copies
+    sampled = verify_ldct(copies, str(table), SETTINGS)["sample_pairs"][0]
+    with h5py.File(copies[0], "r+") as f:
+        names = [f"{r['patient'].decode()}/{Path(r['input_file'].decode()).name}" for r in f["provenance/patch"][...]]
+        assert sampled in names  # the first part holds patches of its own sampled pair
+        row = names.index(sampled)
         block = f["target"][row]
         block[0, 10, 10] += 8
-        f["target"][row] = block
-
-    report = verify_ldct(damaged(tmp_path, parts, edit), str(table), SETTINGS)
+        f["target"][row] = block  # rewritten through HDF5: a valid checksum, another content
+    report = verify_ldct(copies, str(table), SETTINGS)
     assert not report["ok"]
     assert any("recomputation" in m for m in report["failures"])
 
