@@ -47,16 +47,16 @@ def sample_patches(work: Path, quick: bool) -> np.ndarray:
     demo = dict(C.QUICK_DEMO if quick else C.FULL_DEMO, scans_per_subset=1, nodules_per_scan=[3, 3] if quick else [10, 10])
     root = work / "luna"
     C.make_data(root, demo)
-    settings = C.luna_settings(root, output={"compression": "none"})
-    vol, lab, shards = work / "volumes", work / "labels", work / "shards"
+    settings = C.luna_settings(root, output={"compression": "none", "shuffle": False})  # canonical order, as before
+    vol, lab, out = work / "volumes", work / "labels", work / "subset0.h5"
     C.convert_scans(sorted((root / "subset0").glob("*.mhd")), vol, settings)
     C.make_labels("subset0", vol, root / "CSVFILES" / "annotations.csv", lab)
-    C.extract(1, vol, lab, shards, settings, work / "stats")
+    C.extract(1, vol, lab, out, settings, work / "stats")
     n_nod = 60 if quick else 150
-    with h5py.File(shards / "rank0000.h5", "r") as f:
+    with h5py.File(out, "r") as f:
         nod = f["nodule"][:n_nod]
         neg = f["non_nodule"][: 3 * len(nod)]
-    shutil.rmtree(shards)
+    out.unlink()
     return np.concatenate([nod, neg])
 
 

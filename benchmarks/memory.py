@@ -49,9 +49,9 @@ def main() -> None:
         for rep in range(reps):
             waited = C.wait_quiet(max_wait=10 if args.quick else 120)
             for n in COUNTS:
-                shards = work / f"shards{n}"
-                r = C.extract(args.ranks, vol, labs[n], shards, settings, work / f"stats{n}", sidecars=sidecars[:n])
-                shutil.rmtree(shards)
+                out = work / f"patches{n}.h5"
+                r = C.extract(args.ranks, vol, labs[n], out, settings, work / f"stats{n}", sidecars=sidecars[:n])
+                out.unlink()
                 res[n].append({"seconds": r["seconds"], "max_rss_ranks": [x["max_rss"] for x in r["ranks"]],
                                "patches": sum(x["nodule_patches"] + x["negatives"] for x in r["ranks"])})
             print(f"rep {rep + 1}/{reps}: " + ", ".join(f"{n} scans {max(res[n][-1]['max_rss_ranks']) / 1e6:.0f} MB"

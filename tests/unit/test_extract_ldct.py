@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -105,7 +104,7 @@ def tables(tmp_path_factory):
 
 
 def extract(path: Path, settings: dict, pair_tables, indices=None):
-    job = Job(SimpleNamespace(settings=settings, inputs={"pairs": [str(t) for t in pair_tables]}))
+    job = Job(settings, {"pairs": [str(t) for t in pair_tables]})
     units = job.units()
     with job.writer(path) as w:
         for u in (units if indices is None else [units[i] for i in indices]):
@@ -233,7 +232,7 @@ def test_units_over_several_tables(tables, tmp_path):
     t = tmp_path / "L096.tsv"
     assert pair_patient(LDCT / "L096", t, tmp_path / "r.json", seed=3, input_dir=QUARTER, target_dir=FULL,
                         random_n=2) == 0
-    job = Job(SimpleNamespace(settings={}, inputs={"pairs": [str(t), str(tables["L143"])]}))
+    job = Job({}, {"pairs": [str(t), str(tables["L143"])]})
     units = job.units()
     assert [u.index for u in units] == list(range(6))
     assert [u.key.split("/")[0] for u in units] == ["L096"] * 2 + ["L143"] * 4
@@ -284,49 +283,52 @@ def test_integer_dtype_accepted_when_values_stay_integers():
 
 
 # ------------------------------------------------------------------ MPI
-def _mpi_run(ranks: int, out: Path, settings: dict, pair_tables) -> None:
+def _mpi_run(ranks: int, out: Path, settings: dict, pair_tables) -> list[Path]:
     # the ranks share the cores, so no BLAS threads on top of them
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     settings_file = out / "patches.settings.json"
     write_settings(ldct_settings(settings), settings_file, "patches")
+    parts = [out / f"run.part{i}.h5" for i in range(settings["output"].get("nsplit", 1))]
     cmd = ["mpiexec", "-n", str(ranks), sys.executable, "-m", "ctpatch.extract", "--mode", "ldct",
-           "--ranks", str(ranks), "--out-dir", str(out / "shards"), "--settings-file", str(settings_file),
+           "--ranks", str(ranks), "--out", *map(str, parts), "--settings-file", str(settings_file),
            "--inputs", json.dumps({"pairs": [str(t) for t in pair_tables]})]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
-    res = subprocess.run([sys.executable, "-m", "ctpatch.merge", "--mode", "ldct", "--shards-dir", str(out / "shards"),
-                          "--out", str(out / "patches.h5"), "--settings-file", str(settings_file)],
-                         capture_output=True, text=True, timeout=120, env=env)
-    assert res.returncode == 0, res.stdout + res.stderr
+    return parts
 
 
 @pytest.mark.mpi
 @pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec not found")
-def test_mpi_runs_identical_for_1_2_3_ranks(tables, tmp_path):
+def test_mpi_runs_byte_identical_for_1_2_3_ranks(tables, tmp_path):
+    """Whole files (sha256), shuffled and split in two parts (which needs the counting pass)."""
+    import hashlib
+
     from ctpatch.verify_ldct import verify_ldct
 
-    settings = {**ALL_ON, "output": {"dtype": "float16", "shuffle": True}, "seed": 7}
+    settings = {**ALL_ON, "output": {"dtype": "float16", "shuffle": True, "nsplit": 2}, "seed": 7}
     pair_tables = [tables[p] for p in PATIENTS]
     contents = {}
     for ranks in (1, 2, 3):
         out = tmp_path / f"r{ranks}"
         t = time.perf_counter()
-        _mpi_run(ranks, out, settings, pair_tables)
+        parts = _mpi_run(ranks, out, settings, pair_tables)
         print(f"{ranks} ranks: {time.perf_counter() - t:.1f} s")
-        manifest = json.loads((out / "shards" / "manifest.json").read_text())
-        assert manifest["ranks"] == ranks and len(manifest["shards"]) == ranks
-        with h5py.File(out / "patches.h5", "r") as f:
-            contents[ranks] = {k: f[k][...].tobytes() for k in ("input", "target", "provenance/patch",
-                                                                 "provenance/pair")}
-            if ranks == 3:
-                prov = f["provenance/patch"][...]
-                assert sorted(set(prov["pair_index"].tolist())) == list(range(16))
-                names = {(r["patient"].decode(), Path(r["input_file"].decode()).name) for r in prov}
-                assert len(names) == 16
-                assert {p for p, _ in names} == set(PATIENTS)
-                assert len(prov) == int(f["provenance/pair"]["patches_written"].sum())
-                assert not np.array_equal(prov["pair_index"], np.sort(prov["pair_index"]))  # shuffled
+        contents[ranks] = [hashlib.sha256(p.read_bytes()).hexdigest() for p in parts]
+        assert not list(out.glob(".*"))
+        if ranks == 3:
+            provs = []
+            for p in parts:
+                with h5py.File(p, "r") as f:
+                    provs.append(f["provenance/patch"][...])
+                    written = int(f["provenance/pair"]["patches_written"].sum())
+            prov = np.concatenate(provs)
+            assert sorted(set(prov["pair_index"].tolist())) == list(range(16))
+            names = {(r["patient"].decode(), Path(r["input_file"].decode()).name) for r in prov}
+            assert len(names) == 16
+            assert {p for p, _ in names} == set(PATIENTS)
+            assert len(prov) == written and abs(len(provs[0]) - len(provs[1])) <= 1
+            assert not np.array_equal(prov["pair_index"], np.sort(prov["pair_index"]))  # shuffled
     assert contents[1] == contents[2] == contents[3]
-    report = verify_ldct([str(tmp_path / "r3" / "patches.h5")], [str(t) for t in pair_tables], settings)
+    report = verify_ldct([str(p) for p in parts], [str(t) for t in pair_tables], settings)
     assert report["ok"], report["failures"]
     assert report["selected_pairs"] == 16 and report["dtype_worst_case_error"] == 1.0

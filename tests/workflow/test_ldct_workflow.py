@@ -20,9 +20,9 @@ def test_dry_run_and_lint_in_ldct_mode(tmp_path):
     write_config(tmp_path, SMALL_LDCT)
     out = snakemake(tmp_path, "-n", "--quiet", "rules").stdout
     counts = {p[0]: int(p[1]) for p in (l.split() for l in out.splitlines()) if len(p) == 2 and p[1].isdigit()}
-    assert counts == {"pair_slices": 4, "extract_patches": 4, "merge_patches": 4, "verify_patches": 4,
+    assert counts == {"pair_slices": 4, "extract_patches": 4, "verify_patches": 4,
                       "sanity_pictures": 4, "verification_table": 1, "report_config": 1, "plan": 1, "all": 1,
-                      "write_settings": 3, "total": 27}
+                      "write_settings": 3, "total": 23}
     assert snakemake(tmp_path, "--lint", check=False).returncode == 0
 
 

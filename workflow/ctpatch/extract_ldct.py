@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +61,8 @@ from ctpatch.grid import cut_patch, grid_corners, resolve_size
 from ctpatch.io.dicom import read_pixels
 from ctpatch.normalize import normalize_pair
 from ctpatch.rng import keyed_rng
+from ctpatch.extract import Unit
+from ctpatch.patchfile import Specs
 from ctpatch.store import ShardWriter
 
 INTEGER_DTYPES = ("int16", "uint16")
@@ -172,28 +173,33 @@ def pair_dtype(patient_width: int, path_width: int) -> np.dtype:
     ])
 
 
-@dataclass(frozen=True)
-class Unit:
-    key: str
-    index: int
-    cost: float
-
-
 def _int_or(value, default: int) -> int:
     return default if value is None or pd.isna(value) else int(value)
 
 
 class Job:
-    """One extraction run of the LDCT mode (see the module docstring)."""
+    """One extraction run of the LDCT mode: ``Job(settings, inputs)`` (see the module docstring).
 
-    def __init__(self, args):
-        self.settings = ldct_settings(args.settings)
-        inputs = args.inputs
+    ``inputs["pairs"]`` is one or more pair table files, or a ``pandas.DataFrame`` already read
+    (the columns :func:`read_pair_tables` returns, e.g. one pair built in memory).
+    """
+
+    mode = "ldct"
+    splittable = False  # a pair is one block: its patch count is known only once it is cut
+
+    def __init__(self, settings: dict, inputs: dict | None = None):
+        if inputs is None and hasattr(settings, "inputs"):  # the former Job(namespace) call
+            settings, inputs = settings.settings, settings.inputs
+        self.settings = ldct_settings(settings)
         if not isinstance(inputs, dict) or "pairs" not in inputs:
             raise ValueError(f"inputs: expected a mapping with key 'pairs', got {inputs!r}")
-        self.pairs = read_pair_tables(inputs["pairs"])
+        pairs = inputs["pairs"]
+        self.pairs = pairs.reset_index(drop=True) if isinstance(pairs, pd.DataFrame) else read_pair_tables(pairs)
         s = self.settings
         self.seed = int(s["seed"])
+        self.shuffle = bool(s["output"]["shuffle"])
+        self.parts = int(s["output"]["nsplit"])
+        self.buffer = int(s["buffer_patches"])
         self.edge, self.padding = patch_size(s)
         self.last = s["patch"]["last"]
         self.factors = copy_factors(s)
@@ -205,12 +211,22 @@ class Job:
     def units(self) -> list[Unit]:
         return [Unit(f"{r.patient}/{r.input_name}", int(r.pair_index), 1.0) for r in self.pairs.itertuples()]
 
+    def totals(self, units) -> dict:
+        """Rows per provenance table over ``units`` (their ``patches`` counted)."""
+        return {"patch": sum(int(u.patches) for u in units), "pair": len(units)}
+
+    def specs(self) -> Specs:
+        """Datasets, provenance tables and how they align (:class:`ctpatch.patchfile.Specs`)."""
+        shape, dtype = patch_shape(self.settings), np.dtype(self.settings["output"]["dtype"])
+        return Specs({"input": (shape, dtype), "target": (shape, dtype)},
+                     {"patch": self.patch_dtype, "pair": self.pair_dtype},
+                     {"patch": ("input", "target"), "pair": ()}, self.settings["output"]["compression"])
+
     def writer(self, path) -> ShardWriter:
-        shape = patch_shape(self.settings)
-        out = self.settings["output"]
-        return ShardWriter(path, {"input": (shape, out["dtype"]), "target": (shape, out["dtype"])},
-                           {"patch": self.patch_dtype, "pair": self.pair_dtype}, compression=out["compression"],
-                           buffer=int(self.settings["buffer_patches"]), attrs={"mode": "ldct"})
+        """The whole output in one file (unshuffled, canonical order), through :class:`ShardWriter`."""
+        sp = self.specs()
+        return ShardWriter(path, sp.datasets, sp.tables, compression=sp.compression, buffer=self.buffer,
+                           attrs={"mode": "ldct"})
 
     # --------------------------------------------------------------------------- one pair
     def _rng(self, row, name: str) -> np.random.Generator:
@@ -250,20 +266,14 @@ class Job:
             kept.append(corners)
         return kept, cut
 
-    def run(self, unit: Unit, w) -> dict:
-        """Cut, augment and write the patches of one slice pair; return its counts.
-
-        ``w`` is a :class:`ShardWriter` (or anything with ``add(name, patch)`` and
-        ``add_row(table, row)``); patches are handed over as float32 in the output layout and
-        cast to the output dtype by the writer.
-        """
+    def _copies(self, row: dict):
+        """Read and normalize one pair; its copies (input, target) and the kept corners per copy."""
         s = self.settings
-        row = self.pairs.iloc[unit.index].to_dict()
         where = f"pair {row['input_path']} / {row['target_path']}"
         ld, fd = read_pixels(row["input_path"]), read_pixels(row["target_path"])
         expected = (int(row["rows"]), int(row["cols"]))
         if ld.shape != expected or fd.shape != expected:
-            raise ValueError(f"{where}: expected {expected[0]}x{expected[1]} pixels as in {row['table']}, got "
+            raise ValueError(f"{where}: expected {expected[0]}x{expected[1]} pixels as in {row.get('table', 'the pair table')}, got "
                              f"{ld.shape} and {fd.shape}")
         try:
             ld_n, fd_n = normalize_pair(ld, fd, s["normalization"], **s["normalization_constants"])
@@ -277,6 +287,25 @@ class Job:
         else:
             copies_raw = downscale_copies(fd, factors)
         kept, cut = self._kept_corners(copies_raw)
+        return copies_in, copies_tg, kept, cut
+
+    def count(self, unit: Unit) -> int:
+        """Patches the pair ``unit`` gives (reads it and applies the air threshold; nothing is cut)."""
+        _, _, kept, _ = self._copies(self.pairs.iloc[unit.index].to_dict())
+        return sum(len(k) for k in kept) * multiplier(self.settings)
+
+    def run(self, unit: Unit, w, start: int = 0, stop: int | None = None) -> dict:
+        """Cut, augment and write the patches of one slice pair into the sink ``w``; return its counts.
+
+        ``w`` follows the patch-sink protocol (:class:`ctpatch.store.PatchSink`); patches are handed
+        over as float32 in the output layout and cast to the output dtype by the sink.  A pair is
+        cut whole (``start`` 0, ``stop`` None).
+        """
+        if start != 0 or stop is not None:
+            raise ValueError(f"an LDCT pair is cut whole, got the span [{start}, {stop})")
+        s = self.settings
+        row = self.pairs.iloc[unit.index].to_dict()
+        copies_in, copies_tg, kept, cut = self._copies(row)
         n_kept = sum(len(k) for k in kept)
         n = n_kept * multiplier(s)
 

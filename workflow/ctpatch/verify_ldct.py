@@ -27,19 +27,20 @@ all parts (``output.nsplit`` files) together:
   largest absolute stored value, i.e. the largest error rounding to nearest can have made
   (float16 at raw CT values 2048..4095 has spacing 2, so 1.0); 0 for float32 (the patches are
   computed in float32) and for integer dtypes (only integers are accepted).
-  ``sample_roundtrip_error``: the first ``sample_pairs`` selected pairs are extracted again
-  in memory (the same code, settings and seed) and compared with the stored patches: the
-  largest ``|stored - recomputed float32 value|`` is the real round-trip error of that sample,
-  and every stored patch must equal the recomputed one cast to the dtype bit for bit (else
-  the run was not reproducible, or a file was altered).  This needs the DICOM files of the
-  sample pairs; set ``sample_pairs=0`` to skip it.
+  ``sample_roundtrip_error``: a seeded random sample of ``sample`` patches from every part
+  (:func:`ctpatch.verify.sample_rows`) names the pairs that are extracted again in memory (the
+  same code, settings and seed) and compared with the stored patches of those pairs, in
+  whichever part they are: the largest ``|stored - recomputed float32 value|`` is the real
+  round-trip error of that sample, and every stored patch must equal the recomputed one cast to
+  the dtype bit for bit (else the run was not reproducible, or a file was altered).  This needs
+  the DICOM files of the sample pairs; set ``sample=0`` to skip it.
+* checksums: every chunk read is checked by HDF5 against its Fletcher32 checksum; a failing
+  read is reported naming the file, dataset and row.
 """
 
 from __future__ import annotations
 
 import math
-import types
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -49,22 +50,10 @@ from ctpatch.config import ldct_settings
 from ctpatch.extract_ldct import (INTEGER_DTYPES, Job, copy_factors, multiplier, patch_shape,
                                   patch_size, read_pair_tables, round_half_up)
 from ctpatch.grid import grid_corners
+from ctpatch.store import MemorySink
+from ctpatch.verify import SAMPLE, read_blocks, sample_rows
 
 BLOCK = 64
-
-
-class _Collect:
-    """A stand-in writer keeping the patches of one pair in memory (for the recomputed sample)."""
-
-    def __init__(self):
-        self.patches = defaultdict(list)
-        self.rows = defaultdict(list)
-
-    def add(self, name, patch):
-        self.patches[name].append(np.array(patch, dtype=np.float32))
-
-    def add_row(self, table, row):
-        self.rows[table].append(row)
 
 
 def expected_cut(rows: int, cols: int, settings: dict) -> int:
@@ -82,7 +71,7 @@ def _dec(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def verify_ldct(patch_paths, pairs_path, settings: dict, sample_pairs: int = 1) -> dict:
+def verify_ldct(patch_paths, pairs_path, settings: dict, sample: int = SAMPLE) -> dict:
     """Check the merged LDCT file(s) ``patch_paths`` (all parts of one run) against the pair
     table(s) ``pairs_path`` (one path or a list, in the extraction's order) and the extraction
     ``settings``.  Returns a report dict with ``ok``, ``failures`` and the figures."""
@@ -180,8 +169,11 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample_pairs: int = 1) 
         where = np.concatenate([np.stack([np.full(len(p), k), np.arange(len(p))], axis=1) for k, p in enumerate(provs)])
         fails += _check_provenance(prov, by_index, s)
 
-        # values, one block at a time
-        fails += _check_values(files, patch_paths, dtype, report)
+        # values, one block at a time (every chunk's checksum is checked as it is read)
+        try:
+            fails += _check_values(files, patch_paths, dtype, report)
+        except OSError as exc:
+            return {**report, "ok": False, "failures": fails + [str(exc)]}
 
         # rounding: worst case from the largest magnitude, and a recomputed sample
         top = max(abs(v) for name in ("input", "target") for v in report[f"{name}_value_range"] or [0.0])
@@ -189,8 +181,8 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample_pairs: int = 1) 
             report["dtype_worst_case_error"] = float(np.spacing(dtype.type(top))) / 2.0
         else:
             report["dtype_worst_case_error"] = 0.0
-        if sample_pairs > 0 and len(table) and not fails:
-            fails += _check_sample(files, patch_paths, prov, where, pairs_path, s, sample_pairs, report)
+        if sample > 0 and len(table) and not fails:
+            fails += _check_sample(files, patch_paths, prov, where, pairs_path, s, sample, report)
     finally:
         for f in files:
             f.close()
@@ -272,8 +264,7 @@ def _check_values(files, paths, dtype: np.dtype, report: dict) -> list[str]:
         lo, hi = math.inf, -math.inf
         for path, f in zip(paths, files):
             ds = f[name]
-            for i in range(0, ds.shape[0], BLOCK):
-                block = ds[i: i + BLOCK]
+            for i, block in read_blocks(ds, BLOCK):
                 if integer:
                     info = np.iinfo(dtype)
                     limit = block == info.max
@@ -298,17 +289,24 @@ def _check_values(files, paths, dtype: np.dtype, report: dict) -> list[str]:
     return fails
 
 
-def _check_sample(files, paths, prov, where, pairs_path, s, sample_pairs: int, report: dict) -> list[str]:
+def _check_sample(files, paths, prov, where, pairs_path, s, sample: int, report: dict) -> list[str]:
+    """Recompute the pairs of ``sample`` seeded random patches of every part; compare all their patches."""
     fails = []
-    job = Job(types.SimpleNamespace(settings=s, inputs={"pairs": pairs_path}))
+    job = Job(s, {"pairs": pairs_path})
     dtype = np.dtype(s["output"]["dtype"])
     lookup = {(int(p), int(q)): (int(k), int(r)) for (p, q), (k, r) in
               zip(zip(prov["pair_index"], prov["patch_index"]), where)}
+    units = job.units()
+    chosen = set()
+    for k, (path, f) in enumerate(zip(paths, files)):
+        part = f["provenance/patch"]
+        for r in sample_rows(part.shape[0], sample, int(s["seed"]), Path(path).name, "patch"):
+            chosen.add(int(part[int(r)]["pair_index"]))
     err = 0.0
     checked = 0
-    units = job.units()
-    for unit in units[:sample_pairs]:
-        w = _Collect()
+    shape = patch_shape(s)
+    for unit in (units[i] for i in sorted(chosen) if 0 <= i < len(units)):
+        w = MemorySink({"input": (shape, np.float32), "target": (shape, np.float32)})
         try:
             job.run(unit, w)
         except (ValueError, OSError) as exc:
@@ -331,7 +329,7 @@ def _check_sample(files, paths, prov, where, pairs_path, s, sample_pairs: int, r
         if differ:
             fails.append(f"sample pair {unit.key}: {len(differ)} stored patches differ from their recomputation, "
                          f"e.g. {differ[0]}")
-    report["sample_pairs"] = [u.key for u in units[:sample_pairs]]
+    report["sample_pairs"] = [units[i].key for i in sorted(chosen) if 0 <= i < len(units)]
     report["sample_patches"] = checked
     report["sample_roundtrip_error"] = err
     return fails

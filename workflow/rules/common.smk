@@ -130,9 +130,9 @@ def get_patient_dir(wildcards):
     return f"{LDCT['root']}/{wildcards.group}"
 
 
-# ---------------------------------------------------------------- extraction, merge, verification
+# ---------------------------------------------------------------- extraction, verification
 def get_extract_inputs(wildcards):
-    # plan: the free-space check before any work needs the estimated output size
+    # plan: the free-space check before any work needs the estimated output size (one copy: no shards)
     files = {"settings": get_settings_file("patches"), "plan": f"{RES}/{MODE}/report/plan.json"}
     if MODE == "luna16":
         files["data"] = get_volumes(wildcards) + [f"{RES}/luna16/labels/{wildcards.group}/masks", f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv"]
@@ -154,8 +154,10 @@ def get_extract_params(wildcards):
 
 
 def get_verify_inputs(wildcards):
+    """The files, the table they are checked against, and the extraction's inputs (a sample is regenerated)."""
     table = f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv" if MODE == "luna16" else get_pair_table(wildcards.group)
-    return {"table": table, "settings": get_settings_file("patches"), "patches": get_patch_files(wildcards.group)}
+    return {"table": table, "settings": get_settings_file("patches"), "patches": get_patch_files(wildcards.group),
+            "data": get_extract_inputs(wildcards)["data"]}
 
 
 def get_verify_args(wildcards, input):
