@@ -17,7 +17,6 @@ blosc2-zstd-5 is here for comparison only.  MB are 10⁶ bytes of raw float32.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from pathlib import Path

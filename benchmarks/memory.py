@@ -12,7 +12,6 @@ growth from 1 to 4 scans comes from what a rank accumulates, not from a bigger s
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
