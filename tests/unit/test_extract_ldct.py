@@ -71,7 +71,7 @@ def resize_axis0(a: np.ndarray, n_out: int) -> np.ndarray:
 def area_ref(img: np.ndarray, f: float) -> np.ndarray:
     if f == 1.0:
         return img
-    rows, cols = (math.floor(n * f + 0.5) for n in img.shape)
+    rows, cols = (int(n * f) for n in img.shape)  # SPEC 2b: truncated, as the reference (512 x 0.8 -> 409)
     return resize_axis0(resize_axis0(img, rows).T, cols).T
 
 
@@ -211,6 +211,26 @@ def test_augmentation_provenance_is_consistent(all_on):
         if clean[g] and prov["noise"][g + 1]:
             pre = np.rot90(inp[g], k).astype(np.float64)
             assert np.linalg.norm(inp[g + 1] - pre) / np.linalg.norm(pre) == pytest.approx(0.01, rel=1e-3)
+    # rot_augment.draw per_copy (default, the reference): one k and one flip for all patches of a copy
+    for factor in (1.0, 0.8, 0.6):
+        of_copy = prov[prov["downscale"] == factor]
+        assert len(of_copy) > 0
+        assert len(set(of_copy["rot_k"][of_copy["rot_k"] > 0].tolist())) == 1
+        assert len(set(of_copy["flip"][of_copy["flip"] != b""].tolist())) == 1
+
+
+def test_per_patch_draws_turn_patches_of_one_copy_differently(tables, tmp_path):
+    settings = {**ALL_ON, "rot_augment": {"enabled": True, "draw": "per_patch"}, "blur_noise": {"enabled": False}}
+    out = extract(tmp_path / "p.h5", settings, [tables["L096"]], [0])
+    prov = out["provenance/patch"]
+    full = prov[prov["downscale"] == 1.0]
+    assert len(set(full["rot_k"][full["rot_k"] > 0].tolist())) == 3
+    assert set(full["flip"][full["flip"] != b""].tolist()) == {b"lr", b"ud"}
+    tgt = out["target"][:, 0]
+    for g in range(0, len(prov), 6):  # still the same turn for the patch and its blended copy
+        k = int(prov["rot_k"][g + 1])
+        assert prov["rot_k"][g + 4] == k and prov["flip"][g + 5] == prov["flip"][g + 2]
+        assert np.array_equal(tgt[g + 1], np.rot90(tgt[g], k))
 
 
 def test_same_seed_same_patches_other_seed_other_augmentations(tables, tmp_path, all_on):
@@ -268,6 +288,7 @@ def test_check_settings_fills_reference_defaults():
     ({"dose_blend": {"low": 2.0, "high": 1.0}}, "dose_blend"),
     ({"ds_augment": {"factors": [0.8, 1.5]}}, "ds_augment.factors"),
     ({"output": {"layout": "nchw"}}, "output.layout"),
+    ({"rot_augment": {"draw": "per_slice"}}, "rot_augment.draw"),
 ])
 def test_check_settings_rejects_naming_the_key(settings, key):
     with pytest.raises(ValueError, match=f"^ldct\\.{key.replace('.', '[.]')}"):

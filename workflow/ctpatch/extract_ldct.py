@@ -38,6 +38,8 @@ Key (type; default): meaning.
   (strictly more).
 * ``air_threshold.mean`` (number; 100.0): the patch mean must exceed it.
 * ``rot_augment.enabled`` (bool; false): add a copy rotated by 90°·k and a flipped copy (3x).
+* ``rot_augment.draw`` (per_copy, per_patch; ``"per_copy"``): k and the flip are drawn once per
+  image copy and applied to all its patches (the reference), or drawn for each patch.
 * ``dose_blend.enabled`` (bool; false): add inputs ``target + f·(input − target)`` (2x).
 * ``dose_blend.low`` (number; 0.5) and ``dose_blend.high`` (number >= low; 1.2): range of f.
 * ``blur_noise.enabled`` (bool; false): blur or add noise to a share of the inputs.
@@ -67,7 +69,9 @@ and finally blur or noise a share of the pair's inputs.  Patches are written one
 rank holds at most ``buffer_patches`` patches per dataset plus one slice pair and its copies.
 
 Random draws: ``keyed_rng(seed, patient, input file name, name)`` with ``name`` =
-``"rot_flip"`` (k and the flip of each kept patch, in patch order), ``"dose_blend"`` (one
+``("rot_flip", c)`` (k and the flip of copy number c, 0 for the slice itself, with
+``rot_augment.draw`` per_copy), ``"rot_flip"`` (k and the flip of each kept patch, in patch
+order, with per_patch), ``"dose_blend"`` (one
 ``f ~ U(low, high)`` per slice pair, as the reference drew one per image), ``"blur_noise"``
 (which patches: ``round(blur_share·n)`` blurred, then ``round(noise_share·n)`` of the others
 noised; a patch is never both, as in the reference) and ``"noise"`` (the noise fields).
@@ -93,8 +97,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctpatch.augment import (box_blur, choose_share, dose_blend, downscale_copies, draw_blend_factor,
-                             passes_air_threshold, rot_flip, white_noise)
+from ctpatch.augment import (apply_rot_flip, box_blur, choose_share, dose_blend, downscale_copies,
+                             draw_blend_factor, draw_rot_flip, passes_air_threshold, white_noise)
 from ctpatch.grid import LAST_MODES, SIZE_CODES, cut_patch, grid_corners, resolve_size
 from ctpatch.io.dicom import read_pixels
 from ctpatch.normalize import NORMALIZATIONS, normalize_pair
@@ -104,6 +108,7 @@ from ctpatch.store import COMPRESSION, DEFAULT_CODEC, ShardWriter
 LAYOUTS = ("torch", "tf")
 DTYPES = ("float16", "float32", "int16", "uint16")
 INTEGER_DTYPES = ("int16", "uint16")
+ROT_DRAWS = ("per_copy", "per_patch")
 PAIR_COLUMNS = ("patient", "pair_index", "input_path", "target_path", "slice_z", "instance", "rows", "cols",
                 "selected")
 
@@ -115,7 +120,7 @@ DEFAULTS: dict = {
     "normalization_constants": {"dicom_scale": 4096.0, "max_value": 4094.0},
     "ds_augment": {"enabled": False, "factors": [0.8, 0.6]},
     "air_threshold": {"enabled": False, "value": 200.0, "fraction": 0.10, "mean": 100.0},
-    "rot_augment": {"enabled": False},
+    "rot_augment": {"enabled": False, "draw": "per_copy"},
     "dose_blend": {"enabled": False, "low": 0.5, "high": 1.2},
     "blur_noise": {"enabled": False, "blur_share": 0.4, "noise_share": 0.4, "noise_scale": 0.01, "blur_size": 3},
     "output": {"layout": "torch", "dtype": "float16", "compression": DEFAULT_CODEC, "nsplit": 1, "shuffle": False},
@@ -197,6 +202,8 @@ def check_settings(settings: dict, prefix: str = "") -> dict:
     for group in ("ds_augment", "air_threshold", "rot_augment", "dose_blend", "blur_noise"):
         if not isinstance(s[group]["enabled"], bool):
             raise err(f"{group}.enabled", f"expected true or false, got {s[group]['enabled']!r}")
+    if s["rot_augment"]["draw"] not in ROT_DRAWS:
+        raise err("rot_augment.draw", f"expected one of {list(ROT_DRAWS)}, got {s['rot_augment']['draw']!r}")
     factors = s["ds_augment"]["factors"]
     if (not isinstance(factors, (list, tuple)) or not all(_is_num(f) and 0 < f < 1 for f in factors)
             or len(set(factors)) != len(factors)):
@@ -395,7 +402,7 @@ class Job:
                            buffer=int(self.settings["buffer_patches"]), attrs={"mode": "ldct"})
 
     # --------------------------------------------------------------------------- one pair
-    def _rng(self, row, name: str) -> np.random.Generator:
+    def _rng(self, row, name) -> np.random.Generator:
         return keyed_rng(self.seed, str(row["patient"]), str(row["input_name"]), name)
 
     def _stored(self, patch: np.ndarray) -> np.ndarray:
@@ -480,16 +487,20 @@ class Job:
         slice_z = math.nan if pd.isna(row["slice_z"]) else float(row["slice_z"])
         instance = _int_or(row["instance"], -1)
         j = 0
-        for (factor, img_in), (_, img_tg), corners in zip(copies_in, copies_tg, kept):
+        per_copy = s["rot_augment"]["draw"] == "per_copy"
+        for ci, ((factor, img_in), (_, img_tg), corners) in enumerate(zip(copies_in, copies_tg, kept)):
             fill_in, fill_tg = img_in.min(), img_tg.min()
             shape = img_in.shape
+            if rot and per_copy:
+                copy_turn = draw_rot_flip(self._rng(row, ("rot_flip", ci)))
             for r, c in corners:
                 corner = (int(r), int(c))
                 a = cut_patch(img_in, corner, self.edge, fill_in)
                 b = cut_patch(img_tg, corner, self.edge, fill_tg)
                 variants = [(a, b, 0, b"")]
                 if rot:
-                    (ra, rb, ri), (fa, fb, fi) = rot_flip(a, b, rng_rot)
+                    turn = copy_turn if per_copy else draw_rot_flip(rng_rot)
+                    (ra, rb, ri), (fa, fb, fi) = apply_rot_flip(a, b, *turn)
                     variants += [(ra, rb, ri["rot_k"], b""), (fa, fb, 0, fi["flip"].encode())]
                 out = [(x, y, k, fl, math.nan) for x, y, k, fl in variants]
                 if blend_on:

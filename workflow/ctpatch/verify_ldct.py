@@ -15,6 +15,7 @@ all parts (``output.nsplit`` files) together:
   ``patches_written`` equals the number of patches across the parts, and each pair's patches
   carry patch_index 0 .. patches_written - 1 exactly once;
 * provenance fields: files agree with the pair row, corners inside their copy, rot_k in 0..3,
+  with ``rot_augment.draw`` per_copy one rot_k and one flip per pair and copy,
   flip in {"", "lr", "ud"} and never with a rotation, blend NaN exactly for unblended patches
   and equal to the pair's factor otherwise, blur and noise never both, and per pair exactly
   ``round(blur_share·n)`` blurred and ``min(round(noise_share·n), n - blurred)`` noised;
@@ -67,12 +68,12 @@ class _Collect:
 
 
 def expected_cut(rows: int, cols: int, settings: dict) -> int:
-    """Grid patches of one slice over all its copies (copy shape = round half up of shape x factor)."""
+    """Grid patches of one slice over all its copies (copy shape = int(shape x factor), SPEC 2b)."""
     edge, padding = patch_size(settings)
     last = settings["patch"]["last"]
     total = 0
     for f in copy_factors(settings):
-        shape = (round_half_up(rows * f), round_half_up(cols * f)) if f != 1.0 else (rows, cols)
+        shape = (int(rows * f), int(cols * f)) if f != 1.0 else (rows, cols)
         total += len(grid_corners(shape, edge, padding, last))
     return total
 
@@ -248,6 +249,14 @@ def _check_provenance(prov: np.ndarray, by_index: dict, s: dict) -> list[str]:
             continue  # the shares below are only meaningful for a complete pair
         if np.any(rows["input_file"] != r["input_file"]) or np.any(rows["target_file"] != r["target_file"]):
             fails.append(f"{who}: patches naming other files than table 'pair'")
+        if s["rot_augment"]["enabled"] and s["rot_augment"]["draw"] == "per_copy":
+            for factor in np.unique(rows["downscale"]):
+                of_copy = rows[rows["downscale"] == factor]
+                ks = set(of_copy["rot_k"][of_copy["rot_k"] > 0].tolist())
+                flips = set(of_copy["flip"][of_copy["flip"] != b""].tolist())
+                if len(ks) > 1 or len(flips) > 1:
+                    fails.append(f"{who}: copy x{float(factor):g} turned in several ways (rot_k {sorted(ks)}, flip "
+                                 f"{sorted(flips)}), but rot_augment.draw is per_copy (one draw per copy)")
         bl = np.isfinite(rows["blend"])
         if s["dose_blend"]["enabled"]:
             if bl.sum() * 2 != n or np.any(rows["blend"][bl] != r["blend"]):
