@@ -912,6 +912,9 @@ def format_plan(plan: dict) -> str:
                  _b(v["estimated_file_bytes"])] for g, v in plan["groups"].items()]
         rows.append(["total", tot["pairs"], tot["selected_pairs"], tot["patches_cut"], tot["patches"]["patch"],
                      _b(tot["raw_bytes"]), _b(tot["estimated_file_bytes"])])
+    from ctpatch.reading import reader_needs
+
+    lines.append(f"  reading the files outside ctpatch: {reader_needs([st['output']['compression']])}")
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
 
     def fmt(r):

@@ -5,6 +5,9 @@ settings), shapes and dtypes, NaN/inf, value range, one-hot labels, every nodule
 holding a nodule voxel, every negative's recorded overlap flag agreeing with its label, and
 negatives drawn to avoid nodules holding none.  Patches are read one chunk at a time.
 
+Every report also says what a reader outside ctpatch needs (``reader``, from the files'
+codecs, :func:`ctpatch.reading.reader_needs`), and the command prints it.
+
 Usage: ``python -m ctpatch.verify --mode luna16 --patches X.h5 --nodules T.tsv --settings JSON --report-out R.json``
 """
 
@@ -21,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ctpatch.layout import crop_edge, has_images, images, is_crops, shift_margin
+from ctpatch.reading import file_codecs, reader_needs
 from ctpatch.shifts import shift_offsets
 from ctpatch.store import write_json
 
@@ -158,11 +162,15 @@ def main(argv=None) -> int:
         from ctpatch.verify_ldct import verify_ldct
 
         report = verify_ldct(args.patches, args.pairs, settings)
+    codecs = sorted({c for p in args.patches if Path(p).is_file() for c in file_codecs(p)})
+    report["codecs"] = codecs
+    report["reader"] = reader_needs(codecs)
     write_json(args.report_out, report)
     if not report["ok"]:
         print("verification failed:\n  " + "\n  ".join(report["failures"]), file=sys.stderr)
         return 1
     print(f"verified {', '.join(map(str, args.patches))}: ok")
+    print(f"reading these files: {report['reader']}")
     return 0
 
 
