@@ -346,3 +346,92 @@ def test_mpi_runs_identical_for_1_2_3_ranks(tables, tmp_path):
     report = verify_ldct([str(tmp_path / "r3" / "patches.h5")], [str(t) for t in pair_tables], settings)
     assert report["ok"], report["failures"]
     assert report["selected_pairs"] == 16 and report["dtype_worst_case_error"] == 1.0
+
+
+# ------------------------------------------------------------------ super-resolution (SPEC 2c)
+def block3(img: np.ndarray) -> np.ndarray:
+    """Area downscaling by 3 written out: the mean of each 3 x 3 block (sides multiples of 3)."""
+    r, c = img.shape[0] // 3, img.shape[1] // 3
+    return sum(img[a::3, b::3][:r, :c] for a in range(3) for b in range(3)) / 9.0
+
+
+SR = {"patch": {"code": "p55"}, "super_resolution": {"enabled": True}, "ds_augment": {"enabled": True},
+      "normalization": "unity_wrt_ld", "output": {"dtype": "float32"}}
+
+
+def test_sr_pairs_equal_an_independent_computation(tables, tmp_path):
+    out = extract(tmp_path / "sr.h5", SR, [tables["L286"]], [2])
+    prow = out["provenance/pair"][0]
+    ld, fd = raw(prow["input_file"].decode()), raw(prow["target_file"].decode())
+    lo, span = ld.min(), ld.max() - ld.min()
+    ld_n, fd_n = (ld - lo) / span, (fd - lo) / span
+    prov = out["provenance/patch"]
+    assert out["input"].shape[1:] == (1, 18, 18) and out["target"].shape[1:] == (1, 55, 55)  # int(55 / 3) = 18
+    cut = 0
+    for f in (1.0, 0.8, 0.6):
+        a, b = area_ref(ld_n, f), area_ref(fd_n, f)
+        rows, cols = (n - n % 3 for n in a.shape)          # modcrop
+        lr_img, hr_img = block3(a[:rows, :cols]), b[:rows, :cols]
+        sel = np.flatnonzero(prov["downscale"] == f)
+        expect = [(r, c) for r in spec_starts(lr_img.shape[0], 18, 8) for c in spec_starts(lr_img.shape[1], 18, 8)]
+        cut += len(expect)
+        assert [tuple(v) for v in prov["corner"][sel]] == expect
+        assert np.all(prov["copy_shape"][sel] == lr_img.shape) and np.all(prov["hr_copy_shape"][sel] == hr_img.shape)
+        assert np.array_equal(prov["hr_corner"][sel], prov["corner"][sel] * 3)
+        for i in sel:
+            r, c = (int(v) for v in prov["corner"][i])
+            np.testing.assert_allclose(out["input"][i, 0], window(lr_img, r, c, 18), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(out["target"][i, 0], window(hr_img, 3 * r, 3 * c, 55), rtol=1e-5, atol=1e-6)
+            R, C = (int(v) for v in prov["hr_corner"][i])
+            if R + 54 <= hr_img.shape[0] and C + 54 <= hr_img.shape[1]:
+                # footprint relation: the input is the low-dose image over the target's region (HR
+                # corner, 3 x 18 pixels) area-downscaled by 3; the target covers that region (+1 pixel)
+                np.testing.assert_allclose(block3(a[R:R + 54, C:C + 54]), out["input"][i, 0], rtol=1e-5, atol=1e-6)
+                np.testing.assert_allclose(out["target"][i, 0, :54, :54], b[R:R + 54, C:C + 54], rtol=1e-5, atol=1e-6)
+    assert int(prow["patches_cut"]) == cut == len(prov)
+
+
+def test_sr_exact_footprint_and_scale_one_is_plain_mode(tables, tmp_path):
+    exact = extract(tmp_path / "e.h5", {**SR, "super_resolution": {"enabled": True, "footprint": "exact"}},
+                    [tables["L096"]], [0])
+    assert exact["target"].shape[1:] == (1, 54, 54)
+    plain_settings = {k: v for k, v in SR.items() if k != "super_resolution"}
+    plain = extract(tmp_path / "p.h5", plain_settings, [tables["L096"]], [0])
+    one = extract(tmp_path / "1.h5", {**SR, "super_resolution": {"enabled": True, "scale": 1}}, [tables["L096"]], [0])
+    for k in ("input", "target"):
+        assert plain[k].tobytes() == one[k].tobytes()
+    assert np.array_equal(one["provenance/patch"]["hr_corner"], plain["provenance/patch"]["corner"])
+
+
+def test_sr_with_every_option_verifies(tables, tmp_path):
+    from ctpatch.verify_ldct import verify_ldct
+
+    settings = {**ALL_ON, "super_resolution": {"enabled": True}, "normalization": "max_val_wrt_ld",
+                "output": {"dtype": "float16", "layout": "tf"}}
+    path = tmp_path / "all.h5"
+    out = extract(path, settings, [tables["L143"]], [0])
+    prov = out["provenance/patch"]
+    assert out["input"].shape[1:] == (18, 18, 1) and out["target"].shape[1:] == (55, 55, 1)
+    assert len(prov) == int(out["provenance/pair"][0]["patches_kept"]) * 6
+    # rotation and flip turn LR and HR alike; the air threshold was judged on the raw HR target
+    for g in range(0, len(prov), 6):
+        k = int(prov["rot_k"][g + 1])
+        assert np.array_equal(out["target"][g + 1, ..., 0], np.rot90(out["target"][g, ..., 0], k))
+        if not (prov["blur"][g + 1] or prov["noise"][g + 1] or prov["blur"][g] or prov["noise"][g]):
+            assert np.array_equal(out["input"][g + 1, ..., 0], np.rot90(out["input"][g, ..., 0], k))
+    report = verify_ldct([str(path)], [str(tables["L143"])], {**settings},
+                         sample_pairs=0)  # the file holds pair 0 only: counts of the other pairs would fail
+    assert report["input_patch_shape"] == [18, 18, 1]
+    assert not [m for m in report["failures"] if "missing from table 'pair'" not in m], report["failures"]
+
+
+@pytest.mark.parametrize("settings, key", [
+    ({"super_resolution": {"enabled": True}, "patch": {"code": "p12"}}, "super_resolution.scale"),
+    ({"patch": {"code": "p54"}}, "patch.code"),
+    ({"super_resolution": {"enabled": True}, "output": {"dtype": "uint16"}}, "output.dtype"),
+    ({"super_resolution": {"enabled": True, "footprint": "tight"}}, "super_resolution.footprint"),
+    ({"super_resolution": {"enabled": True, "scale": 0}}, "super_resolution.scale"),
+])
+def test_sr_settings_rejected_naming_the_key(settings, key):
+    with pytest.raises(ValueError, match=f"^ldct\\.{key.replace('.', '[.]')}"):
+        check_settings(settings, prefix="ldct.")

@@ -14,7 +14,9 @@ all parts (``output.nsplit`` files) together:
   ``patches_written = patches_kept x multiplier`` (x3 rotation, x2 dose blend); the sum of
   ``patches_written`` equals the number of patches across the parts, and each pair's patches
   carry patch_index 0 .. patches_written - 1 exactly once;
-* provenance fields: files agree with the pair row, corners inside their copy, rot_k in 0..3,
+* provenance fields: files agree with the pair row, corners inside their copy (in
+  super-resolution the LR corner, with ``hr_corner = corner x scale`` and ``hr_copy_shape =
+  copy_shape x scale``: the footprint relation), rot_k in 0..3,
   with ``rot_augment.draw`` per_copy one rot_k and one flip per pair and copy,
   flip in {"", "lr", "ud"} and never with a rotation, blend NaN exactly for unblended patches
   and equal to the pair's factor otherwise, blur and noise never both, and per pair exactly
@@ -46,8 +48,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ctpatch.extract_ldct import (INTEGER_DTYPES, Job, check_settings, copy_factors, multiplier, patch_shape,
-                                  patch_size, read_pair_tables, round_half_up)
+from ctpatch.extract_ldct import (INTEGER_DTYPES, Job, check_settings, copy_factors, grid_sizes, multiplier,
+                                  patch_shapes, read_pair_tables, round_half_up)
 from ctpatch.grid import grid_corners
 
 BLOCK = 64
@@ -68,13 +70,15 @@ class _Collect:
 
 
 def expected_cut(rows: int, cols: int, settings: dict) -> int:
-    """Grid patches of one slice over all its copies (copy shape = int(shape x factor), SPEC 2b)."""
-    edge, padding = patch_size(settings)
+    """Grid patches of one slice over all its copies (copy shape = int(shape x factor), SPEC 2b;
+    in super-resolution the grid of the LR input: copy shape // scale, LR edge, SPEC 2c)."""
+    scale, lr_edge, _, padding = grid_sizes(settings)
     last = settings["patch"]["last"]
     total = 0
     for f in copy_factors(settings):
         shape = (int(rows * f), int(cols * f)) if f != 1.0 else (rows, cols)
-        total += len(grid_corners(shape, edge, padding, last))
+        shape = (shape[0] // scale, shape[1] // scale)
+        total += len(grid_corners(shape, lr_edge, padding, last))
     return total
 
 
@@ -101,9 +105,11 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample_pairs: int = 1) 
     except ValueError as exc:
         return {**report, "ok": False, "failures": [str(exc)]}
     dtype = np.dtype(s["output"]["dtype"])
-    shape = patch_shape(s)
+    shapes = patch_shapes(s)
     mult = multiplier(s)
-    report.update(dtype=str(dtype), patch_shape=list(shape), layout=s["output"]["layout"],
+    report.update(dtype=str(dtype), patch_shape=list(shapes["target"]), input_patch_shape=list(shapes["input"]),
+                  super_resolution_scale=grid_sizes(s)[0] if s["super_resolution"]["enabled"] else 1,
+                  layout=s["output"]["layout"],
                   selected_pairs=int(len(table)))
 
     files = []
@@ -119,9 +125,9 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample_pairs: int = 1) 
         for path, f in zip(patch_paths, files):
             for name in ("input", "target"):
                 ds = f[name]
-                if ds.shape[1:] != shape:
-                    fails.append(f"{path}: {name}: expected patch shape {shape} (layout {s['output']['layout']}), "
-                                 f"got {ds.shape[1:]}")
+                if ds.shape[1:] != shapes[name]:
+                    fails.append(f"{path}: {name}: expected patch shape {shapes[name]} (layout "
+                                 f"{s['output']['layout']}), got {ds.shape[1:]}")
                 if ds.dtype != dtype:
                     fails.append(f"{path}: {name}: expected dtype {dtype}, got {ds.dtype}")
             n_in, n_tg, n_prov = f["input"].shape[0], f["target"].shape[0], f["provenance/patch"].shape[0]
@@ -231,6 +237,18 @@ def _check_provenance(prov: np.ndarray, by_index: dict, s: dict) -> list[str]:
     corner, cshape = prov["corner"], prov["copy_shape"]
     if np.any((corner < 0) | (corner >= cshape)):
         fails.append("patch corners outside their copy")
+    if s["super_resolution"]["enabled"]:
+        scale = grid_sizes(s)[0]
+        if "hr_corner" not in prov.dtype.names:
+            fails.append("super_resolution on, but table 'patch' has no hr_corner")
+        else:  # the footprint relation: HR region = LR region x scale
+            if np.any(prov["hr_corner"] != corner * scale):
+                fails.append(f"{int(np.any(prov['hr_corner'] != corner * scale, axis=1).sum())} patches whose "
+                             f"hr_corner is not corner x {scale}")
+            if np.any(prov["hr_copy_shape"] != cshape * scale):
+                fails.append(f"patches whose hr_copy_shape is not copy_shape x {scale}")
+    elif "hr_corner" in prov.dtype.names:
+        fails.append("table 'patch' has hr_corner, but super_resolution is off")
     order = np.argsort(keys, kind="stable")
     pi = prov["pair_index"][order]
     starts = np.flatnonzero(np.r_[True, pi[1:] != pi[:-1]])
