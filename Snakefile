@@ -29,6 +29,7 @@ include: "workflow/rules/luna16.smk"
 include: "workflow/rules/ldct.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/merge.smk"
+include: "workflow/rules/combine.smk"
 include: "workflow/rules/report.smk"
 
 

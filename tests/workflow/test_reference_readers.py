@@ -124,13 +124,22 @@ def test_mpi4py_patches_style_reader_opens_reference_ldct_preset_files(tmp_path)
     config["ldct"] = {**config["ldct"], "root": str(SHARED_DATA / "ldct"), "patients": ["L096", "L143"]}
     write_config(tmp_path, config)
     snakemake(tmp_path, "--cores", "2", "--configfile", str(tmp_path / "config" / "config.yaml"))
-    files = sorted((tmp_path / "results" / "ldct" / "patches").glob("*.h5"))
-    assert files, "no patch file written"
-    for h5 in files:
+    patients = sorted((tmp_path / "results" / "ldct" / "patches").glob("*.h5"))
+    assert [p.stem for p in patients] == ["L096", "L143"]
+    combined = tmp_path / "results" / "ldct" / "combined" / "all.h5"  # the reference's one file for all
+    for h5, pairs in [(p, 4) for p in patients] + [(combined, 8)]:
         got = run_reader(tmp_path, MPI4PY_PATCHES_READER, h5, tmp_path / f"{h5.stem}.npz")
         ours = load_all(str(h5), "patch", workers=0, layout="torch")
         n = len(ours.images)
-        assert n == 4 * 11 * 11  # 4 pairs; p55 starts 0, 39, 86, ..., 463 on 512 pixels; augmentations off
+        assert n == pairs * 11 * 11  # p55 starts 0, 39, 86, ..., 463 on 512 pixels; augmentations off
         assert got["input"].shape == got["target"].shape == ours.images.shape == (n, 1, 55, 55)
         assert got["input"].dtype == got["target"].dtype == ours.images.dtype == np.float16
         assert np.array_equal(got["input"], ours.images) and np.array_equal(got["target"], ours.labels)
+    # the combined file is the patients' files one after the other (shuffle off), not a copy of them
+    parts = [load_all(str(p), "patch", workers=0, layout="torch").images for p in patients]
+    assert np.array_equal(np.concatenate(parts), load_all(str(combined), "patch", workers=0, layout="torch").images)
+    import h5py
+
+    with h5py.File(combined, "r") as f:
+        assert f["input"].is_virtual and f["target"].is_virtual
+    assert combined.stat().st_size < 0.05 * sum(p.stat().st_size for p in patients)
