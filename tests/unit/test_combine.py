@@ -65,7 +65,7 @@ def test_in_order_the_parts_are_the_sources_one_after_the_other(tmp_path, source
     assert [p.decode() for p in got["provenance/patch"]["patient"]] == [p for p, n in COUNTS.items() for _ in range(n)]
     assert check_combined(outs, paths) == []
     with h5py.File(outs[0], "r") as f:
-        assert f["input"].is_virtual and f.attrs["combined"] and list(f.attrs["sources"])[0] == "../patches/L001.h5"
+        assert f["input"].is_virtual and f.attrs["combined"] == "virtual" and list(f.attrs["sources"])[0] == "../patches/L001.h5"
         assert len(f["provenance/pair"]) == 3
 
 
@@ -122,3 +122,17 @@ def test_order_and_runs_helpers():
     assert runs(parts[0]) == [(0, 0, 0, 3), (3, 1, 0, 2)]
     shuffled = combined_order([3, 2], 2, 0, True, ["x"])
     assert sorted(map(tuple, np.concatenate(shuffled).tolist())) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+
+
+def test_copy_holds_the_same_rows_as_real_datasets(tmp_path, sources):
+    paths, _ = sources
+    virtual = [tmp_path / "v" / f"all.part{i}.h5" for i in range(2)]
+    copied = [tmp_path / "c" / f"all.part{i}.h5" for i in range(2)]
+    combine(paths, virtual, seed=9, shuffle=True)
+    combine(paths, copied, seed=9, shuffle=True, how="copy")
+    a, b = read_all(virtual), read_all(copied)
+    for k in a:
+        assert a[k].tobytes() == b[k].tobytes()
+    with h5py.File(copied[0], "r") as f:
+        assert not f["input"].is_virtual and f["input"].chunks == (1, 1, 4, 4) and f.attrs["combined"] == "copy"
+    assert check_combined(copied, paths) == []

@@ -22,6 +22,9 @@ own mapping, which HDF5 resolves per read: whole-dataset reads (``f['input'][:]`
 reference's training code reads) stay close, slice reads get much slower (see the benchmark).
 
 Plain h5py reads virtual datasets (HDF5 >= 1.10); the per-patient files must stay beside.
+``how="copy"`` (setting ``output.combined: copy``) writes real datasets instead, copying the
+per-patient chunks as compressed bytes (one more write of the compressed data, no recompression):
+for shuffled combined files read by slices.
 
 Usage: ``python -m ctpatch.combine --sources A.h5 B.h5 ... --out all.h5 [all.part1.h5 ...]
 --seed 0 --shuffle yes|no --report-out R.json``
@@ -40,9 +43,11 @@ import numpy as np
 
 import ctpatch
 from ctpatch.rng import keyed_rng
-from ctpatch.store import atomic_path, write_json
+from ctpatch.store import atomic_path, codec_of, copy_chunks, create_patch_dataset, write_json
 
 DATASETS = ("input", "target")
+#: how the combined parts hold the patches: maps onto the per-patient files, or copies of their chunks
+HOW = ("virtual", "copy")
 SOURCE_DTYPE = np.dtype([("source", "<i4"), ("row", "<i8")])
 #: rows compared byte for byte between the combined parts and their sources, per part
 CHECK_ROWS = 64
@@ -102,8 +107,15 @@ def _check_sources(srcs, paths) -> None:
                                "provenance rows")
 
 
-def combine(sources, outputs, seed: int, shuffle: bool) -> dict:
-    """Write the combined part files ``outputs`` over the per-patient files ``sources``; return counts."""
+def combine(sources, outputs, seed: int, shuffle: bool, how: str = "virtual") -> dict:
+    """Write the combined part files ``outputs`` over the per-patient files ``sources``; return counts.
+
+    ``how="virtual"``: ``input``/``target`` are virtual datasets (no patch written twice);
+    ``how="copy"``: real datasets, the per-patient chunks copied as compressed bytes (one more
+    write of the compressed data; reads as fast as any plain file, in any order).
+    """
+    if how not in HOW:
+        raise CombineError(f"expected how in {HOW}, got {how!r}")
     sources = [Path(s) for s in sources]
     outputs = [Path(o) for o in outputs]
     if not sources:
@@ -126,8 +138,16 @@ def combine(sources, outputs, seed: int, shuffle: bool) -> dict:
             rel = [os.path.relpath(s.resolve(), out.resolve().parent) for s in sources]
             with atomic_path(out) as tmp, h5py.File(tmp, "w") as dst:
                 spans = runs(pairs)
-                mappings.append(len(spans))
-                for name in DATASETS:
+                mappings.append(len(spans) if how == "virtual" else 0)
+                for name in DATASETS if how == "copy" else ():
+                    ds = create_patch_dataset(dst, name, ref[name].shape[1:], ref[name].dtype, codec_of(ref[name]))
+                    ds.resize(len(pairs), axis=0)
+                    for k in np.unique(pairs[:, 0]):  # one call per source
+                        at = np.flatnonzero(pairs[:, 0] == k)
+                        copy_chunks(srcs[k][name], ds, pairs[at, 1], dst_rows=at)
+                    for key, value in ref[name].attrs.items():
+                        ds.attrs[key] = value
+                for name in DATASETS if how == "virtual" else ():
                     shape = ref[name].shape[1:]
                     layout = h5py.VirtualLayout(shape=(len(pairs), *shape), dtype=ref[name].dtype)
                     vsrc = [h5py.VirtualSource(r, name, shape=(c, *shape)) for r, c in zip(rel, counts)]
@@ -145,7 +165,7 @@ def combine(sources, outputs, seed: int, shuffle: bool) -> dict:
                     if key not in ("group", "part", "parts", "shuffled"):
                         dst.attrs[key] = value
                 dst.attrs.update(group="combined", part=outputs.index(out), parts=len(outputs), shuffled=bool(shuffle),
-                                 combined=True, sources=[str(r) for r in rel], ctpatch_version=ctpatch.__version__)
+                                 combined=how, sources=[str(r) for r in rel], ctpatch_version=ctpatch.__version__)
     return {"patches": int(sum(counts)), "per_source": dict(zip(map(str, sources), map(int, counts))),
             "per_part": [int(len(p)) for p in parts], "mappings_per_part": mappings}
 
@@ -195,10 +215,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", nargs="+", required=True, help="the combined part files (nsplit = their number)")
     ap.add_argument("--seed", type=int, required=True)
     ap.add_argument("--shuffle", choices=["yes", "no"], default="no")
+    ap.add_argument("--how", choices=HOW, default="virtual")
     ap.add_argument("--report-out", required=True)
     args = ap.parse_args(argv)
     try:
-        counts = combine(args.sources, args.out, args.seed, args.shuffle == "yes")
+        counts = combine(args.sources, args.out, args.seed, args.shuffle == "yes", args.how)
     except CombineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

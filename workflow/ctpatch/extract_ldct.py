@@ -60,8 +60,9 @@ Key (type; default): meaning.
   patch datasets (:data:`ctpatch.store.COMPRESSION`); the fastest on LDCT's small patches (schema).
 * ``output.nsplit`` (int >= 1; 1): number of merged files (read by the merge step).
 * ``output.shuffle`` (bool; false): shuffle the patches when merging (read by the merge step).
-* ``output.combined`` (bool; false): also write the combined file(s) over all patients
-  (:mod:`ctpatch.combine`, read by the workflow); ``nsplit`` and ``shuffle`` then apply to it.
+* ``output.combined`` (none, virtual, copy; ``"none"``): also write the combined file(s) over all
+  patients (:mod:`ctpatch.combine`, read by the workflow): virtual datasets over the per-patient
+  files, or copies of their chunks; ``nsplit`` and ``shuffle`` then apply to it.
 
 An integer ``output.dtype`` is only accepted when every value stays an integer: normalization
 ``none`` and no downscaling, dose blending or blur/noise (:func:`check_settings` raises naming
@@ -146,7 +147,7 @@ DEFAULTS: dict = {
     "blur_noise": {"enabled": False, "blur_share": 0.4, "noise_share": 0.4, "noise_scale": 0.01, "blur_size": 3},
     "super_resolution": {"enabled": False, "scale": 3, "footprint": "reference"},
     "output": {"layout": "torch", "dtype": "float16", "compression": "blosc2-lz4", "nsplit": 1, "shuffle": False,
-               "combined": False},
+               "combined": "none"},
 }
 
 
@@ -288,8 +289,8 @@ def check_settings(settings: dict, prefix: str = "") -> dict:
         raise err("output.nsplit", f"expected a positive integer, got {out['nsplit']!r}")
     if not isinstance(out["shuffle"], bool):
         raise err("output.shuffle", f"expected true or false, got {out['shuffle']!r}")
-    if not isinstance(out["combined"], bool):
-        raise err("output.combined", f"expected true or false, got {out['combined']!r}")
+    if out["combined"] not in ("none", "virtual", "copy"):
+        raise err("output.combined", f"expected one of ['none', 'virtual', 'copy'], got {out['combined']!r}")
 
     if out["dtype"] in INTEGER_DTYPES:
         culprits = []

@@ -1,5 +1,5 @@
 # LDCT output.combined: every patient's patches in one file (or nsplit files), as the reference
-# wrote them, made of HDF5 virtual datasets over the per-patient files (ctpatch.combine).
+# wrote them: HDF5 virtual datasets over the per-patient files, or copies of their chunks (ctpatch.combine).
 
 if LDCT_COMBINED:
 
@@ -16,6 +16,7 @@ if LDCT_COMBINED:
         params:
             seed=config["seed"],
             shuffle="yes" if LDCT["output"]["shuffle"] else "no",
+            how=LDCT["output"]["combined"],
         shell:
             "python -m ctpatch.combine --sources {input:q} --out {output.parts:q} --seed {params.seed} "
-            "--shuffle {params.shuffle} --report-out {output.report:q} > {log} 2>&1"
+            "--shuffle {params.shuffle} --how {params.how} --report-out {output.report:q} > {log} 2>&1"

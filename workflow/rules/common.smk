@@ -165,7 +165,7 @@ def output_settings():
 
 # LUNA16 writes one file per subset; LDCT one per patient, or nsplit parts (with output.combined
 # the nsplit parts are the combined files', and each patient gets one file)
-LDCT_COMBINED = MODE == "ldct" and LDCT["output"]["combined"]
+LDCT_COMBINED = MODE == "ldct" and LDCT["output"]["combined"] != "none"
 NSPLIT_SUFFIXES = [""] if MODE == "luna16" or LDCT["output"]["nsplit"] == 1 else [
     f".part{i}" for i in range(LDCT["output"]["nsplit"])
 ]
