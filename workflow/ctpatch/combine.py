@@ -38,10 +38,10 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 import ctpatch
+from ctpatch.h5 import h5py
 from ctpatch.rng import keyed_rng
 from ctpatch.store import atomic_path, codec_of, copy_chunks, create_patch_dataset, write_json
 
@@ -235,4 +235,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ctpatch.cli import run_cli
+
+    sys.exit(run_cli(main))

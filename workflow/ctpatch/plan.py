@@ -30,15 +30,15 @@ Memory per job is computed from the largest volume or slice with the layout of e
 for ``bspline``; an extraction rank: the float32 volume and bool mask of its largest scan, plus the
 patch buffers) on top of the measured footprint of a Python process with ctpatch imported.
 
-Usage: ``python -m ctpatch.plan --configfile config.yaml [more.yaml ...] [--config-json JSON] [--json out.json]
-[--text out.txt] [--workdir DIR] [--cores N] [--sample N | --no-sample]``.  From a Snakemake rule,
-``--config-json`` passes the workflow's merged config (defaults, ``--configfile`` and ``--config``).
+Usage: ``python -m ctpatch.plan --configfile config.yaml [more.yaml ...] [--json out.json]
+[--text out.txt] [--workdir DIR] [--cores N] [--sample N | --no-sample]``.  The workflow's rule
+passes ``--settings-file`` (scope ``plan``: the validated config with defaults, ``--configfile``
+and ``--config``, :mod:`ctpatch.config`) instead of ``--configfile``.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import os
 import subprocess
@@ -48,47 +48,26 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
-import yaml
 
-from ctpatch.config import validate
+from ctpatch.h5 import h5py
+from ctpatch.config import choices, load_config, read_settings
+from ctpatch.discover import ldct_patients, luna16_scans, subset_number
 from ctpatch.geometry import VolumeGrid, resampled_grid
 
 #: the fewest sample patches the time budget may leave (half of each kind)
 MIN_SAMPLE = 8
-LUNA_DTYPES = ("float32", "float16", "float64")
-LDCT_DTYPES = ("float16", "float32", "int16", "uint16")
+LUNA_DTYPES = choices("luna16.output.dtype")
+LDCT_DTYPES = choices("ldct.output.dtype")
 #: the codecs of store.COMPRESSION, in the order the size table shows them
-COMPRESSIONS = ("blosc2-zstd", "blosc2-lz4", "lzf", "gzip", "none")
+COMPRESSIONS = choices("luna16.output.compression")
 #: the codecs whose sizes are measured on the sample ("none" is computed)
 COMPRESSED = tuple(c for c in COMPRESSIONS if c != "none")
 
 
 class PlanError(ValueError):
     """Inputs the plan cannot read; the message names the file or key."""
-
-
-# ---------------------------------------------------------------------------------------- config
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
-
-
-def load_configs(paths, extra: dict | None = None) -> dict:
-    """YAML files merged in order (later keys win, as ``snakemake --configfile``), then ``extra`` over
-    them; validated with defaults."""
-    config: dict = {}
-    for p in paths:
-        with open(p) as fh:
-            data = yaml.safe_load(fh) or {}
-        if not isinstance(data, dict):
-            raise PlanError(f"{p}: expected a mapping at the top level")
-        config = _merge(config, data)
-    return validate(_merge(config, extra or {}))
 
 
 def _path(p, workdir: Path) -> Path:
@@ -128,6 +107,8 @@ def luna_inputs(config: dict, workdir: Path) -> tuple[list[Scan], pd.DataFrame, 
         return resampled_grid(g, rs["spacing_mm"]) if rs["enabled"] else g
 
     scans: list[Scan] = []
+    found = luna16_scans(config, workdir)  # the scans the workflow finds (DiscoveryError: a ValueError)
+    warnings += found.warnings
     if luna["root"] == "demo":
         from ctpatch.demo import plan_scans
 
@@ -141,12 +122,8 @@ def luna_inputs(config: dict, workdir: Path) -> tuple[list[Scan], pd.DataFrame, 
     else:
         root = luna["root"]
         rpath = _path(root, workdir)
-        if not rpath.is_dir():
-            raise PlanError(f"luna16.root: folder {rpath} not found")
-        for d in sorted(rpath.glob("subset*")):
-            if not d.is_dir():
-                continue
-            for mhd in sorted(d.glob("*.mhd")):
+        for d, uids in ((rpath / s, uids) for s, uids in found.scans.items()):
+            for mhd in (d / f"{uid}.mhd" for uid in uids):
                 try:
                     h = read_header(mhd)
                 except ScanError as exc:
@@ -159,17 +136,16 @@ def luna_inputs(config: dict, workdir: Path) -> tuple[list[Scan], pd.DataFrame, 
                         warnings.append(f"{h.data_file}: {'missing' if have is None else f'{have} bytes'}, "
                                         f"header declares {want}")
                 scans.append(Scan(d.name, h.series_uid, h.grid, out_grid(h.grid), ELEMENT_BYTES[h.element_type], mhd))
-        ann = read_annotations(_path(luna["annotations"], rpath))
-    available = sorted({s.subset for s in scans}, key=lambda s: int(s[len("subset"):]))
-    wanted = luna["subsets"] or available
-    missing = [s for s in wanted if s not in available]
+        ann = read_annotations(_path(luna["annotations"], rpath), luna.get("duplicate_annotations", "fail"))
+    wanted = list(found.scans)
+    missing = [s for s, uids in found.scans.items() if not uids]
     if missing:
         warnings.append(f"subsets without scans: {missing}")
     unknown = sorted(set(ann["seriesuid"]) - {s.uid for s in scans})
     if unknown:
         warnings.append(f"{len(unknown)} annotated series have no scan under the root (luna16.unknown_series: "
                         f"{luna['unknown_series']}), e.g. {unknown[0]}")
-    scans = sorted((s for s in scans if s.subset in wanted), key=lambda s: (int(s.subset[len("subset"):]), s.uid))
+    scans = sorted((s for s in scans if s.subset in wanted), key=lambda s: (subset_number(s.subset), s.uid))
     if not scans:
         raise PlanError(f"luna16: no scans in subsets {wanted} under {root}")
     return scans, ann, warnings, root
@@ -678,34 +654,18 @@ def _sample_scan(scans, smp) -> Scan:
 
 
 # ---------------------------------------------------------------------------------------- LDCT
-def ldct_patients(ldct: dict, root: Path) -> list[str]:
-    """The patients of the run, as the workflow finds them: folders of ``root`` holding ``input_dir``."""
-    if not root.is_dir():
-        raise PlanError(f"ldct.root: folder {root} not found")
-    found = sorted(d.name for d in root.iterdir() if (d / ldct["input_dir"]).is_dir())
-    wanted = ldct["patients"] or found
-    missing = [p for p in wanted if p not in found]
-    if missing:
-        raise PlanError(f"ldct.patients: {missing} have no folder {ldct['input_dir']!r} under {root}")
-    if not wanted:
-        raise PlanError(f"ldct.root: no patient folder under {root} holds a {ldct['input_dir']!r} folder")
-    return wanted
-
-
 def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dict:
-    from ctpatch.extract_ldct import check_settings, grid_sizes, multiplier, patch_dtype
+    from ctpatch.config import ldct_patch_settings
+    from ctpatch.extract_ldct import grid_sizes, multiplier, patch_dtype
     from ctpatch.io.dicom import pair_slices
     from ctpatch.pair_ldct import PairingError, select_random_n, slice_files
     from ctpatch.verify_ldct import expected_cut
 
     t0 = time.perf_counter()
     inp = config["ldct"]
-    # the settings the workflow records and hands to the extraction (common.smk: ldct_settings)
-    settings = check_settings({**{k: v for k, v in inp.items() if k != "patients"}, "mode": "ldct",
-                               "seed": config["seed"], "buffer_patches": config["extract"]["buffer_patches"]},
-                              prefix="ldct.")
+    settings = ldct_patch_settings(config)  # the settings the workflow hands to the extraction
     root = _path(inp["root"], workdir)
-    patients = ldct_patients(inp, root)
+    patients = ldct_patients(config, workdir)
     warnings: list[str] = []
     groups: dict[str, dict] = {}
     selected_pairs = []
@@ -792,10 +752,10 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
 
 
 def _dtype_ok(settings: dict, dtype: str) -> bool:
-    from ctpatch.extract_ldct import check_settings
+    from ctpatch.config import ldct_settings
 
     try:
-        check_settings({**settings, "output": {**settings["output"], "dtype": dtype}})
+        ldct_settings({**settings, "output": {**settings["output"], "dtype": dtype}})
         return True
     except ValueError:
         return False
@@ -1010,8 +970,8 @@ def _jsonable(v):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ctpatch.plan", description=__doc__.split("\n\n")[0])
     ap.add_argument("--configfile", nargs="+", default=[], help="config YAML file(s), merged in order")
-    ap.add_argument("--config-json", help="a config as JSON, merged over the files (a Snakemake rule passes "
-                                          "its config)")
+    ap.add_argument("--settings-file", help="settings of scope 'plan' (the workflow's validated config), instead "
+                                            "of --configfile")
     ap.add_argument("--json", help="also write the plan as JSON to this file")
     ap.add_argument("--text", help="also write the printed table to this file")
     ap.add_argument("--workdir", default=".", help="folder the workflow runs in (relative paths start there)")
@@ -1021,14 +981,15 @@ def main(argv=None) -> int:
                     help="LUNA16: stop resampling sample patches after this many seconds (at least 8 are made)")
     ap.add_argument("--no-sample", action="store_true", help="counts and raw sizes only (no scan is read)")
     args = ap.parse_args(argv)
-    if not args.configfile and args.config_json is None:
-        ap.error("expected --configfile or --config-json")
+    if bool(args.configfile) == bool(args.settings_file):
+        ap.error("expected either --configfile or --settings-file")
     if args.sample < MIN_SAMPLE:
         ap.error(f"--sample: expected at least {MIN_SAMPLE} patches, got {args.sample}")
     try:
-        import json
-
-        config = load_configs(args.configfile, json.loads(args.config_json) if args.config_json else None)
+        if args.settings_file:
+            config = read_settings(args.settings_file, scope="plan").to_dict()
+        else:
+            config = load_config(*args.configfile)
         plan = make_plan(config, args.workdir, 0 if args.no_sample else args.sample, args.cores, args.sample_seconds)
     except (PlanError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -1046,4 +1007,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ctpatch.cli import run_cli
+
+    sys.exit(run_cli(main))

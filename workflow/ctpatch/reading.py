@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import h5py
+from ctpatch.h5 import h5py
+
 
 #: codecs that h5py reads without any plugin
 PLAIN_H5PY = ("lzf", "gzip", "none")

@@ -4,11 +4,12 @@
 if LDCT_COMBINED:
 
     rule combine_patches:
+        """All patients: results/ldct/combined/all.h5 (all.partK.h5 with nsplit) over the per-patient files."""
         input:
             [get_patch_files(p)[0] for p in get_ldct_patients()],
         output:
             parts=get_combined_files(),
-            report=f"{RES}/ldct/reports/combined.json",
+            report=f"{RES}/ldct/report/combined.json",
         conda:
             "../../envs/ctpatch.yaml"
         log:
@@ -18,5 +19,5 @@ if LDCT_COMBINED:
             shuffle="yes" if LDCT["output"]["shuffle"] else "no",
             how=LDCT["output"]["combined"],
         shell:
-            "python -m ctpatch.combine --sources {input:q} --out {output.parts:q} --seed {params.seed} "
-            "--shuffle {params.shuffle} --how {params.how} --report-out {output.report:q} > {log} 2>&1"
+            "\"$CTPATCH_PYTHON\" -m ctpatch.combine --sources {input:q} --out {output.parts:q} --seed {params.seed:q} "
+            "--shuffle {params.shuffle:q} --how {params.how:q} --report-out {output.report:q} > {log:q} 2>&1"
