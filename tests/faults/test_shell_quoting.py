@@ -5,7 +5,6 @@ or meant to be several words)."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from .conftest import REPO
 

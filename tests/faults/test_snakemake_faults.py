@@ -95,6 +95,7 @@ def test_bad_config_value_refused_at_parse_in_one_line(tmp_path):
     assert "Traceback" not in proc.stderr and 'File "' not in proc.stderr
 
 
+@pytest.mark.slow
 def test_rules_call_the_interpreter_running_snakemake(tmp_path):
     """Without the venv on PATH (its `snakemake` run by full path) the rules still find the package's
     dependencies: they call "$CTPATCH_PYTHON", which the Snakefile's shell prefix sets to sys.executable,

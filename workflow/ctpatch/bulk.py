@@ -21,7 +21,7 @@ import numpy as np
 from ctpatch.crop_reader import images as open_images
 from ctpatch.dataset import PatchDataset
 from ctpatch.h5 import h5py
-from ctpatch.patchfile import to_layout
+from ctpatch.contract import to_layout
 from ctpatch.rng import keyed_rng
 from ctpatch.selection import Segment
 
@@ -183,7 +183,7 @@ def load_all(source, kind=None, workers: int | None = None, *, layout: str | Non
     directly into one shared output array (no pickling, no concatenation); ``backend="thread"``
     uses threads instead (h5py serialises most of the work on its lock, so threads gain little).
     ``workers=0`` reads in this process.  Returns a :class:`Batch` in dataset order.  ``layout``
-    None is :data:`ctpatch.patchfile.DEFAULT_LAYOUT` (a dataset given as ``source`` keeps its own;
+    None is :data:`ctpatch.contract.DEFAULT_LAYOUT` (a dataset given as ``source`` keeps its own;
     its ``items`` and ``transform`` do not apply to batches).
 
     Processes need the ``fork`` start method (Linux, macOS; elsewhere threads are used): the

@@ -33,6 +33,7 @@ class InputError(ValueError):
 
 
 def list_scans(root: Path, subset: str) -> list[Path]:
+    """The ``.mhd`` files of one subset folder, sorted; InputError naming a missing or empty folder."""
     folder = root / subset
     if not folder.is_dir():
         raise InputError(f"{folder}: subset folder not found")

@@ -14,7 +14,7 @@ Each piece lives in its own module; import from here:
 * :func:`folds`, :func:`train_val` and :func:`check_folds` (:mod:`ctpatch.folds`) -- LUNA16
   subsets as folds, LDCT patients split into folds, and the check that no scan or patient is in
   two folds.
-* :data:`KINDS`, :data:`DEFAULT_LAYOUT`, :func:`file_mode`, :func:`file_settings` (:mod:`ctpatch.patchfile`)
+* :data:`KINDS`, :data:`DEFAULT_LAYOUT`, :func:`file_mode`, :func:`file_settings` (:mod:`ctpatch.contract`)
   -- the file contract: which datasets a kind reads, and the channel layouts.
 
 Kinds (``kind=``): ``nodule`` and ``non_nodule`` (LUNA16), ``patch`` (LDCT, whose "label" is the
@@ -44,7 +44,7 @@ Example (DataLoader is optional)::
 from ctpatch.bulk import BACKENDS, MAX_DEFAULT_WORKERS, Batch, default_workers, iter_batches, load_all
 from ctpatch.dataset import ITEMS, PatchDataset
 from ctpatch.folds import FOLD_UNIT, Fold, check_folds, folds, train_val
-from ctpatch.patchfile import DEFAULT_LAYOUT, KINDS, LAYOUTS, MODE_KINDS, file_mode, file_settings, to_layout
+from ctpatch.contract import DEFAULT_LAYOUT, KINDS, LAYOUTS, MODE_KINDS, file_mode, file_settings, to_layout
 from ctpatch.sampler import BalancedSampler
 from ctpatch.selection import Segment
 

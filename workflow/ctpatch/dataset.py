@@ -1,7 +1,7 @@
 """A map-style dataset over patch files: ``ds[i]`` is one patch, its label and its provenance.
 
 :class:`PatchDataset` reads one or more merged files of one mode, one or several kinds
-(:mod:`ctpatch.patchfile`).  Items are tuples ``(image, label, provenance)`` or, with
+(:mod:`ctpatch.contract`).  Items are tuples ``(image, label, provenance)`` or, with
 ``items="dict"``, dicts ``{"image", "label", "kind", "provenance"}`` (MONAI's keys); a
 ``transform`` callable is applied to each item as returned.  Every item of a dataset has the same
 provenance keys with one type per key (:mod:`ctpatch.provenance`), so PyTorch's default collate
@@ -23,7 +23,7 @@ import numpy as np
 
 from ctpatch.crop_reader import images as open_images
 from ctpatch.h5 import h5py
-from ctpatch.patchfile import resolve_layout, to_layout
+from ctpatch.contract import resolve_layout, to_layout
 from ctpatch.provenance import DicomSpacing, ProvenanceFields
 from ctpatch.selection import Segment, as_paths, segments
 
@@ -42,10 +42,10 @@ class PatchDataset:
     paths : path or sequence of paths
         Merged patch files, all of one mode (LUNA16 subsets, LDCT parts).
     kind : str, sequence of str, or None
-        Which patches (see :mod:`ctpatch.patchfile`); a sequence concatenates kinds file by file
+        Which patches (see :mod:`ctpatch.contract`); a sequence concatenates kinds file by file
         (e.g. ``("nodule", "non_nodule")``).  None: ``nodule`` for LUNA16, ``patch`` for LDCT.
     layout : {"tf", "torch"} or None
-        Channel last or first for images and labels; None: :data:`ctpatch.patchfile.DEFAULT_LAYOUT`.
+        Channel last or first for images and labels; None: :data:`ctpatch.contract.DEFAULT_LAYOUT`.
     rows : mapping, optional
         Only these rows: ``{path: indices}`` or ``{(path, kind): indices}`` (as :class:`~ctpatch.folds.Fold`
         makes); files or kinds not in the mapping contribute nothing.

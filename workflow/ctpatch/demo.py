@@ -36,12 +36,16 @@ UID_ROOT = "1.3.6.1.4.1.14519.5.2.1.6279.6001."
 
 @dataclass(frozen=True)
 class Nodule:
+    """A demo nodule's truth: centre in world mm (x, y, z) and diameter in mm."""
+
     world: tuple[float, float, float]
     diameter_mm: float
 
 
 @dataclass(frozen=True)
 class ScanPlan:
+    """One demo scan before any voxel is made: its subset, series uid, grid, nodules and candidates."""
+
     subset: str
     series_uid: str
     grid: VolumeGrid

@@ -44,7 +44,7 @@ import pandas as pd
 
 from ctpatch.crop_reader import images
 from ctpatch.h5 import h5py
-from ctpatch.patchfile import KINDS, MODE_KINDS, file_mode, file_settings
+from ctpatch.contract import KINDS, MODE_KINDS, file_mode, file_settings
 
 EXIT_EQUAL, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 

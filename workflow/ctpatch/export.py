@@ -26,7 +26,7 @@ CROP_OBJECTS = ("nodule_crop", "nodule_view", "provenance/nodule_crop")
 
 
 class ExportError(ValueError):
-    pass
+    """A file that cannot be exported; the message names it."""
 
 
 def export_full(src_path, dst_path, compression: str | None = None) -> dict:

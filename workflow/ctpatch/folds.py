@@ -11,7 +11,7 @@ import numpy as np
 
 from ctpatch.dataset import PatchDataset
 from ctpatch.h5 import h5py
-from ctpatch.patchfile import KINDS, MODE_KINDS, file_mode
+from ctpatch.contract import KINDS, MODE_KINDS, file_mode
 from ctpatch.rng import keyed_rng
 from ctpatch.selection import as_paths
 

@@ -31,6 +31,7 @@ class PatchLocation:
 
     @property
     def start_zyx(self) -> np.ndarray:
+        """First voxel (z, y, x) of the patch box: the centre minus half the edge (may be negative)."""
         return np.asarray(self.centre_zyx, dtype=np.int64) - self.size // 2
 
     def to_slices(self) -> tuple[slice, ...]:
@@ -134,6 +135,7 @@ class MaskIndex:
         self.occupied = occ
 
     def may_touch(self, loc: PatchLocation) -> bool:
+        """False when no cell the patch box overlaps holds a mask voxel (then the patch holds none)."""
         start = loc.start_zyx[::-1]
         lo = np.clip(start, 0, self.shape)
         hi = np.clip(start + loc.size, 0, self.shape)

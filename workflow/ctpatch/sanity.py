@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 from ctpatch.crop_reader import has_images, images  # noqa: E402
 from ctpatch.h5 import h5py  # noqa: E402
 from ctpatch.normalize import hu_window  # noqa: E402
-from ctpatch.patchfile import file_mode, file_settings  # noqa: E402  (one rule for telling the modes apart)
+from ctpatch.contract import file_mode, file_settings  # noqa: E402  (one rule for telling the modes apart)
 from ctpatch.rng import keyed_rng  # noqa: E402
 from ctpatch.store import atomic_path  # noqa: E402
 

@@ -16,7 +16,7 @@ import numpy as np
 from ctpatch.crop_reader import has_images
 from ctpatch.crop_reader import images as open_images
 from ctpatch.h5 import h5py
-from ctpatch.patchfile import KINDS, MODE_KINDS, file_mode, file_settings, luna_spacing, stored_layout
+from ctpatch.contract import KINDS, MODE_KINDS, file_mode, file_settings, luna_spacing, stored_layout
 
 
 def as_paths(paths) -> list[str]:
