@@ -147,8 +147,9 @@ def main() -> None:
                        ("same_bytes", "same bytes", "")],
                 f"Codecs on {len(patches)} real {'LDCT 55² float16' if args.ldct else '68³ float32'} patches "
                 f"(medians of {reps} repetitions)")
-    C.write_results("codecs_ldct" if args.ldct else "codecs", args, {"patches": int(len(patches)), "summary": rows, "table": t,
-                                     "repetitions": res, "codecs": {k: str(v) for k, v in codecs().items()}})
+    C.write_results("codecs_ldct" if args.ldct else "codecs", args,
+                    {"patches": int(len(patches)), "summary": rows, "table": t, "repetitions": res,
+                     "codecs": {k: str(v) for k, v in codecs().items()}})
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from snakerun import REPO, SHARED_DATA, SMALL_LUNA, snakemake, write_config
 
 CASED_READER = '''

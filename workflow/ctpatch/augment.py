@@ -86,7 +86,8 @@ def area_resize(image: np.ndarray, factor: float) -> np.ndarray:
     """Downscale a 2D image by ``factor`` with exact area (box-overlap) interpolation.
 
     The output shape is ``int(shape * factor)`` per axis (truncated, as the reference
-    program sizes its copies: 512 x 0.8 -> 409, SPEC section 2b).  The resize is separable: ``out = A @ image @ B.T`` with ``A = area_weights(rows, rows_out)``
+    program sizes its copies: 512 x 0.8 -> 409, SPEC section 2b).  The resize is separable:
+    ``out = A @ image @ B.T`` with ``A = area_weights(rows, rows_out)``
     and ``B = area_weights(cols, cols_out)``, so every output pixel is the area-weighted
     mean of the input pixels under it and the image mean is preserved.
 

@@ -186,7 +186,8 @@ def check_combined(outputs, sources, rows: int = CHECK_ROWS) -> list[str]:
             if np.any((src["source"] < 0) | (src["source"] >= len(srcs))):
                 fails.append(f"{out}: provenance/source names a source outside {sources}")
                 continue
-            if len(src) and np.any((src["row"] < 0) | (src["row"] >= offsets[src["source"] + 1] - offsets[src["source"]])):
+            sizes = offsets[src["source"] + 1] - offsets[src["source"]]
+            if len(src) and np.any((src["row"] < 0) | (src["row"] >= sizes)):
                 fails.append(f"{out}: provenance/source names rows past the end of their source (a source file "
                              "was rewritten after combining?)")
                 continue

@@ -14,7 +14,6 @@ from collections.abc import Iterable
 
 from ctpatch.h5 import h5py
 
-
 #: codecs that h5py reads without any plugin
 PLAIN_H5PY = ("lzf", "gzip", "none")
 

@@ -134,7 +134,8 @@ def sr_dose_blend(lr: np.ndarray, hr: np.ndarray, f: float, scale: int) -> tuple
     b = np.asarray(hr, dtype=np.float64)
     e = a.shape[0]
     if a.ndim != 2 or a.shape[0] != a.shape[1] or b.ndim != 2 or min(b.shape) < e * scale:
-        raise ValueError(f"Expected a square LR patch and an HR patch covering it x{scale}, got {a.shape} and {b.shape}")
+        raise ValueError(f"Expected a square LR patch and an HR patch covering it x{scale}, "
+                         f"got {a.shape} and {b.shape}")
     t = block_mean(b[: e * scale, : e * scale], scale).astype(np.float64)
     new = t + f * (a - t)
     low = float(new.min())
