@@ -142,4 +142,4 @@ def test_killed_rank_leaves_nothing_finished_and_the_rerun_completes(tmp_path, l
     assert not (shards / "manifest.json").exists()
     assert not (work / "results" / "luna16" / "patches" / "subset0.h5").exists()
     snakemake(work, "--cores", "2")
-    assert (work / "results" / "luna16" / "reports" / "subset0.verify.json").exists()
+    assert (work / "results" / "luna16" / "report" / "subset0.verify.json").exists()
