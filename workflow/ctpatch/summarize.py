@@ -25,6 +25,8 @@ def verification_table(reports) -> pd.DataFrame:
         report = json.loads(Path(path).read_text())
         row = {"group": Path(path).name.split(".")[0], "ok": report["ok"], "failures": "; ".join(report["failures"])}
         row.update({k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        if "reader" in report:  # what a reader outside ctpatch needs (ctpatch.reading)
+            row["reader"] = report["reader"]
         rows.append(row)
     return pd.DataFrame(rows)
 
