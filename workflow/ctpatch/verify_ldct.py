@@ -331,9 +331,9 @@ def _check_sample(files, paths, prov, where, pairs_path, s, sample: int, report:
             chosen.add(int(part[int(r)]["pair_index"]))
     err = 0.0
     checked = 0
-    shape = patch_shape(s)
+    shapes = patch_shapes(s)  # input and target differ in size in super-resolution
     for unit in (units[i] for i in sorted(chosen) if 0 <= i < len(units)):
-        w = MemorySink({"input": (shape, np.float32), "target": (shape, np.float32)})
+        w = MemorySink({name: (shape, np.float32) for name, shape in shapes.items()})
         try:
             job.run(unit, w)
         except (ValueError, OSError) as exc:
