@@ -54,7 +54,7 @@ CHECK_ROWS = 64
 
 
 class CombineError(ValueError):
-    pass
+    """Per-patient files that cannot be combined; the message names the file."""
 
 
 def combined_order(counts: list[int], n_parts: int, seed: int, shuffle: bool, names) -> list[np.ndarray]:
@@ -211,6 +211,8 @@ def check_combined(outputs, sources, rows: int = CHECK_ROWS) -> list[str]:
 
 
 def main(argv=None) -> int:
+    """``python -m ctpatch.combine`` with ``argv`` (default: the command line); returns the exit status
+    (0 done, 1 an error reported in one line naming the file or key)."""
     ap = argparse.ArgumentParser(prog="python -m ctpatch.combine", description=__doc__.split("\n\n")[0])
     ap.add_argument("--sources", nargs="+", required=True, help="the per-patient patch files, in patient order")
     ap.add_argument("--out", nargs="+", required=True, help="the combined part files (nsplit = their number)")

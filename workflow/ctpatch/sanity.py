@@ -376,6 +376,8 @@ def write_png(paths, out, n: int = 8, seed: int = 0, **options) -> list[str]:
 
 
 def main(argv=None) -> int:
+    """``python -m ctpatch.sanity`` with ``argv`` (default: the command line); returns the exit status
+    (0 done, 1 an error reported in one line naming the file or key)."""
     ap = argparse.ArgumentParser(prog="python -m ctpatch.sanity", description=__doc__.split("\n\n")[0])
     ap.add_argument("--patches", nargs="+", required=True, help="merged patch file(s) of one mode")
     ap.add_argument("--out", required=True, help="the PNG to write")

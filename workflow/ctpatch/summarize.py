@@ -32,6 +32,8 @@ def verification_table(reports) -> pd.DataFrame:
 
 
 def main(argv=None) -> int:
+    """``python -m ctpatch.summarize`` with ``argv`` (default: the command line); returns the exit status
+    (0 done, 1 an error reported in one line naming the file or key)."""
     ap = argparse.ArgumentParser(prog="python -m ctpatch.summarize", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
     v = sub.add_parser("verification")
