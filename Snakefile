@@ -37,6 +37,7 @@ include: "workflow/rules/luna16.smk"
 include: "workflow/rules/ldct.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/verify.smk"
+include: "workflow/rules/combine.smk"
 include: "workflow/rules/report.smk"
 
 

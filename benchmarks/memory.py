@@ -12,7 +12,6 @@ growth from 1 to 4 scans comes from what a rank accumulates, not from a bigger s
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -47,7 +46,7 @@ def main() -> None:
               f"{args.ranks} rank(s); {reps} repetitions", flush=True)
         res = {n: [] for n in COUNTS}
         for rep in range(reps):
-            waited = C.wait_quiet(max_wait=10 if args.quick else 120)
+            C.wait_quiet(max_wait=10 if args.quick else 120)
             for n in COUNTS:
                 out = work / f"patches{n}.h5"
                 r = C.extract(args.ranks, vol, labs[n], out, settings, work / f"stats{n}", sidecars=sidecars[:n])

@@ -108,30 +108,17 @@ def test_kill_during_extraction_leaves_nothing_finished(ldct, tmp_path):
 
 
 @pytest.fixture
-def ldct_shards(ldct, tmp_path):
-    """An LDCT extraction of one pair (one rank, no launcher): (shards folder, patches settings, pair table)."""
+def ldct_patches(ldct, tmp_path):
+    """An LDCT extraction of one pair (one rank, no launcher): (patch file, patches settings, pair table)."""
     args = _ldct_extract_args(ldct, tmp_path)
-    out = tmp_path / "shards" / "L096"
-    rc, err = run_module("extract", *args, "--out-dir", out)
-    assert rc == 0 and (out / "manifest.json").is_file(), err
-    return out, args[args.index("--settings-file") + 1], tmp_path / "pairs" / "L096.tsv"
-
-
-def test_kill_during_merge(ldct_shards, tmp_path):
-    shards, settings, _ = ldct_shards
-    before = tree_digest(shards)
-    out = tmp_path / "patches"
-    rc = killed_at_publish("merge", "--mode", "ldct", "--shards-dir", shards, "--out", out / "L096.h5",
-                           "--group", "L096", "--settings-file", settings)
-    assert rc == -signal.SIGKILL and finished(out) == [] and tree_digest(shards) == before
-
-
-def test_kill_during_verification(ldct_shards, tmp_path):
-    shards, settings, pairs = ldct_shards
     patches = tmp_path / "patches" / "L096.h5"
-    rc, err = run_module("merge", "--mode", "ldct", "--shards-dir", shards, "--out", patches, "--group", "L096",
-                         "--settings-file", settings)
-    assert rc == 0, err
+    rc, err = run_module("extract", *args, "--out", patches)
+    assert rc == 0 and patches.is_file(), err
+    return patches, args[args.index("--settings-file") + 1], tmp_path / "pairs" / "L096.tsv"
+
+
+def test_kill_during_verification(ldct_patches, tmp_path):
+    patches, settings, pairs = ldct_patches
     before = tree_digest(patches.parent)
     out = tmp_path / "reports"
     rc = killed_at_publish("verify", "--mode", "ldct", "--patches", patches, "--pairs", pairs, "--settings-file",

@@ -141,5 +141,5 @@ def test_killed_rank_leaves_nothing_finished_and_the_rerun_completes(tmp_path, l
     patches = work / "results" / "luna16" / "patches"
     assert not (patches / "subset0.h5").exists()
     snakemake(work, "--cores", "2")
-    assert (work / "results" / "luna16" / "reports" / "subset0.verify.json").exists()
+    assert (work / "results" / "luna16" / "report" / "subset0.verify.json").exists()
     assert not list(patches.glob(".*"))  # the killed run's temp file was removed by the rerun

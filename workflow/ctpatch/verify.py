@@ -14,6 +14,9 @@ holding a nodule voxel, every negative's recorded overlap flag agreeing with its
 negatives drawn to avoid nodules holding none), the crops layout's views, and the value range of
 the sampled images.  LDCT: see :mod:`ctpatch.verify_ldct`.
 
+Every report also says what a reader outside ctpatch needs (``reader``, from the files'
+codecs, :func:`ctpatch.reading.reader_needs`), and the command prints it.
+
 Usage: ``python -m ctpatch.verify --mode luna16 --patches X.h5 --nodules T.tsv --settings-file patches.json --inputs JSON --report-out R.json``
 """
 
@@ -33,6 +36,7 @@ from ctpatch.crop_reader import has_images, images, is_crops
 from ctpatch.h5 import h5py
 from ctpatch.layout import crop_edge, shift_margin
 from ctpatch.luna import expected_counts, label_edge, patch_offsets
+from ctpatch.reading import file_codecs, reader_needs
 from ctpatch.rng import keyed_rng
 from ctpatch.store import MemorySink, chunk_checksum_ok, has_fletcher32, write_json
 
@@ -281,11 +285,15 @@ def main(argv=None) -> int:
             report = verify_ldct(args.patches, args.pairs, settings, sample=args.sample if inputs is not None else 0)
     except (OSError, ValueError) as exc:  # e.g. a corrupt chunk of a small dataset, read whole
         report = {"files": args.patches, "ok": False, "failures": [str(exc)]}
+    codecs = sorted({c for p in args.patches if Path(p).is_file() for c in file_codecs(p)})
+    report["codecs"] = codecs
+    report["reader"] = reader_needs(codecs)
     write_json(args.report_out, report)
     if not report["ok"]:
         print("verification failed:\n  " + "\n  ".join(report["failures"]), file=sys.stderr)
         return 1
     print(f"verified {', '.join(map(str, args.patches))}: ok")
+    print(f"reading these files: {report['reader']}")
     return 0
 
 

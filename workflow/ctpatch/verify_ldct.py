@@ -14,7 +14,10 @@ all parts (``output.nsplit`` files) together:
   ``patches_written = patches_kept x multiplier`` (x3 rotation, x2 dose blend); the sum of
   ``patches_written`` equals the number of patches across the parts, and each pair's patches
   carry patch_index 0 .. patches_written - 1 exactly once;
-* provenance fields: files agree with the pair row, corners inside their copy, rot_k in 0..3,
+* provenance fields: files agree with the pair row, corners inside their copy (in
+  super-resolution the LR corner, with ``hr_corner = corner x scale`` and ``hr_copy_shape =
+  copy_shape x scale``: the footprint relation), rot_k in 0..3,
+  with ``rot_augment.draw`` per_copy one rot_k and one flip per pair and copy,
   flip in {"", "lr", "ud"} and never with a rotation, blend NaN exactly for unblended patches
   and equal to the pair's factor otherwise, blur and noise never both, and per pair exactly
   ``round(blur_share·n)`` blurred and ``min(round(noise_share·n), n - blurred)`` noised;
@@ -48,8 +51,8 @@ import numpy as np
 
 from ctpatch.h5 import h5py
 from ctpatch.config import ldct_settings
-from ctpatch.extract_ldct import (INTEGER_DTYPES, Job, copy_factors, multiplier, patch_shape,
-                                  patch_size, read_pair_tables, round_half_up)
+from ctpatch.extract_ldct import (INTEGER_DTYPES, Job, copy_factors, grid_sizes, multiplier, patch_shapes,
+                                  read_pair_tables, round_half_up)
 from ctpatch.grid import grid_corners
 from ctpatch.store import MemorySink
 from ctpatch.verify import SAMPLE, read_blocks, sample_rows
@@ -60,13 +63,15 @@ SAMPLE_PAIR_SHARE = 0.02
 
 
 def expected_cut(rows: int, cols: int, settings: dict) -> int:
-    """Grid patches of one slice over all its copies (copy shape = round half up of shape x factor)."""
-    edge, padding = patch_size(settings)
+    """Grid patches of one slice over all its copies (copy shape = int(shape x factor), SPEC 2b;
+    in super-resolution the grid of the LR input: copy shape // scale, LR edge, SPEC 2c)."""
+    scale, lr_edge, _, padding = grid_sizes(settings)
     last = settings["patch"]["last"]
     total = 0
     for f in copy_factors(settings):
-        shape = (round_half_up(rows * f), round_half_up(cols * f)) if f != 1.0 else (rows, cols)
-        total += len(grid_corners(shape, edge, padding, last))
+        shape = (int(rows * f), int(cols * f)) if f != 1.0 else (rows, cols)
+        shape = (shape[0] // scale, shape[1] // scale)
+        total += len(grid_corners(shape, lr_edge, padding, last))
     return total
 
 
@@ -93,9 +98,11 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample: int = SAMPLE) -
     except ValueError as exc:
         return {**report, "ok": False, "failures": [str(exc)]}
     dtype = np.dtype(s["output"]["dtype"])
-    shape = patch_shape(s)
+    shapes = patch_shapes(s)
     mult = multiplier(s)
-    report.update(dtype=str(dtype), patch_shape=list(shape), layout=s["output"]["layout"],
+    report.update(dtype=str(dtype), patch_shape=list(shapes["target"]), input_patch_shape=list(shapes["input"]),
+                  super_resolution_scale=grid_sizes(s)[0] if s["super_resolution"]["enabled"] else 1,
+                  layout=s["output"]["layout"],
                   selected_pairs=int(len(table)))
 
     files = []
@@ -111,9 +118,9 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample: int = SAMPLE) -
         for path, f in zip(patch_paths, files):
             for name in ("input", "target"):
                 ds = f[name]
-                if ds.shape[1:] != shape:
-                    fails.append(f"{path}: {name}: expected patch shape {shape} (layout {s['output']['layout']}), "
-                                 f"got {ds.shape[1:]}")
+                if ds.shape[1:] != shapes[name]:
+                    fails.append(f"{path}: {name}: expected patch shape {shapes[name]} (layout "
+                                 f"{s['output']['layout']}), got {ds.shape[1:]}")
                 if ds.dtype != dtype:
                     fails.append(f"{path}: {name}: expected dtype {dtype}, got {ds.dtype}")
             n_in, n_tg, n_prov = f["input"].shape[0], f["target"].shape[0], f["provenance/patch"].shape[0]
@@ -226,6 +233,18 @@ def _check_provenance(prov: np.ndarray, by_index: dict, s: dict) -> list[str]:
     corner, cshape = prov["corner"], prov["copy_shape"]
     if np.any((corner < 0) | (corner >= cshape)):
         fails.append("patch corners outside their copy")
+    if s["super_resolution"]["enabled"]:
+        scale = grid_sizes(s)[0]
+        if "hr_corner" not in prov.dtype.names:
+            fails.append("super_resolution on, but table 'patch' has no hr_corner")
+        else:  # the footprint relation: HR region = LR region x scale
+            if np.any(prov["hr_corner"] != corner * scale):
+                fails.append(f"{int(np.any(prov['hr_corner'] != corner * scale, axis=1).sum())} patches whose "
+                             f"hr_corner is not corner x {scale}")
+            if np.any(prov["hr_copy_shape"] != cshape * scale):
+                fails.append(f"patches whose hr_copy_shape is not copy_shape x {scale}")
+    elif "hr_corner" in prov.dtype.names:
+        fails.append("table 'patch' has hr_corner, but super_resolution is off")
     order = np.argsort(keys, kind="stable")
     pi = prov["pair_index"][order]
     starts = np.flatnonzero(np.r_[True, pi[1:] != pi[:-1]])
@@ -244,6 +263,14 @@ def _check_provenance(prov: np.ndarray, by_index: dict, s: dict) -> list[str]:
             continue  # the shares below are only meaningful for a complete pair
         if np.any(rows["input_file"] != r["input_file"]) or np.any(rows["target_file"] != r["target_file"]):
             fails.append(f"{who}: patches naming other files than table 'pair'")
+        if s["rot_augment"]["enabled"] and s["rot_augment"]["draw"] == "per_copy":
+            for factor in np.unique(rows["downscale"]):
+                of_copy = rows[rows["downscale"] == factor]
+                ks = set(of_copy["rot_k"][of_copy["rot_k"] > 0].tolist())
+                flips = set(of_copy["flip"][of_copy["flip"] != b""].tolist())
+                if len(ks) > 1 or len(flips) > 1:
+                    fails.append(f"{who}: copy x{float(factor):g} turned in several ways (rot_k {sorted(ks)}, flip "
+                                 f"{sorted(flips)}), but rot_augment.draw is per_copy (one draw per copy)")
         bl = np.isfinite(rows["blend"])
         if s["dose_blend"]["enabled"]:
             if bl.sum() * 2 != n or np.any(rows["blend"][bl] != r["blend"]):
@@ -316,9 +343,9 @@ def _check_sample(files, paths, prov, where, pairs_path, s, sample: int, report:
         chosen.add(pair)
     err = 0.0
     checked = 0
-    shape = patch_shape(s)
+    shapes = patch_shapes(s)  # input and target differ in size in super-resolution
     for unit in (units[i] for i in sorted(chosen) if 0 <= i < len(units)):
-        w = MemorySink({"input": (shape, np.float32), "target": (shape, np.float32)})
+        w = MemorySink({name: (shape, np.float32) for name, shape in shapes.items()})
         try:
             job.run(unit, w)
         except (ValueError, OSError) as exc:

@@ -6,7 +6,7 @@
 
 
 rule extract_patches:
-    """One group (subset or patient): an MPI program of extract.tasks ranks that cut and compress blocks of patches while rank 0 writes each chunk once at its final (shuffled) row; results/MODE/patches/GROUP.h5."""
+    """One group (subset or patient): an MPI program of extract.tasks ranks that cut and compress the patches; rank 0 writes each chunk once at its final (seeded-shuffle) row; results/MODE/patches/GROUP.h5."""
     input:
         unpack(get_extract_inputs),
     output:

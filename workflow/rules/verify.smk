@@ -3,7 +3,7 @@
 
 
 rule verify_patches:
-    """One group: Fletcher32 checksum of every stored chunk, counts, shapes, dtypes, provenance, labels, and a seeded sample of patches regenerated from the inputs and compared voxel for voxel; fails the job when wrong; results/MODE/report/GROUP.verify.json."""
+    """One group: Fletcher32 of every chunk, counts, shapes, dtypes, provenance, labels, a seeded sample of patches regenerated from the inputs; fails the job when wrong; results/MODE/report/GROUP.verify.json."""
     input:
         unpack(get_verify_inputs),
     output:
