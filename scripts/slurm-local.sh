@@ -96,15 +96,6 @@ pid_of() {  # name -> pid on stdout if our daemon of that name is alive
     echo "$pid"
 }
 
-running_any() {  # name -> true if any live (non-zombie) process has that name
-    local pid state
-    for pid in $(pgrep -x "$1" 2>/dev/null); do
-        state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
-        [[ -n $state && $state != Z ]] && return 0
-    done
-    return 1
-}
-
 # --- packages --------------------------------------------------------------
 install_packages() {
     local missing=() p created_policy=0
@@ -154,8 +145,10 @@ setup_munge() {
 
 start_munged() {
     if pid_of munged >/dev/null; then return 0; fi
-    if running_any munged; then
-        log "munged already runs (not started by this script); using it"
+    # a munged of someone else's on the default socket (not one with its own
+    # socket, such as scripts/slurm-twonode.sh's): use it
+    if munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
+        log "munged already answers on the default socket (not started by this script); using it"
         return 0
     fi
     rm -f "$MUNGE_RUN/munged.pid"
@@ -278,9 +271,8 @@ start_slurm_daemon() {  # name, args...: start unless ours runs; wait for pid fi
     local name=$1 i
     shift
     if pid_of "$name" >/dev/null; then return 0; fi
-    if running_any "$name"; then
-        die "$name runs but was not started by this script; stop it first"
-    fi
+    # (a daemon of another cluster may run: ours fails to start, and says so,
+    # only if that one holds our port 6817/6818)
     rm -f "$STATE_DIR/$name.pid"
     # Without -D both daemons fork into the background and write the pid
     # file named in slurm.conf (which points into $STATE_DIR).

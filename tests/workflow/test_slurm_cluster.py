@@ -102,7 +102,7 @@ def test_snakemake_slurm_profile_runs_mpi_rule(slurm_cluster, tmp_path):
     )
     # Shaped like workflow/rules/extract.smk: threads = tasks, and plain
     # mpiexec as launcher. profiles/slurm-test's set-resources replaces the
-    # launcher with "srun --mpi=pmi2" and sets cpus_per_task=1 (without it
+    # launcher with its srun command and sets cpus_per_task=1 (without it
     # the job would ask for tasks x threads = 4 CPUs and stay pending).
     snakefile = tmp_path / "Snakefile"
     snakefile.write_text(
@@ -135,7 +135,7 @@ def test_snakemake_slurm_profile_runs_mpi_rule(slurm_cluster, tmp_path):
     assert proc.returncode == 0, _show(proc)
 
     # the profile's launcher was used, not the rule's default
-    assert "srun --mpi=pmi2 -n 2 " in log, log
+    assert "srun --mpi=pmi2 --export=ALL,MPIR_CVAR_CH4_NETMOD=ofi -n 2 " in log, log
 
     # one world of size 2: ranks 0 and 1, both see size 2
     ranks = sorted(re.findall(r"rank=(\d+) size=(\d+)", (tmp_path / "world.txt").read_text()))

@@ -1,5 +1,5 @@
 # The patch extraction: one MPI job per subset (LUNA16) or patient (LDCT).
-# `resources.mpi` is the launcher (mpiexec here; a SLURM profile sets "srun --mpi=pmi2") and
+# `resources.mpi` is the launcher (mpiexec here; profiles/slurm sets an srun command, see there) and
 # `resources.tasks` the number of ranks; the program checks that it got one world of that size.
 
 
