@@ -43,6 +43,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", action="append", required=True, help="a profile folder (repeatable)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cores", type=int, default=2,
+                    help="--cores for the profile runs: caps one group job; at most the CPUs of a node (2 on "
+                         "scripts/slurm-local.sh's; a larger group job would stay PENDING)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "slurm_demo.json"))
     args = ap.parse_args(argv)
     if not os.environ.get("SLURM_CONF") and not Path("/etc/slurm/slurm.conf").exists():
@@ -54,7 +57,8 @@ def main(argv=None) -> None:
             t_local, _ = run_once(Path(tmp) / "local", "--cores", "2")
             local.append(t_local)
             for profile in args.profile:
-                seconds, sbatch = run_once(Path(tmp) / Path(profile).name, "--profile", str(Path(profile).resolve()))
+                seconds, sbatch = run_once(Path(tmp) / Path(profile).name, "--profile", str(Path(profile).resolve()),
+                                           "--cores", str(args.cores))
                 rows[profile].append({"seconds": seconds, "sbatch": sbatch, "ratio_to_local": seconds / t_local})
                 print(f"rep {rep}: {profile}: {seconds:.1f} s, {sbatch} sbatch calls (local {t_local:.1f} s)",
                       flush=True)
