@@ -354,7 +354,8 @@ cmd_stop() {
 }
 
 cmd_status() {
-    if [[ -f $CONF ]] && command -v sinfo >/dev/null && scontrol ping >/dev/null 2>&1 &&
+    # (no controller of ours: answer at once; scontrol would wait ~9 s for one)
+    if [[ -f $CONF ]] && pid_of slurmctld >/dev/null && command -v sinfo >/dev/null && scontrol ping >/dev/null 2>&1 &&
         sinfo >/dev/null 2>&1; then
         sinfo
         squeue
