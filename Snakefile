@@ -3,6 +3,7 @@
 # The rules only wire files; the work is done by the ctpatch package (python -m ctpatch.<step>).
 
 import os
+import shlex
 import sys
 
 from snakemake.utils import min_version
@@ -13,8 +14,14 @@ min_version("9.0")
 # whether or not it was pip-installed (conda users get only the dependencies from envs/).
 PACKAGE_DIR = os.path.join(workflow.basedir, "workflow")
 sys.path.insert(0, PACKAGE_DIR)
-PREFIX_PYTHONPATH = "export PYTHONPATH=%s${{PYTHONPATH:+:$PYTHONPATH}}; "
-shell.prefix(PREFIX_PYTHONPATH % PACKAGE_DIR)
+
+# The rules' interpreter (\"$CTPATCH_PYTHON\" -m ctpatch.<step>, set in the shell prefix): the one running
+# Snakemake, so that a venv's `snakemake` run without activating the venv still finds h5py,
+# hdf5plugin, ...; with conda deployment, the `python` of the rule's activated environment.
+_DEPLOY = getattr(getattr(workflow, "deployment_settings", None), "deployment_method", None) or ()
+RULE_PYTHON = "python" if any("conda" in str(m).lower() for m in _DEPLOY) else sys.executable
+_PREFIX = f"export PYTHONPATH={shlex.quote(PACKAGE_DIR)}${{PYTHONPATH:+:$PYTHONPATH}}; CTPATCH_PYTHON={shlex.quote(RULE_PYTHON)}; "
+shell.prefix(_PREFIX.replace("{", "{{").replace("}", "}}"))
 
 
 configfile: "config/config.yaml"
@@ -24,6 +31,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/settings.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/luna16.smk"
 include: "workflow/rules/ldct.smk"
@@ -33,6 +41,7 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    """The default target: every group's patches, verification and sanity picture, and the report tables."""
     input:
         get_final_output(),
     default_target: True

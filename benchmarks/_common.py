@@ -137,27 +137,30 @@ def make_data(root: Path, demo: dict, seed: int = 0) -> list:
 
 
 def luna_settings(root: Path, **over) -> dict:
-    """The settings JSON the workflow passes (common.smk luna_settings) with the schema defaults."""
-    from ctpatch.config import validate
+    """The settings the workflow gives the extraction (scope ``patches``, ctpatch.config) for a LUNA16
+    folder ``root``: ``over`` (luna16 sections) over the schema defaults."""
+    from ctpatch.config import luna16_settings, validate
 
-    cfg = validate({})
-    lu = cfg["luna16"]
-    s = {k: json.loads(json.dumps(lu[k])) for k in ("patch", "negatives", "output", "normalize", "resample")}
-    s.update(mode="luna16", seed=cfg["seed"], buffer_patches=cfg["extract"]["buffer_patches"], root=str(root),
-             annotations=str(root / "CSVFILES" / "annotations.csv"), candidates=str(root / "CSVFILES" / "candidates.csv"))
-    for key, value in over.items():
-        s[key] = {**s[key], **value} if isinstance(value, dict) else value
-    return s
+    return luna16_settings(validate({"luna16": {**over, "root": str(root)}})).to_dict()
+
+
+def settings_file(settings: dict, path: Path, scope: str) -> Path:
+    """Write ``settings`` as the workflow's settings file of ``scope``; return its path."""
+    from ctpatch.config import write_settings
+
+    write_settings(settings, path, scope)
+    return path
 
 
 def convert_scans(scans: list[Path], vol_dir: Path, settings: dict, workers: int = 1, logs: Path | None = None) -> dict:
     """``python -m ctpatch.convert`` per scan, ``workers`` at a time; wall time and each scan's sidecar seconds."""
     vol_dir.mkdir(parents=True, exist_ok=True)
-    conv = json.dumps({"resample": settings["resample"], "normalize": settings["normalize"]})
+    conv = settings_file({"resample": settings["resample"], "normalize": settings["normalize"], "mode": "luna16"},
+                         vol_dir / "convert.settings.json", "convert")
 
     def one(scan: Path):
         r = run([PY, "-m", "ctpatch.convert", "--scan", scan, "--npy-out", vol_dir / f"{scan.stem}.npy",
-                 "--json-out", vol_dir / f"{scan.stem}.json", "--settings", conv],
+                 "--json-out", vol_dir / f"{scan.stem}.json", "--settings-file", conv],
                 log=(logs / f"convert-{scan.stem}.log") if logs else None)
         side = json.loads((vol_dir / f"{scan.stem}.json").read_text())
         return {"uid": scan.stem, "process_seconds": r["seconds"], "max_rss": r["max_rss"], **side["seconds"],
@@ -185,7 +188,8 @@ def extract(ranks: int, vol_dir: Path, lab_dir: Path, shards: Path, settings: di
     for old in stats_dir.glob("rank*.json"):
         old.unlink()
     r = run(["mpiexec", "-n", ranks, PY, BENCH / "_rank.py", "--stats-dir", stats_dir, "--",
-             "--mode", "luna16", "--ranks", ranks, "--out-dir", shards, "--settings", json.dumps(settings),
+             "--mode", "luna16", "--ranks", ranks, "--out-dir", shards,
+             "--settings-file", settings_file(settings, stats_dir / "patches.json", "patches"),
              "--inputs", json.dumps(inputs)], log=stats_dir / "extract.log", env=MPI_ENV)
     ranks_stats = [json.loads(p.read_text()) for p in sorted(stats_dir.glob("rank*.json"))]
     if len(ranks_stats) != ranks:
@@ -195,8 +199,7 @@ def extract(ranks: int, vol_dir: Path, lab_dir: Path, shards: Path, settings: di
 
 def merge(shards: Path, out: Path, settings: dict) -> dict:
     return run([PY, "-m", "ctpatch.merge", "--mode", "luna16", "--shards-dir", shards, "--out", out,
-                "--seed", settings["seed"], "--shuffle", "yes" if settings["output"]["shuffle"] else "no",
-                "--settings", json.dumps(settings)])
+                "--settings-file", settings_file(settings, Path(str(out) + ".settings.json"), "patches")])
 
 
 def file_bytes(*paths) -> int:

@@ -35,13 +35,10 @@ DATA = C.REPO.parent / "shared" / "data" / "ldct"
 def demo_settings() -> dict:
     import yaml
 
-    from ctpatch.extract_ldct import check_settings
+    from ctpatch.config import ldct_patch_settings, validate
 
-    cfg = yaml.safe_load((C.REPO / "config" / "ldct.yaml").read_text())
-    s = {k: v for k, v in cfg["ldct"].items() if k not in ("root", "input_dir", "target_dir", "pair_by", "patients",
-                                                             "on_error", "random_n")}
-    s.update(seed=cfg.get("seed", 0), buffer_patches=8)
-    return {**check_settings(s), "mode": "ldct"}, cfg["ldct"]
+    cfg = validate(yaml.safe_load((C.REPO / "config" / "ldct.yaml").read_text()))
+    return ldct_patch_settings(cfg).to_dict(), cfg["ldct"]
 
 
 def replicate(dst: Path, copies: int, cfg: dict) -> list[Path]:
@@ -56,13 +53,16 @@ def replicate(dst: Path, copies: int, cfg: dict) -> list[Path]:
 
 
 def pair_all(patients: list[Path], cfg: dict, out: Path) -> dict:
+    from ctpatch.config import scope_settings, validate
+
+    pairs = C.settings_file(scope_settings(validate({"mode": "ldct", "ldct": {**cfg, "random_n": 0}}), "pairs"),
+                            out / "pairs.settings.json", "pairs")
     t0 = time.perf_counter()
     tables = []
     for p in patients:
         t = out / f"{p.name}.tsv"
-        C.run([C.PY, "-m", "ctpatch.pair_ldct", "--patient-dir", p, "--input-dir", cfg["input_dir"], "--target-dir",
-               cfg["target_dir"], "--by", cfg.get("pair_by", "position"), "--table-out", t, "--report-out",
-               out / f"{p.name}.json"])
+        C.run([C.PY, "-m", "ctpatch.pair_ldct", "--patient-dir", p, "--settings-file", pairs, "--table-out", t,
+               "--report-out", out / f"{p.name}.json"])
         tables.append(t)
     return {"seconds": time.perf_counter() - t0, "tables": tables}
 
@@ -75,11 +75,11 @@ def ours(work: Path, tables: list[Path], ranks: int, settings: dict, tag: str) -
     inputs = {"pairs": [str(t) for t in tables]}
     t0 = time.perf_counter()
     ext = C.run(["mpiexec", "-n", ranks, C.PY, C.BENCH / "_rank.py", "--stats-dir", stats, "--", "--mode", "ldct",
-                 "--ranks", ranks, "--out-dir", d / "shards", "--settings", json.dumps(settings),
+                 "--ranks", ranks, "--out-dir", d / "shards",
+                 "--settings-file", C.settings_file(settings, d / "patches.settings.json", "patches"),
                  "--inputs", json.dumps(inputs)], log=stats / "extract.log", env=C.MPI_ENV)
     mrg = C.run([C.PY, "-m", "ctpatch.merge", "--mode", "ldct", "--shards-dir", d / "shards", "--out", d / "patches.h5",
-                 "--seed", settings["seed"], "--shuffle", "yes" if settings["output"]["shuffle"] else "no",
-                 "--settings", json.dumps(settings)])
+                 "--settings-file", d / "patches.settings.json"])
     total = time.perf_counter() - t0
     rk = [json.loads(p.read_text()) for p in sorted(stats.glob("rank*.json"))]
     res = {"ranks": ranks, "extract_s": ext["seconds"], "merge_s": mrg["seconds"], "total": total,

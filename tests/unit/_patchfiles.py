@@ -1,7 +1,7 @@
 """Small real patch files for the tests of ctpatch.data, ctpatch.explain and ctpatch.plan.
 
 Built with the package steps exactly as the workflow's rules chain them (demo data -> convert ->
-make_labels -> extract -> merge, with the settings ``common.smk`` records), in one process and
+make_labels -> extract -> merge, with the settings ``ctpatch.config`` gives the rules), in one process and
 without MPI, once per test session.  Paths in the recorded settings are relative to ``workdir``,
 as in a workflow run.
 """
@@ -13,7 +13,9 @@ import types
 from pathlib import Path
 
 from ctpatch import make_labels
-from ctpatch.config import validate
+from ctpatch.config import ldct_patch_settings as ldct_settings
+from ctpatch.config import luna16_settings as luna_settings
+from ctpatch.config import scope_settings, validate, write_settings
 from ctpatch.convert import convert
 from ctpatch.demo import write_dataset
 from ctpatch.merge import merge
@@ -41,14 +43,19 @@ LDCT_CONFIG = {
 _CACHE: dict = {}
 
 
-def luna_settings(config: dict) -> dict:
-    """What common.smk's luna_settings() records (demo root, paths relative to the working folder)."""
-    luna = config["luna16"]
-    root = f"{config['results']}/demo/luna16"
-    s = {k: luna[k] for k in ("patch", "negatives", "output", "normalize", "resample")}
-    s.update(mode="luna16", seed=config["seed"], buffer_patches=config["extract"]["buffer_patches"], root=root,
-             annotations=f"{root}/{luna['annotations']}", candidates=f"{root}/{luna['candidates']}")
-    return s
+def pair_patient(patient_dir, table_out, report_out=None, seed: int = 0, **ldct) -> int:
+    """Run ``python -m ctpatch.pair_ldct`` in-process as the rule does: ``ldct`` keys (input_dir,
+    target_dir, pair_by, on_error, random_n) over the defaults, written to a settings file beside
+    the table; returns the exit status."""
+    table_out = Path(table_out)
+    report_out = Path(report_out) if report_out else table_out.with_suffix(".json")
+    from ctpatch.pair_ldct import main as pair_main
+
+    config = validate({"mode": "ldct", "seed": seed, "ldct": ldct})
+    settings = table_out.with_name(table_out.name + ".settings.json")
+    write_settings(scope_settings(config, "pairs"), settings, "pairs")
+    return pair_main(["--patient-dir", str(patient_dir), "--settings-file", str(settings),
+                      "--table-out", str(table_out), "--report-out", str(report_out)])
 
 
 def build_luna(workdir: Path, config: dict) -> list[Path]:
@@ -64,8 +71,7 @@ def build_luna(workdir: Path, config: dict) -> list[Path]:
         vol_dir = workdir / config["results"] / "luna16" / "volumes" / subset
         sidecars = []
         for uid in uids:
-            volume, sidecar = convert(root / subset / f"{uid}.mhd",
-                                      {"resample": settings["resample"], "normalize": settings["normalize"]})
+            volume, sidecar = convert(root / subset / f"{uid}.mhd", scope_settings(config, "convert"))
             save_npy(vol_dir / f"{uid}.npy", volume)
             write_json(vol_dir / f"{uid}.json", sidecar)
             sidecars.append(str(vol_dir / f"{uid}.json"))
@@ -89,13 +95,6 @@ def build_luna(workdir: Path, config: dict) -> list[Path]:
     return out
 
 
-def ldct_settings(config: dict) -> dict:
-    """What common.smk's ldct_settings() records."""
-    s = {k: v for k, v in config["ldct"].items() if k != "patients"}
-    s.update(mode="ldct", seed=config["seed"], buffer_patches=config["extract"]["buffer_patches"])
-    return s
-
-
 def build_ldct(workdir: Path, config: dict) -> list[Path]:
     """Pair, extract and merge the configured patients into one run of ``nsplit`` parts."""
     from ctpatch.extract_ldct import Job
@@ -104,11 +103,12 @@ def build_ldct(workdir: Path, config: dict) -> list[Path]:
     ldct = config["ldct"]
     settings = ldct_settings(config)
     tables = []
+    pairs_settings = workdir / "settings" / "pairs.json"
+    write_settings(scope_settings(config, "pairs"), pairs_settings, "pairs")
     for patient in ldct["patients"]:
         t = workdir / "pairs" / f"{patient}.tsv"
-        assert pair_main(["--patient-dir", str(Path(ldct["root"]) / patient), "--input-dir", ldct["input_dir"],
-                          "--target-dir", ldct["target_dir"], "--random-n", str(ldct["random_n"]), "--seed",
-                          str(config["seed"]), "--table-out", str(t), "--report-out", str(t.with_suffix(".json"))]) == 0
+        assert pair_main(["--patient-dir", str(Path(ldct["root"]) / patient), "--settings-file", str(pairs_settings),
+                          "--table-out", str(t), "--report-out", str(t.with_suffix(".json"))]) == 0
         tables.append(str(t))
     job = Job(types.SimpleNamespace(settings=settings, inputs={"pairs": tables}))
     shards = workdir / "shards"

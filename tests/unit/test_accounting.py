@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ctpatch.config import luna16_settings, validate, write_settings
 from ctpatch.accounting import account, main
 from ctpatch.extract_luna import PROV_NODULE
 
@@ -47,10 +48,42 @@ def test_each_annotation_gets_its_status(layout):
 
 def test_missing_patches_fail_the_step(layout, tmp_path, capsys):
     ann, root, table, patches = layout
-    args = ["--annotations", str(ann), "--root", str(root), "--nodules", str(table),
-            "--patches", str(patches([57, 56])), "--per-nodule", "57",
+    settings = tmp_path / "patches.json"  # the default shifts: 57 patches per nodule
+    write_settings(luna16_settings(validate({"luna16": {"root": str(root)}})), settings, "patches")
+    args = ["--annotations", str(ann), "--settings-file", str(settings), "--nodules", str(table),
+            "--patches", str(patches([57, 56])),
             "--out", str(tmp_path / "acc.tsv"), "--summary-out", str(tmp_path / "acc.json")]
     assert main(args) == 1
     assert "rows [5]" in capsys.readouterr().err
     out = pd.read_csv(tmp_path / "acc.tsv", sep="\t").set_index("annotation_row")
     assert out.loc[5, "status"] == "MISSING PATCHES (56 of 57)"
+
+
+def test_identical_rows_fail_by_default_and_are_accounted_when_dropped(layout, tmp_path, capsys):
+    ann, root, table, patches = layout
+    ann.write_text(ann.read_text() + "1.1,1,2,3,6\n")  # line 6 = line 2
+    def args(duplicates):
+        settings = tmp_path / f"patches-{duplicates}.json"
+        config = validate({"luna16": {"root": str(root), "duplicate_annotations": duplicates}})
+        write_settings(luna16_settings(config), settings, "patches")
+        return ["--annotations", str(ann), "--settings-file", str(settings), "--nodules", str(table), "--patches",
+                str(patches([57, 57])), "--out", str(tmp_path / "acc.tsv"), "--summary-out", str(tmp_path / "acc.json")]
+
+    assert main(args("fail")) == 1
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith(f"error: {ann}: row 6 is identical to row 2") and not (tmp_path / "acc.tsv").exists()
+    assert main(args("drop")) == 0
+    out = pd.read_csv(tmp_path / "acc.tsv", sep="\t").set_index("annotation_row")
+    assert out.loc[6, "status"] == "duplicate of row 2" and out.loc[6, "patches"] == 0
+    assert out.loc[2, "status"] == "patched" and out.loc[2, "patches"] == 57  # counted once, not twice
+
+
+def test_overlapping_nodules_of_one_scan_are_flagged(layout):
+    ann, root, table, patches = layout
+    # rows 2 (1,2,3; r 3) and 5 (7,8,9; r 4): centres sqrt(108) = 10.4 mm apart > 7 mm: no overlap
+    out = account(ann, root, [table], [patches([57, 57])], per_nodule=57).set_index("annotation_row")
+    assert out["overlaps"].fillna("").eq("").all()
+    ann.write_text(ann.read_text().replace("1.1,7,8,9,8", "1.1,5,5,5,8"))  # sqrt(16+9+4) = 5.4 mm < 3 + 4
+    out = account(ann, root, [table], [patches([57, 57])], per_nodule=57).set_index("annotation_row")
+    assert str(out.loc[2, "overlaps"]) == "5" and str(out.loc[5, "overlaps"]) == "2"
+    assert out.loc[3, "overlaps"] == "" and out.loc[4, "overlaps"] == ""  # other scans

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from ctpatch.config import scope_settings, validate, write_settings
 from ctpatch.check_luna import InputError, check, main
 from ctpatch.demo import write_dataset
 from ctpatch.geometry import VolumeGrid
@@ -132,7 +133,7 @@ def test_all_problems_listed_together(root):
     with pytest.raises(InputError) as err:
         check(root, ["subset0", "subset1", "subset3", "subset5"], ann(root))
     msg = str(err.value)
-    assert msg.startswith("5 problem(s)")
+    assert "(5 problem(s) in the LUNA16 inputs)" in msg.splitlines()[1]
     assert f"{raw}: truncated" in msg
     assert f"{root / 'subset3'}: subset folder has no .mhd scans" in msg
     assert f"{root / 'subset5'}: subset folder not found" in msg
@@ -147,21 +148,27 @@ def test_bad_annotation_table_and_candidates_reported(root):
     with pytest.raises(InputError) as err:
         check(root, ["subset0"], ann(root), candidates=cand)
     msg = str(err.value)
-    assert msg.startswith("2 problem(s)") and "missing" in msg and "expected class 0 or 1" in msg
+    assert "(2 problem(s)" in msg and "missing" in msg and "expected class 0 or 1" in msg
 
 
 def test_main_writes_table_and_report_or_nothing(root, tmp_path, capsys):
     scans, report = tmp_path / "out" / "scans.tsv", tmp_path / "out" / "report.json"
-    args = ["--root", str(root), "--subsets", "subset0", "subset1", "--annotations", str(ann(root)),
-            "--scans-out", str(scans), "--report-out", str(report)]
-    assert main(args) == 0 and scans.is_file() and report.is_file()
+
+    def args(unknown_series="fail"):
+        config = validate({"luna16": {"root": str(root), "annotations": str(ann(root)),
+                                      "unknown_series": unknown_series}})
+        write_settings(scope_settings(config, "check"), tmp_path / "check.json", "check")
+        return ["--settings-file", str(tmp_path / "check.json"), "--subsets", "subset0", "subset1",
+                "--scans-out", str(scans), "--report-out", str(report)]
+
+    assert main(args()) == 0 and scans.is_file() and report.is_file()
     scans.unlink()
     report.unlink()
     add_row(ann(root), "9.9.9.9,1.0,2.0,3.0,5.0")
-    assert main(args) == 1
+    assert main(args()) == 1
     assert "9.9.9.9" in capsys.readouterr().err
     assert not scans.exists() and not report.exists()
-    assert main(args + ["--unknown-series", "warn"]) == 0
+    assert main(args("warn")) == 0
     assert "warning" in capsys.readouterr().err and np.loadtxt(scans, dtype=str, delimiter="\t").shape[0] == 3
 
 

@@ -132,3 +132,84 @@ def test_load_config_names_the_file(tmp_path):
 def test_the_shipped_config_is_valid():
     cfg = load_config(Path(__file__).resolve().parents[2] / "config" / "config.yaml")
     assert cfg["luna16"]["patch"]["size"] == 68
+
+
+# ---------------------------------------------------------------- settings objects and files
+def test_every_schema_default_reaches_the_validated_config():
+    """Each key with a default in the schema is filled in, at any depth (the schema is the only home)."""
+    from ctpatch.config import schema
+
+    def walk(node, value, path):
+        node = {**schema()["$defs"]["codec"], **node} if node.get("$ref") else node
+        for key, sub in node.get("properties", {}).items():
+            if "default" in sub:
+                assert key in value, ".".join(path + [key])
+                if "properties" in sub:
+                    walk(sub, value[key], path + [key])
+
+    for mode in ("luna16", "ldct"):
+        walk(schema(), validate({"mode": mode}), [])
+
+
+def test_settings_are_read_only_and_json_serialisable():
+    import json
+
+    from ctpatch.config import Settings
+
+    s = Settings({"patch": {"size": 68, "directions": ["x", "y"]}})
+    with pytest.raises(TypeError, match="read-only"):
+        s["patch"]["size"] = 1
+    with pytest.raises(TypeError, match="read-only"):
+        s.update(x=1)
+    assert s["patch"]["directions"] == ("x", "y")
+    assert json.loads(json.dumps(s)) == {"patch": {"size": 68, "directions": ["x", "y"]}}
+    mutable = s.to_dict()
+    mutable["patch"]["size"] = 1
+    assert s["patch"]["size"] == 68
+
+
+def test_a_scope_changes_only_with_its_own_keys():
+    from ctpatch.config import scope_settings
+
+    base = validate({})
+    other = validate({"luna16": {"patch": {"size": 72}, "negatives": {"ratio": 2}}})
+    assert scope_settings(base, "convert") == scope_settings(other, "convert")
+    assert scope_settings(base, "check") == scope_settings(other, "check")
+    assert scope_settings(base, "patches") != scope_settings(other, "patches")
+    resampled = validate({"luna16": {"resample": {"spacing_mm": 1.0}}})
+    assert scope_settings(base, "convert") != scope_settings(resampled, "convert")
+    assert scope_settings(base, "convert")["resample"]["spacing_mm"] == 1.25
+
+
+def test_settings_file_round_trip_and_scope_check(tmp_path):
+    from ctpatch.config import read_settings, scope_settings, write_settings
+
+    config = validate({"mode": "ldct", "seed": 4, "ldct": {"random_n": 7}})
+    path = tmp_path / "s" / "pairs.json"
+    write_settings(scope_settings(config, "pairs"), path, "pairs")
+    s = read_settings(path, scope="pairs")
+    assert s["random_n"] == 7 and s["seed"] == 4 and s["pair_by"] == "position"
+    assert list(path.parent.iterdir()) == [path]  # the temporary file was renamed
+    with pytest.raises(ConfigError, match=r"pairs\.json: expected settings of scope 'patches', got 'pairs'"):
+        read_settings(path, scope="patches")
+    with pytest.raises(ConfigError, match="settings file not found"):
+        read_settings(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text('{"seed": 1}')
+    with pytest.raises(ConfigError, match="bad.json: not a ctpatch settings file"):
+        read_settings(tmp_path / "bad.json")
+
+
+def test_unknown_scope_is_named():
+    from ctpatch.config import scope_settings
+
+    with pytest.raises(ConfigError, match="expected one of .*'pairs'.*got 'convert'"):
+        scope_settings(validate({"mode": "ldct"}), "convert")
+
+
+def test_section_fills_and_checks_one_section():
+    from ctpatch.config import section
+
+    demo = section("demo", {"subsets": 1})
+    assert demo["subsets"] == 1 and demo["size_xy"] == 512
+    with pytest.raises(ConfigError, match="demo.size_xy"):
+        section("demo", {"size_xy": 8})

@@ -8,7 +8,10 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from ctpatch.demo import DEFAULTS, plan_scans, write_dataset
+from ctpatch.config import section
+from ctpatch.demo import plan_scans, write_dataset
+
+DEFAULTS = section("demo")  # the schema's demo defaults
 
 SMALL = {"subsets": 2, "scans_per_subset": 2, "size_xy": 160, "slices": [40, 50], "diameter_mm": [5.0, 10.0],
          "candidates_per_scan": 5}
@@ -72,7 +75,7 @@ def test_every_nodule_and_candidate_inside_the_volume():
 def test_scans_without_nodules_and_unknown_settings():
     plans = plan_scans({"subsets": 1, "scans_per_subset": 3, "scans_without_nodules": 2}, seed=0)
     assert [len(p.nodules) > 0 for p in plans] == [False, False, True]
-    with pytest.raises(ValueError, match="unknown"):
+    with pytest.raises(ValueError, match="demo: Additional properties.*bogus"):
         plan_scans({"bogus": 1})
 
 

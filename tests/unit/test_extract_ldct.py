@@ -22,8 +22,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from ctpatch.extract_ldct import DEFAULTS, Job, check_settings, read_pair_tables
-from ctpatch.pair_ldct import main as pair_main
+from _patchfiles import pair_patient
+from ctpatch.config import ldct_settings, write_settings
+from ctpatch.extract_ldct import Job, read_pair_tables
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 LDCT = DATA / "ldct"
@@ -98,8 +99,7 @@ def tables(tmp_path_factory):
     paths = {}
     for p in PATIENTS:
         t = out / f"{p}.tsv"
-        assert pair_main(["--patient-dir", str(LDCT / p), "--input-dir", QUARTER, "--target-dir", FULL,
-                          "--table-out", str(t), "--report-out", str(out / f"{p}.json")]) == 0
+        assert pair_patient(LDCT / p, t, out / f"{p}.json", input_dir=QUARTER, target_dir=FULL) == 0
         paths[p] = t
     return paths
 
@@ -231,9 +231,8 @@ def test_same_seed_same_patches_other_seed_other_augmentations(tables, tmp_path,
 
 def test_units_over_several_tables(tables, tmp_path):
     t = tmp_path / "L096.tsv"
-    assert pair_main(["--patient-dir", str(LDCT / "L096"), "--input-dir", QUARTER, "--target-dir", FULL,
-                      "--random-n", "2", "--seed", "3", "--table-out", str(t),
-                      "--report-out", str(tmp_path / "r.json")]) == 0
+    assert pair_patient(LDCT / "L096", t, tmp_path / "r.json", seed=3, input_dir=QUARTER, target_dir=FULL,
+                        random_n=2) == 0
     job = Job(SimpleNamespace(settings={}, inputs={"pairs": [str(t), str(tables["L143"])]}))
     units = job.units()
     assert [u.index for u in units] == list(range(6))
@@ -246,13 +245,17 @@ def test_units_over_several_tables(tables, tmp_path):
 
 
 # ------------------------------------------------------------------ settings
-def test_check_settings_fills_reference_defaults():
-    s = check_settings({})
+def test_settings_default_to_the_reference_values():
+    s = ldct_settings({})
     assert s["patch"] == {"code": "p55", "edge": None, "padding": None, "last": "fill"}
     assert s["normalization"] == "none" and s["output"]["dtype"] == "float16" and s["output"]["layout"] == "torch"
     assert s["air_threshold"] == {"enabled": False, "value": 200.0, "fraction": 0.10, "mean": 100.0}
-    assert s["ds_augment"]["factors"] == [0.8, 0.6] and s["dose_blend"]["low"] == 0.5 and s["dose_blend"]["high"] == 1.2
-    assert set(s) == set(DEFAULTS)
+    assert list(s["ds_augment"]["factors"]) == [0.8, 0.6]
+    assert s["dose_blend"]["low"] == 0.5 and s["dose_blend"]["high"] == 1.2
+    assert s["normalization_constants"] == {"dicom_scale": 4096.0, "max_value": 4094.0}
+    assert s["output"]["nsplit"] == 1 and s["output"]["shuffle"] is False and s["random_n"] == 0
+    assert not any(s[k]["enabled"] for k in ("ds_augment", "air_threshold", "rot_augment", "dose_blend", "blur_noise"))
+    assert s["seed"] == 0 and s["mode"] == "ldct"
 
 
 @pytest.mark.parametrize("settings, key", [
@@ -269,14 +272,14 @@ def test_check_settings_fills_reference_defaults():
     ({"ds_augment": {"factors": [0.8, 1.5]}}, "ds_augment.factors"),
     ({"output": {"layout": "nchw"}}, "output.layout"),
 ])
-def test_check_settings_rejects_naming_the_key(settings, key):
-    with pytest.raises(ValueError, match=f"^ldct\\.{key.replace('.', '[.]')}"):
-        check_settings(settings, prefix="ldct.")
+def test_settings_reject_naming_the_key(settings, key):
+    with pytest.raises(ValueError, match=f"(^|: )ldct\\.{key.replace('.', '[.]')}"):
+        ldct_settings(settings)
 
 
 def test_integer_dtype_accepted_when_values_stay_integers():
-    s = check_settings({"output": {"dtype": "uint16"}, "rot_augment": {"enabled": True},
-                        "air_threshold": {"enabled": True}})
+    s = ldct_settings({"output": {"dtype": "uint16"}, "rot_augment": {"enabled": True},
+                       "air_threshold": {"enabled": True}})
     assert s["output"]["dtype"] == "uint16"
 
 
@@ -284,13 +287,15 @@ def test_integer_dtype_accepted_when_values_stay_integers():
 def _mpi_run(ranks: int, out: Path, settings: dict, pair_tables) -> None:
     # the ranks share the cores, so no BLAS threads on top of them
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    settings_file = out / "patches.settings.json"
+    write_settings(ldct_settings(settings), settings_file, "patches")
     cmd = ["mpiexec", "-n", str(ranks), sys.executable, "-m", "ctpatch.extract", "--mode", "ldct",
-           "--ranks", str(ranks), "--out-dir", str(out / "shards"), "--settings", json.dumps(settings),
+           "--ranks", str(ranks), "--out-dir", str(out / "shards"), "--settings-file", str(settings_file),
            "--inputs", json.dumps({"pairs": [str(t) for t in pair_tables]})]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     res = subprocess.run([sys.executable, "-m", "ctpatch.merge", "--mode", "ldct", "--shards-dir", str(out / "shards"),
-                          "--out", str(out / "patches.h5"), "--seed", "0", "--shuffle", "yes"],
+                          "--out", str(out / "patches.h5"), "--settings-file", str(settings_file)],
                          capture_output=True, text=True, timeout=120, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
 
@@ -300,7 +305,7 @@ def _mpi_run(ranks: int, out: Path, settings: dict, pair_tables) -> None:
 def test_mpi_runs_identical_for_1_2_3_ranks(tables, tmp_path):
     from ctpatch.verify_ldct import verify_ldct
 
-    settings = {**ALL_ON, "output": {"dtype": "float16"}, "seed": 7}
+    settings = {**ALL_ON, "output": {"dtype": "float16", "shuffle": True}, "seed": 7}
     pair_tables = [tables[p] for p in PATIENTS]
     contents = {}
     for ranks in (1, 2, 3):

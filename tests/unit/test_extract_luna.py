@@ -9,7 +9,6 @@ pooled by a loop.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import types
 from pathlib import Path
@@ -21,7 +20,8 @@ import pytest
 
 from ctpatch import make_labels
 from ctpatch.config import validate
-from ctpatch.convert import DEFAULT_SETTINGS, convert
+from ctpatch.config import defaults
+from ctpatch.convert import convert
 from ctpatch.demo import write_dataset
 from ctpatch.extract_luna import Job
 from ctpatch.store import codec_of, save_npy, write_json
@@ -36,7 +36,7 @@ SMALL_PATCH = {"size": 20, "stride": 4, "shifts_per_side": 2, "label_pool": 9}
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("extract")
     (plan,) = write_dataset(root / "luna", DEMO, seed=0)
-    settings = copy.deepcopy(DEFAULT_SETTINGS)
+    settings = defaults("convert").to_dict()
     settings["resample"]["interpolator"] = "linear"
     volume, sidecar = convert(root / "luna" / plan.subset / f"{plan.series_uid}.mhd", settings)
     vol_dir = root / "volumes" / "subset0"

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from ctpatch import layout
+from ctpatch import crop_reader, layout
 from ctpatch.data import PatchDataset, load_all
 from ctpatch.export import ExportError, export_full
 from ctpatch.export import main as export_main
@@ -79,7 +79,7 @@ def test_crops_file_structure(luna, luna_crops):
     settings = luna_crops.settings
     for path in luna_crops.files:
         with h5py.File(path, "r") as f:
-            assert "nodule" not in f and layout.is_crops(f)
+            assert "nodule" not in f and crop_reader.is_crops(f)
             n_nod = f["provenance/nodule"].shape[0]
             crops = f["provenance/nodule_crop"][...]
             assert f["nodule_crop"].shape == (len(crops), 132, 132, 132, 1)
@@ -96,7 +96,7 @@ def test_every_nodule_patch_read_from_crops_equals_the_full_layout(luna, luna_cr
         assert full_path.name == crop_path.name
         with h5py.File(full_path, "r") as full, h5py.File(crop_path, "r") as crops:
             want = full["nodule"][...]
-            patches = layout.images(crops, "nodule")
+            patches = crop_reader.images(crops, "nodule")
             assert patches.shape == want.shape and patches.dtype == want.dtype
             assert np.array_equal(patches[:], want)  # one block: each crop decoded once
             for i in (0, 1, len(want) - 1, -2):  # single rows, as a training loader reads them

@@ -186,6 +186,70 @@ def test_bad_numbers(tmp_path, key, value, words):
     assert str(path) in str(err.value)
 
 
-def test_compressed_scan_skips_the_size_check(tmp_path):
+def test_compressed_zraw_scan_is_valid_and_reads_back(tmp_path):
+    """SimpleITK's own compressed MetaImage (.zraw, CompressedData = True) is a valid scan."""
+    path = tmp_path / "scan.mhd"
+    image = sitk.GetImageFromArray(VOLUME)
+    image.SetSpacing(GRID.spacing)
+    sitk.WriteImage(image, str(path), useCompression=True)
+    header = check_scan(path)
+    assert header.compressed and header.data_file == tmp_path / "scan.zraw"
+    assert not (tmp_path / "scan.raw").exists()
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read_image(path)), VOLUME)
+    from ctpatch.io.mhd import data_file_of
+
+    assert data_file_of(path) == tmp_path / "scan.zraw"
+    assert data_file_of(tmp_path / "absent.mhd") == tmp_path / "absent.raw"
+
+
+def test_compressed_scan_with_wrong_size_or_not_zlib(tmp_path):
     path = handmade(tmp_path, edit(HEADER, "CompressedData", "True"), raw_bytes=17)
-    assert check_scan(path).compressed
+    with pytest.raises(ScanError, match="not zlib data") as err:
+        check_scan(path)
+    assert "scan.raw" in str(err.value)
+    path.write_text(edit(edit(HEADER, "CompressedData", "True"), "CompressedDataSize", "40"))
+    with pytest.raises(ScanError, match="truncated: CompressedDataSize says 40 bytes, found 17"):
+        check_scan(path)
+
+
+@pytest.mark.parametrize("key", ["ElementSpacing", "ElementType", "DimSize", "BinaryDataByteOrderMSB"])
+def test_required_key_missing_is_an_error_not_a_default(tmp_path, key):
+    """A header without spacing was read as 1 mm; without byte order the bytes could be swapped."""
+    path = handmade(tmp_path, edit(HEADER, key, None))
+    with pytest.raises(ScanError, match="ElementSpacing|ElementType|DimSize|byte order") as err:
+        check_scan(path)
+    assert str(err.value).startswith(str(path)) and ("byte order" in str(err.value) or key in str(err.value))
+
+
+@pytest.mark.parametrize(
+    "key, value, words",
+    [("ElementByteOrderMSB", "True", "contradicting byte order"), ("BinaryDataByteOrderMSB", "maybe", "True or False"),
+     ("BinaryData", "False", "text voxel data"), ("ElementNumberOfChannels", "3", "ElementNumberOfChannels = 1")],
+)
+def test_storage_keys(tmp_path, key, value, words):
+    path = handmade(tmp_path, edit(HEADER, key, value))
+    with pytest.raises(ScanError, match=words) as err:
+        check_scan(path)
+    assert str(path) in str(err.value)
+
+
+def test_other_byte_order_key_is_accepted(tmp_path):
+    path = handmade(tmp_path, edit(edit(HEADER, "BinaryDataByteOrderMSB", None), "ElementByteOrderMSB", "False"))
+    assert check_scan(path).element_type == "MET_SHORT"
+
+
+@pytest.mark.parametrize("msb", [False, True])
+def test_read_slice_equals_simpleitk(tmp_path, msb):
+    """One slice through the header's type and byte order, compared with SimpleITK's whole read."""
+    from ctpatch.io.mhd import read_slice
+
+    path = tmp_path / "scan.mhd"
+    path.write_text(edit(HEADER, "BinaryDataByteOrderMSB", "True" if msb else "False"))
+    (tmp_path / "scan.raw").write_bytes(VOLUME.astype(">i2" if msb else "<i2").tobytes())
+    header = check_scan(path)
+    whole = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    np.testing.assert_array_equal(whole, VOLUME)
+    for k in range(6):
+        np.testing.assert_array_equal(read_slice(header, k), whole[k])
+    with pytest.raises(ValueError, match=r"\[0, 6\)"):
+        read_slice(header, 6)

@@ -11,7 +11,8 @@ import pandas as pd
 import pydicom
 import pytest
 
-from ctpatch.pair_ldct import TABLE_COLUMNS, main, select_random_n
+from _patchfiles import pair_patient
+from ctpatch.pair_ldct import TABLE_COLUMNS, select_random_n
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 LDCT = DATA / "ldct"
@@ -21,10 +22,10 @@ QUARTER, FULL = "quarter_3mm_sharp_sorted", "full_3mm_sharp_sorted"
 pytestmark = pytest.mark.skipif(not (LDCT.is_dir() and LONG.is_dir()), reason=f"real LDCT data not found under {DATA}")
 
 
-def run(tmp_path, patient_dir, input_dir, target_dir, *extra, name="t"):
+def run(tmp_path, patient_dir, input_dir, target_dir, name="t", **pairs):
+    """The CLI as the rule runs it; ``pairs``: the other keys of the settings scope 'pairs'."""
     table, report = tmp_path / f"{name}.tsv", tmp_path / f"{name}.json"
-    rc = main(["--patient-dir", str(patient_dir), "--input-dir", input_dir, "--target-dir", target_dir,
-               "--table-out", str(table), "--report-out", str(report), *extra])
+    rc = pair_patient(patient_dir, table, report, input_dir=input_dir, target_dir=target_dir, **pairs)
     return rc, table, report
 
 
@@ -33,7 +34,7 @@ def header(path):
 
 
 def test_longnames_paired_by_position(tmp_path):
-    rc, table, report = run(tmp_path, LONG / "L143", "quarter_3mm", "full_3mm", "--by", "position")
+    rc, table, report = run(tmp_path, LONG / "L143", "quarter_3mm", "full_3mm", pair_by="position")
     assert rc == 0
     df = pd.read_csv(table, sep="\t")
     assert list(df.columns) == TABLE_COLUMNS
@@ -57,9 +58,9 @@ def test_longnames_paired_by_position(tmp_path):
 
 
 def test_random_n_selects_n_deterministically(tmp_path):
-    args = (LONG / "L192", "quarter_3mm", "full_3mm", "--random-n", "3", "--seed", "5")
-    _, t1, r1 = run(tmp_path, *args, name="a")
-    _, t2, _ = run(tmp_path, *args, name="b")
+    args = (LONG / "L192", "quarter_3mm", "full_3mm")
+    _, t1, r1 = run(tmp_path, *args, name="a", random_n=3, seed=5)
+    _, t2, _ = run(tmp_path, *args, name="b", random_n=3, seed=5)
     assert t1.read_bytes() == t2.read_bytes()
     df = pd.read_csv(t1, sep="\t")
     assert len(df) == 7 and int(df["selected"].sum()) == 3
@@ -71,14 +72,14 @@ def test_random_n_selects_n_deterministically(tmp_path):
 
 @pytest.mark.parametrize("n", [0, 4, 9])
 def test_random_n_zero_or_too_large_selects_all(tmp_path, n):
-    rc, table, _ = run(tmp_path, LDCT / "L096", QUARTER, FULL, "--random-n", str(n))
+    rc, table, _ = run(tmp_path, LDCT / "L096", QUARTER, FULL, random_n=n)
     assert rc == 0
     assert pd.read_csv(table, sep="\t")["selected"].all()
 
 
 def test_by_name_on_same_names_gives_same_pairs(tmp_path):
-    _, t_pos, _ = run(tmp_path, LDCT / "L286", QUARTER, FULL, "--by", "position", name="pos")
-    _, t_name, _ = run(tmp_path, LDCT / "L286", QUARTER, FULL, "--by", "name", name="name")
+    _, t_pos, _ = run(tmp_path, LDCT / "L286", QUARTER, FULL, pair_by="position", name="pos")
+    _, t_name, _ = run(tmp_path, LDCT / "L286", QUARTER, FULL, pair_by="name", name="name")
     a, b = pd.read_csv(t_pos, sep="\t"), pd.read_csv(t_name, sep="\t")
     pd.testing.assert_frame_equal(a, b)
     assert all(Path(x).name == Path(y).name for x, y in zip(a["input_path"], a["target_path"]))
@@ -97,7 +98,7 @@ def broken_patient(tmp_path):
 
 
 def test_missing_partner_fails_naming_the_file(tmp_path, broken_patient, capsys):
-    rc, table, report = run(tmp_path, broken_patient, QUARTER, FULL, "--on-error", "fail")
+    rc, table, report = run(tmp_path, broken_patient, QUARTER, FULL, on_error="fail")
     assert rc == 1
     err = capsys.readouterr().err
     assert "000078.IMA" in err and "L096" in err
@@ -105,7 +106,7 @@ def test_missing_partner_fails_naming_the_file(tmp_path, broken_patient, capsys)
 
 
 def test_missing_partner_dropped_and_reported(tmp_path, broken_patient):
-    rc, table, report = run(tmp_path, broken_patient, QUARTER, FULL, "--on-error", "drop")
+    rc, table, report = run(tmp_path, broken_patient, QUARTER, FULL, on_error="drop")
     assert rc == 0
     df = pd.read_csv(table, sep="\t")
     assert len(df) == 3 and not df["input_path"].str.endswith("000078.IMA").any()

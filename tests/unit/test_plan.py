@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from _patchfiles import LUNA_CONFIG
-from ctpatch.config import validate
+from ctpatch.config import scope_settings, validate, write_settings
 from ctpatch.io import mhd
 from ctpatch.plan import main, make_plan
 
@@ -158,11 +158,12 @@ def test_convert_memory_estimate_is_within_tolerance_of_a_measured_job(tmp_path)
     config = validate({"demo": demo, "luna16": {"resample": {"interpolator": "linear"}}})
     (p,) = write_dataset(tmp_path / "results" / "demo" / "luna16", demo, 0)
     scan = tmp_path / "results" / "demo" / "luna16" / p.subset / f"{p.series_uid}.mhd"
-    settings = json.dumps({k: config["luna16"][k] for k in ("resample", "normalize")})
+    settings = tmp_path / "convert.json"
+    write_settings(scope_settings(config, "convert"), settings, "convert")
     code = ("import sys; from ctpatch.convert import main; rc = main(sys.argv[1:]); "
             "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")
     out = subprocess.run([sys.executable, "-c", code, "--scan", str(scan), "--npy-out", str(tmp_path / "v.npy"),
-                          "--json-out", str(tmp_path / "v.json"), "--settings", settings],
+                          "--json-out", str(tmp_path / "v.json"), "--settings-file", str(settings)],
                          capture_output=True, text=True, check=True)
     measured = int(out.stdout.split()[-1]) * 1024
     est = make_plan(config, tmp_path, sample=0, cores=1)["memory"]["convert_mhd"]

@@ -14,13 +14,13 @@ The reference's drift (``spacing * n_in / n_out``, up to 0.8 voxel) or an x/z sw
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 
 import numpy as np
 import pytest
 
-from ctpatch.convert import DEFAULT_SETTINGS, convert
+from ctpatch.config import defaults
+from ctpatch.convert import convert
 from ctpatch.demo import Nodule, _lung_boxes, plan_scans, synthesize
 from ctpatch.geometry import VolumeGrid
 from ctpatch.io.mhd import write_scan
@@ -119,7 +119,7 @@ def blob_centroid(volume, guess_xyz, radius_vox):
 def test_nodule_voxel_within_half_a_voxel_of_truth(scans, interpolator):
     root, plans, ann_path = scans
     ann = read_annotations(ann_path)
-    settings = copy.deepcopy(DEFAULT_SETTINGS)
+    settings = defaults("convert").to_dict()
     settings["resample"]["interpolator"] = interpolator
     for plan in plans:
         volume, sidecar = convert(root / f"{plan.series_uid}.mhd", settings)

@@ -6,12 +6,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import h5py
+import matplotlib
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from _patchfiles import pair_patient
 
 from ctpatch.extract_luna import PROV_NEGATIVE, PROV_NODULE
-from ctpatch.pair_ldct import main as pair_main
 from ctpatch.sanity import _upsample_label, main, pick, write_png
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -27,9 +28,7 @@ def ldct_file(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("sanity")
     table = out / "L286.tsv"
-    assert pair_main(["--patient-dir", str(LDCT / "L286"), "--input-dir", "quarter_3mm_sharp_sorted",
-                      "--target-dir", "full_3mm_sharp_sorted", "--random-n", "1", "--table-out", str(table),
-                      "--report-out", str(out / "r.json")]) == 0
+    assert pair_patient(LDCT / "L286", table, out / "r.json", random_n=1) == 0
     settings = {"patch": {"code": "p96"}, "air_threshold": {"enabled": True}, "rot_augment": {"enabled": True},
                 "dose_blend": {"enabled": True}}
     job = Job(SimpleNamespace(settings=settings, inputs={"pairs": [str(table)]}))
@@ -125,3 +124,75 @@ def test_bad_inputs_exit_1(tmp_path, capsys):
     assert "not a ctpatch patch file" in capsys.readouterr().err
     assert main(["--patches", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "x.png")]) == 1
     assert not (tmp_path / "x.png").exists()
+
+
+# ---------------------------------------------------------------- pictures a person can read (issue 15 item 7)
+def _figure_rows(paths, **options):
+    from ctpatch.sanity import _luna_rows
+
+    files = [h5py.File(p, "r") for p in paths]
+    try:
+        return _luna_rows(files, [str(p) for p in paths], **options)
+    finally:
+        for f in files:
+            f.close()
+
+
+def test_every_nodule_patch_is_shown_through_its_nodule(luna):
+    with h5py.File(luna.files[0], "r") as f:
+        prov = f["provenance/nodule"][...]
+    shifted = np.abs(prov["shift"]).max(axis=1)
+    assert shifted.max() >= 32  # patches whose nodule lies far from the middle are among them
+    rows, _ = _figure_rows(luna.files[:1], n=len(prov), seed=0, kind="nodule")
+    assert len(rows) == len(prov)
+    for title, planes in rows:
+        for image, label, name in planes:  # each of the three planes cuts the nodule's label sphere
+            assert label.any(), (title, name)
+
+
+def test_lung_window_from_the_files_normalize_settings(luna):
+    from ctpatch.normalize import hu_window
+    from ctpatch.sanity import LUNG_WINDOW_HU
+
+    _, window = _figure_rows(luna.files[:1], n=2, seed=0)
+    norm = luna.settings["normalize"]
+    lo_hu, hi_hu = LUNG_WINDOW_HU
+    assert hi_hu - lo_hu == 1500 and (lo_hu + hi_hu) / 2 == -600  # the usual lung window
+    expected = [(min(max(h, norm["hu_min"]), norm["hu_max"]) - norm["hu_min"]) / (norm["hu_max"] - norm["hu_min"])
+                - norm["center"] for h in (lo_hu, hi_hu)]
+    assert window == pytest.approx(expected, abs=1e-6)
+    assert window == pytest.approx(hu_window(np.array(LUNG_WINDOW_HU), **norm).tolist(), abs=1e-6)
+
+
+def test_negatives_shown_are_not_air_when_the_file_has_others(luna):
+    from ctpatch.sanity import AIR_HU, AIR_SHARE
+
+    norm = luna.settings["normalize"]
+    level = (AIR_HU - norm["hu_min"]) / (norm["hu_max"] - norm["hu_min"]) - norm["center"]
+    with h5py.File(luna.files[0], "r") as f:
+        negatives = f["non_nodule"]
+        tissue = sum(float(np.mean(negatives[i] > level)) >= AIR_SHARE for i in range(negatives.shape[0]))
+    assert tissue >= 12
+    rows, _ = _figure_rows(luna.files[:1], n=12, seed=0, kind="non_nodule")
+    assert len(rows) == 12
+    with h5py.File(luna.files[0], "r") as f:
+        for title, _ in rows:
+            index = int(title.split("negative ")[1].split(" ")[0])
+            row = int(np.flatnonzero(f["provenance/non_nodule"]["negative_index"] == index)[0])
+            assert float(np.mean(f["non_nodule"][row] > level)) >= AIR_SHARE, title
+
+
+@pytest.mark.parametrize("grid", [False, True])
+def test_captions_are_readable(luna, grid):
+    import matplotlib.pyplot as plt
+
+    from ctpatch.sanity import DPI, make_figure
+
+    fig, titles = make_figure(luna.files[:1], n=8, seed=0, kind="non_nodule" if grid else None, grid=grid)
+    try:
+        texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
+        assert texts and min(t.get_fontsize() for t in texts) >= 9 and DPI >= 100
+        width_px = fig.get_size_inches()[0] * DPI
+        assert width_px >= 1000  # panels of at least ~250 px for 68-voxel patches
+    finally:
+        plt.close(fig)

@@ -10,9 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
+from _patchfiles import pair_patient
 from ctpatch.extract_ldct import Job
 from ctpatch.merge import merge
-from ctpatch.pair_ldct import main as pair_main
 from ctpatch.store import write_json
 from ctpatch.verify_ldct import verify_ldct
 
@@ -35,9 +35,8 @@ SETTINGS = {
 
 def pair_table(out: Path, random_n: int, name: str) -> Path:
     t = out / f"{name}.tsv"
-    assert pair_main(["--patient-dir", str(LDCT / "L143"), "--input-dir", QUARTER, "--target-dir", FULL,
-                      "--random-n", str(random_n), "--seed", "1", "--table-out", str(t),
-                      "--report-out", str(out / f"{name}.json")]) == 0
+    assert pair_patient(LDCT / "L143", t, out / f"{name}.json", seed=1, input_dir=QUARTER, target_dir=FULL,
+                        random_n=random_n) == 0
     return t
 
 

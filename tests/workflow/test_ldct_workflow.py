@@ -22,7 +22,7 @@ def test_dry_run_and_lint_in_ldct_mode(tmp_path):
     counts = {p[0]: int(p[1]) for p in (l.split() for l in out.splitlines()) if len(p) == 2 and p[1].isdigit()}
     assert counts == {"pair_slices": 4, "extract_patches": 4, "merge_patches": 4, "verify_patches": 4,
                       "sanity_pictures": 4, "verification_table": 1, "report_config": 1, "plan": 1, "all": 1,
-                      "total": 24}
+                      "write_settings": 3, "total": 27}
     assert snakemake(tmp_path, "--lint", check=False).returncode == 0
 
 
@@ -39,7 +39,7 @@ def test_two_rank_ldct_run_on_real_pairs(tmp_path):
         pairs = pd.read_csv(tmp_path / f"results/ldct/pairs/{patient}.tsv", sep="\t")
         n_files = len(list((SHARED_DATA / "ldct" / patient / "quarter_3mm_sharp_sorted").iterdir()))
         assert len(pairs) == n_files == 4
-        report = json.loads((tmp_path / f"results/ldct/reports/{patient}.verify.json").read_text())
+        report = json.loads((tmp_path / f"results/ldct/report/{patient}.verify.json").read_text())
         assert report["ok"], report["failures"]
         with h5py.File(tmp_path / f"results/ldct/patches/{patient}.h5", "r") as f:
             n = f["input"].shape[0]
@@ -75,7 +75,7 @@ def test_long_names_pair_by_position_and_split_into_files(tmp_path):
             assert len(f["provenance/pair"]) == 7
             written = int(f["provenance/pair"]["patches_written"].sum())
     assert total == written
-    assert json.loads((tmp_path / "results/ldct/reports/L143.verify.json").read_text())["ok"]
+    assert json.loads((tmp_path / "results/ldct/report/L143.verify.json").read_text())["ok"]
 
 
 def test_an_unpaired_slice_stops_the_run_naming_the_files(tmp_path):

@@ -30,7 +30,7 @@ def test_dry_run_shows_the_chain(tmp_path):
     assert counts == {"make_demo_luna16": 1, "check_luna_inputs": 1, "convert_mhd": 2, "make_labels": 2,
                       "extract_patches": 2, "merge_patches": 2, "verify_patches": 2, "sanity_pictures": 2,
                       "nodule_pictures": 2, "nodule_accounting": 1, "verification_table": 1, "report_config": 1,
-                      "plan": 1, "all": 1, "total": 21}
+                      "plan": 1, "write_settings": 5, "all": 1, "total": 26}
 
 
 def test_rulegraph_links_each_step_to_the_next(tmp_path):
@@ -96,7 +96,7 @@ def test_two_rank_run_counts_and_report(runs):
             assert f["nodule"].attrs["codec"] == "blosc2-zstd"  # the schema default
             prov = f["provenance/nodule"][...]
             assert sorted(set(prov["seriesuid"].astype(str))) == sorted(scans)
-        report = json.loads((work / f"results/luna16/reports/{subset}.verify.json").read_text())
+        report = json.loads((work / f"results/luna16/report/{subset}.verify.json").read_text())
         assert report["ok"] and report["failures"] == []
         assert report["nodule_patches"] == 57 * len(nodules)
 
@@ -129,9 +129,12 @@ def test_patch_provenance_traces_back_to_the_volume(runs):
 
 @pytest.mark.mpi
 def test_extraction_refuses_a_world_of_the_wrong_size(tmp_path):
+    from ctpatch.config import defaults, write_settings
+
+    write_settings(defaults("patches"), tmp_path / "patches.json", "patches")
     proc = subprocess.run(
         ["mpiexec", "-n", "1", sys.executable, "-m", "ctpatch.extract", "--mode", "luna16", "--ranks", "2",
-         "--out-dir", str(tmp_path / "shards"), "--settings", "{}", "--inputs", "{}"],
+         "--out-dir", str(tmp_path / "shards"), "--settings-file", str(tmp_path / "patches.json"), "--inputs", "{}"],
         capture_output=True, text=True, timeout=60, cwd=REPO,
     )
     assert proc.returncode != 0
@@ -154,7 +157,7 @@ def crops_run(tmp_path_factory):
 @pytest.mark.mpi
 def test_crops_layout_run_is_verified_and_exports_to_the_full_files(runs, crops_run, tmp_path):
     for subset in ("subset0", "subset1"):
-        report = json.loads((crops_run / f"results/luna16/reports/{subset}.verify.json").read_text())
+        report = json.loads((crops_run / f"results/luna16/report/{subset}.verify.json").read_text())
         assert report["ok"] and report["layout"] == "crops", report["failures"]
         crops = crops_run / f"results/luna16/patches/{subset}.h5"
         full = runs[2] / f"results/luna16/patches/{subset}.h5"

@@ -210,5 +210,5 @@ def test_workflow_through_the_profile_equals_the_local_run(slurm_cluster, tmp_pa
     assert re.search(r"\bNumTasks=2\b", job.stdout), job.stdout
 
     _same_files(slurm / "results" / mode / "patches", tmp_path / "local" / "results" / mode / "patches", "*.h5")
-    report = (slurm / "results" / mode / "reports" / f"{group}.verify.json").read_text()
+    report = (slurm / "results" / mode / "report" / f"{group}.verify.json").read_text()
     assert '"ok": true' in report

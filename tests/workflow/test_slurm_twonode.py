@@ -124,7 +124,7 @@ def _same_patch_files(a: Path, b: Path, mode: str, group: str) -> None:
     assert names == sorted(p.relative_to(b).as_posix() for p in (b / "results" / mode / "patches").glob("*.h5"))
     for name in names:
         assert_same_patch_file(a / name, b / name)
-    assert '"ok": true' in (a / "results" / mode / "reports" / f"{group}.verify.json").read_text()
+    assert '"ok": true' in (a / "results" / mode / "report" / f"{group}.verify.json").read_text()
 
 
 @pytest.mark.mpi

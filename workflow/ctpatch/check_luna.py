@@ -5,8 +5,11 @@ scans, an annotation for an unknown scan or a nodule outside its volume stops th
 listing every problem found, instead of failing hours later.  Writes the scan table
 (``scans.tsv``) and a JSON report.
 
-Usage: ``python -m ctpatch.check_luna --root DIR --subsets subset0 subset1 --annotations CSV
---unknown-series fail --scans-out scans.tsv --report-out report.json``
+Usage: ``python -m ctpatch.check_luna --settings-file check.json --subsets subset0 subset1
+--scans-out scans.tsv --report-out report.json``
+
+Only folders named ``subset<N>`` are subsets; other ``subset*`` folders (``subset0_old``) are
+listed in a warning and otherwise ignored (:func:`ctpatch.discover.subset_folders`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ctpatch.config import ConfigError, read_settings
+from ctpatch.discover import SUBSET_NAME, all_series, not_subsets_warning, subset_folders
 from ctpatch.io.mhd import ScanError, check_scan
 from ctpatch.io.tables import TableError, read_annotations, read_candidates
 from ctpatch.store import atomic_path, write_json
@@ -28,6 +33,7 @@ class InputError(ValueError):
 
 
 def list_scans(root: Path, subset: str) -> list[Path]:
+    """The ``.mhd`` files of one subset folder, sorted; InputError naming a missing or empty folder."""
     folder = root / subset
     if not folder.is_dir():
         raise InputError(f"{folder}: subset folder not found")
@@ -37,15 +43,46 @@ def list_scans(root: Path, subset: str) -> list[Path]:
     return scans
 
 
-def all_series(root: Path) -> dict[str, str]:
-    """series uid -> subset for every .mhd under any subsetK folder of ``root`` (names only)."""
-    return {p.stem: p.parent.name for p in sorted(root.glob("subset*/*.mhd"))}
+def middle_slice_problems(header, plausibility, window) -> str | None:
+    """The plausibility problems of a scan's middle slice (ctpatch.plausible), or None.
+
+    One slice (0.5 MB for LUNA16) shows a header that reads the right bytes the wrong way (a
+    signed scan under MET_USHORT, a swapped byte order) before any scan is converted; the
+    conversion checks every voxel again.  Compressed (.zraw) scans are left to the conversion.
+    """
+    from ctpatch.io.mhd import read_slice
+    from ctpatch.plausible import check as check_plausible
+
+    if not plausibility or not plausibility["enabled"]:
+        return None
+    k = header.grid.size[2] // 2
+    values = read_slice(header, k)
+    if values is None:
+        return None
+    _, bad = check_plausible(values, window[0], window[1], plausibility)
+    if not bad:
+        return None
+    return (f"{header.path}: implausible CT values in its middle slice (z index {k}, ElementType "
+            f"{header.element_type}): " + "; ".join(bad) + " -- check the header, or relax luna16.plausibility")
 
 
-def check(root, subsets, annotations, candidates=None, unknown_series="fail"):
-    """Check the inputs; return (scan table, report).  Raises InputError listing every problem."""
+def check(root, subsets, annotations, candidates=None, unknown_series="fail", duplicates="fail",
+          plausibility=None, window=None):
+    """Check the inputs; return (scan table, report).  Raises InputError listing every problem.
+
+    With ``plausibility`` (the ``luna16.plausibility`` settings) the middle slice of every
+    uncompressed scan is checked too (:func:`middle_slice_problems`; ``window`` is the
+    normalization's (hu_min, hu_max)).
+    """
     root = Path(root)
     problems, warnings, rows = [], [], []
+    others = subset_folders(root)[1]
+    if others:
+        warnings.append(not_subsets_warning(root, others))
+    for subset in subsets:
+        if not SUBSET_NAME.fullmatch(subset):
+            problems.append(f"{root / subset}: not a subset folder name (expected subset<N>)")
+    subsets = [s for s in subsets if SUBSET_NAME.fullmatch(s)]
     headers = {}
     for subset in subsets:
         try:
@@ -59,12 +96,19 @@ def check(root, subsets, annotations, candidates=None, unknown_series="fail"):
             except ScanError as exc:
                 problems.append(str(exc))
                 continue
+            implausible = middle_slice_problems(h, plausibility, window)
+            if implausible:
+                problems.append(implausible)
+                continue
             headers[h.series_uid] = (subset, h)
     try:
-        ann = read_annotations(annotations)
+        ann = read_annotations(annotations, duplicates)
     except TableError as exc:
         problems.append(str(exc))
         ann = None
+    dropped = ann.attrs["dropped_duplicates"] if ann is not None else []
+    warnings += [f"{annotations}: row {r} is identical to row {first}: dropped (duplicate_annotations: drop)"
+                 for r, first in dropped]
     known_elsewhere = all_series(root)
     n_ann = {uid: 0 for uid in headers}
     unknown, not_selected = [], 0
@@ -94,7 +138,9 @@ def check(root, subsets, annotations, candidates=None, unknown_series="fail"):
         except TableError as exc:
             problems.append(str(exc))
     if problems:
-        raise InputError(f"{len(problems)} problem(s) in the LUNA16 inputs:\n  " + "\n  ".join(problems))
+        # the first line names the first file at fault; the others follow, one a line
+        raise InputError(f"{problems[0]}\n  ({len(problems)} problem(s) in the LUNA16 inputs)"
+                         + "".join(f"\n  {p}" for p in problems[1:]))
     for uid, (subset, h) in sorted(headers.items(), key=lambda kv: (kv[1][0], kv[0])):
         g = h.grid
         rows.append({"subset": subset, "seriesuid": uid, "mhd": str(h.path),
@@ -104,24 +150,25 @@ def check(root, subsets, annotations, candidates=None, unknown_series="fail"):
     report = {
         "root": str(root), "subsets": list(subsets), "scans": len(rows),
         "annotations_used": int(sum(n_ann.values())), "annotations_in_other_subsets": not_selected,
-        "unknown_series": len(unknown), "warnings": warnings,
+        "unknown_series": len(unknown), "dropped_duplicates": [list(d) for d in dropped], "warnings": warnings,
     }
     return pd.DataFrame(rows), report
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ctpatch.check_luna", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--root", required=True)
+    ap.add_argument("--settings-file", required=True,
+                    help="settings of scope 'check' (root, annotations, candidates, unknown_series)")
     ap.add_argument("--subsets", nargs="+", required=True)
-    ap.add_argument("--annotations", required=True)
-    ap.add_argument("--candidates", default=None)
-    ap.add_argument("--unknown-series", choices=["fail", "warn"], default="fail")
     ap.add_argument("--scans-out", required=True)
     ap.add_argument("--report-out", required=True)
     args = ap.parse_args(argv)
     try:
-        table, report = check(args.root, args.subsets, args.annotations, args.candidates, args.unknown_series)
-    except InputError as exc:
+        s = read_settings(args.settings_file, scope="check")
+        table, report = check(s["root"], args.subsets, s["annotations"], s["candidates"], s["unknown_series"],
+                              s["duplicate_annotations"], s["plausibility"],
+                              (s["normalize"]["hu_min"], s["normalize"]["hu_max"]))
+    except (InputError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for w in report["warnings"]:
@@ -134,4 +181,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ctpatch.cli import run_cli
+
+    sys.exit(run_cli(main))

@@ -4,7 +4,7 @@ The sidecar records the output grid (origin, spacing, size, direction in (x, y, 
 source file and its grid, the settings, and the volume's minimum (the fill value of patches that
 leave the volume), so later steps never need the original scan.
 
-Usage: ``python -m ctpatch.convert --scan X.mhd --npy-out X.npy --json-out X.json --settings JSON [--threads N]``
+Usage: ``python -m ctpatch.convert --scan X.mhd --npy-out X.npy --json-out X.json [--settings-file convert.json] [--threads N]``
 
 ``--threads`` caps SimpleITK's threads (the workflow passes the rule's ``threads``, so that
 concurrent jobs do not each start one thread per core); without it SimpleITK uses every core.
@@ -14,7 +14,6 @@ The result does not depend on it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,18 +21,14 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ctpatch.config import ConfigError, defaults, read_settings
 from ctpatch.geometry import VolumeGrid, resampled_grid
-from ctpatch.io.mhd import ScanError, grid_of, read_image
+from ctpatch.io.mhd import ScanError, grid_of, read_header, read_image
 from ctpatch.normalize import hu_window
+from ctpatch.plausible import check as check_plausible
 from ctpatch.store import save_npy, write_json
 
 INTERPOLATORS = {"bspline": sitk.sitkBSpline, "linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}
-
-DEFAULT_SETTINGS = {
-    "resample": {"enabled": True, "spacing_mm": 1.25, "interpolator": "linear"},
-    "normalize": {"hu_min": -1000.0, "hu_max": 400.0, "clip": True, "center": 0.25},
-}
-
 
 def resample(image: sitk.Image, grid: VolumeGrid, interpolator: str = "linear") -> sitk.Image:
     """Resample ``image`` onto ``grid`` as float32; points outside take the image minimum.
@@ -55,6 +50,14 @@ def convert(scan_path, settings: dict) -> tuple[np.ndarray, dict]:
     t0 = time.perf_counter()
     image = read_image(scan_path)
     source = grid_of(image)
+    nm = settings["normalize"]
+    # before any work: do the values read look like a CT scan? (a wrong ElementType reads fine)
+    figures, bad = check_plausible(sitk.GetArrayViewFromImage(image), nm["hu_min"], nm["hu_max"],
+                                   settings.get("plausibility"))
+    if bad:
+        raise ScanError(f"{scan_path}: implausible CT values ({image.GetPixelIDTypeAsString()}, "
+                        f"ElementType {read_header(scan_path).element_type}): " + "; ".join(bad)
+                        + " -- check the header, or relax luna16.plausibility")
     t_read = time.perf_counter()
     rs = settings["resample"]
     if rs["enabled"]:
@@ -65,7 +68,6 @@ def convert(scan_path, settings: dict) -> tuple[np.ndarray, dict]:
         image = sitk.Cast(image, sitk.sitkFloat32)
     hu = sitk.GetArrayViewFromImage(image)
     t_resample = time.perf_counter()
-    nm = settings["normalize"]
     volume = hu_window(hu, nm["hu_min"], nm["hu_max"], nm["clip"], nm["center"])
     del image, hu
     t_norm = time.perf_counter()
@@ -79,6 +81,7 @@ def convert(scan_path, settings: dict) -> tuple[np.ndarray, dict]:
         "dtype": str(volume.dtype),
         "min": float(volume.min()),
         "max": float(volume.max()),
+        "plausibility": figures,
         "settings": settings,
         "seconds": {"read": t_read - t0, "resample": t_resample - t_read, "normalize": t_norm - t_resample},
     }
@@ -90,7 +93,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scan", required=True)
     ap.add_argument("--npy-out", required=True)
     ap.add_argument("--json-out", required=True)
-    ap.add_argument("--settings", default=json.dumps(DEFAULT_SETTINGS), help="JSON with resample and normalize")
+    ap.add_argument("--settings-file", help="settings of scope 'convert' (resample, normalize, plausibility); default: the schema's")
     ap.add_argument("--threads", type=int, default=None,
                     help="SimpleITK threads (default: SimpleITK's own, every core)")
     args = ap.parse_args(argv)
@@ -99,8 +102,9 @@ def main(argv=None) -> int:
             ap.error(f"Expected --threads >= 1, got {args.threads}")
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
     try:
-        volume, sidecar = convert(args.scan, json.loads(args.settings))
-    except ScanError as exc:
+        settings = read_settings(args.settings_file, scope="convert") if args.settings_file else defaults("convert")
+        volume, sidecar = convert(args.scan, settings)
+    except (ScanError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     t = time.perf_counter()
@@ -114,4 +118,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ctpatch.cli import run_cli
+
+    sys.exit(run_cli(main))

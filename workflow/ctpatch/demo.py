@@ -10,7 +10,8 @@ circle), spherical nodules (some near the first or last slice), and the two CSV 
 the scans the demo will have.  The truth of each nodule (world mm, diameter) is in the plan and
 in ``truth.json``.
 
-Usage: ``python -m ctpatch.demo --out DIR --settings JSON``.
+Usage: ``python -m ctpatch.demo --out DIR [--settings-file demo.json]`` (a settings file of scope
+``demo``, :mod:`ctpatch.config`; the defaults are the schema's ``demo`` section).
 """
 
 from __future__ import annotations
@@ -18,40 +19,33 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ctpatch.config import ConfigError, Settings, read_settings, section
 from ctpatch.geometry import VolumeGrid
 from ctpatch.rng import key_words, keyed_rng
 
 UID_ROOT = "1.3.6.1.4.1.14519.5.2.1.6279.6001."
 
-DEFAULTS = {
-    "subsets": 2,
-    "scans_per_subset": 2,
-    "size_xy": 512,
-    "slices": [110, 150],
-    "spacing_xy": [0.6, 0.9],
-    "spacing_z": [1.0, 2.5],
-    "nodules_per_scan": [1, 3],
-    "diameter_mm": [4.0, 24.0],
-    "scans_without_nodules": 0,
-    "edge_nodule_every": 3,
-    "candidates_per_scan": 30,
-    "noise_hu": 20.0,
-}
 
 
 @dataclass(frozen=True)
 class Nodule:
+    """A demo nodule's truth: centre in world mm (x, y, z) and diameter in mm."""
+
     world: tuple[float, float, float]
     diameter_mm: float
 
 
 @dataclass(frozen=True)
 class ScanPlan:
+    """One demo scan before any voxel is made: its subset, series uid, grid, nodules and candidates."""
+
     subset: str
     series_uid: str
     grid: VolumeGrid
@@ -59,13 +53,9 @@ class ScanPlan:
     candidates: tuple[tuple[float, float, float], ...] = field(default_factory=tuple)
 
 
-def _settings(settings: dict | None) -> dict:
-    s = dict(DEFAULTS)
-    s.update(settings or {})
-    unknown = set(s) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"Expected demo settings among {sorted(DEFAULTS)}, got unknown {sorted(unknown)}")
-    return s
+def _settings(settings: Mapping | None) -> Settings:
+    """The demo settings: ``settings`` over the schema's ``demo`` defaults (ValueError naming the key)."""
+    return section("demo", settings)
 
 
 def series_uid(seed: int, subset: int, index: int) -> str:
@@ -220,13 +210,18 @@ def write_dataset(out: str | Path, settings: dict | None = None, seed: int = 0) 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m ctpatch.demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="folder to write subsetK/ and CSVFILES/ into")
-    ap.add_argument("--settings", default="{}", help="JSON object of demo settings (see DEFAULTS)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--settings-file", help="settings file of scope 'demo' (default: the schema's demo defaults, seed 0)")
     args = ap.parse_args(argv)
-    plans = write_dataset(args.out, json.loads(args.settings), args.seed)
+    try:
+        s = read_settings(args.settings_file, scope="demo") if args.settings_file else {"demo": {}, "seed": 0}
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    plans = write_dataset(args.out, s["demo"], s["seed"])
     n_nod = sum(len(p.nodules) for p in plans)
     print(f"wrote {len(plans)} demo scans with {n_nod} nodules under {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-import h5py
 import numpy as np
 import pandas as pd
 
-from ctpatch.data import KINDS, MODE_KINDS, file_mode, file_settings
-from ctpatch.layout import images
+from ctpatch.crop_reader import images
+from ctpatch.h5 import h5py
+from ctpatch.contract import KINDS, MODE_KINDS, file_mode, file_settings
 
 EXIT_EQUAL, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 
@@ -238,7 +238,9 @@ def _luna_subset(root: Path, uid: str, given, attrs) -> str:
     sub = attrs.get("subset", attrs.get("group"))
     if sub is not None:
         return sub.decode() if isinstance(sub, bytes) else str(sub)
-    found = sorted(p.parent.name for p in root.glob(f"subset*/{uid}.mhd"))
+    from ctpatch.discover import subset_folders
+
+    found = [s for s in subset_folders(root)[0] if (root / s / f"{uid}.mhd").is_file()]
     if len(found) != 1:
         raise ExplainError(f"scan {uid}: expected its .mhd in exactly one subset folder of {root}, found "
                            f"{found or 'none'} (give --subset)")
@@ -248,7 +250,8 @@ def _luna_subset(root: Path, uid: str, given, attrs) -> str:
 def regenerate_luna(settings: dict, prov: dict, kind: str, bases: list[Path], subset=None, attrs=None):
     """Regenerate one LUNA16 patch; return (image, label, provenance dict, scan_index or None, sources)."""
     from ctpatch.convert import convert
-    from ctpatch.extract_luna import Job, Unit, expected_counts
+    from ctpatch.extract_luna import Job, Unit
+    from ctpatch.luna import expected_counts
     from ctpatch.geometry import VolumeGrid
     from ctpatch.io.tables import read_annotations
     from ctpatch.make_labels import TABLE_COLUMNS, label_volume, nodules_of_scan
@@ -265,9 +268,10 @@ def regenerate_luna(settings: dict, prov: dict, kind: str, bases: list[Path], su
     scan = root / sub / f"{uid}.mhd"
     if not scan.is_file():
         raise ExplainError(f"source scan {scan} not found")
-    volume, sidecar = convert(scan, {"resample": settings["resample"], "normalize": settings["normalize"]})
+    volume, sidecar = convert(scan, {"resample": settings["resample"], "normalize": settings["normalize"],
+                                       "plausibility": {"enabled": False}})  # judged when it was converted
     grid = VolumeGrid.from_dict(sidecar["grid"])
-    ann = read_annotations(annotations)
+    ann = read_annotations(annotations, settings.get("duplicate_annotations", "fail"))
     rows = nodules_of_scan(ann, grid, sub, uid, annotations)
     mask = label_volume(grid, rows)
     sources = [str(scan), str(annotations)]
@@ -420,4 +424,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ctpatch.cli import run_cli
+
+    sys.exit(run_cli(main))

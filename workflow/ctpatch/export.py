@@ -15,17 +15,18 @@ import json
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from ctpatch.layout import cut_from_crop, is_crops
+from ctpatch.crop_reader import is_crops
+from ctpatch.h5 import h5py
+from ctpatch.layout import cut_from_crop
 from ctpatch.store import COMPRESSION, atomic_path, codec_of, create_patch_dataset
 
 CROP_OBJECTS = ("nodule_crop", "nodule_view", "provenance/nodule_crop")
 
 
 class ExportError(ValueError):
-    pass
+    """A file that cannot be exported; the message names it."""
 
 
 def export_full(src_path, dst_path, compression: str | None = None) -> dict:
@@ -102,4 +103,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ctpatch.cli import run_cli
+
+    sys.exit(run_cli(main))

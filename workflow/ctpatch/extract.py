@@ -20,6 +20,7 @@ import time
 import traceback
 from pathlib import Path
 
+from ctpatch.config import read_settings
 from ctpatch.store import write_json
 
 MODES = ("luna16", "ldct")
@@ -68,6 +69,13 @@ def run(args, comm) -> None:
         )
     # the host shows where the launcher put each rank (two hosts when a job spans two nodes)
     print(f"rank {rank}: MPI world size {size} on host {comm_host()}", flush=True)
+    if args.plan and rank == 0:  # before any work: the shards and the merged file must fit
+        from ctpatch.diskspace import check_free, extraction_need
+
+        group = Path(args.out_dir).name
+        check_free(Path(args.out_dir).parent, extraction_need(args.plan, group),
+                   f"{group}'s shards and merged file (2x the plan's estimate)")
+    comm.barrier()
     mod = mode_module(args.mode)
     job = mod.Job(args)
     units = job.units()
@@ -94,10 +102,15 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m ctpatch.extract", description=__doc__.split("\n\n")[0])
     ap.add_argument("--mode", choices=MODES, required=True)
     ap.add_argument("--ranks", type=int, required=True, help="the MPI world size this run must have")
+    ap.add_argument("--plan", default=None,
+                    help="plan.json: check free space for the group (the out-dir's name) before any work")
     ap.add_argument("--out-dir", required=True, help="folder for rankNNNN.h5 shards and manifest.json")
-    ap.add_argument("--settings", required=True, help="JSON settings of the mode (see the mode module)")
+    ap.add_argument("--settings-file", required=True, help="settings of scope 'patches' (ctpatch.config)")
     ap.add_argument("--inputs", required=True, help="JSON object of input paths of the mode")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.ranks < 1:
+        ap.error(f"Expected --ranks >= 1, got {args.ranks}")
+    return args
 
 
 def main(argv=None) -> int:
@@ -106,7 +119,7 @@ def main(argv=None) -> int:
     comm = MPI.COMM_WORLD
     try:
         args = parse_args(argv)
-        args.settings = json.loads(args.settings)
+        args.settings = read_settings(args.settings_file, scope="patches")
         args.inputs = json.loads(args.inputs)
         run(args, comm)
     except SystemExit:

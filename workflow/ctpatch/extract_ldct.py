@@ -10,52 +10,16 @@ renumbers the pairs (the provenance still names patient and files).  Each unit i
 pair, key ``"<patient>/<input file name>"``, cost 1; (patient, input file name) must be
 unique over the run because it keys the random draws.
 
-Settings (``--settings`` JSON).  Missing keys take the defaults below (the reference
-program's defaults: patch p55, no normalization, torch layout, float16, one file, no
-shuffling, every augmentation off); unknown keys inside the objects are errors, unknown
-top-level keys are ignored (so the workflow may pass its whole ``ldct`` section, pairing
-options included).  :func:`check_settings` validates and returns the completed settings.
-
-Key (type; default): meaning.
-
-* ``seed`` (int >= 0; 0): seed of every random draw.
-* ``buffer_patches`` (int >= 1; 8): patches per dataset a rank holds before writing them.
-* ``patch.code`` (p96, p75, p64, p55, p42, p32, p24, p12 or null; ``"p55"``): size code (edge, padding);
-  null: use ``edge`` and ``padding``.
-* ``patch.edge`` (int >= 1 or null; null): free patch edge, only with ``code`` null.
-* ``patch.padding`` (int >= 0 or null; null): free overlap (< edge), only with ``code`` null.
-* ``patch.last`` (fill, shift; ``"fill"``): a patch running past the border is filled with the
-  copy's minimum, or shifted inward.
-* ``normalization`` (none, unity_independent, unity_wrt_ld, std_independent, std_wrt_ld,
-  max_val_independent, max_val_wrt_ld, dicom_unity, dicom_std, set_max_val; ``"none"``).
-* ``normalization_constants.dicom_scale`` (number > 0; 4096.0): divisor of dicom_unity, dicom_std.
-* ``normalization_constants.max_value`` (number > 0; 4094.0): divisor of set_max_val.
-* ``ds_augment.enabled`` (bool; false): add area-downscaled copies of each slice.
-* ``ds_augment.factors`` (list of distinct numbers in (0, 1); [0.8, 0.6]): scales of the copies.
-* ``air_threshold.enabled`` (bool; false): keep only patches with tissue, judged on the raw target.
-* ``air_threshold.value`` (number; 200.0): raw value a pixel must exceed.
-* ``air_threshold.fraction`` (number in [0, 1]; 0.10): share of pixels that must exceed ``value``
-  (strictly more).
-* ``air_threshold.mean`` (number; 100.0): the patch mean must exceed it.
-* ``rot_augment.enabled`` (bool; false): add a copy rotated by 90°·k and a flipped copy (3x).
-* ``dose_blend.enabled`` (bool; false): add inputs ``target + f·(input − target)`` (2x).
-* ``dose_blend.low`` (number; 0.5) and ``dose_blend.high`` (number >= low; 1.2): range of f.
-* ``blur_noise.enabled`` (bool; false): blur or add noise to a share of the inputs.
-* ``blur_noise.blur_share`` (number in [0, 1]; 0.4): share of a pair's inputs blurred.
-* ``blur_noise.noise_share`` (number in [0, 1]; 0.4): share given noise; blur_share + noise_share <= 1.
-* ``blur_noise.noise_scale`` (number >= 0; 0.01): noise L2 norm relative to the patch's L2 norm.
-* ``blur_noise.blur_size`` (odd int >= 1; 3): edge of the box filter.
-* ``output.layout`` (torch, tf; ``"torch"``): patch shape (1, H, W) or (H, W, 1).
-* ``output.dtype`` (float16, float32, int16, uint16; ``"float16"``): stored dtype.
-* ``output.compression`` (blosc2-zstd, blosc2-lz4, lzf, gzip, none; ``"blosc2-zstd"``): codec of the
-  patch datasets (:data:`ctpatch.store.COMPRESSION`).
-* ``output.nsplit`` (int >= 1; 1): number of merged files (read by the merge step).
-* ``output.shuffle`` (bool; false): shuffle the patches when merging (read by the merge step).
+Settings: the ``ldct`` section of the config (keys, defaults and meanings are in the schema,
+``ctpatch/schemas/config.schema.yaml``, and in ``config/README.md``) plus ``seed`` and
+``buffer_patches``, as :func:`ctpatch.config.ldct_settings` completes and checks them.  The
+defaults are the reference program's (patch p55, no normalization, torch layout, float16, one
+file, no shuffling, every augmentation off).
 
 An integer ``output.dtype`` is only accepted when every value stays an integer: normalization
-``none`` and no downscaling, dose blending or blur/noise (:func:`check_settings` raises naming
-the key); the range of each patch is checked again when it is written (the error names the
-files).  float16 is checked against overflow (65504); its rounding is reported by the
+``none`` and no downscaling, dose blending or blur/noise (:func:`ctpatch.config.check_ldct`
+raises naming the key); the range of each patch is checked again when it is written (the error
+names the files).  float16 is checked against overflow (65504); its rounding is reported by the
 verification.
 
 Per pair, in SPEC section 2's order: read both slices (raw stored values), normalize the pair,
@@ -83,9 +47,7 @@ datasets ``input`` and ``target``) and table ``pair`` (:func:`pair_dtype`, one r
 
 from __future__ import annotations
 
-import copy
 import math
-import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,166 +57,22 @@ import pandas as pd
 
 from ctpatch.augment import (box_blur, choose_share, dose_blend, downscale_copies, draw_blend_factor,
                              passes_air_threshold, rot_flip, white_noise)
-from ctpatch.grid import LAST_MODES, SIZE_CODES, cut_patch, grid_corners, resolve_size
+from ctpatch.config import ldct_settings
+from ctpatch.grid import cut_patch, grid_corners, resolve_size
 from ctpatch.io.dicom import read_pixels
-from ctpatch.normalize import NORMALIZATIONS, normalize_pair
+from ctpatch.normalize import normalize_pair
 from ctpatch.rng import keyed_rng
-from ctpatch.store import COMPRESSION, DEFAULT_CODEC, ShardWriter
+from ctpatch.store import ShardWriter
 
-LAYOUTS = ("torch", "tf")
-DTYPES = ("float16", "float32", "int16", "uint16")
 INTEGER_DTYPES = ("int16", "uint16")
 PAIR_COLUMNS = ("patient", "pair_index", "input_path", "target_path", "slice_z", "instance", "rows", "cols",
                 "selected")
 
-DEFAULTS: dict = {
-    "seed": 0,
-    "buffer_patches": 8,
-    "patch": {"code": "p55", "edge": None, "padding": None, "last": "fill"},
-    "normalization": "none",
-    "normalization_constants": {"dicom_scale": 4096.0, "max_value": 4094.0},
-    "ds_augment": {"enabled": False, "factors": [0.8, 0.6]},
-    "air_threshold": {"enabled": False, "value": 200.0, "fraction": 0.10, "mean": 100.0},
-    "rot_augment": {"enabled": False},
-    "dose_blend": {"enabled": False, "low": 0.5, "high": 1.2},
-    "blur_noise": {"enabled": False, "blur_share": 0.4, "noise_share": 0.4, "noise_scale": 0.01, "blur_size": 3},
-    "output": {"layout": "torch", "dtype": "float16", "compression": DEFAULT_CODEC, "nsplit": 1, "shuffle": False},
-}
 
 
 # ------------------------------------------------------------------------------- settings
-def _is_int(v) -> bool:
-    return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, bool)
-
-
-def _is_num(v) -> bool:
-    return isinstance(v, (numbers.Real, np.floating, np.integer)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
-
-
-def check_settings(settings: dict, prefix: str = "") -> dict:
-    """Validate LDCT extraction settings and return a completed copy (defaults filled in).
-
-    ``prefix`` is put before every key in the messages (the workflow passes ``"ldct."``).
-
-    Raises
-    ------
-    ValueError
-        Naming the key, e.g. ``output.dtype: integer dtype 'uint16' needs integer values, ...``.
-
-    Examples
-    --------
-    >>> check_settings({})["patch"]["code"]
-    'p55'
-    >>> check_settings({"output": {"dtype": "uint16"}, "normalization": "unity_independent"})
-    ... # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: output.dtype: integer dtype 'uint16' needs integer values, but normalization ...
-    """
-    if not isinstance(settings, dict):
-        raise ValueError(f"{prefix or 'settings'}: expected a mapping, got {type(settings).__name__}")
-
-    def err(key: str, msg: str) -> ValueError:
-        return ValueError(f"{prefix}{key}: {msg}")
-
-    s: dict = {}
-    for key, default in DEFAULTS.items():
-        value = settings.get(key, copy.deepcopy(default))
-        if isinstance(default, dict):
-            if not isinstance(value, dict):
-                raise err(key, f"expected a mapping, got {value!r}")
-            unknown = sorted(set(value) - set(default))
-            if unknown:
-                raise err(key, f"unknown key(s) {unknown}; expected some of {sorted(default)}")
-            value = {**copy.deepcopy(default), **value}
-        s[key] = value
-
-    if not _is_int(s["seed"]) or s["seed"] < 0:
-        raise err("seed", f"expected a non-negative integer, got {s['seed']!r}")
-    if not _is_int(s["buffer_patches"]) or s["buffer_patches"] < 1:
-        raise err("buffer_patches", f"expected a positive integer, got {s['buffer_patches']!r}")
-
-    p = s["patch"]
-    if p["code"] is not None and p["code"] not in SIZE_CODES:
-        raise err("patch.code", f"expected one of {list(SIZE_CODES)} or null, got {p['code']!r}")
-    try:
-        resolve_size(p["code"], p["edge"], p["padding"])
-    except ValueError as exc:
-        raise err("patch", str(exc)) from None
-    if p["last"] not in LAST_MODES:
-        raise err("patch.last", f"expected one of {list(LAST_MODES)}, got {p['last']!r}")
-
-    if s["normalization"] not in NORMALIZATIONS:
-        raise err("normalization", f"expected one of {list(NORMALIZATIONS)}, got {s['normalization']!r}")
-    for k, v in s["normalization_constants"].items():
-        if not _is_num(v) or v <= 0:
-            raise err(f"normalization_constants.{k}", f"expected a positive number, got {v!r}")
-
-    for group in ("ds_augment", "air_threshold", "rot_augment", "dose_blend", "blur_noise"):
-        if not isinstance(s[group]["enabled"], bool):
-            raise err(f"{group}.enabled", f"expected true or false, got {s[group]['enabled']!r}")
-    factors = s["ds_augment"]["factors"]
-    if (not isinstance(factors, (list, tuple)) or not all(_is_num(f) and 0 < f < 1 for f in factors)
-            or len(set(factors)) != len(factors)):
-        raise err("ds_augment.factors", f"expected a list of distinct numbers in (0, 1), got {factors!r}")
-
-    air = s["air_threshold"]
-    for k in ("value", "mean"):
-        if not _is_num(air[k]):
-            raise err(f"air_threshold.{k}", f"expected a number, got {air[k]!r}")
-    if not _is_num(air["fraction"]) or not 0 <= air["fraction"] <= 1:
-        raise err("air_threshold.fraction", f"expected a number in [0, 1], got {air['fraction']!r}")
-
-    blend = s["dose_blend"]
-    for k in ("low", "high"):
-        if not _is_num(blend[k]):
-            raise err(f"dose_blend.{k}", f"expected a number, got {blend[k]!r}")
-    if not blend["low"] <= blend["high"]:
-        raise err("dose_blend", f"expected low <= high, got low={blend['low']!r}, high={blend['high']!r}")
-
-    bn = s["blur_noise"]
-    for k in ("blur_share", "noise_share"):
-        if not _is_num(bn[k]) or not 0 <= bn[k] <= 1:
-            raise err(f"blur_noise.{k}", f"expected a number in [0, 1], got {bn[k]!r}")
-    if bn["blur_share"] + bn["noise_share"] > 1:
-        raise err("blur_noise", f"expected blur_share + noise_share <= 1 (a patch is blurred or noised, not both), "
-                                f"got {bn['blur_share']!r} + {bn['noise_share']!r}")
-    if not _is_num(bn["noise_scale"]) or bn["noise_scale"] < 0:
-        raise err("blur_noise.noise_scale", f"expected a non-negative number, got {bn['noise_scale']!r}")
-    if not _is_int(bn["blur_size"]) or bn["blur_size"] < 1 or bn["blur_size"] % 2 == 0:
-        raise err("blur_noise.blur_size", f"expected a positive odd integer, got {bn['blur_size']!r}")
-
-    out = s["output"]
-    if out["layout"] not in LAYOUTS:
-        raise err("output.layout", f"expected one of {list(LAYOUTS)}, got {out['layout']!r}")
-    if out["dtype"] not in DTYPES:
-        raise err("output.dtype", f"expected one of {list(DTYPES)}, got {out['dtype']!r}")
-    if out["compression"] not in COMPRESSION:
-        raise err("output.compression", f"expected one of {list(COMPRESSION)}, got {out['compression']!r}")
-    if not _is_int(out["nsplit"]) or out["nsplit"] < 1:
-        raise err("output.nsplit", f"expected a positive integer, got {out['nsplit']!r}")
-    if not isinstance(out["shuffle"], bool):
-        raise err("output.shuffle", f"expected true or false, got {out['shuffle']!r}")
-
-    if out["dtype"] in INTEGER_DTYPES:
-        culprits = []
-        if s["normalization"] != "none":
-            culprits.append(f"{prefix}normalization {s['normalization']!r}")
-        if s["ds_augment"]["enabled"] and factors:
-            culprits.append(f"{prefix}ds_augment.enabled (area interpolation)")
-        if blend["enabled"]:
-            culprits.append(f"{prefix}dose_blend.enabled")
-        if bn["enabled"] and (bn["blur_share"] > 0 or (bn["noise_share"] > 0 and bn["noise_scale"] > 0)):
-            culprits.append(f"{prefix}blur_noise.enabled")
-        if culprits:
-            raise err("output.dtype", f"integer dtype {out['dtype']!r} needs integer values, but "
-                                      f"{', '.join(culprits)} yields non-integers (choose float16/float32"
-                                      + (", or normalization 'none')" if s["normalization"] != "none" else ")"))
-    return s
 
 
 def patch_size(settings: dict) -> tuple[int, int]:
@@ -369,7 +187,7 @@ class Job:
     """One extraction run of the LDCT mode (see the module docstring)."""
 
     def __init__(self, args):
-        self.settings = check_settings(args.settings)
+        self.settings = ldct_settings(args.settings)
         inputs = args.inputs
         if not isinstance(inputs, dict) or "pairs" not in inputs:
             raise ValueError(f"inputs: expected a mapping with key 'pairs', got {inputs!r}")

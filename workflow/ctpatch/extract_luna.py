@@ -2,9 +2,9 @@
 
 Inputs (``--inputs`` JSON): ``sidecars`` (the converted scans' JSON files, the ``.npy`` beside
 each), ``masks_dir`` (label volumes ``<uid>.npy``), ``nodules`` (the subset's nodule table) and,
-for the ``candidates`` strategy, ``candidates`` (candidates.csv).  Settings (``--settings``
-JSON): ``subset``, ``seed``, ``buffer_patches`` and the ``luna16`` keys ``patch``,
-``negatives`` and ``output``.
+for the ``candidates`` strategy, ``candidates`` (candidates.csv).  Settings (``--settings-file``,
+scope ``patches`` of :mod:`ctpatch.config`): ``seed``, ``buffer_patches`` and the ``luna16`` keys
+``patch``, ``negatives`` and ``output``.
 
 A rank holds one scan at a time: its volume and label mask, read in slabs straight into
 (x, y, z) order (the patch order, so each patch is one copy of contiguous rows), plus at most
@@ -24,10 +24,9 @@ from ctpatch.geometry import VolumeGrid
 from ctpatch.io.tables import read_candidates
 from ctpatch.labels import label_patch
 from ctpatch.layout import PROV_CROP, box_start, crop_edge
-from ctpatch.luna import (MaskIndex, PatchLocation, crop_mask_xyz, cut_image_xyz, negatives_per_scan,
-                          nodule_locations, random_centres)
+from ctpatch.luna import (MaskIndex, PatchLocation, crop_mask_xyz, cut_image_xyz, expected_counts, label_edge,
+                          nodule_locations, patch_offsets, random_centres)
 from ctpatch.rng import keyed_rng
-from ctpatch.shifts import shift_offsets
 from ctpatch.store import ShardWriter
 
 PROV_NODULE = np.dtype([
@@ -75,13 +74,6 @@ class Unit:
     cost: float
 
 
-def expected_counts(table: pd.DataFrame, uids: list[str], n_offsets: int, negatives: dict) -> tuple[dict, dict]:
-    """Nodule patches and negatives per scan, from the nodule table and the settings."""
-    per_scan = table.groupby("seriesuid").size().to_dict() if len(table) else {}
-    nodule_patches = {uid: int(per_scan.get(uid, 0)) * n_offsets for uid in uids}
-    return nodule_patches, negatives_per_scan(nodule_patches, negatives["ratio"], negatives["scans"])
-
-
 class Job:
     def __init__(self, args):
         s, inp = args.settings, args.inputs
@@ -91,7 +83,7 @@ class Job:
         self.neg = s["negatives"]
         self.out = s["output"]
         self.size = int(self.patch["size"])
-        self.offsets = shift_offsets(self.patch["stride"], self.patch["shifts_per_side"], self.patch["directions"])
+        self.offsets = patch_offsets(self.patch)
         self.layout = self.out.get("layout", "full")
         if self.layout not in ("full", "crops"):
             raise ValueError(f"output.layout: expected 'full' or 'crops', got {self.layout!r}")
@@ -114,8 +106,7 @@ class Job:
         return [Unit(uid, i, 1.0 + self.nodule_patches[uid] + self.negatives[uid]) for i, uid in enumerate(self.uids)]
 
     def writer(self, path) -> ShardWriter:
-        p, pool = self.size, int(self.patch["label_pool"])
-        lab = -(-p // pool)
+        p, lab = self.size, label_edge(self.patch)
         img_shape, lab_shape = (p, p, p, 1), (lab, lab, lab, 2)
         specs = {"nodule": (img_shape, self.out["dtype"]), "label_nodule": (lab_shape, "float32"),
                  "non_nodule": (img_shape, self.out["dtype"]), "label_non_nodule": (lab_shape, "float32")}

@@ -80,10 +80,12 @@ class VolumeGrid:
         return bool(np.all(idx >= 0) and np.all(idx < np.asarray(self.size)))
 
     def to_dict(self) -> dict:
+        """The grid as JSON-ready lists (origin, spacing, size, direction), as sidecars record it."""
         return {k: list(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "VolumeGrid":
+        """The grid :meth:`to_dict` wrote."""
         return cls(
             origin=tuple(data["origin"]),
             spacing=tuple(data["spacing"]),

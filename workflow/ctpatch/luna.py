@@ -12,12 +12,14 @@ rows instead of a strided gather followed by a transposing copy.  Both give the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from ctpatch.geometry import crop
 from ctpatch.labels import label_patch
+from ctpatch.shifts import shift_offsets
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class PatchLocation:
 
     @property
     def start_zyx(self) -> np.ndarray:
+        """First voxel (z, y, x) of the patch box: the centre minus half the edge (may be negative)."""
         return np.asarray(self.centre_zyx, dtype=np.int64) - self.size // 2
 
     def to_slices(self) -> tuple[slice, ...]:
@@ -132,6 +135,7 @@ class MaskIndex:
         self.occupied = occ
 
     def may_touch(self, loc: PatchLocation) -> bool:
+        """False when no cell the patch box overlaps holds a mask voxel (then the patch holds none)."""
         start = loc.start_zyx[::-1]
         lo = np.clip(start, 0, self.shape)
         hi = np.clip(start + loc.size, 0, self.shape)
@@ -167,6 +171,41 @@ def random_centres(shape_zyx, count: int, rng: np.random.Generator) -> np.ndarra
     """
     shape = np.asarray(shape_zyx, dtype=np.int64)
     return rng.integers(0, shape, size=(int(count), 3))
+
+
+def patch_offsets(patch: Mapping) -> np.ndarray:
+    """The shift vectors of one nodule, (x, y, z), from the ``luna16.patch`` settings.
+
+    >>> patch_offsets({"stride": 8, "shifts_per_side": 4, "directions": ["x", "y", "z", "xy", "xz", "yz", "xyz"]}).shape
+    (57, 3)
+    """
+    return shift_offsets(patch["stride"], patch["shifts_per_side"], patch["directions"])
+
+
+def patches_per_nodule(patch: Mapping) -> int:
+    """Patches cut around each nodule: the centre plus ``2 * shifts_per_side`` per direction.
+
+    >>> patches_per_nodule({"shifts_per_side": 4, "directions": ["x", "y", "z", "xy", "xz", "yz", "xyz"]})
+    57
+    """
+    return 1 + 2 * int(patch["shifts_per_side"]) * len(patch["directions"])
+
+
+def label_edge(patch: Mapping) -> int:
+    """Edge of a label patch: the patch edge max-pooled in blocks of ``label_pool`` (edge block padded).
+
+    >>> label_edge({"size": 68, "label_pool": 9})
+    8
+    """
+    return -(-int(patch["size"]) // int(patch["label_pool"]))
+
+
+def expected_counts(table, uids: list[str], n_offsets: int, negatives: Mapping) -> tuple[dict, dict]:
+    """Nodule patches and negatives per scan, from the nodule table (a DataFrame with a
+    ``seriesuid`` column, one row per nodule) and the ``luna16.negatives`` settings."""
+    per_scan = table.groupby("seriesuid").size().to_dict() if len(table) else {}
+    nodule_patches = {uid: int(per_scan.get(uid, 0)) * n_offsets for uid in uids}
+    return nodule_patches, negatives_per_scan(nodule_patches, negatives["ratio"], negatives["scans"])
 
 
 def negatives_per_scan(nodule_patches: dict[str, int], ratio: float, scans: str = "with_nodules") -> dict[str, int]:

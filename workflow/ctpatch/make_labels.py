@@ -6,7 +6,7 @@ voxel centre on the converted grid ((x, y, z), nearest voxel: within half a voxe
 position) and the radius in voxels.  World -> voxel uses the grid's direction cosines.
 
 Usage: ``python -m ctpatch.make_labels --subset subset0 --sidecars A.json B.json
---annotations annotations.csv --masks-dir DIR --table-out nodules.tsv``
+--annotations annotations.csv [--settings-file check.json] --masks-dir DIR --table-out nodules.tsv``
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ctpatch.geometry import VolumeGrid
+from ctpatch.config import ConfigError, read_settings
 from ctpatch.io.tables import TableError, read_annotations
 from ctpatch.labels import nodule_radius_voxels, paint_sphere
 from ctpatch.store import atomic_path, save_npy
@@ -67,11 +68,15 @@ def main(argv=None) -> int:
     ap.add_argument("--subset", required=True)
     ap.add_argument("--sidecars", nargs="+", required=True, help="JSON sidecars of the converted scans")
     ap.add_argument("--annotations", required=True)
+    ap.add_argument("--settings-file", default=None,
+                    help="settings of scope 'check' (duplicate_annotations); default: the schema's (fail)")
     ap.add_argument("--masks-dir", required=True)
     ap.add_argument("--table-out", required=True)
     args = ap.parse_args(argv)
     try:
-        ann = read_annotations(args.annotations)
+        duplicates = (read_settings(args.settings_file, scope="check")["duplicate_annotations"]
+                      if args.settings_file else "fail")
+        ann = read_annotations(args.annotations, duplicates)
         table, masks = [], []
         for sidecar_path in args.sidecars:
             sidecar = json.loads(Path(sidecar_path).read_text())
@@ -79,7 +84,7 @@ def main(argv=None) -> int:
             rows = nodules_of_scan(ann, grid, args.subset, sidecar["seriesuid"], args.annotations)
             table += rows
             masks.append((sidecar["seriesuid"], grid, rows))
-    except (TableError, LabelError) as exc:
+    except (TableError, LabelError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for uid, grid, rows in masks:  # every annotation is checked before the first mask is written
@@ -91,4 +96,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ctpatch.cli import run_cli
+
+    sys.exit(run_cli(main))

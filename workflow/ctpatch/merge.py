@@ -10,7 +10,7 @@ patch rows that point into them are shuffled), each output file gets the crops i
 need, and ``nodule_view`` (crop row and start of each nodule patch) is computed here, aligned with
 the shuffled ``provenance/nodule``.
 
-Usage: ``python -m ctpatch.merge --mode luna16 --shards-dir D --out X.h5 [Y.h5 ...] --settings JSON``
+Usage: ``python -m ctpatch.merge --mode luna16 --shards-dir D --out X.h5 [Y.h5 ...] --settings-file patches.json``
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 import ctpatch
+from ctpatch.h5 import h5py
+from ctpatch.config import ConfigError, read_settings
 from ctpatch.rng import keyed_rng
 from ctpatch.layout import match_crops, view_starts
 from ctpatch.store import atomic_path, codec_of, copy_chunks, create_patch_dataset
@@ -157,14 +158,15 @@ def main(argv=None) -> int:
     ap.add_argument("--shards-dir", required=True)
     ap.add_argument("--out", nargs="+", required=True, help="one or more files (nsplit = their number)")
     ap.add_argument("--group", default="", help="the subset or patient, recorded as the file's 'group' attribute")
-    ap.add_argument("--seed", type=int, required=True)
-    ap.add_argument("--shuffle", choices=["yes", "no"], default="yes")
-    ap.add_argument("--settings", default="{}", help="JSON settings recorded as the file's 'settings' attribute")
+    ap.add_argument("--settings-file", required=True,
+                    help="settings of scope 'patches': seed, output.shuffle; recorded as the file's 'settings' attribute")
     args = ap.parse_args(argv)
     try:
-        counts = merge(args.shards_dir, args.out, args.mode, args.seed, args.shuffle == "yes",
-                       {"settings": args.settings, "mode": args.mode, "seed": args.seed, "group": args.group})
-    except MergeError as exc:
+        s = read_settings(args.settings_file, scope="patches")
+        counts = merge(args.shards_dir, args.out, args.mode, s["seed"], s["output"]["shuffle"],
+                       {"settings": json.dumps(s, sort_keys=True), "mode": args.mode, "seed": s["seed"],
+                        "group": args.group})
+    except (MergeError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"merged {counts} into {', '.join(args.out)}")

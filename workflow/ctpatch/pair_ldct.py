@@ -27,14 +27,14 @@ pairs selects all.  The selection depends on the seed, the patient name and the 
 pairs only, so it is reproducible and independent of the file system's listing order.
 
 Every regular, non-hidden file of the two folders is taken as a slice; a file that is not
-DICOM is a problem like any other (``--on-error fail`` stops, ``drop`` reports and skips it).
+DICOM is a problem like any other (``on_error: fail`` stops, ``drop`` reports and skips it).
 Errors (a missing folder, pairing problems with ``fail``, no pair left) exit with status 1 and
 a message naming the files; nothing is written then.  Both outputs are written through a
 temporary name and renamed when complete.
 
-Usage: ``python -m ctpatch.pair_ldct --patient-dir data/L096 --input-dir quarter_3mm_sharp_sorted
---target-dir full_3mm_sharp_sorted --by position --on-error fail --random-n 0 --seed 0
---table-out L096.pairs.tsv --report-out L096.pairs.json``
+Usage: ``python -m ctpatch.pair_ldct --patient-dir data/L096 --settings-file pairs.json
+--table-out L096.pairs.tsv --report-out L096.pairs.json`` (a settings file of scope ``pairs``,
+:mod:`ctpatch.config`: ``input_dir``, ``target_dir``, ``pair_by``, ``on_error``, ``random_n``, ``seed``).
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctpatch.io.dicom import ON_ERROR, PAIR_BY, SlicePair, pair_slices
+from ctpatch.config import ConfigError, read_settings
+from ctpatch.io.dicom import SlicePair, pair_slices
 from ctpatch.rng import keyed_rng
 from ctpatch.store import atomic_path, write_json
 
@@ -136,24 +137,16 @@ def write_table(path, table: pd.DataFrame) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ctpatch.pair_ldct", description=__doc__.split("\n\n")[0])
     ap.add_argument("--patient-dir", required=True, help="the patient folder (its name is the patient id)")
-    ap.add_argument("--input-dir", required=True, help="name of the low-dose (input) folder inside it")
-    ap.add_argument("--target-dir", required=True, help="name of the full-dose (target) folder inside it")
-    ap.add_argument("--by", choices=PAIR_BY, default="position", help="pair by slice position or by sorted name")
-    ap.add_argument("--on-error", choices=ON_ERROR, default="fail",
-                    help="stop on a pairing problem, or drop the slices")
-    ap.add_argument("--random-n", type=int, default=0, help="use N random pairs of the patient (0 = all)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--settings-file", required=True,
+                    help="settings of scope 'pairs' (input_dir, target_dir, pair_by, on_error, random_n, seed)")
     ap.add_argument("--table-out", required=True)
     ap.add_argument("--report-out", required=True)
     args = ap.parse_args(argv)
-    if args.random_n < 0:
-        ap.error(f"--random-n: expected N >= 0, got {args.random_n}")
-    if args.seed < 0:
-        ap.error(f"--seed: expected a non-negative integer, got {args.seed}")
     try:
-        table, report = build(args.patient_dir, args.input_dir, args.target_dir, args.by, args.on_error,
-                              args.random_n, args.seed)
-    except PairingError as exc:
+        s = read_settings(args.settings_file, scope="pairs")
+        table, report = build(args.patient_dir, s["input_dir"], s["target_dir"], s["pair_by"], s["on_error"],
+                              s["random_n"], s["seed"])
+    except (PairingError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     write_table(args.table_out, table)
@@ -164,4 +157,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ctpatch.cli import run_cli
+
+    sys.exit(run_cli(main))

@@ -7,13 +7,20 @@ pair and patch index, the corner in the copy's pixel grid, the downscale factor 
 augmentations (rotation, flip, blend factor, blur, noise).
 
 LUNA16 files (datasets ``nodule``/``label_nodule`` and ``non_nodule``/``label_non_nodule``):
-one row per chosen patch, columns the axial, coronal and sagittal mid-slices of the patch
-(stored (x, y, z, 1)), with the nodule class of the pooled label (upsampled by the pool
-factor) overlaid in red.  Titles give the series uid (tail), the nodule and shift or the
-negative's source, and the centre voxel (x, y, z).
+one row per chosen patch, columns the axial, coronal and sagittal slices of the patch (stored
+(x, y, z, 1)), with the nodule class of the pooled label (upsampled by the pool factor) overlaid
+in red.  A nodule patch is cut through its label's centre (the centroid of its nodule voxels;
+without any, through the nodule centre its provenance gives), so a shifted patch shows its
+nodule; a negative through its middle.  Images are shown in a lung window (:data:`LUNG_WINDOW_HU`,
+mapped through the file's ``normalize`` settings; per-image percentiles when the file has none).
+Titles give the series uid (tail), the nodule and shift or the negative's source, and the centre
+voxel (x, y, z); panel titles the slice shown.
 
 The patches are drawn uniformly without replacement over all given files with
-``keyed_rng(seed, "sanity")``; the PNG is written through a temporary name (Agg backend).
+``keyed_rng(seed, "sanity")``.  LUNA16 negatives that are (nearly) all air (fewer than
+:data:`AIR_SHARE` of their voxels above :data:`AIR_HU`) are passed over for the next drawn patch
+while others are left, so the picture shows tissue when the file has any.  The PNG is written
+through a temporary name (Agg backend).
 
 Usage: ``python -m ctpatch.sanity --patches X.h5 [Y.h5 ...] --out pairs.png --n 8 --seed 0``
 """
@@ -25,19 +32,27 @@ import math
 import sys
 from pathlib import Path
 
-import h5py
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ctpatch.data import file_mode  # noqa: E402  (one rule for telling the modes apart)
-from ctpatch.layout import has_images, images  # noqa: E402
+from ctpatch.crop_reader import has_images, images  # noqa: E402
+from ctpatch.h5 import h5py  # noqa: E402
+from ctpatch.normalize import hu_window  # noqa: E402
+from ctpatch.contract import file_mode, file_settings  # noqa: E402  (one rule for telling the modes apart)
 from ctpatch.rng import keyed_rng  # noqa: E402
 from ctpatch.store import atomic_path  # noqa: E402
 
 RED = matplotlib.colors.ListedColormap(["red"])
+#: display window of LUNA16 pictures in HU: the usual lung window (level -600, width 1500)
+LUNG_WINDOW_HU = (-1350.0, 150.0)
+#: a negative is "air" (passed over for the picture when others are left) when fewer than AIR_SHARE
+#: of its voxels are above AIR_HU
+AIR_HU, AIR_SHARE = -900.0, 0.05
+#: caption font sizes (points) and PNG resolution
+TITLE_PT, PANEL_PT, GRID_PT, DPI = 12, 10, 9, 100
 LUNA_GROUPS = (("nodule", "label_nodule", "nodule"), ("non_nodule", "label_non_nodule", "non_nodule"))
 
 
@@ -61,6 +76,26 @@ def pick(counts: list[int], n: int, seed: int) -> list[tuple[int, int]]:
         g = int(np.searchsorted(offsets, c, side="right") - 1)
         out.append((g, int(c - offsets[g])))
     return out
+
+
+def draw_order(counts: list[int], seed: int):
+    """Every (group number, row) of groups of ``counts`` rows, in the order of ``keyed_rng(seed, "sanity")``:
+    the first ``n`` are a uniform draw of ``n`` without replacement.
+
+    >>> sorted(draw_order([2, 1], 0))
+    [(0, 0), (0, 1), (1, 0)]
+    """
+    offsets = np.cumsum([0, *counts])
+    for c in keyed_rng(seed, "sanity").permutation(int(offsets[-1])):
+        g = int(np.searchsorted(offsets, c, side="right") - 1)
+        yield g, int(c - offsets[g])
+
+
+def _hu_settings(settings: dict) -> dict | None:
+    norm = settings.get("normalize")
+    if not norm:
+        return None
+    return {k: norm[k] for k in ("hu_min", "hu_max", "clip", "center") if k in norm}
 
 
 def describe_ldct(row) -> str:
@@ -125,6 +160,55 @@ def _upsample_label(label: np.ndarray, size: int) -> np.ndarray:
     return lab[:size, :size, :size]
 
 
+def display_window(settings: dict) -> tuple[float, float] | None:
+    """(vmin, vmax) of :data:`LUNG_WINDOW_HU` in the stored values of a LUNA16 file, from its ``normalize``
+    settings; None when the file records none.
+
+    >>> display_window({"normalize": {"hu_min": -1000.0, "hu_max": 400.0, "clip": True, "center": 0.25}})
+    (-0.25, 0.571429)
+    """
+    norm = _hu_settings(settings)
+    if norm is None:
+        return None
+    lo, hi = hu_window(np.array(LUNG_WINDOW_HU), **norm).tolist()
+    return round(lo, 6), round(hi, 6)
+
+
+def air_level(settings: dict) -> float | None:
+    """:data:`AIR_HU` in the stored values (None without ``normalize`` settings)."""
+    norm = _hu_settings(settings)
+    return None if norm is None else float(hu_window(np.array([AIR_HU]), **norm)[0])
+
+
+def is_air(image: np.ndarray, level: float | None) -> bool:
+    """True when fewer than :data:`AIR_SHARE` of the voxels are above ``level`` (never without a level).
+
+    >>> is_air(np.full((4, 4, 4), -0.25), -0.18), is_air(np.r_[np.full(90, -0.25), np.zeros(10)], -0.18)
+    (True, False)
+    """
+    return level is not None and float(np.mean(image > level)) < AIR_SHARE
+
+
+def label_centre(label_xyz: np.ndarray, prov=None) -> tuple[int, int, int]:
+    """Voxel (x, y, z) a nodule patch is shown through: the centre of its nodule's label sphere.
+
+    That is the nodule centre the provenance gives (``nodule_voxel - centre_voxel + edge // 2``)
+    when it lies in the patch; else the centroid of the label's nodule voxels; else the middle.
+
+    >>> lab = np.zeros((20, 20, 20), bool); lab[2:5, 10:13, 16:19] = True
+    >>> label_centre(lab)
+    (3, 11, 17)
+    """
+    shape = np.asarray(label_xyz.shape[:3])
+    if prov is not None and prov.dtype.names and "nodule_voxel" in prov.dtype.names:
+        at = np.asarray(prov["nodule_voxel"], dtype=np.int64) - np.asarray(prov["centre_voxel"]) + shape // 2
+        if np.all((at >= 0) & (at < shape)):
+            return tuple(int(v) for v in at)
+    if label_xyz.any():
+        return tuple(int(round(v)) for v in np.argwhere(label_xyz).mean(axis=0))
+    return tuple(int(v) for v in shape // 2)
+
+
 def _luna_rows(files, paths, n, seed, kind=None, centre_only=False):
     groups = [(k, g) for k, f in enumerate(files) for g in LUNA_GROUPS if has_images(f, g[0]) and kind in (None, g[0])]
     allowed = []
@@ -134,21 +218,39 @@ def _luna_rows(files, paths, n, seed, kind=None, centre_only=False):
             rows_ok = np.flatnonzero(files[k][f"provenance/{table}"]["shift_index"] == 0)
         allowed.append(rows_ok)
     counts = [len(a) for a in allowed]
-    rows = []
-    for gi, i in pick(counts, n, seed):
+    settings = file_settings(files[0])
+    level = air_level(settings)
+    rows, airy = [], []
+    for gi, i in draw_order(counts, seed):  # every allowed patch, in the seeded order
+        if len(rows) >= n:
+            break
         r = int(allowed[gi][i])
         k, (img_name, lab_name, table) = groups[gi]
         f = files[k]
         img = np.asarray(images(f, img_name)[r], dtype=np.float32)[..., 0]  # (x, y, z); crops layout: cut from the crop
-        lab = _upsample_label(f[lab_name][r], img.shape[0]) if lab_name in f else np.zeros(img.shape, bool)
-        key = f"provenance/{table}"
-        title = describe_luna(img_name, f[key][r]) if key in f else f"{Path(paths[k]).name} {img_name} row {r}"
-        mx, my, mz = (s // 2 for s in img.shape)
-        planes = [(img[:, :, mz].T, lab[:, :, mz].T, "axial (y, x)"),
-                  (img[:, my, :].T, lab[:, my, :].T, "coronal (z, x)"),
-                  (img[mx, :, :].T, lab[mx, :, :].T, "sagittal (z, y)")]
-        rows.append((title, planes))
-    return rows
+        if img_name == "non_nodule" and is_air(img, level):
+            if len(airy) < n:
+                airy.append((gi, r))  # shown only when too few negatives hold tissue
+            continue
+        rows.append(_luna_row(f, paths[k], img_name, lab_name, table, r, img))
+    for gi, r in airy[:max(0, n - len(rows))]:
+        k, (img_name, lab_name, table) = groups[gi]
+        img = np.asarray(images(files[k], img_name)[r], dtype=np.float32)[..., 0]
+        rows.append(_luna_row(files[k], paths[k], img_name, lab_name, table, r, img))
+    return rows, display_window(settings)
+
+
+def _luna_row(f, path, img_name, lab_name, table, r, img):
+    """(title, [(image plane, label plane, panel title)] x 3) of one LUNA16 patch."""
+    lab = _upsample_label(f[lab_name][r], img.shape[0]) if lab_name in f else np.zeros(img.shape, bool)
+    key = f"provenance/{table}"
+    prov = f[key][r] if key in f else None
+    title = describe_luna(img_name, prov) if prov is not None else f"{Path(path).name} {img_name} row {r}"
+    cx, cy, cz = label_centre(lab, prov) if img_name == "nodule" else tuple(s // 2 for s in img.shape)
+    planes = [(img[:, :, cz].T, lab[:, :, cz].T, f"axial z={cz} (y, x)"),
+              (img[:, cy, :].T, lab[:, cy, :].T, f"coronal y={cy} (z, x)"),
+              (img[cx, :, :].T, lab[cx, :, :].T, f"sagittal x={cx} (z, y)")]
+    return title, planes
 
 
 def make_figure(paths, n: int = 8, seed: int = 0, kind: str | None = None, centre_only: bool = False,
@@ -171,22 +273,24 @@ def make_figure(paths, n: int = 8, seed: int = 0, kind: str | None = None, centr
         if len(modes) != 1:
             raise ValueError(f"Expected patch files of one mode, got {sorted(modes)} in {paths}")
         mode = modes.pop()
-        rows = (_ldct_rows(files, paths, n, seed) if mode == "ldct"
-                else _luna_rows(files, paths, n, seed, kind, centre_only))
+        if mode == "ldct":
+            rows, window = _ldct_rows(files, paths, n, seed), None
+        else:
+            rows, window = _luna_rows(files, paths, n, seed, kind, centre_only)
     finally:
         for f in files:
             f.close()
     if not rows:
         raise ValueError(f"no patches in {paths}")
     if grid and mode == "luna16":
-        return _grid_figure(rows), [r[0] for r in rows]
-    fig = plt.figure(figsize=(9, 3.2 * len(rows)), layout="constrained")
+        return _grid_figure(rows, window), [r[0] for r in rows]
+    fig = plt.figure(figsize=(10, 3.9 * len(rows)), layout="constrained")
     subfigs = fig.subfigures(len(rows), 1, squeeze=False)[:, 0]
     titles = []
     for sub, row in zip(subfigs, rows):
         title = row[0]
         titles.append(title)
-        sub.suptitle(title, fontsize=8)
+        sub.suptitle(title, fontsize=TITLE_PT)
         ax_row = sub.subplots(1, 3)
         if mode == "ldct":
             _, inp, tgt = row
@@ -197,31 +301,43 @@ def make_figure(paths, n: int = 8, seed: int = 0, kind: str | None = None, centr
                                       (ax_row[1], tgt, "target", {"cmap": "gray", "vmin": lo, "vmax": hi}),
                                       (ax_row[2], diff, "input − target", {"cmap": "RdBu_r", "vmin": -m, "vmax": m})):
                 im = ax.imshow(img, **kw)
-                ax.set_title(name, fontsize=8)
+                ax.set_title(name, fontsize=PANEL_PT)
                 sub.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
         else:
             for ax, (img, lab, name) in zip(ax_row, row[1]):
-                ax.imshow(img, cmap="gray")
-                ax.imshow(np.ma.masked_where(~lab, lab.astype(float)), cmap=RED, alpha=0.4, vmin=0, vmax=1)
-                ax.set_title(name, fontsize=8)
+                _show(ax, img, lab, window)
+                ax.set_title(name, fontsize=PANEL_PT)
         for ax in ax_row:
             ax.set_xticks([])
             ax.set_yticks([])
     return fig, titles
 
 
-def _grid_figure(rows):
-    """Axial mid-slices of LUNA16 patches, label in red, six to a row."""
-    cols = min(6, len(rows))
+def _show(ax, img, lab, window) -> None:
+    """A grey image in ``window`` (vmin, vmax), else its 1st-99th percentiles, the label in red."""
+    lo, hi = window if window is not None else (float(np.percentile(img, 1)), float(np.percentile(img, 99)))
+    ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
+    ax.imshow(np.ma.masked_where(~lab, lab.astype(float)), cmap=RED, alpha=0.4, vmin=0, vmax=1)
+
+
+def _grid_title(title: str) -> str:
+    """The grid's short caption: the title without the uid tail (what, then the centre)."""
+    first, _, second = title.partition("\n")
+    what = first.split(" ", 1)[1] if first.startswith("…") else first
+    return f"{what}\n{second.replace(' (x, y, z)', '')}"
+
+
+def _grid_figure(rows, window):
+    """Axial mid-slices of LUNA16 patches, label in red, four to a row."""
+    cols = min(4, len(rows))
     lines = math.ceil(len(rows) / cols)
-    fig, axes = plt.subplots(lines, cols, figsize=(2.0 * cols, 2.3 * lines), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(lines, cols, figsize=(3.0 * cols, 3.5 * lines), squeeze=False, layout="constrained")
     for ax in axes.ravel():
         ax.set_axis_off()
     for ax, (title, planes) in zip(axes.ravel(), rows):
         img, lab, _ = planes[0]
-        ax.imshow(img, cmap="gray")
-        ax.imshow(np.ma.masked_where(~lab, lab.astype(float)), cmap=RED, alpha=0.4, vmin=0, vmax=1)
-        ax.set_title(title, fontsize=5)
+        _show(ax, img, lab, window)
+        ax.set_title(_grid_title(title), fontsize=GRID_PT)
     return fig
 
 
@@ -230,7 +346,7 @@ def write_png(paths, out, n: int = 8, seed: int = 0, **options) -> list[str]:
     fig, titles = make_figure(paths, n, seed, **options)
     try:
         with atomic_path(out) as tmp:
-            fig.savefig(tmp, format="png", dpi=72)
+            fig.savefig(tmp, format="png", dpi=DPI)
     finally:
         plt.close(fig)
     return titles
@@ -257,4 +373,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ctpatch.cli import run_cli
+
+    sys.exit(run_cli(main))

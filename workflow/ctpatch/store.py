@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-import h5py
-import hdf5plugin
 import numpy as np
+
+from ctpatch.config import key_schema
+from ctpatch.h5 import h5py, hdf5plugin
 
 #: codec name -> ``create_dataset`` keywords.  Blosc2 comes from ``hdf5plugin`` (imported by
 #: ``ctpatch/__init__.py``, which registers the filter); ``filters=SHUFFLE`` is Blosc2's byte shuffle.
@@ -30,7 +32,8 @@ COMPRESSION = {
     "gzip": {"compression": "gzip", "compression_opts": 1},
     "none": {},
 }
-DEFAULT_CODEC = "blosc2-zstd"
+#: the default codec of the patch datasets: the schema's (both modes share it)
+DEFAULT_CODEC = key_schema("luna16.output.compression")["default"]
 
 #: c-blosc2 reads these at every compression and lets them override the parameters the dataset was
 #: created with (measured with hdf5plugin 7.1: each changed the bytes written; ``BLOSC_TYPESIZE=8``
@@ -65,11 +68,22 @@ def atomic_path(final: str | Path):
     finished.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot create the output folder: {exc.strerror}", exc.filename) from None
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     try:
         yield tmp
         os.replace(tmp, final)
+    except OSError as exc:
+        if exc.filename is None:  # a failed write (disk full) names no file: name the output and the free space
+            try:
+                free = f"; {shutil.disk_usage(final.parent).free} bytes free on its disk"
+            except OSError:
+                free = ""
+            raise OSError(exc.errno, f"cannot write: {exc.strerror or exc}{free}", str(final)) from exc
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

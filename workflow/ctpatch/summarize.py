@@ -1,7 +1,7 @@
 """Small tables for the Snakemake report: verification reports as one table, the config used.
 
 Usage: ``python -m ctpatch.summarize verification --reports A.json B.json --out table.tsv``
-and ``python -m ctpatch.summarize config --json '{...}' --out config.yaml``.
+and ``python -m ctpatch.summarize config --settings-file plan.json --out config.yaml``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ctpatch.config import read_settings
 from ctpatch.store import atomic_path
 
 
@@ -35,17 +36,20 @@ def main(argv=None) -> int:
     v.add_argument("--reports", nargs="+", required=True)
     v.add_argument("--out", required=True)
     c = sub.add_parser("config")
-    c.add_argument("--json", required=True, help="the validated config as JSON")
+    c.add_argument("--settings-file", required=True, help="settings of scope 'plan' (the validated config)")
     c.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     with atomic_path(args.out) as tmp:
         if args.what == "verification":
             verification_table(args.reports).to_csv(tmp, sep="\t", index=False)
         else:
-            tmp.write_text(yaml.safe_dump(json.loads(args.json), sort_keys=False))
+            config = read_settings(args.settings_file, scope="plan").to_dict()
+            tmp.write_text(yaml.safe_dump(config, sort_keys=False))
     print(f"wrote {args.out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ctpatch.cli import run_cli
+
+    sys.exit(run_cli(main))

@@ -5,23 +5,23 @@ settings), shapes and dtypes, NaN/inf, value range, one-hot labels, every nodule
 holding a nodule voxel, every negative's recorded overlap flag agreeing with its label, and
 negatives drawn to avoid nodules holding none.  Patches are read one chunk at a time.
 
-Usage: ``python -m ctpatch.verify --mode luna16 --patches X.h5 --nodules T.tsv --settings JSON --report-out R.json``
+Usage: ``python -m ctpatch.verify --mode luna16 --patches X.h5 --nodules T.tsv --settings-file patches.json --report-out R.json``
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
-from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
-from ctpatch.layout import crop_edge, has_images, images, is_crops, shift_margin
-from ctpatch.shifts import shift_offsets
+from ctpatch.config import ConfigError, read_settings
+from ctpatch.crop_reader import has_images, images, is_crops
+from ctpatch.h5 import h5py
+from ctpatch.layout import crop_edge, shift_margin
+from ctpatch.luna import expected_counts, label_edge, patch_offsets
 from ctpatch.store import write_json
 
 
@@ -32,13 +32,11 @@ def _scan_patches(ds: h5py.Dataset, block: int = 64):
 
 def verify_luna(patches_path, nodules_path, settings: dict, scans: list[str]) -> dict:
     """Check one merged LUNA16 subset file; return the report (``ok`` false on any failure)."""
-    from ctpatch.extract_luna import expected_counts
-
     fails: list[str] = []
     patch, neg, out = settings["patch"], settings["negatives"], settings["output"]
     p = int(patch["size"])
-    lab = -(-p // int(patch["label_pool"]))
-    offsets = shift_offsets(patch["stride"], patch["shifts_per_side"], patch["directions"])
+    lab = label_edge(patch)
+    offsets = patch_offsets(patch)
     table = pd.read_csv(nodules_path, sep="\t", dtype={"seriesuid": str})
     nodule_patches, negatives = expected_counts(table, scans, len(offsets), neg)
     lo = -settings["normalize"]["center"] if settings["normalize"]["clip"] else -np.inf
@@ -148,10 +146,14 @@ def main(argv=None) -> int:
     ap.add_argument("--nodules", help="LUNA16: the subset's nodule table")
     ap.add_argument("--scans", nargs="*", default=[], help="LUNA16: the subset's series uids")
     ap.add_argument("--pairs", help="LDCT: the patient's pair table")
-    ap.add_argument("--settings", required=True)
+    ap.add_argument("--settings-file", required=True, help="settings of scope 'patches'")
     ap.add_argument("--report-out", required=True)
     args = ap.parse_args(argv)
-    settings = json.loads(args.settings)
+    try:
+        settings = read_settings(args.settings_file, scope="patches")
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.mode == "luna16":
         report = verify_luna(args.patches[0], args.nodules, settings, args.scans)
     else:
@@ -167,4 +169,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ctpatch.cli import run_cli
+
+    sys.exit(run_cli(main))

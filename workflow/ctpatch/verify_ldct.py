@@ -42,10 +42,11 @@ import types
 from collections import defaultdict
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from ctpatch.extract_ldct import (INTEGER_DTYPES, Job, check_settings, copy_factors, multiplier, patch_shape,
+from ctpatch.h5 import h5py
+from ctpatch.config import ldct_settings
+from ctpatch.extract_ldct import (INTEGER_DTYPES, Job, copy_factors, multiplier, patch_shape,
                                   patch_size, read_pair_tables, round_half_up)
 from ctpatch.grid import grid_corners
 
@@ -92,7 +93,7 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample_pairs: int = 1) 
     tables = [str(p) for p in pairs_path] if isinstance(pairs_path, (list, tuple)) else [str(pairs_path)]
     report: dict = {"files": patch_paths, "pairs_tables": tables}
     try:
-        s = check_settings(settings)
+        s = ldct_settings(settings)
     except ValueError as exc:
         return {**report, "ok": False, "failures": [f"settings: {exc}"]}
     try:

@@ -2,11 +2,23 @@
 
 import json
 import shlex
+import sys
 from pathlib import Path
 
-from ctpatch.config import validate as validate_config
+import ctpatch.config as cfg
+import ctpatch.discover as discover
 
-validate_config(config)  # the schema's defaults are filled in; a bad value stops here with its key
+
+def refuse(message):
+    """Stop parsing with one `error:` line naming the key or file (no traceback), status 1."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+try:
+    cfg.validate(config)  # the schema's defaults are filled in; a bad value stops here with its key
+except cfg.ConfigError as exc:
+    refuse(exc)
 
 RES = config["results"]
 MODE = config["mode"]
@@ -19,49 +31,65 @@ def q(value):
     return shlex.quote(value if isinstance(value, str) else json.dumps(value, sort_keys=True))
 
 
+# ---------------------------------------------------------------- settings files (ctpatch.config)
+def get_settings_file(scope):
+    """The settings file of one scope of this mode (rule write_settings), e.g. ``patches``."""
+    return f"{RES}/{MODE}/settings/{scope}.json"
+
+
+def get_scope_settings(wildcards):
+    return cfg.scope_settings(config, wildcards.scope)
+
+
 # ---------------------------------------------------------------- LUNA16 inputs
+def get_demo_folder(wildcards, output):
+    """The demo data set's folder: the one holding CSVFILES/ (inferred from the output)."""
+    return str(Path(output.annotations).parents[1])
+
+
 def luna_root():
-    return DEMO_ROOT if LUNA["root"] == "demo" else LUNA["root"]
+    return cfg.luna_root(config)
 
 
 def luna_table(key):
-    path = Path(LUNA[key])
-    return str(path if path.is_absolute() else Path(luna_root()) / path)
+    return cfg.luna_table(config, key)
 
 
-def _discover_luna():
-    """subset -> sorted series uids, known at parse time (demo: from the plan, no voxels made)."""
-    if LUNA["root"] == "demo":
-        from ctpatch.demo import plan_scans
-
-        scans = {}
-        for plan in plan_scans(config["demo"], config["seed"]):
-            scans.setdefault(plan.subset, []).append(plan.series_uid)
-    else:
-        root = Path(LUNA["root"])
-        if not root.is_dir():
-            raise ValueError(f"luna16.root: folder {root} not found")
-        scans = {d.name: [p.stem for p in d.glob("*.mhd")] for d in root.glob("subset*") if d.is_dir()}
-    wanted = LUNA["subsets"] or sorted(scans, key=lambda s: int(s[len("subset"):]))
-    missing = [s for s in wanted if not scans.get(s)]
-    if missing and LUNA["root"] != "demo":
-        # left to check_luna, which names every empty or missing folder; no job is planned for them
-        pass
-    if not wanted:
-        raise ValueError(f"luna16.root: no subsetK folders under {luna_root()}")
-    return {s: sorted(scans.get(s, [])) for s in wanted}
+def _discover(find):
+    """``find(config)`` from ctpatch.discover, or one `error:` line naming the key and folder."""
+    try:
+        return find(config)
+    except discover.DiscoveryError as exc:
+        refuse(str(exc))
 
 
-LUNA_SCANS = _discover_luna() if MODE == "luna16" else {}
+_FOUND = _discover(discover.luna16_scans) if MODE == "luna16" else discover.Found({})
+for _warning in _FOUND.warnings:
+    print(f"warning: {_warning}", file=sys.stderr)
+LUNA_SCANS = _FOUND.scans
 
 
 def get_luna_subsets():
     return list(LUNA_SCANS)
 
 
+def get_scan_data_file(mhd):
+    """The data file a scan's header names (.raw or .zraw); `<uid>.raw` while the header is not there."""
+    from ctpatch.io.mhd import data_file_of
+
+    return str(data_file_of(mhd))
+
+
 def get_luna_scan_files(wildcards=None):
     root = luna_root()
-    return [f"{root}/{s}/{uid}.{ext}" for s, uids in LUNA_SCANS.items() for uid in uids for ext in ("mhd", "raw")]
+    mhds = [f"{root}/{s}/{uid}.mhd" for s, uids in LUNA_SCANS.items() for uid in uids]
+    return [f for mhd in mhds for f in (mhd, get_scan_data_file(mhd))]
+
+
+def get_scan_files(wildcards):
+    """One scan's header and its data file, as the header names it (.raw, .zraw, ...)."""
+    mhd = f"{luna_root()}/{wildcards.subset}/{wildcards.uid}.mhd"
+    return {"mhd": mhd, "data": get_scan_data_file(mhd)}
 
 
 def get_volumes(wildcards):
@@ -70,14 +98,6 @@ def get_volumes(wildcards):
 
 def get_sidecars(wildcards):
     return [f"{RES}/luna16/volumes/{wildcards.group}/{uid}.json" for uid in LUNA_SCANS[wildcards.group]]
-
-
-def luna_settings():
-    """Everything that determines a LUNA16 patch; recorded in the patch file so it can be regenerated."""
-    s = {k: LUNA[k] for k in ("patch", "negatives", "output", "normalize", "resample")}
-    s.update(mode="luna16", seed=config["seed"], buffer_patches=config["extract"]["buffer_patches"],
-             root=luna_root(), annotations=luna_table("annotations"), candidates=luna_table("candidates"))
-    return s
 
 
 # ---------------------------------------------------------------- per-mode dispatch
@@ -89,51 +109,38 @@ def get_groups():
 LDCT = config["ldct"]
 
 
-def _discover_ldct():
-    """The patient folders holding the input folder (or the configured list), known at parse time."""
-    root = Path(LDCT["root"])
-    if not root.is_dir():
-        raise ValueError(f"ldct.root: folder {root} not found")
-    found = sorted(d.name for d in root.iterdir() if (d / LDCT["input_dir"]).is_dir())
-    wanted = LDCT["patients"] or found
-    missing = [p for p in wanted if p not in found]
-    if missing:
-        raise ValueError(f"ldct.patients: {missing} have no folder {LDCT['input_dir']!r} under {root}")
-    if not wanted:
-        raise ValueError(f"ldct.root: no patient folder under {root} holds a {LDCT['input_dir']!r} folder")
-    return wanted
-
-
-LDCT_PATIENTS = _discover_ldct() if MODE == "ldct" else []
+LDCT_PATIENTS = _discover(discover.ldct_patients) if MODE == "ldct" else []
 
 
 def get_ldct_patients():
     return LDCT_PATIENTS
 
 
-def ldct_settings():
-    """Everything that determines an LDCT patch; recorded in the patch file."""
-    s = {k: v for k, v in LDCT.items() if k not in ("patients",)}
-    s.update(mode="ldct", seed=config["seed"], buffer_patches=config["extract"]["buffer_patches"])
-    return s
-
-
-def mode_settings():
-    return luna_settings() if MODE == "luna16" else ldct_settings()
-
-
 def get_pair_table(group):
     return f"{RES}/ldct/pairs/{group}.tsv"
 
 
+def get_patient_folders(wildcards):
+    """The patient's low-dose (input) and full-dose (target) folders."""
+    patient = f"{LDCT['root']}/{wildcards.group}"
+    return {"inputs": f"{patient}/{LDCT['input_dir']}", "targets": f"{patient}/{LDCT['target_dir']}"}
+
+
+def get_patient_dir(wildcards):
+    return f"{LDCT['root']}/{wildcards.group}"
+
+
 # ---------------------------------------------------------------- extraction, merge, verification
 def get_extract_inputs(wildcards):
+    # plan: the free-space check before any work needs the estimated output size
+    files = {"settings": get_settings_file("patches"), "plan": f"{RES}/{MODE}/report/plan.json"}
     if MODE == "luna16":
-        files = get_volumes(wildcards) + [f"{RES}/luna16/labels/{wildcards.group}/masks", f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv"]
+        files["data"] = get_volumes(wildcards) + [f"{RES}/luna16/labels/{wildcards.group}/masks", f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv"]
         if LUNA["negatives"]["strategy"] == "candidates":
-            files.append(luna_table("candidates"))
-        return files
-    return [get_pair_table(wildcards.group)]
+            files["data"].append(luna_table("candidates"))
+    else:
+        files["data"] = [get_pair_table(wildcards.group)]
+    return files
 
 
 def get_extract_params(wildcards):
@@ -143,20 +150,18 @@ def get_extract_params(wildcards):
                   "candidates": luna_table("candidates") if LUNA["negatives"]["strategy"] == "candidates" else None}
     else:
         inputs = {"pairs": [get_pair_table(wildcards.group)]}
-    return {"inputs": q(inputs), "settings": q(mode_settings())}
+    return {"inputs": q(inputs)}
 
 
 def get_verify_inputs(wildcards):
-    if MODE == "luna16":
-        return {"table": f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv"}
-    return {"table": get_pair_table(wildcards.group)}
+    table = f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv" if MODE == "luna16" else get_pair_table(wildcards.group)
+    return {"table": table, "settings": get_settings_file("patches"), "patches": get_patch_files(wildcards.group)}
 
 
-def get_verify_args(wildcards):
+def get_verify_args(wildcards, input):
     if MODE == "luna16":
-        scans = " ".join(LUNA_SCANS[wildcards.group])
-        return f"--nodules {RES}/luna16/labels/{wildcards.group}/nodules.tsv --scans {scans}"
-    return f"--pairs {get_pair_table(wildcards.group)}"
+        return f"--nodules {q(input.table)} --scans {' '.join(map(q, LUNA_SCANS[wildcards.group]))}"
+    return f"--pairs {q(input.table)}"
 
 
 def output_settings():
@@ -173,10 +178,33 @@ def get_patch_files(group):
     return [f"{RES}/{MODE}/patches/{group}{sfx}.h5" for sfx in PART_SUFFIXES]
 
 
+def get_group_patch_files(wildcards):
+    return get_patch_files(wildcards.group)
+
+
+def get_verify_reports(wildcards):
+    return [f"{RES}/{MODE}/report/{g}.verify.json" for g in get_groups()]
+
+
+def get_plan_inputs(wildcards):
+    """The plan comes after the pre-flight check (LUNA16) or the slice pairing (LDCT): a bad input is
+    reported once, by the step that names the file, not a second time by the plan."""
+    checked = [f"{RES}/luna16/checks/scans.tsv"] if MODE == "luna16" else [get_pair_table(g) for g in get_groups()]
+    return {"checked": checked, "settings": get_settings_file("plan")}
+
+
+def get_accounting_inputs(wildcards):
+    subsets = get_luna_subsets()
+    return {"annotations": luna_table("annotations"),
+            "nodules": [f"{RES}/luna16/labels/{g}/nodules.tsv" for g in subsets],
+            "patches": [f"{RES}/luna16/patches/{g}.h5" for g in subsets],
+            "settings": get_settings_file("patches")}
+
+
 def get_final_output():
     groups = get_groups()
     return (
-        [f"{RES}/{MODE}/reports/{g}.verify.json" for g in groups]
+        [f"{RES}/{MODE}/report/{g}.verify.json" for g in groups]
         + [f for g in groups for f in get_patch_files(g)]
         + [f"{RES}/{MODE}/sanity/{g}.png" for g in groups]
         + [f"{RES}/{MODE}/report/verification.tsv", f"{RES}/{MODE}/report/config.yaml", f"{RES}/{MODE}/report/plan.txt"]
@@ -190,6 +218,7 @@ def get_final_output():
 
 
 wildcard_constraints:
+    scope="|".join(cfg.SCOPES[MODE]),
     group=r"[A-Za-z0-9_.-]+",
     uid=r"[0-9.]+",
     subset=r"subset[0-9]+",

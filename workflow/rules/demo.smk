@@ -3,6 +3,9 @@
 if LUNA["root"] == "demo" and MODE == "luna16":
 
     rule make_demo_luna16:
+        """LUNA16, only with luna16.root: demo: generates LUNA-like scans, annotations.csv, candidates.csv; results/demo/luna16/."""
+        input:
+            settings=get_settings_file("demo"),
         output:
             scans=get_luna_scan_files(),
             annotations=f"{DEMO_ROOT}/CSVFILES/annotations.csv",
@@ -12,8 +15,6 @@ if LUNA["root"] == "demo" and MODE == "luna16":
         log:
             "logs/demo/make_demo_luna16.log",
         params:
-            out=lambda wc, output: str(Path(output.annotations).parents[1]),
-            settings=q(config["demo"]),
-            seed=config["seed"],
+            out=get_demo_folder,
         shell:
-            "python -m ctpatch.demo --out {params.out} --settings {params.settings} --seed {params.seed} > {log} 2>&1"
+            "\"$CTPATCH_PYTHON\" -m ctpatch.demo --out {params.out:q} --settings-file {input.settings:q} > {log:q} 2>&1"

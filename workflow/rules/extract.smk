@@ -4,8 +4,9 @@
 
 
 rule extract_patches:
+    """One group (subset or patient): an MPI program of extract.tasks ranks that split the scans or slice pairs and stream their own HDF5 shard; results/MODE/shards/GROUP/."""
     input:
-        get_extract_inputs,
+        unpack(get_extract_inputs),
     output:
         directory(f"{RES}/{MODE}/shards/{{group}}"),
     conda:
@@ -22,6 +23,12 @@ rule extract_patches:
         mode=MODE,
         p=get_extract_params,
     shell:
+        # --set-resources extract_patches:tasks=0 (or "x") must be named as such, not left to the launcher
+        "if ! [ {resources.tasks:q} -ge 1 ] 2>/dev/null; then echo 'error: extract_patches: resources.tasks "
+        "must be a whole number >= 1 (config extract.tasks, or --set-resources extract_patches:tasks=N), got' "
+        "{resources.tasks:q} | tee {log:q} >&2; exit 1; fi; "
         "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "  # one core per rank: BLAS threads would fight the other ranks
-        "{resources.mpi} -n {resources.tasks} python -m ctpatch.extract --mode {params.mode} --ranks {resources.tasks} "
-        "--out-dir {output} --settings {params.p[settings]} --inputs {params.p[inputs]} > {log} 2>&1"
+        # resources.mpi is a command with its own words (e.g. "srun --mpi=pmi2"): deliberately not quoted
+        "{resources.mpi} -n {resources.tasks:q} \"$CTPATCH_PYTHON\" -m ctpatch.extract --mode {params.mode:q} "
+        "--ranks {resources.tasks:q} --out-dir {output:q} --settings-file {input.settings:q} "
+        "--inputs {params.p[inputs]} --plan {input.plan:q} > {log:q} 2>&1"

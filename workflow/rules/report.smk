@@ -2,9 +2,9 @@
 
 
 rule plan:
+    """The pre-flight plan from headers and tables (patches, sizes, memory, time); results/MODE/report/plan.txt."""
     input:
-        # LUNA16: after the pre-flight check, so a bad input is reported by it, naming the file
-        lambda wc: [f"{RES}/luna16/checks/scans.tsv"] if MODE == "luna16" else [],
+        unpack(get_plan_inputs),
     output:
         json=f"{RES}/{MODE}/report/plan.json",
         text=report(f"{RES}/{MODE}/report/plan.txt", caption="../report/plan.rst", category="Plan"),
@@ -12,16 +12,15 @@ rule plan:
         "../../envs/ctpatch.yaml"
     log:
         f"logs/{MODE}/plan.log",
-    params:
-        cfg=q(config),
     shell:
-        "python -m ctpatch.plan --config-json {params.cfg} --json {output.json} "
-        "--text {output.text} > {log} 2>&1"
+        "\"$CTPATCH_PYTHON\" -m ctpatch.plan --settings-file {input.settings:q} --json {output.json:q} "
+        "--text {output.text:q} > {log:q} 2>&1"
 
 
 rule verification_table:
+    """One table of every group's verification, for the report; results/MODE/report/verification.tsv."""
     input:
-        lambda wc: [f"{RES}/{MODE}/reports/{g}.verify.json" for g in get_groups()],
+        get_verify_reports,
     output:
         report(
             f"{RES}/{MODE}/report/verification.tsv",
@@ -33,27 +32,27 @@ rule verification_table:
     log:
         f"logs/{MODE}/verification_table.log",
     shell:
-        "python -m ctpatch.summarize verification --reports {input} --out {output} > {log} 2>&1"
+        "\"$CTPATCH_PYTHON\" -m ctpatch.summarize verification --reports {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule report_config:
+    """The validated config (defaults filled in), for the report; results/MODE/report/config.yaml."""
+    input:
+        get_settings_file("plan"),
     output:
         report(f"{RES}/{MODE}/report/config.yaml", caption="../report/config.rst", category="Config"),
     conda:
         "../../envs/ctpatch.yaml"
     log:
         f"logs/{MODE}/report_config.log",
-    params:
-        cfg=q(config),
     shell:
-        "python -m ctpatch.summarize config --json {params.cfg} --out {output} > {log} 2>&1"
+        "\"$CTPATCH_PYTHON\" -m ctpatch.summarize config --settings-file {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule nodule_accounting:
+    """LUNA16: every row of annotations.csv and its patches, or why it has none; results/luna16/report/nodule_accounting.tsv."""
     input:
-        annotations=luna_table("annotations"),
-        nodules=lambda wc: [f"{RES}/luna16/labels/{g}/nodules.tsv" for g in get_luna_subsets()],
-        patches=lambda wc: [f"{RES}/luna16/patches/{g}.h5" for g in get_luna_subsets()],
+        unpack(get_accounting_inputs),
     output:
         table=report(
             f"{RES}/luna16/report/nodule_accounting.tsv",
@@ -65,16 +64,14 @@ rule nodule_accounting:
         "../../envs/ctpatch.yaml"
     log:
         "logs/luna16/nodule_accounting.log",
-    params:
-        root=lambda wc, input: str(Path(luna_root())),
-        per_nodule=1 + 2 * LUNA["patch"]["shifts_per_side"] * len(LUNA["patch"]["directions"]),
     shell:
-        "python -m ctpatch.accounting --annotations {input.annotations:q} --root {params.root:q} "
-        "--nodules {input.nodules} --patches {input.patches} --per-nodule {params.per_nodule} "
-        "--out {output.table} --summary-out {output.summary} > {log} 2>&1"
+        "\"$CTPATCH_PYTHON\" -m ctpatch.accounting --annotations {input.annotations:q} --settings-file {input.settings:q} "
+        "--nodules {input.nodules:q} --patches {input.patches:q} "
+        "--out {output.table:q} --summary-out {output.summary:q} > {log:q} 2>&1"
 
 
 rule nodule_pictures:
+    """LUNA16, one subset: unshifted nodule patches in three planes and a grid of negatives, for the report; results/luna16/report/SUBSET.*.png."""
     input:
         f"{RES}/luna16/patches/{{group}}.h5",
     output:
@@ -97,6 +94,6 @@ rule nodule_pictures:
     params:
         seed=config["seed"],
     shell:
-        "(python -m ctpatch.sanity --patches {input} --out {output.nodules} --n 6 --seed {params.seed} "
-        "--kind nodule --centre-only && python -m ctpatch.sanity --patches {input} --out {output.negatives} "
-        "--n 24 --seed {params.seed} --kind non_nodule --grid) > {log} 2>&1"
+        "(\"$CTPATCH_PYTHON\" -m ctpatch.sanity --patches {input:q} --out {output.nodules:q} --n 6 --seed {params.seed:q} "
+        "--kind nodule --centre-only && \"$CTPATCH_PYTHON\" -m ctpatch.sanity --patches {input:q} --out {output.negatives:q} "
+        "--n 24 --seed {params.seed:q} --kind non_nodule --grid) > {log:q} 2>&1"

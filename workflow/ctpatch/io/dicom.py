@@ -76,12 +76,14 @@ def read_header(path: str | os.PathLike) -> SliceHeader:
     """
     path = str(path)
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        # defer_size: the pixel data is skipped, not read; its place and length stay known
+        ds = pydicom.dcmread(path, defer_size=1024)
     except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError) as exc:
         raise ValueError(f"Cannot read DICOM header of {path}: {exc}") from exc
     missing = [k for k in ("Rows", "Columns", "PixelSpacing") if ds.get(k) is None]
     if missing:
         raise ValueError(f"DICOM file {path} lacks {', '.join(missing)}")
+    check_pixel_data(path, ds)
     try:
         spacing = tuple(float(v) for v in ds.PixelSpacing)
         raw_pos = ds.get("ImagePositionPatient")
@@ -106,6 +108,46 @@ def read_header(path: str | os.PathLike) -> SliceHeader:
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"Malformed DICOM header in {path}: {exc}") from exc
+
+
+def check_pixel_data(path: str, ds) -> None:
+    """The pixel data is there and as long as the header promises (found at pairing, not mid-extraction).
+
+    For native (uncompressed) transfer syntaxes the value must hold Rows x Columns x
+    BitsAllocated/8 x SamplesPerPixel x NumberOfFrames bytes, and the file must hold the whole
+    value; for encapsulated (compressed) pixel data, only that the value is not cut off.
+    """
+    elem = ds.get_item(0x7FE00010) if 0x7FE00010 in ds else None
+    if elem is None:
+        raise ValueError(f"DICOM file {path} has no pixel data (7FE0,0010)")
+    tell = getattr(elem, "file_tell", None) or getattr(elem, "value_tell", None)
+    size = os.path.getsize(path)
+    if tell is None:  # read in full (smaller than the defer size): its length is the value's
+        have = declared = len(elem.value or b"")
+    else:
+        with open(path, "rb") as fh:  # the 4 bytes before a value are its length, in any LE syntax
+            fh.seek(tell - 4)
+            declared = int.from_bytes(fh.read(4), "big" if not ds.is_little_endian else "little")
+        have = size - tell
+    if declared == 0xFFFFFFFF:  # encapsulated: undefined length, items follow
+        if have <= 8:
+            raise ValueError(f"DICOM file {path}: pixel data truncated: no encapsulated frames after byte {tell}")
+        return
+    if have < declared:
+        raise ValueError(f"DICOM file {path}: pixel data truncated: its element declares {declared} bytes, "
+                         f"the file holds {have}")
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and getattr(syntax, "is_compressed", False):
+        return
+    try:
+        need = (int(ds.Rows) * int(ds.Columns) * int(ds.get("BitsAllocated", 16)) // 8
+                * int(ds.get("SamplesPerPixel", 1) or 1) * int(ds.get("NumberOfFrames", 1) or 1))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"Malformed DICOM header in {path}: {exc}") from exc
+    if declared < need:
+        raise ValueError(f"DICOM file {path}: pixel data too short: Rows x Columns x BitsAllocated "
+                         f"({ds.Rows} x {ds.Columns} x {ds.get('BitsAllocated', 16)} bits) need {need} bytes, "
+                         f"the element holds {declared}")
 
 
 def read_pixels(path: str | os.PathLike) -> np.ndarray:
@@ -230,11 +272,10 @@ def pair_slices(
     problems: list[str] = []
     inputs = _read_all(inputs_p, "input", problems)
     targets = _read_all(targets_p, "target", problems)
-    if len(inputs_p) != len(targets_p):
-        problems.append(
-            f"count mismatch: {len(inputs_p)} input slices in {in_dir} vs "
-            f"{len(targets_p)} target slices in {tg_dir}"
-        )
+    count_mismatch = (
+        [f"count mismatch: {len(inputs_p)} input slices in {in_dir} vs {len(targets_p)} target slices in {tg_dir}"]
+        if len(inputs_p) != len(targets_p) else []
+    )  # listed after the slices it implies, so that the first line names a file
 
     everyone = inputs + targets
     if all(h.position is not None for h in everyone):
@@ -338,9 +379,10 @@ def pair_slices(
             continue
         pairs.append(SlicePair(input=a, target=b, position_z=a.z, instance=a.instance))
 
+    problems += count_mismatch
     if problems and on_error == "fail":
-        listing = "\n".join(f"- {m}" for m in problems)
-        raise ValueError(f"Slice pairing found {len(problems)} problem(s):\n{listing}")
+        listing = "".join(f"\n- {m}" for m in problems[1:])
+        raise ValueError(f"{problems[0]} ({len(problems)} slice pairing problem(s)){listing}")
 
     def order(p: SlicePair) -> tuple:
         z = p.position_z if p.position_z is not None else math.inf

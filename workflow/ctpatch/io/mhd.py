@@ -4,6 +4,12 @@ LUNA16 ships each scan as ``<seriesuid>.mhd`` (text header) beside ``<seriesuid>
 (MET_SHORT HU values).  :func:`check_scan` reads the header alone and verifies that the data
 file exists and has exactly the size the header promises, so a missing or truncated ``.raw`` is
 reported before hours of work are spent on the other scans.
+
+The keys that decide how the bytes are read are required, never guessed: ``NDims`` (3),
+``DimSize``, ``ElementSpacing``, ``ElementType``, the byte order (``BinaryDataByteOrderMSB``,
+``ElementByteOrderMSB`` or ``ByteOrderMSB``) and ``ElementDataFile``.  The data file is the one
+the header names (``<uid>.raw``, or ``<uid>.zraw`` with ``CompressedData = True``, which
+SimpleITK writes and reads).
 """
 
 from __future__ import annotations
@@ -72,6 +78,32 @@ def _floats(path: Path, fields: dict, key: str, n: int, default=None) -> tuple[f
     return values
 
 
+BYTE_ORDER_KEYS = ("BinaryDataByteOrderMSB", "ElementByteOrderMSB", "ByteOrderMSB")
+
+
+def _boolean(path: Path, fields: dict, key: str) -> bool:
+    value = fields[key].strip().lower()
+    if value not in ("true", "false"):
+        raise ScanError(f"{path}: expected {key} = True or False, got {fields[key]!r}")
+    return value == "true"
+
+
+def _check_storage(path: Path, fields: dict) -> None:
+    """Byte order given (and one), binary one-channel data: what decides how the bytes are read."""
+    given = [k for k in BYTE_ORDER_KEYS if k in fields]
+    if not given:
+        raise ScanError(f"{path}: header has no byte order (one of {', '.join(BYTE_ORDER_KEYS)})")
+    if len({_boolean(path, fields, k) for k in given}) > 1:
+        raise ScanError(f"{path}: contradicting byte order: " + ", ".join(f"{k} = {fields[k]}" for k in given))
+    if "BinaryData" in fields and not _boolean(path, fields, "BinaryData"):
+        raise ScanError(f"{path}: BinaryData = False (text voxel data) is not supported")
+    channels = fields.get("ElementNumberOfChannels", "1").strip()
+    if channels != "1":
+        raise ScanError(f"{path}: expected ElementNumberOfChannels = 1 (one value per voxel), got {channels!r}")
+    if "CompressedData" in fields:
+        _boolean(path, fields, "CompressedData")
+
+
 def read_header(path: str | Path) -> ScanHeader:
     """Parse and check a .mhd header (3D only); does not open the data file."""
     path = Path(path)
@@ -82,7 +114,7 @@ def read_header(path: str | Path) -> ScanHeader:
     size = _floats(path, fields, "DimSize", 3)
     if any(s < 1 or s != int(s) for s in size):
         raise ScanError(f"{path}: expected positive whole DimSize, got {fields['DimSize']!r}")
-    spacing = _floats(path, fields, "ElementSpacing", 3, default=(1.0, 1.0, 1.0))
+    spacing = _floats(path, fields, "ElementSpacing", 3)  # never 1 mm by default: a wrong size, silently
     if any(s <= 0 for s in spacing):
         raise ScanError(f"{path}: expected positive ElementSpacing, got {fields['ElementSpacing']!r}")
     origin_key = next((k for k in ("Offset", "Origin", "Position") if k in fields), "Offset")
@@ -92,12 +124,15 @@ def read_header(path: str | Path) -> ScanHeader:
     # VolumeGrid, like SimpleITK's GetDirection(), holds it row-major: transpose.
     direction = (tuple(np.reshape(_floats(path, fields, dir_key, 9), (3, 3)).T.ravel().tolist())
                  if dir_key else VolumeGrid.direction)
-    element_type = fields.get("ElementType", "")
+    if "ElementType" not in fields:
+        raise ScanError(f"{path}: header has no ElementType")
+    element_type = fields["ElementType"]
     if element_type not in ELEMENT_BYTES:
-        raise ScanError(f"{path}: unsupported ElementType {element_type!r}")
+        raise ScanError(f"{path}: unsupported ElementType {element_type!r} (expected one of {', '.join(ELEMENT_BYTES)})")
+    _check_storage(path, fields)
     data_name = fields.get("ElementDataFile")
     if not data_name or data_name.upper() == "LOCAL" or data_name.upper().startswith("LIST"):
-        raise ScanError(f"{path}: expected ElementDataFile naming a separate .raw file, got {data_name!r}")
+        raise ScanError(f"{path}: expected ElementDataFile naming a separate data file (.raw/.zraw), got {data_name!r}")
     try:
         grid = VolumeGrid(origin, spacing, tuple(int(s) for s in size), direction)
     except ValueError as exc:
@@ -117,7 +152,9 @@ def check_scan(path: str | Path) -> ScanHeader:
     header = read_header(path)
     if not header.data_file.is_file():
         raise ScanError(f"{header.path}: its data file {header.data_file} is missing")
-    if not header.compressed:
+    if header.compressed:
+        _check_compressed(header)
+    else:
         expected = int(np.prod(header.grid.size)) * ELEMENT_BYTES[header.element_type]
         found = header.data_file.stat().st_size
         if found != expected:
@@ -127,6 +164,64 @@ def check_scan(path: str | Path) -> ScanHeader:
                 f"{' '.join(map(str, header.grid.size))} of {header.element_type}, found {found}"
             )
     return header
+
+
+def _check_compressed(header: ScanHeader) -> None:
+    """A zlib data file: its size as declared (``CompressedDataSize``, when given) and a zlib stream head."""
+    fields = parse_header(header.path)
+    found = header.data_file.stat().st_size
+    declared = fields.get("CompressedDataSize")
+    if declared is not None:
+        try:
+            declared_n = int(declared)
+        except ValueError:
+            raise ScanError(f"{header.path}: CompressedDataSize = {declared!r} is not a whole number") from None
+        if declared_n != found:
+            what = "truncated" if found < declared_n else "larger than declared"
+            raise ScanError(f"{header.data_file}: {what}: CompressedDataSize says {declared_n} bytes, found {found}")
+    with header.data_file.open("rb") as fh:
+        head = fh.read(2)
+    # RFC 1950: compression method 8 (deflate) in the low nibble, and the 16-bit head divisible by 31
+    if len(head) < 2 or head[0] & 0x0F != 8 or (head[0] * 256 + head[1]) % 31:
+        raise ScanError(f"{header.data_file}: CompressedData = True but the file is not zlib data "
+                        f"(starts with {head.hex() or 'nothing'})")
+
+
+NUMPY_TYPES = {
+    "MET_CHAR": "i1", "MET_UCHAR": "u1", "MET_SHORT": "i2", "MET_USHORT": "u2", "MET_INT": "i4",
+    "MET_UINT": "u4", "MET_LONG": "i8", "MET_ULONG": "u8", "MET_FLOAT": "f4", "MET_DOUBLE": "f8",
+}
+
+
+def read_slice(header: ScanHeader, k: int) -> np.ndarray | None:
+    """Slice ``k`` (z index) of an uncompressed scan as the header reads it, (y, x); None for .zraw.
+
+    Reads ``size_x * size_y`` values only (memory-mapped), with the header's ElementType and byte
+    order: what the full read would give for that slice, at a fraction of its cost.
+    """
+    if header.compressed:
+        return None
+    fields = parse_header(header.path)
+    msb = next((fields[k_].strip().lower() == "true" for k_ in BYTE_ORDER_KEYS if k_ in fields), False)
+    dtype = np.dtype(NUMPY_TYPES[header.element_type]).newbyteorder(">" if msb else "<")
+    nx, ny, nz = header.grid.size
+    if not 0 <= k < nz:
+        raise ValueError(f"Expected a slice index in [0, {nz}), got {k}")
+    data = np.memmap(header.data_file, dtype=dtype, mode="r", offset=k * nx * ny * dtype.itemsize, shape=(ny, nx))
+    return np.array(data)
+
+
+def data_file_of(path: str | Path) -> Path:
+    """The data file a header names, or ``<uid>.raw`` beside it when the header cannot be read yet
+    (the demo's scans are made by a rule; a bad header is reported by the pre-flight check)."""
+    path = Path(path)
+    try:
+        name = parse_header(path).get("ElementDataFile") if path.is_file() else None
+    except ScanError:
+        name = None
+    if not name or name.upper() == "LOCAL" or name.upper().startswith("LIST"):
+        return path.with_suffix(".raw")
+    return path.parent / name
 
 
 def read_image(path: str | Path) -> sitk.Image:

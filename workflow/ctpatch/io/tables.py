@@ -49,13 +49,75 @@ def _read(path: str | Path, columns: tuple[str, ...]) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def read_annotations(path: str | Path) -> pd.DataFrame:
-    """``annotations.csv`` with a ``row`` column (line number in the file) added first."""
+DUPLICATES = ("fail", "drop")
+
+
+def duplicate_rows(df: pd.DataFrame, columns) -> list[tuple[int, int]]:
+    """(row, row of its first copy) for every row identical to an earlier one in ``columns``.
+
+    >>> t = pd.DataFrame({"row": [2, 3, 4], "a": ["u", "v", "u"], "b": [1.0, 2.0, 1.0]})
+    >>> duplicate_rows(t, ["a", "b"])
+    [(4, 2)]
+    """
+    key = df[list(columns)].astype(str).agg("\x1f".join, axis=1)  # repr of each value: 1.0 == 1 but not 1.0001
+    first = {}
+    out = []
+    for k, row in zip(key, df["row"]):
+        if k in first:
+            out.append((int(row), first[k]))
+        else:
+            first[k] = int(row)
+    return out
+
+
+def read_csv_rows(path: str | Path) -> pd.DataFrame:
+    """Every row of annotations.csv, duplicates included (for the accounting of dropped rows)."""
+    return _read(path, ANNOTATION_COLUMNS)
+
+
+def read_annotations(path: str | Path, duplicates: str = "fail") -> pd.DataFrame:
+    """``annotations.csv`` with a ``row`` column (line number in the file) added first.
+
+    Identical rows (same series, centre and diameter) would give identical patches twice:
+    ``duplicates="fail"`` raises naming both line numbers; ``"drop"`` keeps the first copy and lists
+    the dropped ones as ``(row, first row)`` in ``df.attrs["dropped_duplicates"]``.
+    """
+    if duplicates not in DUPLICATES:
+        raise ValueError(f"Expected duplicates in {DUPLICATES}, got {duplicates!r}")
     df = _read(path, ANNOTATION_COLUMNS)
     bad = np.flatnonzero(df["diameter_mm"].to_numpy() <= 0)
     if bad.size:
         raise TableError(f"{path}: row {int(df['row'][bad[0]])}: expected diameter_mm > 0, got {df['diameter_mm'][bad[0]]}")
+    dups = duplicate_rows(df, ANNOTATION_COLUMNS)
+    if dups and duplicates == "fail":
+        row, first = dups[0]
+        more = f" ({len(dups)} duplicate rows in all)" if len(dups) > 1 else ""
+        raise TableError(f"{path}: row {row} is identical to row {first}{more}: it would duplicate that nodule's "
+                         f"patches (luna16.duplicate_annotations: drop keeps the first copy)")
+    if dups:
+        df = df[~df["row"].isin([r for r, _ in dups])].reset_index(drop=True)
+    df.attrs["dropped_duplicates"] = dups
     return df
+
+
+def overlapping_nodules(ann: pd.DataFrame) -> dict[int, list[int]]:
+    """row -> rows of the same scan whose annotation spheres overlap it (centre distance < sum of radii, mm).
+
+    >>> t = pd.DataFrame({"row": [2, 3, 4], "seriesuid": ["a", "a", "b"], "coordX": [0.0, 5.0, 0.0],
+    ...                   "coordY": [0.0] * 3, "coordZ": [0.0] * 3, "diameter_mm": [6.0, 6.0, 6.0]})
+    >>> overlapping_nodules(t)
+    {2: [3], 3: [2]}
+    """
+    out: dict[int, list[int]] = {}
+    for _, scan in ann.groupby("seriesuid", sort=False):
+        xyz = scan[["coordX", "coordY", "coordZ"]].to_numpy(dtype=float)
+        r = scan["diameter_mm"].to_numpy(dtype=float) / 2.0
+        rows = scan["row"].to_numpy()
+        d = np.linalg.norm(xyz[:, None, :] - xyz[None, :, :], axis=2)
+        hit = (d < r[:, None] + r[None, :]) & ~np.eye(len(rows), dtype=bool)
+        for i in np.flatnonzero(hit.any(axis=1)):
+            out[int(rows[i])] = [int(v) for v in rows[hit[i]]]
+    return out
 
 
 def read_candidates(path: str | Path) -> pd.DataFrame:

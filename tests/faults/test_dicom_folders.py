@@ -1,0 +1,113 @@
+"""Fault catalog: LDCT DICOM folders and files, refused by the pairing (``ctpatch.pair_ldct``),
+which reads headers only, before any patch is cut."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pydicom
+import pytest
+
+from ctpatch import pair_ldct
+
+from .conftest import FULL, QUARTER, assert_refused, call, pairs_args, tree_digest
+
+
+def _slice(patient, folder=FULL, i=0):
+    return sorted((patient / folder).glob("*.IMA"))[i]
+
+
+def _edit(folder, change, i=0):
+    def mutate(patient):
+        path = _slice(patient, folder, i)
+        ds = pydicom.dcmread(path)
+        change(ds)
+        ds.save_as(path)
+        return [path.name]
+
+    return mutate
+
+
+def _truncate(patient):
+    path = _slice(patient)
+    with path.open("r+b") as fh:
+        fh.truncate(os.path.getsize(path) - 1000)
+    return [path.name, "pixel data truncated"]
+
+
+def _no_pixels(patient):
+    path = _slice(patient)
+    ds = pydicom.dcmread(path)
+    del ds.PixelData
+    ds.save_as(path)
+    return [path.name, "no pixel data"]
+
+
+def _short_pixels(patient):
+    path = _slice(patient)
+    ds = pydicom.dcmread(path)
+    ds.PixelData = ds.PixelData[:4096]
+    ds.save_as(path)
+    return [path.name, "pixel data too short"]
+
+
+def _not_dicom(patient):
+    path = _slice(patient)
+    path.write_text("not a DICOM file\n")
+    return [path.name, "Cannot read DICOM header"]
+
+
+def _empty_file(patient):
+    path = _slice(patient, QUARTER)
+    path.write_bytes(b"")
+    return [path.name]
+
+
+def _missing_partner(patient):
+    path = _slice(patient, FULL, 2)
+    path.unlink()
+    return [path.name, "no partner"]
+
+
+def _duplicate_position(patient):
+    path = _slice(patient)
+    shutil.copyfile(path, path.with_name("copy_" + path.name))
+    return ["duplicate slice"]
+
+
+def _no_target_folder(patient):
+    shutil.rmtree(patient / FULL)
+    return [FULL, "folder not found"]
+
+
+def _empty_input_folder(patient):
+    for p in (patient / QUARTER).iterdir():
+        p.unlink()
+    return [QUARTER, "no slice files"]
+
+
+DICOM_CASES = {
+    "pixel_data_truncated": _truncate,
+    "pixel_data_missing": _no_pixels,
+    "pixel_data_short": _short_pixels,
+    "not_dicom": _not_dicom,
+    "empty_file": _empty_file,
+    "missing_partner": _missing_partner,
+    "duplicate_position": _duplicate_position,
+    "target_folder_missing": _no_target_folder,
+    "input_folder_empty": _empty_input_folder,
+    "no_PixelSpacing": _edit(FULL, lambda ds: delattr(ds, "PixelSpacing")),
+    "rows_differ": _edit(FULL, lambda ds: setattr(ds, "Rows", 256)),
+    "rescale_slope_differs": _edit(FULL, lambda ds: setattr(ds, "RescaleSlope", 2)),
+}
+
+
+@pytest.mark.parametrize("case", DICOM_CASES, ids=str)
+def test_dicom_fault_refused_at_pairing(case, ldct, tmp_path, capsys):
+    names = DICOM_CASES[case](ldct)
+    before = tree_digest(ldct.parent)
+    table, report = tmp_path / "pairs" / "L096.tsv", tmp_path / "pairs" / "L096.json"
+    rc, err = call(pair_ldct.main, [*pairs_args(ldct, tmp_path), "--table-out", table, "--report-out", report],
+                   capsys)
+    assert_refused(rc, err, names, inputs=(ldct.parent, before), absent=[table, report])

@@ -1,0 +1,161 @@
+"""Fault catalog, the few cases that need Snakemake itself: parsing (dry runs, seconds) and a handful
+of runs (marked slow): the interpreter of the rules, a concurrent run, ``tasks=0``, an LDCT pairing
+failure reported once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ctpatch.demo import write_dataset
+
+from .conftest import FULL, QUARTER, REPO, SHARED_LDCT, TINY_LUNA, first_scan
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+DEMO = {"subsets": 1, "scans_per_subset": 1, "size_xy": 96, "slices": [70, 72], "nodules_per_scan": [1, 1],
+        "candidates_per_scan": 2}
+
+
+def workdir_with(tmp_path: Path, config: dict) -> Path:
+    work = tmp_path / "work"
+    (work / "config").mkdir(parents=True)
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return work
+
+
+def snakemake(work: Path, *args, env=None, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([*SNAKEMAKE, "--directory", str(work), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_extra_subset_folder_is_a_warning_at_parse(tmp_path):
+    root = tmp_path / "LUNA16"
+    write_dataset(root, TINY_LUNA, seed=7)
+    shutil.copytree(root / "subset0", root / "subset0_old")
+    work = workdir_with(tmp_path, {"mode": "luna16", "luna16": {"root": str(root)}})
+    proc = snakemake(work, "-n", "--cores", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    warning = next(ln for ln in proc.stderr.splitlines() if ln.startswith("warning:"))
+    assert "subset0_old" in warning and "Traceback" not in proc.stderr
+    assert "subset0_old" not in proc.stdout  # no job for it
+
+
+def test_zraw_scan_is_an_input_of_its_rules(tmp_path):
+    """Not a refusal: the rules take the data file from the header (.zraw), not `<uid>.raw`."""
+    import SimpleITK as sitk
+
+    root = tmp_path / "LUNA16"
+    write_dataset(root, TINY_LUNA, seed=7)
+    mhd = first_scan(root)
+    image = sitk.ReadImage(str(mhd))
+    mhd.with_suffix(".raw").unlink()
+    sitk.WriteImage(image, str(mhd), useCompression=True)
+    work = workdir_with(tmp_path, {"mode": "luna16", "luna16": {"root": str(root)}})
+    proc = snakemake(work, "-n", "-p", "--cores", "1")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert mhd.with_suffix(".zraw").name in proc.stdout
+
+
+def test_scan_name_that_is_no_series_uid_refused_at_parse(tmp_path):
+    root = tmp_path / "LUNA16"
+    write_dataset(root, TINY_LUNA, seed=7)
+    mhd = first_scan(root)
+    hostile = mhd.with_name("1.2.3; touch PWNED.mhd")
+    mhd.rename(hostile)
+    work = workdir_with(tmp_path, {"mode": "luna16", "luna16": {"root": str(root)}})
+    proc = snakemake(work, "-n", "--cores", "1")
+    first = proc.stderr.splitlines()[0]
+    assert proc.returncode != 0 and first.startswith("error: luna16.root") and "1.2.3; touch PWNED.mhd" in first
+    assert "Traceback" not in proc.stderr and not list(tmp_path.rglob("PWNED*"))
+
+
+def test_patient_folder_with_hostile_name_refused_at_parse(tmp_path):
+    root = tmp_path / "ldct"
+    (root / "L0 $(touch PWNED)" / QUARTER).mkdir(parents=True)
+    (root / "L001" / QUARTER).mkdir(parents=True)
+    work = workdir_with(tmp_path, {"mode": "ldct", "ldct": {"root": str(root)}})
+    proc = snakemake(work, "-n", "--cores", "1")
+    first = proc.stderr.splitlines()[0]
+    assert proc.returncode != 0 and first.startswith("error: ldct.root") and "L0 $(touch PWNED)" in first
+    assert "Traceback" not in proc.stderr and not list(tmp_path.rglob("PWNED*"))
+
+
+def test_bad_config_value_refused_at_parse_in_one_line(tmp_path):
+    work = workdir_with(tmp_path, {"mode": "luna16", "luna16": {"patch": {"size": 67}}})
+    proc = snakemake(work, "-n", "--cores", "1")
+    assert proc.returncode != 0 and proc.stderr.startswith("error: ") and "luna16.patch.size" in proc.stderr
+    assert "Traceback" not in proc.stderr and 'File "' not in proc.stderr
+
+
+@pytest.mark.slow
+def test_rules_call_the_interpreter_running_snakemake(tmp_path):
+    """Without the venv on PATH (its `snakemake` run by full path) the rules still find the package's
+    dependencies: they call "$CTPATCH_PYTHON", which the Snakefile's shell prefix sets to sys.executable,
+    not whatever `python` PATH finds first."""
+    work = workdir_with(tmp_path, {"mode": "luna16", "demo": DEMO})
+    proc = snakemake(work, "-n", "-p", "--cores", "1")
+    assert '"$CTPATCH_PYTHON" -m ctpatch.demo' in proc.stdout
+    assert " python -m ctpatch" not in proc.stdout
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}  # no pyenv, no venv bin
+    proc = snakemake(work, "--cores", "1", "results/luna16/checks/inputs.json", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ModuleNotFoundError" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_concurrent_run_on_one_results_folder_refused(tmp_path):
+    work = workdir_with(tmp_path, {"mode": "luna16", "demo": {**DEMO, "size_xy": 256, "slices": [150, 160]}})
+    first = subprocess.Popen([*SNAKEMAKE, "--directory", str(work), "--cores", "1"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        locks = work / ".snakemake" / "locks"
+        deadline = time.time() + 60
+        while not (locks.is_dir() and any(locks.iterdir())) and time.time() < deadline:
+            time.sleep(0.2)
+        assert first.poll() is None, "the first run ended before the second started"
+        second = snakemake(work, "--cores", "1")
+        assert second.returncode != 0
+        # Snakemake refuses either by its lock or, when the first run's jobs are under way, by their
+        # incomplete outputs: both leave the first run's files alone
+        said = second.stderr
+        assert any(w in said for w in ("LockException", "cannot be locked", "Incomplete files")), said[-2000:]
+        assert "Traceback" not in second.stderr
+    finally:
+        os.killpg(first.pid, signal.SIGTERM)
+        first.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_tasks_zero_named_as_such(tmp_path):
+    work = workdir_with(tmp_path, {"mode": "luna16", "demo": DEMO, "extract": {"tasks": 1}})
+    proc = snakemake(work, "results/luna16/shards/subset0", "--cores", "2", "--set-resources",
+                     "extract_patches:tasks=0")
+    assert proc.returncode != 0
+    line = next(ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("error:"))
+    assert "resources.tasks must be a whole number >= 1" in line and "got 0" in line
+    assert not (work / "results" / "luna16" / "shards" / "subset0").exists()
+
+
+@pytest.mark.slow
+def test_ldct_pairing_failure_reported_once(tmp_path):
+    if not (SHARED_LDCT / "L096").is_dir():
+        pytest.skip("real LDCT data not found")
+    root = tmp_path / "ldct"
+    shutil.copytree(SHARED_LDCT / "L096", root / "L096")
+    victim = sorted((root / "L096" / FULL).glob("*.IMA"))[0]
+    with victim.open("r+b") as fh:
+        fh.truncate(victim.stat().st_size - 1000)
+    work = workdir_with(tmp_path, {"mode": "ldct", "ldct": {"root": str(root)}, "extract": {"tasks": 1}})
+    proc = snakemake(work, "--cores", "2")
+    assert proc.returncode != 0
+    assert "Error in rule pair_slices" in proc.stderr and "Error in rule plan" not in proc.stderr
+    log = (work / "logs" / "ldct" / "pair_slices" / "L096.log").read_text()
+    assert log.startswith("error:") and victim.name in log.splitlines()[0] and "pixel data truncated" in log

@@ -1,0 +1,172 @@
+"""ctpatch.data with real PyTorch: default collate for every mix of kinds, dict items, transforms,
+the balanced sampler, spacing per item and the one default layout.
+
+torch is part of the ``test`` extra (CI installs the CPU build first): these tests run, never skip.
+"""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pydicom
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from ctpatch.data import DEFAULT_LAYOUT, BalancedSampler, PatchDataset, folds, iter_batches, load_all
+
+LUNA_COMBOS = [("nodule",), ("non_nodule",), ("nodule", "non_nodule"), ("non_nodule", "nodule")]
+
+
+def table_fields(path, kind) -> list[str]:
+    with h5py.File(path, "r") as f:
+        return list(f[f"provenance/{kind}"].dtype.names)
+
+
+def small_rows(files, kinds, n=5):
+    """The first ``n`` rows of each kind of each file: small datasets with every kind in them."""
+    return {(str(p), k): np.arange(n) for p in files for k in kinds}
+
+
+def mixed_order(n):
+    """A fixed order that interleaves the kinds (positions of kind blocks alternate)."""
+    return list(np.random.default_rng(1).permutation(n))
+
+
+def flip_image(item):
+    """A transform that works on tuples and dicts (module level: pickled into workers)."""
+    if isinstance(item, dict):
+        return {**item, "image": item["image"][::-1].copy(), "seen": True}
+    image, label, prov = item
+    return image[::-1].copy(), label, {**prov, "seen": True}
+
+
+def check_loader(ds, workers, items):
+    """Collate the whole dataset in a mixed order; compare every batch entry with ds[i]."""
+    order = mixed_order(len(ds))
+    loader = DataLoader(ds, batch_size=4, sampler=order, num_workers=workers)
+    keys = None
+    got = 0
+    for batch in loader:
+        if items == "dict":
+            images, labels, kinds, prov = batch["image"], batch["label"], batch["kind"], batch["provenance"]
+        else:
+            images, labels, prov = batch
+            kinds = prov["kind"]
+        keys = keys or set(prov)
+        assert set(prov) == keys
+        for j in range(images.shape[0]):
+            i = order[got + j]
+            item = ds[i]
+            image, label, p = (item["image"], item["label"], item["provenance"]) if items == "dict" else item
+            assert np.array_equal(images[j].numpy(), image) and np.array_equal(labels[j].numpy(), label)
+            assert kinds[j] == ds.where(i)[1] and int(prov["row"][j]) == ds.where(i)[2]
+            for name, value in p.items():
+                col = prov[name][j]
+                col = col.numpy() if isinstance(col, torch.Tensor) else col
+                same = col == value if isinstance(value, str) else np.array_equal(col, value, equal_nan=True)
+                assert same, name
+        got += images.shape[0]
+    assert got == len(ds)
+    return keys
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("items", ["tuple", "dict"])
+@pytest.mark.parametrize("kinds", LUNA_COMBOS, ids="+".join)
+def test_every_luna_kind_mix_collates_with_the_default_collate(luna, kinds, items, workers):
+    ds = PatchDataset(luna.files, kinds, layout="torch", rows=small_rows(luna.files, kinds), items=items)
+    keys = check_loader(ds, workers, items)
+    expected = set().union(*(table_fields(luna.files[0], k) for k in kinds)) | {"file", "kind", "row", "spacing"}
+    assert keys == expected
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("items", ["tuple", "dict"])
+def test_ldct_parts_collate_with_the_default_collate(ldct, items, workers):
+    ds = PatchDataset(ldct.files, "patch", layout="torch", rows=small_rows(ldct.files, ["patch"], 6), items=items)
+    keys = check_loader(ds, workers, items)
+    assert keys == set(table_fields(ldct.files[0], "patch")) | {"file", "kind", "row", "spacing"}
+
+
+def test_fields_of_another_kind_hold_fill_values(luna):
+    ds = PatchDataset(luna.files, ("nodule", "non_nodule"))
+    nodule, negative = ds.provenance(0), ds.provenance(len(ds) - 1)
+    assert nodule["kind"] == "nodule" and negative["kind"] == "non_nodule"
+    assert negative["nodule_index"] == -1 and negative["annotation_row"] == -1
+    assert negative["shift"].tolist() == [-1, -1, -1] and np.isnan(negative["nodule_world"]).all()
+    assert nodule["source"] == "" and nodule["candidate_row"] == -1 and nodule["touches_nodule"] is False
+    for name in set(nodule) - {"spacing"}:  # one type per key across kinds
+        assert type(nodule[name]) is type(negative[name]), name
+        if isinstance(nodule[name], np.ndarray):
+            assert nodule[name].dtype == negative[name].dtype and nodule[name].shape == negative[name].shape
+
+
+def test_dict_items_and_the_transform(luna):
+    plain = PatchDataset(luna.files, "nodule", layout="torch")
+    ds = PatchDataset(luna.files, "nodule", layout="torch", items="dict", transform=flip_image)
+    item = ds[3]
+    image, label, prov = plain[3]
+    assert set(item) == {"image", "label", "kind", "provenance", "seen"} and item["kind"] == "nodule"
+    assert np.array_equal(item["image"], image[::-1]) and np.array_equal(item["label"], label)
+    assert item["provenance"]["seriesuid"] == prov["seriesuid"]
+    tuples = PatchDataset(luna.files, "nodule", transform=flip_image)
+    image_tf = PatchDataset(luna.files, "nodule")[3][0]
+    assert tuples[3][2]["seen"] and np.array_equal(tuples[3][0], image_tf[::-1])
+    batch = next(iter(DataLoader(ds, batch_size=3, num_workers=2)))  # the transform runs in the workers
+    assert batch["seen"].tolist() == [True] * 3
+    assert np.array_equal(batch["image"][0].numpy(), plain[0][0][::-1])
+    fold_item = folds(luna.files)[0].dataset("nodule", layout="torch", items="dict", transform=flip_image)[0]
+    assert fold_item["seen"] and fold_item["image"].shape == (1, 68, 68, 68)
+    with pytest.raises(ValueError, match="items"):
+        PatchDataset(luna.files, items="list")
+
+
+def test_balanced_sampler_draws_the_chosen_ratio_reproducibly(luna):
+    ds = PatchDataset(luna.files, ("nodule", "non_nodule"))
+    kinds = np.array([ds.where(i)[1] for i in range(len(ds))])
+    assert (kinds == "non_nodule").sum() == 3 * (kinds == "nodule").sum()  # the files' 1 : 3
+    sampler = BalancedSampler(ds, {"nodule": 1, "non_nodule": 1}, num_samples=200, seed=7)
+    first = list(sampler)
+    assert len(first) == len(sampler) == 200
+    assert (kinds[first] == "nodule").sum() == 100 and (kinds[first] == "non_nodule").sum() == 100
+    nodules = [i for i in first if kinds[i] == "nodule"]
+    assert len(set(nodules)) == 100  # 114 nodule patches: none repeats within one epoch
+    assert first == list(BalancedSampler(ds, {"nodule": 1, "non_nodule": 1}, num_samples=200, seed=7))
+    assert first != list(BalancedSampler(ds, {"nodule": 1, "non_nodule": 1}, num_samples=200, seed=8))
+    sampler.set_epoch(1)
+    assert list(sampler) != first and len(list(sampler)) == 200
+    sampler.set_epoch(0)
+    assert list(sampler) == first
+    many = list(BalancedSampler(ds, {"nodule": 2, "non_nodule": 1}, num_samples=600, seed=0))
+    assert (kinds[many] == "nodule").sum() == 400  # 400 of 114 patches: each 3 or 4 times
+    assert set(np.bincount(np.array(many)[kinds[many] == "nodule"])[np.flatnonzero(kinds == "nodule")]) <= {3, 4}
+    loader = DataLoader(ds, batch_size=10, sampler=BalancedSampler(ds, {"nodule": 1, "non_nodule": 3}, 40, seed=1))
+    counts = sum(np.array(prov["kind"]) == "nodule" for _, _, prov in loader).sum()
+    assert counts == 10
+    with pytest.raises(ValueError, match="kinds of the dataset"):
+        BalancedSampler(PatchDataset(luna.files, "nodule"), {"non_nodule": 1})
+
+
+def test_spacing_per_item(luna, ldct):
+    spacing = luna.config["luna16"]["resample"]["spacing_mm"]
+    assert PatchDataset(luna.files, "non_nodule")[2][2]["spacing"].tolist() == [spacing] * 3
+    ds = PatchDataset(ldct.files)
+    for i in (0, 9):
+        prov = ds.provenance(i)
+        header = pydicom.dcmread(prov["input_file"], stop_before_pixels=True)
+        expected = np.array([float(v) for v in header.PixelSpacing]) / prov["downscale"]
+        assert np.allclose(prov["spacing"], expected) and prov["spacing"].shape == (2,)
+
+
+def test_one_default_layout_for_every_reader(luna):
+    rows = {str(p): np.arange(3) for p in luna.files}
+    shapes = {
+        "PatchDataset": PatchDataset(luna.files, "nodule", rows=rows)[0][0].shape,
+        "Fold.dataset": folds(luna.files)[0].dataset("nodule")[0][0].shape,
+        "load_all": load_all(luna.files, "nodule", workers=0, rows=rows).images.shape[1:],
+        "iter_batches": next(iter_batches(luna.files, "nodule", 2, workers=0, rows=rows)).images.shape[1:],
+    }
+    expected = (68, 68, 68, 1) if DEFAULT_LAYOUT == "tf" else (1, 68, 68, 68)
+    assert set(shapes.values()) == {expected}, shapes
+

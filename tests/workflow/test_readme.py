@@ -1,0 +1,111 @@
+"""README.md as a user reads it: every Python block runs as pasted after set-up command 1.
+
+The blocks run, one fresh interpreter each, in the folder of a small demo run (the session
+fixture ``small_luna_run``: the same files command 1 writes, ``results/luna16/patches/subset{0,1}.h5``,
+from a smaller demo).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from snakerun import REPO
+
+BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def python_blocks(text: str) -> list[str]:
+    return BLOCK.findall(text)
+
+
+def test_blocks_are_found():
+    text = "a\n```python\nx = 1\n```\n```bash\nls\n```\n```python\ny = 2\n\nz = 3\n```\n"
+    assert python_blocks(text) == ["x = 1\n", "y = 2\n\nz = 3\n"]
+
+
+README_BLOCKS = python_blocks((REPO / "README.md").read_text())
+
+
+def test_the_readme_has_python_blocks():
+    assert len(README_BLOCKS) >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+@pytest.mark.parametrize("number", range(len(README_BLOCKS)))
+def test_readme_python_block_runs_as_pasted(small_luna_run, number):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "workflow"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-"], input=README_BLOCKS[number], cwd=small_luna_run, env=env,
+                          capture_output=True, text=True, timeout=600)
+    block = README_BLOCKS[number]
+    assert proc.returncode == 0, f"README Python block {number + 1} failed:\n{block}\n{proc.stderr[-3000:]}"
+
+
+def test_rule_table_matches_snakemake_list_rules():
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "readme_rules.py"), "--check"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def dot_edges(dot: str) -> set[tuple[str, str]]:
+    """(from rule, to rule) of ``snakemake --rulegraph`` output, plus (rule, rule) for every node."""
+    labels = dict(re.findall(r'^\s*(\d+)\[label = "([^"]+)"', dot, re.M))
+    edges = {(labels[a], labels[b]) for a, b in re.findall(r"^\s*(\d+) -> (\d+)", dot, re.M)}
+    return edges | {(v, v) for v in labels.values()}
+
+
+def svg_edges(svg: str) -> set[tuple[str, str]]:
+    """The same from Graphviz's SVG of such a graph (node titles are the DOT ids, texts the labels)."""
+    labels = dict(re.findall(r'class="node">\s*<title>(\d+)</title>.*?<text[^>]*>([^<]+)</text>', svg, re.S))
+    titles = [html.unescape(t) for t in re.findall(r'class="edge">\s*<title>([^<]+)</title>', svg)]
+    edges = {(labels[a], labels[b]) for a, b in (t.split("->") for t in titles)}
+    return edges | {(v, v) for v in labels.values()}
+
+
+def test_dot_and_svg_parsers_agree_on_a_small_graph():
+    dot = 'digraph snakemake_dag {\n    0[label = "all", color = "0.1 0.6 0.85"];\n    1[label = "b"];\n    1 -> 0\n}'
+    svg = ('<g id="node1" class="node">\n<title>0</title>\n<text x="1">all</text>\n</g>'
+           '<g id="node2" class="node">\n<title>1</title>\n<text x="1">b</text>\n</g>'
+           '<g id="edge1" class="edge">\n<title>1&#45;&gt;0</title>\n</g>')
+    assert dot_edges(dot) == svg_edges(svg) == {("b", "all"), ("all", "all"), ("b", "b")}
+
+
+@pytest.mark.parametrize("mode, configfile", [("luna16", "config/config.yaml"), ("ldct", "config/ldct.yaml")])
+def test_rule_graphs_hold_the_rules_and_edges_of_the_workflow(mode, configfile):
+    # in the repository, as scripts/rulegraphs.sh runs it (config/ldct.yaml's root is relative to it)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--rulegraph", "--configfile", configfile],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    svg = (REPO / "docs" / f"rulegraph-{mode}.svg").read_text()
+    assert svg_edges(svg) == dot_edges(proc.stdout), "docs are stale: run scripts/rulegraphs.sh"
+
+
+README = (REPO / "README.md").read_text()
+
+
+def test_readme_points_users_only_at_what_they_have():
+    assert "SPEC.md" not in README and "../shared" not in README
+    assert README.lower().index("graphviz") < README.index("| dot")  # said before the first command needing it
+    assert "/reports/" not in README  # one report folder: results/<mode>/report/
+    assert re.search(r"suite takes about \d+ minutes", README)
+
+
+def readme_fields(table: str) -> set[str]:
+    row = next(line for line in README.splitlines() if line.startswith(f"| `{table}` |"))
+    return set(re.findall(r"`(\w+)`", row.split("|")[3]))
+
+
+def test_readme_lists_every_provenance_field():
+    from ctpatch.extract_ldct import patch_dtype
+    from ctpatch.extract_luna import PROV_NEGATIVE, PROV_NODULE
+
+    assert readme_fields("provenance/nodule") == set(PROV_NODULE.names)
+    assert readme_fields("provenance/non_nodule") == set(PROV_NEGATIVE.names)
+    assert readme_fields("provenance/patch") == set(patch_dtype(4, 8).names)
+    for explained in ("annotation_row", "scan_index", "patch_index", "pair_index"):
+        assert f"- `{explained}`" in README or f"`{explained}` is" in README or f"`{explained}`:" in README, explained

@@ -1,0 +1,7 @@
+"""``python -m ctpatch.plan``."""
+
+import sys
+
+from ctpatch.plan.cli import main
+
+sys.exit(main())

@@ -1,0 +1,368 @@
+"""Measurements on a small sample: compressed sizes, merge/verify and start-up times, the sample
+extractions of both modes (nothing is guessed)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ctpatch.config import choices
+from ctpatch.h5 import h5py
+from ctpatch.plan.inputs import Scan
+
+#: the fewest sample patches the time budget may leave (half of each kind)
+MIN_SAMPLE = 8
+LUNA_DTYPES = choices("luna16.output.dtype")
+LDCT_DTYPES = choices("ldct.output.dtype")
+#: the codecs of store.COMPRESSION, in the order the size table shows them
+COMPRESSIONS = choices("luna16.output.compression")
+#: the codecs whose sizes are measured on the sample ("none" is computed)
+COMPRESSED = tuple(c for c in COMPRESSIONS if c != "none")
+
+
+def _stored_mean(ds: h5py.Dataset) -> float:
+    """Mean stored (compressed) bytes of one patch of a one-patch-per-chunk dataset."""
+    return ds.id.get_storage_size() / ds.shape[0] if ds.shape[0] else 0.0
+
+
+def _compressed_sizes(patches: dict[str, np.ndarray], dtypes, compressions) -> dict:
+    """Mean stored bytes per patch of each dataset for every (dtype, compression), in memory."""
+    from ctpatch.store import create_patch_dataset
+
+    out: dict = {}
+    for dt in dtypes:
+        for comp in compressions:
+            with h5py.File(f"plan-{dt}-{comp}", "w", driver="core", backing_store=False) as f:
+                sizes = {}
+                for name, arr in patches.items():
+                    if not len(arr):
+                        continue
+                    cast = arr if name.startswith("label") else arr.astype(dt)
+                    ds = create_patch_dataset(f, name, arr.shape[1:], cast.dtype, comp)
+                    ds.resize(len(arr), axis=0)
+                    ds[...] = cast
+                    sizes[name] = _stored_mean(ds)
+            out[(dt, comp)] = sizes
+    return out
+
+
+def _time_merge_verify(path: Path, names) -> tuple[float, float, int]:
+    """Seconds to copy every chunk (as merge does) and to read and check every patch (as verify does)."""
+    from ctpatch.store import codec_of, copy_chunks, create_patch_dataset
+
+    with h5py.File(path, "r") as src, h5py.File("plan-merge", "w", driver="core", backing_store=False) as dst:
+        t = time.perf_counter()
+        n = 0
+        for name in names:
+            ds = src[name]
+            out = create_patch_dataset(dst, name, ds.shape[1:], ds.dtype, codec_of(ds))
+            out.resize(ds.shape[0], axis=0)
+            copy_chunks(ds, out, range(ds.shape[0]))
+            n += ds.shape[0]
+        t_merge = time.perf_counter() - t
+        t = time.perf_counter()
+        for name in names:
+            block = src[name][...]
+            int((~np.isfinite(block)).sum())
+            if block.size:
+                float(np.nanmin(block)), float(np.nanmax(block))
+        t_verify = time.perf_counter() - t
+    return t_merge, t_verify, n
+
+
+#: the modules each kind of workflow job imports (its start-up time and memory are measured)
+STEP_IMPORTS = {
+    "convert": "ctpatch.convert",
+    "extract_luna": "ctpatch.extract, ctpatch.extract_luna, ctpatch.make_labels, ctpatch.merge, ctpatch.verify, "
+                    "mpi4py.MPI",
+    "extract_ldct": "ctpatch.extract, ctpatch.extract_ldct, ctpatch.pair_ldct, ctpatch.merge, ctpatch.verify, "
+                    "mpi4py.MPI",
+}
+
+
+def measure_startup(steps) -> dict:
+    """Seconds and peak RSS of a fresh Python process importing what each kind of job imports.
+
+    Run one after the other (and after the sample), so that they do not slow each other down.
+    """
+    # VmHWM, not ru_maxrss: Linux carries the parent's high-water mark over exec into ru_maxrss
+    code = ("import time, resource; t = time.perf_counter(); import {mods}\n"
+            "try:\n    kib = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+            "except (OSError, IndexError):\n    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "print(time.perf_counter() - t, kib)")
+    out = {}
+    for step in steps:
+        t = time.perf_counter()
+        try:
+            proc = subprocess.run([sys.executable, "-c", code.format(mods=STEP_IMPORTS[step])], capture_output=True,
+                                  text=True, timeout=120, check=True)
+            _, rss = proc.stdout.split()[-2:]
+            out[step] = {"seconds": time.perf_counter() - t, "rss_bytes": int(rss) * 1024}
+        except (subprocess.SubprocessError, ValueError):
+            out[step] = {"seconds": 0.0, "rss_bytes": 0}
+    return out
+
+
+# ---------------------------------------------------------------------------------------- LUNA16 sample
+def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Path, n: int,
+                budget: float = 2.5) -> dict:
+    """Measure compression, sizes and times on ``n`` patches of one real (or synthesized demo) scan.
+
+    Resampling stops early once it has taken ``budget`` seconds and :data:`MIN_SAMPLE` patches are done
+    (B-spline resampling of a 68³ patch takes a fraction of a second on a few cores).
+    """
+    import SimpleITK as sitk
+
+    from ctpatch.convert import INTERPOLATORS
+    from ctpatch.extract_luna import PROV_NEGATIVE, PROV_NODULE
+    from ctpatch.io.mhd import read_image
+    from ctpatch.luna import PatchLocation, cut_label, label_edge, nodule_locations, patch_offsets, random_centres
+    from ctpatch.make_labels import label_volume, nodules_of_scan
+    from ctpatch.normalize import hu_window
+    from ctpatch.rng import keyed_rng
+    from ctpatch.store import ShardWriter, save_npy
+
+    luna = config["luna16"]
+    patch, neg, out_s, rs, nm = luna["patch"], luna["negatives"], luna["output"], luna["resample"], luna["normalize"]
+    size, pool = int(patch["size"]), int(patch["label_pool"])
+    lab = label_edge(patch)
+    counts = ann.groupby("seriesuid").size().to_dict()
+    with_nodules = [s for s in scans if counts.get(s.uid, 0)]
+    scan = min(with_nodules or scans, key=lambda s: (s.in_voxels, s.uid))
+    t_all = time.perf_counter()
+    seconds: dict = {}
+
+    t = time.perf_counter()
+    if scan.plan is not None:
+        from ctpatch.demo import synthesize
+        from ctpatch.io.mhd import write_scan
+
+        hu = synthesize(scan.plan, config["seed"], float(config["demo"].get("noise_hu", 20.0)))
+        seconds["synthesize"] = time.perf_counter() - t
+        with tempfile.TemporaryDirectory(prefix="ctpatch-plan-") as tmp:  # the demo writes it, convert reads it
+            t = time.perf_counter()
+            write_scan(Path(tmp) / "scan.mhd", hu, scan.grid)
+            seconds["write_scan"] = time.perf_counter() - t
+            del hu
+            t = time.perf_counter()
+            image = read_image(Path(tmp) / "scan.mhd")
+            seconds["read"] = time.perf_counter() - t
+    else:
+        image = read_image(scan.path)
+        seconds["read"] = time.perf_counter() - t
+    lo = float(sitk.GetArrayViewFromImage(image).min())
+    grid = scan.out
+
+    t = time.perf_counter()
+    a = ann[ann["seriesuid"] == scan.uid]
+    rows = nodules_of_scan(a, grid, scan.subset, scan.uid, "annotations") if len(a) else []
+    mask = label_volume(grid, rows)
+    with tempfile.TemporaryDirectory(prefix="ctpatch-plan-") as tmp:
+        save_npy(Path(tmp) / "mask.npy", mask)
+    seconds["labels"] = time.perf_counter() - t
+
+    offsets = patch_offsets(patch)
+    rng = keyed_rng(int(config["seed"]), "plan-sample", scan.uid)
+    n_nod = n // 2 if rows else 0
+    locs = []
+    if rows:
+        centres = np.array([[r["voxel_z"], r["voxel_y"], r["voxel_x"]] for r in rows])
+        every = list(nodule_locations(centres, offsets, size))
+        pick = np.unique(np.linspace(0, len(every) - 1, n_nod).round().astype(int))
+        locs += [("nodule", every[i][2]) for i in pick]
+    n_neg = n - len(locs)
+    if neg["strategy"] == "candidates" and scan.plan is not None and scan.plan.candidates:
+        vox = grid.world_to_voxel(np.asarray(scan.plan.candidates, dtype=float))
+        centres = [v[::-1] for v in vox if grid.contains_index(v)]
+        take = rng.permutation(len(centres))[:n_neg]
+        locs += [("non_nodule", PatchLocation(tuple(int(c) for c in centres[i]), size)) for i in take]
+    locs += [("non_nodule", PatchLocation(tuple(int(v) for v in c), size))
+             for c in random_centres(grid.shape_zyx, n - len(locs), rng)]
+    # alternate the kinds, so that a sample cut short by the time budget keeps both
+    nod_l, neg_l = [x for x in locs if x[0] == "nodule"], [x for x in locs if x[0] != "nodule"]
+    locs = [x for pair in zip(nod_l, neg_l) for x in pair] + nod_l[len(neg_l):] + neg_l[len(nod_l):]
+
+    # resample each patch's own piece of the output grid (the same points the full conversion samples)
+    interp = INTERPOLATORS[rs["interpolator"]] if rs["enabled"] else sitk.sitkNearestNeighbor
+    margin = 8 if rs["interpolator"] == "bspline" else 2
+    patches: dict[str, list] = {"nodule": [], "label_nodule": [], "non_nodule": [], "label_non_nodule": []}
+    t_resample = t_norm = 0.0
+    in_size = np.asarray(scan.grid.size)
+    done = []
+    # one SimpleITK thread, as convert_mhd runs (threads: 1): the time per voxel is a core's, and
+    # the wall-time estimate runs one scan per core
+    itk_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    for kind, loc in locs:
+        if t_resample > budget and len(done) >= min(len(locs), MIN_SAMPLE):
+            break
+        done.append((kind, loc))
+        start_xyz = loc.start_zyx[::-1]
+        corners = np.array([[start_xyz[0] + dx, start_xyz[1] + dy, start_xyz[2] + dz]
+                            for dx in (0, size - 1) for dy in (0, size - 1) for dz in (0, size - 1)], dtype=float)
+        src = scan.grid.world_to_index(grid.index_to_world(corners))
+        lo_i = np.clip(np.floor(src.min(axis=0)).astype(int) - margin, 0, in_size)
+        hi_i = np.clip(np.ceil(src.max(axis=0)).astype(int) + margin + 1, 0, in_size)
+        t = time.perf_counter()
+        if np.all(hi_i > lo_i):
+            crop = image[int(lo_i[0]):int(hi_i[0]), int(lo_i[1]):int(hi_i[1]), int(lo_i[2]):int(hi_i[2])]
+            sub = sitk.Resample(crop, [size] * 3, sitk.Transform(), interp, list(grid.index_to_world(start_xyz)),
+                                list(grid.spacing), list(grid.direction), lo, sitk.sitkFloat32)
+            hu_zyx = sitk.GetArrayFromImage(sub)
+        else:
+            hu_zyx = np.full((size,) * 3, lo, dtype=np.float32)
+        t_resample += time.perf_counter() - t
+        t = time.perf_counter()
+        vol = hu_window(hu_zyx, nm["hu_min"], nm["hu_max"], nm["clip"], nm["center"])
+        t_norm += time.perf_counter() - t
+        patches[kind].append(np.ascontiguousarray(vol.transpose(2, 1, 0)[..., None], dtype=out_s["dtype"]))
+        patches["label_" + kind].append(cut_label(mask, loc, pool))
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_threads)
+    locs = done
+    n_vox = len(locs) * size**3
+    seconds["resample_per_voxel"] = t_resample / n_vox
+    seconds["normalize_per_voxel"] = t_norm / n_vox
+
+    # loading a converted volume and cutting from it, the way the extraction does
+    with tempfile.TemporaryDirectory(prefix="ctpatch-plan-") as tmp:
+        tmp = Path(tmp)
+        box = np.full((2 * size,) * 3, 0.1, dtype=np.float32)
+        t = time.perf_counter()
+        save_npy(tmp / "v.npy", box)
+        seconds["write_per_byte"] = (time.perf_counter() - t) / box.nbytes
+        t = time.perf_counter()
+        v, m, cut = _extraction_cutter(tmp / "v.npy", np.zeros(box.shape, dtype=bool), out_s["dtype"], pool)
+        seconds["load_per_byte"] = (time.perf_counter() - t) / box.nbytes
+        centre = PatchLocation((size, size, size), size)
+        t = time.perf_counter()
+        for _ in locs:
+            cut(v, m, centre)
+        seconds["cut_per_patch"] = (time.perf_counter() - t) / len(locs)
+        del v, m
+
+        arrays = {k: np.stack(v) if v else np.zeros((0, *((size,) * 3 if "label" not in k else (lab,) * 3),
+                                                       1 if "label" not in k else 2), np.float32)
+                  for k, v in patches.items()}
+        specs = {"nodule": ((size,) * 3 + (1,), out_s["dtype"]), "label_nodule": ((lab,) * 3 + (2,), "float32"),
+                 "non_nodule": ((size,) * 3 + (1,), out_s["dtype"]), "label_non_nodule": ((lab,) * 3 + (2,), "float32")}
+        shard = tmp / "sample.h5"
+        t = time.perf_counter()
+        with ShardWriter(shard, specs, {"nodule": PROV_NODULE, "non_nodule": PROV_NEGATIVE},
+                         compression=out_s["compression"], buffer=int(config["extract"]["buffer_patches"])) as w:
+            for k in ("nodule", "non_nodule"):
+                for img, labp in zip(arrays[k], arrays["label_" + k]):
+                    w.add(k, img)
+                    w.add("label_" + k, labp)
+        seconds["write_per_patch"] = (time.perf_counter() - t) / len(locs)
+        with h5py.File(shard, "r") as f:
+            stored = {k: _stored_mean(f[k]) for k in specs if f[k].shape[0]}
+            chunk_total = sum(f[k].id.get_storage_size() for k in specs)
+        overhead = (shard.stat().st_size - chunk_total) / len(locs)
+        t_merge, t_verify, n_rows = _time_merge_verify(shard, list(specs))
+    seconds["merge_per_patch"] = t_merge / len(locs)
+    seconds["verify_per_patch"] = t_verify / len(locs)
+    dtypes = LUNA_DTYPES if out_s["dtype"] == "float64" else LUNA_DTYPES[:2]
+    alternatives = _compressed_sizes(arrays, dtypes, COMPRESSED)
+    seconds["sample_total"] = time.perf_counter() - t_all
+    kinds_n = {k: len(patches[k]) for k in ("nodule", "non_nodule")}
+    if not kinds_n["nodule"]:  # no nodule in any planned scan: nodule patches would look like negatives
+        stored["nodule"], stored["label_nodule"] = stored["non_nodule"], stored["label_non_nodule"]
+        for v in alternatives.values():
+            v["nodule"], v["label_nodule"] = v["non_nodule"], v["label_non_nodule"]
+    return {"scan": scan.uid, "subset": scan.subset, "source": str(scan.path) if scan.path else "demo (synthesized)",
+            "patches": kinds_n, "stored_bytes_per_patch": stored, "chunk_overhead_bytes_per_patch": overhead,
+            "alternatives": {f"{d}/{c}": v for (d, c), v in alternatives.items()}, "seconds": seconds}
+
+
+def _extraction_cutter(npy: Path, mask_zyx: np.ndarray, dtype, pool: int):
+    """(volume, mask, cut(volume, mask, loc)) as extract_luna reads and cuts them (x, y, z in memory, or
+    memory-mapped (z, y, x) in older versions)."""
+    from ctpatch import extract_luna, luna
+
+    if hasattr(extract_luna, "load_xyz") and hasattr(luna, "cut_image_xyz"):
+        from ctpatch.labels import label_patch
+
+        vol = extract_luna.load_xyz(npy)
+        mask = np.ascontiguousarray(mask_zyx.transpose(2, 1, 0))
+        return vol, mask, lambda v, m, loc: (luna.cut_image_xyz(v, loc, 0.0, dtype),
+                                             label_patch(luna.crop_mask_xyz(m, loc), pool))
+    vol = np.load(npy, mmap_mode="r")
+    return vol, mask_zyx, lambda v, m, loc: (luna.cut_image(v, loc, 0.0, dtype), luna.cut_label(m, loc, pool))
+
+
+def _extraction_loads_volume() -> bool:
+    from ctpatch import extract_luna
+
+    return hasattr(extract_luna, "load_xyz")
+
+
+# ---------------------------------------------------------------------------------------- LUNA16 plan
+def _dtype_ok(settings: dict, dtype: str) -> bool:
+    from ctpatch.config import ldct_settings
+
+    try:
+        ldct_settings({**settings, "output": {**settings["output"], "dtype": dtype}})
+        return True
+    except ValueError:
+        return False
+
+
+def ldct_sample(settings: dict, selected_pairs: list, n: int) -> dict:
+    """Extract up to ``n`` pairs (of different patients first) with the workflow's Job; measure them."""
+    from types import SimpleNamespace
+
+    from ctpatch.extract_ldct import Job
+
+    chosen, seen = [], set()
+    for patient, p in selected_pairs:
+        if patient not in seen and len(chosen) < n:
+            chosen.append((patient, p))
+            seen.add(patient)
+    for item in selected_pairs:
+        if len(chosen) >= n:
+            break
+        if item not in chosen:
+            chosen.append(item)
+    with tempfile.TemporaryDirectory(prefix="ctpatch-plan-") as tmp:
+        tmp = Path(tmp)
+        table = pd.DataFrame([{
+            "patient": patient, "pair_index": i, "input_path": os.path.abspath(p.input.path),
+            "target_path": os.path.abspath(p.target.path),
+            "slice_z": "" if p.position_z is None else repr(float(p.position_z)),
+            "instance": "" if p.instance is None else int(p.instance),
+            "rows": p.input.rows, "cols": p.input.cols, "selected": True} for i, (patient, p) in enumerate(chosen)])
+        table.to_csv(tmp / "pairs.tsv", sep="\t", index=False)
+        job = Job(SimpleNamespace(settings=settings, inputs={"pairs": [str(tmp / "pairs.tsv")]}))
+        shard = tmp / "sample.h5"
+        t = time.perf_counter()
+        cut = kept = written = 0
+        with job.writer(shard) as w:
+            for unit in job.units():
+                c = job.run(unit, w)
+                cut, kept, written = cut + c["cut"], kept + c["kept"], written + c["written"]
+        t_pairs = time.perf_counter() - t
+        with h5py.File(shard, "r") as f:
+            stored = {k: _stored_mean(f[k]) for k in ("input", "target")}
+            chunk_total = sum(f[k].id.get_storage_size() for k in ("input", "target"))
+            arrays = {k: f[k][...] for k in ("input", "target")}
+        overhead = (shard.stat().st_size - chunk_total) / max(1, written)
+        t_merge, t_verify, _ = _time_merge_verify(shard, ["input", "target"])
+    # alternatives from the float32 values of the stored patches (exact for float16 -> float32)
+    alts = _compressed_sizes({k: v.astype(np.float32) for k, v in arrays.items()},
+                             [d for d in LDCT_DTYPES if _dtype_ok(settings, d)], COMPRESSED) if written else {}
+    return {"pairs": [f"{pt}/{Path(p.input.path).name}" for pt, p in chosen], "cut": cut, "kept": kept,
+            "written": written, "keep_rate": kept / cut if cut else 1.0, "stored_bytes_per_patch": stored,
+            "chunk_overhead_bytes_per_patch": overhead,
+            "alternatives": {f"{d}/{c}": v for (d, c), v in alts.items()},
+            "seconds_per_pair": t_pairs / max(1, len(chosen)),
+            "merge_per_patch": t_merge / max(1, written), "verify_per_patch": t_verify / max(1, written)}
+
+
+# ---------------------------------------------------------------------------------------- report
