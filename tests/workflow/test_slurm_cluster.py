@@ -17,17 +17,16 @@ in /etc/slurm (so `snakemake` calls elsewhere do not wait for a controller).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
-from slurmtest import cluster, run as _run, show as _show, slurm_test_mode
+from slurmtest import cluster, slurm_test_mode
+from slurmtest import run as _run
+from slurmtest import show as _show
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
