@@ -36,7 +36,8 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/luna16.smk"
 include: "workflow/rules/ldct.smk"
 include: "workflow/rules/extract.smk"
-include: "workflow/rules/merge.smk"
+include: "workflow/rules/verify.smk"
+include: "workflow/rules/combine.smk"
 include: "workflow/rules/report.smk"
 
 

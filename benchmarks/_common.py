@@ -178,17 +178,22 @@ def make_labels(subset: str, vol_dir: Path, annotations: Path, lab_dir: Path, si
                 "--annotations", annotations, "--masks-dir", lab_dir / "masks", "--table-out", lab_dir / "nodules.tsv"])
 
 
-def extract(ranks: int, vol_dir: Path, lab_dir: Path, shards: Path, settings: dict, stats_dir: Path,
-            sidecars: list | None = None) -> dict:
-    """``mpiexec -n N python -m ctpatch.extract`` through ``_rank.py``; wall time and per-rank stats."""
+def luna_inputs(vol_dir: Path, lab_dir: Path, sidecars: list | None = None) -> dict:
     sidecars = sidecars if sidecars is not None else sorted(vol_dir.glob("*.json"))
-    inputs = {"sidecars": [str(p) for p in sidecars], "masks_dir": str(lab_dir / "masks"),
-              "nodules": str(lab_dir / "nodules.tsv"), "candidates": None}
+    return {"sidecars": [str(p) for p in sidecars], "masks_dir": str(lab_dir / "masks"),
+            "nodules": str(lab_dir / "nodules.tsv"), "candidates": None}
+
+
+def extract(ranks: int, vol_dir: Path, lab_dir: Path, out: Path, settings: dict, stats_dir: Path,
+            sidecars: list | None = None) -> dict:
+    """``mpiexec -n N python -m ctpatch.extract`` through ``_rank.py`` (writes the final file ``out``);
+    wall time and per-rank stats."""
+    inputs = luna_inputs(vol_dir, lab_dir, sidecars)
     stats_dir.mkdir(parents=True, exist_ok=True)
     for old in stats_dir.glob("rank*.json"):
         old.unlink()
     r = run(["mpiexec", "-n", ranks, PY, BENCH / "_rank.py", "--stats-dir", stats_dir, "--",
-             "--mode", "luna16", "--ranks", ranks, "--out-dir", shards,
+             "--mode", "luna16", "--ranks", ranks, "--out", out,
              "--settings-file", settings_file(settings, stats_dir / "patches.json", "patches"),
              "--inputs", json.dumps(inputs)], log=stats_dir / "extract.log", env=MPI_ENV)
     ranks_stats = [json.loads(p.read_text()) for p in sorted(stats_dir.glob("rank*.json"))]
@@ -197,9 +202,18 @@ def extract(ranks: int, vol_dir: Path, lab_dir: Path, shards: Path, settings: di
     return {"seconds": r["seconds"], "ranks": ranks_stats}
 
 
-def merge(shards: Path, out: Path, settings: dict) -> dict:
-    return run([PY, "-m", "ctpatch.merge", "--mode", "luna16", "--shards-dir", shards, "--out", out,
-                "--settings-file", settings_file(settings, Path(str(out) + ".settings.json"), "patches")])
+def verify(out: Path, vol_dir: Path, lab_dir: Path, settings: dict, sidecars: list | None = None) -> dict:
+    """``python -m ctpatch.verify`` as the workflow's verify_patches rule runs it; wall time and the report."""
+    inputs = luna_inputs(vol_dir, lab_dir, sidecars)
+    scans = [Path(p).stem for p in inputs["sidecars"]]
+    report = out.with_suffix(".verify.json")
+    r = run([PY, "-m", "ctpatch.verify", "--mode", "luna16", "--patches", out, "--nodules", lab_dir / "nodules.tsv",
+             "--scans", *scans, "--settings-file", settings_file(settings, Path(str(out) + ".settings.json"), "patches"),
+             "--inputs", json.dumps(inputs), "--report-out", report])
+    r["report"] = json.loads(report.read_text())
+    if not r["report"]["ok"]:
+        raise RuntimeError(f"verification failed: {r['report']['failures']}")
+    return r
 
 
 def file_bytes(*paths) -> int:

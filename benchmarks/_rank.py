@@ -35,17 +35,17 @@ def main() -> None:
     split = argv.index("--")
     stats_dir = Path(argv[argv.index("--stats-dir") + 1])
     rest = argv[split + 1:]
-    from ctpatch import extract, extract_luna, store
+    from ctpatch import extract, extract_luna, patchfile
 
     acc: dict[str, float] = {}
     _timed(extract_luna, "load_xyz", "load", acc)          # read the converted volume and mask
     _timed(extract_luna, "cut_image_xyz", "cut", acc)      # image patches
     _timed(extract_luna, "crop_mask_xyz", "label", acc)    # label crops ...
     _timed(extract_luna, "label_patch", "label", acc)      # ... pooled one-hot
-    _timed(store.ShardWriter, "_flush", "write", acc)      # compress + write (HDF5 filter, chunk I/O)
-    _timed(store.ShardWriter, "_flush_rows", "write", acc)
-    _timed(store.ShardWriter, "close", "write", acc)
-    # (LDCT mode: only "write" is split out; the rest of a rank's time is reading, augmenting and cutting)
+    _timed(patchfile.ChunkEncoder, "encode", "compress", acc)  # HDF5 filters (codec + Fletcher32), in memory
+    _timed(patchfile.PatchFileWriter, "write", "write", acc)   # rank 0: chunks to their final rows
+    _timed(patchfile.PatchFileWriter, "close", "write", acc)   # rank 0: provenance, attributes, rename
+    # (LDCT mode: only "compress"/"write" are split out; the rest is reading, augmenting and cutting)
     mode = rest[rest.index("--mode") + 1] if "--mode" in rest else "luna16"
     if mode == "ldct":
         from ctpatch import extract_ldct as mod
@@ -64,11 +64,11 @@ def main() -> None:
         def tally(c):
             counts["nodule_patches"] += c["nodule_patches"]
             counts["negatives"] += c["negatives"]
-            counts["scans"] += 1
+            counts["scans"] += "nodules" in c  # a whole scan
     run_unit = mod.Job.run
 
-    def counted(self, unit, w):
-        c = run_unit(self, unit, w)
+    def counted(self, unit, w, start=0, stop=None):
+        c = run_unit(self, unit, w, start, stop)
         tally(c)
         return c
 

@@ -12,7 +12,8 @@ repetitions, and is reported apart.  Demo options: the ``ldct`` section of ``con
 
 Per repetition (after waiting for an idle machine):
 * **ours, N ranks** (N = 1, 2): ``mpiexec -n N python -m ctpatch.extract --mode ldct`` on all pair
-  tables in one run, then ``python -m ctpatch.merge --mode ldct``; wall time of both;
+  tables in one run (it writes the final file once); wall time; then, apart, ``python -m ctpatch.verify
+  --mode ldct`` on the file (checksums, counts, provenance, values, a regenerated sample);
 * **baseline, N ranks**: ``benchmarks/reference_baseline_ldct.py`` (REFERENCE-STYLE, not ctpatch:
   ``np.append`` per pair, everything gathered to rank 0, one write);
 * **memory**: ours at 1 rank on the first 16 and 64 pairs too (peak RSS per rank must not grow).
@@ -75,14 +76,17 @@ def ours(work: Path, tables: list[Path], ranks: int, settings: dict, tag: str) -
     inputs = {"pairs": [str(t) for t in tables]}
     t0 = time.perf_counter()
     ext = C.run(["mpiexec", "-n", ranks, C.PY, C.BENCH / "_rank.py", "--stats-dir", stats, "--", "--mode", "ldct",
-                 "--ranks", ranks, "--out-dir", d / "shards",
+                 "--ranks", ranks, "--out", d / "patches.h5",
                  "--settings-file", C.settings_file(settings, d / "patches.settings.json", "patches"),
                  "--inputs", json.dumps(inputs)], log=stats / "extract.log", env=C.MPI_ENV)
-    mrg = C.run([C.PY, "-m", "ctpatch.merge", "--mode", "ldct", "--shards-dir", d / "shards", "--out", d / "patches.h5",
-                 "--settings-file", d / "patches.settings.json"])
     total = time.perf_counter() - t0
+    ver = C.run([C.PY, "-m", "ctpatch.verify", "--mode", "ldct", "--patches", d / "patches.h5", "--pairs", *tables,
+                 "--settings-file", d / "patches.settings.json", "--inputs", json.dumps(inputs),
+                 "--report-out", d / "verify.json"])
+    if not json.loads((d / "verify.json").read_text())["ok"]:
+        raise RuntimeError(f"verification failed: {(d / 'verify.json').read_text()}")
     rk = [json.loads(p.read_text()) for p in sorted(stats.glob("rank*.json"))]
-    res = {"ranks": ranks, "extract_s": ext["seconds"], "merge_s": mrg["seconds"], "total": total,
+    res = {"ranks": ranks, "extract_s": ext["seconds"], "verify_s": ver["seconds"], "total": total,
            "pairs": sum(r["pairs"] for r in rk), "patches": sum(r["patches"] for r in rk),
            "max_rss_ranks": [r["max_rss"] for r in rk], "write_s": sum(r["stages"].get("write", 0.0) for r in rk),
            "stored_bytes": C.file_bytes(d / "patches.h5")}
@@ -104,6 +108,8 @@ def baseline(work: Path, tables: list[Path], ranks: int) -> dict:
 def main() -> None:
     ap = C.arg_parser(__doc__)
     ap.add_argument("--copies", type=int, default=None, help="copies of the 16 real pairs (default 10; --quick 1)")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the reference-style baseline")
+    ap.add_argument("--no-memory", action="store_true", help="skip the 16- and 64-pair memory runs")
     args = ap.parse_args()
     reps = C.reps_of(args)
     copies = args.copies or (1 if args.quick else 10)
@@ -122,14 +128,16 @@ def main() -> None:
             with C.Foreign() as fg:
                 for n in (1, 2):
                     r[f"ours{n}"] = ours(work, tables, n, settings, f"ours{n}")
-                    r[f"base{n}"] = baseline(work, tables, n)
-                for n, tb in subsets.items():
+                    if not args.no_baseline:
+                        r[f"base{n}"] = baseline(work, tables, n)
+                for n, tb in ({} if args.no_memory else subsets).items():
                     r[f"mem{n}"] = ours(work, tb, 1, settings, f"mem{n}")
             r["foreign_cpu_s"] = fg.seconds
             reps_out.append(r)
-            print(f"rep {rep + 1}/{reps}: ours {r['ours1']['total']:.1f} / {r['ours2']['total']:.1f} s, baseline "
-                  f"{r['base1']['total']:.1f} / {r['base2']['total']:.1f} s (1 / 2 ranks), foreign CPU {fg.seconds:.0f} s",
-                  flush=True)
+            print(f"rep {rep + 1}/{reps}: ours {r['ours1']['total']:.1f} / {r['ours2']['total']:.1f} s (verify "
+                  f"{r['ours1']['verify_s']:.1f} / {r['ours2']['verify_s']:.1f} s)"
+                  + (f", baseline {r['base1']['total']:.1f} / {r['base2']['total']:.1f} s" if "base1" in r else "")
+                  + f" (1 / 2 ranks), foreign CPU {fg.seconds:.0f} s", flush=True)
     report(args, reps_out, settings, paired, len(patients))
 
 
@@ -138,10 +146,13 @@ def report(args, reps_out, settings, paired, n_patients) -> None:
     rows = []
     for key, label in (("ours1", "ours, 1 rank"), ("ours2", "ours, 2 ranks"), ("base1", "REFERENCE-STYLE baseline, 1 rank"),
                        ("base2", "REFERENCE-STYLE baseline, 2 ranks")):
+        if key not in reps_out[0]:
+            continue
         rs = [r[key] for r in reps_out]
         rows.append({"run": label, "pairs": rs[0]["pairs"], "patches": rs[0]["patches"], "total_s": med([x["total"] for x in rs]),
                      "pairs_s": med([x["pairs"] / x["total"] for x in rs]), "patches_s": med([x["patches"] / x["total"] for x in rs]),
                      "rss": med([max(x["max_rss_ranks"]) / 1e6 for x in rs]),
+                     "verify_s": med([x["verify_s"] for x in rs]) if "verify_s" in rs[0] else None,
                      "rss_ranks": "/".join(f"{v / 1e6:.0f}" for v in rs[0]["max_rss_ranks"])})
     for k in sorted((k for k in reps_out[0] if k.startswith("mem")), key=lambda k: int(k[3:])):
         rs = [r[k] for r in reps_out]
@@ -150,28 +161,34 @@ def report(args, reps_out, settings, paired, n_patients) -> None:
                      "patches_s": med([x["patches"] / x["total"] for x in rs]),
                      "rss": med([max(x["max_rss_ranks"]) / 1e6 for x in rs])})
     t1 = C.table(rows, [("run", "run", ""), ("pairs", "pairs", "d"), ("patches", "patches", "d"), ("total_s", "total s", ".1f"),
+                        ("verify_s", "verify s", ".1f"),
                         ("pairs_s", "pairs/s", ".2f"), ("patches_s", "patches/s", ".0f"), ("rss", "peak RSS/rank MB", ".0f"),
                         ("rss_ranks", "per rank (rep 1)", "")],
-                 f"LDCT, demo options (medians of {len(reps_out)} repetitions; total = extract + merge, or the baseline's run)")
+                 f"LDCT, demo options (medians of {len(reps_out)} repetitions; total = the extraction, writing the final file, "
+                 f"or the baseline's run; verify apart)")
 
     def ratio(f):
         return med([f(r) for r in reps_out])
 
     pps = lambda x: x["pairs"] / x["total"]  # noqa: E731
-    ratios = {"ours_over_baseline_pairs_s_1rank": ratio(lambda r: pps(r["ours1"]) / pps(r["base1"])),
-              "ours_over_baseline_pairs_s_2ranks": ratio(lambda r: pps(r["ours2"]) / pps(r["base2"])),
-              "ours_2_over_1_ranks": ratio(lambda r: pps(r["ours2"]) / pps(r["ours1"])),
-              "baseline_2_over_1_ranks": ratio(lambda r: pps(r["base2"]) / pps(r["base1"]))}
+    ratios = {"ours_2_over_1_ranks": ratio(lambda r: pps(r["ours2"]) / pps(r["ours1"])),
+              "verify_over_extract_1rank": ratio(lambda r: r["ours1"]["verify_s"] / r["ours1"]["total"]),
+              "verify_over_extract_2ranks": ratio(lambda r: r["ours2"]["verify_s"] / r["ours2"]["total"])}
+    if "base1" in reps_out[0]:
+        ratios.update({"ours_over_baseline_pairs_s_1rank": ratio(lambda r: pps(r["ours1"]) / pps(r["base1"])),
+                       "ours_over_baseline_pairs_s_2ranks": ratio(lambda r: pps(r["ours2"]) / pps(r["base2"])),
+                       "baseline_2_over_1_ranks": ratio(lambda r: pps(r["base2"]) / pps(r["base1"]))})
     mems = sorted((k for k in reps_out[0] if k.startswith("mem")), key=lambda k: int(k[3:]))
     if mems:
         ratios[f"rss_all_over_{reps_out[0][mems[0]]['pairs']}_pairs"] = ratio(
             lambda r: max(r["ours1"]["max_rss_ranks"]) / max(r[mems[0]]["max_rss_ranks"]))
-    targets = {"ours_over_baseline_pairs_s_1rank": (">=", 10.0), "ours_2_over_1_ranks": (">=", 1.8)}
+    targets = {"ours_over_baseline_pairs_s_1rank": (">=", 10.0), "ours_2_over_1_ranks": (">=", 1.8),
+               "verify_over_extract_1rank": ("<=", 0.1), "verify_over_extract_2ranks": ("<=", 0.1)}
     rr = []
     for k, v in ratios.items():
         t = targets.get(k)
         rr.append({"ratio": k, "value": v, "target": f"{t[0]} {t[1]}" if t else "",
-                   "met": "" if not t else ("yes" if (v >= t[1]) else "NO")})
+                   "met": "" if not t else ("yes" if (v >= t[1] if t[0] == ">=" else v <= t[1]) else "NO")})
     t2 = C.table(rr, [("ratio", "ratio (median of per-repetition ratios)", ""), ("value", "value", ".2f"),
                       ("target", "target", ""), ("met", "met", "")], "\nRatios")
     C.table([{"rep": i + 1, "foreign": r["foreign_cpu_s"], "waited": r["waited_s"]} for i, r in enumerate(reps_out)],

@@ -12,7 +12,6 @@ growth from 1 to 4 scans comes from what a rank accumulates, not from a bigger s
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -47,11 +46,11 @@ def main() -> None:
               f"{args.ranks} rank(s); {reps} repetitions", flush=True)
         res = {n: [] for n in COUNTS}
         for rep in range(reps):
-            waited = C.wait_quiet(max_wait=10 if args.quick else 120)
+            C.wait_quiet(max_wait=10 if args.quick else 120)
             for n in COUNTS:
-                shards = work / f"shards{n}"
-                r = C.extract(args.ranks, vol, labs[n], shards, settings, work / f"stats{n}", sidecars=sidecars[:n])
-                shutil.rmtree(shards)
+                out = work / f"patches{n}.h5"
+                r = C.extract(args.ranks, vol, labs[n], out, settings, work / f"stats{n}", sidecars=sidecars[:n])
+                out.unlink()
                 res[n].append({"seconds": r["seconds"], "max_rss_ranks": [x["max_rss"] for x in r["ranks"]],
                                "patches": sum(x["nodule_patches"] + x["negatives"] for x in r["ranks"])})
             print(f"rep {rep + 1}/{reps}: " + ", ".join(f"{n} scans {max(res[n][-1]['max_rss_ranks']) / 1e6:.0f} MB"

@@ -99,38 +99,26 @@ def _ldct_extract_args(ldct, tmp_path):
             "--inputs", json.dumps({"pairs": [str(table)]})]
 
 
-def test_kill_during_extraction_leaves_no_manifest(ldct, tmp_path):
-    """A shard folder without manifest.json is not finished (the merge refuses it; Snakemake removes it)."""
-    out = tmp_path / "shards" / "L096"
-    rc = killed_at_publish("extract", *_ldct_extract_args(ldct, tmp_path), "--out-dir", out)
-    assert rc == -signal.SIGKILL and not (out / "manifest.json").exists()
+def test_kill_during_extraction_leaves_nothing_finished(ldct, tmp_path):
+    """Killed when the patch file is complete but not yet renamed: only the hidden temp file is left
+    (the next extraction of the group removes it: tests/unit/test_patchfile.py)."""
+    out = tmp_path / "patches"
+    rc = killed_at_publish("extract", *_ldct_extract_args(ldct, tmp_path), "--out", out / "L096.h5")
+    assert rc == -signal.SIGKILL and finished(out) == [] and list(out.glob(".L096.h5.*.tmp"))
 
 
 @pytest.fixture
-def ldct_shards(ldct, tmp_path):
-    """An LDCT extraction of one pair (one rank, no launcher): (shards folder, patches settings, pair table)."""
+def ldct_patches(ldct, tmp_path):
+    """An LDCT extraction of one pair (one rank, no launcher): (patch file, patches settings, pair table)."""
     args = _ldct_extract_args(ldct, tmp_path)
-    out = tmp_path / "shards" / "L096"
-    rc, err = run_module("extract", *args, "--out-dir", out)
-    assert rc == 0 and (out / "manifest.json").is_file(), err
-    return out, args[args.index("--settings-file") + 1], tmp_path / "pairs" / "L096.tsv"
-
-
-def test_kill_during_merge(ldct_shards, tmp_path):
-    shards, settings, _ = ldct_shards
-    before = tree_digest(shards)
-    out = tmp_path / "patches"
-    rc = killed_at_publish("merge", "--mode", "ldct", "--shards-dir", shards, "--out", out / "L096.h5",
-                           "--group", "L096", "--settings-file", settings)
-    assert rc == -signal.SIGKILL and finished(out) == [] and tree_digest(shards) == before
-
-
-def test_kill_during_verification(ldct_shards, tmp_path):
-    shards, settings, pairs = ldct_shards
     patches = tmp_path / "patches" / "L096.h5"
-    rc, err = run_module("merge", "--mode", "ldct", "--shards-dir", shards, "--out", patches, "--group", "L096",
-                         "--settings-file", settings)
-    assert rc == 0, err
+    rc, err = run_module("extract", *args, "--out", patches)
+    assert rc == 0 and patches.is_file(), err
+    return patches, args[args.index("--settings-file") + 1], tmp_path / "pairs" / "L096.tsv"
+
+
+def test_kill_during_verification(ldct_patches, tmp_path):
+    patches, settings, pairs = ldct_patches
     before = tree_digest(patches.parent)
     out = tmp_path / "reports"
     rc = killed_at_publish("verify", "--mode", "ldct", "--patches", patches, "--pairs", pairs, "--settings-file",
@@ -155,21 +143,21 @@ def test_concurrent_conversions_of_one_scan_publish_one_whole_file(luna, tmp_pat
 
 
 # ---------------------------------------------------------------- the MPI launcher
-def test_world_smaller_than_asked_refused_before_any_shard(ldct, tmp_path):
-    """A launcher that starts one-rank worlds (plain srun) is named, before any shard is written."""
-    out = tmp_path / "shards" / "L096"
+def test_world_smaller_than_asked_refused_before_any_output(ldct, tmp_path):
+    """A launcher that starts one-rank worlds (plain srun) is named, before any file is written."""
+    out = tmp_path / "patches" / "L096.h5"
     args = _ldct_extract_args(ldct, tmp_path)
     args[args.index("--ranks") + 1] = "2"
-    rc, err = run_module("extract", *args, "--out-dir", out)
+    rc, err = run_module("extract", *args, "--out", out)
     assert_refused(rc, err, ["expected an MPI world of 2 ranks, got 1", "--mpi=pmi2"], absent=[out])
 
 
 @pytest.mark.parametrize("ranks", ["0", "-2"])
 def test_ranks_below_one_refused(ldct, tmp_path, ranks):
-    out = tmp_path / "shards" / "L096"
+    out = tmp_path / "patches" / "L096.h5"
     args = _ldct_extract_args(ldct, tmp_path)
     args[args.index("--ranks") + 1] = ranks
-    rc, err = run_module("extract", *args, "--out-dir", out)
+    rc, err = run_module("extract", *args, "--out", out)
     assert rc == 2 and "--ranks >= 1" in err and "Traceback" not in err and not out.exists()
 
 
@@ -216,12 +204,13 @@ def test_full_disk_during_preflight_check(luna, disk, capsys):
 
 
 def test_free_space_checked_before_extraction(ldct, disk, tmp_path):
-    """The plan's estimate x 2 (shards + merged file) must fit, or nothing starts."""
+    """The plan's estimate (one copy: the patch file is written once) must fit, or nothing starts."""
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"groups": {"L096": {"estimated_file_bytes": 600_000}}}))
-    out = disk / "shards" / "L096"
-    rc, err = run_module("extract", *_ldct_extract_args(ldct, tmp_path), "--out-dir", out, "--plan", plan)
-    assert_refused(rc, err, [str(disk / "shards"), "needs about 1.1 MiB", "free"], absent=[out])
+    plan.write_text(json.dumps({"groups": {"L096": {"estimated_file_bytes": 1_200_000}}}))
+    out = disk / "patches" / "L096.h5"
+    rc, err = run_module("extract", *_ldct_extract_args(ldct, tmp_path), "--group", "L096", "--out", out,
+                         "--plan", plan)
+    assert_refused(rc, err, [str(disk / "patches"), "needs about 1.1 MiB", "free"], absent=[out])
 
 
 @pytest.mark.parametrize("step", ["convert", "check_luna", "make_labels", "pair_ldct"])

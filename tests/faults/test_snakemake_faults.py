@@ -136,12 +136,12 @@ def test_concurrent_run_on_one_results_folder_refused(tmp_path):
 @pytest.mark.slow
 def test_tasks_zero_named_as_such(tmp_path):
     work = workdir_with(tmp_path, {"mode": "luna16", "demo": DEMO, "extract": {"tasks": 1}})
-    proc = snakemake(work, "results/luna16/shards/subset0", "--cores", "2", "--set-resources",
+    proc = snakemake(work, "results/luna16/patches/subset0.h5", "--cores", "2", "--set-resources",
                      "extract_patches:tasks=0")
     assert proc.returncode != 0
     line = next(ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("error:"))
     assert "resources.tasks must be a whole number >= 1" in line and "got 0" in line
-    assert not (work / "results" / "luna16" / "shards" / "subset0").exists()
+    assert not (work / "results" / "luna16" / "patches" / "subset0.h5").exists()
 
 
 @pytest.mark.slow

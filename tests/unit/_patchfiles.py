@@ -1,7 +1,7 @@
 """Small real patch files for the tests of ctpatch.data, ctpatch.explain and ctpatch.plan.
 
 Built with the package steps exactly as the workflow's rules chain them (demo data -> convert ->
-make_labels -> extract -> merge, with the settings ``ctpatch.config`` gives the rules), in one process and
+make_labels -> extract, with the settings ``ctpatch.config`` gives the rules), in one process and
 without MPI, once per test session.  Paths in the recorded settings are relative to ``workdir``,
 as in a workflow run.
 """
@@ -18,7 +18,7 @@ from ctpatch.config import luna16_settings as luna_settings
 from ctpatch.config import scope_settings, validate, write_settings
 from ctpatch.convert import convert
 from ctpatch.demo import write_dataset
-from ctpatch.merge import merge
+from ctpatch.extract import extract
 from ctpatch.store import save_npy, write_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,7 +59,7 @@ def pair_patient(patient_dir, table_out, report_out=None, seed: int = 0, **ldct)
 
 
 def build_luna(workdir: Path, config: dict) -> list[Path]:
-    """Run the LUNA16 chain into ``workdir``; return the merged files (one per subset)."""
+    """Run the LUNA16 chain into ``workdir``; return the patch files (one per subset)."""
     from ctpatch.extract_luna import Job
 
     settings = luna_settings(config)
@@ -81,22 +81,16 @@ def build_luna(workdir: Path, config: dict) -> list[Path]:
                                  "--table-out", str(labels / "nodules.tsv")]) == 0
         inputs = {"sidecars": sidecars, "masks_dir": str(labels / "masks"), "nodules": str(labels / "nodules.tsv"),
                   "candidates": None}
-        job = Job(types.SimpleNamespace(settings=settings, inputs=inputs))
-        shards = workdir / config["results"] / "luna16" / "shards" / subset
-        with job.writer(shards / "rank0000.h5") as w:
-            for unit in job.units():
-                job.run(unit, w)
-        write_json(shards / "manifest.json", {"mode": "luna16", "ranks": 1, "shards": [{"shard": "rank0000.h5"}],
-                                              "units": [u.key for u in job.units()]})
+        job = Job(settings, inputs)
         target = workdir / config["results"] / "luna16" / "patches" / f"{subset}.h5"
-        merge(shards, [target], "luna16", config["seed"], settings["output"]["shuffle"],
-              {"settings": json.dumps(settings, sort_keys=True), "mode": "luna16", "seed": config["seed"]})
+        extract(job, [target], {"settings": json.dumps(settings, sort_keys=True), "mode": "luna16",
+                                "seed": config["seed"]})
         out.append(target)
     return out
 
 
 def build_ldct(workdir: Path, config: dict) -> list[Path]:
-    """Pair, extract and merge the configured patients into one run of ``nsplit`` parts."""
+    """Pair and extract the configured patients into one run of ``nsplit`` parts."""
     from ctpatch.extract_ldct import Job
     from ctpatch.pair_ldct import main as pair_main
 
@@ -110,16 +104,9 @@ def build_ldct(workdir: Path, config: dict) -> list[Path]:
         assert pair_main(["--patient-dir", str(Path(ldct["root"]) / patient), "--settings-file", str(pairs_settings),
                           "--table-out", str(t), "--report-out", str(t.with_suffix(".json"))]) == 0
         tables.append(str(t))
-    job = Job(types.SimpleNamespace(settings=settings, inputs={"pairs": tables}))
-    shards = workdir / "shards"
-    with job.writer(shards / "rank0000.h5") as w:
-        for unit in job.units():
-            job.run(unit, w)
-    write_json(shards / "manifest.json", {"mode": "ldct", "ranks": 1, "shards": [{"shard": "rank0000.h5"}],
-                                          "units": [u.key for u in job.units()]})
+    job = Job(settings, {"pairs": tables})
     parts = [workdir / "patches" / f"run.part{i}.h5" for i in range(ldct["output"]["nsplit"])]
-    merge(shards, parts, "ldct", config["seed"], ldct["output"]["shuffle"],
-          {"settings": json.dumps(settings, sort_keys=True), "mode": "ldct", "seed": config["seed"]})
+    extract(job, parts, {"settings": json.dumps(settings, sort_keys=True), "mode": "ldct", "seed": config["seed"]})
     return parts
 
 

@@ -16,6 +16,8 @@ from ctpatch.augment import (
     downscale_copies,
     draw_blend_factor,
     passes_air_threshold,
+    apply_rot_flip,
+    draw_rot_flip,
     rot_flip,
     white_noise,
 )
@@ -61,11 +63,31 @@ def test_mean_preserved_for_exact_division():
     assert float(out.mean()) == pytest.approx(float(image.mean()), rel=1e-6)
 
 
-def test_output_shape_is_rounded_shape_times_factor():
+def test_output_shape_is_truncated_shape_times_factor():
+    # SPEC 2b: the reference sizes its copies int(w * factor): 409.6 -> 409, 307.2 -> 307
     image = np.zeros((512, 512), np.float32)
-    assert area_resize(image, 0.8).shape == (410, 410)  # 409.6
-    assert area_resize(image, 0.6).shape == (307, 307)  # 307.2
+    assert area_resize(image, 0.8).shape == (409, 409)
+    assert area_resize(image, 0.6).shape == (307, 307)
     assert area_resize(image, 0.8).dtype == np.float32
+    assert area_resize(np.zeros((99, 7)), 0.5).shape == (49, 3)  # 49.5, 3.5 truncated
+
+
+def _area_by_supersampling(column: np.ndarray, n_out: int) -> np.ndarray:
+    """Area resize of one axis, independently: repeat each of the n_in pixels n_out times, then
+    average blocks of n_in (every output pixel covers exactly n_in / n_out input pixels)."""
+    n_in = column.shape[0]
+    fine = np.repeat(column.astype(np.float64), n_out, axis=0)
+    return fine.reshape(n_out, n_in, *column.shape[1:]).mean(axis=1)
+
+
+def test_512_to_409_equals_supersampled_box_mean():
+    rng = np.random.default_rng(3)
+    image = rng.uniform(-1000, 3000, size=(512, 5))
+    got = area_resize(image, 0.8)  # (409, 4)
+    assert got.shape == (409, 4)
+    want = _area_by_supersampling(image, 409)              # rows 512 -> 409
+    want = _area_by_supersampling(want.T, 4).T             # cols 5 -> 4
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
 
 
 @pytest.mark.parametrize("factor", [0.0, -0.5, 1.5])
@@ -197,6 +219,23 @@ def test_rot_flip_draws_every_option_and_is_reproducible():
         flips.add(out1[1][2]["flip"])
     assert ks == {1, 2, 3}
     assert flips == {"lr", "ud"}
+
+
+def test_rot_flip_is_draw_then_apply():
+    inp, tgt = _pair()
+    for seed in range(10):
+        k, flip = draw_rot_flip(keyed_rng(1, "d", seed))
+        together = rot_flip(inp, tgt, keyed_rng(1, "d", seed))
+        apart = apply_rot_flip(inp, tgt, k, flip)
+        assert [o[2] for o in together] == [{"rot_k": k}, {"flip": flip}]
+        for (a1, b1, _), (a2, b2, _) in zip(together, apart):
+            np.testing.assert_array_equal(a1, a2)
+            np.testing.assert_array_equal(b1, b2)
+
+
+def test_apply_rot_flip_rejects_unknown_flip():
+    with pytest.raises(ValueError, match="flip"):
+        apply_rot_flip(np.zeros((2, 2)), np.zeros((2, 2)), 1, "diag")
 
 
 def test_rot_flip_rejects_mismatched_shapes():

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -72,7 +71,7 @@ def resize_axis0(a: np.ndarray, n_out: int) -> np.ndarray:
 def area_ref(img: np.ndarray, f: float) -> np.ndarray:
     if f == 1.0:
         return img
-    rows, cols = (math.floor(n * f + 0.5) for n in img.shape)
+    rows, cols = (int(n * f) for n in img.shape)  # SPEC 2b: truncated, as the reference (512 x 0.8 -> 409)
     return resize_axis0(resize_axis0(img, rows).T, cols).T
 
 
@@ -105,7 +104,7 @@ def tables(tmp_path_factory):
 
 
 def extract(path: Path, settings: dict, pair_tables, indices=None):
-    job = Job(SimpleNamespace(settings=settings, inputs={"pairs": [str(t) for t in pair_tables]}))
+    job = Job(settings, {"pairs": [str(t) for t in pair_tables]})
     units = job.units()
     with job.writer(path) as w:
         for u in (units if indices is None else [units[i] for i in indices]):
@@ -211,6 +210,26 @@ def test_augmentation_provenance_is_consistent(all_on):
         if clean[g] and prov["noise"][g + 1]:
             pre = np.rot90(inp[g], k).astype(np.float64)
             assert np.linalg.norm(inp[g + 1] - pre) / np.linalg.norm(pre) == pytest.approx(0.01, rel=1e-3)
+    # rot_augment.draw per_copy (default, the reference): one k and one flip for all patches of a copy
+    for factor in (1.0, 0.8, 0.6):
+        of_copy = prov[prov["downscale"] == factor]
+        assert len(of_copy) > 0
+        assert len(set(of_copy["rot_k"][of_copy["rot_k"] > 0].tolist())) == 1
+        assert len(set(of_copy["flip"][of_copy["flip"] != b""].tolist())) == 1
+
+
+def test_per_patch_draws_turn_patches_of_one_copy_differently(tables, tmp_path):
+    settings = {**ALL_ON, "rot_augment": {"enabled": True, "draw": "per_patch"}, "blur_noise": {"enabled": False}}
+    out = extract(tmp_path / "p.h5", settings, [tables["L096"]], [0])
+    prov = out["provenance/patch"]
+    full = prov[prov["downscale"] == 1.0]
+    assert len(set(full["rot_k"][full["rot_k"] > 0].tolist())) == 3
+    assert set(full["flip"][full["flip"] != b""].tolist()) == {b"lr", b"ud"}
+    tgt = out["target"][:, 0]
+    for g in range(0, len(prov), 6):  # still the same turn for the patch and its blended copy
+        k = int(prov["rot_k"][g + 1])
+        assert prov["rot_k"][g + 4] == k and prov["flip"][g + 5] == prov["flip"][g + 2]
+        assert np.array_equal(tgt[g + 1], np.rot90(tgt[g], k))
 
 
 def test_same_seed_same_patches_other_seed_other_augmentations(tables, tmp_path, all_on):
@@ -233,7 +252,7 @@ def test_units_over_several_tables(tables, tmp_path):
     t = tmp_path / "L096.tsv"
     assert pair_patient(LDCT / "L096", t, tmp_path / "r.json", seed=3, input_dir=QUARTER, target_dir=FULL,
                         random_n=2) == 0
-    job = Job(SimpleNamespace(settings={}, inputs={"pairs": [str(t), str(tables["L143"])]}))
+    job = Job({}, {"pairs": [str(t), str(tables["L143"])]})
     units = job.units()
     assert [u.index for u in units] == list(range(6))
     assert [u.key.split("/")[0] for u in units] == ["L096"] * 2 + ["L143"] * 4
@@ -271,6 +290,7 @@ def test_settings_default_to_the_reference_values():
     ({"dose_blend": {"low": 2.0, "high": 1.0}}, "dose_blend"),
     ({"ds_augment": {"factors": [0.8, 1.5]}}, "ds_augment.factors"),
     ({"output": {"layout": "nchw"}}, "output.layout"),
+    ({"rot_augment": {"draw": "per_slice"}}, "rot_augment.draw"),
 ])
 def test_settings_reject_naming_the_key(settings, key):
     with pytest.raises(ValueError, match=f"(^|: )ldct\\.{key.replace('.', '[.]')}"):
@@ -284,49 +304,146 @@ def test_integer_dtype_accepted_when_values_stay_integers():
 
 
 # ------------------------------------------------------------------ MPI
-def _mpi_run(ranks: int, out: Path, settings: dict, pair_tables) -> None:
+def _mpi_run(ranks: int, out: Path, settings: dict, pair_tables) -> list[Path]:
     # the ranks share the cores, so no BLAS threads on top of them
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     settings_file = out / "patches.settings.json"
     write_settings(ldct_settings(settings), settings_file, "patches")
+    parts = [out / f"run.part{i}.h5" for i in range(settings["output"].get("nsplit", 1))]
     cmd = ["mpiexec", "-n", str(ranks), sys.executable, "-m", "ctpatch.extract", "--mode", "ldct",
-           "--ranks", str(ranks), "--out-dir", str(out / "shards"), "--settings-file", str(settings_file),
+           "--ranks", str(ranks), "--out", *map(str, parts), "--settings-file", str(settings_file),
            "--inputs", json.dumps({"pairs": [str(t) for t in pair_tables]})]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
-    res = subprocess.run([sys.executable, "-m", "ctpatch.merge", "--mode", "ldct", "--shards-dir", str(out / "shards"),
-                          "--out", str(out / "patches.h5"), "--settings-file", str(settings_file)],
-                         capture_output=True, text=True, timeout=120, env=env)
-    assert res.returncode == 0, res.stdout + res.stderr
+    return parts
 
 
 @pytest.mark.mpi
 @pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec not found")
-def test_mpi_runs_identical_for_1_2_3_ranks(tables, tmp_path):
+def test_mpi_runs_byte_identical_for_1_2_3_ranks(tables, tmp_path):
+    """Whole files (sha256), shuffled and split in two parts (which needs the counting pass)."""
+    import hashlib
+
     from ctpatch.verify_ldct import verify_ldct
 
-    settings = {**ALL_ON, "output": {"dtype": "float16", "shuffle": True}, "seed": 7}
+    settings = {**ALL_ON, "output": {"dtype": "float16", "shuffle": True, "nsplit": 2}, "seed": 7}
     pair_tables = [tables[p] for p in PATIENTS]
     contents = {}
     for ranks in (1, 2, 3):
         out = tmp_path / f"r{ranks}"
         t = time.perf_counter()
-        _mpi_run(ranks, out, settings, pair_tables)
+        parts = _mpi_run(ranks, out, settings, pair_tables)
         print(f"{ranks} ranks: {time.perf_counter() - t:.1f} s")
-        manifest = json.loads((out / "shards" / "manifest.json").read_text())
-        assert manifest["ranks"] == ranks and len(manifest["shards"]) == ranks
-        with h5py.File(out / "patches.h5", "r") as f:
-            contents[ranks] = {k: f[k][...].tobytes() for k in ("input", "target", "provenance/patch",
-                                                                 "provenance/pair")}
-            if ranks == 3:
-                prov = f["provenance/patch"][...]
-                assert sorted(set(prov["pair_index"].tolist())) == list(range(16))
-                names = {(r["patient"].decode(), Path(r["input_file"].decode()).name) for r in prov}
-                assert len(names) == 16
-                assert {p for p, _ in names} == set(PATIENTS)
-                assert len(prov) == int(f["provenance/pair"]["patches_written"].sum())
-                assert not np.array_equal(prov["pair_index"], np.sort(prov["pair_index"]))  # shuffled
+        contents[ranks] = [hashlib.sha256(p.read_bytes()).hexdigest() for p in parts]
+        assert not list(out.glob(".*"))
+        if ranks == 3:
+            provs = []
+            for p in parts:
+                with h5py.File(p, "r") as f:
+                    provs.append(f["provenance/patch"][...])
+                    written = int(f["provenance/pair"]["patches_written"].sum())
+            prov = np.concatenate(provs)
+            assert sorted(set(prov["pair_index"].tolist())) == list(range(16))
+            names = {(r["patient"].decode(), Path(r["input_file"].decode()).name) for r in prov}
+            assert len(names) == 16
+            assert {p for p, _ in names} == set(PATIENTS)
+            assert len(prov) == written and abs(len(provs[0]) - len(provs[1])) <= 1
+            assert not np.array_equal(prov["pair_index"], np.sort(prov["pair_index"]))  # shuffled
     assert contents[1] == contents[2] == contents[3]
-    report = verify_ldct([str(tmp_path / "r3" / "patches.h5")], [str(t) for t in pair_tables], settings)
+    report = verify_ldct([str(p) for p in parts], [str(t) for t in pair_tables], settings)
     assert report["ok"], report["failures"]
     assert report["selected_pairs"] == 16 and report["dtype_worst_case_error"] == 1.0
+
+
+# ------------------------------------------------------------------ super-resolution (SPEC 2c)
+def block3(img: np.ndarray) -> np.ndarray:
+    """Area downscaling by 3 written out: the mean of each 3 x 3 block (sides multiples of 3)."""
+    r, c = img.shape[0] // 3, img.shape[1] // 3
+    return sum(img[a::3, b::3][:r, :c] for a in range(3) for b in range(3)) / 9.0
+
+
+SR = {"patch": {"code": "p55"}, "super_resolution": {"enabled": True}, "ds_augment": {"enabled": True},
+      "normalization": "unity_wrt_ld", "output": {"dtype": "float32"}}
+
+
+def test_sr_pairs_equal_an_independent_computation(tables, tmp_path):
+    out = extract(tmp_path / "sr.h5", SR, [tables["L286"]], [2])
+    prow = out["provenance/pair"][0]
+    ld, fd = raw(prow["input_file"].decode()), raw(prow["target_file"].decode())
+    lo, span = ld.min(), ld.max() - ld.min()
+    ld_n, fd_n = (ld - lo) / span, (fd - lo) / span
+    prov = out["provenance/patch"]
+    assert out["input"].shape[1:] == (1, 18, 18) and out["target"].shape[1:] == (1, 55, 55)  # int(55 / 3) = 18
+    cut = 0
+    for f in (1.0, 0.8, 0.6):
+        a, b = area_ref(ld_n, f), area_ref(fd_n, f)
+        rows, cols = (n - n % 3 for n in a.shape)          # modcrop
+        lr_img, hr_img = block3(a[:rows, :cols]), b[:rows, :cols]
+        sel = np.flatnonzero(prov["downscale"] == f)
+        expect = [(r, c) for r in spec_starts(lr_img.shape[0], 18, 8) for c in spec_starts(lr_img.shape[1], 18, 8)]
+        cut += len(expect)
+        assert [tuple(v) for v in prov["corner"][sel]] == expect
+        assert np.all(prov["copy_shape"][sel] == lr_img.shape) and np.all(prov["hr_copy_shape"][sel] == hr_img.shape)
+        assert np.array_equal(prov["hr_corner"][sel], prov["corner"][sel] * 3)
+        for i in sel:
+            r, c = (int(v) for v in prov["corner"][i])
+            np.testing.assert_allclose(out["input"][i, 0], window(lr_img, r, c, 18), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(out["target"][i, 0], window(hr_img, 3 * r, 3 * c, 55), rtol=1e-5, atol=1e-6)
+            R, C = (int(v) for v in prov["hr_corner"][i])
+            if R + 54 <= hr_img.shape[0] and C + 54 <= hr_img.shape[1]:
+                # footprint relation: the input is the low-dose image over the target's region (HR
+                # corner, 3 x 18 pixels) area-downscaled by 3; the target covers that region (+1 pixel)
+                np.testing.assert_allclose(block3(a[R:R + 54, C:C + 54]), out["input"][i, 0], rtol=1e-5, atol=1e-6)
+                np.testing.assert_allclose(out["target"][i, 0, :54, :54], b[R:R + 54, C:C + 54], rtol=1e-5, atol=1e-6)
+    assert int(prow["patches_cut"]) == cut == len(prov)
+
+
+def test_sr_exact_footprint_and_scale_one_is_plain_mode(tables, tmp_path):
+    exact = extract(tmp_path / "e.h5", {**SR, "super_resolution": {"enabled": True, "footprint": "exact"}},
+                    [tables["L096"]], [0])
+    assert exact["target"].shape[1:] == (1, 54, 54)
+    plain_settings = {k: v for k, v in SR.items() if k != "super_resolution"}
+    plain = extract(tmp_path / "p.h5", plain_settings, [tables["L096"]], [0])
+    one = extract(tmp_path / "1.h5", {**SR, "super_resolution": {"enabled": True, "scale": 1}}, [tables["L096"]], [0])
+    for k in ("input", "target"):
+        assert plain[k].tobytes() == one[k].tobytes()
+    assert np.array_equal(one["provenance/patch"]["hr_corner"], plain["provenance/patch"]["corner"])
+
+
+def test_sr_with_every_option_verifies(tables, tmp_path):
+    from ctpatch.verify_ldct import verify_ldct
+
+    settings = {**ALL_ON, "super_resolution": {"enabled": True}, "normalization": "max_val_wrt_ld",
+                "output": {"dtype": "float16", "layout": "tf"}}
+    path = tmp_path / "all.h5"
+    out = extract(path, settings, [tables["L143"]], [0])
+    prov = out["provenance/patch"]
+    assert out["input"].shape[1:] == (18, 18, 1) and out["target"].shape[1:] == (55, 55, 1)
+    assert len(prov) == int(out["provenance/pair"][0]["patches_kept"]) * 6
+    # rotation and flip turn LR and HR alike; the air threshold was judged on the raw HR target
+    for g in range(0, len(prov), 6):
+        k = int(prov["rot_k"][g + 1])
+        assert np.array_equal(out["target"][g + 1, ..., 0], np.rot90(out["target"][g, ..., 0], k))
+        if not (prov["blur"][g + 1] or prov["noise"][g + 1] or prov["blur"][g] or prov["noise"][g]):
+            assert np.array_equal(out["input"][g + 1, ..., 0], np.rot90(out["input"][g, ..., 0], k))
+    report = verify_ldct([str(path)], [str(tables["L143"])], {**settings},
+                         sample_pairs=0)  # the file holds pair 0 only: counts of the other pairs would fail
+    assert report["input_patch_shape"] == [18, 18, 1]
+    from ctpatch.data import load_all  # ctpatch's reader takes input and target of different sizes
+
+    batch = load_all(str(path), "patch", workers=0, layout="torch")
+    assert batch.images.shape[1:] == (1, 18, 18) and batch.labels.shape[1:] == (1, 55, 55)
+    assert np.array_equal(batch.images[:, 0], out["input"][..., 0])
+    assert not [m for m in report["failures"] if "missing from table 'pair'" not in m], report["failures"]
+
+
+@pytest.mark.parametrize("settings, key", [
+    ({"super_resolution": {"enabled": True}, "patch": {"code": "p12"}}, "super_resolution.scale"),
+    ({"patch": {"code": "p54"}}, "patch.code"),
+    ({"super_resolution": {"enabled": True}, "output": {"dtype": "uint16"}}, "output.dtype"),
+    ({"super_resolution": {"enabled": True, "footprint": "tight"}}, "super_resolution.footprint"),
+    ({"super_resolution": {"enabled": True, "scale": 0}}, "super_resolution.scale"),
+])
+def test_sr_settings_rejected_naming_the_key(settings, key):
+    with pytest.raises(ValueError, match=f"(^|: )ldct\\.{key.replace('.', '[.]')}"):
+        ldct_settings(settings)

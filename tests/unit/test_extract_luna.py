@@ -66,7 +66,7 @@ def job_settings(patch=None, negatives=None, seed=0):
 
 
 def run_job(inputs, path, **kw):
-    job = Job(types.SimpleNamespace(settings=job_settings(**kw), inputs=inputs.paths))
+    job = Job(job_settings(**kw), inputs.paths)
     counts = []
     with job.writer(path) as w:
         for unit in job.units():
@@ -292,4 +292,4 @@ def test_nodules_of_a_scan_outside_the_subset_are_refused(inputs, tmp_path):
     other = tmp_path / "nodules.tsv"
     table.to_csv(other, sep="\t", index=False)
     with pytest.raises(ValueError, match="9.9.9"):
-        Job(types.SimpleNamespace(settings=job_settings(), inputs={**inputs.paths, "nodules": str(other)}))
+        Job(job_settings(), {**inputs.paths, "nodules": str(other)})

@@ -42,9 +42,9 @@ def spec_formula(method, ld, fd):
             s = x - x.min() if x.min() < 0 else x
             out.append(s / s.max())
         return out
-    if method == "max_val_wrt_ld":
-        shift = -ld.min() if ld.min() < 0 else 0.0
-        return [(x + shift) / (ld + shift).max() for x in (ld, fd)]
+    if method == "max_val_wrt_ld":  # SPEC 2b: each image its own shift, the low-dose maximum
+        shifted = [x - x.min() if x.min() < 0 else x for x in (ld, fd)]
+        return [s / shifted[0].max() for s in shifted]
     if method == "dicom_unity":
         return ld / 4096, fd / 4096
     if method == "dicom_std":
@@ -117,6 +117,18 @@ def test_max_val_without_negative_values_does_not_shift():
     a, b = normalize_pair(ld, 2 * ld, "max_val_independent")
     np.testing.assert_allclose(a, [[0.25, 0.5], [0.75, 1.0]])
     np.testing.assert_allclose(b, [[0.25, 0.5], [0.75, 1.0]])
+
+
+def test_max_val_wrt_ld_shifts_each_image_by_its_own_minimum():
+    # SPEC 2b: ld [-100, 300] -> [0, 400], fd [-200, 200] -> [0, 400]; both / 400
+    ld = np.array([[-100.0, 300.0]])
+    fd = np.array([[-200.0, 200.0]])
+    a, b = normalize_pair(ld, fd, "max_val_wrt_ld")
+    np.testing.assert_allclose(a, [[0.0, 1.0]])
+    np.testing.assert_allclose(b, [[0.0, 1.0]])
+    # a target with no negative value is not shifted; divided by the low-dose shifted max
+    a, b = normalize_pair(ld, np.array([[50.0, 600.0]]), "max_val_wrt_ld")
+    np.testing.assert_allclose(b, [[0.125, 1.5]])
 
 
 def test_wrt_ld_applies_low_dose_statistics_to_target():

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import h5py
 import numpy as np
 import pytest
 
 from _patchfiles import pair_patient
+from ctpatch.extract import extract
 from ctpatch.extract_ldct import Job
-from ctpatch.merge import merge
-from ctpatch.store import write_json
 from ctpatch.verify_ldct import verify_ldct
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -41,17 +39,10 @@ def pair_table(out: Path, random_n: int, name: str) -> Path:
 
 
 def run(out: Path, settings: dict, table: Path) -> list[str]:
-    """Extract every selected pair of ``table`` into one shard, merge into nsplit parts."""
-    job = Job(SimpleNamespace(settings=settings, inputs={"pairs": [str(table)]}))
-    units = job.units()
-    shards = out / "shards"
-    with job.writer(shards / "rank0000.h5") as w:
-        for u in units:
-            job.run(u, w)
-    write_json(shards / "manifest.json", {"mode": "ldct", "ranks": 1, "shards": [{"shard": "rank0000.h5"}],
-                                          "units": [u.key for u in units]})
+    """Extract every selected pair of ``table`` into nsplit parts."""
+    job = Job(settings, {"pairs": [str(table)]})
     parts = [str(out / f"part{i}.h5") for i in range(settings["output"].get("nsplit", 1))]
-    merge(shards, parts, "ldct", 0, settings["output"].get("shuffle", False))
+    extract(job, parts, {"mode": "ldct"})
     return parts
 
 
@@ -90,7 +81,25 @@ def test_correct_run_verifies(good):
     top = max(abs(v) for k in ("input_value_range", "target_value_range") for v in report[k])
     assert report["dtype_worst_case_error"] == 2.0 ** (np.floor(np.log2(top)) - 10) / 2
     assert 0 < report["sample_roundtrip_error"] <= report["dtype_worst_case_error"]
-    assert report["sample_patches"] == int(pair["patches_written"][0])
+    sampled = [i for i, r in enumerate(pair) if f"{r['patient'].decode()}/{Path(r['input_file'].decode()).name}"
+               in report["sample_pairs"]]
+    assert sampled and report["sample_patches"] == int(pair["patches_written"][sampled].sum())
+
+
+def test_flipped_byte_in_any_part_fails_naming_dataset_and_row(good, tmp_path):
+    _, table, parts = good
+    copies = damaged(tmp_path, parts, lambda f: None)
+    with h5py.File(copies[1], "r") as f:  # the second part, a row far from the first pair's
+        row = f["target"].shape[0] - 2
+        offset = f["target"].id.get_chunk_info(row).byte_offset + 20
+    with open(copies[1], "r+b") as fh:
+        fh.seek(offset)
+        b = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([b[0] ^ 4]))
+    report = verify_ldct(copies, str(table), SETTINGS)
+    assert not report["ok"]
+    assert any(copies[1] in m and "/target row " + str(row) in m for m in report["failures"]), report["failures"]
 
 
 def test_missing_part_is_found(good):

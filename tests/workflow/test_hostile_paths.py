@@ -29,7 +29,7 @@ def test_luna_run_with_hostile_root_results_and_workdir(tmp_path):
     out = work / cfg["results"] / "luna16"
     with h5py.File(out / "patches" / "subset0.h5", "r") as f:
         assert f["nodule"].shape[0] > 0 and f["nodule"].shape[0] % 57 == 0
-    assert (out / "reports" / "subset0.verify.json").is_file()
+    assert (out / "report" / "subset0.verify.json").is_file()
     # no word of a path ran as a command, in any folder a job could have used
     for folder in (tmp_path, work, root, work / cfg["results"]):
         assert not [p for p in folder.iterdir() if p.name.startswith("PWNED")], folder

@@ -138,8 +138,8 @@ def test_killed_rank_leaves_nothing_finished_and_the_rerun_completes(tmp_path, l
     out, _ = proc.communicate(timeout=300)
     assert victim is not None, "the extraction never started two ranks"
     assert proc.returncode != 0, out
-    shards = work / "results" / "luna16" / "shards" / "subset0"
-    assert not (shards / "manifest.json").exists()
-    assert not (work / "results" / "luna16" / "patches" / "subset0.h5").exists()
+    patches = work / "results" / "luna16" / "patches"
+    assert not (patches / "subset0.h5").exists()
     snakemake(work, "--cores", "2")
-    assert (work / "results" / "luna16" / "reports" / "subset0.verify.json").exists()
+    assert (work / "results" / "luna16" / "report" / "subset0.verify.json").exists()
+    assert not list(patches.glob(".*"))  # the killed run's temp file was removed by the rerun

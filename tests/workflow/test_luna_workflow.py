@@ -16,7 +16,7 @@ import pytest
 from snakerun import REPO, SMALL_LUNA, assert_same_patch_file, snakemake, write_config
 
 CHAIN = ["make_demo_luna16", "check_luna_inputs", "convert_mhd", "make_labels", "extract_patches",
-         "merge_patches", "verify_patches", "all"]
+         "verify_patches", "all"]
 
 
 def test_dry_run_shows_the_chain(tmp_path):
@@ -28,9 +28,9 @@ def test_dry_run_shows_the_chain(tmp_path):
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
     assert counts == {"make_demo_luna16": 1, "check_luna_inputs": 1, "convert_mhd": 2, "make_labels": 2,
-                      "extract_patches": 2, "merge_patches": 2, "verify_patches": 2, "sanity_pictures": 2,
+                      "extract_patches": 2, "verify_patches": 2, "sanity_pictures": 2,
                       "nodule_pictures": 2, "nodule_accounting": 1, "verification_table": 1, "report_config": 1,
-                      "plan": 1, "write_settings": 5, "all": 1, "total": 26}
+                      "plan": 1, "write_settings": 5, "all": 1, "total": 24}
 
 
 def test_rulegraph_links_each_step_to_the_next(tmp_path):
@@ -104,8 +104,15 @@ def test_two_rank_run_counts_and_report(runs):
 @pytest.mark.slow
 @pytest.mark.mpi
 def test_one_and_two_ranks_give_identical_patches(runs):
+    import hashlib
+
     for subset in ("subset0", "subset1"):
-        assert_same_patch_file(*(runs[n] / f"results/luna16/patches/{subset}.h5" for n in (1, 2)))
+        files = [runs[n] / f"results/luna16/patches/{subset}.h5" for n in (1, 2)]
+        assert_same_patch_file(*files)
+        assert len({hashlib.sha256(f.read_bytes()).hexdigest() for f in files}) == 1  # whole files, byte for byte
+    for n in (1, 2):  # one copy on disk: no shards, no temp files
+        assert not (runs[n] / "results/luna16/shards").exists()
+        assert not list((runs[n] / "results/luna16/patches").glob(".*"))
 
 
 @pytest.mark.slow
@@ -134,12 +141,12 @@ def test_extraction_refuses_a_world_of_the_wrong_size(tmp_path):
     write_settings(defaults("patches"), tmp_path / "patches.json", "patches")
     proc = subprocess.run(
         ["mpiexec", "-n", "1", sys.executable, "-m", "ctpatch.extract", "--mode", "luna16", "--ranks", "2",
-         "--out-dir", str(tmp_path / "shards"), "--settings-file", str(tmp_path / "patches.json"), "--inputs", "{}"],
+         "--out", str(tmp_path / "x.h5"), "--settings-file", str(tmp_path / "patches.json"), "--inputs", "{}"],
         capture_output=True, text=True, timeout=60, cwd=REPO,
     )
     assert proc.returncode != 0
     assert "expected an MPI world of 2 ranks, got 1" in proc.stderr
-    assert not (tmp_path / "shards" / "manifest.json").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["patches.json"]  # nothing written
 
 
 @pytest.fixture(scope="module")

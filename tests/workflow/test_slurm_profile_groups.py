@@ -80,13 +80,12 @@ def test_luna16_scale_dry_run_through_the_profile_submits_tens_of_jobs(tmp_path)
     local = _local_rules() | {"total"}
     assert stats["convert_mhd"] == str(SCANS), stats
     # without the groups it would be one SLURM job per rule and scan/subset (local rules aside)
-    assert sum(int(n) for rule, n in stats.items() if rule not in local) == 953, (stats, local)
+    assert sum(int(n) for rule, n in stats.items() if rule not in local) == 943, (stats, local)
 
     groups, singles = _submissions(out)
-    # one prep job per subset (its conversions + labels), one post job per subset
-    assert groups == {"prep": SUBSETS, "post": SUBSETS}, groups
-    assert singles == {"extract_patches": SUBSETS, "check_luna_inputs": 1, "plan": 1, "report_config": 1,
-                       "nodule_accounting": 1, "verification_table": 1}, singles
-    assert sum(groups.values()) + sum(singles.values()) == 35
+    # one prep job per subset (its conversions + labels), one post job after the extractions
+    assert groups == {"prep": SUBSETS, "post": 1}, groups
+    assert singles == {"extract_patches": SUBSETS, "check_luna_inputs": 1, "plan": 1, "report_config": 1}, singles
+    assert sum(groups.values()) + sum(singles.values()) == 24
     # every conversion is inside a group job
     assert len(re.findall(r"^    rule convert_mhd:", out, flags=re.M)) == SCANS

@@ -70,6 +70,8 @@ def account(annotations, root, nodule_tables, patch_files, per_nodule: int, dupl
 
 
 def main(argv=None) -> int:
+    """``python -m ctpatch.accounting`` with ``argv`` (default: the command line); returns the exit status
+    (0 done, 1 an error reported in one line naming the file or key)."""
     ap = argparse.ArgumentParser(prog="python -m ctpatch.accounting", description=__doc__.split("\n\n")[0])
     ap.add_argument("--annotations", required=True)
     ap.add_argument("--settings-file", required=True, help="settings of scope 'patches' (root, patch shifts)")

@@ -68,11 +68,26 @@ def area_weights(n_in: int, n_out: int) -> np.ndarray:
     return overlap / overlap.sum(axis=1, keepdims=True)
 
 
+def downscaled_shape(shape: tuple[int, int], factor: float) -> tuple[int, int]:
+    """Shape of a copy downscaled by ``factor``: ``int(n * factor)`` per axis (truncation).
+
+    The reference program computes the size the same way (``int(w * 0.8)``), so a 512-pixel
+    axis gives 409 at 0.8 and 307 at 0.6 (SPEC section 2b).
+
+    Examples
+    --------
+    >>> downscaled_shape((512, 512), 0.8)
+    (409, 409)
+    """
+    return int(shape[0] * factor), int(shape[1] * factor)
+
+
 def area_resize(image: np.ndarray, factor: float) -> np.ndarray:
     """Downscale a 2D image by ``factor`` with exact area (box-overlap) interpolation.
 
-    The output shape is ``round(shape * factor)`` per axis (rounding half up).  The
-    resize is separable: ``out = A @ image @ B.T`` with ``A = area_weights(rows, rows_out)``
+    The output shape is ``int(shape * factor)`` per axis (truncated, as the reference
+    program sizes its copies: 512 x 0.8 -> 409, SPEC section 2b).  The resize is separable:
+    ``out = A @ image @ B.T`` with ``A = area_weights(rows, rows_out)``
     and ``B = area_weights(cols, cols_out)``, so every output pixel is the area-weighted
     mean of the input pixels under it and the image mean is preserved.
 
@@ -84,7 +99,7 @@ def area_resize(image: np.ndarray, factor: float) -> np.ndarray:
 
     Returns
     -------
-    ndarray of float32, shape (round(rows * factor), round(cols * factor))
+    ndarray of float32, shape (int(rows * factor), int(cols * factor))
 
     Examples
     --------
@@ -94,8 +109,7 @@ def area_resize(image: np.ndarray, factor: float) -> np.ndarray:
     img = _as_image(image)
     if not _is_real(factor) or not 0 < factor <= 1:
         raise ValueError(f"Expected 0 < factor <= 1, got factor={factor!r}")
-    rows_out = _round_half_up(img.shape[0] * factor)
-    cols_out = _round_half_up(img.shape[1] * factor)
+    rows_out, cols_out = downscaled_shape(img.shape, factor)
     if rows_out < 1 or cols_out < 1:
         raise ValueError(
             f"Expected factor to leave at least one pixel per axis, got factor={factor!r} "
@@ -197,8 +211,37 @@ def rot_flip(
     [['rot_k'], ['flip']]
     """
     a, b = _check_pair(inp, tgt)
+    k, flip = draw_rot_flip(rng)
+    return apply_rot_flip(a, b, k, flip)
+
+
+def draw_rot_flip(rng: np.random.Generator) -> tuple[int, str]:
+    """Draw ``k`` uniformly in {1, 2, 3}, then the flip (``"lr"`` or ``"ud"``, 1/2 each).
+
+    The extraction draws once per image copy (the reference program's way, setting
+    ``rot_augment.draw: per_copy``) or once per patch (``per_patch``).
+
+    Examples
+    --------
+    >>> k, flip = draw_rot_flip(np.random.default_rng(0))
+    >>> k in (1, 2, 3) and flip in ("lr", "ud")
+    True
+    """
     k = int(rng.integers(1, 4))
     flip = "lr" if int(rng.integers(0, 2)) == 0 else "ud"
+    return k, flip
+
+
+def apply_rot_flip(
+    inp: np.ndarray, tgt: np.ndarray, k: int, flip: str
+) -> list[tuple[np.ndarray, np.ndarray, dict]]:
+    """The rotated (``np.rot90`` by ``k``) and the flipped (``flip`` "lr" or "ud") copy of a pair.
+
+    Returns the same list as :func:`rot_flip` for the given ``k`` and ``flip``.
+    """
+    a, b = _check_pair(inp, tgt)
+    if k not in (0, 1, 2, 3) or flip not in ("lr", "ud"):
+        raise ValueError(f"Expected k in 0..3 and flip 'lr' or 'ud', got k={k!r}, flip={flip!r}")
     axis = 1 if flip == "lr" else 0
     return [
         (

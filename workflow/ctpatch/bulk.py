@@ -145,15 +145,18 @@ class _Runner:
         return _fill(self.segments, handles, images, labels, pieces)
 
     def submit(self, slot: int, pieces):
+        """Start filling buffer ``slot`` with ``pieces`` on the pool; returns a future."""
         if self.backend == "process":
             return self.pool.apply_async(_worker_fill, (slot, pieces))
         return self.pool.submit(self._thread_fill, slot, pieces)
 
     @staticmethod
     def wait(future) -> int:
+        """The result of a :meth:`submit` future, for either backend."""
         return future.get() if hasattr(future, "get") else future.result()
 
     def close(self, abort: bool = False) -> None:
+        """Stop the pool: wait for its work, or end it at once with ``abort``."""
         if self.backend == "process":
             if abort:
                 self.pool.terminate()

@@ -156,6 +156,8 @@ def check(root, subsets, annotations, candidates=None, unknown_series="fail", du
 
 
 def main(argv=None) -> int:
+    """``python -m ctpatch.check_luna`` with ``argv`` (default: the command line); returns the exit status
+    (0 done, 1 an error reported in one line naming the file or key)."""
     ap = argparse.ArgumentParser(prog="python -m ctpatch.check_luna", description=__doc__.split("\n\n")[0])
     ap.add_argument("--settings-file", required=True,
                     help="settings of scope 'check' (root, annotations, candidates, unknown_series)")

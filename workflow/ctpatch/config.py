@@ -160,17 +160,35 @@ def check_semantics(config: dict) -> None:
 
 
 def check_ldct(s: Mapping, prefix: str = "ldct.") -> None:
-    """The LDCT rules across keys: patch size, dose-blend range, blur/noise shares, integer dtypes."""
+    """The LDCT rules across keys: patch size (and its super-resolution sizes), dose-blend range,
+    blur/noise shares, integer dtypes."""
     from ctpatch.grid import resolve_size
 
     def err(key: str, msg: str) -> ConfigError:
         return ConfigError(f"{prefix}{key}: {msg}")
 
-    p = s["patch"]
+    from ctpatch.grid import SIZE_CODES
+    from ctpatch.sr import SR_BASE, sr_sizes
+
+    p, sr = s["patch"], s["super_resolution"]
+    if p["code"] is not None and not sr["enabled"] and p["code"] not in SIZE_CODES:
+        raise err("patch.code", f"{p['code']!r} exists only with super_resolution.enabled (SPEC 2c); plain mode "
+                                f"has {list(SIZE_CODES)}")
     try:
-        resolve_size(p["code"], p["edge"], p["padding"])
+        if p["code"] is None or not sr["enabled"]:
+            resolve_size(p["code"], p["edge"], p["padding"])
+        elif p["edge"] is not None or p["padding"] is not None:
+            raise ValueError(f"Expected either a size code or a free edge/padding, got code={p['code']!r}, "
+                             f"edge={p['edge']!r}, padding={p['padding']!r}")
     except ValueError as exc:
         raise err("patch", str(exc)) from None
+    if sr["enabled"]:
+        hr, pad = (SR_BASE[p["code"]][0] + SR_BASE[p["code"]][1], SR_BASE[p["code"]][1]) if p["code"] is not None \
+            else (p["edge"], p["padding"])
+        try:
+            sr_sizes(hr, pad, sr["scale"], sr["footprint"])
+        except ValueError as exc:
+            raise err("super_resolution.scale", f"{exc}; choose a larger patch or a smaller scale") from None
     blend, bn, out = s["dose_blend"], s["blur_noise"], s["output"]
     if not blend["low"] <= blend["high"]:
         raise err("dose_blend", f"expected low <= high, got low={blend['low']!r}, high={blend['high']!r}")
@@ -189,6 +207,8 @@ def check_ldct(s: Mapping, prefix: str = "ldct.") -> None:
             culprits.append(f"{prefix}dose_blend.enabled")
         if bn["enabled"] and (bn["blur_share"] > 0 or (bn["noise_share"] > 0 and bn["noise_scale"] > 0)):
             culprits.append(f"{prefix}blur_noise.enabled")
+        if sr["enabled"] and sr["scale"] > 1:
+            culprits.append(f"{prefix}super_resolution.enabled (the input is area-downscaled)")
         if culprits:
             raise err("output.dtype", f"integer dtype {out['dtype']!r} needs integer values, but "
                                       f"{', '.join(culprits)} yields non-integers (choose float16/float32"

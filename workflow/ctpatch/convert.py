@@ -89,6 +89,8 @@ def convert(scan_path, settings: dict) -> tuple[np.ndarray, dict]:
 
 
 def main(argv=None) -> int:
+    """``python -m ctpatch.convert`` with ``argv`` (default: the command line); returns the exit status
+    (0 done, 1 an error reported in one line naming the file or key)."""
     ap = argparse.ArgumentParser(prog="python -m ctpatch.convert", description=__doc__.split("\n\n")[0])
     ap.add_argument("--scan", required=True)
     ap.add_argument("--npy-out", required=True)

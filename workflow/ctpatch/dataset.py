@@ -96,6 +96,7 @@ class PatchDataset:
 
     @property
     def label_shape(self) -> tuple:
+        """Shape of one item's label (LDCT: target) in this dataset's channel layout."""
         s = self.segments[0]
         return to_layout(np.empty(s.label_shape, dtype=np.uint8), s.stored_layout, self.layout, False).shape
 

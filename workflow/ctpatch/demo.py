@@ -208,6 +208,8 @@ def write_dataset(out: str | Path, settings: dict | None = None, seed: int = 0) 
 
 
 def main(argv=None) -> None:
+    """``python -m ctpatch.demo`` with ``argv`` (default: the command line); returns the exit status
+    (0 done, 1 an error reported in one line naming the file or key)."""
     ap = argparse.ArgumentParser(prog="python -m ctpatch.demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="folder to write subsetK/ and CSVFILES/ into")
     ap.add_argument("--settings-file", help="settings file of scope 'demo' (default: the schema's demo defaults, seed 0)")

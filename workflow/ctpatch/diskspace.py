@@ -1,7 +1,7 @@
 """Free disk space before work: a run that cannot fit its output stops before it starts.
 
-The plan (``ctpatch.plan``) estimates each group's patch file; during the merge the shards and the
-merged file exist side by side, so an extraction needs about twice that on the results disk.
+The plan (``ctpatch.plan``) estimates each group's patch file; the extraction writes it once (no
+shards beside it), so an extraction needs about that on the results disk.
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ def check_free(folder: str | Path, need: int, what: str) -> int:
 
 
 def extraction_need(plan_json: str | Path, group: str) -> int:
-    """Bytes an extraction of ``group`` needs: its shards plus the merged file (2x the plan's estimate)."""
+    """Bytes an extraction of ``group`` needs: its patch file(s), written once (the plan's estimate)."""
     plan = json.loads(Path(plan_json).read_text())
     try:
         estimate = plan["groups"][group]["estimated_file_bytes"]
     except KeyError:
         raise ValueError(f"{plan_json}: no estimated_file_bytes for group {group!r}") from None
-    return 2 * int(estimate or 0)
+    return int(estimate or 0)

@@ -37,7 +37,6 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -119,13 +118,10 @@ class _Pick:
 
 
 def _writer_specs(job, folder: Path) -> dict:
-    """Dataset (patch shape, dtype) and table dtypes of the writer the job makes (made once, discarded)."""
-    w = job.writer(folder / "specs.h5")
-    try:
-        return {"datasets": {name: (tuple(ds.shape[1:]), ds.dtype) for name, ds in w.datasets.items()},
-                "tables": {name: ds.dtype for name, ds in w.tables.items()}}
-    finally:
-        w.abort()
+    """Dataset (patch shape, dtype) and table dtypes of the job's output (``Job.specs()``)."""
+    sp = job.specs()
+    return {"datasets": {name: (tuple(shape), np.dtype(dt)) for name, (shape, dt) in sp.datasets.items()},
+            "tables": dict(sp.tables)}
 
 
 def run_one(job, unit, kind: str, index: int, folder: Path) -> tuple[np.ndarray, np.ndarray, np.void, dict]:
@@ -250,12 +246,12 @@ def _luna_subset(root: Path, uid: str, given, attrs) -> str:
 def regenerate_luna(settings: dict, prov: dict, kind: str, bases: list[Path], subset=None, attrs=None):
     """Regenerate one LUNA16 patch; return (image, label, provenance dict, scan_index or None, sources)."""
     from ctpatch.convert import convert
-    from ctpatch.extract_luna import Job, Unit
+    from ctpatch.extract import Unit
+    from ctpatch.extract_luna import Job
     from ctpatch.luna import expected_counts
     from ctpatch.geometry import VolumeGrid
     from ctpatch.io.tables import read_annotations
     from ctpatch.make_labels import TABLE_COLUMNS, label_volume, nodules_of_scan
-    from ctpatch.store import save_npy, write_json
 
     missing = [k for k in ("root", "annotations", "resample", "normalize", "patch", "negatives", "output", "seed")
                if k not in settings]
@@ -275,28 +271,22 @@ def regenerate_luna(settings: dict, prov: dict, kind: str, bases: list[Path], su
     rows = nodules_of_scan(ann, grid, sub, uid, annotations)
     mask = label_volume(grid, rows)
     sources = [str(scan), str(annotations)]
+    inputs = {"scans": [{"uid": uid, "volume": volume, "sidecar": sidecar, "mask": mask}],  # in memory, no files
+              "nodules": pd.DataFrame(rows, columns=TABLE_COLUMNS), "candidates": None}
+    if settings["negatives"].get("strategy") == "candidates":
+        inputs["candidates"] = str(_resolve(settings["candidates"], bases, "candidates table"))
+        sources.append(inputs["candidates"])
+    # regenerated in the full layout: a crops file's nodule patch is compared with the patch itself
+    job_settings = {"buffer_patches": 8, **settings, "output": {**settings["output"], "layout": "full"}}
+    job = Job(job_settings, inputs)
+    # negatives may depend on the whole subset (negatives.scans "all"): count from all its scans
+    uids = sorted(p.stem for p in (root / sub).glob("*.mhd"))
+    scan_index = uids.index(uid) if uid in uids else None
+    if uids:
+        table = ann[ann["seriesuid"].isin(uids)][["seriesuid"]]
+        job.nodule_patches, job.negatives = expected_counts(table, uids, len(job.offsets), job.neg)
     with tempfile.TemporaryDirectory(prefix="ctpatch-explain-") as tmp:
-        tmp = Path(tmp)
-        save_npy(tmp / "volumes" / f"{uid}.npy", volume)
-        del volume
-        write_json(tmp / "volumes" / f"{uid}.json", sidecar)
-        save_npy(tmp / "masks" / f"{uid}.npy", mask)
-        pd.DataFrame(rows, columns=TABLE_COLUMNS).to_csv(tmp / "nodules.tsv", sep="\t", index=False)
-        inputs = {"sidecars": [str(tmp / "volumes" / f"{uid}.json")], "masks_dir": str(tmp / "masks"),
-                  "nodules": str(tmp / "nodules.tsv"), "candidates": None}
-        if settings["negatives"].get("strategy") == "candidates":
-            inputs["candidates"] = str(_resolve(settings["candidates"], bases, "candidates table"))
-            sources.append(inputs["candidates"])
-        # regenerated in the full layout: a crops file's nodule patch is compared with the patch itself
-        job_settings = {"buffer_patches": 8, **settings, "output": {**settings["output"], "layout": "full"}}
-        job = Job(SimpleNamespace(settings=job_settings, inputs=inputs))
-        # negatives may depend on the whole subset (negatives.scans "all"): count from all its scans
-        uids = sorted(p.stem for p in (root / sub).glob("*.mhd"))
-        scan_index = uids.index(uid) if uid in uids else None
-        if uids:
-            table = ann[ann["seriesuid"].isin(uids)][["seriesuid"]]
-            job.nodule_patches, job.negatives = expected_counts(table, uids, len(job.offsets), job.neg)
-        image, label, record, _ = run_one(job, Unit(uid, 0, 1.0), kind, prov["patch_index"], tmp)
+        image, label, record, _ = run_one(job, Unit(uid, 0, 1.0), kind, prov["patch_index"], Path(tmp))
     return image, label, _row_dict(record), scan_index, sources
 
 
@@ -313,16 +303,14 @@ def regenerate_ldct(settings: dict, prov: dict, bases: list[Path]):
     head = read_header(inp)
     slice_z = prov.get("slice_z", math.nan)
     instance = prov.get("instance", -1)
-    table = pd.DataFrame([{
+    table = pd.DataFrame([{  # the one pair, in memory, with the columns read_pair_tables gives
         "patient": prov["patient"], "pair_index": 0, "input_path": str(inp), "target_path": str(tgt),
-        "slice_z": "" if slice_z is None or math.isnan(slice_z) else repr(float(slice_z)),
-        "instance": "" if instance is None or instance < 0 else int(instance),
-        "rows": head.rows, "cols": head.cols, "selected": True,
+        "slice_z": math.nan if slice_z is None or math.isnan(slice_z) else float(slice_z),
+        "instance": math.nan if instance is None or instance < 0 else int(instance),
+        "rows": head.rows, "cols": head.cols, "selected": True, "input_name": inp.name,
     }])
     with tempfile.TemporaryDirectory(prefix="ctpatch-explain-") as tmp:
-        path = Path(tmp) / "pair.tsv"
-        table.to_csv(path, sep="\t", index=False)
-        job = Job(SimpleNamespace(settings=settings, inputs={"pairs": [str(path)]}))
+        job = Job(settings, {"pairs": table})
         image, target, record, others = run_one(job, job.units()[0], "patch", prov["patch_index"], Path(tmp))
     row = _row_dict(record)
     pair = _row_dict(others["pair"][0])

@@ -88,6 +88,8 @@ def _objects(f: h5py.File) -> list[str]:
 
 
 def main(argv=None) -> int:
+    """``python -m ctpatch.export`` with ``argv`` (default: the command line); returns the exit status
+    (0 done, 1 an error reported in one line naming the file or key)."""
     ap = argparse.ArgumentParser(prog="python -m ctpatch.export", description=__doc__.split("\n\n")[0])
     ap.add_argument("crops", help="a LUNA16 patch file written with output.layout: crops")
     ap.add_argument("full", help="the full-layout file to write")

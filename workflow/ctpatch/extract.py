@@ -1,37 +1,98 @@
-"""The MPI patch extraction: ranks split the work units, each streams its own HDF5 shard.
+"""The MPI patch extraction: ranks cut and compress patches, rank 0 writes the final files once.
 
-Run as ``mpiexec -n N python -m ctpatch.extract --ranks N --mode luna16 ...``.  The program
-first checks that the MPI world has the size it was asked for: a launcher that starts N separate
-one-rank worlds (``srun -n N`` without ``--mpi=pmi2``) would otherwise write N copies of the
-same shard.  Units (scans or slice pairs) are assigned by their cost, largest first, to the
-least-loaded rank; since every random draw is keyed by the unit, never by the rank, and the merge
-restores the canonical order, the result does not depend on the rank count.  No rank receives
-patch data from another: the only message is the small per-shard summary gathered for the
-manifest, which rank 0 writes last (its presence means every shard is complete).
+Run as ``mpiexec -n N python -m ctpatch.extract --ranks N --mode luna16 --out X.h5 ...``.  The
+program first checks that the MPI world has the size it was asked for: a launcher that starts N
+separate one-rank worlds (``srun -n N`` without ``--mpi=pmi2``) would otherwise write N copies.
+
+The work is a list of **blocks** in canonical order: the units (scans or slice pairs, in their
+order) cut into runs of at most :data:`BLOCK_PATCHES` patches (a LUNA16 scan gives many blocks,
+an LDCT pair one).  Block ``b`` is computed by rank ``b mod N``: it cuts the block's patches
+through the job (:class:`ctpatch.store.PatchSink` protocol), compresses them into chunk bytes
+(:class:`ctpatch.patchfile.BlockSink`) and sends them to rank 0, which writes the blocks in order,
+each chunk at its final (shuffled) row (:class:`ctpatch.patchfile.PatchFileWriter`).  A rank
+computes at most :data:`AHEAD` blocks ahead of rank 0, so memory stays bounded; every random
+draw is keyed by the unit, never by the rank, and rank 0 makes the same HDF5 calls in the same
+order for any N, so the files are byte-identical for any rank count.  No shard, no merge: the
+patches are written once.
+
+When the final rows depend on counts that only the data give (LDCT with ``output.shuffle`` or
+``output.nsplit > 1``: the air threshold decides how many patches a pair keeps), a counting pass
+runs first (:meth:`Job.count`, the ranks sharing the units; it reads the pair and applies the air
+threshold, nothing is cut or compressed).
 """
 
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 from ctpatch.config import read_settings
-from ctpatch.store import write_json
 
 MODES = ("luna16", "ldct")
 
+#: patches per block: the unit of work a rank computes and sends (about 20 MB of compressed LUNA16 patches)
+BLOCK_PATCHES = 32
+#: blocks a rank may have computed and not yet handed to the writer
+AHEAD = 2
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of extraction work: a LUNA16 scan or an LDCT slice pair.
+
+    ``key`` names it (series uid; ``patient/input file``) and keys its random draws; ``index`` is
+    its place in the canonical order (``scan_index``, ``pair_index``); ``cost`` its relative cost;
+    ``patches`` the number of output items it gives when known before cutting (``None``: known
+    after :meth:`count`), an item being one patch row with its provenance row.
+    """
+
+    key: str
+    index: int
+    cost: float = 1.0
+    patches: int | None = None
+
+
+@dataclass(frozen=True)
+class Span:
+    """Items ``[start, stop)`` of unit ``unit`` (``stop`` ``None``: to the end)."""
+
+    unit: int
+    start: int = 0
+    stop: int | None = None
+
+
+def spans(units: list[Unit], per_block: int = BLOCK_PATCHES, splittable: bool = True) -> list[Span]:
+    """The blocks of work in canonical order: each unit cut into runs of ``per_block`` items.
+
+    >>> [(s.unit, s.start, s.stop) for s in spans([Unit("a", 0, patches=5), Unit("b", 1, patches=0)], 2)]
+    [(0, 0, 2), (0, 2, 4), (0, 4, 5), (1, 0, 0)]
+    >>> [(s.unit, s.start, s.stop) for s in spans([Unit("a", 0)], 2, splittable=False)]
+    [(0, 0, None)]
+    """
+    out = []
+    for i, u in enumerate(units):
+        if not splittable or u.patches is None:
+            out.append(Span(i))
+            continue
+        out += [Span(i, a, min(a + per_block, u.patches)) for a in range(0, u.patches, per_block)] or [Span(i, 0, 0)]
+    return out
+
 
 def assign(costs: list[float], ranks: int) -> list[list[int]]:
-    """Longest-processing-time assignment of unit indices to ranks (deterministic).
+    """Longest-processing-time assignment of unit indices to ranks (deterministic); ``plan`` uses it to
+    estimate a run's makespan (the extraction itself deals blocks round-robin, which balances at
+    least as well: blocks are small and of equal size).
 
     >>> assign([5, 1, 4, 2], 2)
     [[0, 1], [2, 3]]
     """
+    import heapq
+
     if ranks < 1:
         raise ValueError(f"Expected at least one rank, got {ranks!r}")
     heap = [(0.0, r) for r in range(ranks)]
@@ -60,6 +121,85 @@ def comm_host() -> str:
     return MPI.Get_processor_name()
 
 
+class _SelfComm:
+    """The one-rank stand-in for an MPI communicator (extraction in this process, no MPI)."""
+
+    def Get_rank(self):  # noqa: N802 (mpi4py's names)
+        return 0
+
+    def Get_size(self):  # noqa: N802
+        return 1
+
+    def allgather(self, value):
+        return [value]
+
+    def Barrier(self):  # noqa: N802
+        pass
+
+
+def extract(job, outputs, attrs: dict | None = None, comm=None, log=None) -> dict | None:
+    """Run ``job`` on every rank of ``comm`` (default: this process alone) into ``outputs``.
+
+    Returns the rows per provenance table on rank 0 (``None`` elsewhere).  Every rank must call it.
+    """
+    from ctpatch.patchfile import BlockSink, ChunkEncoder, PatchFileWriter
+
+    comm = comm or _SelfComm()
+    rank, size = comm.Get_rank(), comm.Get_size()
+    log = log or (lambda msg: None)
+    units = job.units()
+    outputs = [Path(o) for o in outputs]
+    if len(outputs) != job.parts:
+        raise ValueError(f"Expected {job.parts} output file(s) (output.nsplit), got {len(outputs)}")
+    need_totals = job.shuffle or job.parts > 1
+    if need_totals and any(u.patches is None for u in units):  # counting pass, the ranks sharing the units
+        t = time.perf_counter()
+        mine = {i: job.count(units[i]) for i in range(rank, len(units), size)}
+        counted = {k: v for part in comm.allgather(mine) for k, v in part.items()}
+        units = [Unit(u.key, u.index, u.cost, counted[i]) for i, u in enumerate(units)]
+        log(f"rank {rank}: counted {sum(mine.values())} patches of {len(mine)} units "
+            f"in {time.perf_counter() - t:.2f} s")
+    specs = job.specs()
+    work = spans(units, BLOCK_PATCHES, job.splittable)
+    encoder = ChunkEncoder(specs, job.buffer)
+    sink = BlockSink(encoder, job.buffer)
+    writer = None
+    if rank == 0:
+        totals = job.totals(units) if all(u.patches is not None for u in units) else None
+        writer = PatchFileWriter(outputs, specs, job.mode, job.seed, job.shuffle, totals, attrs, encoder)
+    pending = []
+    counts = None
+    try:
+        t0 = time.perf_counter()
+        for b, span in enumerate(work):
+            owner = b % size
+            block = None
+            if owner == rank:
+                job.run(units[span.unit], sink, span.start, span.stop)
+                block = sink.take(b)
+            if rank == 0:
+                if owner != 0:
+                    block = comm.recv(source=owner, tag=b % 32768)
+                writer.write(block)
+            elif owner == rank:
+                pending.append(comm.isend(block, dest=0, tag=b % 32768))
+                while len(pending) > AHEAD:
+                    pending.pop(0).wait()
+        for req in pending:
+            req.wait()
+        log(f"rank {rank}: {sum(1 for b in range(len(work)) if b % size == rank)} of {len(work)} blocks in "
+            f"{time.perf_counter() - t0:.2f} s")
+        if writer is not None:
+            counts = writer.close()
+            writer = None
+    finally:
+        if writer is not None:
+            writer.abort()
+        encoder.close()
+    comm.Barrier()
+    return counts
+
+
 def run(args, comm) -> None:
     rank, size = comm.Get_rank(), comm.Get_size()
     if size != args.ranks:
@@ -69,33 +209,19 @@ def run(args, comm) -> None:
         )
     # the host shows where the launcher put each rank (two hosts when a job spans two nodes)
     print(f"rank {rank}: MPI world size {size} on host {comm_host()}", flush=True)
-    if args.plan and rank == 0:  # before any work: the shards and the merged file must fit
+    if args.plan and rank == 0:  # before any work: the patch files (one copy, no shards) must fit
         from ctpatch.diskspace import check_free, extraction_need
 
-        group = Path(args.out_dir).name
-        check_free(Path(args.out_dir).parent, extraction_need(args.plan, group),
-                   f"{group}'s shards and merged file (2x the plan's estimate)")
+        group = args.group or Path(args.out[0]).stem
+        check_free(Path(args.out[0]).parent, extraction_need(args.plan, group),
+                   f"{group}'s patch file(s) (the plan's estimate)")
     comm.barrier()
-    mod = mode_module(args.mode)
-    job = mod.Job(args)
-    units = job.units()
-    mine = assign([u.cost for u in units], size)[rank]
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    shard = out_dir / f"rank{rank:04d}.h5"
-    t0 = time.perf_counter()
-    with job.writer(shard) as writer:
-        for i in mine:
-            t = time.perf_counter()
-            counts = job.run(units[i], writer)
-            print(f"rank {rank}: {units[i].key}: {counts} in {time.perf_counter() - t:.2f} s", flush=True)
-    summary = {"shard": shard.name, "rank": rank, "units": [units[i].key for i in mine],
-               "seconds": time.perf_counter() - t0}
-    summaries = comm.gather(summary, root=0)
+    settings = read_settings(args.settings_file, scope="patches")
+    job = mode_module(args.mode).Job(settings, json.loads(args.inputs))
+    attrs = {"settings": json.dumps(settings, sort_keys=True), "mode": args.mode, "seed": job.seed, "group": args.group}
+    counts = extract(job, args.out, attrs, comm, log=lambda msg: print(msg, flush=True))
     if rank == 0:
-        write_json(out_dir / "manifest.json", {"mode": args.mode, "ranks": size, "shards": summaries,
-                                               "units": [u.key for u in units]})
-        print(f"extraction done: {len(units)} units on {size} ranks", flush=True)
+        print(f"extraction done: {counts} rows in {', '.join(args.out)} on {size} ranks", flush=True)
 
 
 def parse_args(argv=None):
@@ -103,9 +229,11 @@ def parse_args(argv=None):
     ap.add_argument("--mode", choices=MODES, required=True)
     ap.add_argument("--ranks", type=int, required=True, help="the MPI world size this run must have")
     ap.add_argument("--plan", default=None,
-                    help="plan.json: check free space for the group (the out-dir's name) before any work")
-    ap.add_argument("--out-dir", required=True, help="folder for rankNNNN.h5 shards and manifest.json")
-    ap.add_argument("--settings-file", required=True, help="settings of scope 'patches' (ctpatch.config)")
+                    help="plan.json: check free space for the group before any work")
+    ap.add_argument("--out", nargs="+", required=True, help="the patch file(s): one, or output.nsplit parts")
+    ap.add_argument("--group", default="", help="the subset or patient, recorded as the files' 'group' attribute")
+    ap.add_argument("--settings-file", required=True,
+                    help="settings of scope 'patches' (ctpatch.config), recorded in the files")
     ap.add_argument("--inputs", required=True, help="JSON object of input paths of the mode")
     args = ap.parse_args(argv)
     if args.ranks < 1:
@@ -119,13 +247,13 @@ def main(argv=None) -> int:
     comm = MPI.COMM_WORLD
     try:
         args = parse_args(argv)
-        args.settings = read_settings(args.settings_file, scope="patches")
-        args.inputs = json.loads(args.inputs)
         run(args, comm)
     except SystemExit:
         raise
     except BaseException as exc:  # one rank failing must stop every rank, never hang a barrier
         msg = str(exc) if isinstance(exc, (ValueError, RuntimeError, OSError)) else traceback.format_exc()
+        if isinstance(exc, OSError) and exc.strerror:  # "[Errno 28] ..." -> the message alone
+            msg = exc.strerror
         print(f"rank {comm.Get_rank()}: error: {msg}", file=sys.stderr, flush=True)
         comm.Abort(1)
     return 0

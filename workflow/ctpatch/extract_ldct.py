@@ -31,7 +31,9 @@ and finally blur or noise a share of the pair's inputs.  Patches are written one
 rank holds at most ``buffer_patches`` patches per dataset plus one slice pair and its copies.
 
 Random draws: ``keyed_rng(seed, patient, input file name, name)`` with ``name`` =
-``"rot_flip"`` (k and the flip of each kept patch, in patch order), ``"dose_blend"`` (one
+``("rot_flip", c)`` (k and the flip of copy number c, 0 for the slice itself, with
+``rot_augment.draw`` per_copy, the reference's way), ``"rot_flip"`` (k and the flip of each kept
+patch, in patch order, with per_patch), ``"dose_blend"`` (one
 ``f ~ U(low, high)`` per slice pair, as the reference drew one per image), ``"blur_noise"``
 (which patches: ``round(blur_share·n)`` blurred, then ``round(noise_share·n)`` of the others
 noised; a patch is never both, as in the reference) and ``"noise"`` (the noise fields).
@@ -41,27 +43,50 @@ Within a pair the patches come in this order (``patch_index`` 0, 1, ...): for ea
 (factor 1, then the factors in order), for each kept corner (row-major): the patch, its
 rotation, its flip, then the blended versions of these three.
 
+Super-resolution (``super_resolution.enabled``, SPEC section 2c, :mod:`ctpatch.sr`): after the
+downscale copies, each copy of the input and target (and of the raw target) is cropped to a
+multiple of ``scale`` and the input copy is block-averaged by ``scale``; the grid is cut on the LR
+input copy (LR edge, padding), the target patch at LR corner x scale with the HR edge, the air
+threshold judged on the raw HR target patch.  Rotation and flip turn the LR and the HR patch the
+same way; dose blending uses the target's LR version (block mean of the HR patch's footprint) as
+its base (:func:`ctpatch.sr.sr_dose_blend`).  The blend is computed before the turn (for
+equal-sized patches the result is the same bit for bit: the blend is pixelwise with one shift
+per patch).
+
 Provenance: table ``patch`` (:func:`patch_dtype`, one row per patch, aligned with the
 datasets ``input`` and ``target``) and table ``pair`` (:func:`pair_dtype`, one row per pair).
+In super-resolution ``corner`` and ``copy_shape`` are the LR input's and ``hr_corner``,
+``hr_copy_shape`` the target's (``hr_corner = corner x scale``).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ctpatch.augment import (box_blur, choose_share, dose_blend, downscale_copies, draw_blend_factor,
-                             passes_air_threshold, rot_flip, white_noise)
+from ctpatch.augment import (
+    apply_rot_flip,
+    box_blur,
+    choose_share,
+    dose_blend,
+    downscale_copies,
+    draw_blend_factor,
+    draw_rot_flip,
+    passes_air_threshold,
+    white_noise,
+)
 from ctpatch.config import ldct_settings
+from ctpatch.extract import Unit
 from ctpatch.grid import cut_patch, grid_corners, resolve_size
 from ctpatch.io.dicom import read_pixels
 from ctpatch.normalize import normalize_pair
+from ctpatch.patchfile import Specs
 from ctpatch.rng import keyed_rng
+from ctpatch.sr import SR_BASE, block_mean, modcrop, sr_dose_blend, sr_sizes
 from ctpatch.store import ShardWriter
 
 INTEGER_DTYPES = ("int16", "uint16")
@@ -76,9 +101,30 @@ def round_half_up(x: float) -> int:
 
 
 def patch_size(settings: dict) -> tuple[int, int]:
-    """(edge, padding) of completed settings."""
+    """(edge, padding) of completed settings; in super-resolution the HR edge ``base + padding``
+    of the size code (SPEC section 2c), before the footprint setting."""
     p = settings["patch"]
+    if settings["super_resolution"]["enabled"] and p["code"] is not None:
+        base, padding = SR_BASE[p["code"]]
+        return base + padding, padding
     return resolve_size(p["code"], p["edge"], p["padding"])
+
+
+def sr_scale(settings: dict) -> int:
+    """The input's downscale factor: ``super_resolution.scale`` when enabled, else 1."""
+    sr = settings["super_resolution"]
+    return int(sr["scale"]) if sr["enabled"] else 1
+
+
+def grid_sizes(settings: dict) -> tuple[int, int, int, int]:
+    """(scale, LR edge, HR edge, padding): the input patch edge, the target patch edge, the grid's
+    overlap on the input; in plain mode (scale 1) both edges are the patch edge."""
+    edge, padding = patch_size(settings)
+    if not settings["super_resolution"]["enabled"]:
+        return 1, edge, edge, padding
+    scale = sr_scale(settings)
+    lr, hr = sr_sizes(edge, padding, scale, settings["super_resolution"]["footprint"])
+    return scale, lr, hr, padding
 
 
 def copy_factors(settings: dict) -> tuple[float, ...]:
@@ -92,10 +138,17 @@ def multiplier(settings: dict) -> int:
     return (3 if settings["rot_augment"]["enabled"] else 1) * (2 if settings["dose_blend"]["enabled"] else 1)
 
 
+def patch_shapes(settings: dict) -> dict[str, tuple[int, int, int]]:
+    """Shape of one stored patch per dataset (``input``, ``target``): (1, H, W) for torch,
+    (H, W, 1) for tf; in super-resolution the input is the LR edge, the target the HR edge."""
+    _, lr, hr, _ = grid_sizes(settings)
+    torch = settings["output"]["layout"] == "torch"
+    return {name: ((1, e, e) if torch else (e, e, 1)) for name, e in (("input", lr), ("target", hr))}
+
+
 def patch_shape(settings: dict) -> tuple[int, int, int]:
-    """Shape of one stored patch: (1, H, W) for torch, (H, W, 1) for tf."""
-    edge, _ = patch_size(settings)
-    return (1, edge, edge) if settings["output"]["layout"] == "torch" else (edge, edge, 1)
+    """Shape of one stored target patch (in plain mode also the input's): see :func:`patch_shapes`."""
+    return patch_shapes(settings)["target"]
 
 
 # ------------------------------------------------------------------------------- pair tables
@@ -145,7 +198,7 @@ def _width(values) -> int:
     return max([1] + [len(str(v).encode()) for v in values])
 
 
-def patch_dtype(patient_width: int, path_width: int) -> np.dtype:
+def patch_dtype(patient_width: int, path_width: int, sr: bool = False) -> np.dtype:
     """Provenance of one patch (table ``patch``).
 
     ``corner`` is the (row, col) of the patch's top-left pixel in the grid of its copy (shape
@@ -153,12 +206,15 @@ def patch_dtype(patient_width: int, path_width: int) -> np.dtype:
     number of 90° counter-clockwise turns (0: none); ``flip`` is ``b""``, ``b"lr"`` or ``b"ud"``;
     ``blend`` the dose-blend factor f (NaN: not blended); ``blur`` / ``noise`` whether the input
     was blurred / given noise.  ``slice_z`` is NaN and ``instance`` -1 when the slice has none.
+    With ``sr`` (super-resolution) ``corner``/``copy_shape`` are the LR input's and the fields
+    ``hr_corner``/``hr_copy_shape`` the HR target's.
     """
+    extra = [("hr_corner", "<i4", (2,)), ("hr_copy_shape", "<i4", (2,))] if sr else []
     return np.dtype([
         ("pair_index", "<i4"), ("patch_index", "<i4"), ("patient", f"S{patient_width}"),
         ("input_file", f"S{path_width}"), ("target_file", f"S{path_width}"), ("slice_z", "<f8"), ("instance", "<i4"),
         ("downscale", "<f8"), ("copy_shape", "<i4", (2,)), ("corner", "<i4", (2,)), ("rot_k", "<i1"),
-        ("flip", "S2"), ("blend", "<f8"), ("blur", "?"), ("noise", "?"),
+        ("flip", "S2"), ("blend", "<f8"), ("blur", "?"), ("noise", "?"), *extra,
     ])
 
 
@@ -172,45 +228,61 @@ def pair_dtype(patient_width: int, path_width: int) -> np.dtype:
     ])
 
 
-@dataclass(frozen=True)
-class Unit:
-    key: str
-    index: int
-    cost: float
-
-
 def _int_or(value, default: int) -> int:
     return default if value is None or pd.isna(value) else int(value)
 
 
 class Job:
-    """One extraction run of the LDCT mode (see the module docstring)."""
+    """One extraction run of the LDCT mode: ``Job(settings, inputs)`` (see the module docstring).
 
-    def __init__(self, args):
-        self.settings = ldct_settings(args.settings)
-        inputs = args.inputs
+    ``inputs["pairs"]`` is one or more pair table files, or a ``pandas.DataFrame`` already read
+    (the columns :func:`read_pair_tables` returns, e.g. one pair built in memory).
+    """
+
+    mode = "ldct"
+    splittable = False  # a pair is one block: its patch count is known only once it is cut
+
+    def __init__(self, settings: dict, inputs: dict | None = None):
+        if inputs is None and hasattr(settings, "inputs"):  # the former Job(namespace) call
+            settings, inputs = settings.settings, settings.inputs
+        self.settings = ldct_settings(settings)
         if not isinstance(inputs, dict) or "pairs" not in inputs:
             raise ValueError(f"inputs: expected a mapping with key 'pairs', got {inputs!r}")
-        self.pairs = read_pair_tables(inputs["pairs"])
+        pairs = inputs["pairs"]
+        self.pairs = pairs.reset_index(drop=True) if isinstance(pairs, pd.DataFrame) else read_pair_tables(pairs)
         s = self.settings
         self.seed = int(s["seed"])
-        self.edge, self.padding = patch_size(s)
+        self.shuffle = bool(s["output"]["shuffle"])
+        self.parts = int(s["output"]["nsplit"])
+        self.buffer = int(s["buffer_patches"])
+        self.scale, self.lr_edge, self.edge, self.padding = grid_sizes(s)
+        self.sr = bool(s["super_resolution"]["enabled"])
         self.last = s["patch"]["last"]
         self.factors = copy_factors(s)
         self.dtype = np.dtype(s["output"]["dtype"])
         wp = _width(self.pairs["patient"])
         wf = _width(list(self.pairs["input_path"]) + list(self.pairs["target_path"]))
-        self.patch_dtype, self.pair_dtype = patch_dtype(wp, wf), pair_dtype(wp, wf)
+        self.patch_dtype, self.pair_dtype = patch_dtype(wp, wf, self.sr), pair_dtype(wp, wf)
 
     def units(self) -> list[Unit]:
         return [Unit(f"{r.patient}/{r.input_name}", int(r.pair_index), 1.0) for r in self.pairs.itertuples()]
 
+    def totals(self, units) -> dict:
+        """Rows per provenance table over ``units`` (their ``patches`` counted)."""
+        return {"patch": sum(int(u.patches) for u in units), "pair": len(units)}
+
+    def specs(self) -> Specs:
+        """Datasets, provenance tables and how they align (:class:`ctpatch.patchfile.Specs`)."""
+        dtype = np.dtype(self.settings["output"]["dtype"])  # input and target differ in size in SR mode
+        return Specs({name: (shape, dtype) for name, shape in patch_shapes(self.settings).items()},
+                     {"patch": self.patch_dtype, "pair": self.pair_dtype},
+                     {"patch": ("input", "target"), "pair": ()}, self.settings["output"]["compression"])
+
     def writer(self, path) -> ShardWriter:
-        shape = patch_shape(self.settings)
-        out = self.settings["output"]
-        return ShardWriter(path, {"input": (shape, out["dtype"]), "target": (shape, out["dtype"])},
-                           {"patch": self.patch_dtype, "pair": self.pair_dtype}, compression=out["compression"],
-                           buffer=int(self.settings["buffer_patches"]), attrs={"mode": "ldct"})
+        """The whole output in one file (unshuffled, canonical order), through :class:`ShardWriter`."""
+        sp = self.specs()
+        return ShardWriter(path, sp.datasets, sp.tables, compression=sp.compression, buffer=self.buffer,
+                           attrs={"mode": "ldct"})
 
     # --------------------------------------------------------------------------- one pair
     def _rng(self, row, name: str) -> np.random.Generator:
@@ -235,35 +307,46 @@ class Job:
             if lo < -top or hi > top:
                 raise ValueError(f"{where}: output.dtype {dt}: {what} values [{lo}, {hi}] overflow (max {top})")
 
-    def _kept_corners(self, copies_raw) -> tuple[list[np.ndarray], int]:
-        """Per copy, the grid corners whose raw-target patch passes the air threshold; and the grid size."""
+    def _kept_corners(self, copies_in, copies_raw) -> tuple[list[np.ndarray], int]:
+        """Per copy, the input-grid corners whose raw-target patch (at corner x scale, HR edge) passes
+        the air threshold; and the grid size."""
         air = self.settings["air_threshold"]
         kept, cut = [], 0
-        for _, raw in copies_raw:
-            corners = grid_corners(raw.shape, self.edge, self.padding, self.last)
+        for (_, inp), (_, raw) in zip(copies_in, copies_raw):
+            corners = grid_corners(inp.shape, self.lr_edge, self.padding, self.last)
             cut += len(corners)
             if air["enabled"]:
                 fill = raw.min()
-                keep = [passes_air_threshold(cut_patch(raw, (int(r), int(c)), self.edge, fill),
-                                             air["value"], air["fraction"], air["mean"]) for r, c in corners]
+                keep = [passes_air_threshold(cut_patch(raw, (int(r) * self.scale, int(c) * self.scale), self.edge,
+                                                       fill), air["value"], air["fraction"], air["mean"])
+                        for r, c in corners]
                 corners = corners[np.asarray(keep, dtype=bool)]
             kept.append(corners)
         return kept, cut
 
-    def run(self, unit: Unit, w) -> dict:
-        """Cut, augment and write the patches of one slice pair; return its counts.
+    def _turned(self, a: np.ndarray, b: np.ndarray, turn) -> list[tuple]:
+        """The pair itself, then (with ``turn`` = (k, flip)) its rotation and its flip: (input, target, rot_k, flip)."""
+        out = [(a, b, 0, b"")]
+        if turn is not None:
+            k, flip = turn
+            if self.sr:  # input and target differ in size: turn each on its own
+                axis = 1 if flip == "lr" else 0
+                out += [(np.ascontiguousarray(np.rot90(a, k)), np.ascontiguousarray(np.rot90(b, k)), k, b""),
+                        (np.ascontiguousarray(np.flip(a, axis)), np.ascontiguousarray(np.flip(b, axis)), 0,
+                         flip.encode())]
+            else:
+                (ra, rb, ri), (fa, fb, fi) = apply_rot_flip(a, b, k, flip)
+                out += [(ra, rb, ri["rot_k"], b""), (fa, fb, 0, fi["flip"].encode())]
+        return out
 
-        ``w`` is a :class:`ShardWriter` (or anything with ``add(name, patch)`` and
-        ``add_row(table, row)``); patches are handed over as float32 in the output layout and
-        cast to the output dtype by the writer.
-        """
+    def _copies(self, row: dict):
+        """Read and normalize one pair; its copies (input, target) and the kept corners per copy."""
         s = self.settings
-        row = self.pairs.iloc[unit.index].to_dict()
         where = f"pair {row['input_path']} / {row['target_path']}"
         ld, fd = read_pixels(row["input_path"]), read_pixels(row["target_path"])
         expected = (int(row["rows"]), int(row["cols"]))
         if ld.shape != expected or fd.shape != expected:
-            raise ValueError(f"{where}: expected {expected[0]}x{expected[1]} pixels as in {row['table']}, got "
+            raise ValueError(f"{where}: expected {expected[0]}x{expected[1]} pixels as in {row.get('table', 'the pair table')}, got "
                              f"{ld.shape} and {fd.shape}")
         try:
             ld_n, fd_n = normalize_pair(ld, fd, s["normalization"], **s["normalization_constants"])
@@ -276,7 +359,34 @@ class Job:
             copies_raw = copies_tg  # same values (none), or not needed
         else:
             copies_raw = downscale_copies(fd, factors)
-        kept, cut = self._kept_corners(copies_raw)
+        if self.sr:  # SPEC 2c: crop to a multiple of scale, input area-downscaled by scale
+            k = self.scale
+            try:
+                copies_in = [(fa, block_mean(modcrop(img, k), k)) for fa, img in copies_in]
+                copies_tg = [(fa, modcrop(img, k)) for fa, img in copies_tg]
+                copies_raw = [(fa, modcrop(img, k)) for fa, img in copies_raw]
+            except ValueError as exc:
+                raise ValueError(f"{where}: super_resolution.scale {k}: {exc}") from None
+        kept, cut = self._kept_corners(copies_in, copies_raw)
+        return copies_in, copies_tg, kept, cut
+
+    def count(self, unit: Unit) -> int:
+        """Patches the pair ``unit`` gives (reads it and applies the air threshold; nothing is cut)."""
+        _, _, kept, _ = self._copies(self.pairs.iloc[unit.index].to_dict())
+        return sum(len(k) for k in kept) * multiplier(self.settings)
+
+    def run(self, unit: Unit, w, start: int = 0, stop: int | None = None) -> dict:
+        """Cut, augment and write the patches of one slice pair into the sink ``w``; return its counts.
+
+        ``w`` follows the patch-sink protocol (:class:`ctpatch.store.PatchSink`); patches are handed
+        over as float32 in the output layout and cast to the output dtype by the sink.  A pair is
+        cut whole (``start`` 0, ``stop`` None).
+        """
+        if start != 0 or stop is not None:
+            raise ValueError(f"an LDCT pair is cut whole, got the span [{start}, {stop})")
+        s = self.settings
+        row = self.pairs.iloc[unit.index].to_dict()
+        copies_in, copies_tg, kept, cut = self._copies(row)
         n_kept = sum(len(k) for k in kept)
         n = n_kept * multiplier(s)
 
@@ -298,20 +408,23 @@ class Job:
         slice_z = math.nan if pd.isna(row["slice_z"]) else float(row["slice_z"])
         instance = _int_or(row["instance"], -1)
         j = 0
-        for (factor, img_in), (_, img_tg), corners in zip(copies_in, copies_tg, kept):
+        per_copy = s["rot_augment"]["draw"] == "per_copy"
+        for ci, ((factor, img_in), (_, img_tg), corners) in enumerate(zip(copies_in, copies_tg, kept)):
             fill_in, fill_tg = img_in.min(), img_tg.min()
             shape = img_in.shape
+            hr_extra = (tuple(img_tg.shape),) if self.sr else ()
+            if rot and per_copy:  # the reference's draw: one k and one flip per image copy (SPEC 2b)
+                copy_turn = draw_rot_flip(self._rng(row, ("rot_flip", ci)))
             for r, c in corners:
                 corner = (int(r), int(c))
-                a = cut_patch(img_in, corner, self.edge, fill_in)
-                b = cut_patch(img_tg, corner, self.edge, fill_tg)
-                variants = [(a, b, 0, b"")]
-                if rot:
-                    (ra, rb, ri), (fa, fb, fi) = rot_flip(a, b, rng_rot)
-                    variants += [(ra, rb, ri["rot_k"], b""), (fa, fb, 0, fi["flip"].encode())]
-                out = [(x, y, k, fl, math.nan) for x, y, k, fl in variants]
+                hr_corner = (corner[0] * self.scale, corner[1] * self.scale)
+                a = cut_patch(img_in, corner, self.lr_edge, fill_in)
+                b = cut_patch(img_tg, hr_corner, self.edge, fill_tg)
+                turn = (copy_turn if per_copy else draw_rot_flip(rng_rot)) if rot else None
+                out = [(x, y, k, fl, math.nan) for x, y, k, fl in self._turned(a, b, turn)]
                 if blend_on:
-                    out += [(*dose_blend(x, y, f), k, fl, f) for x, y, k, fl in variants]
+                    ba, bb = sr_dose_blend(a, b, f, self.scale) if self.sr else dose_blend(a, b, f)
+                    out += [(x, y, k, fl, f) for x, y, k, fl in self._turned(ba, bb, turn)]
                 for x, y, k, fl, bf in out:
                     if blur[j]:
                         x = box_blur(x, bn["blur_size"])
@@ -324,7 +437,8 @@ class Job:
                     w.add("input", self._stored(x))
                     w.add("target", self._stored(y))
                     w.add_row("patch", (unit.index, j, patient, in_file, tg_file, slice_z, instance, factor, shape,
-                                        corner, k, fl, bf, bool(blur[j]), bool(noise[j])))
+                                        corner, k, fl, bf, bool(blur[j]), bool(noise[j]),
+                                        *((hr_corner,) if self.sr else ()), *hr_extra))
                     j += 1
         w.add_row("pair", (unit.index, patient, in_file, tg_file, slice_z, instance, cut, n_kept, j, f))
         return {"cut": cut, "kept": n_kept, "written": j}

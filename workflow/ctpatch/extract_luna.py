@@ -1,5 +1,13 @@
 """LUNA16 nodule mode for the MPI extraction: one work unit per scan.
 
+``Job(settings, inputs)`` takes the two dicts below (the CLI passes them as JSON) and writes
+through the patch-sink protocol (:class:`ctpatch.store.PatchSink`); :meth:`Job.run` cuts any span
+of a scan's items (nodule patches, then negatives), so the extraction can split a scan into blocks.
+
+In memory, ``inputs`` may instead give ``scans``: a list of ``{"uid", "volume", "sidecar", "mask"}``
+(volume and mask as (z, y, x) arrays, the sidecar dict :func:`ctpatch.convert.convert` returns) and
+``nodules`` as a ``pandas.DataFrame`` (``explain`` regenerates a patch this way, without files).
+
 Inputs (``--inputs`` JSON): ``sidecars`` (the converted scans' JSON files, the ``.npy`` beside
 each), ``masks_dir`` (label volumes ``<uid>.npy``), ``nodules`` (the subset's nodule table) and,
 for the ``candidates`` strategy, ``candidates`` (candidates.csv).  Settings (``--settings-file``,
@@ -14,7 +22,6 @@ A rank holds one scan at a time: its volume and label mask, read in slabs straig
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +34,8 @@ from ctpatch.layout import PROV_CROP, box_start, crop_edge
 from ctpatch.luna import (MaskIndex, PatchLocation, crop_mask_xyz, cut_image_xyz, expected_counts, label_edge,
                           nodule_locations, patch_offsets, random_centres)
 from ctpatch.rng import keyed_rng
+from ctpatch.extract import Unit
+from ctpatch.patchfile import Specs
 from ctpatch.store import ShardWriter
 
 PROV_NODULE = np.dtype([
@@ -67,115 +76,184 @@ def load_xyz(path, slab_bytes: int = 4 << 20) -> np.ndarray:
     return out
 
 
-@dataclass(frozen=True)
-class Unit:
-    key: str
-    index: int
-    cost: float
+class _Scan:
+    """One scan prepared for cutting: volume and mask (x, y, z), nodule rows, every patch location."""
+
+    def __init__(self, job: "Job", unit: Unit):
+        if job.memory is not None:  # in-memory inputs
+            scan = job.memory[unit.index]
+            sidecar_path, sidecar = f"scan {unit.key}", scan["sidecar"]
+            self.volume = np.ascontiguousarray(np.asarray(scan["volume"]).transpose(2, 1, 0))  # (x, y, z)
+            self.mask = np.ascontiguousarray(np.asarray(scan["mask"]).transpose(2, 1, 0))
+        else:
+            sidecar_path = job.sidecars[unit.index]
+            sidecar = json.loads(sidecar_path.read_text())
+            self.volume = load_xyz(sidecar_path.with_suffix(".npy"))  # (x, y, z)
+            self.mask = load_xyz(job.masks_dir / f"{unit.key}.npy")  # (x, y, z)
+        self.grid = grid = VolumeGrid.from_dict(sidecar["grid"])
+        if self.volume.shape != grid.size or self.mask.shape != grid.size:
+            raise ValueError(f"{sidecar_path}: volume {self.volume.shape[::-1]} / mask {self.mask.shape[::-1]} do not "
+                             f"match the grid {grid.shape_zyx} (z, y, x)")
+        self.fill = sidecar["min"]
+        self.index = MaskIndex(self.mask)
+        self.nod = job.table[job.table["seriesuid"] == unit.key].sort_values("nodule_index")
+        self.centres_xyz = self.nod[["voxel_x", "voxel_y", "voxel_z"]].to_numpy(np.int64)
+        self.nodule_locs = list(nodule_locations(self.centres_xyz[:, ::-1], job.offsets, job.size))
+        self.negatives = job.negative_locations(unit, grid, self.mask, self.index)
+        pool = int(job.patch["label_pool"])
+        self.empty_label = label_patch(np.zeros((job.size,) * 3, dtype=bool), pool)  # a crop without nodule
+        self.pool = pool
+
+    def label_and_touch(self, loc):
+        if not self.index.may_touch(loc):
+            return self.empty_label, False
+        box = crop_mask_xyz(self.mask, loc)
+        return label_patch(box, self.pool), bool(box.any())
 
 
 class Job:
-    def __init__(self, args):
-        s, inp = args.settings, args.inputs
+    """The LUNA16 extraction of one subset: ``Job(settings, inputs)`` (see the module docstring)."""
+
+    mode = "luna16"
+    parts = 1  # one file per subset
+    splittable = True  # a scan's items can be cut in any spans
+
+    def __init__(self, settings: dict, inputs: dict | None = None):
+        if inputs is None and hasattr(settings, "inputs"):  # the former Job(namespace) call
+            settings, inputs = settings.settings, settings.inputs
+        s, inp = settings, inputs
         self.settings = s
         self.seed = int(s["seed"])
         self.patch = s["patch"]
         self.neg = s["negatives"]
         self.out = s["output"]
+        self.shuffle = bool(self.out.get("shuffle", True))
+        self.buffer = int(s.get("buffer_patches", 8))
         self.size = int(self.patch["size"])
         self.offsets = patch_offsets(self.patch)
         self.layout = self.out.get("layout", "full")
         if self.layout not in ("full", "crops"):
             raise ValueError(f"output.layout: expected 'full' or 'crops', got {self.layout!r}")
         self.crop = crop_edge(self.size, self.offsets)
-        self.sidecars = sorted((Path(p) for p in inp["sidecars"]), key=lambda p: p.stem)
-        self.uids = [p.stem for p in self.sidecars]
-        self.masks_dir = Path(inp["masks_dir"])
-        self.table = pd.read_csv(inp["nodules"], sep="\t", dtype={"seriesuid": str})
+        self.memory = None
+        if "scans" in inp:  # in memory, in uid order as the files would be
+            self.memory = sorted(inp["scans"], key=lambda sc: str(sc["uid"]))
+            self.uids = [str(sc["uid"]) for sc in self.memory]
+        else:
+            self.sidecars = sorted((Path(p) for p in inp["sidecars"]), key=lambda p: p.stem)
+            self.uids = [p.stem for p in self.sidecars]
+            self.masks_dir = Path(inp["masks_dir"])
+        nodules = inp["nodules"]
+        self.table = (nodules.copy() if isinstance(nodules, pd.DataFrame)
+                      else pd.read_csv(nodules, sep="\t", dtype={"seriesuid": str}))
         unknown = set(self.table["seriesuid"]) - set(self.uids)
         if unknown:
-            raise ValueError(f"{inp['nodules']}: nodules of scans not in this subset: {sorted(unknown)[:3]}")
+            where = "nodules" if isinstance(nodules, pd.DataFrame) else nodules
+            raise ValueError(f"{where}: nodules of scans not in this subset: {sorted(unknown)[:3]}")
         self.nodule_patches, self.negatives = expected_counts(self.table, self.uids, len(self.offsets), self.neg)
         self.candidates = None
         self.candidates_outside: dict[str, int] = {}
         if self.neg["strategy"] == "candidates":
             cand = read_candidates(inp["candidates"])
             self.candidates = cand[(cand["class"] == 0) & cand["seriesuid"].isin(self.uids)]
+        self._scan: tuple[str, _Scan] | None = None  # the scan prepared last (a rank's spans come in order)
 
     def units(self) -> list[Unit]:
-        return [Unit(uid, i, 1.0 + self.nodule_patches[uid] + self.negatives[uid]) for i, uid in enumerate(self.uids)]
+        return [Unit(uid, i, 1.0 + self.nodule_patches[uid] + self.negatives[uid],
+                     self.nodule_patches[uid] + self.negatives[uid]) for i, uid in enumerate(self.uids)]
 
-    def writer(self, path) -> ShardWriter:
+    def count(self, unit: Unit) -> int:
+        return self.nodule_patches[unit.key] + self.negatives[unit.key]
+
+    def totals(self, units) -> dict:
+        """Rows per provenance table over ``units``."""
+        out = {"nodule": sum(self.nodule_patches[u.key] for u in units),
+               "non_nodule": sum(self.negatives[u.key] for u in units)}
+        if self.layout == "crops":
+            out["nodule_crop"] = int(self.table["seriesuid"].isin([u.key for u in units]).sum())
+        return out
+
+    def specs(self) -> Specs:
+        """Datasets, provenance tables and how they align (:class:`ctpatch.patchfile.Specs`)."""
         p, lab = self.size, label_edge(self.patch)
         img_shape, lab_shape = (p, p, p, 1), (lab, lab, lab, 2)
-        specs = {"nodule": (img_shape, self.out["dtype"]), "label_nodule": (lab_shape, "float32"),
-                 "non_nodule": (img_shape, self.out["dtype"]), "label_non_nodule": (lab_shape, "float32")}
+        dt = self.out["dtype"]
+        datasets = {"nodule": (img_shape, dt), "label_nodule": (lab_shape, "float32"),
+                    "non_nodule": (img_shape, dt), "label_non_nodule": (lab_shape, "float32")}
         tables = {"nodule": PROV_NODULE, "non_nodule": PROV_NEGATIVE}
+        groups = {"nodule": ("nodule", "label_nodule"), "non_nodule": ("non_nodule", "label_non_nodule")}
+        attrs = {}
         if self.layout == "crops":  # one crop per nodule instead of its shifted patches (ctpatch.layout)
-            del specs["nodule"]
-            specs = {"nodule_crop": ((self.crop,) * 3 + (1,), self.out["dtype"]), **specs}
+            del datasets["nodule"]
+            datasets = {"nodule_crop": ((self.crop,) * 3 + (1,), dt), **datasets}
             tables["nodule_crop"] = PROV_CROP
-        w = ShardWriter(path, specs, tables, compression=self.out["compression"],
-                        buffer=int(self.settings["buffer_patches"]))
-        if self.layout == "crops":
-            w.datasets["nodule_crop"].attrs["patch_edge"] = p
+            groups = {"nodule": ("label_nodule",), "non_nodule": groups["non_nodule"], "nodule_crop": ("nodule_crop",)}
+            attrs = {"nodule_crop": {"patch_edge": p}}
+        return Specs({k: (tuple(v[0]), np.dtype(v[1])) for k, v in datasets.items()}, tables, groups,
+                     self.out["compression"], unshuffled=("nodule_crop",), attrs=attrs)
+
+    def writer(self, path) -> ShardWriter:
+        """The whole output in one file (unshuffled, canonical order), through :class:`ShardWriter`."""
+        sp = self.specs()
+        w = ShardWriter(path, sp.datasets, sp.tables, compression=sp.compression, buffer=self.buffer)
+        for name, attrs in sp.attrs.items():
+            for k, v in attrs.items():
+                w.datasets[name].attrs[k] = v
         return w
 
-    def run(self, unit: Unit, w: ShardWriter) -> dict:
-        sidecar_path = self.sidecars[unit.index]
-        sidecar = json.loads(sidecar_path.read_text())
-        grid = VolumeGrid.from_dict(sidecar["grid"])
-        volume = load_xyz(sidecar_path.with_suffix(".npy"))  # (x, y, z)
-        mask = load_xyz(self.masks_dir / f"{unit.key}.npy")  # (x, y, z)
-        if volume.shape != grid.size or mask.shape != grid.size:
-            raise ValueError(f"{sidecar_path}: volume {volume.shape[::-1]} / mask {mask.shape[::-1]} do not match "
-                             f"the grid {grid.shape_zyx} (z, y, x)")
-        fill, pool, dtype = sidecar["min"], int(self.patch["label_pool"]), self.out["dtype"]
-        index = MaskIndex(mask)
-        empty_label = label_patch(np.zeros((self.size,) * 3, dtype=bool), pool)  # the label of a crop without nodule
+    def _prepared(self, unit: Unit) -> _Scan:
+        if self._scan is None or self._scan[0] != unit.key:
+            self._scan = None  # free the previous scan first
+            self._scan = (unit.key, _Scan(self, unit))
+        return self._scan[1]
 
-        def label_and_touch(loc):
-            if not index.may_touch(loc):
-                return empty_label, False
-            box = crop_mask_xyz(mask, loc)
-            return label_patch(box, pool), bool(box.any())
-
-        nod = self.table[self.table["seriesuid"] == unit.key].sort_values("nodule_index")
-        centres_xyz = nod[["voxel_x", "voxel_y", "voxel_z"]].to_numpy(np.int64)
-        k = 0
-        row, row_n = None, -1
+    def run(self, unit: Unit, w, start: int = 0, stop: int | None = None) -> dict:
+        """Cut items ``[start, stop)`` of the scan ``unit`` into the sink ``w``: nodule patches (each with
+        its label; in the crops layout the nodule's crop before its first shift), then negatives."""
+        sc = self._prepared(unit)
+        n_nod = len(sc.nodule_locs)
+        total = n_nod + len(sc.negatives)
+        stop = total if stop is None else min(int(stop), total)
+        dtype = self.out["dtype"]
         crops = self.layout == "crops"
-        for n, s, loc in nodule_locations(centres_xyz[:, ::-1], self.offsets, self.size):
-            centre_xyz = np.asarray(loc.centre_zyx[::-1])
-            if n != row_n:
-                row, row_n = nod.iloc[n], n
-                if crops:  # the box around the nodule that holds all its shifted patches
-                    cut_image_xyz(volume, PatchLocation(tuple(int(v) for v in centres_xyz[n][::-1]), self.crop),
-                                  fill, dtype, out=w.slot("nodule_crop"))
+        key = unit.key.encode()
+        done = {"nodule_patches": 0, "negatives": 0}
+        for i in range(int(start), stop):
+            if i < n_nod:
+                n, s, loc = sc.nodule_locs[i]
+                row = sc.nod.iloc[n]
+                centre_xyz = np.asarray(loc.centre_zyx[::-1])
+                if crops and s == 0:  # the box around the nodule that holds all its shifted patches
+                    cut_image_xyz(sc.volume, PatchLocation(tuple(int(v) for v in sc.centres_xyz[n][::-1]), self.crop),
+                                  sc.fill, dtype, out=w.slot("nodule_crop"))
                     w.commit("nodule_crop")
-                    w.add_row("nodule_crop", (unit.index, unit.key.encode(), n, int(row["annotation_row"]),
-                                              centres_xyz[n], box_start(centres_xyz[n], self.crop), self.crop))
-            if not crops:
-                cut_image_xyz(volume, loc, fill, dtype, out=w.slot("nodule"))
-                w.commit("nodule")
-            w.add("label_nodule", label_and_touch(loc)[0])
-            w.add_row("nodule", (unit.index, k, unit.key.encode(), n, int(row["annotation_row"]), s,
-                                 self.offsets[s], centre_xyz, grid.index_to_world(centre_xyz), centres_xyz[n],
-                                 (row["world_x"], row["world_y"], row["world_z"])))
-            k += 1
-        negs = self.negative_locations(unit, grid, mask, index)
-        for j, (loc, source, cand_row) in enumerate(negs):
-            centre_xyz = np.asarray(loc.centre_zyx[::-1])
-            cut_image_xyz(volume, loc, fill, dtype, out=w.slot("non_nodule"))
-            w.commit("non_nodule")
-            label, touches = label_and_touch(loc)
-            w.add("label_non_nodule", label)
-            w.add_row("non_nodule", (unit.index, j, unit.key.encode(), j, source.encode(), cand_row, centre_xyz,
-                                     grid.index_to_world(centre_xyz), touches))
-        counts = {"nodules": len(nod), "nodule_patches": k, "negatives": len(negs)}
+                    w.add_row("nodule_crop", (unit.index, key, n, int(row["annotation_row"]), sc.centres_xyz[n],
+                                              box_start(sc.centres_xyz[n], self.crop), self.crop))
+                if not crops:
+                    cut_image_xyz(sc.volume, loc, sc.fill, dtype, out=w.slot("nodule"))
+                    w.commit("nodule")
+                w.add("label_nodule", sc.label_and_touch(loc)[0])
+                w.add_row("nodule", (unit.index, i, key, n, int(row["annotation_row"]), s, self.offsets[s], centre_xyz,
+                                     sc.grid.index_to_world(centre_xyz), sc.centres_xyz[n],
+                                     (row["world_x"], row["world_y"], row["world_z"])))
+                done["nodule_patches"] += 1
+            else:
+                j = i - n_nod
+                loc, source, cand_row = sc.negatives[j]
+                centre_xyz = np.asarray(loc.centre_zyx[::-1])
+                cut_image_xyz(sc.volume, loc, sc.fill, dtype, out=w.slot("non_nodule"))
+                w.commit("non_nodule")
+                label, touches = sc.label_and_touch(loc)
+                w.add("label_non_nodule", label)
+                w.add_row("non_nodule", (unit.index, j, key, j, source.encode(), cand_row, centre_xyz,
+                                         sc.grid.index_to_world(centre_xyz), touches))
+                done["negatives"] += 1
+        if start == 0 and stop == total:
+            done["nodules"] = len(sc.nod)
+            self._scan = None  # a whole scan: nothing else will need it
         if unit.key in self.candidates_outside:
-            counts["candidates_outside_volume"] = self.candidates_outside[unit.key]
-        return counts
+            done["candidates_outside_volume"] = self.candidates_outside[unit.key]
+        return done
 
     def negative_locations(self, unit: Unit, grid: VolumeGrid, mask, index: MaskIndex | None = None
                            ) -> list[tuple[PatchLocation, str, int]]:

@@ -34,6 +34,7 @@ class Fold:
 
     @property
     def paths(self) -> list[str]:
+        """The files this fold reads from, in first-use order."""
         return list(dict.fromkeys(p for p, _ in self.rows))
 
     def __len__(self) -> int:

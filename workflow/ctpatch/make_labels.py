@@ -64,6 +64,8 @@ def label_volume(grid: VolumeGrid, nodules: list[dict]) -> np.ndarray:
 
 
 def main(argv=None) -> int:
+    """``python -m ctpatch.make_labels`` with ``argv`` (default: the command line); returns the exit status
+    (0 done, 1 an error reported in one line naming the file or key)."""
     ap = argparse.ArgumentParser(prog="python -m ctpatch.make_labels", description=__doc__.split("\n\n")[0])
     ap.add_argument("--subset", required=True)
     ap.add_argument("--sidecars", nargs="+", required=True, help="JSON sidecars of the converted scans")

@@ -13,17 +13,18 @@ LDCT pair normalizations (``normalize_pair``), with ``ld`` the low-dose (input) 
 ``std_independent``         each ``(x - x.mean) / (x.max - x.min)``
 ``std_wrt_ld``              both ``(x - ld.mean) / (ld.max - ld.min)``
 ``max_val_independent``     each ``s = x - min(x.min, 0)``, then ``s / s.max``
-``max_val_wrt_ld``          both ``s = x - min(ld.min, 0)``, then ``s / (ld - min(ld.min, 0)).max``
+``max_val_wrt_ld``          each ``s = x - min(x.min, 0)``, then ``s / (ld - min(ld.min, 0)).max``
 ``dicom_unity``             each ``x / 4096``
 ``dicom_std``               each ``(x - x.mean) / 4096``
 ``set_max_val``             each ``x / 4094``
 ==========================  =====================================================
 
 "Shift to non-negative" (``max_val_*``) subtracts the minimum only when it is negative; an
-image whose minimum is >= 0 is divided by its maximum as it is.  In ``max_val_wrt_ld`` the
-low-dose shift and maximum are applied to both images, so the target can end slightly
-below 0 or above 1 when its range exceeds the low-dose range (the point of ``*_wrt_ld`` is
-that both images get the same affine map).  ``dicom_std`` subtracts each image's own mean.
+image whose minimum is >= 0 is divided by its maximum as it is.  In ``max_val_wrt_ld`` each
+image is shifted by its *own* minimum (as the reference program does, SPEC section 2b) and
+both are divided by the shifted low-dose maximum, so the target is never negative but can
+exceed 1 when its shifted maximum exceeds the low-dose one.  ``dicom_std`` subtracts each
+image's own mean.
 """
 
 from __future__ import annotations
@@ -146,10 +147,10 @@ def normalize_pair(
             s / _divisor(float(s.max()), "shifted max", name, method)
             for name, s in shifted.items()
         )
-    elif method == "max_val_wrt_ld":
-        shift = min(float(ld64.min()), 0.0)
-        top = _divisor(float((ld64 - shift).max()), "shifted max", "low-dose", method)
-        out = ((ld64 - shift) / top, (fd64 - shift) / top)
+    elif method == "max_val_wrt_ld":  # own shift, low-dose maximum (SPEC section 2b)
+        shifted = {name: img - min(float(img.min()), 0.0) for name, img in images.items()}
+        top = _divisor(float(shifted["low-dose"].max()), "shifted max", "low-dose", method)
+        out = (shifted["low-dose"] / top, shifted["full-dose"] / top)
     elif method == "dicom_unity":
         out = (ld64 / dicom_scale, fd64 / dicom_scale)
     elif method == "dicom_std":

@@ -135,6 +135,8 @@ def write_table(path, table: pd.DataFrame) -> None:
 
 
 def main(argv=None) -> int:
+    """``python -m ctpatch.pair_ldct`` with ``argv`` (default: the command line); returns the exit status
+    (0 done, 1 an error reported in one line naming the file or key)."""
     ap = argparse.ArgumentParser(prog="python -m ctpatch.pair_ldct", description=__doc__.split("\n\n")[0])
     ap.add_argument("--patient-dir", required=True, help="the patient folder (its name is the patient id)")
     ap.add_argument("--settings-file", required=True,

@@ -59,6 +59,7 @@ class ProvenanceFields:
         return np.full(shape, v, dtype=base)
 
     def names(self) -> list[str]:
+        """The provenance keys every item carries, whatever its kind."""
         return list(self.fields)
 
     def as_dict(self, rec: np.void) -> dict:

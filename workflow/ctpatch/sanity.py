@@ -2,7 +2,9 @@
 
 LDCT files (datasets ``input``/``target``, table ``provenance/patch``): one row per chosen
 patch, columns input, target and input - target; input and target share one grey scale, the
-difference has a symmetric red/blue scale.  The title names patient, slice (z, instance),
+difference has a symmetric red/blue scale.  Super-resolution files: the LR input is shown at
+its size, and repeated (nearest) to the target's size for the difference; the title gives the
+LR and the HR corner.  The title names patient, slice (z, instance),
 pair and patch index, the corner in the copy's pixel grid, the downscale factor and the
 augmentations (rotation, flip, blend factor, blur, noise).
 
@@ -113,9 +115,27 @@ def describe_ldct(row) -> str:
         aug.append("noise")
     z = float(row["slice_z"])
     r, c = (int(v) for v in row["corner"])
+    where = f"corner ({r}, {c})"
+    if row.dtype.names and "hr_corner" in row.dtype.names:  # super-resolution: LR corner -> HR corner
+        hr, hc = (int(v) for v in row["hr_corner"])
+        where = f"LR corner ({r}, {c}) -> HR ({hr}, {hc})"
     return (f"{_dec(row['patient'])} z={z:g} mm #{int(row['instance'])} pair {int(row['pair_index'])} "
-            f"patch {int(row['patch_index'])}\ncorner ({r}, {c}) at x{float(row['downscale']):g}; "
+            f"patch {int(row['patch_index'])}\n{where} at x{float(row['downscale']):g}; "
             f"{', '.join(aug) or 'no augmentation'}")
+
+
+def upsample_to(lr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """An LR patch repeated by ``shape[0] // lr.shape[0]`` (nearest), padded with its edge or cut to ``shape``.
+
+    Used to show a super-resolution input next to its (larger) target.
+
+    >>> upsample_to(np.array([[1.0, 2.0]] * 2), (5, 5))[:, -1].tolist()
+    [2.0, 2.0, 2.0, 2.0, 2.0]
+    """
+    k = max(1, shape[0] // lr.shape[0])
+    big = np.repeat(np.repeat(lr, k, axis=0), k, axis=1)[: shape[0], : shape[1]]
+    pad = ((0, shape[0] - big.shape[0]), (0, shape[1] - big.shape[1]))
+    return np.pad(big, pad, mode="edge") if any(p[1] for p in pad) else big
 
 
 def describe_luna(group: str, row) -> str:
@@ -295,11 +315,14 @@ def make_figure(paths, n: int = 8, seed: int = 0, kind: str | None = None, centr
         if mode == "ldct":
             _, inp, tgt = row
             lo, hi = float(min(inp.min(), tgt.min())), float(max(inp.max(), tgt.max()))
-            diff = inp - tgt
+            sr = inp.shape != tgt.shape
+            diff = (upsample_to(inp, tgt.shape) if sr else inp) - tgt
             m = float(np.abs(diff).max()) or 1.0
-            for ax, img, name, kw in ((ax_row[0], inp, "input", {"cmap": "gray", "vmin": lo, "vmax": hi}),
+            in_name = f"input (LR {inp.shape[0]}²)" if sr else "input"
+            diff_name = "input (upsampled, nearest) − target" if sr else "input − target"
+            for ax, img, name, kw in ((ax_row[0], inp, in_name, {"cmap": "gray", "vmin": lo, "vmax": hi}),
                                       (ax_row[1], tgt, "target", {"cmap": "gray", "vmin": lo, "vmax": hi}),
-                                      (ax_row[2], diff, "input − target", {"cmap": "RdBu_r", "vmin": -m, "vmax": m})):
+                                      (ax_row[2], diff, diff_name, {"cmap": "RdBu_r", "vmin": -m, "vmax": m})):
                 im = ax.imshow(img, **kw)
                 ax.set_title(name, fontsize=PANEL_PT)
                 sub.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
@@ -353,6 +376,8 @@ def write_png(paths, out, n: int = 8, seed: int = 0, **options) -> list[str]:
 
 
 def main(argv=None) -> int:
+    """``python -m ctpatch.sanity`` with ``argv`` (default: the command line); returns the exit status
+    (0 done, 1 an error reported in one line naming the file or key)."""
     ap = argparse.ArgumentParser(prog="python -m ctpatch.sanity", description=__doc__.split("\n\n")[0])
     ap.add_argument("--patches", nargs="+", required=True, help="merged patch file(s) of one mode")
     ap.add_argument("--out", required=True, help="the PNG to write")

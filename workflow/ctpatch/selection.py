@@ -66,14 +66,17 @@ class Segment:
 
     @property
     def image(self) -> str:
+        """Name of the image dataset of this segment's kind."""
         return KINDS[self.kind][0]
 
     @property
     def label(self) -> str:
+        """Name of the label dataset (LDCT: target) of this segment's kind."""
         return KINDS[self.kind][1]
 
     @property
     def table(self) -> str:
+        """Path of the provenance table of this segment's kind."""
         return KINDS[self.kind][2]
 
 

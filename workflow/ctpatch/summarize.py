@@ -25,11 +25,15 @@ def verification_table(reports) -> pd.DataFrame:
         report = json.loads(Path(path).read_text())
         row = {"group": Path(path).name.split(".")[0], "ok": report["ok"], "failures": "; ".join(report["failures"])}
         row.update({k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        if "reader" in report:  # what a reader outside ctpatch needs (ctpatch.reading)
+            row["reader"] = report["reader"]
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def main(argv=None) -> int:
+    """``python -m ctpatch.summarize`` with ``argv`` (default: the command line); returns the exit status
+    (0 done, 1 an error reported in one line naming the file or key)."""
     ap = argparse.ArgumentParser(prog="python -m ctpatch.summarize", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
     v = sub.add_parser("verification")

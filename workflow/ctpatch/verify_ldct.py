@@ -14,7 +14,10 @@ all parts (``output.nsplit`` files) together:
   ``patches_written = patches_kept x multiplier`` (x3 rotation, x2 dose blend); the sum of
   ``patches_written`` equals the number of patches across the parts, and each pair's patches
   carry patch_index 0 .. patches_written - 1 exactly once;
-* provenance fields: files agree with the pair row, corners inside their copy, rot_k in 0..3,
+* provenance fields: files agree with the pair row, corners inside their copy (in
+  super-resolution the LR corner, with ``hr_corner = corner x scale`` and ``hr_copy_shape =
+  copy_shape x scale``: the footprint relation), rot_k in 0..3,
+  with ``rot_augment.draw`` per_copy one rot_k and one flip per pair and copy,
   flip in {"", "lr", "ud"} and never with a rotation, blend NaN exactly for unblended patches
   and equal to the pair's factor otherwise, blur and noise never both, and per pair exactly
   ``round(blur_share·n)`` blurred and ``min(round(noise_share·n), n - blurred)`` noised;
@@ -27,54 +30,45 @@ all parts (``output.nsplit`` files) together:
   largest absolute stored value, i.e. the largest error rounding to nearest can have made
   (float16 at raw CT values 2048..4095 has spacing 2, so 1.0); 0 for float32 (the patches are
   computed in float32) and for integer dtypes (only integers are accepted).
-  ``sample_roundtrip_error``: the first ``sample_pairs`` selected pairs are extracted again
-  in memory (the same code, settings and seed) and compared with the stored patches: the
-  largest ``|stored - recomputed float32 value|`` is the real round-trip error of that sample,
-  and every stored patch must equal the recomputed one cast to the dtype bit for bit (else
-  the run was not reproducible, or a file was altered).  This needs the DICOM files of the
-  sample pairs; set ``sample_pairs=0`` to skip it.
+  ``sample_roundtrip_error``: a seeded random sample of ``sample`` patches from every part
+  (:func:`ctpatch.verify.sample_rows`) names the pairs that are extracted again in memory (the
+  same code, settings and seed) and compared with the stored patches of those pairs, in
+  whichever part they are: the largest ``|stored - recomputed float32 value|`` is the real
+  round-trip error of that sample, and every stored patch must equal the recomputed one cast to
+  the dtype bit for bit (else the run was not reproducible, or a file was altered).  This needs
+  the DICOM files of the sample pairs; set ``sample=0`` to skip it.
+* checksums: every chunk read is checked by HDF5 against its Fletcher32 checksum; a failing
+  read is reported naming the file, dataset and row.
 """
 
 from __future__ import annotations
 
 import math
-import types
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from ctpatch.h5 import h5py
 from ctpatch.config import ldct_settings
-from ctpatch.extract_ldct import (INTEGER_DTYPES, Job, copy_factors, multiplier, patch_shape,
-                                  patch_size, read_pair_tables, round_half_up)
+from ctpatch.extract_ldct import (INTEGER_DTYPES, Job, copy_factors, grid_sizes, multiplier, patch_shapes,
+                                  read_pair_tables, round_half_up)
 from ctpatch.grid import grid_corners
+from ctpatch.store import MemorySink
+from ctpatch.verify import SAMPLE, read_blocks, sample_rows
 
 BLOCK = 64
 
 
-class _Collect:
-    """A stand-in writer keeping the patches of one pair in memory (for the recomputed sample)."""
-
-    def __init__(self):
-        self.patches = defaultdict(list)
-        self.rows = defaultdict(list)
-
-    def add(self, name, patch):
-        self.patches[name].append(np.array(patch, dtype=np.float32))
-
-    def add_row(self, table, row):
-        self.rows[table].append(row)
-
-
 def expected_cut(rows: int, cols: int, settings: dict) -> int:
-    """Grid patches of one slice over all its copies (copy shape = round half up of shape x factor)."""
-    edge, padding = patch_size(settings)
+    """Grid patches of one slice over all its copies (copy shape = int(shape x factor), SPEC 2b;
+    in super-resolution the grid of the LR input: copy shape // scale, LR edge, SPEC 2c)."""
+    scale, lr_edge, _, padding = grid_sizes(settings)
     last = settings["patch"]["last"]
     total = 0
     for f in copy_factors(settings):
-        shape = (round_half_up(rows * f), round_half_up(cols * f)) if f != 1.0 else (rows, cols)
-        total += len(grid_corners(shape, edge, padding, last))
+        shape = (int(rows * f), int(cols * f)) if f != 1.0 else (rows, cols)
+        shape = (shape[0] // scale, shape[1] // scale)
+        total += len(grid_corners(shape, lr_edge, padding, last))
     return total
 
 
@@ -82,7 +76,7 @@ def _dec(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def verify_ldct(patch_paths, pairs_path, settings: dict, sample_pairs: int = 1) -> dict:
+def verify_ldct(patch_paths, pairs_path, settings: dict, sample: int = SAMPLE) -> dict:
     """Check the merged LDCT file(s) ``patch_paths`` (all parts of one run) against the pair
     table(s) ``pairs_path`` (one path or a list, in the extraction's order) and the extraction
     ``settings``.  Returns a report dict with ``ok``, ``failures`` and the figures."""
@@ -101,9 +95,11 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample_pairs: int = 1) 
     except ValueError as exc:
         return {**report, "ok": False, "failures": [str(exc)]}
     dtype = np.dtype(s["output"]["dtype"])
-    shape = patch_shape(s)
+    shapes = patch_shapes(s)
     mult = multiplier(s)
-    report.update(dtype=str(dtype), patch_shape=list(shape), layout=s["output"]["layout"],
+    report.update(dtype=str(dtype), patch_shape=list(shapes["target"]), input_patch_shape=list(shapes["input"]),
+                  super_resolution_scale=grid_sizes(s)[0] if s["super_resolution"]["enabled"] else 1,
+                  layout=s["output"]["layout"],
                   selected_pairs=int(len(table)))
 
     files = []
@@ -119,9 +115,9 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample_pairs: int = 1) 
         for path, f in zip(patch_paths, files):
             for name in ("input", "target"):
                 ds = f[name]
-                if ds.shape[1:] != shape:
-                    fails.append(f"{path}: {name}: expected patch shape {shape} (layout {s['output']['layout']}), "
-                                 f"got {ds.shape[1:]}")
+                if ds.shape[1:] != shapes[name]:
+                    fails.append(f"{path}: {name}: expected patch shape {shapes[name]} (layout "
+                                 f"{s['output']['layout']}), got {ds.shape[1:]}")
                 if ds.dtype != dtype:
                     fails.append(f"{path}: {name}: expected dtype {dtype}, got {ds.dtype}")
             n_in, n_tg, n_prov = f["input"].shape[0], f["target"].shape[0], f["provenance/patch"].shape[0]
@@ -180,8 +176,11 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample_pairs: int = 1) 
         where = np.concatenate([np.stack([np.full(len(p), k), np.arange(len(p))], axis=1) for k, p in enumerate(provs)])
         fails += _check_provenance(prov, by_index, s)
 
-        # values, one block at a time
-        fails += _check_values(files, patch_paths, dtype, report)
+        # values, one block at a time (every chunk's checksum is checked as it is read)
+        try:
+            fails += _check_values(files, patch_paths, dtype, report)
+        except OSError as exc:
+            return {**report, "ok": False, "failures": fails + [str(exc)]}
 
         # rounding: worst case from the largest magnitude, and a recomputed sample
         top = max(abs(v) for name in ("input", "target") for v in report[f"{name}_value_range"] or [0.0])
@@ -189,8 +188,8 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample_pairs: int = 1) 
             report["dtype_worst_case_error"] = float(np.spacing(dtype.type(top))) / 2.0
         else:
             report["dtype_worst_case_error"] = 0.0
-        if sample_pairs > 0 and len(table) and not fails:
-            fails += _check_sample(files, patch_paths, prov, where, pairs_path, s, sample_pairs, report)
+        if sample > 0 and len(table) and not fails:
+            fails += _check_sample(files, patch_paths, prov, where, pairs_path, s, sample, report)
     finally:
         for f in files:
             f.close()
@@ -231,6 +230,18 @@ def _check_provenance(prov: np.ndarray, by_index: dict, s: dict) -> list[str]:
     corner, cshape = prov["corner"], prov["copy_shape"]
     if np.any((corner < 0) | (corner >= cshape)):
         fails.append("patch corners outside their copy")
+    if s["super_resolution"]["enabled"]:
+        scale = grid_sizes(s)[0]
+        if "hr_corner" not in prov.dtype.names:
+            fails.append("super_resolution on, but table 'patch' has no hr_corner")
+        else:  # the footprint relation: HR region = LR region x scale
+            if np.any(prov["hr_corner"] != corner * scale):
+                fails.append(f"{int(np.any(prov['hr_corner'] != corner * scale, axis=1).sum())} patches whose "
+                             f"hr_corner is not corner x {scale}")
+            if np.any(prov["hr_copy_shape"] != cshape * scale):
+                fails.append(f"patches whose hr_copy_shape is not copy_shape x {scale}")
+    elif "hr_corner" in prov.dtype.names:
+        fails.append("table 'patch' has hr_corner, but super_resolution is off")
     order = np.argsort(keys, kind="stable")
     pi = prov["pair_index"][order]
     starts = np.flatnonzero(np.r_[True, pi[1:] != pi[:-1]])
@@ -249,6 +260,14 @@ def _check_provenance(prov: np.ndarray, by_index: dict, s: dict) -> list[str]:
             continue  # the shares below are only meaningful for a complete pair
         if np.any(rows["input_file"] != r["input_file"]) or np.any(rows["target_file"] != r["target_file"]):
             fails.append(f"{who}: patches naming other files than table 'pair'")
+        if s["rot_augment"]["enabled"] and s["rot_augment"]["draw"] == "per_copy":
+            for factor in np.unique(rows["downscale"]):
+                of_copy = rows[rows["downscale"] == factor]
+                ks = set(of_copy["rot_k"][of_copy["rot_k"] > 0].tolist())
+                flips = set(of_copy["flip"][of_copy["flip"] != b""].tolist())
+                if len(ks) > 1 or len(flips) > 1:
+                    fails.append(f"{who}: copy x{float(factor):g} turned in several ways (rot_k {sorted(ks)}, flip "
+                                 f"{sorted(flips)}), but rot_augment.draw is per_copy (one draw per copy)")
         bl = np.isfinite(rows["blend"])
         if s["dose_blend"]["enabled"]:
             if bl.sum() * 2 != n or np.any(rows["blend"][bl] != r["blend"]):
@@ -272,8 +291,7 @@ def _check_values(files, paths, dtype: np.dtype, report: dict) -> list[str]:
         lo, hi = math.inf, -math.inf
         for path, f in zip(paths, files):
             ds = f[name]
-            for i in range(0, ds.shape[0], BLOCK):
-                block = ds[i: i + BLOCK]
+            for i, block in read_blocks(ds, BLOCK):
                 if integer:
                     info = np.iinfo(dtype)
                     limit = block == info.max
@@ -298,17 +316,24 @@ def _check_values(files, paths, dtype: np.dtype, report: dict) -> list[str]:
     return fails
 
 
-def _check_sample(files, paths, prov, where, pairs_path, s, sample_pairs: int, report: dict) -> list[str]:
+def _check_sample(files, paths, prov, where, pairs_path, s, sample: int, report: dict) -> list[str]:
+    """Recompute the pairs of ``sample`` seeded random patches of every part; compare all their patches."""
     fails = []
-    job = Job(types.SimpleNamespace(settings=s, inputs={"pairs": pairs_path}))
+    job = Job(s, {"pairs": pairs_path})
     dtype = np.dtype(s["output"]["dtype"])
     lookup = {(int(p), int(q)): (int(k), int(r)) for (p, q), (k, r) in
               zip(zip(prov["pair_index"], prov["patch_index"]), where)}
+    units = job.units()
+    chosen = set()
+    for k, (path, f) in enumerate(zip(paths, files)):
+        part = f["provenance/patch"]
+        for r in sample_rows(part.shape[0], sample, int(s["seed"]), Path(path).name, "patch"):
+            chosen.add(int(part[int(r)]["pair_index"]))
     err = 0.0
     checked = 0
-    units = job.units()
-    for unit in units[:sample_pairs]:
-        w = _Collect()
+    shapes = patch_shapes(s)  # input and target differ in size in super-resolution
+    for unit in (units[i] for i in sorted(chosen) if 0 <= i < len(units)):
+        w = MemorySink({name: (shape, np.float32) for name, shape in shapes.items()})
         try:
             job.run(unit, w)
         except (ValueError, OSError) as exc:
@@ -331,7 +356,7 @@ def _check_sample(files, paths, prov, where, pairs_path, s, sample_pairs: int, r
         if differ:
             fails.append(f"sample pair {unit.key}: {len(differ)} stored patches differ from their recomputation, "
                          f"e.g. {differ[0]}")
-    report["sample_pairs"] = [u.key for u in units[:sample_pairs]]
+    report["sample_pairs"] = [units[i].key for i in sorted(chosen) if 0 <= i < len(units)]
     report["sample_patches"] = checked
     report["sample_roundtrip_error"] = err
     return fails

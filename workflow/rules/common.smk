@@ -130,9 +130,9 @@ def get_patient_dir(wildcards):
     return f"{LDCT['root']}/{wildcards.group}"
 
 
-# ---------------------------------------------------------------- extraction, merge, verification
+# ---------------------------------------------------------------- extraction, verification
 def get_extract_inputs(wildcards):
-    # plan: the free-space check before any work needs the estimated output size
+    # plan: the free-space check before any work needs the estimated output size (one copy: no shards)
     files = {"settings": get_settings_file("patches"), "plan": f"{RES}/{MODE}/report/plan.json"}
     if MODE == "luna16":
         files["data"] = get_volumes(wildcards) + [f"{RES}/luna16/labels/{wildcards.group}/masks", f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv"]
@@ -154,8 +154,10 @@ def get_extract_params(wildcards):
 
 
 def get_verify_inputs(wildcards):
+    """The files, the table they are checked against, and the extraction's inputs (a sample is regenerated)."""
     table = f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv" if MODE == "luna16" else get_pair_table(wildcards.group)
-    return {"table": table, "settings": get_settings_file("patches"), "patches": get_patch_files(wildcards.group)}
+    return {"table": table, "settings": get_settings_file("patches"), "patches": get_patch_files(wildcards.group),
+            "data": get_extract_inputs(wildcards)["data"]}
 
 
 def get_verify_args(wildcards, input):
@@ -168,10 +170,17 @@ def output_settings():
     return (LUNA if MODE == "luna16" else LDCT)["output"]
 
 
-# LUNA16 writes one file per subset; LDCT one per patient, or nsplit parts
-PART_SUFFIXES = [""] if MODE == "luna16" or LDCT["output"]["nsplit"] == 1 else [
+# LUNA16 writes one file per subset; LDCT one per patient, or nsplit parts (with output.combined
+# the nsplit parts are the combined files', and each patient gets one file)
+LDCT_COMBINED = MODE == "ldct" and LDCT["output"]["combined"] != "none"
+NSPLIT_SUFFIXES = [""] if MODE == "luna16" or LDCT["output"]["nsplit"] == 1 else [
     f".part{i}" for i in range(LDCT["output"]["nsplit"])
 ]
+PART_SUFFIXES = [""] if LDCT_COMBINED else NSPLIT_SUFFIXES
+
+
+def get_combined_files():
+    return [f"{RES}/ldct/combined/all{sfx}.h5" for sfx in NSPLIT_SUFFIXES] if LDCT_COMBINED else []
 
 
 def get_patch_files(group):
@@ -208,6 +217,8 @@ def get_final_output():
         + [f for g in groups for f in get_patch_files(g)]
         + [f"{RES}/{MODE}/sanity/{g}.png" for g in groups]
         + [f"{RES}/{MODE}/report/verification.tsv", f"{RES}/{MODE}/report/config.yaml", f"{RES}/{MODE}/report/plan.txt"]
+        + get_combined_files()
+        + ([f"{RES}/ldct/report/combined.json"] if LDCT_COMBINED else [])
         + (
             [f"{RES}/luna16/report/nodule_accounting.tsv"]
             + [f"{RES}/luna16/report/{g}.{what}.png" for g in groups for what in ("nodules", "negatives")]

@@ -1,14 +1,16 @@
-# The patch extraction: one MPI job per subset (LUNA16) or patient (LDCT).
+# The patch extraction: one MPI job per subset (LUNA16) or patient (LDCT), writing the final
+# patch file(s) once, in canonical (shuffled, rank-independent) order: ranks cut and compress,
+# rank 0 writes (ctpatch.extract, ctpatch.patchfile).  No shards, no merge: peak disk is one copy.
 # `resources.mpi` is the launcher (mpiexec here; profiles/slurm sets an srun command, see there) and
 # `resources.tasks` the number of ranks; the program checks that it got one world of that size.
 
 
 rule extract_patches:
-    """One group (subset or patient): an MPI program of extract.tasks ranks that split the scans or slice pairs and stream their own HDF5 shard; results/MODE/shards/GROUP/."""
+    """One group (subset or patient): an MPI program of extract.tasks ranks that cut and compress the patches; rank 0 writes each chunk once at its final (seeded-shuffle) row; results/MODE/patches/GROUP.h5."""
     input:
         unpack(get_extract_inputs),
     output:
-        directory(f"{RES}/{MODE}/shards/{{group}}"),
+        [f"{RES}/{MODE}/patches/{{group}}{sfx}.h5" for sfx in PART_SUFFIXES],
     conda:
         "../../envs/ctpatch.yaml"
     log:
@@ -30,5 +32,5 @@ rule extract_patches:
         "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "  # one core per rank: BLAS threads would fight the other ranks
         # resources.mpi is a command with its own words (e.g. "srun --mpi=pmi2"): deliberately not quoted
         "{resources.mpi} -n {resources.tasks:q} \"$CTPATCH_PYTHON\" -m ctpatch.extract --mode {params.mode:q} "
-        "--ranks {resources.tasks:q} --out-dir {output:q} --settings-file {input.settings:q} "
+        "--ranks {resources.tasks:q} --group {wildcards.group:q} --out {output:q} --settings-file {input.settings:q} "
         "--inputs {params.p[inputs]} --plan {input.plan:q} > {log:q} 2>&1"

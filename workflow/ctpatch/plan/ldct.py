@@ -17,7 +17,7 @@ from ctpatch.plan.measure import COMPRESSIONS, LDCT_DTYPES, _dtype_ok, ldct_samp
 def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dict:
     """The plan of an LDCT config: per patient and in total (see :func:`ctpatch.plan.make_plan`)."""
     from ctpatch.config import ldct_patch_settings
-    from ctpatch.extract_ldct import multiplier, patch_dtype, patch_size
+    from ctpatch.extract_ldct import grid_sizes, multiplier, patch_dtype
     from ctpatch.io.dicom import pair_slices
     from ctpatch.pair_ldct import PairingError, select_random_n, slice_files
     from ctpatch.verify_ldct import expected_cut
@@ -49,7 +49,8 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
     if not groups:
         raise PlanError(f"ldct: no patient with slice pairs under {root}")
     t_headers = time.perf_counter() - t0
-    edge, _ = patch_size(settings)
+    scale, lr_edge, edge, _ = grid_sizes(settings)
+    pixels = lr_edge * lr_edge + edge * edge  # input + target pixels of one patch (SR: LR input, HR target)
     out_s = settings["output"]
     mult = multiplier(settings)
 
@@ -58,10 +59,10 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
     ext = tab = start["extract_ldct"]  # pair_slices, merge and verify import a subset of it
     keep = 1.0 if not settings["air_threshold"]["enabled"] else (smp["keep_rate"] if smp else math.nan)
     width = max(len(p.input.path) for _, p in selected_pairs) if selected_pairs else 1
-    prov = patch_dtype(max(len(p) for p in groups), width).itemsize
+    prov = patch_dtype(max(len(p) for p in groups), width, settings["super_resolution"]["enabled"]).itemsize
 
     def per_patch(dtype: str, comp: str) -> float:
-        raw = 2 * edge * edge * np.dtype(dtype).itemsize
+        raw = pixels * np.dtype(dtype).itemsize
         if comp == "none":
             return raw + (smp["chunk_overhead_bytes_per_patch"] if smp else 0)
         if smp is None:
@@ -75,7 +76,7 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
         kept = g["patches_cut"] * keep
         g["patches"] = {"patch": _round(kept * mult)}
         g["patches_exact"] = not settings["air_threshold"]["enabled"]
-        g["raw_bytes"] = _round(g["patches"]["patch"] * 2 * edge * edge * np.dtype(out_s["dtype"]).itemsize)
+        g["raw_bytes"] = _round(g["patches"]["patch"] * pixels * np.dtype(out_s["dtype"]).itemsize)
         g["file_bytes"] = {f"{d}/{c}": _round(g["patches"]["patch"] * (per_patch(d, c) + prov))
                            for d in dtypes for c in COMPRESSIONS}
         g["estimated_file_bytes"] = g["file_bytes"][f"{out_s['dtype']}/{out_s['compression']}"]
@@ -103,7 +104,8 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
                  "total_wall_seconds": float(sum(wall.values())),
                  "job_start_seconds": {k: v["seconds"] for k, v in start.items()}}
     return {"mode": "ldct", "root": str(root), "groups": groups, "total": total,
-            "settings": {"patch": settings["patch"], "edge": edge, "multiplier": mult, "output": out_s,
+            "settings": {"patch": settings["patch"], "edge": edge, "input_edge": lr_edge, "scale": scale,
+                         "multiplier": mult, "output": out_s,
                          "air_threshold": settings["air_threshold"], "random_n": inp["random_n"]},
             "sample": smp, "memory": memory, "time": times,
             "intermediate_bytes": {"shards": total["estimated_file_bytes"]},

@@ -80,9 +80,9 @@ def _time_merge_verify(path: Path, names) -> tuple[float, float, int]:
 #: the modules each kind of workflow job imports (its start-up time and memory are measured)
 STEP_IMPORTS = {
     "convert": "ctpatch.convert",
-    "extract_luna": "ctpatch.extract, ctpatch.extract_luna, ctpatch.make_labels, ctpatch.merge, ctpatch.verify, "
+    "extract_luna": "ctpatch.extract, ctpatch.extract_luna, ctpatch.make_labels, ctpatch.verify, "
                     "mpi4py.MPI",
-    "extract_ldct": "ctpatch.extract, ctpatch.extract_ldct, ctpatch.pair_ldct, ctpatch.merge, ctpatch.verify, "
+    "extract_ldct": "ctpatch.extract, ctpatch.extract_ldct, ctpatch.pair_ldct, ctpatch.verify, "
                     "mpi4py.MPI",
 }
 

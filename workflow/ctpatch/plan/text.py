@@ -44,7 +44,9 @@ def format_plan(plan: dict) -> str:
                      _b(tot["raw_bytes"]), _b(tot["estimated_file_bytes"])])
     else:
         lines.append(f"ctpatch plan: LDCT input/target mode, root {plan['root']}")
-        lines.append(f"  patch {st['edge']}x{st['edge']} (x{st['multiplier']} augmentation), output "
+        sr = (f" target, input {st['input_edge']}x{st['input_edge']} (super-resolution x{st['scale']})"
+              if st.get("scale", 1) > 1 or st.get("input_edge", st["edge"]) != st["edge"] else "")
+        lines.append(f"  patch {st['edge']}x{st['edge']}{sr} (x{st['multiplier']} augmentation), output "
                      f"{st['output']['dtype']} {st['output']['compression']} {st['output']['layout']}; air threshold "
                      f"{'on: patch counts estimated from the sample' if st['air_threshold']['enabled'] else 'off'}")
         head = ["patient", "pairs", "selected", "grid p.", "patches", "raw size", "file size"]
@@ -52,6 +54,9 @@ def format_plan(plan: dict) -> str:
                  _b(v["estimated_file_bytes"])] for g, v in plan["groups"].items()]
         rows.append(["total", tot["pairs"], tot["selected_pairs"], tot["patches_cut"], tot["patches"]["patch"],
                      _b(tot["raw_bytes"]), _b(tot["estimated_file_bytes"])])
+    from ctpatch.reading import reader_needs
+
+    lines.append(f"  reading the files outside ctpatch: {reader_needs([st['output']['compression']])}")
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
 
     def fmt(r):

@@ -1,28 +1,9 @@
-# Merge the ranks' shards into the final patch file(s), verify them, draw sanity pictures.
-
-
-rule merge_patches:
-    """One group: canonical order, seeded shuffle, chunks copied compressed; results/MODE/patches/GROUP.h5."""
-    input:
-        shards=f"{RES}/{MODE}/shards/{{group}}",
-        settings=get_settings_file("patches"),
-    output:
-        [f"{RES}/{MODE}/patches/{{group}}{sfx}.h5" for sfx in PART_SUFFIXES],
-    conda:
-        "../../envs/ctpatch.yaml"
-    log:
-        f"logs/{MODE}/merge_patches/{{group}}.log",
-    benchmark:
-        f"{RES}/benchmarks/merge_patches/{MODE}/{{group}}.tsv"
-    params:
-        mode=MODE,
-    shell:
-        "\"$CTPATCH_PYTHON\" -m ctpatch.merge --mode {params.mode:q} --group {wildcards.group:q} --shards-dir {input.shards:q} "
-        "--out {output:q} --settings-file {input.settings:q} > {log:q} 2>&1"
+# Verify the patch files (checksums of every chunk, counts, provenance, a regenerated sample) and
+# draw sanity pictures.
 
 
 rule verify_patches:
-    """One group: counts, shapes, dtypes, NaN, labels; fails the job when wrong; results/MODE/report/GROUP.verify.json."""
+    """One group: Fletcher32 of every chunk, counts, shapes, dtypes, provenance, labels, a seeded sample of patches regenerated from the inputs; fails the job when wrong; results/MODE/report/GROUP.verify.json."""
     input:
         unpack(get_verify_inputs),
     output:
@@ -34,9 +15,10 @@ rule verify_patches:
     params:
         mode=MODE,
         args=get_verify_args,
+        p=get_extract_params,
     shell:
         "\"$CTPATCH_PYTHON\" -m ctpatch.verify --mode {params.mode:q} --patches {input.patches:q} {params.args} "
-        "--settings-file {input.settings:q} --report-out {output:q} > {log:q} 2>&1"
+        "--settings-file {input.settings:q} --inputs {params.p[inputs]} --report-out {output:q} > {log:q} 2>&1"
 
 
 rule sanity_pictures:
