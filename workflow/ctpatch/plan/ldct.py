@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ctpatch.discover import ldct_patients
-from ctpatch.plan.estimate import _round, _totals
+from ctpatch.plan.estimate import _makespan, _round, _totals
 from ctpatch.plan.inputs import PlanError, _path
 from ctpatch.plan.measure import COMPRESSIONS, LDCT_DTYPES, _dtype_ok, ldct_sample, measure_startup
 
@@ -94,18 +94,19 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
         tasks = int(config["extract"]["tasks"])
         n_pairs = total["selected_pairs"]
         # extraction: the sample ran the workflow's extract (counting pass if any, cut, compress, one write);
-        # verify: every patch read (HDF5 checks each chunk's Fletcher32) and the sample's pairs recomputed
-        # (SAMPLE patches of every part name at most that many pairs each)
+        # verify, one job per patient: every patch read (HDF5 checks each chunk's Fletcher32) and the pairs
+        # of SAMPLE patches of every part recomputed (at most that many pairs per part)
         from ctpatch.verify import SAMPLE
 
-        recomputed = min(n_pairs, SAMPLE * int(out_s["nsplit"]))
+        verify = [tab["seconds"] + g["patches"]["patch"] * smp["verify_read_per_patch"]
+                  + min(g["selected_pairs"], SAMPLE * int(out_s["nsplit"])) * smp["seconds_per_pair"]
+                  for g in groups.values()]
         cpu = {"pair_slices": tab["seconds"] * len(groups) + t_headers,
                "extract_patches": ext["seconds"] * tasks + n_pairs * smp["seconds_per_pair"],
-               "verify_patches": tab["seconds"] + total["patches"]["patch"] * smp["verify_read_per_patch"]
-               + recomputed * smp["seconds_per_pair"]}
+               "verify_patches": float(sum(verify))}
         wall = {"pair_slices": cpu["pair_slices"] / max(1, min(cores, len(groups))),
                 "extract_patches": cpu["extract_patches"] / max(1, min(tasks, cores)),
-                "verify_patches": cpu["verify_patches"]}
+                "verify_patches": _makespan(verify, cores)}
         times = {"cores": cores, "tasks": tasks, "cpu_seconds": cpu, "wall_seconds": wall,
                  "total_wall_seconds": float(sum(wall.values())),
                  "job_start_seconds": {k: v["seconds"] for k, v in start.items()}}
