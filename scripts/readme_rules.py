@@ -53,7 +53,7 @@ def table(rules: dict[str, str]) -> str:
 
 
 ORDER = ("write_settings", "make_demo_luna16", "check_luna_inputs", "convert_mhd", "make_labels", "pair_slices", "extract_patches",
-         "merge_patches", "verify_patches", "sanity_pictures", "plan", "verification_table", "report_config",
+         "verify_patches", "sanity_pictures", "plan", "verification_table", "report_config",
          "nodule_accounting", "nodule_pictures", "all")
 
 

@@ -296,3 +296,26 @@ def test_copy_chunks_refuses_mismatched_pipelines(tmp_path, src_codec, dst_codec
         with pytest.raises(ValueError, match=r"filter pipeline.*src\.h5:/p .*dst\.h5:/p"):
             copy_chunks(src, dst, [0])
         assert dst.id.get_storage_size() == 0  # nothing copied
+
+
+def test_a_rerun_removes_the_temp_file_a_killed_writer_left(tmp_path):
+    """kill -9 skips every finally: the hidden temp file stays until the next write of that output."""
+    import subprocess
+    import sys
+
+    from ctpatch.store import atomic_path, temp_name
+
+    final = tmp_path / "out" / "table.tsv"
+    code = ("import os, sys; from ctpatch.store import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as tmp:\n"
+            "    open(tmp, 'w').write('half'); os.kill(os.getpid(), 9)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(final)], capture_output=True)
+    assert proc.returncode == -9
+    left = list(final.parent.glob(".table.tsv.*.tmp"))
+    assert len(left) == 1 and not final.exists()
+    running = temp_name(final).with_name(f".table.tsv.{os.getppid()}.tmp")  # a live writer's file stays
+    running.write_text("busy")
+    with atomic_path(final) as tmp:
+        tmp.write_text("whole")
+    assert final.read_text() == "whole"
+    assert sorted(final.parent.iterdir()) == sorted([final, running])

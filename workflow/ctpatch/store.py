@@ -160,13 +160,15 @@ def atomic_path(final: str | Path):
     """Yield a temporary path beside ``final``; rename it to ``final`` only if the block succeeds.
 
     A crash inside the block leaves nothing; a kill -9 leaves at most a hidden ``.<name>.<pid>.tmp``
-    file, never something that looks finished (:func:`clean_stale` removes it on the next run).
+    file, never something that looks finished; the next write of ``final`` removes it
+    (:func:`clean_stale`), whichever step it belongs to.
     """
     final = Path(final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OSError(exc.errno, f"cannot create the output folder: {exc.strerror}", exc.filename) from None
+    clean_stale(final)
     tmp = temp_name(final)
     try:
         yield tmp
