@@ -30,6 +30,14 @@ configfile: "config/config.yaml"
 report: "workflow/report/workflow.rst"
 
 
+# the first rule is the default target
+rule all:
+    """The default target: every group's patches, verification and sanity picture, and the report tables."""
+    input:
+        # a function: get_final_output comes from common.smk, included below
+        lambda wildcards: get_final_output(),
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/settings.smk"
 include: "workflow/rules/demo.smk"
@@ -39,10 +47,3 @@ include: "workflow/rules/extract.smk"
 include: "workflow/rules/verify.smk"
 include: "workflow/rules/combine.smk"
 include: "workflow/rules/report.smk"
-
-
-rule all:
-    """The default target: every group's patches, verification and sanity picture, and the report tables."""
-    input:
-        get_final_output(),
-    default_target: True

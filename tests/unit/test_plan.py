@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from _patchfiles import LUNA_CONFIG
+
 from ctpatch.config import scope_settings, validate, write_settings
 from ctpatch.io import mhd
 from ctpatch.plan import main, make_plan
@@ -186,3 +186,92 @@ def test_ldct_plan_against_the_real_run(ldct):
     size = sum(p.stat().st_size for p in ldct.files)
     assert abs(plan["total"]["estimated_file_bytes"] - size) <= SIZE_TOLERANCE * size
     assert plan["sample"]["keep_rate"] < 1.0
+
+
+# ---------------------------------------------------------------- the plan describes the workflow as it is
+#: rules that schedule, check headers, record or report (light, like the plan itself) and so take no planned
+#: time: every other rule the workflow runs must be a planned step, and every planned step a rule
+NOT_PLANNED = {"all", "plan", "write_settings", "check_luna_inputs", "sanity_pictures", "nodule_pictures",
+               "nodule_accounting", "verification_table", "report_config"}
+
+
+def _dry_run_rules(workdir, config: dict) -> set[str]:
+    """The rules ``snakemake -n`` schedules for ``config`` in ``workdir`` (the repository's Snakefile)."""
+    from _patchfiles import REPO
+
+    path = workdir / "config" / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+                           str(workdir), "-n", "--quiet", "rules"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split() for line in proc.stdout.splitlines()]
+    return {r[0] for r in rows if len(r) == 2 and r[1].isdigit() and r[0] != "total"}
+
+
+def test_luna_plan_steps_are_the_rules_that_do_work(luna_plan, tmp_path):
+    rules = _dry_run_rules(tmp_path, LUNA_CONFIG)
+    assert "merge_patches" not in rules  # the extraction writes the final files once
+    assert set(luna_plan["time"]["cpu_seconds"]) == set(luna_plan["time"]["wall_seconds"]) == rules - NOT_PLANNED
+    assert {k for k in luna_plan["memory"] if k in rules} == {"convert_mhd", "make_labels", "verify_patches"}
+
+
+def test_luna_disk_is_one_copy_of_the_patches_plus_volumes_and_masks(luna, luna_plan, tmp_path):
+    from ctpatch.diskspace import extraction_need
+
+    results = luna.workdir / luna.config["results"] / "luna16"
+    inter = luna_plan["intermediate_bytes"]
+    assert set(inter) == {"volumes", "masks", "demo_scans"}  # no shards: nothing else is written on the way
+    real = {"volumes": sum(p.stat().st_size for p in (results / "volumes").rglob("*.npy")),
+            "masks": sum(p.stat().st_size for p in (results / "labels").rglob("*.npy"))}
+    for k, size in real.items():
+        assert abs(inter[k] - size) <= SIZE_TOLERANCE * size, (k, inter[k], size)
+    patches = sum(p.stat().st_size for p in luna.files)
+    assert luna_plan["peak_disk_bytes"] == luna_plan["total"]["estimated_file_bytes"] + sum(inter.values())
+    assert abs(luna_plan["peak_disk_bytes"] - patches - sum(real.values()) - inter["demo_scans"]) \
+        <= SIZE_TOLERANCE * (patches + sum(real.values()))
+    # the free-space check reads the JSON's estimate: one copy of each subset's file
+    out = tmp_path / "plan.json"
+    from ctpatch.plan.text import _jsonable
+    from ctpatch.store import write_json
+
+    write_json(out, _jsonable(luna_plan))
+    for path in luna.files:
+        need = extraction_need(out, path.stem)
+        assert need == luna_plan["groups"][path.stem]["estimated_file_bytes"]
+        assert abs(need - path.stat().st_size) <= SIZE_TOLERANCE * path.stat().st_size
+
+
+def test_luna_verify_time_is_measured_from_what_verify_does(luna, luna_plan):
+    """The estimate (checksum scan + labels read + regenerated sample) is of the order of a real verify."""
+    from ctpatch.verify import verify_luna
+
+    s = luna_plan["sample"]["seconds"]
+    assert s["verify_checksum_per_patch"] > 0 and s["verify_read_labels_per_patch"] > 0
+    assert "merge_per_patch" not in s and "verify_per_patch" not in s
+    results = luna.workdir / luna.config["results"] / "luna16"
+    t = time.perf_counter()
+    for path in luna.files:
+        labels = results / "labels" / path.stem
+        inputs = {"sidecars": sorted(str(p) for p in (results / "volumes" / path.stem).glob("*.json")),
+                  "masks_dir": str(labels / "masks"), "nodules": str(labels / "nodules.tsv"), "candidates": None}
+        with h5py.File(path, "r") as f:
+            scans = sorted(set(f["provenance/nodule"]["seriesuid"].astype(str)))
+        assert verify_luna(path, labels / "nodules.tsv", luna.settings, scans, inputs)["ok"]
+    measured = time.perf_counter() - t
+    tm = luna_plan["time"]
+    est = tm["cpu_seconds"]["verify_patches"] - len(luna.files) * tm["job_start_seconds"]["extract_luna"]
+    assert measured / 4 <= est <= measured * 4, (est, measured)
+
+
+def test_ldct_plan_steps_disk_and_verify_time(ldct, tmp_path):
+    from _patchfiles import LDCT_CONFIG
+
+    plan = make_plan(copy.deepcopy(ldct.config), ldct.workdir, sample=24, cores=2)
+    rules = _dry_run_rules(tmp_path, LDCT_CONFIG)
+    assert set(plan["time"]["cpu_seconds"]) == set(plan["time"]["wall_seconds"]) == rules - NOT_PLANNED
+    assert plan["intermediate_bytes"] == {}  # the pair tables aside, only the patch files are written
+    size = sum(p.stat().st_size for p in ldct.files)
+    assert plan["peak_disk_bytes"] == plan["total"]["estimated_file_bytes"]
+    assert abs(plan["peak_disk_bytes"] - size) <= SIZE_TOLERANCE * size
+    assert plan["sample"]["verify_read_per_patch"] > 0 and "merge_per_patch" not in plan["sample"]

@@ -1,7 +1,8 @@
 """Free disk space before work: a run that cannot fit its output stops before it starts.
 
-The plan (``ctpatch.plan``) estimates each group's patch file; the extraction writes it once (no
-shards beside it), so an extraction needs about that on the results disk.
+The plan (``ctpatch.plan``) estimates each group's patch file(s) (``estimated_file_bytes`` in its
+JSON); the extraction writes them once, chunk by chunk at their final rows, with no second copy
+beside them, so an extraction needs about one copy of that on the results disk.
 """
 
 from __future__ import annotations

@@ -114,6 +114,13 @@ def mode_module(mode: str):
     return mod
 
 
+def comm_host() -> str:
+    """The name of the host this rank runs on, as MPI reports it (``MPI.Get_processor_name()``)."""
+    from mpi4py import MPI
+
+    return MPI.Get_processor_name()
+
+
 class _SelfComm:
     """The one-rank stand-in for an MPI communicator (extraction in this process, no MPI)."""
 
@@ -200,7 +207,8 @@ def run(args, comm) -> None:
             f"expected an MPI world of {args.ranks} ranks, got {size}: the launcher did not start one "
             f"MPI world (with SLURM use 'srun --mpi=pmi2', not plain 'srun')"
         )
-    print(f"rank {rank}: MPI world size {size}", flush=True)
+    # the host shows where the launcher put each rank (two hosts when a job spans two nodes)
+    print(f"rank {rank}: MPI world size {size} on host {comm_host()}", flush=True)
     if args.plan and rank == 0:  # before any work: the patch files (one copy, no shards) must fit
         from ctpatch.diskspace import check_free, extraction_need
 

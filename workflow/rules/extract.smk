@@ -1,7 +1,7 @@
 # The patch extraction: one MPI job per subset (LUNA16) or patient (LDCT), writing the final
 # patch file(s) once, in canonical (shuffled, rank-independent) order: ranks cut and compress,
 # rank 0 writes (ctpatch.extract, ctpatch.patchfile).  No shards, no merge: peak disk is one copy.
-# `resources.mpi` is the launcher (mpiexec here; a SLURM profile sets "srun --mpi=pmi2") and
+# `resources.mpi` is the launcher (mpiexec here; profiles/slurm sets an srun command, see there) and
 # `resources.tasks` the number of ranks; the program checks that it got one world of that size.
 
 

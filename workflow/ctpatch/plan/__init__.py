@@ -2,8 +2,9 @@
 
 Per LUNA16 subset or LDCT patient and in total: scans or slice pairs, nodules, patches by kind,
 the output size for the configured dtype and compression and for the alternatives, the disk the
-intermediate files take, the peak memory of each kind of job (one MPI rank of the extraction
-included) and an estimated time.
+other files take (LUNA16: converted volumes and masks; the patches are written once, so the peak
+disk is one copy of them plus those), the peak memory of each kind of job (one MPI rank of the
+extraction included) and an estimated time.
 
 Counts come from the same functions the extraction uses (``expected_counts``,
 ``negatives_per_scan``; ``expected_cut`` and the random_n selection for LDCT), so they are exact
@@ -17,12 +18,17 @@ Sizes and times are measured on a small sample, never guessed:
 * LUNA16: the smallest scan with a nodule is read (or synthesized, for the demo); ``--sample``
   patches (half at its nodules' shifts, half negatives as the strategy draws them) are resampled
   with the configured interpolator onto their own piece of the output grid, normalized, cut,
-  labelled and written with the configured filter through the workflow's ``ShardWriter``, then
-  compressed with every other dtype and filter, copied chunk by chunk (merge) and read back
-  (verify).  Each step is timed; time per voxel or per patch is scaled by the planned voxels and
-  patches.  Resampling stops early after ``--sample-seconds`` (at least 8 patches are made).
-* LDCT: two slice pairs (of different patients) are extracted with the workflow's ``Job.run``;
-  the air-threshold keep rate, compressed sizes and time per pair come from them.
+  labelled, compressed into chunks as the extraction's ranks do (``patchfile.BlockSink``) and
+  written once at their final rows as rank 0 does (``patchfile.PatchFileWriter``), then
+  compressed with every other dtype and filter; verification is timed as it now works: the
+  Fletcher32 scan of every stored chunk (``verify.check_chunks``) and every label read, plus a
+  regenerated sample (a scan load and a cut per sampled patch, both measured).  Each step is
+  timed; time per voxel or per patch is scaled by the planned voxels and patches.  Resampling
+  stops early after ``--sample-seconds`` (at least 8 patches are made).
+* LDCT: two slice pairs (of different patients) are extracted with the workflow's
+  ``extract.extract`` on one rank (counting pass if any, the final part files written once); the
+  air-threshold keep rate, compressed sizes, time per pair and the time verification takes to
+  read every patch come from them.
 * The start-up time and memory of a fresh Python process of each kind of job is measured.
 
 Memory per job is computed from the largest volume or slice with the layout of each step

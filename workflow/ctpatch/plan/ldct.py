@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ctpatch.discover import ldct_patients
-from ctpatch.plan.estimate import _round, _totals
+from ctpatch.plan.estimate import _makespan, _round, _totals
 from ctpatch.plan.inputs import PlanError, _path
 from ctpatch.plan.measure import COMPRESSIONS, LDCT_DTYPES, _dtype_ok, ldct_sample, measure_startup
 
@@ -56,7 +56,7 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
 
     smp = ldct_sample(settings, selected_pairs, sample_pairs) if sample_pairs else None
     start = measure_startup(("extract_ldct",))
-    ext = tab = start["extract_ldct"]  # pair_slices, merge and verify import a subset of it
+    ext = tab = start["extract_ldct"]  # pair_slices and verify import a subset of it
     keep = 1.0 if not settings["air_threshold"]["enabled"] else (smp["keep_rate"] if smp else math.nan)
     width = max(len(p.input.path) for _, p in selected_pairs) if selected_pairs else 1
     prov = patch_dtype(max(len(p) for p in groups), width, settings["super_resolution"]["enabled"]).itemsize
@@ -93,13 +93,20 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
     if smp:
         tasks = int(config["extract"]["tasks"])
         n_pairs = total["selected_pairs"]
+        # extraction: the sample ran the workflow's extract (counting pass if any, cut, compress, one write);
+        # verify, one job per patient: every patch read (HDF5 checks each chunk's Fletcher32) and the pairs
+        # of SAMPLE patches of every part recomputed (at most that many pairs per part)
+        from ctpatch.verify import SAMPLE
+
+        verify = [tab["seconds"] + g["patches"]["patch"] * smp["verify_read_per_patch"]
+                  + min(g["selected_pairs"], SAMPLE * int(out_s["nsplit"])) * smp["seconds_per_pair"]
+                  for g in groups.values()]
         cpu = {"pair_slices": tab["seconds"] * len(groups) + t_headers,
                "extract_patches": ext["seconds"] * tasks + n_pairs * smp["seconds_per_pair"],
-               "merge_patches": tab["seconds"] + total["patches"]["patch"] * smp["merge_per_patch"],
-               "verify_patches": tab["seconds"] + total["patches"]["patch"] * smp["verify_per_patch"]}
+               "verify_patches": float(sum(verify))}
         wall = {"pair_slices": cpu["pair_slices"] / max(1, min(cores, len(groups))),
                 "extract_patches": cpu["extract_patches"] / max(1, min(tasks, cores)),
-                "merge_patches": cpu["merge_patches"], "verify_patches": cpu["verify_patches"]}
+                "verify_patches": _makespan(verify, cores)}
         times = {"cores": cores, "tasks": tasks, "cpu_seconds": cpu, "wall_seconds": wall,
                  "total_wall_seconds": float(sum(wall.values())),
                  "job_start_seconds": {k: v["seconds"] for k, v in start.items()}}
@@ -108,5 +115,5 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
                          "multiplier": mult, "output": out_s,
                          "air_threshold": settings["air_threshold"], "random_n": inp["random_n"]},
             "sample": smp, "memory": memory, "time": times,
-            "intermediate_bytes": {"shards": total["estimated_file_bytes"]},
+            "intermediate_bytes": {}, "peak_disk_bytes": total["estimated_file_bytes"],
             "warnings": warnings, "seconds": {"headers": t_headers}}

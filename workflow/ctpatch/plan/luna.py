@@ -58,7 +58,7 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
 
     smp = luna_sample(config, scans, ann, workdir, sample, budget) if sample else None
     start = measure_startup(("convert", "extract_luna"))
-    start["tables"] = start["extract_luna"]  # make_labels, merge and verify import a subset of it
+    start["tables"] = start["extract_luna"]  # make_labels and verify import a subset of it
 
     def per_patch_bytes(kind: str, dtype: str, comp: str) -> float:
         lab_name = "label_" + kind
@@ -103,11 +103,10 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
 
     total = _totals(groups)
     biggest = max(scans, key=lambda s: s.out_voxels)
-    memory = luna_memory(config, biggest, max(scans, key=lambda s: s.in_voxels), start, size, lab_raw,
-                         max(sum(g["patches"].values()) for g in groups.values()))
+    memory = luna_memory(config, biggest, max(scans, key=lambda s: s.in_voxels), start, size, lab_raw)
     times = luna_times(config, groups, scans, scan_patches, smp, start, cores) if smp else None
-    intermediate = {"volumes": total["out_voxels"] * 4, "masks": total["out_voxels"],
-                    "shards": total["estimated_file_bytes"]}
+    # the files besides the patches (which are written once: no shards, no merged copy)
+    intermediate = {"volumes": total["out_voxels"] * 4, "masks": total["out_voxels"]}
     if luna["root"] == "demo":
         intermediate["demo_scans"] = total["in_voxels"] * 2
     return {
@@ -115,6 +114,7 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
         "settings": {"patch": patch, "patches_per_nodule": n_off, "negatives": neg, "output": out_s,
                      "resample": rs, "tasks": config["extract"]["tasks"]},
         "sample": smp, "memory": memory, "time": times, "intermediate_bytes": intermediate,
+        "peak_disk_bytes": _round(total["estimated_file_bytes"] + sum(intermediate.values())),
         "largest_scan": {"uid": biggest.uid, "subset": biggest.subset, "size": list(biggest.grid.size),
                          "converted_size": list(biggest.out.size)},
         "warnings": warnings, "seconds": {"headers": t_headers},

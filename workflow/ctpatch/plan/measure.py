@@ -1,5 +1,5 @@
-"""Measurements on a small sample: compressed sizes, merge/verify and start-up times, the sample
-extractions of both modes (nothing is guessed)."""
+"""Measurements on a small sample: compressed sizes, the extraction's compression and single write,
+verification and start-up times, the sample extractions of both modes (nothing is guessed)."""
 
 from __future__ import annotations
 
@@ -53,28 +53,54 @@ def _compressed_sizes(patches: dict[str, np.ndarray], dtypes, compressions) -> d
     return out
 
 
-def _time_merge_verify(path: Path, names) -> tuple[float, float, int]:
-    """Seconds to copy every chunk (as merge does) and to read and check every patch (as verify does)."""
-    from ctpatch.store import codec_of, copy_chunks, create_patch_dataset
+def _time_checksums(path: Path, names, repeat: int = 8) -> tuple[float, float]:
+    """(seconds per row, seconds per file) of ``ctpatch.verify.check_chunks`` over the datasets ``names``
+    of ``path``: the Fletcher32 scan of every stored chunk, nothing decompressed.  Timed on the file and on
+    a copy holding its chunks ``repeat`` times, so that the fixed cost of each call (its thread pool,
+    the memory map) is told apart from the cost per chunk."""
+    from ctpatch.store import codec_of, create_patch_dataset
+    from ctpatch.verify import check_chunks
 
-    with h5py.File(path, "r") as src, h5py.File("plan-merge", "w", driver="core", backing_store=False) as dst:
-        t = time.perf_counter()
-        n = 0
+    big = path.with_name(path.stem + f".x{repeat}.h5")
+    with h5py.File(path, "r") as src, h5py.File(big, "w") as dst:
         for name in names:
             ds = src[name]
-            out = create_patch_dataset(dst, name, ds.shape[1:], ds.dtype, codec_of(ds))
-            out.resize(ds.shape[0], axis=0)
-            copy_chunks(ds, out, range(ds.shape[0]))
-            n += ds.shape[0]
-        t_merge = time.perf_counter() - t
-        t = time.perf_counter()
-        for name in names:
-            block = src[name][...]
-            int((~np.isfinite(block)).sum())
-            if block.size:
-                float(np.nanmin(block)), float(np.nanmax(block))
-        t_verify = time.perf_counter() - t
-    return t_merge, t_verify, n
+            n, tail = ds.shape[0], (0,) * (ds.ndim - 1)
+            out = create_patch_dataset(dst, name, ds.shape[1:], ds.dtype, codec_of(ds), rows=n * repeat)
+            for r in range(n):
+                mask, data = ds.id.read_direct_chunk((r, *tail))
+                for k in range(repeat):
+                    out.id.write_direct_chunk((k * n + r, *tail), data, mask)
+    times, rows = [], 0
+    for file in (path, big):
+        with h5py.File(file, "r") as f:
+            rows = f[names[0]].shape[0]
+            t = time.perf_counter()
+            for name in names:
+                if check_chunks(f[name]):
+                    raise ValueError(f"{file}:{name}: the sample's chunks fail their checksum")
+            times.append(time.perf_counter() - t)
+    big.unlink()
+    n = rows // repeat
+    per_row = max(0.0, (times[1] - times[0]) / max(1, rows - n))
+    return per_row, max(0.0, times[0] - per_row * n)
+
+
+def _time_read(paths, names) -> float:
+    """Seconds to read every patch of the datasets ``names`` of the file(s) ``paths`` block by block
+    (:func:`ctpatch.verify.read_blocks`, HDF5 checking each chunk's Fletcher32) and check their values,
+    as LUNA16's label checks and LDCT's value checks do."""
+    from ctpatch.verify import read_blocks
+
+    t = time.perf_counter()
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            for name in names:
+                for _, block in read_blocks(f[name]):
+                    int((~np.isfinite(block)).sum())
+                    if block.size:
+                        float(np.nanmin(block)), float(np.nanmax(block))
+    return time.perf_counter() - t
 
 
 #: the modules each kind of workflow job imports (its start-up time and memory are measured)
@@ -126,8 +152,9 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
     from ctpatch.luna import PatchLocation, cut_label, label_edge, nodule_locations, patch_offsets, random_centres
     from ctpatch.make_labels import label_volume, nodules_of_scan
     from ctpatch.normalize import hu_window
+    from ctpatch.patchfile import BlockSink, ChunkEncoder, PatchFileWriter, Specs
     from ctpatch.rng import keyed_rng
-    from ctpatch.store import ShardWriter, save_npy
+    from ctpatch.store import save_npy
 
     luna = config["luna16"]
     patch, neg, out_s, rs, nm = luna["patch"], luna["negatives"], luna["output"], luna["resample"], luna["normalize"]
@@ -252,22 +279,45 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
                   for k, v in patches.items()}
         specs = {"nodule": ((size,) * 3 + (1,), out_s["dtype"]), "label_nodule": ((lab,) * 3 + (2,), "float32"),
                  "non_nodule": ((size,) * 3 + (1,), out_s["dtype"]), "label_non_nodule": ((lab,) * 3 + (2,), "float32")}
-        shard = tmp / "sample.h5"
+        # the extraction's write path: the ranks compress chunks (BlockSink), rank 0 writes them once, each
+        # at its final (seeded-shuffle) row (PatchFileWriter); both timed, the write being rank 0's alone
+        specs = Specs({"nodule": ((size,) * 3 + (1,), np.dtype(out_s["dtype"])),
+                       "label_nodule": ((lab,) * 3 + (2,), np.dtype("float32")),
+                       "non_nodule": ((size,) * 3 + (1,), np.dtype(out_s["dtype"])),
+                       "label_non_nodule": ((lab,) * 3 + (2,), np.dtype("float32"))},
+                      {"nodule": PROV_NODULE, "non_nodule": PROV_NEGATIVE},
+                      {"nodule": ("nodule", "label_nodule"), "non_nodule": ("non_nodule", "label_non_nodule")},
+                      out_s["compression"])
+        buf = int(config["extract"]["buffer_patches"])
+        rows = {"nodule": np.zeros(1, PROV_NODULE)[0], "non_nodule": np.zeros(1, PROV_NEGATIVE)[0]}
+        encoder = ChunkEncoder(specs, buf)
         t = time.perf_counter()
-        with ShardWriter(shard, specs, {"nodule": PROV_NODULE, "non_nodule": PROV_NEGATIVE},
-                         compression=out_s["compression"], buffer=int(config["extract"]["buffer_patches"])) as w:
-            for k in ("nodule", "non_nodule"):
-                for img, labp in zip(arrays[k], arrays["label_" + k]):
-                    w.add(k, img)
-                    w.add("label_" + k, labp)
+        sink = BlockSink(encoder, buf)
+        for k in ("nodule", "non_nodule"):
+            for img, labp in zip(arrays[k], arrays["label_" + k]):
+                sink.add(k, img)
+                sink.add("label_" + k, labp)
+                sink.add_row(k, rows[k])
+        block = sink.take(0)
+        seconds["compress_per_patch"] = (time.perf_counter() - t) / len(locs)
+        out_file = tmp / "sample.h5"
+        t = time.perf_counter()
+        writer = PatchFileWriter([out_file], specs, "luna16", int(config["seed"]), bool(out_s.get("shuffle", True)),
+                                 {k: len(arrays[k]) for k in ("nodule", "non_nodule")}, encoder=encoder)
+        writer.write(block)
+        writer.close()
         seconds["write_per_patch"] = (time.perf_counter() - t) / len(locs)
-        with h5py.File(shard, "r") as f:
-            stored = {k: _stored_mean(f[k]) for k in specs if f[k].shape[0]}
-            chunk_total = sum(f[k].id.get_storage_size() for k in specs)
-        overhead = (shard.stat().st_size - chunk_total) / len(locs)
-        t_merge, t_verify, n_rows = _time_merge_verify(shard, list(specs))
-    seconds["merge_per_patch"] = t_merge / len(locs)
-    seconds["verify_per_patch"] = t_verify / len(locs)
+        encoder.close()
+        with h5py.File(out_file, "r") as f:
+            stored = {k: _stored_mean(f[k]) for k in specs.datasets if f[k].shape[0]}
+            chunk_total = sum(f[k].id.get_storage_size() for k in specs.datasets)
+        overhead = (out_file.stat().st_size - chunk_total) / len(locs)
+        # verify: the checksum scan (the image datasets' rows are the labels' rows) and every label read
+        per_row, per_file = _time_checksums(out_file, list(specs.datasets))
+        t_read = _time_read([out_file], ["label_nodule", "label_non_nodule"])
+    seconds["verify_checksum_per_patch"] = per_row
+    seconds["verify_checksum_per_file"] = per_file
+    seconds["verify_read_labels_per_patch"] = t_read / len(locs)
     dtypes = LUNA_DTYPES if out_s["dtype"] == "float64" else LUNA_DTYPES[:2]
     alternatives = _compressed_sizes(arrays, dtypes, COMPRESSED)
     seconds["sample_total"] = time.perf_counter() - t_all
@@ -315,9 +365,9 @@ def _dtype_ok(settings: dict, dtype: str) -> bool:
 
 
 def ldct_sample(settings: dict, selected_pairs: list, n: int) -> dict:
-    """Extract up to ``n`` pairs (of different patients first) with the workflow's Job; measure them."""
-    from types import SimpleNamespace
-
+    """Extract up to ``n`` pairs (of different patients first) as the workflow does (``ctpatch.extract.extract``
+    on one rank, the final part files written once); measure them and the read that verification makes."""
+    from ctpatch.extract import extract
     from ctpatch.extract_ldct import Job
 
     chosen, seen = [], set()
@@ -339,21 +389,28 @@ def ldct_sample(settings: dict, selected_pairs: list, n: int) -> dict:
             "instance": "" if p.instance is None else int(p.instance),
             "rows": p.input.rows, "cols": p.input.cols, "selected": True} for i, (patient, p) in enumerate(chosen)])
         table.to_csv(tmp / "pairs.tsv", sep="\t", index=False)
-        job = Job(SimpleNamespace(settings=settings, inputs={"pairs": [str(tmp / "pairs.tsv")]}))
-        shard = tmp / "sample.h5"
+        job = Job(settings, {"pairs": [str(tmp / "pairs.tsv")]})
+        # the workflow's extraction on one rank: a counting pass when it shuffles or splits, then cut,
+        # compress and write each chunk once into the final part file(s)
+        parts = [tmp / f"sample{i}.h5" for i in range(job.parts)]
         t = time.perf_counter()
-        cut = kept = written = 0
-        with job.writer(shard) as w:
-            for unit in job.units():
-                c = job.run(unit, w)
-                cut, kept, written = cut + c["cut"], kept + c["kept"], written + c["written"]
+        extract(job, parts)
         t_pairs = time.perf_counter() - t
-        with h5py.File(shard, "r") as f:
-            stored = {k: _stored_mean(f[k]) for k in ("input", "target")}
-            chunk_total = sum(f[k].id.get_storage_size() for k in ("input", "target"))
-            arrays = {k: f[k][...] for k in ("input", "target")}
-        overhead = (shard.stat().st_size - chunk_total) / max(1, written)
-        t_merge, t_verify, _ = _time_merge_verify(shard, ["input", "target"])
+        with h5py.File(parts[0], "r") as f:
+            summary = f["provenance/pair"][...]
+        cut, kept, written = (int(summary[k].sum()) for k in ("patches_cut", "patches_kept", "patches_written"))
+        store = {k: 0 for k in ("input", "target")}
+        chunk_total, arrays = 0, {k: [] for k in ("input", "target")}
+        for part in parts:
+            with h5py.File(part, "r") as f:
+                for k in store:
+                    store[k] += f[k].id.get_storage_size()
+                    arrays[k].append(f[k][...])
+                chunk_total += sum(f[k].id.get_storage_size() for k in ("input", "target"))
+        stored = {k: v / written if written else 0.0 for k, v in store.items()}
+        arrays = {k: np.concatenate(v) for k, v in arrays.items()}
+        overhead = (sum(part.stat().st_size for part in parts) - chunk_total) / max(1, written)
+        t_verify = _time_read(parts, ["input", "target"])
     # alternatives from the float32 values of the stored patches (exact for float16 -> float32)
     alts = _compressed_sizes({k: v.astype(np.float32) for k, v in arrays.items()},
                              [d for d in LDCT_DTYPES if _dtype_ok(settings, d)], COMPRESSED) if written else {}
@@ -361,8 +418,7 @@ def ldct_sample(settings: dict, selected_pairs: list, n: int) -> dict:
             "written": written, "keep_rate": kept / cut if cut else 1.0, "stored_bytes_per_patch": stored,
             "chunk_overhead_bytes_per_patch": overhead,
             "alternatives": {f"{d}/{c}": v for (d, c), v in alts.items()},
-            "seconds_per_pair": t_pairs / max(1, len(chosen)),
-            "merge_per_patch": t_merge / max(1, written), "verify_per_patch": t_verify / max(1, written)}
+            "seconds_per_pair": t_pairs / max(1, len(chosen)), "verify_read_per_patch": t_verify / max(1, written)}
 
 
 # ---------------------------------------------------------------------------------------- report

@@ -89,7 +89,9 @@ def format_plan(plan: dict) -> str:
     if smp and tot["estimated_file_bytes"]:
         lines.append(f"  compression ratio of the configured output: {raw / tot['estimated_file_bytes']:.2f}x")
     inter = plan["intermediate_bytes"]
-    lines.append("  other disk: " + ", ".join(f"{k} {_b(v)}" for k, v in inter.items()))
+    lines.append("  other disk: " + (", ".join(f"{k} {_b(v)}" for k, v in inter.items()) or "none")
+                 + " (the patches are written once: no shards, no second copy)")
+    lines.append(f"  peak disk: {_b(plan['peak_disk_bytes'])} (one copy of the patches + other disk)")
 
     mem = plan["memory"]
     lines.append("")
@@ -105,7 +107,6 @@ def format_plan(plan: dict) -> str:
         lines.append(f"  extract_patches rank   {_b(mem['extract_patches_rank'])}  (buffers "
                      f"{_b(mem['extract_patches_rank_buffers'])} + the scan's volume and mask "
                      f"{_b(mem['extract_patches_rank_volume'])}{mapped})")
-        lines.append(f"  merge_patches          {_b(mem['merge_patches'])}")
         lines.append(f"  verify_patches         {_b(mem['verify_patches'])}")
     else:
         lines.append(f"peak memory per extraction rank: {_b(mem['extract_patches_rank'])} (one slice pair and its "
