@@ -427,7 +427,7 @@ def test_sr_with_every_option_verifies(tables, tmp_path):
         if not (prov["blur"][g + 1] or prov["noise"][g + 1] or prov["blur"][g] or prov["noise"][g]):
             assert np.array_equal(out["input"][g + 1, ..., 0], np.rot90(out["input"][g, ..., 0], k))
     report = verify_ldct([str(path)], [str(tables["L143"])], {**settings},
-                         sample_pairs=0)  # the file holds pair 0 only: counts of the other pairs would fail
+                         sample=0)  # the file holds pair 0 only: counts of the other pairs would fail
     assert report["input_patch_shape"] == [18, 18, 1]
     from ctpatch.data import load_all  # ctpatch's reader takes input and target of different sizes
 

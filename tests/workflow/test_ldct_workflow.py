@@ -99,12 +99,12 @@ def test_an_unpaired_slice_stops_the_run_naming_the_files(tmp_path):
 def test_super_resolution_run_identical_for_1_and_2_ranks(tmp_path):
     """SPEC 2c end to end on real pairs: every option on, two files per patient, shuffled.
 
-    Two of the four patients, to keep the suite short (all four: 8 min on the shared 2-core
-    machine, same result)."""
+    One patient and two of its pairs, to keep the suite short (all four patients: 8 min on the
+    shared 2-core machine, same result; two patients: 5 min)."""
     from snakerun import assert_same_patch_file
 
     cfg = copy.deepcopy(SMALL_LDCT)
-    cfg["ldct"].update(patients=["L096", "L286"], super_resolution={"enabled": True, "scale": 3}, normalization="max_val_wrt_ld",
+    cfg["ldct"].update(patients=["L096"], random_n=2, super_resolution={"enabled": True, "scale": 3}, normalization="max_val_wrt_ld",
                        blur_noise={"enabled": True}, output={"dtype": "float16", "nsplit": 2, "shuffle": True})
     runs = {}
     for tasks in (1, 2):
@@ -112,7 +112,7 @@ def test_super_resolution_run_identical_for_1_and_2_ranks(tmp_path):
         write_config(work, {**cfg, "extract": {"tasks": tasks}})
         snakemake(work, "--cores", "2")
         runs[tasks] = work
-    for patient in ("L096", "L286"):
+    for patient in ("L096",):
         report = json.loads((runs[2] / f"results/ldct/report/{patient}.verify.json").read_text())
         assert report["ok"], report["failures"]
         assert report["input_patch_shape"] == [1, 18, 18] and report["patch_shape"] == [1, 55, 55]
