@@ -26,7 +26,10 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 RESULTS = BENCH / "results"
 PY = sys.executable
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "workflow"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+ENV = dict(
+    os.environ,
+    PYTHONPATH=os.pathsep.join([str(REPO / "workflow"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+)
 #: the extraction's environment, as the workflow's extract_patches rule sets it: one BLAS/OpenMP
 #: thread per rank (default thread pools make the ranks fight over the cores)
 MPI_ENV = dict(ENV, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
@@ -41,16 +44,21 @@ def arg_parser(doc: str) -> argparse.ArgumentParser:
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 repetitions on small data")
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 5, --quick 2)")
     ap.add_argument("--workdir", default=None, help="scratch folder (default: a temp folder, removed at the end)")
-    ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/<name>.json; "
-                                                "--quick writes <name>.quick.json)")
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="results JSON (default benchmarks/results/<name>.json; --quick writes <name>.quick.json)",
+    )
     return ap
 
 
 def reps_of(args) -> int:
     n = args.reps or (2 if args.quick else 5)
     if not args.quick and n < 5 and not args.out:
-        raise SystemExit("full runs take at least 5 repetitions (medians of >= 5); use --quick for a smoke run, "
-                         "or --out to write an exploratory run elsewhere")
+        raise SystemExit(
+            "full runs take at least 5 repetitions (medians of >= 5); use --quick for a smoke run, "
+            "or --out to write an exploratory run elsewhere"
+        )
     return n
 
 
@@ -81,18 +89,29 @@ def machine() -> dict:
     import numpy
     import SimpleITK
 
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpus": os.cpu_count(),
-            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "python": platform.python_version(), "numpy": numpy.__version__, "h5py": h5py.__version__,
-            "hdf5": h5py.version.hdf5_version, "simpleitk": SimpleITK.Version_VersionString(),
-            "loadavg_when_written": [round(v, 2) for v in os.getloadavg()]}
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "h5py": h5py.__version__,
+        "hdf5": h5py.version.hdf5_version,
+        "simpleitk": SimpleITK.Version_VersionString(),
+        "loadavg_when_written": [round(v, 2) for v in os.getloadavg()],
+    }
 
 
 def write_results(name: str, args, data: dict) -> Path:
     path = Path(args.out) if args.out else RESULTS / (f"{name}.quick.json" if args.quick else f"{name}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"benchmark": name, "quick": bool(args.quick), "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-            "machine": machine(), **data}
+    data = {
+        "benchmark": name,
+        "quick": bool(args.quick),
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "machine": machine(),
+        **data,
+    }
     path.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
     print(f"\nresults written to {path}")
     return path
@@ -104,7 +123,9 @@ def table(rows: list[dict], cols: list[tuple[str, str, str]], title: str = "") -
     for r in rows:
         cells.append([("" if r.get(k) is None else (format(r[k], f) if f else str(r[k]))) for k, _, f in cols])
     widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
-    lines = [("  ".join(c[i].rjust(widths[i]) if i else c[i].ljust(widths[i]) for i in range(len(cols)))) for c in cells]
+    lines = [
+        ("  ".join(c[i].rjust(widths[i]) if i else c[i].ljust(widths[i]) for i in range(len(cols)))) for c in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     out = (title + "\n" if title else "") + "\n".join(lines)
     print(out)
@@ -155,16 +176,37 @@ def settings_file(settings: dict, path: Path, scope: str) -> Path:
 def convert_scans(scans: list[Path], vol_dir: Path, settings: dict, workers: int = 1, logs: Path | None = None) -> dict:
     """``python -m ctpatch.convert`` per scan, ``workers`` at a time; wall time and each scan's sidecar seconds."""
     vol_dir.mkdir(parents=True, exist_ok=True)
-    conv = settings_file({"resample": settings["resample"], "normalize": settings["normalize"], "mode": "luna16"},
-                         vol_dir / "convert.settings.json", "convert")
+    conv = settings_file(
+        {"resample": settings["resample"], "normalize": settings["normalize"], "mode": "luna16"},
+        vol_dir / "convert.settings.json",
+        "convert",
+    )
 
     def one(scan: Path):
-        r = run([PY, "-m", "ctpatch.convert", "--scan", scan, "--npy-out", vol_dir / f"{scan.stem}.npy",
-                 "--json-out", vol_dir / f"{scan.stem}.json", "--settings-file", conv],
-                log=(logs / f"convert-{scan.stem}.log") if logs else None)
+        r = run(
+            [
+                PY,
+                "-m",
+                "ctpatch.convert",
+                "--scan",
+                scan,
+                "--npy-out",
+                vol_dir / f"{scan.stem}.npy",
+                "--json-out",
+                vol_dir / f"{scan.stem}.json",
+                "--settings-file",
+                conv,
+            ],
+            log=(logs / f"convert-{scan.stem}.log") if logs else None,
+        )
         side = json.loads((vol_dir / f"{scan.stem}.json").read_text())
-        return {"uid": scan.stem, "process_seconds": r["seconds"], "max_rss": r["max_rss"], **side["seconds"],
-                "shape_zyx": side["shape"]}
+        return {
+            "uid": scan.stem,
+            "process_seconds": r["seconds"],
+            "max_rss": r["max_rss"],
+            **side["seconds"],
+            "shape_zyx": side["shape"],
+        }
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
@@ -174,28 +216,68 @@ def convert_scans(scans: list[Path], vol_dir: Path, settings: dict, workers: int
 
 def make_labels(subset: str, vol_dir: Path, annotations: Path, lab_dir: Path, sidecars: list | None = None) -> dict:
     sidecars = sidecars if sidecars is not None else sorted(vol_dir.glob("*.json"))
-    return run([PY, "-m", "ctpatch.make_labels", "--subset", subset, "--sidecars", *sidecars,
-                "--annotations", annotations, "--masks-dir", lab_dir / "masks", "--table-out", lab_dir / "nodules.tsv"])
+    return run(
+        [
+            PY,
+            "-m",
+            "ctpatch.make_labels",
+            "--subset",
+            subset,
+            "--sidecars",
+            *sidecars,
+            "--annotations",
+            annotations,
+            "--masks-dir",
+            lab_dir / "masks",
+            "--table-out",
+            lab_dir / "nodules.tsv",
+        ]
+    )
 
 
 def luna_inputs(vol_dir: Path, lab_dir: Path, sidecars: list | None = None) -> dict:
     sidecars = sidecars if sidecars is not None else sorted(vol_dir.glob("*.json"))
-    return {"sidecars": [str(p) for p in sidecars], "masks_dir": str(lab_dir / "masks"),
-            "nodules": str(lab_dir / "nodules.tsv"), "candidates": None}
+    return {
+        "sidecars": [str(p) for p in sidecars],
+        "masks_dir": str(lab_dir / "masks"),
+        "nodules": str(lab_dir / "nodules.tsv"),
+        "candidates": None,
+    }
 
 
-def extract(ranks: int, vol_dir: Path, lab_dir: Path, out: Path, settings: dict, stats_dir: Path,
-            sidecars: list | None = None) -> dict:
+def extract(
+    ranks: int, vol_dir: Path, lab_dir: Path, out: Path, settings: dict, stats_dir: Path, sidecars: list | None = None
+) -> dict:
     """``mpiexec -n N python -m ctpatch.extract`` through ``_rank.py`` (writes the final file ``out``);
     wall time and per-rank stats."""
     inputs = luna_inputs(vol_dir, lab_dir, sidecars)
     stats_dir.mkdir(parents=True, exist_ok=True)
     for old in stats_dir.glob("rank*.json"):
         old.unlink()
-    r = run(["mpiexec", "-n", ranks, PY, BENCH / "_rank.py", "--stats-dir", stats_dir, "--",
-             "--mode", "luna16", "--ranks", ranks, "--out", out,
-             "--settings-file", settings_file(settings, stats_dir / "patches.json", "patches"),
-             "--inputs", json.dumps(inputs)], log=stats_dir / "extract.log", env=MPI_ENV)
+    r = run(
+        [
+            "mpiexec",
+            "-n",
+            ranks,
+            PY,
+            BENCH / "_rank.py",
+            "--stats-dir",
+            stats_dir,
+            "--",
+            "--mode",
+            "luna16",
+            "--ranks",
+            ranks,
+            "--out",
+            out,
+            "--settings-file",
+            settings_file(settings, stats_dir / "patches.json", "patches"),
+            "--inputs",
+            json.dumps(inputs),
+        ],
+        log=stats_dir / "extract.log",
+        env=MPI_ENV,
+    )
     ranks_stats = [json.loads(p.read_text()) for p in sorted(stats_dir.glob("rank*.json"))]
     if len(ranks_stats) != ranks:
         raise RuntimeError(f"expected {ranks} rank reports in {stats_dir}, got {len(ranks_stats)}")
@@ -207,9 +289,27 @@ def verify(out: Path, vol_dir: Path, lab_dir: Path, settings: dict, sidecars: li
     inputs = luna_inputs(vol_dir, lab_dir, sidecars)
     scans = [Path(p).stem for p in inputs["sidecars"]]
     report = out.with_suffix(".verify.json")
-    r = run([PY, "-m", "ctpatch.verify", "--mode", "luna16", "--patches", out, "--nodules", lab_dir / "nodules.tsv",
-             "--scans", *scans, "--settings-file", settings_file(settings, Path(str(out) + ".settings.json"), "patches"),
-             "--inputs", json.dumps(inputs), "--report-out", report])
+    r = run(
+        [
+            PY,
+            "-m",
+            "ctpatch.verify",
+            "--mode",
+            "luna16",
+            "--patches",
+            out,
+            "--nodules",
+            lab_dir / "nodules.tsv",
+            "--scans",
+            *scans,
+            "--settings-file",
+            settings_file(settings, Path(str(out) + ".settings.json"), "patches"),
+            "--inputs",
+            json.dumps(inputs),
+            "--report-out",
+            report,
+        ]
+    )
     r["report"] = json.loads(report.read_text())
     if not r["report"]["ok"]:
         raise RuntimeError(f"verification failed: {r['report']['failures']}")

@@ -34,17 +34,17 @@ def main() -> None:
     argv = sys.argv[1:]
     split = argv.index("--")
     stats_dir = Path(argv[argv.index("--stats-dir") + 1])
-    rest = argv[split + 1:]
+    rest = argv[split + 1 :]
     from ctpatch import extract, extract_luna, patchfile
 
     acc: dict[str, float] = {}
-    _timed(extract_luna, "load_xyz", "load", acc)          # read the converted volume and mask
-    _timed(extract_luna, "cut_image_xyz", "cut", acc)      # image patches
-    _timed(extract_luna, "crop_mask_xyz", "label", acc)    # label crops ...
-    _timed(extract_luna, "label_patch", "label", acc)      # ... pooled one-hot
+    _timed(extract_luna, "load_xyz", "load", acc)  # read the converted volume and mask
+    _timed(extract_luna, "cut_image_xyz", "cut", acc)  # image patches
+    _timed(extract_luna, "crop_mask_xyz", "label", acc)  # label crops ...
+    _timed(extract_luna, "label_patch", "label", acc)  # ... pooled one-hot
     _timed(patchfile.ChunkEncoder, "encode", "compress", acc)  # HDF5 filters (codec + Fletcher32), in memory
-    _timed(patchfile.PatchFileWriter, "write", "write", acc)   # rank 0: chunks to their final rows
-    _timed(patchfile.PatchFileWriter, "close", "write", acc)   # rank 0: provenance, attributes, rename
+    _timed(patchfile.PatchFileWriter, "write", "write", acc)  # rank 0: chunks to their final rows
+    _timed(patchfile.PatchFileWriter, "close", "write", acc)  # rank 0: provenance, attributes, rename
     # (LDCT mode: only "compress"/"write" are split out; the rest is reading, augmenting and cutting)
     mode = rest[rest.index("--mode") + 1] if "--mode" in rest else "luna16"
     if mode == "ldct":
@@ -65,6 +65,7 @@ def main() -> None:
             counts["nodule_patches"] += c["nodule_patches"]
             counts["negatives"] += c["negatives"]
             counts["scans"] += "nodules" in c  # a whole scan
+
     run_unit = mod.Job.run
 
     def counted(self, unit, w, start=0, stop=None):
@@ -82,8 +83,13 @@ def main() -> None:
     finally:
         wall = time.perf_counter() - t0
         rank = MPI.COMM_WORLD.Get_rank()
-        stats = {"rank": rank, "seconds": wall, "stages": acc, **counts,
-                 "max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+        stats = {
+            "rank": rank,
+            "seconds": wall,
+            "stages": acc,
+            **counts,
+            "max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        }
         stats_dir.mkdir(parents=True, exist_ok=True)
         (stats_dir / f"rank{rank:04d}.json").write_text(json.dumps(stats))
     sys.exit(code)

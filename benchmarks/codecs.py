@@ -22,12 +22,11 @@ repetition wrote the same compressed chunk bytes (what byte-identical outputs ne
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
 from pathlib import Path
-
-import hashlib
 
 import h5py
 import numpy as np
@@ -51,7 +50,9 @@ def codecs() -> dict:
 
 
 def sample_patches(work: Path, quick: bool) -> np.ndarray:
-    demo = dict(C.QUICK_DEMO if quick else C.FULL_DEMO, scans_per_subset=1, nodules_per_scan=[3, 3] if quick else [10, 10])
+    demo = dict(
+        C.QUICK_DEMO if quick else C.FULL_DEMO, scans_per_subset=1, nodules_per_scan=[3, 3] if quick else [10, 10]
+    )
     root = work / "luna"
     C.make_data(root, demo)
     settings = C.luna_settings(root, output={"compression": "none", "shuffle": False})  # canonical order, as before
@@ -82,18 +83,26 @@ def sample_ldct_patches() -> np.ndarray:
             for path in sorted((patient / kind).glob("*.IMA")):
                 for _, img in downscale_copies(read_pixels(path).astype(np.float32), (0.8, 0.6)):
                     fill = img.min()
-                    out += [cut_patch(img, (int(r), int(c)), 55, fill)[None].astype(np.float16)
-                            for r, c in grid_corners(img.shape, 55, 8)]
+                    out += [
+                        cut_patch(img, (int(r), int(c)), 55, fill)[None].astype(np.float16)
+                        for r, c in grid_corners(img.shape, 55, 8)
+                    ]
     return np.stack(out)
 
 
 def bench(patches: np.ndarray, kw: dict, path: Path, reads: int, rng) -> dict:
     t = time.perf_counter()
     with h5py.File(path, "w") as f:
-        ds = f.create_dataset("p", shape=(0, *patches.shape[1:]), maxshape=(None, *patches.shape[1:]),
-                              dtype=patches.dtype, chunks=(1, *patches.shape[1:]), **kw)
+        ds = f.create_dataset(
+            "p",
+            shape=(0, *patches.shape[1:]),
+            maxshape=(None, *patches.shape[1:]),
+            dtype=patches.dtype,
+            chunks=(1, *patches.shape[1:]),
+            **kw,
+        )
         for i in range(0, len(patches), 8):
-            block = patches[i:i + 8]
+            block = patches[i : i + 8]
             ds.resize(i + len(block), axis=0)
             ds[i:] = block
     write = time.perf_counter() - t
@@ -112,8 +121,14 @@ def bench(patches: np.ndarray, kw: dict, path: Path, reads: int, rng) -> dict:
             digest.update(ds.id.read_direct_chunk((i,) + (0,) * (ds.ndim - 1))[1])
     path.unlink()
     raw = patches.nbytes
-    return {"write_mb_s": raw / 1e6 / write, "read_mb_s": reads * patches[0].nbytes / 1e6 / read,
-            "ratio": raw / stored, "stored_bytes": stored, "lossless": bool(ok), "chunks_sha256": digest.hexdigest()}
+    return {
+        "write_mb_s": raw / 1e6 / write,
+        "read_mb_s": reads * patches[0].nbytes / 1e6 / read,
+        "ratio": raw / stored,
+        "stored_bytes": stored,
+        "lossless": bool(ok),
+        "chunks_sha256": digest.hexdigest(),
+    }
 
 
 def main() -> None:
@@ -123,32 +138,59 @@ def main() -> None:
     reps = C.reps_of(args)
     with C.Workdir(args.workdir) as work:
         patches = sample_ldct_patches() if args.ldct else sample_patches(work, args.quick)
-        print(f"{len(patches)} patches {patches.shape[1:]} {patches.dtype}, {patches.nbytes / 1e6:.0f} MB raw; {reps} repetitions",
-              flush=True)
+        print(
+            f"{len(patches)} patches {patches.shape[1:]} {patches.dtype}, {patches.nbytes / 1e6:.0f} MB raw; {reps} repetitions",
+            flush=True,
+        )
         cs = codecs()
         res = {name: [] for name in cs}
         rng = np.random.default_rng(0)
         for rep in range(reps):
-            for name, kw in (list(cs.items()) if rep % 2 == 0 else list(cs.items())[::-1]):
+            for name, kw in list(cs.items()) if rep % 2 == 0 else list(cs.items())[::-1]:
                 res[name].append(bench(patches, kw, work / f"{name}.h5", min(200, len(patches)), rng))
             print(f"rep {rep + 1}/{reps} done", flush=True)
     rows = []
     lzf = C.median([r["write_mb_s"] for r in res["lzf"]])
     for name, rs in res.items():
         w = C.median([r["write_mb_s"] for r in rs])
-        rows.append({"codec": name, "write": w, "read": C.median([r["read_mb_s"] for r in rs]),
-                     "ratio": C.median([r["ratio"] for r in rs]), "vs_lzf": w / lzf,
-                     "patch_s": w * 1e6 / patches[0].nbytes, "lossless": all(r["lossless"] for r in rs),
-                     "same_bytes": len({r["chunks_sha256"] for r in rs}) == 1})
-    t = C.table(rows, [("codec", "codec", ""), ("write", "write MB/s", ".0f"), ("read", "random 1-patch read MB/s", ".0f"),
-                       ("ratio", "ratio raw/stored", ".3f"), ("vs_lzf", "write vs lzf", ".2f"),
-                       ("patch_s", "write patches/s", ".0f"), ("lossless", "lossless", ""),
-                       ("same_bytes", "same bytes", "")],
-                f"Codecs on {len(patches)} real {'LDCT 55² float16' if args.ldct else '68³ float32'} patches "
-                f"(medians of {reps} repetitions)")
-    C.write_results("codecs_ldct" if args.ldct else "codecs", args,
-                    {"patches": int(len(patches)), "summary": rows, "table": t, "repetitions": res,
-                     "codecs": {k: str(v) for k, v in codecs().items()}})
+        rows.append(
+            {
+                "codec": name,
+                "write": w,
+                "read": C.median([r["read_mb_s"] for r in rs]),
+                "ratio": C.median([r["ratio"] for r in rs]),
+                "vs_lzf": w / lzf,
+                "patch_s": w * 1e6 / patches[0].nbytes,
+                "lossless": all(r["lossless"] for r in rs),
+                "same_bytes": len({r["chunks_sha256"] for r in rs}) == 1,
+            }
+        )
+    t = C.table(
+        rows,
+        [
+            ("codec", "codec", ""),
+            ("write", "write MB/s", ".0f"),
+            ("read", "random 1-patch read MB/s", ".0f"),
+            ("ratio", "ratio raw/stored", ".3f"),
+            ("vs_lzf", "write vs lzf", ".2f"),
+            ("patch_s", "write patches/s", ".0f"),
+            ("lossless", "lossless", ""),
+            ("same_bytes", "same bytes", ""),
+        ],
+        f"Codecs on {len(patches)} real {'LDCT 55² float16' if args.ldct else '68³ float32'} patches "
+        f"(medians of {reps} repetitions)",
+    )
+    C.write_results(
+        "codecs_ldct" if args.ldct else "codecs",
+        args,
+        {
+            "patches": int(len(patches)),
+            "summary": rows,
+            "table": t,
+            "repetitions": res,
+            "codecs": {k: str(v) for k, v in codecs().items()},
+        },
+    )
 
 
 if __name__ == "__main__":

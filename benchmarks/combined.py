@@ -44,6 +44,7 @@ def sample_ldct_patches() -> np.ndarray:
     spec.loader.exec_module(mod)
     return mod.sample_ldct_patches()
 
+
 PATIENTS = 12
 REPEAT = 3
 
@@ -61,7 +62,7 @@ def write_patients(folder: Path, patches: np.ndarray, codec: str) -> list[Path]:
                 ds = create_patch_dataset(f, name, part.shape[1:], part.dtype, codec)
                 ds.resize(len(part), axis=0)
                 for i in range(0, len(part), 8):  # as ShardWriter: 8 patches per write
-                    ds[i:i + 8] = part[i:i + 8]
+                    ds[i : i + 8] = part[i : i + 8]
             prov = np.zeros(len(part), patch_dtype(8, 16))
             prov["patient"], prov["patch_index"] = f"P{k:03d}".encode(), np.arange(len(part))
             f.create_dataset("provenance/patch", data=prov)
@@ -78,7 +79,7 @@ def write_plain(path: Path, patches: np.ndarray, codec: str) -> None:
         ds = create_patch_dataset(f, "input", patches.shape[1:], patches.dtype, codec)
         ds.resize(len(patches), axis=0)
         for i in range(0, len(patches), 8):
-            ds[i:i + 8] = patches[i:i + 8]
+            ds[i : i + 8] = patches[i : i + 8]
 
 
 def read_whole(path: Path) -> float:
@@ -95,7 +96,7 @@ def read_slices(path: Path, limit: int | None) -> float:
         ds = f["input"]
         stop = ds.shape[0] if limit is None else min(ds.shape[0], 64 * limit)
         for s in range(0, stop, 64):
-            n += len(ds[s:s + 64])
+            n += len(ds[s : s + 64])
     return n / (time.perf_counter() - t)
 
 
@@ -116,22 +117,33 @@ def main() -> None:
 
     codecs = ["blosc2-lz4"] if args.quick else ["blosc2-lz4", "gzip"]
     patches = np.concatenate([sample_ldct_patches()] * REPEAT)
-    print(f"{len(patches)} patches {patches.shape[1:]} {patches.dtype} in {PATIENTS} patient files; {reps} repetitions",
-          flush=True)
+    print(
+        f"{len(patches)} patches {patches.shape[1:]} {patches.dtype} in {PATIENTS} patient files; {reps} repetitions",
+        flush=True,
+    )
     rows, builds = [], {}
     with C.Workdir(args.workdir) as work:
         for codec in codecs:
             base = work / codec
             sources = write_patients(base / "patches", patches, codec)
-            files = {"plain": base / "plain.h5", "combined": base / "combined" / "all.h5",
-                     "copy shuffled": base / "combined" / "copy.h5", "combined shuffled": base / "combined" / "shuf.h5"}
+            files = {
+                "plain": base / "plain.h5",
+                "combined": base / "combined" / "all.h5",
+                "copy shuffled": base / "combined" / "copy.h5",
+                "combined shuffled": base / "combined" / "shuf.h5",
+            }
             write_plain(files["plain"], patches, codec)
-            for name, shuffle, how in (("combined", False, "virtual"), ("combined shuffled", True, "virtual"),
-                                       ("copy shuffled", True, "copy")):
+            for name, shuffle, how in (
+                ("combined", False, "virtual"),
+                ("combined shuffled", True, "virtual"),
+                ("copy shuffled", True, "copy"),
+            ):
                 t = time.perf_counter()
                 counts = combine(sources, [files[name]], seed=0, shuffle=shuffle, how=how)
-                builds[f"{codec} {name}"] = {"seconds": time.perf_counter() - t,
-                                             "mappings": counts["mappings_per_part"][0]}
+                builds[f"{codec} {name}"] = {
+                    "seconds": time.perf_counter() - t,
+                    "mappings": counts["mappings_per_part"][0],
+                }
             rng = np.random.default_rng(0)
             res = {name: {"whole": [], "slices": [], "random": []} for name in files}
             for rep in range(reps):
@@ -146,17 +158,33 @@ def main() -> None:
             med = {n: {k: C.median(v) for k, v in r.items()} for n, r in res.items()}
             for name in files:
                 ref = med["copy shuffled" if "shuffled" in name else "plain"]
-                rows.append({"codec": codec, "file": name, **{k: med[name][k] for k in ("whole", "slices", "random")},
-                             **{f"r_{k}": med[name][k] / ref[k] for k in ("whole", "slices", "random")},
-                             "build_s": builds.get(f"{codec} {name}", {}).get("seconds", float("nan")),
-                             "mappings": builds.get(f"{codec} {name}", {}).get("mappings", 0)})
-    t = C.table(rows, [("codec", "codec", ""), ("file", "file", ""), ("whole", "[:] patches/s", ".0f"),
-                       ("slices", "64-slices patches/s", ".0f"), ("random", "random 1-row /s", ".0f"),
-                       ("r_whole", "[:] vs plain", ".2f"), ("r_slices", "slices vs plain", ".2f"),
-                       ("r_random", "random vs plain", ".2f"), ("build_s", "combine s", ".1f"),
-                       ("mappings", "mappings", "")],
-                f"Combined (virtual) vs plain files, {len(patches)} LDCT patches (medians of {reps}; "
-                "ratios against the real file of the same order: plain, or copy shuffled)")
+                rows.append(
+                    {
+                        "codec": codec,
+                        "file": name,
+                        **{k: med[name][k] for k in ("whole", "slices", "random")},
+                        **{f"r_{k}": med[name][k] / ref[k] for k in ("whole", "slices", "random")},
+                        "build_s": builds.get(f"{codec} {name}", {}).get("seconds", float("nan")),
+                        "mappings": builds.get(f"{codec} {name}", {}).get("mappings", 0),
+                    }
+                )
+    t = C.table(
+        rows,
+        [
+            ("codec", "codec", ""),
+            ("file", "file", ""),
+            ("whole", "[:] patches/s", ".0f"),
+            ("slices", "64-slices patches/s", ".0f"),
+            ("random", "random 1-row /s", ".0f"),
+            ("r_whole", "[:] vs plain", ".2f"),
+            ("r_slices", "slices vs plain", ".2f"),
+            ("r_random", "random vs plain", ".2f"),
+            ("build_s", "combine s", ".1f"),
+            ("mappings", "mappings", ""),
+        ],
+        f"Combined (virtual) vs plain files, {len(patches)} LDCT patches (medians of {reps}; "
+        "ratios against the real file of the same order: plain, or copy shuffled)",
+    )
     C.write_results("combined", args, {"patches": int(len(patches)), "summary": rows, "table": t})
 
 

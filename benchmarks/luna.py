@@ -68,20 +68,37 @@ def ours(work: Path, scans: list[Path], annotations: Path, ranks: int, settings:
     n_neg = sum(r["negatives"] for r in ext["ranks"])
     p = settings["patch"]["size"]
     lab_edge = -(-p // settings["patch"]["label_pool"])
-    raw = (n_nod + n_neg) * (p ** 3 * np.dtype(settings["output"]["dtype"]).itemsize + lab_edge ** 3 * 2 * 4)
+    raw = (n_nod + n_neg) * (p**3 * np.dtype(settings["output"]["dtype"]).itemsize + lab_edge**3 * 2 * 4)
     with h5py.File(out, "r") as f:  # stored bytes per dataset (chunks as written, compressed)
         dataset_bytes = {}
-        f.visititems(lambda n, o: dataset_bytes.__setitem__(n, int(o.id.get_storage_size()))
-                     if isinstance(o, h5py.Dataset) else None)
+        f.visititems(
+            lambda n, o: (
+                dataset_bytes.__setitem__(n, int(o.id.get_storage_size())) if isinstance(o, h5py.Dataset) else None
+            )
+        )
     stages = {}
     for r in ext["ranks"]:
         for k, v in r["stages"].items():
             stages[k] = stages.get(k, 0.0) + v
-    return {"dir": d, "ranks": ranks, "scans": len(scans), "total": total, "convert": conv, "labels": labels,
-            "extract": ext, "verify": ver, "patches": n_nod + n_neg, "nodule_patches": n_nod, "negatives": n_neg,
-            "raw_bytes": raw, "stored_bytes": C.file_bytes(out), "dataset_bytes": dataset_bytes, "stages": stages,
-            "max_rss_rank": max(r["max_rss"] for r in ext["ranks"]),
-            "max_rss_ranks": [r["max_rss"] for r in ext["ranks"]]}
+    return {
+        "dir": d,
+        "ranks": ranks,
+        "scans": len(scans),
+        "total": total,
+        "convert": conv,
+        "labels": labels,
+        "extract": ext,
+        "verify": ver,
+        "patches": n_nod + n_neg,
+        "nodule_patches": n_nod,
+        "negatives": n_neg,
+        "raw_bytes": raw,
+        "stored_bytes": C.file_bytes(out),
+        "dataset_bytes": dataset_bytes,
+        "stages": stages,
+        "max_rss_rank": max(r["max_rss"] for r in ext["ranks"]),
+        "max_rss_ranks": [r["max_rss"] for r in ext["ranks"]],
+    }
 
 
 def floor(run1: dict, settings: dict, out: Path) -> dict:
@@ -111,7 +128,7 @@ def floor(run1: dict, settings: dict, out: Path) -> dict:
             for name in DATASETS:
                 s, d = src[name], dsts[name]
                 for i in range(0, s.shape[0], buf):
-                    block = s[i:i + buf]                       # untimed: decompress our patches
+                    block = s[i : i + buf]  # untimed: decompress our patches
                     t = time.perf_counter()
                     n = d.shape[0]
                     d.resize(n + len(block), axis=0)
@@ -145,12 +162,18 @@ def per_scan_stages(run: dict) -> dict:
     rank_wall = sum(r["seconds"] for r in run["extract"]["ranks"])
     known = sum(st.values())
     return {
-        "read": sum(s["read"] for s in conv) / n, "resample": sum(s["resample"] for s in conv) / n,
-        "normalize": sum(s["normalize"] for s in conv) / n, "save_volume": sum(s.get("write", 0.0) for s in conv) / n,
+        "read": sum(s["read"] for s in conv) / n,
+        "resample": sum(s["resample"] for s in conv) / n,
+        "normalize": sum(s["normalize"] for s in conv) / n,
+        "save_volume": sum(s.get("write", 0.0) for s in conv) / n,
         "convert_process": sum(s["process_seconds"] for s in conv) / n,
-        "labels": run["labels"]["seconds"] / n, "load_volume": st.get("load", 0.0) / n,
-        "cut_image": st.get("cut", 0.0) / n, "cut_label": st.get("label", 0.0) / n, "cut": cut_total / n,
-        "compress": st.get("compress", 0.0) / n, "write": st.get("write", 0.0) / n,
+        "labels": run["labels"]["seconds"] / n,
+        "load_volume": st.get("load", 0.0) / n,
+        "cut_image": st.get("cut", 0.0) / n,
+        "cut_label": st.get("label", 0.0) / n,
+        "cut": cut_total / n,
+        "compress": st.get("compress", 0.0) / n,
+        "write": st.get("write", 0.0) / n,
         "extract_other": (rank_wall - known) / n,
         "verify": run["verify"]["seconds"] / n,
     }
@@ -169,8 +192,11 @@ def main() -> None:
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--no-alt", action="store_true", help="skip the conversion with the other interpolator")
     ap.add_argument("--no-crops", action="store_true", help="skip the crops-layout run")
-    ap.add_argument("--crops-every-rep", action="store_true",
-                    help="run the crops layout in every repetition (default: the first only)")
+    ap.add_argument(
+        "--crops-every-rep",
+        action="store_true",
+        help="run the crops layout in every repetition (default: the first only)",
+    )
     args = ap.parse_args()
     reps = C.reps_of(args)
     demo = dict(C.QUICK_DEMO if args.quick else C.FULL_DEMO, scans_per_subset=2 if args.quick else 4)
@@ -189,9 +215,12 @@ def main() -> None:
         settings = C.luna_settings(root, **over)
         small = min(plans, key=lambda p: (len(p.nodules), p.series_uid))
         small_scan = root / "subset0" / f"{small.series_uid}.mhd"
-        print(f"{len(scans)} scans, {sum(len(p.nodules) for p in plans)} nodules, sizes "
-              f"{[p.grid.size for p in plans]}; interpolator {settings['resample']['interpolator']}, "
-              f"codec {settings['output']['compression']}; {reps} repetitions", flush=True)
+        print(
+            f"{len(scans)} scans, {sum(len(p.nodules) for p in plans)} nodules, sizes "
+            f"{[p.grid.size for p in plans]}; interpolator {settings['resample']['interpolator']}, "
+            f"codec {settings['output']['compression']}; {reps} repetitions",
+            flush=True,
+        )
         reps_out = []
         alt = "bspline" if settings["resample"]["interpolator"] == "linear" else "linear"
         alt_settings = C.luna_settings(root, **{**over, "resample": {"interpolator": alt}})
@@ -222,9 +251,11 @@ def main() -> None:
             foreign.__exit__(None, None, None)
             r["foreign_cpu_s"] = foreign.seconds
             reps_out.append(r)
-            msg = (f"rep {rep + 1}/{reps}: 1 rank {r1['total']:.1f} s (extract {r1['extract']['seconds']:.1f} s, verify "
-                   f"{r1['verify']['seconds']:.1f} s), 2 ranks {r2['total']:.1f} s (extract {r2['extract']['seconds']:.1f} s), "
-                   f"floor {r['floor']['seconds']:.1f} s, foreign CPU {foreign.seconds:.0f} s, waited {r['waited_s']:.0f} s")
+            msg = (
+                f"rep {rep + 1}/{reps}: 1 rank {r1['total']:.1f} s (extract {r1['extract']['seconds']:.1f} s, verify "
+                f"{r1['verify']['seconds']:.1f} s), 2 ranks {r2['total']:.1f} s (extract {r2['extract']['seconds']:.1f} s), "
+                f"floor {r['floor']['seconds']:.1f} s, foreign CPU {foreign.seconds:.0f} s, waited {r['waited_s']:.0f} s"
+            )
             if "baseline" in r:
                 msg += f", baseline {r['baseline']['seconds']:.1f} s vs ours {r['one_small']['total']:.1f} s (1 scan)"
             print(msg, flush=True)
@@ -238,54 +269,113 @@ def report(args, reps_out, demo, settings, plans, small) -> None:
     for key, label in (("one", "ours, 1 rank"), ("two", "ours, 2 ranks")):
         runs = [r[key] for r in reps_out]
         ext = [x["extract"]["seconds"] for x in runs]
-        rows.append({
-            "run": label, "scans": runs[0]["scans"], "patches": runs[0]["patches"],
-            "convert_s": med([x["convert"]["seconds"] for x in runs]), "labels_s": med([x["labels"]["seconds"] for x in runs]),
-            "extract_s": med(ext), "verify_s": med([x["verify"]["seconds"] for x in runs]), "total_s": med([x["total"] for x in runs]),
-            "patches_per_s": med([x["patches"] / x["total"] for x in runs]),
-            "extract_patches_per_s": med([x["patches"] / x["extract"]["seconds"] for x in runs]),
-            "mb_per_s": med([x["raw_bytes"] / MB / x["total"] for x in runs]),
-            "rss_rank_mb": med([x["max_rss_rank"] / MB for x in runs]),
-        })
+        rows.append(
+            {
+                "run": label,
+                "scans": runs[0]["scans"],
+                "patches": runs[0]["patches"],
+                "convert_s": med([x["convert"]["seconds"] for x in runs]),
+                "labels_s": med([x["labels"]["seconds"] for x in runs]),
+                "extract_s": med(ext),
+                "verify_s": med([x["verify"]["seconds"] for x in runs]),
+                "total_s": med([x["total"] for x in runs]),
+                "patches_per_s": med([x["patches"] / x["total"] for x in runs]),
+                "extract_patches_per_s": med([x["patches"] / x["extract"]["seconds"] for x in runs]),
+                "mb_per_s": med([x["raw_bytes"] / MB / x["total"] for x in runs]),
+                "rss_rank_mb": med([x["max_rss_rank"] / MB for x in runs]),
+            }
+        )
     fl = [r["floor"] for r in reps_out]
-    rows.append({"run": "floor (read volumes + write same bytes)", "patches": reps_out[0]["one"]["patches"],
-                 "total_s": med([x["seconds"] for x in fl]),
-                 "patches_per_s": med([r["one"]["patches"] / r["floor"]["seconds"] for r in reps_out]),
-                 "mb_per_s": med([r["one"]["raw_bytes"] / MB / r["floor"]["seconds"] for r in reps_out])})
+    rows.append(
+        {
+            "run": "floor (read volumes + write same bytes)",
+            "patches": reps_out[0]["one"]["patches"],
+            "total_s": med([x["seconds"] for x in fl]),
+            "patches_per_s": med([r["one"]["patches"] / r["floor"]["seconds"] for r in reps_out]),
+            "mb_per_s": med([r["one"]["raw_bytes"] / MB / r["floor"]["seconds"] for r in reps_out]),
+        }
+    )
     alt = reps_out[0]["convert_alt"]["interpolator"] if "convert_alt" in reps_out[0] else None
     if alt:
-        rows.append({"run": f"ours, 1 rank, {alt} resampling (composed)", "scans": reps_out[0]["one"]["scans"],
-                     "patches": reps_out[0]["one"]["patches"],
-                     "convert_s": med([r["convert_alt"]["seconds"] for r in reps_out]),
-                     "total_s": med([composed(r) for r in reps_out]),
-                     "patches_per_s": med([r["one"]["patches"] / composed(r) for r in reps_out]),
-                     "mb_per_s": med([r["one"]["raw_bytes"] / MB / composed(r) for r in reps_out])})
+        rows.append(
+            {
+                "run": f"ours, 1 rank, {alt} resampling (composed)",
+                "scans": reps_out[0]["one"]["scans"],
+                "patches": reps_out[0]["one"]["patches"],
+                "convert_s": med([r["convert_alt"]["seconds"] for r in reps_out]),
+                "total_s": med([composed(r) for r in reps_out]),
+                "patches_per_s": med([r["one"]["patches"] / composed(r) for r in reps_out]),
+                "mb_per_s": med([r["one"]["raw_bytes"] / MB / composed(r) for r in reps_out]),
+            }
+        )
     if "baseline" in reps_out[0]:
-        rows.append({"run": "ours, 1 rank, 1 scan", "scans": 1, "patches": reps_out[0]["one_small"]["patches"],
-                     "total_s": med([r["one_small"]["total"] for r in reps_out]),
-                     "patches_per_s": med([r["one_small"]["patches"] / r["one_small"]["total"] for r in reps_out]),
-                     "rss_rank_mb": med([r["one_small"]["max_rss_rank"] / MB for r in reps_out])})
-        rows.append({"run": "REFERENCE-STYLE baseline, 1 scan", "scans": 1,
-                     "patches": reps_out[0]["baseline"]["nodule_patches"] + reps_out[0]["baseline"]["negatives"],
-                     "total_s": med([r["baseline"]["seconds"] for r in reps_out]),
-                     "patches_per_s": med([(r["baseline"]["nodule_patches"] + r["baseline"]["negatives"]) / r["baseline"]["seconds"] for r in reps_out]),
-                     "rss_rank_mb": med([r["baseline"]["max_rss"] / MB for r in reps_out])})
-    cols = [("run", "run", ""), ("scans", "scans", "d"), ("patches", "patches", "d"), ("convert_s", "convert s", ".1f"),
-            ("labels_s", "labels s", ".2f"), ("extract_s", "extract s", ".1f"), ("verify_s", "verify s", ".1f"),
-            ("total_s", "total s", ".1f"), ("patches_per_s", "patches/s", ".1f"),
-            ("extract_patches_per_s", "extract patches/s", ".1f"), ("mb_per_s", "raw MB/s", ".0f"),
-            ("rss_rank_mb", "peak RSS/rank MB", ".0f")]
+        rows.append(
+            {
+                "run": "ours, 1 rank, 1 scan",
+                "scans": 1,
+                "patches": reps_out[0]["one_small"]["patches"],
+                "total_s": med([r["one_small"]["total"] for r in reps_out]),
+                "patches_per_s": med([r["one_small"]["patches"] / r["one_small"]["total"] for r in reps_out]),
+                "rss_rank_mb": med([r["one_small"]["max_rss_rank"] / MB for r in reps_out]),
+            }
+        )
+        rows.append(
+            {
+                "run": "REFERENCE-STYLE baseline, 1 scan",
+                "scans": 1,
+                "patches": reps_out[0]["baseline"]["nodule_patches"] + reps_out[0]["baseline"]["negatives"],
+                "total_s": med([r["baseline"]["seconds"] for r in reps_out]),
+                "patches_per_s": med(
+                    [
+                        (r["baseline"]["nodule_patches"] + r["baseline"]["negatives"]) / r["baseline"]["seconds"]
+                        for r in reps_out
+                    ]
+                ),
+                "rss_rank_mb": med([r["baseline"]["max_rss"] / MB for r in reps_out]),
+            }
+        )
+    cols = [
+        ("run", "run", ""),
+        ("scans", "scans", "d"),
+        ("patches", "patches", "d"),
+        ("convert_s", "convert s", ".1f"),
+        ("labels_s", "labels s", ".2f"),
+        ("extract_s", "extract s", ".1f"),
+        ("verify_s", "verify s", ".1f"),
+        ("total_s", "total s", ".1f"),
+        ("patches_per_s", "patches/s", ".1f"),
+        ("extract_patches_per_s", "extract patches/s", ".1f"),
+        ("mb_per_s", "raw MB/s", ".0f"),
+        ("rss_rank_mb", "peak RSS/rank MB", ".0f"),
+    ]
     t1 = C.table(rows, cols, "LUNA16 end to end (medians of %d repetitions)" % len(reps_out))
 
     stages = []
     for key, label in (("one", "1 rank"), ("two", "2 ranks")):
         per = [per_scan_stages(r[key]) for r in reps_out]
         stages.append({"run": label, **{k: med([p[k] for p in per]) for k in per[0]}})
-    scols = [("run", "per scan (s)", "")] + [(k, k, ".2f") for k in ("read", "resample", "normalize", "save_volume", "labels",
-                                                                     "load_volume", "cut_image", "cut_label", "compress",
-                                                                     "write", "extract_other", "verify")]
-    t2 = C.table(stages, scols, "\nPer-stage seconds per scan (medians; convert stages from the sidecars, extraction "
-                                "stages summed over ranks)")
+    scols = [("run", "per scan (s)", "")] + [
+        (k, k, ".2f")
+        for k in (
+            "read",
+            "resample",
+            "normalize",
+            "save_volume",
+            "labels",
+            "load_volume",
+            "cut_image",
+            "cut_label",
+            "compress",
+            "write",
+            "extract_other",
+            "verify",
+        )
+    ]
+    t2 = C.table(
+        stages,
+        scols,
+        "\nPer-stage seconds per scan (medians; convert stages from the sidecars, extraction stages summed over ranks)",
+    )
 
     def ratio(f):
         return med([f(r) for r in reps_out])
@@ -302,21 +392,40 @@ def report(args, reps_out, demo, settings, plans, small) -> None:
         ratios[f"end_to_end_1rank_{alt}_composed_over_floor"] = ratio(lambda r: composed(r) / r["floor"]["seconds"])
     if "baseline" in reps_out[0]:
         ratios["ours_over_baseline_patches_per_s_1scan"] = ratio(
-            lambda r: (r["one_small"]["patches"] / r["one_small"]["total"])
-            / ((r["baseline"]["nodule_patches"] + r["baseline"]["negatives"]) / r["baseline"]["seconds"]))
+            lambda r: (
+                (r["one_small"]["patches"] / r["one_small"]["total"])
+                / ((r["baseline"]["nodule_patches"] + r["baseline"]["negatives"]) / r["baseline"]["seconds"])
+            )
+        )
         ratios["baseline_rss_over_ours"] = ratio(lambda r: r["baseline"]["max_rss"] / r["one_small"]["max_rss_rank"])
     targets = {
-        "end_to_end_1rank_over_floor": ("<=", 1.1), "ours_over_baseline_patches_per_s_1scan": (">=", 8.0),
-        "throughput_2_over_1_end_to_end": (">=", 1.85), "throughput_2_over_1_extract": (">=", 1.8),
-        "verify_over_extract_1rank": ("<=", 0.1), "verify_over_extract_2ranks": ("<=", 0.1),
+        "end_to_end_1rank_over_floor": ("<=", 1.1),
+        "ours_over_baseline_patches_per_s_1scan": (">=", 8.0),
+        "throughput_2_over_1_end_to_end": (">=", 1.85),
+        "throughput_2_over_1_extract": (">=", 1.8),
+        "verify_over_extract_1rank": ("<=", 0.1),
+        "verify_over_extract_2ranks": ("<=", 0.1),
     }
     rrows = []
     for k, v in ratios.items():
         t = targets.get(k)
         met = None if not t else (v <= t[1] if t[0] == "<=" else v >= t[1])
-        rrows.append({"ratio": k, "value": v, "target": f"{t[0]} {t[1]}" if t else "", "met": "" if met is None else ("yes" if met else "NO")})
-    rrows.append({"ratio": "peak_rss_per_rank_mb_max", "value": max(r["rss_rank_mb"] for r in rows if r.get("rss_rank_mb") and "REFERENCE" not in r["run"]),
-                  "target": "<= 1500", "met": ""})
+        rrows.append(
+            {
+                "ratio": k,
+                "value": v,
+                "target": f"{t[0]} {t[1]}" if t else "",
+                "met": "" if met is None else ("yes" if met else "NO"),
+            }
+        )
+    rrows.append(
+        {
+            "ratio": "peak_rss_per_rank_mb_max",
+            "value": max(r["rss_rank_mb"] for r in rows if r.get("rss_rank_mb") and "REFERENCE" not in r["run"]),
+            "target": "<= 1500",
+            "met": "",
+        }
+    )
     rrows[-1]["met"] = "yes" if rrows[-1]["value"] <= 1500 else "NO"
     crops_runs = [r for r in reps_out if "crops" in r]
     t_crops = ""
@@ -325,32 +434,93 @@ def report(args, reps_out, demo, settings, plans, small) -> None:
         for label, get in (("full (default)", lambda r: r["one"]), ("crops", lambda r: r["crops"])):
             runs = [get(r) for r in crops_runs]
             db = runs[0]["dataset_bytes"]
-            crow.append({"layout": label, "reps": len(runs), "total_s": med([x["total"] for x in runs]),
-                         "nodule_mb": (db.get("nodule", 0) + db.get("nodule_crop", 0)) / MB,
-                         "file_mb": runs[0]["stored_bytes"] / MB})
+            crow.append(
+                {
+                    "layout": label,
+                    "reps": len(runs),
+                    "total_s": med([x["total"] for x in runs]),
+                    "nodule_mb": (db.get("nodule", 0) + db.get("nodule_crop", 0)) / MB,
+                    "file_mb": runs[0]["stored_bytes"] / MB,
+                }
+            )
         full_b, crop_b = crops_runs[0]["one"], crops_runs[0]["crops"]
         ratios["crops_file_size_ratio_full_over_crops"] = full_b["stored_bytes"] / crop_b["stored_bytes"]
-        ratios["crops_nodule_images_ratio_full_over_crops"] = full_b["dataset_bytes"]["nodule"] / crop_b["dataset_bytes"]["nodule_crop"]
-        t_crops = C.table(crow, [("layout", "layout (1 rank)", ""), ("reps", "reps", "d"), ("total_s", "total s", ".1f"),
-                                 ("nodule_mb", "nodule images MB stored", ".0f"), ("file_mb", "file MB", ".0f")],
-                          "\nCompact layout (output.layout: crops) vs full, same scans and settings")
-        rrows = [x for x in rrows if x["ratio"] != "peak_rss_per_rank_mb_max"] + \
-            [{"ratio": k, "value": ratios[k], "target": "", "met": ""} for k in
-             ("crops_file_size_ratio_full_over_crops", "crops_nodule_images_ratio_full_over_crops")] + \
-            [x for x in rrows if x["ratio"] == "peak_rss_per_rank_mb_max"]
-    t3 = C.table(rrows, [("ratio", "ratio (median of per-repetition ratios)", ""), ("value", "value", ".2f"),
-                         ("target", "target", ""), ("met", "met", "")], "\nRatios")
-    C.table([{"rep": i + 1, "foreign": r["foreign_cpu_s"], "waited": r["waited_s"], "one": r["one"]["total"],
-              "two": r["two"]["total"], "floor": r["floor"]["seconds"]} for i, r in enumerate(reps_out)],
-            [("rep", "rep", "d"), ("one", "1 rank s", ".1f"), ("two", "2 ranks s", ".1f"), ("floor", "floor s", ".1f"),
-             ("foreign", "foreign CPU s", ".0f"), ("waited", "waited for idle s", ".0f")],
-            "\nRepetitions (CPU seconds used by other people's processes during each)")
-    clean = [{k: ({kk: vv for kk, vv in v.items() if kk != "dir"} if isinstance(v, dict) else v) for k, v in r.items()} for r in reps_out]
-    C.write_results("luna", args, {
-        "demo": demo, "settings": settings, "scans": [{"uid": p.series_uid, "size_xyz": p.grid.size, "spacing": p.grid.spacing,
-                                                        "nodules": len(p.nodules)} for p in plans],
-        "baseline_scan": small.series_uid, "summary": rows, "stages_per_scan": stages, "ratios": ratios,
-        "tables": "\n\n".join([t for t in (t1, t2, t3, t_crops) if t]), "repetitions": clean})
+        ratios["crops_nodule_images_ratio_full_over_crops"] = (
+            full_b["dataset_bytes"]["nodule"] / crop_b["dataset_bytes"]["nodule_crop"]
+        )
+        t_crops = C.table(
+            crow,
+            [
+                ("layout", "layout (1 rank)", ""),
+                ("reps", "reps", "d"),
+                ("total_s", "total s", ".1f"),
+                ("nodule_mb", "nodule images MB stored", ".0f"),
+                ("file_mb", "file MB", ".0f"),
+            ],
+            "\nCompact layout (output.layout: crops) vs full, same scans and settings",
+        )
+        rrows = (
+            [x for x in rrows if x["ratio"] != "peak_rss_per_rank_mb_max"]
+            + [
+                {"ratio": k, "value": ratios[k], "target": "", "met": ""}
+                for k in ("crops_file_size_ratio_full_over_crops", "crops_nodule_images_ratio_full_over_crops")
+            ]
+            + [x for x in rrows if x["ratio"] == "peak_rss_per_rank_mb_max"]
+        )
+    t3 = C.table(
+        rrows,
+        [
+            ("ratio", "ratio (median of per-repetition ratios)", ""),
+            ("value", "value", ".2f"),
+            ("target", "target", ""),
+            ("met", "met", ""),
+        ],
+        "\nRatios",
+    )
+    C.table(
+        [
+            {
+                "rep": i + 1,
+                "foreign": r["foreign_cpu_s"],
+                "waited": r["waited_s"],
+                "one": r["one"]["total"],
+                "two": r["two"]["total"],
+                "floor": r["floor"]["seconds"],
+            }
+            for i, r in enumerate(reps_out)
+        ],
+        [
+            ("rep", "rep", "d"),
+            ("one", "1 rank s", ".1f"),
+            ("two", "2 ranks s", ".1f"),
+            ("floor", "floor s", ".1f"),
+            ("foreign", "foreign CPU s", ".0f"),
+            ("waited", "waited for idle s", ".0f"),
+        ],
+        "\nRepetitions (CPU seconds used by other people's processes during each)",
+    )
+    clean = [
+        {k: ({kk: vv for kk, vv in v.items() if kk != "dir"} if isinstance(v, dict) else v) for k, v in r.items()}
+        for r in reps_out
+    ]
+    C.write_results(
+        "luna",
+        args,
+        {
+            "demo": demo,
+            "settings": settings,
+            "scans": [
+                {"uid": p.series_uid, "size_xyz": p.grid.size, "spacing": p.grid.spacing, "nodules": len(p.nodules)}
+                for p in plans
+            ],
+            "baseline_scan": small.series_uid,
+            "summary": rows,
+            "stages_per_scan": stages,
+            "ratios": ratios,
+            "tables": "\n\n".join([t for t in (t1, t2, t3, t_crops) if t]),
+            "repetitions": clean,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,13 @@ from ctpatch.plausible import hu_figures
 
 
 def whole_array(hu, hu_min=-1000.0, hu_max=400.0, air_hu=-500.0):
-    return (np.count_nonzero(hu < air_hu), np.count_nonzero(hu <= hu_min), np.count_nonzero(hu >= hu_max),
-            hu.min(), hu.max())
+    return (
+        np.count_nonzero(hu < air_hu),
+        np.count_nonzero(hu <= hu_min),
+        np.count_nonzero(hu >= hu_max),
+        hu.min(),
+        hu.max(),
+    )
 
 
 def median_seconds(fn, *args, runs=5):

@@ -37,15 +37,31 @@ import numpy as np
 from ctpatch.data import KINDS, PatchDataset, default_workers, iter_batches, load_all
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = ("demo: {subsets: 2, scans_per_subset: 1, size_xy: 192, slices: [70, 90], nodules_per_scan: [1, 2]}\n"
-               "luna16: {resample: {interpolator: linear}}\n")
+DEMO_CONFIG = (
+    "demo: {subsets: 2, scans_per_subset: 1, size_xy: 192, slices: [70, 90], nodules_per_scan: [1, 2]}\n"
+    "luna16: {resample: {interpolator: linear}}\n"
+)
 
 
 def demo_files(folder: Path) -> list[str]:
     (folder / "config").mkdir(parents=True, exist_ok=True)
     (folder / "config" / "config.yaml").write_text(DEMO_CONFIG)
-    subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-                    str(folder), "--cores", "2", "--quiet"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(folder),
+            "--cores",
+            "2",
+            "--quiet",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return sorted(str(p) for p in (folder / "results" / "luna16" / "patches").glob("*.h5"))
 
 
@@ -59,7 +75,7 @@ def cpu_seconds() -> float:
 def _ref_slice(args):
     path, name, a = args
     with h5py.File(path, "r") as f:
-        return f[name][a:a + 64]
+        return f[name][a : a + 64]
 
 
 def reference_load(files, kinds, procs: int):
@@ -116,10 +132,19 @@ def main(argv=None) -> int:
     kinds = args.kinds or (["nodule", "non_nodule"] if first.mode == "luna16" else ["patch"])
     sets = {k: PatchDataset(files, k) for k in kinds}
     n_patches = sum(len(d) for d in sets.values())
-    nbytes = sum(len(d) * (int(np.prod(d.image_shape)) * d.segments[0].image_dtype.itemsize
-                           + int(np.prod(d.label_shape)) * d.segments[0].label_dtype.itemsize) for d in sets.values())
-    print(f"{len(files)} file(s), kinds {kinds}: {n_patches} patches; {args.workers} workers, reference "
-          f"{args.ref_procs} processes; {args.runs} runs each, interleaved", flush=True)
+    nbytes = sum(
+        len(d)
+        * (
+            int(np.prod(d.image_shape)) * d.segments[0].image_dtype.itemsize
+            + int(np.prod(d.label_shape)) * d.segments[0].label_dtype.itemsize
+        )
+        for d in sets.values()
+    )
+    print(
+        f"{len(files)} file(s), kinds {kinds}: {n_patches} patches; {args.workers} workers, reference "
+        f"{args.ref_procs} processes; {args.runs} runs each, interleaved",
+        flush=True,
+    )
 
     # check once that every method returns the same arrays
     ref = reference_load(files, kinds, args.ref_procs)
@@ -155,13 +180,17 @@ def main(argv=None) -> int:
     for name, t in med.items():
         count = shuffled_n if name.startswith("shuffled") else n_patches
         size = mb * count / n_patches
-        print(f"{name:<26} {t:9.3f} {size / t:8.0f} {count / t:10.0f} {statistics.median(cpus[name]):7.2f}   "
-              + " ".join(f"{x:.2f}" for x in times[name]))
+        print(
+            f"{name:<26} {t:9.3f} {size / t:8.0f} {count / t:10.0f} {statistics.median(cpus[name]):7.2f}   "
+            + " ".join(f"{x:.2f}" for x in times[name])
+        )
     print(f"\nratio reference / load_all[proc]: {med['reference'] / med['load_all[proc]']:.2f}x")
     print(f"ratio load_all[thr] / load_all[proc]: {med['load_all[thr]'] / med['load_all[proc]']:.2f}x")
     print(f"ratio sequential / load_all[proc]: {med['sequential'] / med['load_all[proc]']:.2f}x")
-    print(f"ratio shuffled PatchDataset[i] / iter_batches: "
-          f"{med['shuffled PatchDataset[i]'] / med['shuffled iter_batches']:.2f}x")
+    print(
+        f"ratio shuffled PatchDataset[i] / iter_batches: "
+        f"{med['shuffled PatchDataset[i]'] / med['shuffled iter_batches']:.2f}x"
+    )
     if tmp is not None:
         tmp.cleanup()
     return 0

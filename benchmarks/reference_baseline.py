@@ -27,7 +27,7 @@ DIRECTIONS = ((1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, 0, 1), (0, 1, 1), 
 
 def load_resampled(path: str, spacing_mm: float = 1.25):
     image = sitk.ReadImage(path)
-    hu = sitk.GetArrayFromImage(image).astype(np.float64)          # (z, y, x)
+    hu = sitk.GetArrayFromImage(image).astype(np.float64)  # (z, y, x)
     origin = np.array(image.GetOrigin())[::-1]
     spacing = np.array(image.GetSpacing())[::-1]
     new_shape = np.round(np.array(hu.shape) * spacing / spacing_mm)
@@ -42,7 +42,7 @@ def normalize(hu):
 
 def label_volume(shape, origin, spacing, nodules):
     mask = np.zeros(shape, dtype=bool)
-    z, y, x = np.ogrid[:shape[0], :shape[1], :shape[2]]
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
     centres = []
     for _, n in nodules.iterrows():
         c = (np.abs(np.array([n.coordZ, n.coordY, n.coordX]) - origin) / spacing).astype(int)
@@ -64,7 +64,7 @@ def scan_patches(path, nodules, rng, nod_img, nod_lab, neg_img, neg_lab):
     hu, origin, spacing = load_resampled(path)
     img = normalize(hu)
     mask, centres = label_volume(img.shape, origin, spacing, nodules)
-    img, mask = img.transpose(2, 1, 0), mask.transpose(2, 1, 0)    # (x, y, z)
+    img, mask = img.transpose(2, 1, 0), mask.transpose(2, 1, 0)  # (x, y, z)
     h = SIZE // 2
     pad = h + STRIDE * SHIFTS
     img = np.pad(img, pad, mode="constant", constant_values=img.min())
@@ -72,8 +72,9 @@ def scan_patches(path, nodules, rng, nod_img, nod_lab, neg_img, neg_lab):
     count = 0
     for c in centres:
         cx = np.array(c[::-1]) + pad
-        offsets = [np.zeros(3, int)] + [s * STRIDE * k * np.array(d) for d in DIRECTIONS
-                                        for k in range(1, SHIFTS + 1) for s in (1, -1)]
+        offsets = [np.zeros(3, int)] + [
+            s * STRIDE * k * np.array(d) for d in DIRECTIONS for k in range(1, SHIFTS + 1) for s in (1, -1)
+        ]
         for off in offsets:
             lo = cx + off - h
             box = tuple(slice(a, a + SIZE) for a in lo)
@@ -120,5 +121,12 @@ if __name__ == "__main__":
     a = ap.parse_args()
     t0 = time.perf_counter()
     counts = run(a.scans, a.annotations, a.out)
-    print(json.dumps({**counts, "seconds": time.perf_counter() - t0,
-                      "max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    print(
+        json.dumps(
+            {
+                **counts,
+                "seconds": time.perf_counter() - t0,
+                "max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            }
+        )
+    )

@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 from mpi4py import MPI
 
-from ctpatch.augment import (dose_blend, downscale_copies, draw_blend_factor, passes_air_threshold, rot_flip)
+from ctpatch.augment import dose_blend, downscale_copies, draw_blend_factor, passes_air_threshold, rot_flip
 from ctpatch.grid import cut_patch, grid_corners
 from ctpatch.io.dicom import read_pixels
 
-EDGE, PADDING = 55, 8   # p55
+EDGE, PADDING = 55, 8  # p55
 
 
 def pair_patches(ld, fd, rng):
@@ -61,8 +61,8 @@ def main() -> None:
     t0 = time.perf_counter()
     table = pd.concat([pd.read_csv(p, sep="\t") for p in a.pairs], ignore_index=True)
     table = table[table["selected"].astype(bool)] if "selected" in table else table
-    per_rank = len(table) // size                       # the reference dropped len % size pairs
-    mine = table.iloc[rank * per_rank:(rank + 1) * per_rank]
+    per_rank = len(table) // size  # the reference dropped len % size pairs
+    mine = table.iloc[rank * per_rank : (rank + 1) * per_rank]
     rng = np.random.default_rng(rank)
     inputs = np.empty((0, 1, EDGE, EDGE), np.float16)
     targets = np.empty((0, 1, EDGE, EDGE), np.float16)
@@ -83,8 +83,17 @@ def main() -> None:
         n = len(x)
     rss = comm.gather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, root=0)
     if rank == 0:
-        print(json.dumps({"pairs": per_rank * size, "dropped": len(table) - per_rank * size, "patches": n,
-                          "seconds": time.perf_counter() - t0, "max_rss_ranks": rss}))
+        print(
+            json.dumps(
+                {
+                    "pairs": per_rank * size,
+                    "dropped": len(table) - per_rank * size,
+                    "patches": n,
+                    "seconds": time.perf_counter() - t0,
+                    "max_rss_ranks": rss,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

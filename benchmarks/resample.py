@@ -45,7 +45,7 @@ SPACING = 1.25
 def centroid_world(vol_zyx: np.ndarray, origin_xyz, step_xyz, centre_world, radius_mm: float):
     """Weighted centroid (world mm, x, y, z) near ``centre_world`` of a volume placed by ``origin + step * index``."""
     o, st, c = (np.asarray(v, float) for v in (origin_xyz, step_xyz, centre_world))
-    ci = (c - o) / st                                  # continuous index (x, y, z)
+    ci = (c - o) / st  # continuous index (x, y, z)
     lo = np.floor(ci - radius_mm / st).astype(int)[::-1]
     hi = (np.ceil(ci + radius_mm / st).astype(int) + 1)[::-1]
     if np.any(lo < 0) or np.any(hi > np.asarray(vol_zyx.shape)):
@@ -54,7 +54,7 @@ def centroid_world(vol_zyx: np.ndarray, origin_xyz, step_xyz, centre_world, radi
     w = np.clip((box + 850.0) / 910.0, 0.0, 1.0)
     axes = [o[a] + st[a] * np.arange(lo[2 - a], hi[2 - a], dtype=np.float64) for a in (2, 1, 0)]  # world z, y, x
     z, y, x = np.meshgrid(*axes, indexing="ij")
-    w = w * (((z - c[2]) ** 2 + (y - c[1]) ** 2 + (x - c[0]) ** 2) <= radius_mm ** 2)
+    w = w * (((z - c[2]) ** 2 + (y - c[1]) ** 2 + (x - c[0]) ** 2) <= radius_mm**2)
     if w.sum() <= 0:
         return None
     return np.array([(w * x).sum(), (w * y).sum(), (w * z).sum()]) / w.sum()
@@ -68,7 +68,7 @@ def main() -> None:
     methods = ("sitk-bspline", "sitk-linear", "sitk-linear-1thread", "scipy-zoom-cubic")
     default_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     waited, foreign = [], []
-    times = {m: [] for m in methods}      # per rep: seconds summed over scans
+    times = {m: [] for m in methods}  # per rep: seconds summed over scans
     errors = {m: [] for m in ("original", *methods, "scipy-zoom-cubic (reference coordinates)")}  # per nodule, rep 1
     with C.Workdir(args.workdir) as work:
         C.make_data(work / "luna", demo)
@@ -77,8 +77,11 @@ def main() -> None:
         for s in truth["scans"]:
             image = read_image(work / "luna" / s["subset"] / f"{s['seriesuid']}.mhd")
             scans.append((s, image, sitk.GetArrayFromImage(image).astype(np.float64)))
-        print(f"{len(scans)} scans, {sum(len(s['nodules']) for s, _, _ in scans)} nodules, "
-              f"SimpleITK threads {sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()}; {reps} repetitions", flush=True)
+        print(
+            f"{len(scans)} scans, {sum(len(s['nodules']) for s, _, _ in scans)} nodules, "
+            f"SimpleITK threads {sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()}; {reps} repetitions",
+            flush=True,
+        )
         for rep in range(reps):
             waited.append(C.wait_quiet(max_wait=10 if args.quick else 240))
             fg = C.Foreign().__enter__()
@@ -103,13 +106,15 @@ def main() -> None:
                 tot["scipy-zoom-cubic"] += time.perf_counter() - t
                 if rep == 0:
                     assert np.allclose(grid.matrix, np.eye(3)), "the demo scans have identity directions"
-                    n_in, n_out = np.asarray(hu.shape)[::-1], np.asarray(z.shape)[::-1]          # (x, y, z)
-                    placed = {"original": (hu, src.origin, src.spacing),
-                              "sitk-bspline": (outs["sitk-bspline"], grid.origin, grid.spacing),
-                              "sitk-linear": (outs["sitk-linear"], grid.origin, grid.spacing),
-                              "sitk-linear-1thread": (outs["sitk-linear-1thread"], grid.origin, grid.spacing),
-                              "scipy-zoom-cubic": (z, src.origin, np.asarray(src.spacing) * (n_in - 1) / (n_out - 1)),
-                              "scipy-zoom-cubic (reference coordinates)": (z, src.origin, (spacing_zyx / factor)[::-1])}
+                    n_in, n_out = np.asarray(hu.shape)[::-1], np.asarray(z.shape)[::-1]  # (x, y, z)
+                    placed = {
+                        "original": (hu, src.origin, src.spacing),
+                        "sitk-bspline": (outs["sitk-bspline"], grid.origin, grid.spacing),
+                        "sitk-linear": (outs["sitk-linear"], grid.origin, grid.spacing),
+                        "sitk-linear-1thread": (outs["sitk-linear-1thread"], grid.origin, grid.spacing),
+                        "scipy-zoom-cubic": (z, src.origin, np.asarray(src.spacing) * (n_in - 1) / (n_out - 1)),
+                        "scipy-zoom-cubic (reference coordinates)": (z, src.origin, (spacing_zyx / factor)[::-1]),
+                    }
                     for nod in s["nodules"]:
                         world = np.asarray(nod["world"])
                         radius = nod["diameter_mm"] / 2 + 2.5
@@ -117,16 +122,25 @@ def main() -> None:
                         for m, (v, o, st) in placed.items():
                             after = centroid_world(v, o, st, world, radius)
                             ok = after is not None and before is not None
-                            errors[m].append(None if not ok else {
-                                "shift": float(np.linalg.norm(after - before) / SPACING),
-                                "truth": float(np.linalg.norm(after - world) / SPACING)})
+                            errors[m].append(
+                                None
+                                if not ok
+                                else {
+                                    "shift": float(np.linalg.norm(after - before) / SPACING),
+                                    "truth": float(np.linalg.norm(after - world) / SPACING),
+                                }
+                            )
                 del z, outs
             for m in methods:
                 times[m].append(tot[m])
             fg.__exit__(None, None, None)
             foreign.append(fg.seconds)
-            print(f"rep {rep + 1}/{reps}: " + ", ".join(f"{m} {tot[m]:.2f} s" for m in methods)
-                  + f" (waited {waited[-1]:.0f} s, foreign CPU {fg.seconds:.1f} s)", flush=True)
+            print(
+                f"rep {rep + 1}/{reps}: "
+                + ", ".join(f"{m} {tot[m]:.2f} s" for m in methods)
+                + f" (waited {waited[-1]:.0f} s, foreign CPU {fg.seconds:.1f} s)",
+                flush=True,
+            )
     zoom_t = C.median(times["scipy-zoom-cubic"])
     rows = []
     for m in errors:
@@ -135,19 +149,48 @@ def main() -> None:
         t = C.median(times[base]) if base in times else None
         shift = [v["shift"] for v in e]
         truth_e = [v["truth"] for v in e]
-        rows.append({"method": m, "seconds": t / len(scans) if t else None, "speedup": zoom_t / t if t else None,
-                     "shift_med": float(np.median(shift)) if e and m != "original" else None,
-                     "shift_max": max(shift) if e and m != "original" else None,
-                     "truth_med": float(np.median(truth_e)) if e else None, "truth_max": max(truth_e) if e else None,
-                     "within": sum(v <= 0.5 for v in shift) if m != "original" else None, "nodules": len(e)})
-    table = C.table(rows, [("method", "method", ""), ("seconds", "s per scan", ".2f"), ("speedup", "x faster than zoom", ".1f"),
-                           ("shift_med", "shift median (vox)", ".3f"), ("shift_max", "shift max (vox)", ".3f"),
-                           ("within", "shift <= 0.5 vox", "d"), ("nodules", "of nodules", "d"),
-                           ("truth_med", "vs truth median (vox)", ".3f"), ("truth_max", "vs truth max (vox)", ".3f")],
-                    f"Resampling to {SPACING} mm (times: medians of {reps} repetitions; centres from repetition 1, "
-                    f"deterministic; output voxels of {SPACING} mm)")
-    C.write_results("resample", args, {"demo": demo, "summary": rows, "times": times, "waited_s": waited,
-                                       "foreign_s": foreign, "errors": errors, "table": table})
+        rows.append(
+            {
+                "method": m,
+                "seconds": t / len(scans) if t else None,
+                "speedup": zoom_t / t if t else None,
+                "shift_med": float(np.median(shift)) if e and m != "original" else None,
+                "shift_max": max(shift) if e and m != "original" else None,
+                "truth_med": float(np.median(truth_e)) if e else None,
+                "truth_max": max(truth_e) if e else None,
+                "within": sum(v <= 0.5 for v in shift) if m != "original" else None,
+                "nodules": len(e),
+            }
+        )
+    table = C.table(
+        rows,
+        [
+            ("method", "method", ""),
+            ("seconds", "s per scan", ".2f"),
+            ("speedup", "x faster than zoom", ".1f"),
+            ("shift_med", "shift median (vox)", ".3f"),
+            ("shift_max", "shift max (vox)", ".3f"),
+            ("within", "shift <= 0.5 vox", "d"),
+            ("nodules", "of nodules", "d"),
+            ("truth_med", "vs truth median (vox)", ".3f"),
+            ("truth_max", "vs truth max (vox)", ".3f"),
+        ],
+        f"Resampling to {SPACING} mm (times: medians of {reps} repetitions; centres from repetition 1, "
+        f"deterministic; output voxels of {SPACING} mm)",
+    )
+    C.write_results(
+        "resample",
+        args,
+        {
+            "demo": demo,
+            "summary": rows,
+            "times": times,
+            "waited_s": waited,
+            "foreign_s": foreign,
+            "errors": errors,
+            "table": table,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_once(workdir: Path, *args: str) -> tuple[float, int]:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-           "--configfile", str(REPO / "config" / "config.yaml"), "--directory", str(workdir), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(REPO / "config" / "config.yaml"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.monotonic() - t0
@@ -43,9 +53,13 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", action="append", required=True, help="a profile folder (repeatable)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--cores", type=int, default=2,
-                    help="--cores for the profile runs: caps one group job; at most the CPUs of a node (2 on "
-                         "scripts/slurm-local.sh's; a larger group job would stay PENDING)")
+    ap.add_argument(
+        "--cores",
+        type=int,
+        default=2,
+        help="--cores for the profile runs: caps one group job; at most the CPUs of a node (2 on "
+        "scripts/slurm-local.sh's; a larger group job would stay PENDING)",
+    )
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "slurm_demo.json"))
     args = ap.parse_args(argv)
     if not os.environ.get("SLURM_CONF") and not Path("/etc/slurm/slurm.conf").exists():
@@ -57,17 +71,25 @@ def main(argv=None) -> None:
             t_local, _ = run_once(Path(tmp) / "local", "--cores", "2")
             local.append(t_local)
             for profile in args.profile:
-                seconds, sbatch = run_once(Path(tmp) / Path(profile).name, "--profile", str(Path(profile).resolve()),
-                                           "--cores", str(args.cores))
+                seconds, sbatch = run_once(
+                    Path(tmp) / Path(profile).name,
+                    "--profile",
+                    str(Path(profile).resolve()),
+                    "--cores",
+                    str(args.cores),
+                )
                 rows[profile].append({"seconds": seconds, "sbatch": sbatch, "ratio_to_local": seconds / t_local})
-                print(f"rep {rep}: {profile}: {seconds:.1f} s, {sbatch} sbatch calls (local {t_local:.1f} s)",
-                      flush=True)
+                print(
+                    f"rep {rep}: {profile}: {seconds:.1f} s, {sbatch} sbatch calls (local {t_local:.1f} s)", flush=True
+                )
     print(f"\n{'profile':40} {'median s':>9} {'sbatch':>7} {'x local':>8}")
     print(f"{'local --cores 2':40} {statistics.median(local):9.1f} {0:7d} {1.0:8.2f}")
     for profile, r in rows.items():
-        print(f"{profile:40} {statistics.median(x['seconds'] for x in r):9.1f} "
-              f"{int(statistics.median(x['sbatch'] for x in r)):7d} "
-              f"{statistics.median(x['ratio_to_local'] for x in r):8.2f}")
+        print(
+            f"{profile:40} {statistics.median(x['seconds'] for x in r):9.1f} "
+            f"{int(statistics.median(x['sbatch'] for x in r)):7d} "
+            f"{statistics.median(x['ratio_to_local'] for x in r):8.2f}"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"local_seconds": local, "profiles": rows}, indent=2))
 

@@ -26,8 +26,13 @@ START, END = "<!-- rules:start -->", "<!-- rules:end -->"
 
 def list_rules(configfile: str) -> dict[str, str]:
     """rule -> docstring, from ``snakemake --list-rules`` run in the repository with ``configfile``."""
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--list-rules", "--configfile", configfile],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--list-rules", "--configfile", configfile],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"error: snakemake --list-rules --configfile {configfile} failed:\n{proc.stderr[-2000:]}")
     rules = {}
@@ -52,9 +57,23 @@ def table(rules: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-ORDER = ("write_settings", "make_demo_luna16", "check_luna_inputs", "convert_mhd", "make_labels", "pair_slices", "extract_patches",
-         "verify_patches", "sanity_pictures", "plan", "verification_table", "report_config",
-         "nodule_accounting", "nodule_pictures", "all")
+ORDER = (
+    "write_settings",
+    "make_demo_luna16",
+    "check_luna_inputs",
+    "convert_mhd",
+    "make_labels",
+    "pair_slices",
+    "extract_patches",
+    "verify_patches",
+    "sanity_pictures",
+    "plan",
+    "verification_table",
+    "report_config",
+    "nodule_accounting",
+    "nodule_pictures",
+    "all",
+)
 
 
 def current_table() -> str:
@@ -81,8 +100,11 @@ def main(argv=None) -> int:
     new = current_table()
     if args.check:
         if old.strip() != new.strip():
-            print(f"error: {readme}: the rule table differs from snakemake --list-rules; run "
-                  f"python scripts/readme_rules.py\n--- README\n{old.strip()}\n--- expected\n{new}", file=sys.stderr)
+            print(
+                f"error: {readme}: the rule table differs from snakemake --list-rules; run "
+                f"python scripts/readme_rules.py\n--- README\n{old.strip()}\n--- expected\n{new}",
+                file=sys.stderr,
+            )
             return 1
         print("README rule table matches snakemake --list-rules")
         return 0

@@ -23,8 +23,16 @@ SHARED_LDCT = REPO.parent / "shared" / "data" / "ldct"
 QUARTER, FULL = "quarter_3mm_sharp_sorted", "full_3mm_sharp_sorted"
 
 #: two subsets of one tiny scan each: headers, tables and conversions take milliseconds
-TINY_LUNA = {"subsets": 2, "scans_per_subset": 1, "size_xy": 48, "slices": [16, 18], "nodules_per_scan": [1, 2],
-             "candidates_per_scan": 3, "edge_nodule_every": 0, "spacing_z": [1.0, 1.0]}
+TINY_LUNA = {
+    "subsets": 2,
+    "scans_per_subset": 1,
+    "size_xy": 48,
+    "slices": [16, 18],
+    "nodules_per_scan": [1, 2],
+    "candidates_per_scan": 3,
+    "edge_nodule_every": 0,
+    "spacing_z": [1.0, 1.0],
+}
 
 
 @pytest.fixture(scope="session")
@@ -77,8 +85,14 @@ def call(main, argv, capsys) -> tuple[int, str]:
 def run_module(module: str, *argv, env=None, timeout=120, **kw) -> tuple[int, str]:
     """``python -m ctpatch.<module> ARGV`` in a subprocess; (exit status, stderr)."""
     environ = {**os.environ, "PYTHONPATH": str(REPO / "workflow"), **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", f"ctpatch.{module}", *map(str, argv)], capture_output=True,
-                          text=True, env=environ, timeout=timeout, **kw)
+    proc = subprocess.run(
+        [sys.executable, "-m", f"ctpatch.{module}", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=timeout,
+        **kw,
+    )
     return proc.returncode, proc.stderr
 
 
@@ -116,5 +130,9 @@ def check_args(root: Path, folder: Path, **luna) -> list:
 
 def pairs_args(patient: Path, folder: Path, **ldct) -> list:
     """``--patient-dir`` and the ``--settings-file`` of scope pairs for one LDCT patient folder."""
-    return ["--patient-dir", patient, "--settings-file",
-            settings_file(folder, "pairs", {"mode": "ldct", "ldct": {"root": str(patient.parent), **ldct}})]
+    return [
+        "--patient-dir",
+        patient,
+        "--settings-file",
+        settings_file(folder, "pairs", {"mode": "ldct", "ldct": {"root": str(patient.parent), **ldct}}),
+    ]

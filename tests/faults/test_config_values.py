@@ -17,8 +17,10 @@ CONFIG_CASES = {
     "patch_size_text": ({"luna16": {"patch": {"size": "x"}}}, "luna16.patch.size"),
     "shifts_leave_the_nodule": ({"luna16": {"patch": {"stride": 10, "shifts_per_side": 4}}}, "luna16.patch"),
     "window_inverted": ({"luna16": {"normalize": {"hu_min": 400, "hu_max": -1000}}}, "luna16.normalize"),
-    "plausibility_share_above_1": ({"luna16": {"plausibility": {"min_air_share": 2}}},
-                                   "luna16.plausibility.min_air_share"),
+    "plausibility_share_above_1": (
+        {"luna16": {"plausibility": {"min_air_share": 2}}},
+        "luna16.plausibility.min_air_share",
+    ),
     "duplicates_unknown": ({"luna16": {"duplicate_annotations": "keep"}}, "luna16.duplicate_annotations"),
     "subset_name_not_subsetN": ({"luna16": {"subsets": ["subset0_old"]}}, "luna16.subsets"),
     "tasks_zero": ({"extract": {"tasks": 0}}, "extract.tasks"),

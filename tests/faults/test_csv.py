@@ -120,8 +120,19 @@ TABLE_CASES = {
 
 
 def _check(root, out, capsys, subsets=("subset0", "subset1"), **luna):
-    return call(check_luna.main, [*check_args(root, out.parent, **luna), "--subsets", *subsets,
-                                  "--scans-out", out / "scans.tsv", "--report-out", out / "inputs.json"], capsys)
+    return call(
+        check_luna.main,
+        [
+            *check_args(root, out.parent, **luna),
+            "--subsets",
+            *subsets,
+            "--scans-out",
+            out / "scans.tsv",
+            "--report-out",
+            out / "inputs.json",
+        ],
+        capsys,
+    )
 
 
 @pytest.mark.parametrize("case", TABLE_CASES, ids=str)
@@ -141,8 +152,9 @@ def test_candidates_with_bad_class_refused(luna, tmp_path, capsys):
     before = tree_digest(luna)
     out = tmp_path / "checks"
     rc, err = _check(luna, out, capsys, negatives={"strategy": "candidates"})
-    assert_refused(rc, err, ["candidates.csv", "row 2", "class 0 or 1"], inputs=(luna, before),
-                   absent=[out / "scans.tsv"])
+    assert_refused(
+        rc, err, ["candidates.csv", "row 2", "class 0 or 1"], inputs=(luna, before), absent=[out / "scans.tsv"]
+    )
 
 
 def test_subset_name_that_is_no_subset_refused(luna, tmp_path, capsys):

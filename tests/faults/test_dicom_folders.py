@@ -108,6 +108,5 @@ def test_dicom_fault_refused_at_pairing(case, ldct, tmp_path, capsys):
     names = DICOM_CASES[case](ldct)
     before = tree_digest(ldct.parent)
     table, report = tmp_path / "pairs" / "L096.tsv", tmp_path / "pairs" / "L096.json"
-    rc, err = call(pair_ldct.main, [*pairs_args(ldct, tmp_path), "--table-out", table, "--report-out", report],
-                   capsys)
+    rc, err = call(pair_ldct.main, [*pairs_args(ldct, tmp_path), "--table-out", table, "--report-out", report], capsys)
     assert_refused(rc, err, names, inputs=(ldct.parent, before), absent=[table, report])

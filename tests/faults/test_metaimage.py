@@ -110,8 +110,20 @@ def test_header_or_data_file_fault_refused_before_any_conversion(case, luna, tmp
     names = HEADER_CASES[case](luna)
     before = tree_digest(luna)
     out = tmp_path / "checks"
-    rc, err = call(check_luna.main, [*check_args(luna, tmp_path), "--subsets", "subset0", "subset1",
-                                     "--scans-out", out / "scans.tsv", "--report-out", out / "inputs.json"], capsys)
+    rc, err = call(
+        check_luna.main,
+        [
+            *check_args(luna, tmp_path),
+            "--subsets",
+            "subset0",
+            "subset1",
+            "--scans-out",
+            out / "scans.tsv",
+            "--report-out",
+            out / "inputs.json",
+        ],
+        capsys,
+    )
     assert_refused(rc, err, names, inputs=(luna, before), absent=[out / "scans.tsv", out / "inputs.json"])
 
 
@@ -148,8 +160,13 @@ def _clipped_at_the_top(mhd):
     return ["at or above the window top"]
 
 
-VALUE_CASES = {"signed_read_as_unsigned": _as_unsigned, "wrong_byte_order": _big_endian, "all_zero": _all_zero,
-               "attenuation_units": _attenuation_units, "shifted_1500_HU": _clipped_at_the_top}
+VALUE_CASES = {
+    "signed_read_as_unsigned": _as_unsigned,
+    "wrong_byte_order": _big_endian,
+    "all_zero": _all_zero,
+    "attenuation_units": _attenuation_units,
+    "shifted_1500_HU": _clipped_at_the_top,
+}
 
 
 @pytest.mark.parametrize("case", VALUE_CASES, ids=str)
@@ -169,12 +186,36 @@ def test_implausible_values_refused_by_the_preflight_check(case, luna, tmp_path,
     words = [w for w in VALUE_CASES[case](mhd) if w != "implausible"]
     before = tree_digest(luna)
     out = tmp_path / "checks"
-    rc, err = call(check_luna.main, [*check_args(luna, tmp_path), "--subsets", "subset0", "subset1",
-                                     "--scans-out", out / "scans.tsv", "--report-out", out / "inputs.json"], capsys)
+    rc, err = call(
+        check_luna.main,
+        [
+            *check_args(luna, tmp_path),
+            "--subsets",
+            "subset0",
+            "subset1",
+            "--scans-out",
+            out / "scans.tsv",
+            "--report-out",
+            out / "inputs.json",
+        ],
+        capsys,
+    )
     assert_refused(rc, err, [str(mhd), "middle slice", *words], inputs=(luna, before), absent=[out])
     relaxed = check_args(luna, tmp_path, plausibility={"enabled": False})
-    rc, err = call(check_luna.main, [*relaxed, "--subsets", "subset0", "subset1", "--scans-out", out / "scans.tsv",
-                                     "--report-out", out / "inputs.json"], capsys)
+    rc, err = call(
+        check_luna.main,
+        [
+            *relaxed,
+            "--subsets",
+            "subset0",
+            "subset1",
+            "--scans-out",
+            out / "scans.tsv",
+            "--report-out",
+            out / "inputs.json",
+        ],
+        capsys,
+    )
     assert rc == 0, err
 
 
@@ -187,8 +228,20 @@ def test_compressed_zraw_scan_is_accepted_and_converts_like_the_raw(luna, tmp_pa
     sitk.WriteImage(image, str(mhd), useCompression=True)
     assert mhd.with_suffix(".zraw").is_file() and not mhd.with_suffix(".raw").exists()
     out = tmp_path / "checks"
-    rc, err = call(check_luna.main, [*check_args(luna, tmp_path), "--subsets", "subset0", "subset1",
-                                     "--scans-out", out / "scans.tsv", "--report-out", out / "inputs.json"], capsys)
+    rc, err = call(
+        check_luna.main,
+        [
+            *check_args(luna, tmp_path),
+            "--subsets",
+            "subset0",
+            "subset1",
+            "--scans-out",
+            out / "scans.tsv",
+            "--report-out",
+            out / "inputs.json",
+        ],
+        capsys,
+    )
     assert rc == 0, err
     again, _ = convert.convert(mhd, defaults("convert"))
     np.testing.assert_array_equal(again, plain)

@@ -20,8 +20,17 @@ import pytest
 from ctpatch import check_luna, convert, make_labels, pair_ldct
 from ctpatch.config import defaults
 
-from .conftest import (REPO, assert_refused, call, check_args, first_scan, pairs_args, run_module, settings_file,
-                       tree_digest)
+from .conftest import (
+    REPO,
+    assert_refused,
+    call,
+    check_args,
+    first_scan,
+    pairs_args,
+    run_module,
+    settings_file,
+    tree_digest,
+)
 
 KILL_AT_PUBLISH = (
     "import os, runpy, signal, sys\n"
@@ -33,8 +42,13 @@ KILL_AT_PUBLISH = (
 
 def killed_at_publish(module: str, *argv) -> int:
     env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
-    proc = subprocess.run([sys.executable, "-c", KILL_AT_PUBLISH, f"ctpatch.{module}", *map(str, argv)],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_AT_PUBLISH, f"ctpatch.{module}", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     return proc.returncode
 
 
@@ -60,43 +74,76 @@ def _sidecars(luna, out):
 def test_kill_during_preflight_check(luna, tmp_path):
     out = tmp_path / "checks"
     before = tree_digest(luna)
-    rc = killed_at_publish("check_luna", *check_args(luna, tmp_path), "--subsets", "subset0",
-                           "--scans-out", out / "scans.tsv", "--report-out", out / "inputs.json")
+    rc = killed_at_publish(
+        "check_luna",
+        *check_args(luna, tmp_path),
+        "--subsets",
+        "subset0",
+        "--scans-out",
+        out / "scans.tsv",
+        "--report-out",
+        out / "inputs.json",
+    )
     assert rc == -signal.SIGKILL and finished(out) == [] and tree_digest(luna) == before
 
 
 def test_kill_during_conversion(luna, tmp_path):
     out = tmp_path / "volumes"
     before = tree_digest(luna)
-    rc = killed_at_publish("convert", "--scan", first_scan(luna), "--npy-out", out / "a.npy", "--json-out",
-                           out / "a.json")
+    rc = killed_at_publish(
+        "convert", "--scan", first_scan(luna), "--npy-out", out / "a.npy", "--json-out", out / "a.json"
+    )
     assert rc == -signal.SIGKILL and finished(out) == [] and tree_digest(luna) == before
 
 
 def test_kill_during_labels(luna, tmp_path):
     sidecars = _sidecars(luna, tmp_path / "volumes")
     out = tmp_path / "labels"
-    rc = killed_at_publish("make_labels", "--subset", "subset0", "--sidecars", *sidecars, "--annotations",
-                           luna / "CSVFILES" / "annotations.csv", "--masks-dir", out / "masks", "--table-out",
-                           out / "nodules.tsv")
+    rc = killed_at_publish(
+        "make_labels",
+        "--subset",
+        "subset0",
+        "--sidecars",
+        *sidecars,
+        "--annotations",
+        luna / "CSVFILES" / "annotations.csv",
+        "--masks-dir",
+        out / "masks",
+        "--table-out",
+        out / "nodules.tsv",
+    )
     assert rc == -signal.SIGKILL and finished(out) == []
 
 
 def test_kill_during_pairing(ldct, tmp_path):
     out = tmp_path / "pairs"
     before = tree_digest(ldct)
-    rc = killed_at_publish("pair_ldct", *pairs_args(ldct, tmp_path), "--table-out", out / "L096.tsv",
-                           "--report-out", out / "L096.json")
+    rc = killed_at_publish(
+        "pair_ldct", *pairs_args(ldct, tmp_path), "--table-out", out / "L096.tsv", "--report-out", out / "L096.json"
+    )
     assert rc == -signal.SIGKILL and finished(out) == [] and tree_digest(ldct) == before
 
 
 def _ldct_extract_args(ldct, tmp_path):
     table = tmp_path / "pairs" / "L096.tsv"
-    assert pair_ldct.main([str(a) for a in pairs_args(ldct, tmp_path, random_n=1)]
-                          + ["--table-out", str(table), "--report-out", str(table.with_suffix(".json"))]) == 0
+    assert (
+        pair_ldct.main(
+            [str(a) for a in pairs_args(ldct, tmp_path, random_n=1)]
+            + ["--table-out", str(table), "--report-out", str(table.with_suffix(".json"))]
+        )
+        == 0
+    )
     patches = settings_file(tmp_path, "patches", {"mode": "ldct", "ldct": {"root": str(ldct.parent)}})
-    return ["--mode", "ldct", "--ranks", "1", "--settings-file", patches,
-            "--inputs", json.dumps({"pairs": [str(table)]})]
+    return [
+        "--mode",
+        "ldct",
+        "--ranks",
+        "1",
+        "--settings-file",
+        patches,
+        "--inputs",
+        json.dumps({"pairs": [str(table)]}),
+    ]
 
 
 def test_kill_during_extraction_leaves_nothing_finished(ldct, tmp_path):
@@ -121,8 +168,19 @@ def test_kill_during_verification(ldct_patches, tmp_path):
     patches, settings, pairs = ldct_patches
     before = tree_digest(patches.parent)
     out = tmp_path / "reports"
-    rc = killed_at_publish("verify", "--mode", "ldct", "--patches", patches, "--pairs", pairs, "--settings-file",
-                           settings, "--report-out", out / "L096.verify.json")
+    rc = killed_at_publish(
+        "verify",
+        "--mode",
+        "ldct",
+        "--patches",
+        patches,
+        "--pairs",
+        pairs,
+        "--settings-file",
+        settings,
+        "--report-out",
+        out / "L096.verify.json",
+    )
     assert rc == -signal.SIGKILL and finished(out) == [] and tree_digest(patches.parent) == before
 
 
@@ -133,8 +191,17 @@ def test_concurrent_conversions_of_one_scan_publish_one_whole_file(luna, tmp_pat
 
     out = tmp_path / "volumes"
     env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
-    argv = [sys.executable, "-m", "ctpatch.convert", "--scan", str(first_scan(luna)), "--npy-out",
-            str(out / "a.npy"), "--json-out", str(out / "a.json")]
+    argv = [
+        sys.executable,
+        "-m",
+        "ctpatch.convert",
+        "--scan",
+        str(first_scan(luna)),
+        "--npy-out",
+        str(out / "a.npy"),
+        "--json-out",
+        str(out / "a.json"),
+    ]
     procs = [subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     assert all(p.wait(timeout=120) == 0 for p in procs)
     alone, _ = convert.convert(first_scan(luna), defaults("convert"))
@@ -188,8 +255,9 @@ def test_full_disk_during_conversion(luna, disk, capsys):
     _fill(disk)
     before = tree_digest(luna)
     out = disk / "volumes"
-    rc, err = call(convert.main, ["--scan", first_scan(luna), "--npy-out", out / "a.npy", "--json-out",
-                                  out / "a.json"], capsys)
+    rc, err = call(
+        convert.main, ["--scan", first_scan(luna), "--npy-out", out / "a.npy", "--json-out", out / "a.json"], capsys
+    )
     assert_refused(rc, err, ["a.npy", "cannot write", "bytes free on its disk"], inputs=(luna, before))
     assert finished(out) == []
 
@@ -197,8 +265,20 @@ def test_full_disk_during_conversion(luna, disk, capsys):
 def test_full_disk_during_preflight_check(luna, disk, capsys):
     _fill(disk, leave=0)
     out = disk / "checks"
-    rc, err = call(check_luna.main, [*check_args(luna, luna.parent), "--subsets", "subset0", "subset1",
-                                     "--scans-out", out / "scans.tsv", "--report-out", out / "inputs.json"], capsys)
+    rc, err = call(
+        check_luna.main,
+        [
+            *check_args(luna, luna.parent),
+            "--subsets",
+            "subset0",
+            "subset1",
+            "--scans-out",
+            out / "scans.tsv",
+            "--report-out",
+            out / "inputs.json",
+        ],
+        capsys,
+    )
     assert_refused(rc, err, ["scans.tsv", "No space left on device"])
     assert finished(out) == []
 
@@ -208,8 +288,9 @@ def test_free_space_checked_before_extraction(ldct, disk, tmp_path):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"groups": {"L096": {"estimated_file_bytes": 1_200_000}}}))
     out = disk / "patches" / "L096.h5"
-    rc, err = run_module("extract", *_ldct_extract_args(ldct, tmp_path), "--group", "L096", "--out", out,
-                         "--plan", plan)
+    rc, err = run_module(
+        "extract", *_ldct_extract_args(ldct, tmp_path), "--group", "L096", "--out", out, "--plan", plan
+    )
     assert_refused(rc, err, [str(disk / "patches"), "needs about 1.1 MiB", "free"], absent=[out])
 
 
@@ -219,14 +300,41 @@ def test_read_only_results_folder(step, luna, ldct, disk, tmp_path, capsys):
     _read_only(disk)
     out = disk / "results"
     argv = {
-        "convert": (convert.main, ["--scan", first_scan(luna), "--npy-out", out / "a.npy", "--json-out", out / "a.json"]),
-        "check_luna": (check_luna.main, [*check_args(luna, tmp_path), "--subsets", "subset0",
-                                         "--scans-out", out / "scans.tsv", "--report-out", out / "inputs.json"]),
-        "make_labels": (make_labels.main, ["--subset", "subset0", "--sidecars", *sidecars, "--annotations",
-                                           luna / "CSVFILES" / "annotations.csv", "--masks-dir", out / "masks",
-                                           "--table-out", out / "nodules.tsv"]),
-        "pair_ldct": (pair_ldct.main, [*pairs_args(ldct, tmp_path), "--table-out", out / "p.tsv",
-                                       "--report-out", out / "p.json"]),
+        "convert": (
+            convert.main,
+            ["--scan", first_scan(luna), "--npy-out", out / "a.npy", "--json-out", out / "a.json"],
+        ),
+        "check_luna": (
+            check_luna.main,
+            [
+                *check_args(luna, tmp_path),
+                "--subsets",
+                "subset0",
+                "--scans-out",
+                out / "scans.tsv",
+                "--report-out",
+                out / "inputs.json",
+            ],
+        ),
+        "make_labels": (
+            make_labels.main,
+            [
+                "--subset",
+                "subset0",
+                "--sidecars",
+                *sidecars,
+                "--annotations",
+                luna / "CSVFILES" / "annotations.csv",
+                "--masks-dir",
+                out / "masks",
+                "--table-out",
+                out / "nodules.tsv",
+            ],
+        ),
+        "pair_ldct": (
+            pair_ldct.main,
+            [*pairs_args(ldct, tmp_path), "--table-out", out / "p.tsv", "--report-out", out / "p.json"],
+        ),
     }[step]
     rc, err = call(*argv, capsys)
     assert_refused(rc, err, [str(out), "Read-only file system"], absent=[out])

@@ -34,8 +34,9 @@ def shell_fields():
 def test_every_shell_field_is_quoted():
     fields = shell_fields()
     assert len(fields) > 60  # the scan found the rules' commands
-    bad = [f"{name}:{n}: {{{field}}}" for name, n, field in fields
-           if not field.endswith(":q") and field not in SHELL_TEXT]
+    bad = [
+        f"{name}:{n}: {{{field}}}" for name, n, field in fields if not field.endswith(":q") and field not in SHELL_TEXT
+    ]
     assert not bad, "unquoted shell fields:\n" + "\n".join(bad)
 
 

@@ -20,8 +20,14 @@ from ctpatch.demo import write_dataset
 from .conftest import FULL, QUARTER, REPO, SHARED_LDCT, TINY_LUNA, first_scan
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-DEMO = {"subsets": 1, "scans_per_subset": 1, "size_xy": 96, "slices": [70, 72], "nodules_per_scan": [1, 1],
-        "candidates_per_scan": 2}
+DEMO = {
+    "subsets": 1,
+    "scans_per_subset": 1,
+    "size_xy": 96,
+    "slices": [70, 72],
+    "nodules_per_scan": [1, 1],
+    "candidates_per_scan": 2,
+}
 
 
 def workdir_with(tmp_path: Path, config: dict) -> Path:
@@ -32,8 +38,9 @@ def workdir_with(tmp_path: Path, config: dict) -> Path:
 
 
 def snakemake(work: Path, *args, env=None, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run([*SNAKEMAKE, "--directory", str(work), *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [*SNAKEMAKE, "--directory", str(work), *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def test_extra_subset_folder_is_a_warning_at_parse(tmp_path):
@@ -113,8 +120,12 @@ def test_rules_call_the_interpreter_running_snakemake(tmp_path):
 @pytest.mark.slow
 def test_concurrent_run_on_one_results_folder_refused(tmp_path):
     work = workdir_with(tmp_path, {"mode": "luna16", "demo": {**DEMO, "size_xy": 256, "slices": [150, 160]}})
-    first = subprocess.Popen([*SNAKEMAKE, "--directory", str(work), "--cores", "1"], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
+    first = subprocess.Popen(
+        [*SNAKEMAKE, "--directory", str(work), "--cores", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         locks = work / ".snakemake" / "locks"
         deadline = time.time() + 60
@@ -136,8 +147,9 @@ def test_concurrent_run_on_one_results_folder_refused(tmp_path):
 @pytest.mark.slow
 def test_tasks_zero_named_as_such(tmp_path):
     work = workdir_with(tmp_path, {"mode": "luna16", "demo": DEMO, "extract": {"tasks": 1}})
-    proc = snakemake(work, "results/luna16/patches/subset0.h5", "--cores", "2", "--set-resources",
-                     "extract_patches:tasks=0")
+    proc = snakemake(
+        work, "results/luna16/patches/subset0.h5", "--cores", "2", "--set-resources", "extract_patches:tasks=0"
+    )
     assert proc.returncode != 0
     line = next(ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("error:"))
     assert "resources.tasks must be a whole number >= 1" in line and "got 0" in line

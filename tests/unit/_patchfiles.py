@@ -27,17 +27,34 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # the small demo of the issue: 2 subsets x 1 scan, 192 x 192 x 70-90, linear resampling; one nodule
 # per scan keeps the extraction at ~450 patches of 68³
 LUNA_CONFIG = {
-    "mode": "luna16", "seed": 0, "extract": {"tasks": 1},
-    "demo": {"subsets": 2, "scans_per_subset": 1, "size_xy": 192, "slices": [70, 90], "nodules_per_scan": [1, 1],
-             "candidates_per_scan": 10},
+    "mode": "luna16",
+    "seed": 0,
+    "extract": {"tasks": 1},
+    "demo": {
+        "subsets": 2,
+        "scans_per_subset": 1,
+        "size_xy": 192,
+        "slices": [70, 90],
+        "nodules_per_scan": [1, 1],
+        "candidates_per_scan": 10,
+    },
     "luna16": {"resample": {"interpolator": "linear"}},
 }
 LDCT_CONFIG = {
-    "mode": "ldct", "seed": 3, "extract": {"tasks": 1},
-    "ldct": {"root": str(SHARED_DATA / "ldct"), "patients": ["L096", "L143"], "random_n": 2,
-             "patch": {"code": "p55"}, "air_threshold": {"enabled": True}, "rot_augment": {"enabled": True},
-             "dose_blend": {"enabled": True}, "blur_noise": {"enabled": True},
-             "output": {"dtype": "float16", "layout": "torch", "nsplit": 2, "shuffle": True}},
+    "mode": "ldct",
+    "seed": 3,
+    "extract": {"tasks": 1},
+    "ldct": {
+        "root": str(SHARED_DATA / "ldct"),
+        "patients": ["L096", "L143"],
+        "random_n": 2,
+        "patch": {"code": "p55"},
+        "air_threshold": {"enabled": True},
+        "rot_augment": {"enabled": True},
+        "dose_blend": {"enabled": True},
+        "blur_noise": {"enabled": True},
+        "output": {"dtype": "float16", "layout": "torch", "nsplit": 2, "shuffle": True},
+    },
 }
 
 _CACHE: dict = {}
@@ -54,8 +71,18 @@ def pair_patient(patient_dir, table_out, report_out=None, seed: int = 0, **ldct)
     config = validate({"mode": "ldct", "seed": seed, "ldct": ldct})
     settings = table_out.with_name(table_out.name + ".settings.json")
     write_settings(scope_settings(config, "pairs"), settings, "pairs")
-    return pair_main(["--patient-dir", str(patient_dir), "--settings-file", str(settings),
-                      "--table-out", str(table_out), "--report-out", str(report_out)])
+    return pair_main(
+        [
+            "--patient-dir",
+            str(patient_dir),
+            "--settings-file",
+            str(settings),
+            "--table-out",
+            str(table_out),
+            "--report-out",
+            str(report_out),
+        ]
+    )
 
 
 def build_luna(workdir: Path, config: dict) -> list[Path]:
@@ -76,15 +103,34 @@ def build_luna(workdir: Path, config: dict) -> list[Path]:
             write_json(vol_dir / f"{uid}.json", sidecar)
             sidecars.append(str(vol_dir / f"{uid}.json"))
         labels = workdir / config["results"] / "luna16" / "labels" / subset
-        assert make_labels.main(["--subset", subset, "--sidecars", *sidecars, "--annotations",
-                                 str(workdir / settings["annotations"]), "--masks-dir", str(labels / "masks"),
-                                 "--table-out", str(labels / "nodules.tsv")]) == 0
-        inputs = {"sidecars": sidecars, "masks_dir": str(labels / "masks"), "nodules": str(labels / "nodules.tsv"),
-                  "candidates": None}
+        assert (
+            make_labels.main(
+                [
+                    "--subset",
+                    subset,
+                    "--sidecars",
+                    *sidecars,
+                    "--annotations",
+                    str(workdir / settings["annotations"]),
+                    "--masks-dir",
+                    str(labels / "masks"),
+                    "--table-out",
+                    str(labels / "nodules.tsv"),
+                ]
+            )
+            == 0
+        )
+        inputs = {
+            "sidecars": sidecars,
+            "masks_dir": str(labels / "masks"),
+            "nodules": str(labels / "nodules.tsv"),
+            "candidates": None,
+        }
         job = Job(settings, inputs)
         target = workdir / config["results"] / "luna16" / "patches" / f"{subset}.h5"
-        extract(job, [target], {"settings": json.dumps(settings, sort_keys=True), "mode": "luna16",
-                                "seed": config["seed"]})
+        extract(
+            job, [target], {"settings": json.dumps(settings, sort_keys=True), "mode": "luna16", "seed": config["seed"]}
+        )
         out.append(target)
     return out
 
@@ -101,8 +147,21 @@ def build_ldct(workdir: Path, config: dict) -> list[Path]:
     write_settings(scope_settings(config, "pairs"), pairs_settings, "pairs")
     for patient in ldct["patients"]:
         t = workdir / "pairs" / f"{patient}.tsv"
-        assert pair_main(["--patient-dir", str(Path(ldct["root"]) / patient), "--settings-file", str(pairs_settings),
-                          "--table-out", str(t), "--report-out", str(t.with_suffix(".json"))]) == 0
+        assert (
+            pair_main(
+                [
+                    "--patient-dir",
+                    str(Path(ldct["root"]) / patient),
+                    "--settings-file",
+                    str(pairs_settings),
+                    "--table-out",
+                    str(t),
+                    "--report-out",
+                    str(t.with_suffix(".json")),
+                ]
+            )
+            == 0
+        )
         tables.append(str(t))
     job = Job(settings, {"pairs": tables})
     parts = [workdir / "patches" / f"run.part{i}.h5" for i in range(ldct["output"]["nsplit"])]
@@ -123,8 +182,7 @@ def luna_run(tmp_path_factory, layout: str = "full") -> types.SimpleNamespace:
         raw["luna16"].setdefault("output", {})["layout"] = layout
         config = validate(raw)
         files = build_luna(workdir, config)
-        _CACHE[key] = types.SimpleNamespace(workdir=workdir, config=config, files=files,
-                                            settings=luna_settings(config))
+        _CACHE[key] = types.SimpleNamespace(workdir=workdir, config=config, files=files, settings=luna_settings(config))
     return _CACHE[key]
 
 
@@ -134,6 +192,7 @@ def ldct_run(tmp_path_factory) -> types.SimpleNamespace:
         workdir = tmp_path_factory.mktemp("ldct-run")
         config = validate(json.loads(json.dumps(LDCT_CONFIG)))
         files = build_ldct(workdir, config)
-        _CACHE["ldct"] = types.SimpleNamespace(workdir=workdir, config=config, files=files,
-                                               settings=ldct_settings(config))
+        _CACHE["ldct"] = types.SimpleNamespace(
+            workdir=workdir, config=config, files=files, settings=ldct_settings(config)
+        )
     return _CACHE["ldct"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from _patchfiles import SHARED_DATA, ldct_run, luna_run
 
 

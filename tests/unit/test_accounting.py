@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctpatch.config import luna16_settings, validate, write_settings
 from ctpatch.accounting import account, main
+from ctpatch.config import luna16_settings, validate, write_settings
 from ctpatch.extract_luna import PROV_NODULE
 
 
@@ -21,9 +21,17 @@ def layout(tmp_path):
     ann = tmp_path / "annotations.csv"
     ann.write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n1.1,1,2,3,6\n2.2,4,5,6,7\n9.9,0,0,0,5\n1.1,7,8,9,8\n")
     table = tmp_path / "nodules.tsv"
-    pd.DataFrame({"subset": ["subset0", "subset0"], "seriesuid": ["1.1", "1.1"], "nodule_index": [0, 1],
-                  "annotation_row": [2, 5], "voxel_x": [1, 2], "voxel_y": [3, 4], "voxel_z": [5, 6]}).to_csv(
-        table, sep="\t", index=False)
+    pd.DataFrame(
+        {
+            "subset": ["subset0", "subset0"],
+            "seriesuid": ["1.1", "1.1"],
+            "nodule_index": [0, 1],
+            "annotation_row": [2, 5],
+            "voxel_x": [1, 2],
+            "voxel_y": [3, 4],
+            "voxel_z": [5, 6],
+        }
+    ).to_csv(table, sep="\t", index=False)
 
     def patches(counts):
         path = tmp_path / f"patches{sum(counts)}.h5"
@@ -50,9 +58,20 @@ def test_missing_patches_fail_the_step(layout, tmp_path, capsys):
     ann, root, table, patches = layout
     settings = tmp_path / "patches.json"  # the default shifts: 57 patches per nodule
     write_settings(luna16_settings(validate({"luna16": {"root": str(root)}})), settings, "patches")
-    args = ["--annotations", str(ann), "--settings-file", str(settings), "--nodules", str(table),
-            "--patches", str(patches([57, 56])),
-            "--out", str(tmp_path / "acc.tsv"), "--summary-out", str(tmp_path / "acc.json")]
+    args = [
+        "--annotations",
+        str(ann),
+        "--settings-file",
+        str(settings),
+        "--nodules",
+        str(table),
+        "--patches",
+        str(patches([57, 56])),
+        "--out",
+        str(tmp_path / "acc.tsv"),
+        "--summary-out",
+        str(tmp_path / "acc.json"),
+    ]
     assert main(args) == 1
     assert "rows [5]" in capsys.readouterr().err
     out = pd.read_csv(tmp_path / "acc.tsv", sep="\t").set_index("annotation_row")
@@ -62,12 +81,25 @@ def test_missing_patches_fail_the_step(layout, tmp_path, capsys):
 def test_identical_rows_fail_by_default_and_are_accounted_when_dropped(layout, tmp_path, capsys):
     ann, root, table, patches = layout
     ann.write_text(ann.read_text() + "1.1,1,2,3,6\n")  # line 6 = line 2
+
     def args(duplicates):
         settings = tmp_path / f"patches-{duplicates}.json"
         config = validate({"luna16": {"root": str(root), "duplicate_annotations": duplicates}})
         write_settings(luna16_settings(config), settings, "patches")
-        return ["--annotations", str(ann), "--settings-file", str(settings), "--nodules", str(table), "--patches",
-                str(patches([57, 57])), "--out", str(tmp_path / "acc.tsv"), "--summary-out", str(tmp_path / "acc.json")]
+        return [
+            "--annotations",
+            str(ann),
+            "--settings-file",
+            str(settings),
+            "--nodules",
+            str(table),
+            "--patches",
+            str(patches([57, 57])),
+            "--out",
+            str(tmp_path / "acc.tsv"),
+            "--summary-out",
+            str(tmp_path / "acc.json"),
+        ]
 
     assert main(args("fail")) == 1
     first = capsys.readouterr().err.splitlines()[0]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ctpatch.augment import (
+    apply_rot_flip,
     area_resize,
     area_weights,
     box_blur,
@@ -15,9 +16,8 @@ from ctpatch.augment import (
     dose_blend,
     downscale_copies,
     draw_blend_factor,
-    passes_air_threshold,
-    apply_rot_flip,
     draw_rot_flip,
+    passes_air_threshold,
     rot_flip,
     white_noise,
 )
@@ -38,8 +38,7 @@ def test_half_size_equals_2x2_block_mean():
 
 def test_one_third_size_equals_3x3_block_mean():
     image = np.arange(81.0).reshape(9, 9)
-    want = np.array([[image[3 * i : 3 * i + 3, 3 * j : 3 * j + 3].mean() for j in range(3)]
-                     for i in range(3)])
+    want = np.array([[image[3 * i : 3 * i + 3, 3 * j : 3 * j + 3].mean() for j in range(3)] for i in range(3)])
     np.testing.assert_allclose(area_resize(image, 1 / 3), want, rtol=1e-6)
 
 
@@ -85,8 +84,8 @@ def test_512_to_409_equals_supersampled_box_mean():
     image = rng.uniform(-1000, 3000, size=(512, 5))
     got = area_resize(image, 0.8)  # (409, 4)
     assert got.shape == (409, 4)
-    want = _area_by_supersampling(image, 409)              # rows 512 -> 409
-    want = _area_by_supersampling(want.T, 4).T             # cols 5 -> 4
+    want = _area_by_supersampling(image, 409)  # rows 512 -> 409
+    want = _area_by_supersampling(want.T, 4).T  # cols 5 -> 4
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
 
 
@@ -296,8 +295,7 @@ def test_box_blur_equals_explicit_3x3_mean_with_edge_repeat():
     rng = np.random.default_rng(4)
     image = rng.uniform(0, 100, size=(7, 9))
     padded = np.pad(image, 1, mode="edge")
-    want = sum(padded[1 + dr : 1 + dr + 7, 1 + dc : 1 + dc + 9]
-               for dr in (-1, 0, 1) for dc in (-1, 0, 1)) / 9.0
+    want = sum(padded[1 + dr : 1 + dr + 7, 1 + dc : 1 + dc + 9] for dr in (-1, 0, 1) for dc in (-1, 0, 1)) / 9.0
     got = box_blur(image)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=1e-5)
@@ -331,9 +329,7 @@ def test_white_noise_rejects_negative_scale():
         white_noise(np.ones((2, 2)), np.random.default_rng(0), scale=-0.1)
 
 
-@pytest.mark.parametrize(
-    "n, share, k", [(10, 0.3, 3), (7, 0.5, 4), (5, 0.0, 0), (5, 1.0, 5), (0, 0.5, 0)]
-)
+@pytest.mark.parametrize("n, share, k", [(10, 0.3, 3), (7, 0.5, 4), (5, 0.0, 0), (5, 1.0, 5), (0, 0.5, 0)])
 def test_choose_share_picks_rounded_count(n, share, k):
     mask = choose_share(keyed_rng(0, "share", n), n, share)
     assert mask.dtype == bool and mask.shape == (n,)

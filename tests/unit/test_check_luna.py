@@ -9,14 +9,20 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ctpatch.config import scope_settings, validate, write_settings
 from ctpatch.check_luna import InputError, check, main
+from ctpatch.config import scope_settings, validate, write_settings
 from ctpatch.demo import write_dataset
 from ctpatch.geometry import VolumeGrid
 from ctpatch.io.mhd import write_scan
 
-SETTINGS = {"subsets": 2, "scans_per_subset": 1, "size_xy": 64, "slices": [20, 24], "nodules_per_scan": [1, 2],
-            "candidates_per_scan": 3}
+SETTINGS = {
+    "subsets": 2,
+    "scans_per_subset": 1,
+    "size_xy": 64,
+    "slices": [20, 24],
+    "nodules_per_scan": [1, 2],
+    "candidates_per_scan": 3,
+}
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +106,14 @@ def test_unknown_series_warn_is_a_warning(root):
 
 def test_nodule_centre_outside_the_volume(root):
     uid = uids(root, "subset1")[0]
-    origin = [float(v) for v in next(ln for ln in (root / "subset1" / f"{uid}.mhd").read_text().splitlines()
-                                     if ln.startswith("Offset")).split("=")[1].split()]
+    origin = [
+        float(v)
+        for v in next(
+            ln for ln in (root / "subset1" / f"{uid}.mhd").read_text().splitlines() if ln.startswith("Offset")
+        )
+        .split("=")[1]
+        .split()
+    ]
     # 50 mm before the origin in x: the volume starts half a voxel (< 1 mm) before the origin
     row = add_row(ann(root), f"{uid},{origin[0] - 50.0},{origin[1] + 5.0},{origin[2] + 5.0},6.0")
     with pytest.raises(InputError, match=f"row {row}: nodule centre") as err:
@@ -112,10 +124,22 @@ def test_nodule_centre_outside_the_volume(root):
 
 def test_nodule_within_half_a_voxel_of_the_border_is_inside(root):
     uid = uids(root, "subset0")[0]
-    origin = [float(v) for v in next(ln for ln in (root / "subset0" / f"{uid}.mhd").read_text().splitlines()
-                                     if ln.startswith("Offset")).split("=")[1].split()]
-    spacing = [float(v) for v in next(ln for ln in (root / "subset0" / f"{uid}.mhd").read_text().splitlines()
-                                      if ln.startswith("ElementSpacing")).split("=")[1].split()]
+    origin = [
+        float(v)
+        for v in next(
+            ln for ln in (root / "subset0" / f"{uid}.mhd").read_text().splitlines() if ln.startswith("Offset")
+        )
+        .split("=")[1]
+        .split()
+    ]
+    spacing = [
+        float(v)
+        for v in next(
+            ln for ln in (root / "subset0" / f"{uid}.mhd").read_text().splitlines() if ln.startswith("ElementSpacing")
+        )
+        .split("=")[1]
+        .split()
+    ]
     add_row(ann(root), f"{uid},{origin[0] - 0.4 * spacing[0]},{origin[1]},{origin[2]},6.0")
     check(root, ["subset0"], ann(root))
     add_row(ann(root), f"{uid},{origin[0] - 0.6 * spacing[0]},{origin[1]},{origin[2]},6.0")
@@ -155,11 +179,21 @@ def test_main_writes_table_and_report_or_nothing(root, tmp_path, capsys):
     scans, report = tmp_path / "out" / "scans.tsv", tmp_path / "out" / "report.json"
 
     def args(unknown_series="fail"):
-        config = validate({"luna16": {"root": str(root), "annotations": str(ann(root)),
-                                      "unknown_series": unknown_series}})
+        config = validate(
+            {"luna16": {"root": str(root), "annotations": str(ann(root)), "unknown_series": unknown_series}}
+        )
         write_settings(scope_settings(config, "check"), tmp_path / "check.json", "check")
-        return ["--settings-file", str(tmp_path / "check.json"), "--subsets", "subset0", "subset1",
-                "--scans-out", str(scans), "--report-out", str(report)]
+        return [
+            "--settings-file",
+            str(tmp_path / "check.json"),
+            "--subsets",
+            "subset0",
+            "subset1",
+            "--scans-out",
+            str(scans),
+            "--report-out",
+            str(report),
+        ]
 
     assert main(args()) == 0 and scans.is_file() and report.is_file()
     scans.unlink()

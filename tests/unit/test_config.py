@@ -39,8 +39,13 @@ def test_defaults_are_the_spec_reference_values(defaults):
 
 def test_given_values_are_kept_and_the_rest_filled():
     cfg = validate({"luna16": {"patch": {"size": 64, "stride": 4}}, "seed": 7})
-    assert cfg["luna16"]["patch"] == {"size": 64, "stride": 4, "shifts_per_side": 4, "label_pool": 9,
-                                      "directions": ["x", "y", "z", "xy", "xz", "yz", "xyz"]}
+    assert cfg["luna16"]["patch"] == {
+        "size": 64,
+        "stride": 4,
+        "shifts_per_side": 4,
+        "label_pool": 9,
+        "directions": ["x", "y", "z", "xy", "xz", "yz", "xyz"],
+    }
     assert cfg["seed"] == 7 and cfg["luna16"]["normalize"]["hu_min"] == -1000.0
 
 
@@ -96,8 +101,9 @@ def test_shifts_reaching_half_the_patch_are_rejected(patch):
     assert "luna16.patch" in msg and "stride" in msg and "shifts_per_side" in msg
 
 
-@pytest.mark.parametrize("patch", [{"size": 66}, {"size": 20, "stride": 3, "shifts_per_side": 3},
-                                   {"shifts_per_side": 0}])
+@pytest.mark.parametrize(
+    "patch", [{"size": 66}, {"size": 20, "stride": 3, "shifts_per_side": 3}, {"shifts_per_side": 0}]
+)
 def test_shifts_just_inside_half_the_patch_are_accepted(patch):
     validate({"luna16": {"patch": patch}})
 

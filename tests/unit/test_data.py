@@ -169,8 +169,9 @@ def test_iter_batches_covers_every_patch_once_with_its_rows(luna, every_third, s
     rows, img, lab = every_third
     seen = []
     held = []
-    for batch in iter_batches(luna.files, "nodule", batch_size=5, workers=2, rows=rows, shuffle=shuffle, seed=5,
-                              copy=copy, prefetch=3):
+    for batch in iter_batches(
+        luna.files, "nodule", batch_size=5, workers=2, rows=rows, shuffle=shuffle, seed=5, copy=copy, prefetch=3
+    ):
         assert np.array_equal(batch.images, img[batch.index]) and np.array_equal(batch.labels, lab[batch.index])
         seen += batch.index.tolist()
         if copy:
@@ -235,7 +236,22 @@ def test_ldct_folds_split_by_patient(ldct):
 
 def test_a_patient_in_two_folds_is_named(ldct):
     a, b = folds(ldct.files)
-    leak = Fold("leaky", "ldct", b.groups, {**b.rows, (str(ldct.files[0]), "patch"): np.array([
-        int(np.flatnonzero(h5_rows(ldct.files[0], "provenance/patch")["patient"].astype(str) == a.groups[0])[0])])})
+    leak = Fold(
+        "leaky",
+        "ldct",
+        b.groups,
+        {
+            **b.rows,
+            (str(ldct.files[0]), "patch"): np.array(
+                [
+                    int(
+                        np.flatnonzero(
+                            h5_rows(ldct.files[0], "provenance/patch")["patient"].astype(str) == a.groups[0]
+                        )[0]
+                    )
+                ]
+            ),
+        },
+    )
     with pytest.raises(ValueError, match=f"patient {a.groups[0]} is in two folds: '{a.name}'.*'leaky'"):
         check_folds([a, leak])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,8 +14,14 @@ from ctpatch.demo import plan_scans, write_dataset
 
 DEFAULTS = section("demo")  # the schema's demo defaults
 
-SMALL = {"subsets": 2, "scans_per_subset": 2, "size_xy": 160, "slices": [40, 50], "diameter_mm": [5.0, 10.0],
-         "candidates_per_scan": 5}
+SMALL = {
+    "subsets": 2,
+    "scans_per_subset": 2,
+    "size_xy": 160,
+    "slices": [40, 50],
+    "diameter_mm": [5.0, 10.0],
+    "candidates_per_scan": 5,
+}
 
 
 def my_index(grid, world):
@@ -111,8 +118,9 @@ def test_candidates_and_truth_match_the_plan(dataset):
     truth = json.loads((root / "CSVFILES" / "truth.json").read_text())
     assert truth["seed"] == 3
     assert [s["seriesuid"] for s in truth["scans"]] == [p.series_uid for p in plans]
-    assert [[tuple(n["world"]) for n in s["nodules"]] for s in truth["scans"]] == \
-        [[n.world for n in p.nodules] for p in plans]
+    assert [[tuple(n["world"]) for n in s["nodules"]] for s in truth["scans"]] == [
+        [n.world for n in p.nodules] for p in plans
+    ]
 
 
 def test_written_geometry_equals_the_plan(dataset):
@@ -134,7 +142,7 @@ def test_voxels_are_hu_like(dataset):
         # outside the reconstruction circle (image corners): -3024
         assert np.all(vol[:, 0, 0] == -3024) and np.all(vol[:, -1, -1] == -3024)
         # just inside the circle at the top centre, outside the body: air
-        air = vol[:, 3:6, n // 2 - 2:n // 2 + 3]
+        air = vol[:, 3:6, n // 2 - 2 : n // 2 + 3]
         assert abs(np.median(air) + 1000) < 15
         z, y, x = np.indices(vol.shape)
         s = np.asarray(p.grid.spacing)

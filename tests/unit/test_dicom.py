@@ -239,9 +239,7 @@ def test_missing_positions_fall_back_to_instance_number(tmp_path):
     assert len(pairs) == 4
     for p in pairs:
         assert p.position_z is None
-        assert pydicom.dcmread(p.input.path).InstanceNumber == pydicom.dcmread(
-            p.target.path
-        ).InstanceNumber
+        assert pydicom.dcmread(p.input.path).InstanceNumber == pydicom.dcmread(p.target.path).InstanceNumber
     instances = [p.instance for p in pairs]
     assert instances == sorted(instances)
 

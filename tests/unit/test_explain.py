@@ -80,8 +80,11 @@ def test_a_real_ldct_patch_regenerates_equal_and_a_change_is_found(ldct, tmp_pat
     with h5py.File(ldct.files[1], "r") as f:
         prov = f["provenance/patch"][...]
     # a blended, a noised and a plain patch (augmentations are redrawn from their keyed generators)
-    picks = [int(np.flatnonzero(~np.isnan(prov["blend"]))[0]), int(np.flatnonzero(prov["noise"])[0]),
-             int(np.flatnonzero(np.isnan(prov["blend"]) & ~prov["noise"] & ~prov["blur"])[0])]
+    picks = [
+        int(np.flatnonzero(~np.isnan(prov["blend"]))[0]),
+        int(np.flatnonzero(prov["noise"])[0]),
+        int(np.flatnonzero(np.isnan(prov["blend"]) & ~prov["noise"] & ~prov["blur"])[0]),
+    ]
     for i in picks:
         assert main([str(ldct.files[1]), str(i)]) == EXIT_EQUAL
         assert capsys.readouterr().out.rstrip().endswith("equal")

@@ -20,8 +20,8 @@ import h5py
 import numpy as np
 import pydicom
 import pytest
-
 from _patchfiles import pair_patient
+
 from ctpatch.config import ldct_settings, write_settings
 from ctpatch.extract_ldct import Job, read_pair_tables
 
@@ -77,8 +77,8 @@ def area_ref(img: np.ndarray, f: float) -> np.ndarray:
 
 def window(img: np.ndarray, r: int, c: int, edge: int) -> np.ndarray:
     out = np.full((edge, edge), img.min())
-    part = img[r:r + edge, c:c + edge]
-    out[:part.shape[0], :part.shape[1]] = part
+    part = img[r : r + edge, c : c + edge]
+    out[: part.shape[0], : part.shape[1]] = part
     return out
 
 
@@ -88,7 +88,7 @@ def air_ok(p: np.ndarray) -> bool:
 
 def blur3(img: np.ndarray) -> np.ndarray:
     p = np.pad(img.astype(np.float64), 1, mode="edge")
-    return sum(p[i:i + img.shape[0], j:j + img.shape[1]] for i in range(3) for j in range(3)) / 9.0
+    return sum(p[i : i + img.shape[0], j : j + img.shape[1]] for i in range(3) for j in range(3)) / 9.0
 
 
 # ------------------------------------------------------------------ helpers
@@ -107,7 +107,7 @@ def extract(path: Path, settings: dict, pair_tables, indices=None):
     job = Job(settings, {"pairs": [str(t) for t in pair_tables]})
     units = job.units()
     with job.writer(path) as w:
-        for u in (units if indices is None else [units[i] for i in indices]):
+        for u in units if indices is None else [units[i] for i in indices]:
             job.run(u, w)
     with h5py.File(path, "r") as f:
         return {k: f[k][...] for k in ("input", "target", "provenance/patch", "provenance/pair")}
@@ -139,8 +139,12 @@ def test_patch_count_matches_grid_air_and_copies(tables, all_on):
 
 
 def test_patches_equal_normalized_slices_at_grid_corners(tables, tmp_path):
-    settings = {"patch": {"code": "p55"}, "normalization": "unity_wrt_ld", "ds_augment": {"enabled": True},
-                "output": {"dtype": "float32"}}
+    settings = {
+        "patch": {"code": "p55"},
+        "normalization": "unity_wrt_ld",
+        "ds_augment": {"enabled": True},
+        "output": {"dtype": "float32"},
+    }
     out = extract(tmp_path / "s.h5", settings, [tables["L143"]], [1])
     prow = out["provenance/pair"][0]
     ld, fd = raw(prow["input_file"].decode()), raw(prow["target_file"].decode())
@@ -161,8 +165,11 @@ def test_patches_equal_normalized_slices_at_grid_corners(tables, tmp_path):
 
 
 def test_uint16_tf_layout_holds_the_raw_values_exactly(tables, tmp_path):
-    settings = {"patch": {"code": "p96"}, "rot_augment": {"enabled": True},
-                "output": {"dtype": "uint16", "layout": "tf"}}
+    settings = {
+        "patch": {"code": "p96"},
+        "rot_augment": {"enabled": True},
+        "output": {"dtype": "uint16", "layout": "tf"},
+    }
     out = extract(tmp_path / "s.h5", settings, [tables["L192"]], [0])
     prow = out["provenance/pair"][0]
     ld, fd = raw(prow["input_file"].decode()), raw(prow["target_file"].decode())
@@ -188,7 +195,7 @@ def test_augmentation_provenance_is_consistent(all_on):
     assert not np.any(prov["blur"] & prov["noise"])
     clean = ~(prov["blur"] | prov["noise"])
     for g in range(0, n, 6):
-        rows = prov[g:g + 6]
+        rows = prov[g : g + 6]
         assert len({tuple(v) for v in rows["corner"]}) == 1 and len(set(rows["downscale"])) == 1
         k = int(rows["rot_k"][1])
         fl = rows["flip"][2].decode()
@@ -242,16 +249,24 @@ def test_same_seed_same_patches_other_seed_other_augmentations(tables, tmp_path,
     assert not np.array_equal(p0["rot_k"], p1["rot_k"]) or not np.array_equal(p0["flip"], p1["flip"])
     assert p0["blend"][3] != p1["blend"][3]
     assert not np.array_equal(p0["blur"], p1["blur"])
-    plain = (p0["rot_k"] == 0) & (p0["flip"] == b"") & np.isnan(p0["blend"]) & ~p0["blur"] & ~p0["noise"] \
-        & ~p1["blur"] & ~p1["noise"]
+    plain = (
+        (p0["rot_k"] == 0)
+        & (p0["flip"] == b"")
+        & np.isnan(p0["blend"])
+        & ~p0["blur"]
+        & ~p0["noise"]
+        & ~p1["blur"]
+        & ~p1["noise"]
+    )
     assert plain.any()
     assert np.array_equal(all_on["input"][plain], other["input"][plain])
 
 
 def test_units_over_several_tables(tables, tmp_path):
     t = tmp_path / "L096.tsv"
-    assert pair_patient(LDCT / "L096", t, tmp_path / "r.json", seed=3, input_dir=QUARTER, target_dir=FULL,
-                        random_n=2) == 0
+    assert (
+        pair_patient(LDCT / "L096", t, tmp_path / "r.json", seed=3, input_dir=QUARTER, target_dir=FULL, random_n=2) == 0
+    )
     job = Job({}, {"pairs": [str(t), str(tables["L143"])]})
     units = job.units()
     assert [u.index for u in units] == list(range(6))
@@ -277,29 +292,33 @@ def test_settings_default_to_the_reference_values():
     assert s["seed"] == 0 and s["mode"] == "ldct"
 
 
-@pytest.mark.parametrize("settings, key", [
-    ({"output": {"dtype": "int16"}, "normalization": "dicom_unity"}, "output.dtype"),
-    ({"output": {"dtype": "uint16"}, "ds_augment": {"enabled": True}}, "output.dtype"),
-    ({"output": {"dtype": "uint16"}, "dose_blend": {"enabled": True}}, "output.dtype"),
-    ({"output": {"dtype": "float64"}}, "output.dtype"),
-    ({"patch": {"code": "p99"}}, "patch.code"),
-    ({"patch": {"code": None, "edge": 10, "padding": 10}}, "patch"),
-    ({"patch": {"size": 3}}, "patch"),
-    ({"normalization": "zscore"}, "normalization"),
-    ({"blur_noise": {"blur_share": 0.7, "noise_share": 0.5}}, "blur_noise"),
-    ({"dose_blend": {"low": 2.0, "high": 1.0}}, "dose_blend"),
-    ({"ds_augment": {"factors": [0.8, 1.5]}}, "ds_augment.factors"),
-    ({"output": {"layout": "nchw"}}, "output.layout"),
-    ({"rot_augment": {"draw": "per_slice"}}, "rot_augment.draw"),
-])
+@pytest.mark.parametrize(
+    "settings, key",
+    [
+        ({"output": {"dtype": "int16"}, "normalization": "dicom_unity"}, "output.dtype"),
+        ({"output": {"dtype": "uint16"}, "ds_augment": {"enabled": True}}, "output.dtype"),
+        ({"output": {"dtype": "uint16"}, "dose_blend": {"enabled": True}}, "output.dtype"),
+        ({"output": {"dtype": "float64"}}, "output.dtype"),
+        ({"patch": {"code": "p99"}}, "patch.code"),
+        ({"patch": {"code": None, "edge": 10, "padding": 10}}, "patch"),
+        ({"patch": {"size": 3}}, "patch"),
+        ({"normalization": "zscore"}, "normalization"),
+        ({"blur_noise": {"blur_share": 0.7, "noise_share": 0.5}}, "blur_noise"),
+        ({"dose_blend": {"low": 2.0, "high": 1.0}}, "dose_blend"),
+        ({"ds_augment": {"factors": [0.8, 1.5]}}, "ds_augment.factors"),
+        ({"output": {"layout": "nchw"}}, "output.layout"),
+        ({"rot_augment": {"draw": "per_slice"}}, "rot_augment.draw"),
+    ],
+)
 def test_settings_reject_naming_the_key(settings, key):
     with pytest.raises(ValueError, match=f"(^|: )ldct\\.{key.replace('.', '[.]')}"):
         ldct_settings(settings)
 
 
 def test_integer_dtype_accepted_when_values_stay_integers():
-    s = ldct_settings({"output": {"dtype": "uint16"}, "rot_augment": {"enabled": True},
-                       "air_threshold": {"enabled": True}})
+    s = ldct_settings(
+        {"output": {"dtype": "uint16"}, "rot_augment": {"enabled": True}, "air_threshold": {"enabled": True}}
+    )
     assert s["output"]["dtype"] == "uint16"
 
 
@@ -310,9 +329,24 @@ def _mpi_run(ranks: int, out: Path, settings: dict, pair_tables) -> list[Path]:
     settings_file = out / "patches.settings.json"
     write_settings(ldct_settings(settings), settings_file, "patches")
     parts = [out / f"run.part{i}.h5" for i in range(settings["output"].get("nsplit", 1))]
-    cmd = ["mpiexec", "-n", str(ranks), sys.executable, "-m", "ctpatch.extract", "--mode", "ldct",
-           "--ranks", str(ranks), "--out", *map(str, parts), "--settings-file", str(settings_file),
-           "--inputs", json.dumps({"pairs": [str(t) for t in pair_tables]})]
+    cmd = [
+        "mpiexec",
+        "-n",
+        str(ranks),
+        sys.executable,
+        "-m",
+        "ctpatch.extract",
+        "--mode",
+        "ldct",
+        "--ranks",
+        str(ranks),
+        "--out",
+        *map(str, parts),
+        "--settings-file",
+        str(settings_file),
+        "--inputs",
+        json.dumps({"pairs": [str(t) for t in pair_tables]}),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     return parts
@@ -362,8 +396,13 @@ def block3(img: np.ndarray) -> np.ndarray:
     return sum(img[a::3, b::3][:r, :c] for a in range(3) for b in range(3)) / 9.0
 
 
-SR = {"patch": {"code": "p55"}, "super_resolution": {"enabled": True}, "ds_augment": {"enabled": True},
-      "normalization": "unity_wrt_ld", "output": {"dtype": "float32"}}
+SR = {
+    "patch": {"code": "p55"},
+    "super_resolution": {"enabled": True},
+    "ds_augment": {"enabled": True},
+    "normalization": "unity_wrt_ld",
+    "output": {"dtype": "float32"},
+}
 
 
 def test_sr_pairs_equal_an_independent_computation(tables, tmp_path):
@@ -377,7 +416,7 @@ def test_sr_pairs_equal_an_independent_computation(tables, tmp_path):
     cut = 0
     for f in (1.0, 0.8, 0.6):
         a, b = area_ref(ld_n, f), area_ref(fd_n, f)
-        rows, cols = (n - n % 3 for n in a.shape)          # modcrop
+        rows, cols = (n - n % 3 for n in a.shape)  # modcrop
         lr_img, hr_img = block3(a[:rows, :cols]), b[:rows, :cols]
         sel = np.flatnonzero(prov["downscale"] == f)
         expect = [(r, c) for r in spec_starts(lr_img.shape[0], 18, 8) for c in spec_starts(lr_img.shape[1], 18, 8)]
@@ -393,14 +432,17 @@ def test_sr_pairs_equal_an_independent_computation(tables, tmp_path):
             if R + 54 <= hr_img.shape[0] and C + 54 <= hr_img.shape[1]:
                 # footprint relation: the input is the low-dose image over the target's region (HR
                 # corner, 3 x 18 pixels) area-downscaled by 3; the target covers that region (+1 pixel)
-                np.testing.assert_allclose(block3(a[R:R + 54, C:C + 54]), out["input"][i, 0], rtol=1e-5, atol=1e-6)
-                np.testing.assert_allclose(out["target"][i, 0, :54, :54], b[R:R + 54, C:C + 54], rtol=1e-5, atol=1e-6)
+                np.testing.assert_allclose(block3(a[R : R + 54, C : C + 54]), out["input"][i, 0], rtol=1e-5, atol=1e-6)
+                np.testing.assert_allclose(
+                    out["target"][i, 0, :54, :54], b[R : R + 54, C : C + 54], rtol=1e-5, atol=1e-6
+                )
     assert int(prow["patches_cut"]) == cut == len(prov)
 
 
 def test_sr_exact_footprint_and_scale_one_is_plain_mode(tables, tmp_path):
-    exact = extract(tmp_path / "e.h5", {**SR, "super_resolution": {"enabled": True, "footprint": "exact"}},
-                    [tables["L096"]], [0])
+    exact = extract(
+        tmp_path / "e.h5", {**SR, "super_resolution": {"enabled": True, "footprint": "exact"}}, [tables["L096"]], [0]
+    )
     assert exact["target"].shape[1:] == (1, 54, 54)
     plain_settings = {k: v for k, v in SR.items() if k != "super_resolution"}
     plain = extract(tmp_path / "p.h5", plain_settings, [tables["L096"]], [0])
@@ -413,8 +455,12 @@ def test_sr_exact_footprint_and_scale_one_is_plain_mode(tables, tmp_path):
 def test_sr_with_every_option_verifies(tables, tmp_path):
     from ctpatch.verify_ldct import verify_ldct
 
-    settings = {**ALL_ON, "super_resolution": {"enabled": True}, "normalization": "max_val_wrt_ld",
-                "output": {"dtype": "float16", "layout": "tf"}}
+    settings = {
+        **ALL_ON,
+        "super_resolution": {"enabled": True},
+        "normalization": "max_val_wrt_ld",
+        "output": {"dtype": "float16", "layout": "tf"},
+    }
     path = tmp_path / "all.h5"
     out = extract(path, settings, [tables["L143"]], [0])
     prov = out["provenance/patch"]
@@ -426,8 +472,9 @@ def test_sr_with_every_option_verifies(tables, tmp_path):
         assert np.array_equal(out["target"][g + 1, ..., 0], np.rot90(out["target"][g, ..., 0], k))
         if not (prov["blur"][g + 1] or prov["noise"][g + 1] or prov["blur"][g] or prov["noise"][g]):
             assert np.array_equal(out["input"][g + 1, ..., 0], np.rot90(out["input"][g, ..., 0], k))
-    report = verify_ldct([str(path)], [str(tables["L143"])], {**settings},
-                         sample=0)  # the file holds pair 0 only: counts of the other pairs would fail
+    report = verify_ldct(
+        [str(path)], [str(tables["L143"])], {**settings}, sample=0
+    )  # the file holds pair 0 only: counts of the other pairs would fail
     assert report["input_patch_shape"] == [18, 18, 1]
     from ctpatch.data import load_all  # ctpatch's reader takes input and target of different sizes
 
@@ -437,13 +484,16 @@ def test_sr_with_every_option_verifies(tables, tmp_path):
     assert not [m for m in report["failures"] if "missing from table 'pair'" not in m], report["failures"]
 
 
-@pytest.mark.parametrize("settings, key", [
-    ({"super_resolution": {"enabled": True}, "patch": {"code": "p12"}}, "super_resolution.scale"),
-    ({"patch": {"code": "p54"}}, "patch.code"),
-    ({"super_resolution": {"enabled": True}, "output": {"dtype": "uint16"}}, "output.dtype"),
-    ({"super_resolution": {"enabled": True, "footprint": "tight"}}, "super_resolution.footprint"),
-    ({"super_resolution": {"enabled": True, "scale": 0}}, "super_resolution.scale"),
-])
+@pytest.mark.parametrize(
+    "settings, key",
+    [
+        ({"super_resolution": {"enabled": True}, "patch": {"code": "p12"}}, "super_resolution.scale"),
+        ({"patch": {"code": "p54"}}, "patch.code"),
+        ({"super_resolution": {"enabled": True}, "output": {"dtype": "uint16"}}, "output.dtype"),
+        ({"super_resolution": {"enabled": True, "footprint": "tight"}}, "super_resolution.footprint"),
+        ({"super_resolution": {"enabled": True, "scale": 0}}, "super_resolution.scale"),
+    ],
+)
 def test_sr_settings_rejected_naming_the_key(settings, key):
     with pytest.raises(ValueError, match=f"(^|: )ldct\\.{key.replace('.', '[.]')}"):
         ldct_settings(settings)

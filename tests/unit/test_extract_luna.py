@@ -19,15 +19,22 @@ import pandas as pd
 import pytest
 
 from ctpatch import make_labels
-from ctpatch.config import validate
-from ctpatch.config import defaults
+from ctpatch.config import defaults, validate
 from ctpatch.convert import convert
 from ctpatch.demo import write_dataset
 from ctpatch.extract_luna import Job
 from ctpatch.store import codec_of, save_npy, write_json
 
-DEMO = {"subsets": 1, "scans_per_subset": 1, "size_xy": 128, "slices": [60, 70], "nodules_per_scan": [2, 2],
-        "edge_nodule_every": 1, "candidates_per_scan": 10, "diameter_mm": [5.0, 12.0]}
+DEMO = {
+    "subsets": 1,
+    "scans_per_subset": 1,
+    "size_xy": 128,
+    "slices": [60, 70],
+    "nodules_per_scan": [2, 2],
+    "edge_nodule_every": 1,
+    "candidates_per_scan": 10,
+    "diameter_mm": [5.0, 12.0],
+}
 SMALL_PATCH = {"size": 20, "stride": 4, "shifts_per_side": 2, "label_pool": 9}
 
 
@@ -44,16 +51,36 @@ def inputs(tmp_path_factory):
     write_json(vol_dir / f"{plan.series_uid}.json", sidecar)
     ann = root / "luna" / "CSVFILES" / "annotations.csv"
     labels = root / "labels" / "subset0"
-    assert make_labels.main(["--subset", "subset0", "--sidecars", str(vol_dir / f"{plan.series_uid}.json"),
-                             "--annotations", str(ann), "--masks-dir", str(labels / "masks"),
-                             "--table-out", str(labels / "nodules.tsv")]) == 0
+    assert (
+        make_labels.main(
+            [
+                "--subset",
+                "subset0",
+                "--sidecars",
+                str(vol_dir / f"{plan.series_uid}.json"),
+                "--annotations",
+                str(ann),
+                "--masks-dir",
+                str(labels / "masks"),
+                "--table-out",
+                str(labels / "nodules.tsv"),
+            ]
+        )
+        == 0
+    )
     return types.SimpleNamespace(
-        root=root, uid=plan.series_uid, sidecar=sidecar, volume=np.load(vol_dir / f"{plan.series_uid}.npy"),
+        root=root,
+        uid=plan.series_uid,
+        sidecar=sidecar,
+        volume=np.load(vol_dir / f"{plan.series_uid}.npy"),
         ann=pd.read_csv(ann, dtype={"seriesuid": str}),
         cand=pd.read_csv(root / "luna" / "CSVFILES" / "candidates.csv", dtype={"seriesuid": str}),
-        paths={"sidecars": [str(vol_dir / f"{plan.series_uid}.json")], "masks_dir": str(labels / "masks"),
-               "nodules": str(labels / "nodules.tsv"),
-               "candidates": str(root / "luna" / "CSVFILES" / "candidates.csv")},
+        paths={
+            "sidecars": [str(vol_dir / f"{plan.series_uid}.json")],
+            "masks_dir": str(labels / "masks"),
+            "nodules": str(labels / "nodules.tsv"),
+            "candidates": str(root / "luna" / "CSVFILES" / "candidates.csv"),
+        },
     )
 
 
@@ -76,15 +103,20 @@ def run_job(inputs, path, **kw):
 
 def read_shard(path):
     with h5py.File(path, "r") as h5:
-        return {k: h5[k][...] for k in ("nodule", "label_nodule", "non_nodule", "label_non_nodule")}, \
-            {k: h5[f"provenance/{k}"][...] for k in ("nodule", "non_nodule")}
+        return {k: h5[k][...] for k in ("nodule", "label_nodule", "non_nodule", "label_non_nodule")}, {
+            k: h5[f"provenance/{k}"][...] for k in ("nodule", "non_nodule")
+        }
 
 
 # ---------------------------------------------------------------- independent computations
 def grid_parts(sidecar):
     g = sidecar["grid"]
-    return (np.asarray(g["origin"], float), np.asarray(g["spacing"], float),
-            np.asarray(g["direction"], float).reshape(3, 3), np.asarray(g["size"]))
+    return (
+        np.asarray(g["origin"], float),
+        np.asarray(g["spacing"], float),
+        np.asarray(g["direction"], float).reshape(3, 3),
+        np.asarray(g["size"]),
+    )
 
 
 def my_voxels(sidecar, worlds):
@@ -98,8 +130,9 @@ def my_mask(inputs):
     rows = inputs.ann[inputs.ann["seriesuid"] == inputs.uid]
     z, y, x = np.indices(tuple(size[::-1]))
     mask = np.zeros(tuple(size[::-1]), bool)
-    for (cx, cy, cz), d in zip(my_voxels(inputs.sidecar, rows[["coordX", "coordY", "coordZ"]].to_numpy()),
-                               rows["diameter_mm"]):
+    for (cx, cy, cz), d in zip(
+        my_voxels(inputs.sidecar, rows[["coordX", "coordY", "coordZ"]].to_numpy()), rows["diameter_mm"]
+    ):
         r = int((d / s[1]) // 2)
         mask |= (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2 <= r * r
     return mask
@@ -117,14 +150,14 @@ def padded_crop_xyz(volume_zyx, centre_xyz, size, fill, pad):
     padded = _PADDED[key][1]
     cx, cy, cz = (int(c) - size // 2 + pad for c in centre_xyz)
     assert min(cx, cy, cz) >= 0, "pad too small for this centre"
-    return padded[cz:cz + size, cy:cy + size, cx:cx + size].transpose(2, 1, 0)
+    return padded[cz : cz + size, cy : cy + size, cx : cx + size].transpose(2, 1, 0)
 
 
 def pooled_one_hot(crop_xyz, block):
     n = -(-crop_xyz.shape[0] // block)
     out = np.zeros((n, n, n, 2), np.float32)
     for i, j, k in itertools.product(range(n), repeat=3):
-        hit = crop_xyz[i * block:(i + 1) * block, j * block:(j + 1) * block, k * block:(k + 1) * block].any()
+        hit = crop_xyz[i * block : (i + 1) * block, j * block : (j + 1) * block, k * block : (k + 1) * block].any()
         out[i, j, k, int(hit)] = 1.0
     return out
 
@@ -242,22 +275,28 @@ def test_avoid_nodules_never_touches_a_nodule(inputs, tmp_path):
         assert not padded_crop_xyz(mask, centre, 20, False, 10).any()
         assert data["label_non_nodule"][i, ..., 1].max() == 0.0
     for i, centre in enumerate(prov["nodule"]["centre_voxel"]):
-        np.testing.assert_array_equal(data["nodule"][i, ..., 0],
-                                      padded_crop_xyz(inputs.volume, centre, 20, inputs.volume.min(), 20))
+        np.testing.assert_array_equal(
+            data["nodule"][i, ..., 0], padded_crop_xyz(inputs.volume, centre, 20, inputs.volume.min(), 20)
+        )
 
 
 @pytest.mark.parametrize("ratio", [1, 0.1])
 def test_candidates_strategy(inputs, tmp_path, ratio):
-    (counts,) = run_job(inputs, tmp_path / "s.h5", patch=SMALL_PATCH,
-                        negatives={"strategy": "candidates", "ratio": ratio})
+    (counts,) = run_job(
+        inputs, tmp_path / "s.h5", patch=SMALL_PATCH, negatives={"strategy": "candidates", "ratio": ratio}
+    )
     wanted = int(round(ratio * 2 * 29))
     assert counts["negatives"] == wanted
     data, prov = read_shard(tmp_path / "s.h5")
     p = prov["non_nodule"]
     rows = inputs.cand[(inputs.cand["seriesuid"] == inputs.uid) & (inputs.cand["class"] == 0)]
     assert len(rows) == 10
-    vox = dict(zip((rows.index + 2).tolist(), my_voxels(inputs.sidecar, rows[["coordX", "coordY", "coordZ"]]
-                                                        .to_numpy()).tolist()))
+    vox = dict(
+        zip(
+            (rows.index + 2).tolist(),
+            my_voxels(inputs.sidecar, rows[["coordX", "coordY", "coordZ"]].to_numpy()).tolist(),
+        )
+    )
     cand = p[p["source"] == b"candidate"]
     fill = p[p["source"] == b"fill"]
     assert len(cand) == min(wanted, 10) and len(fill) == wanted - len(cand)
@@ -270,8 +309,9 @@ def test_candidates_strategy(inputs, tmp_path, ratio):
     for r in fill:
         assert not padded_crop_xyz(mask, r["centre_voxel"], 20, False, 10).any()
     for i, centre in enumerate(p["centre_voxel"]):
-        np.testing.assert_array_equal(data["non_nodule"][i, ..., 0],
-                                      padded_crop_xyz(inputs.volume, centre, 20, inputs.volume.min(), 10))
+        np.testing.assert_array_equal(
+            data["non_nodule"][i, ..., 0], padded_crop_xyz(inputs.volume, centre, 20, inputs.volume.min(), 10)
+        )
 
 
 def test_draws_identical_when_run_twice_and_keyed_by_seed(inputs, tmp_path):

@@ -16,9 +16,7 @@ from ctpatch.geometry import VolumeGrid, crop, resampled_grid, xyz_to_zyx
 
 # 90 degrees about z, then z flipped.  Columns are the world directions of the index axes:
 # index x -> world +y, index y -> world -x, index z -> world -z.  Flattened row-major.
-ROT_FLIP = (0.0, -1.0, 0.0,
-            1.0, 0.0, 0.0,
-            0.0, 0.0, -1.0)
+ROT_FLIP = (0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, -1.0)
 
 
 def rot_grid():
@@ -108,8 +106,10 @@ def test_shape_zyx_and_dict_round_trip():
         (dict(origin=(0, 0, 0), spacing=(1, 0, 1), size=(2, 2, 2)), "spacing"),
         (dict(origin=(0, 0, 0), spacing=(1, 1, 1), size=(2, 0, 2)), "size"),
         (dict(origin=(0, 0, 0), spacing=(1, 1, 1), size=(2, 2, 2), direction=(1, 0, 0)), "direction"),
-        (dict(origin=(0, 0, 0), spacing=(1, 1, 1), size=(2, 2, 2), direction=(2, 0, 0, 0, 2, 0, 0, 0, 2)),
-         "orthonormal"),
+        (
+            dict(origin=(0, 0, 0), spacing=(1, 1, 1), size=(2, 2, 2), direction=(2, 0, 0, 0, 2, 0, 0, 0, 2)),
+            "orthonormal",
+        ),
     ],
 )
 def test_volume_grid_rejects_bad_values(kwargs, word):
@@ -203,8 +203,13 @@ def test_crop_inside_equals_slice():
 
 @pytest.mark.parametrize(
     "start, size",
-    [((-2, 0, 0), (4, 4, 4)), ((5, 7, 9), (4, 4, 4)), ((-3, -3, -3), (13, 15, 17)),
-     ((6, -1, 10), (3, 3, 3)), ((0, 0, 0), (7, 9, 11))],
+    [
+        ((-2, 0, 0), (4, 4, 4)),
+        ((5, 7, 9), (4, 4, 4)),
+        ((-3, -3, -3), (13, 15, 17)),
+        ((6, -1, 10), (3, 3, 3)),
+        ((0, 0, 0), (7, 9, 11)),
+    ],
 )
 def test_crop_partly_outside_equals_np_pad(start, size):
     out = crop(VOLUME, start, size, fill=-9.0)

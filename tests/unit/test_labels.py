@@ -34,8 +34,15 @@ def brute_pool(patch, block):
 # ---------------------------------------------------------------- radius
 @pytest.mark.parametrize(
     "diameter, spacing, expected",
-    [(10.0, 1.25, 4), (9.9, 1.25, 3), (2.4, 1.25, 0), (2.5, 1.25, 1), (25.0, 0.7, 17), (3.0, 0.703125, 2),
-     (32.27, 1.25, 12)],
+    [
+        (10.0, 1.25, 4),
+        (9.9, 1.25, 3),
+        (2.4, 1.25, 0),
+        (2.5, 1.25, 1),
+        (25.0, 0.7, 17),
+        (3.0, 0.703125, 2),
+        (32.27, 1.25, 12),
+    ],
 )
 def test_radius_formula(diameter, spacing, expected):
     # SPEC 1.4: r = int((diameter_mm / new_spacing_y) // 2); expected values worked out by hand

@@ -63,7 +63,9 @@ def test_cut_from_crop_equals_the_padded_volume_crop():
     crop = padded[tuple(slice(c - edge // 2 + pad, c - edge // 2 + pad + edge) for c in centre)]
     for shift in ([0, 0, 0], [4, -4, 0], [-4, -4, 4]):
         start = np.array(shift) + (edge - size) // 2
-        want = padded[tuple(slice(c + s - size // 2 + pad, c + s - size // 2 + pad + size) for c, s in zip(centre, shift))]
+        want = padded[
+            tuple(slice(c + s - size // 2 + pad, c + s - size // 2 + pad + size) for c, s in zip(centre, shift))
+        ]
         assert np.array_equal(layout.cut_from_crop(crop, start, size), want)
 
 
@@ -104,8 +106,13 @@ def test_every_nodule_patch_read_from_crops_equals_the_full_layout(luna, luna_cr
             buf = np.zeros((3, *want.shape[1:]), want.dtype)
             patches.read_direct(buf, np.s_[5:8], np.s_[0:3])
             assert np.array_equal(buf, want[5:8])
-            for name in ("label_nodule", "non_nodule", "label_non_nodule", "provenance/nodule",
-                         "provenance/non_nodule"):
+            for name in (
+                "label_nodule",
+                "non_nodule",
+                "label_non_nodule",
+                "provenance/nodule",
+                "provenance/non_nodule",
+            ):
                 assert np.array_equal(full[name][...], crops[name][...]), name
 
 
@@ -119,7 +126,7 @@ def test_a_crop_equals_the_padded_volume_around_its_nodule(luna_crops):
     pad = 70
     padded = np.pad(vol.transpose(2, 1, 0), pad, constant_values=vol.min())
     lo = row["centre_voxel"] - 66 + pad
-    assert np.array_equal(crop, padded[lo[0]:lo[0] + 132, lo[1]:lo[1] + 132, lo[2]:lo[2] + 132])
+    assert np.array_equal(crop, padded[lo[0] : lo[0] + 132, lo[1] : lo[1] + 132, lo[2] : lo[2] + 132])
 
 
 def test_readers_give_the_same_patches_in_both_layouts(luna, luna_crops):
@@ -130,8 +137,11 @@ def test_readers_give_the_same_patches_in_both_layouts(luna, luna_crops):
             ia, la, pa = a[i]
             ib, lb, pb = b[i]
             assert np.array_equal(ia, ib) and np.array_equal(la, lb)
-            assert pa["seriesuid"] == pb["seriesuid"] and pa["shift_index" if kind == "nodule" else "negative_index"] == \
-                pb["shift_index" if kind == "nodule" else "negative_index"]
+            assert (
+                pa["seriesuid"] == pb["seriesuid"]
+                and pa["shift_index" if kind == "nodule" else "negative_index"]
+                == pb["shift_index" if kind == "nodule" else "negative_index"]
+            )
     for backend in ("thread", "process"):
         full = load_all(luna.files, "nodule", workers=2, backend=backend)
         crop = load_all(luna_crops.files, "nodule", workers=2, backend=backend)
@@ -150,8 +160,9 @@ def test_export_writes_the_full_layout(luna, luna_crops, tmp_path):
             assert a["nodule"].chunks == b["nodule"].chunks
             sa, sb = json.loads(a.attrs["settings"]), json.loads(b.attrs["settings"])
             assert sa == sb  # the exported file says layout full, like the full run
-            assert {k: v for k, v in a.attrs.items() if k != "settings"} == \
-                {k: v for k, v in b.attrs.items() if k != "settings"}
+            assert {k: v for k, v in a.attrs.items() if k != "settings"} == {
+                k: v for k, v in b.attrs.items() if k != "settings"
+            }
 
 
 def test_export_with_another_codec_re_encodes_the_patch_datasets(luna, luna_crops, tmp_path):
@@ -179,8 +190,10 @@ def test_crops_are_smaller_by_the_expected_voxel_ratio(luna, luna_crops):
     for full_path, crop_path in zip(luna.files, luna_crops.files):
         with h5py.File(full_path, "r") as full, h5py.File(crop_path, "r") as crops:
             n = crops["nodule_crop"].shape[0]
-            assert crops["nodule_crop"].size / full["nodule"].size == pytest.approx(n * 132 ** 3 / (57 * n * 68 ** 3))
-            stored_full = sum(full["nodule"].id.get_chunk_info(i).size for i in range(full["nodule"].id.get_num_chunks()))
+            assert crops["nodule_crop"].size / full["nodule"].size == pytest.approx(n * 132**3 / (57 * n * 68**3))
+            stored_full = sum(
+                full["nodule"].id.get_chunk_info(i).size for i in range(full["nodule"].id.get_num_chunks())
+            )
             stored_crop = sum(crops["nodule_crop"].id.get_chunk_info(i).size for i in range(n))
             assert stored_crop < stored_full / 4  # 7.6 x fewer voxels; compression differs a little
 

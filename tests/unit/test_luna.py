@@ -11,8 +11,15 @@ import itertools
 import numpy as np
 import pytest
 
-from ctpatch.luna import (PatchLocation, cut_image, cut_label, negatives_per_scan, nodule_locations,
-                          random_centres, touches_mask)
+from ctpatch.luna import (
+    PatchLocation,
+    cut_image,
+    cut_label,
+    negatives_per_scan,
+    nodule_locations,
+    random_centres,
+    touches_mask,
+)
 from ctpatch.rng import keyed_rng
 from ctpatch.shifts import shift_offsets
 
@@ -58,7 +65,7 @@ def test_cut_image_near_border_equals_np_pad_with_minimum(centre):
     pad = 20
     padded = np.pad(vol, pad, mode="constant", constant_values=lo)
     z, y, x = (c - h + pad for c in centre)
-    expected = padded[z:z + size, y:y + size, x:x + size].transpose(2, 1, 0)
+    expected = padded[z : z + size, y : y + size, x : x + size].transpose(2, 1, 0)
     patch = cut_image(vol, PatchLocation(centre, size), fill=lo)
     np.testing.assert_array_equal(patch[..., 0], expected)
     assert (patch == lo).any()
@@ -111,7 +118,13 @@ def test_nodule_locations_order_and_axis_order():
     locs = list(nodule_locations([(1, 2, 3), (10, 20, 30)], offsets, 68))
     assert [(n, s) for n, s, _ in locs] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
     assert [loc.centre_zyx for _, _, loc in locs] == [
-        (1, 2, 3), (1, 2, 11), (-15, 2, 3), (10, 20, 30), (10, 20, 38), (-6, 20, 30)]
+        (1, 2, 3),
+        (1, 2, 11),
+        (-15, 2, 3),
+        (10, 20, 30),
+        (10, 20, 38),
+        (-6, 20, 30),
+    ]
     assert all(loc.size == 68 for _, _, loc in locs)
 
 
@@ -128,8 +141,10 @@ def test_negatives_per_scan_with_nodules():
     assert negatives_per_scan({"a": 57}, 0.5) == {"a": round(28.5)}
 
 
-@pytest.mark.parametrize("counts, ratio", [({"a": 57, "b": 0, "c": 114}, 3), ({"a": 57, "b": 0}, 3),
-                                           ({"a": 57, "b": 0, "c": 0, "d": 0}, 1), ({"a": 0}, 2)])
+@pytest.mark.parametrize(
+    "counts, ratio",
+    [({"a": 57, "b": 0, "c": 114}, 3), ({"a": 57, "b": 0}, 3), ({"a": 57, "b": 0, "c": 0, "d": 0}, 1), ({"a": 0}, 2)],
+)
 def test_negatives_per_scan_all(counts, ratio):
     out = negatives_per_scan(counts, ratio, "all")
     total = round(ratio * sum(counts.values()))

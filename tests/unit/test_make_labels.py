@@ -103,8 +103,23 @@ def test_main_writes_masks_and_table(tmp_path):
     w = grid.index_to_world((4, 5, 6))
     path = write_ann(tmp_path, [("a", *w, 5.0), ("b", *grid.index_to_world((10, 10, 1)), 3.0), ("a", *w, 2.0)])
     masks, table = tmp_path / "masks", tmp_path / "nodules.tsv"
-    assert main(["--subset", "subset3", "--sidecars", *sidecars, "--annotations", str(path),
-                 "--masks-dir", str(masks), "--table-out", str(table)]) == 0
+    assert (
+        main(
+            [
+                "--subset",
+                "subset3",
+                "--sidecars",
+                *sidecars,
+                "--annotations",
+                str(path),
+                "--masks-dir",
+                str(masks),
+                "--table-out",
+                str(table),
+            ]
+        )
+        == 0
+    )
     df = pd.read_csv(table, sep="\t", dtype={"seriesuid": str})
     assert df["seriesuid"].tolist() == ["a", "a", "b"]
     assert df["subset"].unique().tolist() == ["subset3"]
@@ -123,7 +138,22 @@ def test_main_writes_nothing_when_an_annotation_is_outside(tmp_path, capsys):
         sidecars.append(str(p))
     path = write_ann(tmp_path, [("a", *grid.index_to_world((4, 5, 6)), 5.0), ("b", 1e4, 0.0, 0.0, 5.0)])
     masks, table = tmp_path / "masks", tmp_path / "nodules.tsv"
-    assert main(["--subset", "subset0", "--sidecars", *sidecars, "--annotations", str(path),
-                 "--masks-dir", str(masks), "--table-out", str(table)]) == 1
+    assert (
+        main(
+            [
+                "--subset",
+                "subset0",
+                "--sidecars",
+                *sidecars,
+                "--annotations",
+                str(path),
+                "--masks-dir",
+                str(masks),
+                "--table-out",
+                str(table),
+            ]
+        )
+        == 1
+    )
     assert "row 3" in capsys.readouterr().err
     assert not table.exists() and not (masks / "a.npy").exists()

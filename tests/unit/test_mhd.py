@@ -223,8 +223,12 @@ def test_required_key_missing_is_an_error_not_a_default(tmp_path, key):
 
 @pytest.mark.parametrize(
     "key, value, words",
-    [("ElementByteOrderMSB", "True", "contradicting byte order"), ("BinaryDataByteOrderMSB", "maybe", "True or False"),
-     ("BinaryData", "False", "text voxel data"), ("ElementNumberOfChannels", "3", "ElementNumberOfChannels = 1")],
+    [
+        ("ElementByteOrderMSB", "True", "contradicting byte order"),
+        ("BinaryDataByteOrderMSB", "maybe", "True or False"),
+        ("BinaryData", "False", "text voxel data"),
+        ("ElementNumberOfChannels", "3", "ElementNumberOfChannels = 1"),
+    ],
 )
 def test_storage_keys(tmp_path, key, value, words):
     path = handmade(tmp_path, edit(HEADER, key, value))

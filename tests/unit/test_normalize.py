@@ -56,8 +56,16 @@ def spec_formula(method, ld, fd):
 
 def test_ten_names():
     assert set(NORMALIZATIONS) == {
-        "none", "unity_independent", "unity_wrt_ld", "std_independent", "std_wrt_ld",
-        "max_val_independent", "max_val_wrt_ld", "dicom_unity", "dicom_std", "set_max_val",
+        "none",
+        "unity_independent",
+        "unity_wrt_ld",
+        "std_independent",
+        "std_wrt_ld",
+        "max_val_independent",
+        "max_val_wrt_ld",
+        "dicom_unity",
+        "dicom_std",
+        "set_max_val",
     }
     assert len(NORMALIZATIONS) == 10
 
@@ -144,9 +152,7 @@ def test_unknown_method_lists_allowed_ones():
     assert "zscore" in str(info.value)
 
 
-@pytest.mark.parametrize(
-    "method", ["unity_independent", "std_independent", "max_val_independent"]
-)
+@pytest.mark.parametrize("method", ["unity_independent", "std_independent", "max_val_independent"])
 def test_constant_target_image_rejected_naming_it(method):
     ld = np.arange(4.0).reshape(2, 2)
     fd = np.zeros((2, 2)) if method == "max_val_independent" else np.full((2, 2), 7.0)

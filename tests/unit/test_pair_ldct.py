@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pydicom
 import pytest
-
 from _patchfiles import pair_patient
+
 from ctpatch.pair_ldct import TABLE_COLUMNS, select_random_n
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"

@@ -32,9 +32,14 @@ from ctpatch.store import COMPRESSION, chunk_checksum_ok, create_patch_dataset, 
 from ctpatch.verify import check_chunks, verify_luna
 
 MPI = shutil.which("mpiexec") is not None
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-       "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2] / "workflow"),
-                                      os.environ.get("PYTHONPATH", "")])}
+ENV = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[2] / "workflow"), os.environ.get("PYTHONPATH", "")]
+    ),
+}
 IMAGES = ("nodule", "label_nodule", "non_nodule", "label_non_nodule")
 
 
@@ -50,8 +55,11 @@ def sha256(path) -> str:
 
 def read_all(path):
     with h5py.File(path, "r") as f:
-        return ({k: f[k][...] for k in f if isinstance(f[k], h5py.Dataset)},
-                {k: f[f"provenance/{k}"][...] for k in f["provenance"]}, dict(f.attrs))
+        return (
+            {k: f[k][...] for k in f if isinstance(f[k], h5py.Dataset)},
+            {k: f[f"provenance/{k}"][...] for k in f["provenance"]},
+            dict(f.attrs),
+        )
 
 
 # ---------------------------------------------------------------- pure pieces
@@ -73,8 +81,14 @@ def test_fletcher32_mod_matches_the_serial_definition():
 def test_spans_cover_every_item_once_in_order():
     units = [Unit("a", 0, patches=70), Unit("b", 1, patches=0), Unit("c", 2, patches=33)]
     got = spans(units, 32)
-    assert [(s.unit, s.start, s.stop) for s in got] == [(0, 0, 32), (0, 32, 64), (0, 64, 70), (1, 0, 0),
-                                                        (2, 0, 32), (2, 32, 33)]
+    assert [(s.unit, s.start, s.stop) for s in got] == [
+        (0, 0, 32),
+        (0, 32, 64),
+        (0, 64, 70),
+        (1, 0, 0),
+        (2, 0, 32),
+        (2, 32, 33),
+    ]
 
 
 # ---------------------------------------------------------------- Fletcher32 with every codec
@@ -195,10 +209,26 @@ def settings_path(settings, folder) -> str:
 
 
 def mpi_extract(ranks, out, settings, inputs_json, timeout=300):
-    cmd = ["mpiexec", "-n", str(ranks), sys.executable, "-m", "ctpatch.extract", "--mode", "luna16", "--ranks",
-           str(ranks), "--group", "subset0", "--out", str(out),
-           "--settings-file", settings_path(settings, out.parent.parent),
-           "--inputs", json.dumps(inputs_json)]
+    cmd = [
+        "mpiexec",
+        "-n",
+        str(ranks),
+        sys.executable,
+        "-m",
+        "ctpatch.extract",
+        "--mode",
+        "luna16",
+        "--ranks",
+        str(ranks),
+        "--group",
+        "subset0",
+        "--out",
+        str(out),
+        "--settings-file",
+        settings_path(settings, out.parent.parent),
+        "--inputs",
+        json.dumps(inputs_json),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=ENV)
 
 
@@ -215,8 +245,7 @@ def test_files_byte_identical_for_1_2_3_ranks(inputs, tmp_path, layout):  # noqa
         digests[ranks] = sha256(out)
         assert not list(out.parent.glob(".*"))  # no temp file left
     assert digests[1] == digests[2] == digests[3]
-    report = verify_luna(tmp_path / "r3" / "subset0.h5", inputs.paths["nodules"], settings, [inputs.uid],
-                         inputs.paths)
+    report = verify_luna(tmp_path / "r3" / "subset0.h5", inputs.paths["nodules"], settings, [inputs.uid], inputs.paths)
     assert report["ok"], report["failures"]
 
 
@@ -225,9 +254,24 @@ def test_files_byte_identical_for_1_2_3_ranks(inputs, tmp_path, layout):  # noqa
 def test_killed_extraction_leaves_nothing_finished_and_the_rerun_cleans_up(inputs, tmp_path):  # noqa: F811
     settings = settings_for(patch={})  # 68³ patches: slow enough to be killed mid-way
     out = tmp_path / "subset0.h5"
-    cmd = ["mpiexec", "-n", "2", sys.executable, "-m", "ctpatch.extract", "--mode", "luna16", "--ranks", "2",
-           "--out", str(out), "--settings-file", settings_path(settings, tmp_path.parent), "--inputs",
-           json.dumps(inputs.paths)]
+    cmd = [
+        "mpiexec",
+        "-n",
+        "2",
+        sys.executable,
+        "-m",
+        "ctpatch.extract",
+        "--mode",
+        "luna16",
+        "--ranks",
+        "2",
+        "--out",
+        str(out),
+        "--settings-file",
+        settings_path(settings, tmp_path.parent),
+        "--inputs",
+        json.dumps(inputs.paths),
+    ]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 60
@@ -250,13 +294,30 @@ def test_killed_extraction_leaves_nothing_finished_and_the_rerun_cleans_up(input
 def test_full_disk_is_one_clear_line(inputs, tmp_path):  # noqa: F811
     """A file size limit (EFBIG, as ENOSPC: the write fails) gives one line naming the problem, no traceback."""
     settings = settings_for()
-    code = ("import resource, signal, sys; from mpi4py import MPI; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
-            "resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20)); "
-            "from ctpatch.extract import main; sys.exit(main(sys.argv[1:]))")
+    code = (
+        "import resource, signal, sys; from mpi4py import MPI; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20)); "
+        "from ctpatch.extract import main; sys.exit(main(sys.argv[1:]))"
+    )
     out = tmp_path / "subset0.h5"
-    cmd = ["mpiexec", "-n", "1", sys.executable, "-c", code, "--mode", "luna16", "--ranks", "1",
-           "--out", str(out), "--settings-file", settings_path(settings, tmp_path.parent), "--inputs",
-           json.dumps(inputs.paths)]
+    cmd = [
+        "mpiexec",
+        "-n",
+        "1",
+        sys.executable,
+        "-c",
+        code,
+        "--mode",
+        "luna16",
+        "--ranks",
+        "1",
+        "--out",
+        str(out),
+        "--settings-file",
+        settings_path(settings, tmp_path.parent),
+        "--inputs",
+        json.dumps(inputs.paths),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ENV)
     assert res.returncode != 0
     errors = [line for line in res.stderr.splitlines() if "error" in line.lower()]

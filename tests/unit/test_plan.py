@@ -74,12 +74,34 @@ def test_luna_plan_cli_prints_the_table_and_writes_json(luna, tmp_path, capsys):
     cfg.write_text(yaml.safe_dump(LUNA_CONFIG))
     out_json = tmp_path / "plan.json"
     t = time.perf_counter()
-    assert main(["--configfile", str(cfg), "--json", str(out_json), "--workdir", str(luna.workdir), "--cores", "4",
-                 "--sample", "8"]) == 0
+    assert (
+        main(
+            [
+                "--configfile",
+                str(cfg),
+                "--json",
+                str(out_json),
+                "--workdir",
+                str(luna.workdir),
+                "--cores",
+                "4",
+                "--sample",
+                "8",
+            ]
+        )
+        == 0
+    )
     assert time.perf_counter() - t < 30
     text = capsys.readouterr().out
-    for line in ("subset0", "subset1", "total", "output size per dtype and compression", "convert_mhd",
-                 "extract_patches rank", "estimated time on 4 cores"):
+    for line in (
+        "subset0",
+        "subset1",
+        "total",
+        "output size per dtype and compression",
+        "convert_mhd",
+        "extract_patches rank",
+        "estimated time on 4 cores",
+    ):
         assert line in text
     data = json.loads(out_json.read_text())
     assert data["total"]["patches"] == {"nodule": 114, "non_nodule": 342}
@@ -113,7 +135,8 @@ def write_luna_tree(root, rng, n_scans=888, subsets=10):
             "ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
             "CompressedData = False\nTransformMatrix = 1 0 0 0 1 0 0 0 1\n"
             f"Offset = {origin[0]} {origin[1]} {origin[2]}\nElementSpacing = {sxy} {sxy} {sz}\n"
-            f"DimSize = {nx} {nx} {nz}\nElementType = MET_SHORT\nElementDataFile = {uid}.raw\n")
+            f"DimSize = {nx} {nx} {nz}\nElementType = MET_SHORT\nElementDataFile = {uid}.raw\n"
+        )
         with open(folder / f"{uid}.raw", "wb") as fh:
             if k == 0:
                 fh.write(rng.integers(-1000, 400, nx * nx * nz).astype("<i2").tobytes())
@@ -125,8 +148,9 @@ def write_luna_tree(root, rng, n_scans=888, subsets=10):
             rows.append(f"{uid},{w[0]},{w[1]},{w[2]},{float(rng.uniform(4, 20))}")
         truth[uid] = (sub, n)
     (root / "CSVFILES").mkdir()
-    (root / "CSVFILES" / "annotations.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n"
-                                                       + "\n".join(rows) + "\n")
+    (root / "CSVFILES" / "annotations.csv").write_text(
+        "seriesuid,coordX,coordY,coordZ,diameter_mm\n" + "\n".join(rows) + "\n"
+    )
     return truth
 
 
@@ -160,11 +184,28 @@ def test_convert_memory_estimate_is_within_tolerance_of_a_measured_job(tmp_path)
     scan = tmp_path / "results" / "demo" / "luna16" / p.subset / f"{p.series_uid}.mhd"
     settings = tmp_path / "convert.json"
     write_settings(scope_settings(config, "convert"), settings, "convert")
-    code = ("import sys; from ctpatch.convert import main; rc = main(sys.argv[1:]); "
-            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")
-    out = subprocess.run([sys.executable, "-c", code, "--scan", str(scan), "--npy-out", str(tmp_path / "v.npy"),
-                          "--json-out", str(tmp_path / "v.json"), "--settings-file", str(settings)],
-                         capture_output=True, text=True, check=True)
+    code = (
+        "import sys; from ctpatch.convert import main; rc = main(sys.argv[1:]); "
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "--scan",
+            str(scan),
+            "--npy-out",
+            str(tmp_path / "v.npy"),
+            "--json-out",
+            str(tmp_path / "v.json"),
+            "--settings-file",
+            str(settings),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     measured = int(out.stdout.split()[-1]) * 1024
     est = make_plan(config, tmp_path, sample=0, cores=1)["memory"]["convert_mhd"]
     assert abs(est - measured) <= 0.2 * measured, (est, measured)
@@ -191,8 +232,17 @@ def test_ldct_plan_against_the_real_run(ldct):
 # ---------------------------------------------------------------- the plan describes the workflow as it is
 #: rules that schedule, check headers, record or report (light, like the plan itself) and so take no planned
 #: time: every other rule the workflow runs must be a planned step, and every planned step a rule
-NOT_PLANNED = {"all", "plan", "write_settings", "check_luna_inputs", "sanity_pictures", "nodule_pictures",
-               "nodule_accounting", "verification_table", "report_config"}
+NOT_PLANNED = {
+    "all",
+    "plan",
+    "write_settings",
+    "check_luna_inputs",
+    "sanity_pictures",
+    "nodule_pictures",
+    "nodule_accounting",
+    "verification_table",
+    "report_config",
+}
 
 
 def _dry_run_rules(workdir, config: dict) -> set[str]:
@@ -202,8 +252,23 @@ def _dry_run_rules(workdir, config: dict) -> set[str]:
     path = workdir / "config" / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-                           str(workdir), "-n", "--quiet", "rules"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "-n",
+            "--quiet",
+            "rules",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line.split() for line in proc.stdout.splitlines()]
     return {r[0] for r in rows if len(r) == 2 and r[1].isdigit() and r[0] != "total"}
@@ -222,14 +287,17 @@ def test_luna_disk_is_one_copy_of_the_patches_plus_volumes_and_masks(luna, luna_
     results = luna.workdir / luna.config["results"] / "luna16"
     inter = luna_plan["intermediate_bytes"]
     assert set(inter) == {"volumes", "masks", "demo_scans"}  # no shards: nothing else is written on the way
-    real = {"volumes": sum(p.stat().st_size for p in (results / "volumes").rglob("*.npy")),
-            "masks": sum(p.stat().st_size for p in (results / "labels").rglob("*.npy"))}
+    real = {
+        "volumes": sum(p.stat().st_size for p in (results / "volumes").rglob("*.npy")),
+        "masks": sum(p.stat().st_size for p in (results / "labels").rglob("*.npy")),
+    }
     for k, size in real.items():
         assert abs(inter[k] - size) <= SIZE_TOLERANCE * size, (k, inter[k], size)
     patches = sum(p.stat().st_size for p in luna.files)
     assert luna_plan["peak_disk_bytes"] == luna_plan["total"]["estimated_file_bytes"] + sum(inter.values())
-    assert abs(luna_plan["peak_disk_bytes"] - patches - sum(real.values()) - inter["demo_scans"]) \
-        <= SIZE_TOLERANCE * (patches + sum(real.values()))
+    assert abs(luna_plan["peak_disk_bytes"] - patches - sum(real.values()) - inter["demo_scans"]) <= SIZE_TOLERANCE * (
+        patches + sum(real.values())
+    )
     # the free-space check reads the JSON's estimate: one copy of each subset's file
     out = tmp_path / "plan.json"
     from ctpatch.plan.text import _jsonable
@@ -253,8 +321,12 @@ def test_luna_verify_time_is_measured_from_what_verify_does(luna, luna_plan):
     t = time.perf_counter()
     for path in luna.files:
         labels = results / "labels" / path.stem
-        inputs = {"sidecars": sorted(str(p) for p in (results / "volumes" / path.stem).glob("*.json")),
-                  "masks_dir": str(labels / "masks"), "nodules": str(labels / "nodules.tsv"), "candidates": None}
+        inputs = {
+            "sidecars": sorted(str(p) for p in (results / "volumes" / path.stem).glob("*.json")),
+            "masks_dir": str(labels / "masks"),
+            "nodules": str(labels / "nodules.tsv"),
+            "candidates": None,
+        }
         with h5py.File(path, "r") as f:
             scans = sorted(set(f["provenance/nodule"]["seriesuid"].astype(str)))
         assert verify_luna(path, labels / "nodules.tsv", luna.settings, scans, inputs)["ok"]

@@ -16,8 +16,14 @@ from ctpatch.demo import write_dataset
 from ctpatch.io.mhd import ScanError
 from ctpatch.plausible import check, hu_figures, problems
 
-DEMO = {"subsets": 1, "scans_per_subset": 1, "size_xy": 64, "slices": [20, 20], "nodules_per_scan": [1, 1],
-        "candidates_per_scan": 1}
+DEMO = {
+    "subsets": 1,
+    "scans_per_subset": 1,
+    "size_xy": 64,
+    "slices": [20, 20],
+    "nodules_per_scan": [1, 1],
+    "candidates_per_scan": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +74,11 @@ def test_demo_scan_is_plausible_and_figures_recorded(demo_scan):
 def test_signed_scan_under_unsigned_header_fails_with_file_and_figures(demo_scan, tmp_path, capsys):
     mhd = tmp_path / demo_scan.name
     raw = demo_scan.with_suffix(".raw")
-    mhd.write_text(demo_scan.read_text().replace("MET_SHORT", "MET_USHORT").replace(
-        f"ElementDataFile = {raw.name}", f"ElementDataFile = {raw}"))
+    mhd.write_text(
+        demo_scan.read_text()
+        .replace("MET_SHORT", "MET_USHORT")
+        .replace(f"ElementDataFile = {raw.name}", f"ElementDataFile = {raw}")
+    )
     with pytest.raises(ScanError, match="implausible CT values") as err:
         convert(mhd, defaults("convert"))
     msg = str(err.value)
@@ -84,5 +93,18 @@ def test_signed_scan_under_unsigned_header_fails_with_file_and_figures(demo_scan
     assert code == 1 and first.startswith(f"error: {mhd}") and not out.exists()
     relaxed = tmp_path / "convert.json"
     write_settings({**defaults("convert").to_dict(), "plausibility": {"enabled": False}}, relaxed, "convert")
-    assert main(["--scan", str(mhd), "--npy-out", str(out / "x.npy"), "--json-out", str(out / "x.json"),
-                 "--settings-file", str(relaxed)]) == 0
+    assert (
+        main(
+            [
+                "--scan",
+                str(mhd),
+                "--npy-out",
+                str(out / "x.npy"),
+                "--json-out",
+                str(out / "x.json"),
+                "--settings-file",
+                str(relaxed),
+            ]
+        )
+        == 0
+    )

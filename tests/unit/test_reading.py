@@ -18,8 +18,9 @@ PLAIN_READ = "import sys, h5py\nwith h5py.File(sys.argv[1], 'r') as f:\n    f['p
 
 def plain_h5py_reads(path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HDF5_PLUGIN_PATH")}
-    return subprocess.run([sys.executable, "-c", PLAIN_READ, str(path)], capture_output=True, text=True, env=env,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", PLAIN_READ, str(path)], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 @pytest.mark.parametrize("codec", list(COMPRESSION))

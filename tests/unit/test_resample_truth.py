@@ -59,8 +59,11 @@ def make_scans():
     plans = plan_scans({"subsets": 1, "scans_per_subset": 2, "size_xy": 256, "slices": [60, 70]}, seed=0)
     a = plans[0]
     b = dataclasses.replace(plans[1], grid=dataclasses.replace(plans[1].grid, spacing=(0.66, 0.66, 2.0)))
-    c = dataclasses.replace(plans[0], series_uid="1.2.3.rotated",
-                            grid=VolumeGrid(plans[0].grid.origin, (0.7, 0.75, 1.25), (256, 240, 80), ROT_FLIP))
+    c = dataclasses.replace(
+        plans[0],
+        series_uid="1.2.3.rotated",
+        grid=VolumeGrid(plans[0].grid.origin, (0.7, 0.75, 1.25), (256, 240, 80), ROT_FLIP),
+    )
     out = []
     for plan in (a, b, c):
         origin, spacing, _, D = spec_output_grid(plan.grid)
@@ -82,8 +85,9 @@ def scans(tmp_path_factory):
     rows = []
     for plan in plans:
         write_scan(root / f"{plan.series_uid}.mhd", synthesize(plan, seed=0), plan.grid)
-        rows += [f"{plan.series_uid},{n.world[0]!r},{n.world[1]!r},{n.world[2]!r},{n.diameter_mm!r}"
-                 for n in plan.nodules]
+        rows += [
+            f"{plan.series_uid},{n.world[0]!r},{n.world[1]!r},{n.world[2]!r},{n.diameter_mm!r}" for n in plan.nodules
+        ]
     ann = root / "annotations.csv"
     ann.write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n" + "\n".join(rows) + "\n")
     return root, plans, ann
@@ -104,10 +108,10 @@ def blob_centroid(volume, guess_xyz, radius_vox):
     lo, hi = normalized(LUNG_HU), normalized(NODULE_HU)
     c = np.rint(guess_xyz).astype(int)
     r = int(np.ceil(radius_vox)) + 1
-    box = volume[c[2] - r:c[2] + r + 1, c[1] - r:c[1] + r + 1, c[0] - r:c[0] + r + 1]
+    box = volume[c[2] - r : c[2] + r + 1, c[1] - r : c[1] + r + 1, c[0] - r : c[0] + r + 1]
     z, y, x = np.indices(box.shape)
     x, y, z = x + c[0] - r, y + c[1] - r, z + c[2] - r
-    near = (x - guess_xyz[0]) ** 2 + (y - guess_xyz[1]) ** 2 + (z - guess_xyz[2]) ** 2 <= radius_vox ** 2
+    near = (x - guess_xyz[0]) ** 2 + (y - guess_xyz[1]) ** 2 + (z - guess_xyz[2]) ** 2 <= radius_vox**2
     w = np.clip((box - lo) / (hi - lo), 0.0, 1.0) * near
     w[w < 0.2] = 0.0  # ignore noise of the lung
     total = w.sum()

@@ -29,8 +29,12 @@ def ldct_file(tmp_path_factory):
     out = tmp_path_factory.mktemp("sanity")
     table = out / "L286.tsv"
     assert pair_patient(LDCT / "L286", table, out / "r.json", random_n=1) == 0
-    settings = {"patch": {"code": "p96"}, "air_threshold": {"enabled": True}, "rot_augment": {"enabled": True},
-                "dose_blend": {"enabled": True}}
+    settings = {
+        "patch": {"code": "p96"},
+        "air_threshold": {"enabled": True},
+        "rot_augment": {"enabled": True},
+        "dose_blend": {"enabled": True},
+    }
     job = Job(SimpleNamespace(settings=settings, inputs={"pairs": [str(table)]}))
     path = out / "patches.h5"
     with job.writer(path) as w:
@@ -158,8 +162,11 @@ def test_lung_window_from_the_files_normalize_settings(luna):
     norm = luna.settings["normalize"]
     lo_hu, hi_hu = LUNG_WINDOW_HU
     assert hi_hu - lo_hu == 1500 and (lo_hu + hi_hu) / 2 == -600  # the usual lung window
-    expected = [(min(max(h, norm["hu_min"]), norm["hu_max"]) - norm["hu_min"]) / (norm["hu_max"] - norm["hu_min"])
-                - norm["center"] for h in (lo_hu, hi_hu)]
+    expected = [
+        (min(max(h, norm["hu_min"]), norm["hu_max"]) - norm["hu_min"]) / (norm["hu_max"] - norm["hu_min"])
+        - norm["center"]
+        for h in (lo_hu, hi_hu)
+    ]
     assert window == pytest.approx(expected, abs=1e-6)
     assert window == pytest.approx(hu_window(np.array(LUNG_WINDOW_HU), **norm).tolist(), abs=1e-6)
 

@@ -70,9 +70,9 @@ def test_modcrop_and_block_mean_by_loops():
 def test_grid_and_footprint_relation():
     """Every HR patch region is its LR patch region x scale: the block mean of the HR footprint is the LR patch."""
     rng = np.random.default_rng(1)
-    hr_img = modcrop(rng.uniform(0, 4000, size=(200, 187)), 3)   # 198 x 186
-    lr_img = loop_block_mean(hr_img, 3)                          # 66 x 62
-    lr_edge, hr_edge = sr_sizes(55, 8, 3)                        # 18, 55
+    hr_img = modcrop(rng.uniform(0, 4000, size=(200, 187)), 3)  # 198 x 186
+    lr_img = loop_block_mean(hr_img, 3)  # 66 x 62
+    lr_edge, hr_edge = sr_sizes(55, 8, 3)  # 18, 55
     lr, hr = sr_corners(lr_img.shape, lr_edge, 8, 3)
     want = [(r, c) for r in spec_starts(66, 18, 8) for c in spec_starts(62, 18, 8)]
     assert [tuple(v) for v in lr] == want
@@ -81,8 +81,8 @@ def test_grid_and_footprint_relation():
     for (r, c), (R, C) in zip(lr, hr):
         if r + lr_edge <= lr_img.shape[0] and c + lr_edge <= lr_img.shape[1]:
             inside += 1
-            foot = hr_img[R:R + 3 * lr_edge, C:C + 3 * lr_edge]
-            np.testing.assert_allclose(loop_block_mean(foot, 3), lr_img[r:r + lr_edge, c:c + lr_edge], rtol=1e-9)
+            foot = hr_img[R : R + 3 * lr_edge, C : C + 3 * lr_edge]
+            np.testing.assert_allclose(loop_block_mean(foot, 3), lr_img[r : r + lr_edge, c : c + lr_edge], rtol=1e-9)
             assert hr_edge == 3 * lr_edge + 1  # the reference's p55 target: one pixel past the footprint
     assert inside > 4
 

@@ -11,8 +11,17 @@ import h5py
 import numpy as np
 import pytest
 
-from ctpatch.store import (COMPRESSION, DEFAULT_CODEC, ShardWriter, atomic_path, codec_of, copy_chunks,
-                           create_patch_dataset, save_npy, write_json)
+from ctpatch.store import (
+    COMPRESSION,
+    DEFAULT_CODEC,
+    ShardWriter,
+    atomic_path,
+    codec_of,
+    copy_chunks,
+    create_patch_dataset,
+    save_npy,
+    write_json,
+)
 
 PROV = np.dtype([("id", "<i4"), ("name", "S8"), ("centre", "<i4", (3,))])
 
@@ -121,8 +130,13 @@ def test_shard_writer_failure_leaves_nothing(tmp_path):
 BLOSC2_ID = 32026  # the registered HDF5 filter id of Blosc2
 #: codec -> the filter pipeline expected in the file: (filter id, parameters checked); Blosc2's
 #: parameters 4..6 are (clevel, filters, compressor code), with Blosc's codes BLOSC_LZ4 = 1, BLOSC_ZSTD = 5
-PIPELINES = {"blosc2-zstd": (BLOSC2_ID, {4: 1, 5: 1, 6: 5}), "blosc2-lz4": (BLOSC2_ID, {4: 5, 5: 1, 6: 1}),
-             "lzf": (32000, {}), "gzip": (1, {0: 1}), "none": None}
+PIPELINES = {
+    "blosc2-zstd": (BLOSC2_ID, {4: 1, 5: 1, 6: 5}),
+    "blosc2-lz4": (BLOSC2_ID, {4: 5, 5: 1, 6: 1}),
+    "lzf": (32000, {}),
+    "gzip": (1, {0: 1}),
+    "none": None,
+}
 
 
 def _ct_like(shape, seed=0):
@@ -229,8 +243,13 @@ def test_blosc2_writes_the_same_bytes_in_separate_processes(tmp_path, codec):
     chunks = []
     for run in ("a", "b"):
         path = tmp_path / f"{run}.h5"
-        res = subprocess.run([sys.executable, "-c", _WRITE_IN_A_FRESH_PROCESS, str(path), codec], env=env,
-                             capture_output=True, text=True, timeout=300)
+        res = subprocess.run(
+            [sys.executable, "-c", _WRITE_IN_A_FRESH_PROCESS, str(path), codec],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert res.returncode == 0, res.stderr
         assert json.loads(res.stdout) == "1"  # set by ``import ctpatch``
         with h5py.File(path, "r") as h5:
@@ -243,8 +262,13 @@ def test_blosc2_writes_the_same_bytes_in_separate_processes(tmp_path, codec):
 
 def test_import_ctpatch_keeps_an_explicit_blosc_nthreads():
     env = {**os.environ, "BLOSC_NTHREADS": "3"}
-    res = subprocess.run([sys.executable, "-c", "import os, ctpatch; print(os.environ['BLOSC_NTHREADS'])"],
-                         env=env, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-c", "import os, ctpatch; print(os.environ['BLOSC_NTHREADS'])"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0 and res.stdout.strip() == "3"
 
 
@@ -280,15 +304,18 @@ def test_copy_chunks_rejects_different_layouts(tmp_path):
         a = create_patch_dataset(h5, "a", (4, 4), "float32", "lzf")
         b = create_patch_dataset(h5, "b", (4, 4), "float32", "gzip")
         c = create_patch_dataset(h5, "c", (4, 4), "float16", "lzf")
-        d = h5.create_dataset("d", shape=(4, 4, 4), maxshape=(None, 4, 4), chunks=(2, 4, 4), dtype="float32",
-                              compression="lzf")
+        d = h5.create_dataset(
+            "d", shape=(4, 4, 4), maxshape=(None, 4, 4), chunks=(2, 4, 4), dtype="float32", compression="lzf"
+        )
         for other, word in ((b, "filter pipeline"), (c, "dtypes"), (d, "chunks")):
             with pytest.raises(ValueError, match=word):
                 copy_chunks(a, other, [0])
 
 
-@pytest.mark.parametrize("src_codec, dst_codec", [("blosc2-zstd", "lzf"), ("blosc2-zstd", "blosc2-lz4"),
-                                                  ("lzf", "blosc2-zstd"), ("blosc2-lz4", "none")])
+@pytest.mark.parametrize(
+    "src_codec, dst_codec",
+    [("blosc2-zstd", "lzf"), ("blosc2-zstd", "blosc2-lz4"), ("lzf", "blosc2-zstd"), ("blosc2-lz4", "none")],
+)
 def test_copy_chunks_refuses_mismatched_pipelines(tmp_path, src_codec, dst_codec):
     """Both Blosc2 codecs are the same HDF5 filter (h5py calls both "unknown"): the parameters must match too."""
     with h5py.File(tmp_path / "src.h5", "w") as src_f, h5py.File(tmp_path / "dst.h5", "w") as dst_f:
@@ -310,9 +337,11 @@ def test_a_rerun_removes_the_temp_file_a_killed_writer_left(tmp_path):
     from ctpatch.store import atomic_path, temp_name
 
     final = tmp_path / "out" / "table.tsv"
-    code = ("import os, sys; from ctpatch.store import atomic_path\n"
-            "with atomic_path(sys.argv[1]) as tmp:\n"
-            "    open(tmp, 'w').write('half'); os.kill(os.getpid(), 9)\n")
+    code = (
+        "import os, sys; from ctpatch.store import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    open(tmp, 'w').write('half'); os.kill(os.getpid(), 9)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(final)], capture_output=True)
     assert proc.returncode == -9
     left = list(final.parent.glob(".table.tsv.*.tmp"))

@@ -91,8 +91,9 @@ def test_diameter_not_positive(tmp_path, diameter):
     assert str(path) in str(err.value)
 
 
-@pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe\xfd\x00",
-                                     b'{"seriesuid": 1}\n'])
+@pytest.mark.parametrize(
+    "content", [b"", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe\xfd\x00", b'{"seriesuid": 1}\n']
+)
 def test_not_a_csv(tmp_path, content):
     path = tmp_path / "annotations.csv"
     path.write_bytes(content)

@@ -169,4 +169,3 @@ def test_one_default_layout_for_every_reader(luna):
     }
     expected = (68, 68, 68, 1) if DEFAULT_LAYOUT == "tf" else (1, 68, 68, 68)
     assert set(shapes.values()) == {expected}, shapes
-

@@ -8,8 +8,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from _patchfiles import pair_patient
+
 from ctpatch.extract import extract
 from ctpatch.extract_ldct import Job
 from ctpatch.verify_ldct import verify_ldct
@@ -33,8 +33,12 @@ SETTINGS = {
 
 def pair_table(out: Path, random_n: int, name: str) -> Path:
     t = out / f"{name}.tsv"
-    assert pair_patient(LDCT / "L143", t, out / f"{name}.json", seed=1, input_dir=QUARTER, target_dir=FULL,
-                        random_n=random_n) == 0
+    assert (
+        pair_patient(
+            LDCT / "L143", t, out / f"{name}.json", seed=1, input_dir=QUARTER, target_dir=FULL, random_n=random_n
+        )
+        == 0
+    )
     return t
 
 
@@ -81,8 +85,11 @@ def test_correct_run_verifies(good):
     top = max(abs(v) for k in ("input_value_range", "target_value_range") for v in report[k])
     assert report["dtype_worst_case_error"] == 2.0 ** (np.floor(np.log2(top)) - 10) / 2
     assert 0 < report["sample_roundtrip_error"] <= report["dtype_worst_case_error"]
-    sampled = [i for i, r in enumerate(pair) if f"{r['patient'].decode()}/{Path(r['input_file'].decode()).name}"
-               in report["sample_pairs"]]
+    sampled = [
+        i
+        for i, r in enumerate(pair)
+        if f"{r['patient'].decode()}/{Path(r['input_file'].decode()).name}" in report["sample_pairs"]
+    ]
     assert sampled and report["sample_patches"] == int(pair["patches_written"][sampled].sum())
 
 
@@ -159,11 +166,14 @@ def test_provenance_count_mismatch_is_found(good, tmp_path):
     assert any("table 'pair' differs" in m for m in report["failures"])
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"output": {**SETTINGS["output"], "dtype": "float32"}}, "expected dtype float32"),
-    ({"output": {**SETTINGS["output"], "layout": "tf"}}, "expected patch shape (96, 96, 1)"),
-    ({"patch": {"code": "p75"}}, "expected patch shape (1, 75, 75)"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"output": {**SETTINGS["output"], "dtype": "float32"}}, "expected dtype float32"),
+        ({"output": {**SETTINGS["output"], "layout": "tf"}}, "expected patch shape (96, 96, 1)"),
+        ({"patch": {"code": "p75"}}, "expected patch shape (1, 75, 75)"),
+    ],
+)
 def test_settings_that_do_not_match_the_files(good, change, words):
     _, table, parts = good
     report = verify_ldct(parts, str(table), {**SETTINGS, **change})
@@ -172,8 +182,11 @@ def test_settings_that_do_not_match_the_files(good, change, words):
 
 
 def test_integer_values_at_the_dtype_limit_are_reported(tmp_path):
-    settings = {"patch": {"code": "p96"}, "air_threshold": {"enabled": True},
-                "output": {"dtype": "uint16", "layout": "tf"}}
+    settings = {
+        "patch": {"code": "p96"},
+        "air_threshold": {"enabled": True},
+        "output": {"dtype": "uint16", "layout": "tf"},
+    }
     table = pair_table(tmp_path, 1, "one")
     parts = run(tmp_path, settings, table)
     assert verify_ldct(parts, str(table), settings)["ok"]

@@ -42,8 +42,6 @@ def slurm_test_mode(environ=os.environ) -> str:
     return value
 
 
-
-
 def run(cmd, timeout: float, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, env=env)
 

@@ -24,7 +24,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900)
     cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 
@@ -33,8 +35,14 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900)
 SMALL_LUNA = {
     "mode": "luna16",
     "seed": 0,
-    "demo": {"subsets": 2, "scans_per_subset": 1, "size_xy": 192, "slices": [70, 90], "nodules_per_scan": [1, 2],
-             "candidates_per_scan": 10},
+    "demo": {
+        "subsets": 2,
+        "scans_per_subset": 1,
+        "size_xy": 192,
+        "slices": [70, 90],
+        "nodules_per_scan": [1, 2],
+        "candidates_per_scan": 10,
+    },
     "luna16": {"resample": {"interpolator": "linear"}},
     "extract": {"tasks": 2},
 }
@@ -86,8 +94,9 @@ def assert_same_patch_file(a: Path, b: Path) -> None:
             x, y = da[name], db[name]
             assert (x.shape, x.dtype, x.chunks) == (y.shape, y.dtype, y.chunks), name
             px, py = x.id.get_create_plist(), y.id.get_create_plist()
-            assert [px.get_filter(i)[:3] for i in range(px.get_nfilters())] == \
-                [py.get_filter(i)[:3] for i in range(py.get_nfilters())], name
+            assert [px.get_filter(i)[:3] for i in range(px.get_nfilters())] == [
+                py.get_filter(i)[:3] for i in range(py.get_nfilters())
+            ], name
             assert x.attrs.get("codec") == y.attrs.get("codec"), name
             for i in range(0, x.shape[0], 256):
                 assert x[i : i + 256].tobytes() == y[i : i + 256].tobytes(), f"{name} rows {i}.."

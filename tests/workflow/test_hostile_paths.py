@@ -8,9 +8,9 @@ import copy
 import h5py
 import hdf5plugin  # noqa: F401 -- the patch files are Blosc2-compressed
 import pytest
+from snakerun import SMALL_LUNA, snakemake, write_config
 
 from ctpatch.demo import write_dataset
-from snakerun import SMALL_LUNA, snakemake, write_config
 
 HOSTILE = "a b 'c\" ; touch PWNED_$(touch PWNED2) `touch PWNED3` &"
 

@@ -10,7 +10,6 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-
 from snakerun import SHARED_DATA, SMALL_LDCT, snakemake, write_config
 
 pytestmark = pytest.mark.skipif(not (SHARED_DATA / "ldct").is_dir(), reason=f"no real CT data at {SHARED_DATA}")
@@ -19,10 +18,19 @@ pytestmark = pytest.mark.skipif(not (SHARED_DATA / "ldct").is_dir(), reason=f"no
 def test_dry_run_and_lint_in_ldct_mode(tmp_path):
     write_config(tmp_path, SMALL_LDCT)
     out = snakemake(tmp_path, "-n", "--quiet", "rules").stdout
-    counts = {p[0]: int(p[1]) for p in (l.split() for l in out.splitlines()) if len(p) == 2 and p[1].isdigit()}
-    assert counts == {"pair_slices": 4, "extract_patches": 4, "verify_patches": 4,
-                      "sanity_pictures": 4, "verification_table": 1, "report_config": 1, "plan": 1, "all": 1,
-                      "write_settings": 3, "total": 23}
+    counts = {p[0]: int(p[1]) for p in (line.split() for line in out.splitlines()) if len(p) == 2 and p[1].isdigit()}
+    assert counts == {
+        "pair_slices": 4,
+        "extract_patches": 4,
+        "verify_patches": 4,
+        "sanity_pictures": 4,
+        "verification_table": 1,
+        "report_config": 1,
+        "plan": 1,
+        "all": 1,
+        "write_settings": 3,
+        "total": 23,
+    }
     assert snakemake(tmp_path, "--lint", check=False).returncode == 0
 
 
@@ -58,9 +66,16 @@ def test_two_rank_ldct_run_on_real_pairs(tmp_path):
 @pytest.mark.mpi
 def test_long_names_pair_by_position_and_split_into_files(tmp_path):
     cfg = copy.deepcopy(SMALL_LDCT)
-    cfg["ldct"].update(root=str(SHARED_DATA / "ldct_longnames"), input_dir="quarter_3mm", target_dir="full_3mm",
-                       patients=["L143"], patch={"code": "p96"}, ds_augment={"enabled": False},
-                       dose_blend={"enabled": False}, output={"nsplit": 2, "shuffle": True, "layout": "tf"})
+    cfg["ldct"].update(
+        root=str(SHARED_DATA / "ldct_longnames"),
+        input_dir="quarter_3mm",
+        target_dir="full_3mm",
+        patients=["L143"],
+        patch={"code": "p96"},
+        ds_augment={"enabled": False},
+        dose_blend={"enabled": False},
+        output={"nsplit": 2, "shuffle": True, "layout": "tf"},
+    )
     write_config(tmp_path, cfg)
     snakemake(tmp_path, "--cores", "2")
     pairs = pd.read_csv(tmp_path / "results/ldct/pairs/L143.tsv", sep="\t")
@@ -104,8 +119,14 @@ def test_super_resolution_run_identical_for_1_and_2_ranks(tmp_path):
     from snakerun import assert_same_patch_file
 
     cfg = copy.deepcopy(SMALL_LDCT)
-    cfg["ldct"].update(patients=["L096"], random_n=2, super_resolution={"enabled": True, "scale": 3}, normalization="max_val_wrt_ld",
-                       blur_noise={"enabled": True}, output={"dtype": "float16", "nsplit": 2, "shuffle": True})
+    cfg["ldct"].update(
+        patients=["L096"],
+        random_n=2,
+        super_resolution={"enabled": True, "scale": 3},
+        normalization="max_val_wrt_ld",
+        blur_noise={"enabled": True},
+        output={"dtype": "float16", "nsplit": 2, "shuffle": True},
+    )
     runs = {}
     for tasks in (1, 2):
         work = tmp_path / f"ranks{tasks}"

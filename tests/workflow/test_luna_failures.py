@@ -10,12 +10,18 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from ctpatch.demo import write_dataset
 from snakerun import REPO, SMALL_LUNA, snakemake, write_config
 
-DEMO = {"subsets": 2, "scans_per_subset": 1, "size_xy": 160, "slices": [60, 70], "nodules_per_scan": [1, 2],
-        "candidates_per_scan": 5}
+from ctpatch.demo import write_dataset
+
+DEMO = {
+    "subsets": 2,
+    "scans_per_subset": 1,
+    "size_xy": 160,
+    "slices": [60, 70],
+    "nodules_per_scan": [1, 2],
+    "candidates_per_scan": 5,
+}
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +85,11 @@ def _empty_subset(root):
     return "subset1", "no .mhd scans"
 
 
-@pytest.mark.parametrize("corrupt", [_missing_raw, _truncated_raw, _bad_header, _unknown_series, _nodule_outside,
-                                     _malformed_csv, _empty_subset], ids=lambda f: f.__name__.strip("_"))
+@pytest.mark.parametrize(
+    "corrupt",
+    [_missing_raw, _truncated_raw, _bad_header, _unknown_series, _nodule_outside, _malformed_csv, _empty_subset],
+    ids=lambda f: f.__name__.strip("_"),
+)
 def test_bad_input_stops_before_any_work_with_a_named_error(tmp_path, luna_source, corrupt):
     root = _copy_tree(luna_source, tmp_path / "LUNA16")
     name, what = corrupt(root)
@@ -119,17 +128,31 @@ def test_killed_rank_leaves_nothing_finished_and_the_rerun_completes(tmp_path, l
     work = tmp_path / "work"
     write_config(work, cfg)
     snakemake(work, "--cores", "2", "results/luna16/labels/subset0/nodules.tsv")
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
-           "--cores", "2", "results/luna16/patches/subset0.h5"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(work),
+        "--cores",
+        "2",
+        "results/luna16/patches/subset0.h5",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log = work / "logs" / "luna16" / "extract_patches" / "subset0.log"
     victim = None
     deadline = time.time() + 120
     while victim is None and time.time() < deadline:
         if log.exists() and "MPI world size 2" in log.read_text():
-            ranks = [p for p in psutil.process_iter(["cmdline", "cwd"])
-                     if p.info["cwd"] == str(work) and "ctpatch.extract" in (p.info["cmdline"] or [])
-                     and "python" in Path(p.info["cmdline"][0]).name]
+            ranks = [
+                p
+                for p in psutil.process_iter(["cmdline", "cwd"])
+                if p.info["cwd"] == str(work)
+                and "ctpatch.extract" in (p.info["cmdline"] or [])
+                and "python" in Path(p.info["cmdline"][0]).name
+            ]
             if len(ranks) >= 2:
                 time.sleep(1.0)
                 victim = ranks[-1]

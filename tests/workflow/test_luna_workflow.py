@@ -12,11 +12,17 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-
 from snakerun import REPO, SMALL_LUNA, assert_same_patch_file, snakemake, write_config
 
-CHAIN = ["make_demo_luna16", "check_luna_inputs", "convert_mhd", "make_labels", "extract_patches",
-         "verify_patches", "all"]
+CHAIN = [
+    "make_demo_luna16",
+    "check_luna_inputs",
+    "convert_mhd",
+    "make_labels",
+    "extract_patches",
+    "verify_patches",
+    "all",
+]
 
 
 def test_dry_run_shows_the_chain(tmp_path):
@@ -27,10 +33,23 @@ def test_dry_run_shows_the_chain(tmp_path):
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
-    assert counts == {"make_demo_luna16": 1, "check_luna_inputs": 1, "convert_mhd": 2, "make_labels": 2,
-                      "extract_patches": 2, "verify_patches": 2, "sanity_pictures": 2,
-                      "nodule_pictures": 2, "nodule_accounting": 1, "verification_table": 1, "report_config": 1,
-                      "plan": 1, "write_settings": 5, "all": 1, "total": 24}
+    assert counts == {
+        "make_demo_luna16": 1,
+        "check_luna_inputs": 1,
+        "convert_mhd": 2,
+        "make_labels": 2,
+        "extract_patches": 2,
+        "verify_patches": 2,
+        "sanity_pictures": 2,
+        "nodule_pictures": 2,
+        "nodule_accounting": 1,
+        "verification_table": 1,
+        "report_config": 1,
+        "plan": 1,
+        "write_settings": 5,
+        "all": 1,
+        "total": 24,
+    }
 
 
 def test_rulegraph_links_each_step_to_the_next(tmp_path):
@@ -38,10 +57,12 @@ def test_rulegraph_links_each_step_to_the_next(tmp_path):
     dot = snakemake(tmp_path, "--rulegraph").stdout
     ids = {}
     for line in dot.splitlines():
-        if "[label = \"" in line:
+        if '[label = "' in line:
             ids[line.split("[")[0].strip()] = line.split('label = "')[1].split('"')[0]
-    edges = {(ids[a.strip()], ids[b.strip().rstrip(";").split()[0]])
-             for a, b in (l.split("->") for l in dot.splitlines() if "->" in l)}
+    edges = {
+        (ids[a.strip()], ids[b.strip().rstrip(";").split()[0]])
+        for a, b in (line.split("->") for line in dot.splitlines() if "->" in line)
+    }
     for a, b in zip(CHAIN, CHAIN[1:]):
         assert (a, b) in edges, f"missing edge {a} -> {b} in {sorted(edges)}"
 
@@ -129,7 +150,7 @@ def test_patch_provenance_traces_back_to_the_volume(runs):
         m = 34 + 8 * 4  # the reference's padding: half a patch plus the largest shift
         pad = np.pad(vol, m, constant_values=vol.min())
         lo = c - 34 + m
-        expected = pad[lo[2]:lo[2] + 68, lo[1]:lo[1] + 68, lo[0]:lo[0] + 68].transpose(2, 1, 0)
+        expected = pad[lo[2] : lo[2] + 68, lo[1] : lo[1] + 68, lo[0] : lo[0] + 68].transpose(2, 1, 0)
         assert np.array_equal(f["nodule"][i][..., 0], expected)
         assert np.array_equal(prov["centre_voxel"][i] - prov["shift"][i], prov["nodule_voxel"][i])
 
@@ -140,9 +161,28 @@ def test_extraction_refuses_a_world_of_the_wrong_size(tmp_path):
 
     write_settings(defaults("patches"), tmp_path / "patches.json", "patches")
     proc = subprocess.run(
-        ["mpiexec", "-n", "1", sys.executable, "-m", "ctpatch.extract", "--mode", "luna16", "--ranks", "2",
-         "--out", str(tmp_path / "x.h5"), "--settings-file", str(tmp_path / "patches.json"), "--inputs", "{}"],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
+        [
+            "mpiexec",
+            "-n",
+            "1",
+            sys.executable,
+            "-m",
+            "ctpatch.extract",
+            "--mode",
+            "luna16",
+            "--ranks",
+            "2",
+            "--out",
+            str(tmp_path / "x.h5"),
+            "--settings-file",
+            str(tmp_path / "patches.json"),
+            "--inputs",
+            "{}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
     )
     assert proc.returncode != 0
     assert "expected an MPI world of 2 ranks, got 1" in proc.stderr
@@ -172,8 +212,12 @@ def test_crops_layout_run_is_verified_and_exports_to_the_full_files(runs, crops_
             assert "nodule" not in f and f["nodule_crop"].shape[1:] == (132, 132, 132, 1)
             assert f["nodule_crop"].shape[0] == report["nodule_crops"] == report["nodules"]
         out = tmp_path / f"{subset}.h5"
-        proc = subprocess.run([sys.executable, "-m", "ctpatch.export", str(crops), str(out)], capture_output=True,
-                              text=True, env={**os.environ, "PYTHONPATH": str(REPO / "workflow")})
+        proc = subprocess.run(
+            [sys.executable, "-m", "ctpatch.export", str(crops), str(out)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO / "workflow")},
+        )
         assert proc.returncode == 0, proc.stderr
         assert_same_patch_file(out, full)
         assert crops.stat().st_size < full.stat().st_size

@@ -21,22 +21,34 @@ REPO = Path(__file__).resolve().parents[2]
 def wheel_venv(tmp_path_factory):
     work = tmp_path_factory.mktemp("wheel")
     dist = work / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist),
-                    str(REPO)], check=True, capture_output=True, text=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(REPO)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     (wheel,) = dist.glob("ctpatch-*.whl")
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", str(wheel)], check=True,
-                   capture_output=True, text=True, timeout=300)
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", str(wheel)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return work, py
 
 
 @pytest.mark.slow
 def test_the_wheel_carries_the_schema_and_validates_configs(wheel_venv):
     work, py = wheel_venv
-    code = ("import ctpatch, ctpatch.config as c; print(ctpatch.__file__); "
-            "print(c.default_config('ldct')['ldct']['patch']['code'])")
+    code = (
+        "import ctpatch, ctpatch.config as c; print(ctpatch.__file__); "
+        "print(c.default_config('ldct')['ldct']['patch']['code'])"
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, cwd=work, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -48,17 +60,42 @@ def test_the_wheel_carries_the_schema_and_validates_configs(wheel_venv):
 @pytest.mark.slow
 def test_a_wheel_install_plans_and_dry_runs_the_workflow(wheel_venv, tmp_path):
     work, py = wheel_venv
-    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
-           "PATH": f"{py.parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        "PATH": f"{py.parent}{os.pathsep}{os.environ['PATH']}",
+    }
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump({"demo": {"subsets": 1, "scans_per_subset": 1, "size_xy": 96, "slices": [40, 40]}}))
-    plan = subprocess.run([str(py), "-m", "ctpatch.plan", "--configfile", str(cfg), "--no-sample",
-                           "--workdir", str(tmp_path)], capture_output=True, text=True, env=env, cwd=tmp_path,
-                          timeout=300)
+    plan = subprocess.run(
+        [str(py), "-m", "ctpatch.plan", "--configfile", str(cfg), "--no-sample", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert plan.returncode == 0, plan.stderr
     assert "subset0" in plan.stdout
-    dry = subprocess.run([str(py), "-m", "snakemake", "-n", "--quiet", "rules", "--snakefile", str(REPO / "Snakefile"),
-                          "--directory", str(tmp_path), "--configfile", str(cfg)], capture_output=True, text=True,
-                         env=env, cwd=tmp_path, timeout=300)
+    dry = subprocess.run(
+        [
+            str(py),
+            "-m",
+            "snakemake",
+            "-n",
+            "--quiet",
+            "rules",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(cfg),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "extract_patches" in dry.stdout and "convert_mhd" in dry.stdout

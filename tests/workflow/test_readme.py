@@ -40,15 +40,26 @@ def test_the_readme_has_python_blocks():
 @pytest.mark.parametrize("number", range(len(README_BLOCKS)))
 def test_readme_python_block_runs_as_pasted(small_luna_run, number):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "workflow"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-"], input=README_BLOCKS[number], cwd=small_luna_run, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-"],
+        input=README_BLOCKS[number],
+        cwd=small_luna_run,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     block = README_BLOCKS[number]
     assert proc.returncode == 0, f"README Python block {number + 1} failed:\n{block}\n{proc.stderr[-3000:]}"
 
 
 def test_rule_table_matches_snakemake_list_rules():
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "readme_rules.py"), "--check"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "readme_rules.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -69,17 +80,24 @@ def svg_edges(svg: str) -> set[tuple[str, str]]:
 
 def test_dot_and_svg_parsers_agree_on_a_small_graph():
     dot = 'digraph snakemake_dag {\n    0[label = "all", color = "0.1 0.6 0.85"];\n    1[label = "b"];\n    1 -> 0\n}'
-    svg = ('<g id="node1" class="node">\n<title>0</title>\n<text x="1">all</text>\n</g>'
-           '<g id="node2" class="node">\n<title>1</title>\n<text x="1">b</text>\n</g>'
-           '<g id="edge1" class="edge">\n<title>1&#45;&gt;0</title>\n</g>')
+    svg = (
+        '<g id="node1" class="node">\n<title>0</title>\n<text x="1">all</text>\n</g>'
+        '<g id="node2" class="node">\n<title>1</title>\n<text x="1">b</text>\n</g>'
+        '<g id="edge1" class="edge">\n<title>1&#45;&gt;0</title>\n</g>'
+    )
     assert dot_edges(dot) == svg_edges(svg) == {("b", "all"), ("all", "all"), ("b", "b")}
 
 
 @pytest.mark.parametrize("mode, configfile", [("luna16", "config/config.yaml"), ("ldct", "config/ldct.yaml")])
 def test_rule_graphs_hold_the_rules_and_edges_of_the_workflow(mode, configfile):
     # in the repository, as scripts/rulegraphs.sh runs it (config/ldct.yaml's root is relative to it)
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--rulegraph", "--configfile", configfile],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--rulegraph", "--configfile", configfile],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     svg = (REPO / "docs" / f"rulegraph-{mode}.svg").read_text()
     assert svg_edges(svg) == dot_edges(proc.stdout), "docs are stale: run scripts/rulegraphs.sh"

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from snakerun import REPO, SHARED_DATA, SMALL_LUNA, snakemake, write_config
 
-CASED_READER = '''
+CASED_READER = """
 import multiprocessing
 import sys
 
@@ -46,9 +46,9 @@ if __name__ == "__main__":
                 for name in NAMES}
     np.savez(OUT, **data)
     assert not {"hdf5plugin", "ctpatch"} & set(sys.modules), sorted(sys.modules)
-'''
+"""
 
-MPI4PY_PATCHES_READER = '''
+MPI4PY_PATCHES_READER = """
 import sys
 
 import h5py
@@ -59,7 +59,7 @@ with h5py.File(sys.argv[1], "r") as f:
     y = f["target"][:]
 np.savez(sys.argv[2], input=x, target=y)
 assert not {"hdf5plugin", "ctpatch"} & set(sys.modules), sorted(sys.modules)
-'''
+"""
 
 
 def plain_env() -> dict:
@@ -71,8 +71,14 @@ def plain_env() -> dict:
 def run_reader(tmp: Path, script: str, h5: Path, out: Path) -> dict:
     path = tmp / "reader.py"
     path.write_text(script)
-    proc = subprocess.run([sys.executable, str(path), str(h5), str(out)], capture_output=True, text=True,
-                          timeout=300, env=plain_env(), cwd=tmp)
+    proc = subprocess.run(
+        [sys.executable, str(path), str(h5), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=plain_env(),
+        cwd=tmp,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     with np.load(out) as z:
         return {k: z[k] for k in z.files}
@@ -102,8 +108,10 @@ def test_cased_style_reader_opens_reference_luna16_preset_files(tmp_path):
     assert [f.name for f in files] == ["subset0.h5", "subset1.h5"]
     for h5 in files:
         got = run_reader(tmp_path, CASED_READER, h5, tmp_path / f"{h5.stem}.npz")
-        for kind, image, label in (("nodule", "nodule", "label_nodule"),
-                                   ("non_nodule", "non_nodule", "label_non_nodule")):
+        for kind, image, label in (
+            ("nodule", "nodule", "label_nodule"),
+            ("non_nodule", "non_nodule", "label_non_nodule"),
+        ):
             ours = load_all(str(h5), kind, workers=0, layout="tf")
             assert len(ours.images) > 0
             assert got[image].shape == ours.images.shape == (len(ours.images), 68, 68, 68, 1)

@@ -20,7 +20,9 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def embedded_files(html: str) -> dict[str, bytes]:
     """filename -> decoded bytes of every data URI the report embeds."""
     out = {}
-    for name, payload in re.findall(r'"data_uri": "data:[^";]*(?:;[^";,]*)*?;filename=([^;"]+);base64,([A-Za-z0-9+/=]+)"', html):
+    for name, payload in re.findall(
+        r'"data_uri": "data:[^";]*(?:;[^";,]*)*?;filename=([^;"]+);base64,([A-Za-z0-9+/=]+)"', html
+    ):
         out[name] = base64.b64decode(payload)
     return out
 
@@ -32,8 +34,14 @@ def test_report_holds_tables_and_pictures(small_luna_run):
     html = (tmp_path / "report.html").read_text()
     files = embedded_files(html)
     pictures = {n for n, data in files.items() if data.startswith(PNG)}
-    assert {"subset0.nodules.png", "subset0.negatives.png", "subset1.nodules.png", "subset1.negatives.png",
-            "subset0.png", "subset1.png"} <= pictures
+    assert {
+        "subset0.nodules.png",
+        "subset0.negatives.png",
+        "subset1.nodules.png",
+        "subset1.negatives.png",
+        "subset0.png",
+        "subset1.png",
+    } <= pictures
 
     accounting = pd.read_csv(io.BytesIO(files["nodule_accounting.tsv"]), sep="\t")
     annotations = pd.read_csv(tmp_path / "results/demo/luna16/CSVFILES/annotations.csv")
@@ -59,16 +67,30 @@ def chromium() -> str:
         pytest.skip("headless Chromium needed: apt-get install chromium (as root)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, env=env, timeout=600)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, capture_output=True, env=env,
-                   timeout=900)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "chromium"], check=True, capture_output=True, env=env, timeout=900
+    )
     return shutil.which("chromium")
 
 
 def rendered_text(report) -> str:
     """The text of the report's DOM after Chromium ran its scripts (markup and scripts removed)."""
-    dom = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
-                          "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=180, check=True).stdout
-    body = dom[dom.find("<body"):]
+    dom = subprocess.run(
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    ).stdout
+    body = dom[dom.find("<body") :]
     body = re.sub(r"<script.*?</script>", " ", body, flags=re.S)
     return re.sub(r"\s+", " ", htmllib.unescape(re.sub(r"<[^>]+>", " ", body)))
 

@@ -77,9 +77,7 @@ def test_plain_srun_gives_two_singleton_worlds(slurm_cluster):
     # Without --mpi (MpiDefault=none in slurm.conf) there is no PMI server:
     # each task initialises MPI as a singleton and prints 1. This is why the
     # profiles launch MPI rules with "srun --mpi=pmi2".
-    proc = _run(
-        ["srun", "-n", "2", "-t", "5", sys.executable, "-c", WORLD_SIZE], timeout=180
-    )
+    proc = _run(["srun", "-n", "2", "-t", "5", sys.executable, "-c", WORLD_SIZE], timeout=180)
     assert proc.returncode == 0, _show(proc)
     assert proc.stdout.split() == ["1", "1"], _show(proc)
 
@@ -121,10 +119,15 @@ def test_snakemake_slurm_profile_runs_mpi_rule(slurm_cluster, tmp_path):
     t0 = time.monotonic()
     proc = _run(
         [
-            sys.executable, "-m", "snakemake",
-            "--profile", TEST_PROFILE,
-            "--snakefile", snakefile,
-            "--directory", tmp_path,
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--profile",
+            TEST_PROFILE,
+            "--snakefile",
+            snakefile,
+            "--directory",
+            tmp_path,
         ],
         timeout=300,
     )
@@ -146,9 +149,7 @@ def test_snakemake_slurm_profile_runs_mpi_rule(slurm_cluster, tmp_path):
     assert m, log
     jobid = m.group(1)
     slurm_log = tmp_path / ".snakemake" / "slurm_logs" / "rule_extract_patches" / f"{jobid}.log"
-    assert slurm_log.is_file(), sorted(
-        str(p) for p in (tmp_path / ".snakemake").rglob("*") if "slurm" in str(p)
-    )
+    assert slurm_log.is_file(), sorted(str(p) for p in (tmp_path / ".snakemake").rglob("*") if "slurm" in str(p))
     state = _run(["squeue", "-j", jobid, "--states=all", "-h", "-o", "%T"], timeout=60)
     assert state.stdout.strip() == "COMPLETED", _show(state)
     job = _run(["scontrol", "show", "job", jobid], timeout=60)

@@ -39,9 +39,19 @@ LAUNCHER = yaml.safe_load((PROFILE / "config.yaml").read_text())["set-resources"
 # the shipped profile, with: short polling intervals for a test of seconds-long jobs; group jobs
 # capped at the nodes' 1 CPU (--cores, per group job); the SLURM logs of successful jobs kept
 # (they name the job ids)
-PROFILE_ARGS = ("--profile", str(PROFILE), "--slurm-init-seconds-before-status-checks", "2",
-                "--seconds-between-status-checks", "1", "--latency-wait", "5", "--cores", "1",
-                "--slurm-keep-successful-logs")
+PROFILE_ARGS = (
+    "--profile",
+    str(PROFILE),
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+    "--seconds-between-status-checks",
+    "1",
+    "--latency-wait",
+    "5",
+    "--cores",
+    "1",
+    "--slurm-keep-successful-logs",
+)
 
 # speaks PMI-1 (the mpich wheel's default wire protocol) to slurmstepd over PMI_FD
 PMI1_PUT = textwrap.dedent(
@@ -155,8 +165,16 @@ def test_luna16_node_failure_fails_cleanly_then_the_rerun_on_two_nodes_equals_th
     write_config(slurm, config)
     write_config(local, config)
     log = slurm / "logs" / "luna16" / "extract_patches" / "subset0.log"
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(slurm),
-           *PROFILE_ARGS]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(slurm),
+        *PROFILE_ARGS,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     killed = None
     try:

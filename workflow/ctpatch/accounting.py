@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ctpatch.h5 import h5py
-from ctpatch.discover import all_series
 from ctpatch.config import ConfigError, read_settings
+from ctpatch.discover import all_series
+from ctpatch.h5 import h5py
 from ctpatch.io.tables import TableError, overlapping_nodules, read_annotations, read_csv_rows
 from ctpatch.luna import patches_per_nodule
 from ctpatch.store import atomic_path, write_json
@@ -49,16 +49,31 @@ def account(annotations, root, nodule_tables, patch_files, per_nodule: int, dupl
     rows = []
     for rec in ann.itertuples(index=False):
         uid, row = rec.seriesuid, int(rec.row)
-        out = {"annotation_row": row, "seriesuid": uid, "coordX": rec.coordX, "coordY": rec.coordY,
-               "coordZ": rec.coordZ, "diameter_mm": rec.diameter_mm, "subset": everywhere.get(uid, ""),
-               "nodule_index": -1, "voxel_xyz": "", "patches": 0, "expected": 0,
-               "overlaps": " ".join(map(str, overlaps.get(row, [])))}
+        out = {
+            "annotation_row": row,
+            "seriesuid": uid,
+            "coordX": rec.coordX,
+            "coordY": rec.coordY,
+            "coordZ": rec.coordZ,
+            "diameter_mm": rec.diameter_mm,
+            "subset": everywhere.get(uid, ""),
+            "nodule_index": -1,
+            "voxel_xyz": "",
+            "patches": 0,
+            "expected": 0,
+            "overlaps": " ".join(map(str, overlaps.get(row, []))),
+        }
         if row in dropped:
             out["status"] = f"duplicate of row {dropped[row]}"
         elif row in by_row:
             n = by_row[row]
-            out.update(status="patched", nodule_index=int(n.nodule_index), expected=per_nodule,
-                       voxel_xyz=f"{n.voxel_x} {n.voxel_y} {n.voxel_z}", patches=found[(uid, row)])
+            out.update(
+                status="patched",
+                nodule_index=int(n.nodule_index),
+                expected=per_nodule,
+                voxel_xyz=f"{n.voxel_x} {n.voxel_y} {n.voxel_z}",
+                patches=found[(uid, row)],
+            )
             if out["patches"] != per_nodule:
                 out["status"] = f"MISSING PATCHES ({out['patches']} of {per_nodule})"
         elif uid in everywhere:
@@ -82,22 +97,33 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         s = read_settings(args.settings_file, scope="patches")
-        table = account(args.annotations, s["root"], args.nodules, args.patches, patches_per_nodule(s["patch"]),
-                        s.get("duplicate_annotations", "fail"))
+        table = account(
+            args.annotations,
+            s["root"],
+            args.nodules,
+            args.patches,
+            patches_per_nodule(s["patch"]),
+            s.get("duplicate_annotations", "fail"),
+        )
     except (ConfigError, TableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    summary = {"annotations": len(table), "by_status": table["status"].value_counts().to_dict(),
-               "patches": int(table["patches"].sum()),
-               "overlapping_nodules": int((table["overlaps"] != "").sum())}
+    summary = {
+        "annotations": len(table),
+        "by_status": table["status"].value_counts().to_dict(),
+        "patches": int(table["patches"].sum()),
+        "overlapping_nodules": int((table["overlaps"] != "").sum()),
+    }
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     write_json(args.summary_out, summary)
     print(f"nodule accounting: {summary['by_status']}")
     bad = table["status"].str.startswith("MISSING")
     if bad.any():
-        print(f"error: {int(bad.sum())} annotations lack patches: rows {table['annotation_row'][bad].tolist()[:10]}",
-              file=sys.stderr)
+        print(
+            f"error: {int(bad.sum())} annotations lack patches: rows {table['annotation_row'][bad].tolist()[:10]}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -22,18 +22,14 @@ def _as_image(image: object, name: str = "image") -> np.ndarray:
 
 
 def _is_real(value: object) -> bool:
-    return isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(
-        value, bool
-    )
+    return isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(value, bool)
 
 
 def _check_pair(inp: object, tgt: object) -> tuple[np.ndarray, np.ndarray]:
     a = _as_image(inp, "input")
     b = _as_image(tgt, "target")
     if a.shape != b.shape:
-        raise ValueError(
-            f"Expected input and target of the same shape, got {a.shape!r} and {b.shape!r}"
-        )
+        raise ValueError(f"Expected input and target of the same shape, got {a.shape!r} and {b.shape!r}")
     return a, b
 
 
@@ -112,17 +108,14 @@ def area_resize(image: np.ndarray, factor: float) -> np.ndarray:
     rows_out, cols_out = downscaled_shape(img.shape, factor)
     if rows_out < 1 or cols_out < 1:
         raise ValueError(
-            f"Expected factor to leave at least one pixel per axis, got factor={factor!r} "
-            f"for shape {img.shape!r}"
+            f"Expected factor to leave at least one pixel per axis, got factor={factor!r} for shape {img.shape!r}"
         )
     a = area_weights(img.shape[0], rows_out)
     b = area_weights(img.shape[1], cols_out)
     return (a @ img.astype(np.float64) @ b.T).astype(np.float32)
 
 
-def downscale_copies(
-    image: np.ndarray, factors: tuple[float, ...] = (0.8, 0.6)
-) -> list[tuple[float, np.ndarray]]:
+def downscale_copies(image: np.ndarray, factors: tuple[float, ...] = (0.8, 0.6)) -> list[tuple[float, np.ndarray]]:
     """The image itself plus area-downscaled copies (SPEC section 2 step 2).
 
     Parameters
@@ -149,9 +142,7 @@ def downscale_copies(
     return [(1.0, img)] + [(float(f), area_resize(img, f)) for f in factors]
 
 
-def passes_air_threshold(
-    patch: np.ndarray, value: float = 200.0, fraction: float = 0.10, mean: float = 100.0
-) -> bool:
+def passes_air_threshold(patch: np.ndarray, value: float = 200.0, fraction: float = 0.10, mean: float = 100.0) -> bool:
     """Whether a patch holds enough tissue to keep (SPEC section 2 step 3).
 
     True when strictly more than ``fraction`` of the pixels exceed ``value`` and the patch
@@ -181,9 +172,7 @@ def passes_air_threshold(
     return bool(above > fraction * arr.size and arr.mean(dtype=np.float64) > mean)
 
 
-def rot_flip(
-    inp: np.ndarray, tgt: np.ndarray, rng: np.random.Generator
-) -> list[tuple[np.ndarray, np.ndarray, dict]]:
+def rot_flip(inp: np.ndarray, tgt: np.ndarray, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray, dict]]:
     """A rotated and a flipped copy of an input/target pair (SPEC section 2 step 4).
 
     Draws ``k`` uniformly in {1, 2, 3}, then the flip direction (left-right or up-down,
@@ -232,9 +221,7 @@ def draw_rot_flip(rng: np.random.Generator) -> tuple[int, str]:
     return k, flip
 
 
-def apply_rot_flip(
-    inp: np.ndarray, tgt: np.ndarray, k: int, flip: str
-) -> list[tuple[np.ndarray, np.ndarray, dict]]:
+def apply_rot_flip(inp: np.ndarray, tgt: np.ndarray, k: int, flip: str) -> list[tuple[np.ndarray, np.ndarray, dict]]:
     """The rotated (``np.rot90`` by ``k``) and the flipped (``flip`` "lr" or "ud") copy of a pair.
 
     Returns the same list as :func:`rot_flip` for the given ``k`` and ``flip``.
@@ -257,9 +244,7 @@ def apply_rot_flip(
     ]
 
 
-def draw_blend_factor(
-    rng: np.random.Generator, low: float = 0.5, high: float = 1.2
-) -> float:
+def draw_blend_factor(rng: np.random.Generator, low: float = 0.5, high: float = 1.2) -> float:
     """Draw a dose-blend factor ``f ~ U(low, high)`` (SPEC section 2 step 5).
 
     Examples
@@ -272,9 +257,7 @@ def draw_blend_factor(
     return float(rng.uniform(low, high))
 
 
-def dose_blend(
-    inp: np.ndarray, tgt: np.ndarray, f: float
-) -> tuple[np.ndarray, np.ndarray]:
+def dose_blend(inp: np.ndarray, tgt: np.ndarray, f: float) -> tuple[np.ndarray, np.ndarray]:
     """Blend a new input between target and input (SPEC section 2 step 5).
 
     ``new_inp = tgt + f * (inp - tgt)``: ``f = 0`` gives the target, ``f = 1`` the input,
@@ -333,9 +316,7 @@ def box_blur(image: np.ndarray, size: int = 3) -> np.ndarray:
     img = _as_image(image)
     if not isinstance(size, (numbers.Integral, np.integer)) or size < 1 or size % 2 == 0:
         raise ValueError(f"Expected a positive odd box size, got size={size!r}")
-    return ndimage.uniform_filter(img.astype(np.float64), size=int(size), mode="nearest").astype(
-        np.float32
-    )
+    return ndimage.uniform_filter(img.astype(np.float64), size=int(size), mode="nearest").astype(np.float32)
 
 
 def white_noise(image: np.ndarray, rng: np.random.Generator, scale: float = 0.01) -> np.ndarray:

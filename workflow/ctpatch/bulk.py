@@ -18,10 +18,10 @@ from typing import Iterator, Mapping, NamedTuple
 
 import numpy as np
 
+from ctpatch.contract import to_layout
 from ctpatch.crop_reader import images as open_images
 from ctpatch.dataset import PatchDataset
 from ctpatch.h5 import h5py
-from ctpatch.contract import to_layout
 from ctpatch.rng import keyed_rng
 from ctpatch.selection import Segment
 
@@ -81,8 +81,8 @@ def _fill(segments, handles: dict, images: np.ndarray, labels: np.ndarray, piece
             img = handles[(seg.file_index, seg.image)] = open_images(f, seg.image)
         lab = f[seg.label]
         for r0, r1, p0 in _runs(rows, pos):
-            img.read_direct(images, np.s_[r0:r1], np.s_[p0:p0 + r1 - r0])
-            lab.read_direct(labels, np.s_[r0:r1], np.s_[p0:p0 + r1 - r0])
+            img.read_direct(images, np.s_[r0:r1], np.s_[p0 : p0 + r1 - r0])
+            lab.read_direct(labels, np.s_[r0:r1], np.s_[p0 : p0 + r1 - r0])
             n += r1 - r0
     return n
 
@@ -178,8 +178,16 @@ def _as_dataset(source, kind, layout, rows) -> PatchDataset:
     return PatchDataset(source, kind=kind, layout=layout, rows=rows)
 
 
-def load_all(source, kind=None, workers: int | None = None, *, layout: str | None = None,
-             rows: Mapping | None = None, backend: str = "process", block: int = 64) -> Batch:
+def load_all(
+    source,
+    kind=None,
+    workers: int | None = None,
+    *,
+    layout: str | None = None,
+    rows: Mapping | None = None,
+    backend: str = "process",
+    block: int = 64,
+) -> Batch:
     """Every patch of ``source`` (paths, or a :class:`PatchDataset`) in one array, read in parallel.
 
     ``workers`` processes (default: the usable CPUs) each read blocks of ``block`` whole chunks
@@ -224,15 +232,29 @@ def load_all(source, kind=None, workers: int | None = None, *, layout: str | Non
             ok = True
         finally:
             runner.close(abort=not ok)
-    return Batch(to_layout(images, seg0.stored_layout, ds.layout, True),
-                 to_layout(labels, seg0.stored_layout, ds.layout, True), np.arange(n))
+    return Batch(
+        to_layout(images, seg0.stored_layout, ds.layout, True),
+        to_layout(labels, seg0.stored_layout, ds.layout, True),
+        np.arange(n),
+    )
 
 
-def iter_batches(source, kind=None, batch_size: int = 64, workers: int | None = None, *,
-                 layout: str | None = None, rows: Mapping | None = None, shuffle: bool = False, seed: int = 0,
-                 epoch: int = 0,
-                 drop_last: bool = False, backend: str = "process", prefetch: int | None = None,
-                 copy: bool = True) -> Iterator[Batch]:
+def iter_batches(
+    source,
+    kind=None,
+    batch_size: int = 64,
+    workers: int | None = None,
+    *,
+    layout: str | None = None,
+    rows: Mapping | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_last: bool = False,
+    backend: str = "process",
+    prefetch: int | None = None,
+    copy: bool = True,
+) -> Iterator[Batch]:
     """Batches of ``batch_size`` patches, read ahead by ``workers`` processes into shared buffers.
 
     Order: dataset order, or with ``shuffle`` a permutation drawn from ``keyed_rng(seed, "batches",
@@ -248,13 +270,13 @@ def iter_batches(source, kind=None, batch_size: int = 64, workers: int | None = 
     bs, n = int(batch_size), len(ds)
     order = keyed_rng(seed, "batches", epoch).permutation(n) if shuffle else np.arange(n)
     stop = n - n % bs if drop_last else n
-    batches = [order[a:min(a + bs, stop)] for a in range(0, stop, bs)]
+    batches = [order[a : min(a + bs, stop)] for a in range(0, stop, bs)]
     seg0 = ds.segments[0]
     starts = np.asarray(ds._starts)
 
     def finish(images, labels, idx):
-        im = to_layout(images[:len(idx)], seg0.stored_layout, ds.layout, True)
-        lb = to_layout(labels[:len(idx)], seg0.stored_layout, ds.layout, True)
+        im = to_layout(images[: len(idx)], seg0.stored_layout, ds.layout, True)
+        lb = to_layout(labels[: len(idx)], seg0.stored_layout, ds.layout, True)
         if copy:
             im, lb = np.array(im), np.array(lb)
         return Batch(im, lb, idx)
@@ -275,8 +297,10 @@ def iter_batches(source, kind=None, batch_size: int = 64, workers: int | None = 
         return
     depth = max(1, min(int(prefetch or 2 * workers), len(batches)))
     alloc = np.empty if backend == "thread" else _shared_array
-    buffers = [(alloc((bs, *seg0.image_shape), seg0.image_dtype),
-                alloc((bs, *seg0.label_shape), seg0.label_dtype)) for _ in range(depth)]
+    buffers = [
+        (alloc((bs, *seg0.image_shape), seg0.image_dtype), alloc((bs, *seg0.label_shape), seg0.label_dtype))
+        for _ in range(depth)
+    ]
     runner = _Runner(ds.segments, buffers, workers, backend)
     pending: deque = deque()
     ok = False

@@ -62,12 +62,22 @@ def middle_slice_problems(header, plausibility, window) -> str | None:
     _, bad = check_plausible(values, window[0], window[1], plausibility)
     if not bad:
         return None
-    return (f"{header.path}: implausible CT values in its middle slice (z index {k}, ElementType "
-            f"{header.element_type}): " + "; ".join(bad) + " -- check the header, or relax luna16.plausibility")
+    return (
+        f"{header.path}: implausible CT values in its middle slice (z index {k}, ElementType "
+        f"{header.element_type}): " + "; ".join(bad) + " -- check the header, or relax luna16.plausibility"
+    )
 
 
-def check(root, subsets, annotations, candidates=None, unknown_series="fail", duplicates="fail",
-          plausibility=None, window=None):
+def check(
+    root,
+    subsets,
+    annotations,
+    candidates=None,
+    unknown_series="fail",
+    duplicates="fail",
+    plausibility=None,
+    window=None,
+):
     """Check the inputs; return (scan table, report).  Raises InputError listing every problem.
 
     With ``plausibility`` (the ``luna16.plausibility`` settings) the middle slice of every
@@ -107,8 +117,10 @@ def check(root, subsets, annotations, candidates=None, unknown_series="fail", du
         problems.append(str(exc))
         ann = None
     dropped = ann.attrs["dropped_duplicates"] if ann is not None else []
-    warnings += [f"{annotations}: row {r} is identical to row {first}: dropped (duplicate_annotations: drop)"
-                 for r, first in dropped]
+    warnings += [
+        f"{annotations}: row {r} is identical to row {first}: dropped (duplicate_annotations: drop)"
+        for r, first in dropped
+    ]
     known_elsewhere = all_series(root)
     n_ann = {uid: 0 for uid in headers}
     unknown, not_selected = [], 0
@@ -139,18 +151,35 @@ def check(root, subsets, annotations, candidates=None, unknown_series="fail", du
             problems.append(str(exc))
     if problems:
         # the first line names the first file at fault; the others follow, one a line
-        raise InputError(f"{problems[0]}\n  ({len(problems)} problem(s) in the LUNA16 inputs)"
-                         + "".join(f"\n  {p}" for p in problems[1:]))
+        raise InputError(
+            f"{problems[0]}\n  ({len(problems)} problem(s) in the LUNA16 inputs)"
+            + "".join(f"\n  {p}" for p in problems[1:])
+        )
     for uid, (subset, h) in sorted(headers.items(), key=lambda kv: (kv[1][0], kv[0])):
         g = h.grid
-        rows.append({"subset": subset, "seriesuid": uid, "mhd": str(h.path),
-                     "size_x": g.size[0], "size_y": g.size[1], "size_z": g.size[2],
-                     "spacing_x": g.spacing[0], "spacing_y": g.spacing[1], "spacing_z": g.spacing[2],
-                     "annotations": n_ann[uid]})
+        rows.append(
+            {
+                "subset": subset,
+                "seriesuid": uid,
+                "mhd": str(h.path),
+                "size_x": g.size[0],
+                "size_y": g.size[1],
+                "size_z": g.size[2],
+                "spacing_x": g.spacing[0],
+                "spacing_y": g.spacing[1],
+                "spacing_z": g.spacing[2],
+                "annotations": n_ann[uid],
+            }
+        )
     report = {
-        "root": str(root), "subsets": list(subsets), "scans": len(rows),
-        "annotations_used": int(sum(n_ann.values())), "annotations_in_other_subsets": not_selected,
-        "unknown_series": len(unknown), "dropped_duplicates": [list(d) for d in dropped], "warnings": warnings,
+        "root": str(root),
+        "subsets": list(subsets),
+        "scans": len(rows),
+        "annotations_used": int(sum(n_ann.values())),
+        "annotations_in_other_subsets": not_selected,
+        "unknown_series": len(unknown),
+        "dropped_duplicates": [list(d) for d in dropped],
+        "warnings": warnings,
     }
     return pd.DataFrame(rows), report
 
@@ -159,17 +188,27 @@ def main(argv=None) -> int:
     """``python -m ctpatch.check_luna`` with ``argv`` (default: the command line); returns the exit status
     (0 done, 1 an error reported in one line naming the file or key)."""
     ap = argparse.ArgumentParser(prog="python -m ctpatch.check_luna", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--settings-file", required=True,
-                    help="settings of scope 'check' (root, annotations, candidates, unknown_series)")
+    ap.add_argument(
+        "--settings-file",
+        required=True,
+        help="settings of scope 'check' (root, annotations, candidates, unknown_series)",
+    )
     ap.add_argument("--subsets", nargs="+", required=True)
     ap.add_argument("--scans-out", required=True)
     ap.add_argument("--report-out", required=True)
     args = ap.parse_args(argv)
     try:
         s = read_settings(args.settings_file, scope="check")
-        table, report = check(s["root"], args.subsets, s["annotations"], s["candidates"], s["unknown_series"],
-                              s["duplicate_annotations"], s["plausibility"],
-                              (s["normalize"]["hu_min"], s["normalize"]["hu_max"]))
+        table, report = check(
+            s["root"],
+            args.subsets,
+            s["annotations"],
+            s["candidates"],
+            s["unknown_series"],
+            s["duplicate_annotations"],
+            s["plausibility"],
+            (s["normalize"]["hu_min"], s["normalize"]["hu_max"]),
+        )
     except (InputError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

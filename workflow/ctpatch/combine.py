@@ -66,9 +66,17 @@ def combined_order(counts: list[int], n_parts: int, seed: int, shuffle: bool, na
     [[[0, 0], [0, 1]], [[1, 0]]]
     """
     total = int(sum(counts))
-    pairs = np.stack([np.repeat(np.arange(len(counts)), counts),
-                      np.concatenate([np.arange(c) for c in counts]) if counts else np.zeros(0, np.int64)],
-                     axis=1).astype(np.int64) if total else np.zeros((0, 2), np.int64)
+    pairs = (
+        np.stack(
+            [
+                np.repeat(np.arange(len(counts)), counts),
+                np.concatenate([np.arange(c) for c in counts]) if counts else np.zeros(0, np.int64),
+            ],
+            axis=1,
+        ).astype(np.int64)
+        if total
+        else np.zeros((0, 2), np.int64)
+    )
     if shuffle and total > 1:
         pairs = pairs[keyed_rng(seed, "combine", *names).permutation(total)]
     return [pairs[idx] for idx in np.array_split(np.arange(total), n_parts)]
@@ -96,15 +104,18 @@ def _check_sources(srcs, paths) -> None:
                 raise CombineError(f"{path}: dataset {name} missing: not an LDCT patch file")
         for name in DATASETS:
             if (f[name].shape[1:], f[name].dtype) != (ref[name].shape[1:], ref[name].dtype):
-                raise CombineError(f"{path}: {name} patches {f[name].shape[1:]} {f[name].dtype} differ from "
-                                   f"{paths[0]}'s {ref[name].shape[1:]} {ref[name].dtype}: one run's files only")
+                raise CombineError(
+                    f"{path}: {name} patches {f[name].shape[1:]} {f[name].dtype} differ from "
+                    f"{paths[0]}'s {ref[name].shape[1:]} {ref[name].dtype}: one run's files only"
+                )
         if f["provenance/patch"].dtype != ref["provenance/patch"].dtype:
             raise CombineError(f"{path}: provenance table differs from {paths[0]}'s (another run's settings?)")
         if f.attrs.get("settings") != ref.attrs.get("settings"):
             raise CombineError(f"{path}: made with other settings than {paths[0]}")
         if f["input"].shape[0] != f["provenance/patch"].shape[0]:
-            raise CombineError(f"{path}: {f['input'].shape[0]} patches but {f['provenance/patch'].shape[0]} "
-                               "provenance rows")
+            raise CombineError(
+                f"{path}: {f['input'].shape[0]} patches but {f['provenance/patch'].shape[0]} provenance rows"
+            )
 
 
 def combine(sources, outputs, seed: int, shuffle: bool, how: str = "virtual") -> dict:
@@ -152,7 +163,7 @@ def combine(sources, outputs, seed: int, shuffle: bool, how: str = "virtual") ->
                     layout = h5py.VirtualLayout(shape=(len(pairs), *shape), dtype=ref[name].dtype)
                     vsrc = [h5py.VirtualSource(r, name, shape=(c, *shape)) for r, c in zip(rel, counts)]
                     for start, k, row, n in spans:
-                        layout[start:start + n] = vsrc[k][row:row + n]
+                        layout[start : start + n] = vsrc[k][row : row + n]
                     ds = dst.create_virtual_dataset(name, layout)
                     for key, value in ref[name].attrs.items():
                         ds.attrs[key] = value
@@ -164,10 +175,21 @@ def combine(sources, outputs, seed: int, shuffle: bool, how: str = "virtual") ->
                 for key, value in ref.attrs.items():
                     if key not in ("group", "part", "parts", "shuffled"):
                         dst.attrs[key] = value
-                dst.attrs.update(group="combined", part=outputs.index(out), parts=len(outputs), shuffled=bool(shuffle),
-                                 combined=how, sources=[str(r) for r in rel], ctpatch_version=ctpatch.__version__)
-    return {"patches": int(sum(counts)), "per_source": dict(zip(map(str, sources), map(int, counts))),
-            "per_part": [int(len(p)) for p in parts], "mappings_per_part": mappings}
+                dst.attrs.update(
+                    group="combined",
+                    part=outputs.index(out),
+                    parts=len(outputs),
+                    shuffled=bool(shuffle),
+                    combined=how,
+                    sources=[str(r) for r in rel],
+                    ctpatch_version=ctpatch.__version__,
+                )
+    return {
+        "patches": int(sum(counts)),
+        "per_source": dict(zip(map(str, sources), map(int, counts))),
+        "per_part": [int(len(p)) for p in parts],
+        "mappings_per_part": mappings,
+    }
 
 
 def check_combined(outputs, sources, rows: int = CHECK_ROWS) -> list[str]:
@@ -188,8 +210,10 @@ def check_combined(outputs, sources, rows: int = CHECK_ROWS) -> list[str]:
                 continue
             sizes = offsets[src["source"] + 1] - offsets[src["source"]]
             if len(src) and np.any((src["row"] < 0) | (src["row"] >= sizes)):
-                fails.append(f"{out}: provenance/source names rows past the end of their source (a source file "
-                             "was rewritten after combining?)")
+                fails.append(
+                    f"{out}: provenance/source names rows past the end of their source (a source file "
+                    "was rewritten after combining?)"
+                )
                 continue
             for k in range(len(srcs)):
                 np.add.at(seen[k], src["row"][src["source"] == k], 1)
@@ -201,12 +225,16 @@ def check_combined(outputs, sources, rows: int = CHECK_ROWS) -> list[str]:
                     a = f[name][int(i)]
                     b = srcs[int(src["source"][i])][name][int(src["row"][i])]
                     if a.tobytes() != b.tobytes():
-                        fails.append(f"{out}: {name} row {int(i)} differs from {sources[int(src['source'][i])]} "
-                                     f"row {int(src['row'][i])}")
+                        fails.append(
+                            f"{out}: {name} row {int(i)} differs from {sources[int(src['source'][i])]} "
+                            f"row {int(src['row'][i])}"
+                        )
         for k, s in enumerate(seen):
             if np.any(s != 1):
-                fails.append(f"{sources[k]}: {int((s == 0).sum())} rows missing from the combined parts, "
-                             f"{int((s > 1).sum())} there more than once")
+                fails.append(
+                    f"{sources[k]}: {int((s == 0).sum())} rows missing from the combined parts, "
+                    f"{int((s > 1).sum())} there more than once"
+                )
     return fails
 
 
@@ -227,13 +255,16 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     fails = check_combined(args.out, args.sources)
-    write_json(args.report_out, {**counts, "files": args.out, "sources": args.sources, "ok": not fails,
-                                 "failures": fails})
+    write_json(
+        args.report_out, {**counts, "files": args.out, "sources": args.sources, "ok": not fails, "failures": fails}
+    )
     if fails:
         print("combined files failed their check:\n  " + "\n  ".join(fails), file=sys.stderr)
         return 1
-    print(f"combined {counts['patches']} patches of {len(args.sources)} files into {', '.join(args.out)} "
-          f"({counts['mappings_per_part']} virtual mappings per part)")
+    print(
+        f"combined {counts['patches']} patches of {len(args.sources)} files into {', '.join(args.out)} "
+        f"({counts['mappings_per_part']} virtual mappings per part)"
+    )
     return 0
 
 

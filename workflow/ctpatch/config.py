@@ -130,7 +130,9 @@ def validate(config: dict) -> dict:
         for err in errors[:5]:
             key = ".".join(str(p) for p in err.path) or "(top level)"
             allowed = err.schema.get("enum") if isinstance(err.schema, dict) else None
-            lines.append(f"{key}: {err.message}" + (f" (allowed: {allowed})" if allowed and err.validator != "enum" else ""))
+            lines.append(
+                f"{key}: {err.message}" + (f" (allowed: {allowed})" if allowed and err.validator != "enum" else "")
+            )
         raise ConfigError("invalid config: " + "; ".join(lines))
     fill_defaults(config)
     check_semantics(config)
@@ -172,19 +174,26 @@ def check_ldct(s: Mapping, prefix: str = "ldct.") -> None:
 
     p, sr = s["patch"], s["super_resolution"]
     if p["code"] is not None and not sr["enabled"] and p["code"] not in SIZE_CODES:
-        raise err("patch.code", f"{p['code']!r} exists only with super_resolution.enabled (SPEC 2c); plain mode "
-                                f"has {list(SIZE_CODES)}")
+        raise err(
+            "patch.code",
+            f"{p['code']!r} exists only with super_resolution.enabled (SPEC 2c); plain mode has {list(SIZE_CODES)}",
+        )
     try:
         if p["code"] is None or not sr["enabled"]:
             resolve_size(p["code"], p["edge"], p["padding"])
         elif p["edge"] is not None or p["padding"] is not None:
-            raise ValueError(f"Expected either a size code or a free edge/padding, got code={p['code']!r}, "
-                             f"edge={p['edge']!r}, padding={p['padding']!r}")
+            raise ValueError(
+                f"Expected either a size code or a free edge/padding, got code={p['code']!r}, "
+                f"edge={p['edge']!r}, padding={p['padding']!r}"
+            )
     except ValueError as exc:
         raise err("patch", str(exc)) from None
     if sr["enabled"]:
-        hr, pad = (SR_BASE[p["code"]][0] + SR_BASE[p["code"]][1], SR_BASE[p["code"]][1]) if p["code"] is not None \
+        hr, pad = (
+            (SR_BASE[p["code"]][0] + SR_BASE[p["code"]][1], SR_BASE[p["code"]][1])
+            if p["code"] is not None
             else (p["edge"], p["padding"])
+        )
         try:
             sr_sizes(hr, pad, sr["scale"], sr["footprint"])
         except ValueError as exc:
@@ -193,8 +202,11 @@ def check_ldct(s: Mapping, prefix: str = "ldct.") -> None:
     if not blend["low"] <= blend["high"]:
         raise err("dose_blend", f"expected low <= high, got low={blend['low']!r}, high={blend['high']!r}")
     if bn["blur_share"] + bn["noise_share"] > 1:
-        raise err("blur_noise", f"expected blur_share + noise_share <= 1 (a patch is blurred or noised, not both), "
-                                f"got {bn['blur_share']!r} + {bn['noise_share']!r}")
+        raise err(
+            "blur_noise",
+            f"expected blur_share + noise_share <= 1 (a patch is blurred or noised, not both), "
+            f"got {bn['blur_share']!r} + {bn['noise_share']!r}",
+        )
     if bn["blur_size"] % 2 == 0:
         raise err("blur_noise.blur_size", f"expected a positive odd integer, got {bn['blur_size']!r}")
     if out["dtype"] in ("int16", "uint16"):
@@ -210,9 +222,12 @@ def check_ldct(s: Mapping, prefix: str = "ldct.") -> None:
         if sr["enabled"] and sr["scale"] > 1:
             culprits.append(f"{prefix}super_resolution.enabled (the input is area-downscaled)")
         if culprits:
-            raise err("output.dtype", f"integer dtype {out['dtype']!r} needs integer values, but "
-                                      f"{', '.join(culprits)} yields non-integers (choose float16/float32"
-                                      + (", or normalization 'none')" if s["normalization"] != "none" else ")"))
+            raise err(
+                "output.dtype",
+                f"integer dtype {out['dtype']!r} needs integer values, but "
+                f"{', '.join(culprits)} yields non-integers (choose float16/float32"
+                + (", or normalization 'none')" if s["normalization"] != "none" else ")"),
+            )
 
 
 def load_config(*paths: str | Path, overrides: dict | None = None) -> dict:
@@ -321,9 +336,14 @@ def luna16_settings(config: Mapping) -> Settings:
     """Everything that determines a LUNA16 patch; recorded in each patch file to regenerate it."""
     luna = config["luna16"]
     s = {k: luna[k] for k in ("patch", "negatives", "output", "normalize", "resample", "duplicate_annotations")}
-    s.update(mode="luna16", seed=config["seed"], buffer_patches=config["extract"]["buffer_patches"],
-             root=luna_root(config), annotations=luna_table(config, "annotations"),
-             candidates=luna_table(config, "candidates"))
+    s.update(
+        mode="luna16",
+        seed=config["seed"],
+        buffer_patches=config["extract"]["buffer_patches"],
+        root=luna_root(config),
+        annotations=luna_table(config, "annotations"),
+        candidates=luna_table(config, "candidates"),
+    )
     return Settings(s)
 
 
@@ -361,10 +381,15 @@ def scope_settings(config: Mapping, scope: str) -> Settings:
         s = {k: config["luna16"][k] for k in ("resample", "normalize", "plausibility")}
     elif scope == "check":
         luna = config["luna16"]
-        s = {"root": luna_root(config), "annotations": luna_table(config, "annotations"),
-             "candidates": luna_table(config, "candidates") if luna["negatives"]["strategy"] == "candidates" else None,
-             "unknown_series": luna["unknown_series"], "duplicate_annotations": luna["duplicate_annotations"],
-             "plausibility": luna["plausibility"], "normalize": luna["normalize"]}
+        s = {
+            "root": luna_root(config),
+            "annotations": luna_table(config, "annotations"),
+            "candidates": luna_table(config, "candidates") if luna["negatives"]["strategy"] == "candidates" else None,
+            "unknown_series": luna["unknown_series"],
+            "duplicate_annotations": luna["duplicate_annotations"],
+            "plausibility": luna["plausibility"],
+            "normalize": luna["normalize"],
+        }
     elif scope == "demo":
         s = {"demo": config["demo"], "seed": config["seed"]}
     else:  # ldct pairs

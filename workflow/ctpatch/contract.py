@@ -50,8 +50,10 @@ def file_mode(f: h5py.File, path) -> str:
         return "ldct"
     if "nodule" in f or "non_nodule" in f:
         return "luna16"
-    raise ValueError(f"{path}: not a ctpatch patch file: no 'mode' attribute and none of the datasets "
-                     f"nodule, non_nodule, input (found {sorted(f)})")
+    raise ValueError(
+        f"{path}: not a ctpatch patch file: no 'mode' attribute and none of the datasets "
+        f"nodule, non_nodule, input (found {sorted(f)})"
+    )
 
 
 def file_settings(f: h5py.File) -> dict:

@@ -30,6 +30,7 @@ from ctpatch.store import save_npy, write_json
 
 INTERPOLATORS = {"bspline": sitk.sitkBSpline, "linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}
 
+
 def resample(image: sitk.Image, grid: VolumeGrid, interpolator: str = "linear") -> sitk.Image:
     """Resample ``image`` onto ``grid`` as float32; points outside take the image minimum.
 
@@ -40,8 +41,15 @@ def resample(image: sitk.Image, grid: VolumeGrid, interpolator: str = "linear") 
         raise ValueError(f"Expected interpolator in {sorted(INTERPOLATORS)}, got {interpolator!r}")
     lo = float(sitk.GetArrayViewFromImage(image).min())
     return sitk.Resample(
-        image, list(grid.size), sitk.Transform(), INTERPOLATORS[interpolator], list(grid.origin),
-        list(grid.spacing), list(grid.direction), lo, sitk.sitkFloat32,
+        image,
+        list(grid.size),
+        sitk.Transform(),
+        INTERPOLATORS[interpolator],
+        list(grid.origin),
+        list(grid.spacing),
+        list(grid.direction),
+        lo,
+        sitk.sitkFloat32,
     )
 
 
@@ -52,12 +60,16 @@ def convert(scan_path, settings: dict) -> tuple[np.ndarray, dict]:
     source = grid_of(image)
     nm = settings["normalize"]
     # before any work: do the values read look like a CT scan? (a wrong ElementType reads fine)
-    figures, bad = check_plausible(sitk.GetArrayViewFromImage(image), nm["hu_min"], nm["hu_max"],
-                                   settings.get("plausibility"))
+    figures, bad = check_plausible(
+        sitk.GetArrayViewFromImage(image), nm["hu_min"], nm["hu_max"], settings.get("plausibility")
+    )
     if bad:
-        raise ScanError(f"{scan_path}: implausible CT values ({image.GetPixelIDTypeAsString()}, "
-                        f"ElementType {read_header(scan_path).element_type}): " + "; ".join(bad)
-                        + " -- check the header, or relax luna16.plausibility")
+        raise ScanError(
+            f"{scan_path}: implausible CT values ({image.GetPixelIDTypeAsString()}, "
+            f"ElementType {read_header(scan_path).element_type}): "
+            + "; ".join(bad)
+            + " -- check the header, or relax luna16.plausibility"
+        )
     t_read = time.perf_counter()
     rs = settings["resample"]
     if rs["enabled"]:
@@ -95,9 +107,12 @@ def main(argv=None) -> int:
     ap.add_argument("--scan", required=True)
     ap.add_argument("--npy-out", required=True)
     ap.add_argument("--json-out", required=True)
-    ap.add_argument("--settings-file", help="settings of scope 'convert' (resample, normalize, plausibility); default: the schema's")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="SimpleITK threads (default: SimpleITK's own, every core)")
+    ap.add_argument(
+        "--settings-file", help="settings of scope 'convert' (resample, normalize, plausibility); default: the schema's"
+    )
+    ap.add_argument(
+        "--threads", type=int, default=None, help="SimpleITK threads (default: SimpleITK's own, every core)"
+    )
     args = ap.parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
@@ -114,8 +129,10 @@ def main(argv=None) -> int:
     sidecar["seconds"]["write"] = time.perf_counter() - t
     write_json(args.json_out, sidecar)
     s = sidecar["seconds"]
-    print(f"{sidecar['seriesuid']}: {sidecar['source_grid']['size']} -> {sidecar['shape'][::-1]} (x, y, z); "
-          + ", ".join(f"{k} {v:.2f} s" for k, v in s.items()))
+    print(
+        f"{sidecar['seriesuid']}: {sidecar['source_grid']['size']} -> {sidecar['shape'][::-1]} (x, y, z); "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in s.items())
+    )
     return 0
 
 

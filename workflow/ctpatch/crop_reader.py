@@ -111,11 +111,19 @@ class CropPatches:
         """Like ``h5py.Dataset.read_direct`` for row selections: ``dest[dest_sel] = self[source_sel]``."""
         rows, scalar = self._rows(np.s_[:] if source_sel is None else source_sel)
         block_shape = (len(rows), *self.shape[1:])
-        basic = dest_sel is None or isinstance(dest_sel, slice) or (
-            isinstance(dest_sel, tuple) and all(isinstance(s, (slice, type(Ellipsis))) for s in dest_sel))
+        basic = (
+            dest_sel is None
+            or isinstance(dest_sel, slice)
+            or (isinstance(dest_sel, tuple) and all(isinstance(s, (slice, type(Ellipsis))) for s in dest_sel))
+        )
         target = (dest if dest_sel is None else dest[dest_sel]) if basic else None
-        if (target is not None and not scalar and target.shape == block_shape and target.dtype == self.dtype
-                and target.flags.c_contiguous):
+        if (
+            target is not None
+            and not scalar
+            and target.shape == block_shape
+            and target.dtype == self.dtype
+            and target.flags.c_contiguous
+        ):
             self.read_rows(rows, out=target)  # a view of dest: decoded straight into place
             return
         block = self.read_rows(rows)

@@ -42,14 +42,33 @@ Example (DataLoader is optional)::
 """
 
 from ctpatch.bulk import BACKENDS, MAX_DEFAULT_WORKERS, Batch, default_workers, iter_batches, load_all
+from ctpatch.contract import DEFAULT_LAYOUT, KINDS, LAYOUTS, MODE_KINDS, file_mode, file_settings, to_layout
 from ctpatch.dataset import ITEMS, PatchDataset
 from ctpatch.folds import FOLD_UNIT, Fold, check_folds, folds, train_val
-from ctpatch.contract import DEFAULT_LAYOUT, KINDS, LAYOUTS, MODE_KINDS, file_mode, file_settings, to_layout
 from ctpatch.sampler import BalancedSampler
 from ctpatch.selection import Segment
 
 __all__ = [
-    "BACKENDS", "DEFAULT_LAYOUT", "FOLD_UNIT", "ITEMS", "KINDS", "LAYOUTS", "MAX_DEFAULT_WORKERS", "MODE_KINDS",
-    "BalancedSampler", "Batch", "Fold", "PatchDataset", "Segment", "check_folds", "default_workers",
-    "file_mode", "file_settings", "folds", "iter_batches", "load_all", "to_layout", "train_val",
+    "BACKENDS",
+    "DEFAULT_LAYOUT",
+    "FOLD_UNIT",
+    "ITEMS",
+    "KINDS",
+    "LAYOUTS",
+    "MAX_DEFAULT_WORKERS",
+    "MODE_KINDS",
+    "BalancedSampler",
+    "Batch",
+    "Fold",
+    "PatchDataset",
+    "Segment",
+    "check_folds",
+    "default_workers",
+    "file_mode",
+    "file_settings",
+    "folds",
+    "iter_batches",
+    "load_all",
+    "to_layout",
+    "train_val",
 ]

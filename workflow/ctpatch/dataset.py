@@ -21,9 +21,9 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from ctpatch.contract import resolve_layout, to_layout
 from ctpatch.crop_reader import images as open_images
 from ctpatch.h5 import h5py
-from ctpatch.contract import resolve_layout, to_layout
 from ctpatch.provenance import DicomSpacing, ProvenanceFields
 from ctpatch.selection import Segment, as_paths, segments
 
@@ -67,8 +67,15 @@ class PatchDataset:
     carries a handle.
     """
 
-    def __init__(self, paths, kind=None, layout: str | None = None, rows: Mapping | None = None,
-                 items: str = "tuple", transform: Callable | None = None):
+    def __init__(
+        self,
+        paths,
+        kind=None,
+        layout: str | None = None,
+        rows: Mapping | None = None,
+        items: str = "tuple",
+        transform: Callable | None = None,
+    ):
         self.layout = resolve_layout(layout)
         if items not in ITEMS:
             raise ValueError(f"Expected items in {ITEMS}, got {items!r}")
@@ -143,8 +150,8 @@ class PatchDataset:
         seg, row = self.locate(index)
         image = np.empty((1, *seg.image_shape), dtype=seg.image_dtype)
         label = np.empty((1, *seg.label_shape), dtype=seg.label_dtype)
-        self._dataset(seg, seg.image).read_direct(image, np.s_[row:row + 1])
-        self._dataset(seg, seg.label).read_direct(label, np.s_[row:row + 1])
+        self._dataset(seg, seg.image).read_direct(image, np.s_[row : row + 1])
+        self._dataset(seg, seg.label).read_direct(label, np.s_[row : row + 1])
         image = to_layout(image[0], seg.stored_layout, self.layout, False)
         label = to_layout(label[0], seg.stored_layout, self.layout, False)
         prov = self._provenance(seg, row)
@@ -190,5 +197,7 @@ class PatchDataset:
         return state
 
     def __repr__(self) -> str:
-        return (f"PatchDataset({len(self)} {'+'.join(self.kinds)} patches from {len(self.paths)} file(s), "
-                f"layout={self.layout!r}, items={self.items!r})")
+        return (
+            f"PatchDataset({len(self)} {'+'.join(self.kinds)} patches from {len(self.paths)} file(s), "
+            f"layout={self.layout!r}, items={self.items!r})"
+        )

@@ -33,7 +33,6 @@ from ctpatch.rng import key_words, keyed_rng
 UID_ROOT = "1.3.6.1.4.1.14519.5.2.1.6279.6001."
 
 
-
 @dataclass(frozen=True)
 class Nodule:
     """A demo nodule's truth: centre in world mm (x, y, z) and diameter in mm."""
@@ -93,13 +92,18 @@ def plan_scans(settings: dict | None = None, seed: int = 0) -> list[ScanPlan]:
             sz = float(rng.choice(np.arange(s["spacing_z"][0], s["spacing_z"][1] + 1e-9, 0.25)))
             nz = int(rng.integers(s["slices"][0], s["slices"][1] + 1))
             n = int(s["size_xy"])
-            origin = (-sxy * n / 2 + float(rng.uniform(-20, 20)), -sxy * n / 2 + float(rng.uniform(-20, 20)),
-                      -float(rng.uniform(100, 400)))
+            origin = (
+                -sxy * n / 2 + float(rng.uniform(-20, 20)),
+                -sxy * n / 2 + float(rng.uniform(-20, 20)),
+                -float(rng.uniform(100, 400)),
+            )
             grid = VolumeGrid(origin, (sxy, sxy, sz), (n, n, nz))
             flat = k * int(s["scans_per_subset"]) + i
             without = flat < int(s["scans_without_nodules"])
             count = 0 if without else int(rng.integers(s["nodules_per_scan"][0], s["nodules_per_scan"][1] + 1))
-            nodules = _place_nodules(grid, rng, count, s, edge=bool(s["edge_nodule_every"]) and flat % int(s["edge_nodule_every"] or 1) == 0)
+            nodules = _place_nodules(
+                grid, rng, count, s, edge=bool(s["edge_nodule_every"]) and flat % int(s["edge_nodule_every"] or 1) == 0
+            )
             cands = _place_candidates(grid, rng, int(s["candidates_per_scan"]))
             plans.append(ScanPlan(f"subset{k}", series_uid(seed, k, i), grid, tuple(nodules), tuple(cands)))
     return plans
@@ -197,8 +201,14 @@ def write_dataset(out: str | Path, settings: dict | None = None, seed: int = 0) 
             cand.append(f"{plan.series_uid},{nod.world[0]!r},{nod.world[1]!r},{nod.world[2]!r},1")
         for c in plan.candidates:
             cand.append(f"{plan.series_uid},{c[0]!r},{c[1]!r},{c[2]!r},0")
-        truth.append({"subset": plan.subset, "seriesuid": plan.series_uid, "grid": plan.grid.to_dict(),
-                      "nodules": [asdict(n) for n in plan.nodules]})
+        truth.append(
+            {
+                "subset": plan.subset,
+                "seriesuid": plan.series_uid,
+                "grid": plan.grid.to_dict(),
+                "nodules": [asdict(n) for n in plan.nodules],
+            }
+        )
     csv_dir = out / "CSVFILES"
     csv_dir.mkdir(parents=True, exist_ok=True)
     _write_csv_atomic(csv_dir / "candidates.csv", "seriesuid,coordX,coordY,coordZ,class", cand)
@@ -212,7 +222,9 @@ def main(argv=None) -> None:
     (0 done, 1 an error reported in one line naming the file or key)."""
     ap = argparse.ArgumentParser(prog="python -m ctpatch.demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="folder to write subsetK/ and CSVFILES/ into")
-    ap.add_argument("--settings-file", help="settings file of scope 'demo' (default: the schema's demo defaults, seed 0)")
+    ap.add_argument(
+        "--settings-file", help="settings file of scope 'demo' (default: the schema's demo defaults, seed 0)"
+    )
     args = ap.parse_args(argv)
     try:
         s = read_settings(args.settings_file, scope="demo") if args.settings_file else {"demo": {}, "seed": 0}

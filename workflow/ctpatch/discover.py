@@ -43,7 +43,7 @@ def subset_number(name: str) -> int:
     >>> subset_number("subset10")
     10
     """
-    return int(name[len("subset"):])
+    return int(name[len("subset") :])
 
 
 def subset_folders(root: str | Path) -> tuple[list[str], list[str]]:
@@ -59,8 +59,10 @@ def subset_folders(root: str | Path) -> tuple[list[str], list[str]]:
 
 def not_subsets_warning(root: str | Path, others: list[str]) -> str:
     """The warning for ``subset*`` folders that are not ``subset<N>``."""
-    return (f"{root}: ignored folder(s) {', '.join(others)}: only folders named subset<N> (subset0, subset1, ...) "
-            f"are LUNA16 subsets")
+    return (
+        f"{root}: ignored folder(s) {', '.join(others)}: only folders named subset<N> (subset0, subset1, ...) "
+        f"are LUNA16 subsets"
+    )
 
 
 def all_series(root: str | Path) -> dict[str, str]:
@@ -104,8 +106,10 @@ def luna16_scans(config: Mapping, workdir: str | Path = ".") -> Found:
         scans = {s: [p.stem for p in (root / s).glob("*.mhd")] for s in subsets}
         odd = [f"{root / s / uid}.mhd" for s in scans for uid in scans[s] if not SERIES_UID.fullmatch(uid)]
         if odd:  # series uids become file and job names: only digits and dots, as DICOM uids are
-            raise DiscoveryError(f"luna16.root: {len(odd)} scan file name(s) are not a series uid (digits and dots): "
-                                 + ", ".join(repr(o) for o in odd[:5]))
+            raise DiscoveryError(
+                f"luna16.root: {len(odd)} scan file name(s) are not a series uid (digits and dots): "
+                + ", ".join(repr(o) for o in odd[:5])
+            )
     wanted = list(luna["subsets"]) or sorted(scans, key=subset_number)
     if not wanted:
         raise DiscoveryError(f"luna16.root: no subsetK folders under {where}")
@@ -129,8 +133,10 @@ def ldct_patients(config: Mapping, workdir: str | Path = ".") -> list[str]:
     found = sorted(d.name for d in root.iterdir() if (d / ldct["input_dir"]).is_dir())
     odd = [p for p in found if not PATIENT_ID.fullmatch(p)]
     if odd and not ldct["patients"]:  # patient ids become file and job names
-        raise DiscoveryError(f"ldct.root: patient folder name(s) {odd} under {root} are not letters, digits, '_', "
-                             f"'.', '-' (rename them, or list the patients to use in ldct.patients)")
+        raise DiscoveryError(
+            f"ldct.root: patient folder name(s) {odd} under {root} are not letters, digits, '_', "
+            f"'.', '-' (rename them, or list the patients to use in ldct.patients)"
+        )
     wanted = list(ldct["patients"]) or found
     missing = [p for p in wanted if p not in found]
     if missing:

@@ -40,8 +40,10 @@ def check_free(folder: str | Path, need: int, what: str) -> int:
     """Raise DiskSpaceError unless the disk holding ``folder`` has ``need`` bytes free; return the free bytes."""
     free = shutil.disk_usage(_existing(Path(folder))).free
     if free < need:
-        raise DiskSpaceError(f"{folder}: not enough free disk space: {what} needs about {human(need)} "
-                             f"({need} bytes), {human(free)} ({free} bytes) free")
+        raise DiskSpaceError(
+            f"{folder}: not enough free disk space: {what} needs about {human(need)} "
+            f"({need} bytes), {human(free)} ({free} bytes) free"
+        )
     return free
 
 

@@ -41,9 +41,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ctpatch.contract import KINDS, MODE_KINDS, file_mode, file_settings
 from ctpatch.crop_reader import images
 from ctpatch.h5 import h5py
-from ctpatch.contract import KINDS, MODE_KINDS, file_mode, file_settings
 
 EXIT_EQUAL, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 
@@ -120,8 +120,10 @@ class _Pick:
 def _writer_specs(job, folder: Path) -> dict:
     """Dataset (patch shape, dtype) and table dtypes of the job's output (``Job.specs()``)."""
     sp = job.specs()
-    return {"datasets": {name: (tuple(shape), np.dtype(dt)) for name, (shape, dt) in sp.datasets.items()},
-            "tables": dict(sp.tables)}
+    return {
+        "datasets": {name: (tuple(shape), np.dtype(dt)) for name, (shape, dt) in sp.datasets.items()},
+        "tables": dict(sp.tables),
+    }
 
 
 def run_one(job, unit, kind: str, index: int, folder: Path) -> tuple[np.ndarray, np.ndarray, np.void, dict]:
@@ -141,11 +143,16 @@ def run_one(job, unit, kind: str, index: int, folder: Path) -> tuple[np.ndarray,
             raise
     else:
         if pick.row is None or any(n not in pick.patches for n in names):
-            raise ExplainError(f"{unit.key} gives {pick.rows_seen} {kind} patches now; the stored patch_index "
-                               f"is {index}")
+            raise ExplainError(
+                f"{unit.key} gives {pick.rows_seen} {kind} patches now; the stored patch_index is {index}"
+            )
         others = {t: np.array(rows, dtype=specs["tables"][t]) for t, rows in pick.other_rows.items()}
-        return (pick.patches[names[0]], pick.patches[names[1]],
-                np.array([pick.row], dtype=specs["tables"][kind])[0], others)
+        return (
+            pick.patches[names[0]],
+            pick.patches[names[1]],
+            np.array([pick.row], dtype=specs["tables"][kind])[0],
+            others,
+        )
     path = folder / "one.h5"
     with job.writer(path) as w:
         job.run(unit, w)
@@ -191,9 +198,11 @@ def compare_arrays(what: str, stored: np.ndarray, regenerated: np.ndarray, axes:
     pos = np.unravel_index(int(np.nanargmax(diff)), diff.shape)
     n = int((stored != regen).sum() if not np.issubdtype(stored.dtype, np.floating) else (diff > 0).sum())
     largest = float(diff[pos])
-    return [f"{what}: {n} of {stored.size} values differ; largest difference {largest:.6g} at "
-            f"({', '.join(axes)}) = {tuple(int(p) for p in pos)}: stored {float(a[pos])!r}, "
-            f"regenerated {float(b[pos])!r}"], largest
+    return [
+        f"{what}: {n} of {stored.size} values differ; largest difference {largest:.6g} at "
+        f"({', '.join(axes)}) = {tuple(int(p) for p in pos)}: stored {float(a[pos])!r}, "
+        f"regenerated {float(b[pos])!r}"
+    ], largest
 
 
 def _compare_rows(what: str, stored: dict, regenerated: dict, skip=()) -> list[str]:
@@ -223,8 +232,10 @@ def _resolve(recorded: str, bases: list[Path], what: str) -> Path:
     for base in bases:
         if (base / p).exists():
             return base / p
-    raise ExplainError(f"{what} {recorded} not found relative to {', '.join(map(str, bases[:3]))}"
-                       f"{' ...' if len(bases) > 3 else ''} (give the folder the workflow ran in with --workdir)")
+    raise ExplainError(
+        f"{what} {recorded} not found relative to {', '.join(map(str, bases[:3]))}"
+        f"{' ...' if len(bases) > 3 else ''} (give the folder the workflow ran in with --workdir)"
+    )
 
 
 # ---------------------------------------------------------------------------------------- LUNA16
@@ -238,8 +249,10 @@ def _luna_subset(root: Path, uid: str, given, attrs) -> str:
 
     found = [s for s in subset_folders(root)[0] if (root / s / f"{uid}.mhd").is_file()]
     if len(found) != 1:
-        raise ExplainError(f"scan {uid}: expected its .mhd in exactly one subset folder of {root}, found "
-                           f"{found or 'none'} (give --subset)")
+        raise ExplainError(
+            f"scan {uid}: expected its .mhd in exactly one subset folder of {root}, found "
+            f"{found or 'none'} (give --subset)"
+        )
     return found[0]
 
 
@@ -248,13 +261,16 @@ def regenerate_luna(settings: dict, prov: dict, kind: str, bases: list[Path], su
     from ctpatch.convert import convert
     from ctpatch.extract import Unit
     from ctpatch.extract_luna import Job
-    from ctpatch.luna import expected_counts
     from ctpatch.geometry import VolumeGrid
     from ctpatch.io.tables import read_annotations
+    from ctpatch.luna import expected_counts
     from ctpatch.make_labels import TABLE_COLUMNS, label_volume, nodules_of_scan
 
-    missing = [k for k in ("root", "annotations", "resample", "normalize", "patch", "negatives", "output", "seed")
-               if k not in settings]
+    missing = [
+        k
+        for k in ("root", "annotations", "resample", "normalize", "patch", "negatives", "output", "seed")
+        if k not in settings
+    ]
     if missing:
         raise ExplainError(f"the file's settings lack {missing}: it was written before settings were recorded")
     uid = prov["seriesuid"]
@@ -264,15 +280,19 @@ def regenerate_luna(settings: dict, prov: dict, kind: str, bases: list[Path], su
     scan = root / sub / f"{uid}.mhd"
     if not scan.is_file():
         raise ExplainError(f"source scan {scan} not found")
-    volume, sidecar = convert(scan, {"resample": settings["resample"], "normalize": settings["normalize"],
-                                       "plausibility": {"enabled": False}})  # judged when it was converted
+    volume, sidecar = convert(
+        scan, {"resample": settings["resample"], "normalize": settings["normalize"], "plausibility": {"enabled": False}}
+    )  # judged when it was converted
     grid = VolumeGrid.from_dict(sidecar["grid"])
     ann = read_annotations(annotations, settings.get("duplicate_annotations", "fail"))
     rows = nodules_of_scan(ann, grid, sub, uid, annotations)
     mask = label_volume(grid, rows)
     sources = [str(scan), str(annotations)]
-    inputs = {"scans": [{"uid": uid, "volume": volume, "sidecar": sidecar, "mask": mask}],  # in memory, no files
-              "nodules": pd.DataFrame(rows, columns=TABLE_COLUMNS), "candidates": None}
+    inputs = {
+        "scans": [{"uid": uid, "volume": volume, "sidecar": sidecar, "mask": mask}],  # in memory, no files
+        "nodules": pd.DataFrame(rows, columns=TABLE_COLUMNS),
+        "candidates": None,
+    }
     if settings["negatives"].get("strategy") == "candidates":
         inputs["candidates"] = str(_resolve(settings["candidates"], bases, "candidates table"))
         sources.append(inputs["candidates"])
@@ -303,12 +323,22 @@ def regenerate_ldct(settings: dict, prov: dict, bases: list[Path]):
     head = read_header(inp)
     slice_z = prov.get("slice_z", math.nan)
     instance = prov.get("instance", -1)
-    table = pd.DataFrame([{  # the one pair, in memory, with the columns read_pair_tables gives
-        "patient": prov["patient"], "pair_index": 0, "input_path": str(inp), "target_path": str(tgt),
-        "slice_z": math.nan if slice_z is None or math.isnan(slice_z) else float(slice_z),
-        "instance": math.nan if instance is None or instance < 0 else int(instance),
-        "rows": head.rows, "cols": head.cols, "selected": True, "input_name": inp.name,
-    }])
+    table = pd.DataFrame(
+        [
+            {  # the one pair, in memory, with the columns read_pair_tables gives
+                "patient": prov["patient"],
+                "pair_index": 0,
+                "input_path": str(inp),
+                "target_path": str(tgt),
+                "slice_z": math.nan if slice_z is None or math.isnan(slice_z) else float(slice_z),
+                "instance": math.nan if instance is None or instance < 0 else int(instance),
+                "rows": head.rows,
+                "cols": head.cols,
+                "selected": True,
+                "input_name": inp.name,
+            }
+        ]
+    )
     with tempfile.TemporaryDirectory(prefix="ctpatch-explain-") as tmp:
         job = Job(settings, {"pairs": table})
         image, target, record, others = run_one(job, job.units()[0], "patch", prov["patch_index"], Path(tmp))
@@ -349,8 +379,9 @@ def explain(path, index: int, kind: str | None = None, workdir=None, subset: str
         axes_img, axes_lab = "xyzc", "xyzk"
         out.differences += _compare_rows("provenance", prov, r_prov, skip=("scan_index",))
         if scan_index is not None and scan_index != prov["scan_index"]:
-            out.differences.append(f"provenance.scan_index: stored {prov['scan_index']}, the scan is number "
-                                   f"{scan_index} of its subset")
+            out.differences.append(
+                f"provenance.scan_index: stored {prov['scan_index']}, the scan is number {scan_index} of its subset"
+            )
     else:
         r_img, r_lab, r_prov, r_pair, out.source = regenerate_ldct(settings, prov, bases)
         torch = image.shape[0] == 1 and image.shape[-1] != 1

@@ -157,8 +157,9 @@ def extract(job, outputs, attrs: dict | None = None, comm=None, log=None) -> dic
         mine = {i: job.count(units[i]) for i in range(rank, len(units), size)}
         counted = {k: v for part in comm.allgather(mine) for k, v in part.items()}
         units = [Unit(u.key, u.index, u.cost, counted[i]) for i, u in enumerate(units)]
-        log(f"rank {rank}: counted {sum(mine.values())} patches of {len(mine)} units "
-            f"in {time.perf_counter() - t:.2f} s")
+        log(
+            f"rank {rank}: counted {sum(mine.values())} patches of {len(mine)} units in {time.perf_counter() - t:.2f} s"
+        )
     specs = job.specs()
     work = spans(units, BLOCK_PATCHES, job.splittable)
     encoder = ChunkEncoder(specs, job.buffer)
@@ -187,8 +188,10 @@ def extract(job, outputs, attrs: dict | None = None, comm=None, log=None) -> dic
                     pending.pop(0).wait()
         for req in pending:
             req.wait()
-        log(f"rank {rank}: {sum(1 for b in range(len(work)) if b % size == rank)} of {len(work)} blocks in "
-            f"{time.perf_counter() - t0:.2f} s")
+        log(
+            f"rank {rank}: {sum(1 for b in range(len(work)) if b % size == rank)} of {len(work)} blocks in "
+            f"{time.perf_counter() - t0:.2f} s"
+        )
         if writer is not None:
             counts = writer.close()
             writer = None
@@ -213,8 +216,11 @@ def run(args, comm) -> None:
         from ctpatch.diskspace import check_free, extraction_need
 
         group = args.group or Path(args.out[0]).stem
-        check_free(Path(args.out[0]).parent, extraction_need(args.plan, group),
-                   f"{group}'s patch file(s) (the plan's estimate)")
+        check_free(
+            Path(args.out[0]).parent,
+            extraction_need(args.plan, group),
+            f"{group}'s patch file(s) (the plan's estimate)",
+        )
     comm.barrier()
     settings = read_settings(args.settings_file, scope="patches")
     job = mode_module(args.mode).Job(settings, json.loads(args.inputs))
@@ -228,12 +234,12 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m ctpatch.extract", description=__doc__.split("\n\n")[0])
     ap.add_argument("--mode", choices=MODES, required=True)
     ap.add_argument("--ranks", type=int, required=True, help="the MPI world size this run must have")
-    ap.add_argument("--plan", default=None,
-                    help="plan.json: check free space for the group before any work")
+    ap.add_argument("--plan", default=None, help="plan.json: check free space for the group before any work")
     ap.add_argument("--out", nargs="+", required=True, help="the patch file(s): one, or output.nsplit parts")
     ap.add_argument("--group", default="", help="the subset or patient, recorded as the files' 'group' attribute")
-    ap.add_argument("--settings-file", required=True,
-                    help="settings of scope 'patches' (ctpatch.config), recorded in the files")
+    ap.add_argument(
+        "--settings-file", required=True, help="settings of scope 'patches' (ctpatch.config), recorded in the files"
+    )
     ap.add_argument("--inputs", required=True, help="JSON object of input paths of the mode")
     args = ap.parse_args(argv)
     if args.ranks < 1:

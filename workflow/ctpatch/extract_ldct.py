@@ -90,9 +90,7 @@ from ctpatch.sr import SR_BASE, block_mean, modcrop, sr_dose_blend, sr_sizes
 from ctpatch.store import ShardWriter
 
 INTEGER_DTYPES = ("int16", "uint16")
-PAIR_COLUMNS = ("patient", "pair_index", "input_path", "target_path", "slice_z", "instance", "rows", "cols",
-                "selected")
-
+PAIR_COLUMNS = ("patient", "pair_index", "input_path", "target_path", "slice_z", "instance", "rows", "cols", "selected")
 
 
 # ------------------------------------------------------------------------------- settings
@@ -169,8 +167,13 @@ def read_pair_tables(paths) -> pd.DataFrame:
     for path in paths:
         if not Path(path).is_file():
             raise ValueError(f"{path}: pair table not found")
-        df = pd.read_csv(path, sep="\t", dtype={"patient": str, "input_path": str, "target_path": str},
-                         keep_default_na=False, na_values={"slice_z": [""], "instance": [""]})
+        df = pd.read_csv(
+            path,
+            sep="\t",
+            dtype={"patient": str, "input_path": str, "target_path": str},
+            keep_default_na=False,
+            na_values={"slice_z": [""], "instance": [""]},
+        )
         missing = [c for c in PAIR_COLUMNS if c not in df.columns]
         if missing:
             raise ValueError(f"{path}: not a pair table: missing columns {missing} (found {list(df.columns)})")
@@ -189,8 +192,10 @@ def read_pair_tables(paths) -> pd.DataFrame:
     dup = table.duplicated(["patient", "input_name"], keep=False)
     if dup.any():
         first = table[dup].iloc[0]
-        raise ValueError(f"{first['table']}: pair {first['patient']}/{first['input_name']} occurs more than once in "
-                         f"the pair tables {[str(p) for p in paths]} (it keys the random draws, so it must be unique)")
+        raise ValueError(
+            f"{first['table']}: pair {first['patient']}/{first['input_name']} occurs more than once in "
+            f"the pair tables {[str(p) for p in paths]} (it keys the random draws, so it must be unique)"
+        )
     return table
 
 
@@ -210,22 +215,45 @@ def patch_dtype(patient_width: int, path_width: int, sr: bool = False) -> np.dty
     ``hr_corner``/``hr_copy_shape`` the HR target's.
     """
     extra = [("hr_corner", "<i4", (2,)), ("hr_copy_shape", "<i4", (2,))] if sr else []
-    return np.dtype([
-        ("pair_index", "<i4"), ("patch_index", "<i4"), ("patient", f"S{patient_width}"),
-        ("input_file", f"S{path_width}"), ("target_file", f"S{path_width}"), ("slice_z", "<f8"), ("instance", "<i4"),
-        ("downscale", "<f8"), ("copy_shape", "<i4", (2,)), ("corner", "<i4", (2,)), ("rot_k", "<i1"),
-        ("flip", "S2"), ("blend", "<f8"), ("blur", "?"), ("noise", "?"), *extra,
-    ])
+    return np.dtype(
+        [
+            ("pair_index", "<i4"),
+            ("patch_index", "<i4"),
+            ("patient", f"S{patient_width}"),
+            ("input_file", f"S{path_width}"),
+            ("target_file", f"S{path_width}"),
+            ("slice_z", "<f8"),
+            ("instance", "<i4"),
+            ("downscale", "<f8"),
+            ("copy_shape", "<i4", (2,)),
+            ("corner", "<i4", (2,)),
+            ("rot_k", "<i1"),
+            ("flip", "S2"),
+            ("blend", "<f8"),
+            ("blur", "?"),
+            ("noise", "?"),
+            *extra,
+        ]
+    )
 
 
 def pair_dtype(patient_width: int, path_width: int) -> np.dtype:
     """Summary of one slice pair (table ``pair``): grid patches cut over all copies, kept after the air
     threshold, written after the augmentations, and the pair's blend factor (NaN: none)."""
-    return np.dtype([
-        ("pair_index", "<i4"), ("patient", f"S{patient_width}"), ("input_file", f"S{path_width}"),
-        ("target_file", f"S{path_width}"), ("slice_z", "<f8"), ("instance", "<i4"), ("patches_cut", "<i4"),
-        ("patches_kept", "<i4"), ("patches_written", "<i4"), ("blend", "<f8"),
-    ])
+    return np.dtype(
+        [
+            ("pair_index", "<i4"),
+            ("patient", f"S{patient_width}"),
+            ("input_file", f"S{path_width}"),
+            ("target_file", f"S{path_width}"),
+            ("slice_z", "<f8"),
+            ("instance", "<i4"),
+            ("patches_cut", "<i4"),
+            ("patches_kept", "<i4"),
+            ("patches_written", "<i4"),
+            ("blend", "<f8"),
+        ]
+    )
 
 
 def _int_or(value, default: int) -> int:
@@ -274,15 +302,19 @@ class Job:
     def specs(self) -> Specs:
         """Datasets, provenance tables and how they align (:class:`ctpatch.patchfile.Specs`)."""
         dtype = np.dtype(self.settings["output"]["dtype"])  # input and target differ in size in SR mode
-        return Specs({name: (shape, dtype) for name, shape in patch_shapes(self.settings).items()},
-                     {"patch": self.patch_dtype, "pair": self.pair_dtype},
-                     {"patch": ("input", "target"), "pair": ()}, self.settings["output"]["compression"])
+        return Specs(
+            {name: (shape, dtype) for name, shape in patch_shapes(self.settings).items()},
+            {"patch": self.patch_dtype, "pair": self.pair_dtype},
+            {"patch": ("input", "target"), "pair": ()},
+            self.settings["output"]["compression"],
+        )
 
     def writer(self, path) -> ShardWriter:
         """The whole output in one file (unshuffled, canonical order), through :class:`ShardWriter`."""
         sp = self.specs()
-        return ShardWriter(path, sp.datasets, sp.tables, compression=sp.compression, buffer=self.buffer,
-                           attrs={"mode": "ldct"})
+        return ShardWriter(
+            path, sp.datasets, sp.tables, compression=sp.compression, buffer=self.buffer, attrs={"mode": "ldct"}
+        )
 
     # --------------------------------------------------------------------------- one pair
     def _rng(self, row, name: str) -> np.random.Generator:
@@ -300,8 +332,10 @@ class Job:
         if np.issubdtype(dt, np.integer):
             info = np.iinfo(dt)
             if lo < info.min or hi > info.max or not np.all(patch == np.round(patch)):
-                raise ValueError(f"{where}: output.dtype {dt}: {what} values [{lo}, {hi}] are not all integers "
-                                 f"in [{info.min}, {info.max}]")
+                raise ValueError(
+                    f"{where}: output.dtype {dt}: {what} values [{lo}, {hi}] are not all integers "
+                    f"in [{info.min}, {info.max}]"
+                )
         else:
             top = float(np.finfo(dt).max)
             if lo < -top or hi > top:
@@ -317,9 +351,15 @@ class Job:
             cut += len(corners)
             if air["enabled"]:
                 fill = raw.min()
-                keep = [passes_air_threshold(cut_patch(raw, (int(r) * self.scale, int(c) * self.scale), self.edge,
-                                                       fill), air["value"], air["fraction"], air["mean"])
-                        for r, c in corners]
+                keep = [
+                    passes_air_threshold(
+                        cut_patch(raw, (int(r) * self.scale, int(c) * self.scale), self.edge, fill),
+                        air["value"],
+                        air["fraction"],
+                        air["mean"],
+                    )
+                    for r, c in corners
+                ]
                 corners = corners[np.asarray(keep, dtype=bool)]
             kept.append(corners)
         return kept, cut
@@ -331,9 +371,10 @@ class Job:
             k, flip = turn
             if self.sr:  # input and target differ in size: turn each on its own
                 axis = 1 if flip == "lr" else 0
-                out += [(np.ascontiguousarray(np.rot90(a, k)), np.ascontiguousarray(np.rot90(b, k)), k, b""),
-                        (np.ascontiguousarray(np.flip(a, axis)), np.ascontiguousarray(np.flip(b, axis)), 0,
-                         flip.encode())]
+                out += [
+                    (np.ascontiguousarray(np.rot90(a, k)), np.ascontiguousarray(np.rot90(b, k)), k, b""),
+                    (np.ascontiguousarray(np.flip(a, axis)), np.ascontiguousarray(np.flip(b, axis)), 0, flip.encode()),
+                ]
             else:
                 (ra, rb, ri), (fa, fb, fi) = apply_rot_flip(a, b, k, flip)
                 out += [(ra, rb, ri["rot_k"], b""), (fa, fb, 0, fi["flip"].encode())]
@@ -346,8 +387,10 @@ class Job:
         ld, fd = read_pixels(row["input_path"]), read_pixels(row["target_path"])
         expected = (int(row["rows"]), int(row["cols"]))
         if ld.shape != expected or fd.shape != expected:
-            raise ValueError(f"{where}: expected {expected[0]}x{expected[1]} pixels as in {row.get('table', 'the pair table')}, got "
-                             f"{ld.shape} and {fd.shape}")
+            raise ValueError(
+                f"{where}: expected {expected[0]}x{expected[1]} pixels as in {row.get('table', 'the pair table')}, got "
+                f"{ld.shape} and {fd.shape}"
+            )
         try:
             ld_n, fd_n = normalize_pair(ld, fd, s["normalization"], **s["normalization_constants"])
         except ValueError as exc:
@@ -392,8 +435,11 @@ class Job:
 
         rot, blend_on, bn = s["rot_augment"]["enabled"], s["dose_blend"]["enabled"], s["blur_noise"]
         rng_rot = self._rng(row, "rot_flip")
-        f = draw_blend_factor(self._rng(row, "dose_blend"), s["dose_blend"]["low"],
-                              s["dose_blend"]["high"]) if blend_on else math.nan
+        f = (
+            draw_blend_factor(self._rng(row, "dose_blend"), s["dose_blend"]["low"], s["dose_blend"]["high"])
+            if blend_on
+            else math.nan
+        )
         blur = np.zeros(n, dtype=bool)
         noise = np.zeros(n, dtype=bool)
         if bn["enabled"] and n:
@@ -436,9 +482,28 @@ class Job:
                     self._check_values(y, "target", row)
                     w.add("input", self._stored(x))
                     w.add("target", self._stored(y))
-                    w.add_row("patch", (unit.index, j, patient, in_file, tg_file, slice_z, instance, factor, shape,
-                                        corner, k, fl, bf, bool(blur[j]), bool(noise[j]),
-                                        *((hr_corner,) if self.sr else ()), *hr_extra))
+                    w.add_row(
+                        "patch",
+                        (
+                            unit.index,
+                            j,
+                            patient,
+                            in_file,
+                            tg_file,
+                            slice_z,
+                            instance,
+                            factor,
+                            shape,
+                            corner,
+                            k,
+                            fl,
+                            bf,
+                            bool(blur[j]),
+                            bool(noise[j]),
+                            *((hr_corner,) if self.sr else ()),
+                            *hr_extra,
+                        ),
+                    )
                     j += 1
         w.add_row("pair", (unit.index, patient, in_file, tg_file, slice_z, instance, cut, n_kept, j, f))
         return {"cut": cut, "kept": n_kept, "written": j}

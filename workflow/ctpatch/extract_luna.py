@@ -27,27 +27,54 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ctpatch.extract import Unit
 from ctpatch.geometry import VolumeGrid
 from ctpatch.io.tables import read_candidates
 from ctpatch.labels import label_patch
 from ctpatch.layout import PROV_CROP, box_start, crop_edge
-from ctpatch.luna import (MaskIndex, PatchLocation, crop_mask_xyz, cut_image_xyz, expected_counts, label_edge,
-                          nodule_locations, patch_offsets, random_centres)
-from ctpatch.rng import keyed_rng
-from ctpatch.extract import Unit
+from ctpatch.luna import (
+    MaskIndex,
+    PatchLocation,
+    crop_mask_xyz,
+    cut_image_xyz,
+    expected_counts,
+    label_edge,
+    nodule_locations,
+    patch_offsets,
+    random_centres,
+)
 from ctpatch.patchfile import Specs
+from ctpatch.rng import keyed_rng
 from ctpatch.store import ShardWriter
 
-PROV_NODULE = np.dtype([
-    ("scan_index", "<i4"), ("patch_index", "<i4"), ("seriesuid", "S64"), ("nodule_index", "<i4"),
-    ("annotation_row", "<i4"), ("shift_index", "<i4"), ("shift", "<i4", (3,)), ("centre_voxel", "<i4", (3,)),
-    ("centre_world", "<f8", (3,)), ("nodule_voxel", "<i4", (3,)), ("nodule_world", "<f8", (3,)),
-])
-PROV_NEGATIVE = np.dtype([
-    ("scan_index", "<i4"), ("patch_index", "<i4"), ("seriesuid", "S64"), ("negative_index", "<i4"),
-    ("source", "S16"), ("candidate_row", "<i4"), ("centre_voxel", "<i4", (3,)), ("centre_world", "<f8", (3,)),
-    ("touches_nodule", "?"),
-])
+PROV_NODULE = np.dtype(
+    [
+        ("scan_index", "<i4"),
+        ("patch_index", "<i4"),
+        ("seriesuid", "S64"),
+        ("nodule_index", "<i4"),
+        ("annotation_row", "<i4"),
+        ("shift_index", "<i4"),
+        ("shift", "<i4", (3,)),
+        ("centre_voxel", "<i4", (3,)),
+        ("centre_world", "<f8", (3,)),
+        ("nodule_voxel", "<i4", (3,)),
+        ("nodule_world", "<f8", (3,)),
+    ]
+)
+PROV_NEGATIVE = np.dtype(
+    [
+        ("scan_index", "<i4"),
+        ("patch_index", "<i4"),
+        ("seriesuid", "S64"),
+        ("negative_index", "<i4"),
+        ("source", "S16"),
+        ("candidate_row", "<i4"),
+        ("centre_voxel", "<i4", (3,)),
+        ("centre_world", "<f8", (3,)),
+        ("touches_nodule", "?"),
+    ]
+)
 DATASETS = ("nodule", "label_nodule", "non_nodule", "label_non_nodule")
 
 
@@ -72,7 +99,7 @@ def load_xyz(path, slab_bytes: int = 4 << 20) -> np.ndarray:
             view = memoryview(buf[:k]).cast("B")
             if fh.readinto(view) != view.nbytes:
                 raise ValueError(f"{path}: truncated: expected {shape} {dtype} (z, y, x)")
-            out[:, :, z0:z0 + k] = buf[:k].transpose(2, 1, 0)
+            out[:, :, z0 : z0 + k] = buf[:k].transpose(2, 1, 0)
     return out
 
 
@@ -92,8 +119,10 @@ class _Scan:
             self.mask = load_xyz(job.masks_dir / f"{unit.key}.npy")  # (x, y, z)
         self.grid = grid = VolumeGrid.from_dict(sidecar["grid"])
         if self.volume.shape != grid.size or self.mask.shape != grid.size:
-            raise ValueError(f"{sidecar_path}: volume {self.volume.shape[::-1]} / mask {self.mask.shape[::-1]} do not "
-                             f"match the grid {grid.shape_zyx} (z, y, x)")
+            raise ValueError(
+                f"{sidecar_path}: volume {self.volume.shape[::-1]} / mask {self.mask.shape[::-1]} do not "
+                f"match the grid {grid.shape_zyx} (z, y, x)"
+            )
         self.fill = sidecar["min"]
         self.index = MaskIndex(self.mask)
         self.nod = job.table[job.table["seriesuid"] == unit.key].sort_values("nodule_index")
@@ -144,8 +173,11 @@ class Job:
             self.uids = [p.stem for p in self.sidecars]
             self.masks_dir = Path(inp["masks_dir"])
         nodules = inp["nodules"]
-        self.table = (nodules.copy() if isinstance(nodules, pd.DataFrame)
-                      else pd.read_csv(nodules, sep="\t", dtype={"seriesuid": str}))
+        self.table = (
+            nodules.copy()
+            if isinstance(nodules, pd.DataFrame)
+            else pd.read_csv(nodules, sep="\t", dtype={"seriesuid": str})
+        )
         unknown = set(self.table["seriesuid"]) - set(self.uids)
         if unknown:
             where = "nodules" if isinstance(nodules, pd.DataFrame) else nodules
@@ -159,16 +191,25 @@ class Job:
         self._scan: tuple[str, _Scan] | None = None  # the scan prepared last (a rank's spans come in order)
 
     def units(self) -> list[Unit]:
-        return [Unit(uid, i, 1.0 + self.nodule_patches[uid] + self.negatives[uid],
-                     self.nodule_patches[uid] + self.negatives[uid]) for i, uid in enumerate(self.uids)]
+        return [
+            Unit(
+                uid,
+                i,
+                1.0 + self.nodule_patches[uid] + self.negatives[uid],
+                self.nodule_patches[uid] + self.negatives[uid],
+            )
+            for i, uid in enumerate(self.uids)
+        ]
 
     def count(self, unit: Unit) -> int:
         return self.nodule_patches[unit.key] + self.negatives[unit.key]
 
     def totals(self, units) -> dict:
         """Rows per provenance table over ``units``."""
-        out = {"nodule": sum(self.nodule_patches[u.key] for u in units),
-               "non_nodule": sum(self.negatives[u.key] for u in units)}
+        out = {
+            "nodule": sum(self.nodule_patches[u.key] for u in units),
+            "non_nodule": sum(self.negatives[u.key] for u in units),
+        }
         if self.layout == "crops":
             out["nodule_crop"] = int(self.table["seriesuid"].isin([u.key for u in units]).sum())
         return out
@@ -178,8 +219,12 @@ class Job:
         p, lab = self.size, label_edge(self.patch)
         img_shape, lab_shape = (p, p, p, 1), (lab, lab, lab, 2)
         dt = self.out["dtype"]
-        datasets = {"nodule": (img_shape, dt), "label_nodule": (lab_shape, "float32"),
-                    "non_nodule": (img_shape, dt), "label_non_nodule": (lab_shape, "float32")}
+        datasets = {
+            "nodule": (img_shape, dt),
+            "label_nodule": (lab_shape, "float32"),
+            "non_nodule": (img_shape, dt),
+            "label_non_nodule": (lab_shape, "float32"),
+        }
         tables = {"nodule": PROV_NODULE, "non_nodule": PROV_NEGATIVE}
         groups = {"nodule": ("nodule", "label_nodule"), "non_nodule": ("non_nodule", "label_non_nodule")}
         attrs = {}
@@ -189,8 +234,14 @@ class Job:
             tables["nodule_crop"] = PROV_CROP
             groups = {"nodule": ("label_nodule",), "non_nodule": groups["non_nodule"], "nodule_crop": ("nodule_crop",)}
             attrs = {"nodule_crop": {"patch_edge": p}}
-        return Specs({k: (tuple(v[0]), np.dtype(v[1])) for k, v in datasets.items()}, tables, groups,
-                     self.out["compression"], unshuffled=("nodule_crop",), attrs=attrs)
+        return Specs(
+            {k: (tuple(v[0]), np.dtype(v[1])) for k, v in datasets.items()},
+            tables,
+            groups,
+            self.out["compression"],
+            unshuffled=("nodule_crop",),
+            attrs=attrs,
+        )
 
     def writer(self, path) -> ShardWriter:
         """The whole output in one file (unshuffled, canonical order), through :class:`ShardWriter`."""
@@ -224,18 +275,46 @@ class Job:
                 row = sc.nod.iloc[n]
                 centre_xyz = np.asarray(loc.centre_zyx[::-1])
                 if crops and s == 0:  # the box around the nodule that holds all its shifted patches
-                    cut_image_xyz(sc.volume, PatchLocation(tuple(int(v) for v in sc.centres_xyz[n][::-1]), self.crop),
-                                  sc.fill, dtype, out=w.slot("nodule_crop"))
+                    cut_image_xyz(
+                        sc.volume,
+                        PatchLocation(tuple(int(v) for v in sc.centres_xyz[n][::-1]), self.crop),
+                        sc.fill,
+                        dtype,
+                        out=w.slot("nodule_crop"),
+                    )
                     w.commit("nodule_crop")
-                    w.add_row("nodule_crop", (unit.index, key, n, int(row["annotation_row"]), sc.centres_xyz[n],
-                                              box_start(sc.centres_xyz[n], self.crop), self.crop))
+                    w.add_row(
+                        "nodule_crop",
+                        (
+                            unit.index,
+                            key,
+                            n,
+                            int(row["annotation_row"]),
+                            sc.centres_xyz[n],
+                            box_start(sc.centres_xyz[n], self.crop),
+                            self.crop,
+                        ),
+                    )
                 if not crops:
                     cut_image_xyz(sc.volume, loc, sc.fill, dtype, out=w.slot("nodule"))
                     w.commit("nodule")
                 w.add("label_nodule", sc.label_and_touch(loc)[0])
-                w.add_row("nodule", (unit.index, i, key, n, int(row["annotation_row"]), s, self.offsets[s], centre_xyz,
-                                     sc.grid.index_to_world(centre_xyz), sc.centres_xyz[n],
-                                     (row["world_x"], row["world_y"], row["world_z"])))
+                w.add_row(
+                    "nodule",
+                    (
+                        unit.index,
+                        i,
+                        key,
+                        n,
+                        int(row["annotation_row"]),
+                        s,
+                        self.offsets[s],
+                        centre_xyz,
+                        sc.grid.index_to_world(centre_xyz),
+                        sc.centres_xyz[n],
+                        (row["world_x"], row["world_y"], row["world_z"]),
+                    ),
+                )
                 done["nodule_patches"] += 1
             else:
                 j = i - n_nod
@@ -245,8 +324,20 @@ class Job:
                 w.commit("non_nodule")
                 label, touches = sc.label_and_touch(loc)
                 w.add("label_non_nodule", label)
-                w.add_row("non_nodule", (unit.index, j, key, j, source.encode(), cand_row, centre_xyz,
-                                         sc.grid.index_to_world(centre_xyz), touches))
+                w.add_row(
+                    "non_nodule",
+                    (
+                        unit.index,
+                        j,
+                        key,
+                        j,
+                        source.encode(),
+                        cand_row,
+                        centre_xyz,
+                        sc.grid.index_to_world(centre_xyz),
+                        touches,
+                    ),
+                )
                 done["negatives"] += 1
         if start == 0 and stop == total:
             done["nodules"] = len(sc.nod)
@@ -255,15 +346,18 @@ class Job:
             done["candidates_outside_volume"] = self.candidates_outside[unit.key]
         return done
 
-    def negative_locations(self, unit: Unit, grid: VolumeGrid, mask, index: MaskIndex | None = None
-                           ) -> list[tuple[PatchLocation, str, int]]:
+    def negative_locations(
+        self, unit: Unit, grid: VolumeGrid, mask, index: MaskIndex | None = None
+    ) -> list[tuple[PatchLocation, str, int]]:
         """The negatives of one scan as (location, source, candidates.csv row or -1); ``mask`` is (x, y, z)."""
         count = self.negatives[unit.key]
         rng = keyed_rng(self.seed, "negatives", unit.key)
         strategy = self.neg["strategy"]
         if strategy == "random":
-            return [(PatchLocation(tuple(int(v) for v in c), self.size), "random", -1)
-                    for c in random_centres(grid.shape_zyx, count, rng)]
+            return [
+                (PatchLocation(tuple(int(v) for v in c), self.size), "random", -1)
+                for c in random_centres(grid.shape_zyx, count, rng)
+            ]
         out = []
         if strategy == "candidates":
             cand = self.candidates[self.candidates["seriesuid"] == unit.key]
@@ -271,8 +365,10 @@ class Job:
             inside = np.all((vox >= 0) & (vox < np.asarray(grid.size)), axis=1)
             self.candidates_outside[unit.key] = int((~inside).sum())
             order = rng.permutation(np.flatnonzero(inside))[:count]
-            out = [(PatchLocation(tuple(int(v) for v in vox[i][::-1]), self.size), "candidate",
-                    int(cand["row"].iloc[i])) for i in order]
+            out = [
+                (PatchLocation(tuple(int(v) for v in vox[i][::-1]), self.size), "candidate", int(cand["row"].iloc[i]))
+                for i in order
+            ]
         source = "avoid_nodules" if strategy == "avoid_nodules" else "fill"
         while len(out) < count:
             for _ in range(int(self.neg["max_tries"])):
@@ -281,7 +377,9 @@ class Job:
                     out.append((loc, source, -1))
                     break
             else:
-                raise RuntimeError(f"scan {unit.key}: no patch free of nodules found in {self.neg['max_tries']} "
-                                   f"draws (negative {len(out)} of {count}); raise negatives.max_tries or use "
-                                   f"strategy 'random'")
+                raise RuntimeError(
+                    f"scan {unit.key}: no patch free of nodules found in {self.neg['max_tries']} "
+                    f"draws (negative {len(out)} of {count}); raise negatives.max_tries or use "
+                    f"strategy 'random'"
+                )
         return out

@@ -9,9 +9,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ctpatch.contract import KINDS, MODE_KINDS, file_mode
 from ctpatch.dataset import PatchDataset
 from ctpatch.h5 import h5py
-from ctpatch.contract import KINDS, MODE_KINDS, file_mode
 from ctpatch.rng import keyed_rng
 from ctpatch.selection import as_paths
 
@@ -52,8 +52,9 @@ def _subset_of(f: h5py.File, path: str) -> str:
     m = re.fullmatch(r"(subset\d+)(?:[._-].*)?", Path(path).stem)
     if m:
         return m.group(1)
-    raise ValueError(f"{path}: cannot tell its LUNA16 subset: no 'subset' attribute and the file name is not "
-                     f"subsetK.h5")
+    raise ValueError(
+        f"{path}: cannot tell its LUNA16 subset: no 'subset' attribute and the file name is not subsetK.h5"
+    )
 
 
 def _subset_key(name: str):
@@ -95,8 +96,9 @@ def folds(paths, k: int | None = None, seed: int = 0) -> list[Fold]:
         raise ValueError(f"No patches to split in {paths}")
     k = len(groups) if k is None else int(k)
     if not 1 <= k <= len(groups):
-        raise ValueError(f"Expected 1 <= k <= {len(groups)} (the {'subsets' if mode == 'luna16' else 'patients'} "
-                         f"found), got k={k}")
+        raise ValueError(
+            f"Expected 1 <= k <= {len(groups)} (the {'subsets' if mode == 'luna16' else 'patients'} found), got k={k}"
+        )
     members: list[list[str]] = [[] for _ in range(k)]
     if mode == "luna16":
         for i, g in enumerate(groups):
@@ -165,6 +167,8 @@ def check_folds(fold_list) -> None:
                 row = int(np.asarray(sel)[first])
                 prev = seen.get(name)
                 if prev is not None and prev[0] != number:
-                    raise ValueError(f"{unit} {name} is in two folds: {prev[1]!r} ({prev[2]} row {prev[3]}) and "
-                                     f"{fold.name!r} ({path} row {row})")
+                    raise ValueError(
+                        f"{unit} {name} is in two folds: {prev[1]!r} ({prev[2]} row {prev[3]}) and "
+                        f"{fold.name!r} ({path} row {row})"
+                    )
                 seen.setdefault(name, (number, fold.name, path, row))

@@ -115,9 +115,7 @@ def resampled_grid(grid: VolumeGrid, target_spacing_mm: float) -> VolumeGrid:
     new_size = np.maximum(np.rint(size * spacing / target_spacing_mm), 1).astype(np.int64)
     new_spacing = spacing * size / new_size
     origin = np.asarray(grid.origin) + grid.matrix @ ((new_spacing - spacing) / 2.0)
-    return VolumeGrid(
-        origin=tuple(origin), spacing=tuple(new_spacing), size=tuple(new_size), direction=grid.direction
-    )
+    return VolumeGrid(origin=tuple(origin), spacing=tuple(new_spacing), size=tuple(new_size), direction=grid.direction)
 
 
 def xyz_to_zyx(v) -> np.ndarray:

@@ -45,9 +45,7 @@ def _check_edge_padding(edge: object, padding: object) -> None:
     if not _is_int(padding) or padding < 0:
         raise ValueError(f"Expected a non-negative integer padding, got padding={padding!r}")
     if edge <= padding:
-        raise ValueError(
-            f"Expected patch edge > padding, got edge={edge!r}, padding={padding!r}"
-        )
+        raise ValueError(f"Expected patch edge > padding, got edge={edge!r}, padding={padding!r}")
 
 
 def _check_last(last: object) -> None:
@@ -55,9 +53,7 @@ def _check_last(last: object) -> None:
         raise ValueError(f"Expected last to be one of {LAST_MODES}, got last={last!r}")
 
 
-def resolve_size(
-    code_or_none: str | None, edge: int | None = None, padding: int | None = None
-) -> tuple[int, int]:
+def resolve_size(code_or_none: str | None, edge: int | None = None, padding: int | None = None) -> tuple[int, int]:
     """Patch edge and padding from a size code, or from a free ``edge`` and ``padding``.
 
     Parameters
@@ -81,9 +77,7 @@ def resolve_size(
     """
     if code_or_none is not None:
         if code_or_none not in SIZE_CODES:
-            raise ValueError(
-                f"Expected a size code among {sorted(SIZE_CODES)}, got {code_or_none!r}"
-            )
+            raise ValueError(f"Expected a size code among {sorted(SIZE_CODES)}, got {code_or_none!r}")
         if edge is not None or padding is not None:
             raise ValueError(
                 "Expected either a size code or a free edge/padding, got "
@@ -92,8 +86,7 @@ def resolve_size(
         return SIZE_CODES[code_or_none]
     if edge is None or padding is None:
         raise ValueError(
-            "Expected both edge and padding when no size code is given, got "
-            f"edge={edge!r}, padding={padding!r}"
+            f"Expected both edge and padding when no size code is given, got edge={edge!r}, padding={padding!r}"
         )
     _check_edge_padding(edge, padding)
     return int(edge), int(padding)
@@ -151,9 +144,7 @@ def patch_starts(length: int, edge: int, padding: int, last: str = "fill") -> np
     return out
 
 
-def grid_corners(
-    shape: tuple[int, int], edge: int, padding: int, last: str = "fill"
-) -> np.ndarray:
+def grid_corners(shape: tuple[int, int], edge: int, padding: int, last: str = "fill") -> np.ndarray:
     """Top-left corners ``(row, col)`` of all patches of a 2D slice, in row-major order.
 
     Parameters
@@ -182,9 +173,7 @@ def grid_corners(
     return np.stack([rr.ravel(), cc.ravel()], axis=1)
 
 
-def cut_patch(
-    image: np.ndarray, corner: tuple[int, int], edge: int, fill: float
-) -> np.ndarray:
+def cut_patch(image: np.ndarray, corner: tuple[int, int], edge: int, fill: float) -> np.ndarray:
     """The ``edge`` x ``edge`` window of ``image`` with top-left ``corner``.
 
     The window is ``image[r:r+edge, c:c+edge]``; where it runs past the image the rest is
@@ -225,18 +214,14 @@ def cut_patch(
     r, c = int(corner[0]), int(corner[1])
     rows, cols = image.shape
     if not (0 <= r < rows and 0 <= c < cols):
-        raise ValueError(
-            f"Expected corner inside the image of shape {image.shape!r}, got corner={corner!r}"
-        )
+        raise ValueError(f"Expected corner inside the image of shape {image.shape!r}, got corner={corner!r}")
     with np.errstate(invalid="ignore", over="ignore"):
         try:
             cast = np.asarray(fill).astype(image.dtype)
         except (OverflowError, ValueError):
             cast = None
     if cast is None or cast.ndim != 0 or not cast == fill:
-        raise ValueError(
-            f"Expected a fill value representable in dtype {image.dtype}, got fill={fill!r}"
-        )
+        raise ValueError(f"Expected a fill value representable in dtype {image.dtype}, got fill={fill!r}")
     patch = np.full((edge, edge), cast, dtype=image.dtype)
     window = image[r : r + edge, c : c + edge]
     patch[: window.shape[0], : window.shape[1]] = window

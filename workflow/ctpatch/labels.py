@@ -78,7 +78,7 @@ def block_max_pool(patch: np.ndarray, block: int = 9) -> np.ndarray:
             widths = [(0, 0)] * out.ndim
             widths[axis] = (0, m * block - n)
             out = np.pad(out, widths)  # zeros, as the edge block was always padded
-        out = out.reshape(out.shape[:axis] + (m, block) + out.shape[axis + 1:]).max(axis=axis + 1)
+        out = out.reshape(out.shape[:axis] + (m, block) + out.shape[axis + 1 :]).max(axis=axis + 1)
     return out
 
 
@@ -108,5 +108,6 @@ def label_patch(mask_crop: np.ndarray, block: int = 9, n_classes: int = 2) -> np
         out = np.zeros(tuple(-(-n // int(block)) for n in crop.shape) + (n_classes,), dtype=np.float32)
         out[..., 0] = 1.0
         return out
-    return one_hot(block_max_pool(crop.view(np.uint8) if crop.dtype == bool else crop.astype(np.uint8), block),
-                   n_classes)
+    return one_hot(
+        block_max_pool(crop.view(np.uint8) if crop.dtype == bool else crop.astype(np.uint8), block), n_classes
+    )

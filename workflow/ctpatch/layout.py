@@ -22,10 +22,17 @@ import numpy as np
 
 LAYOUTS = ("full", "crops")
 
-PROV_CROP = np.dtype([
-    ("scan_index", "<i4"), ("seriesuid", "S64"), ("nodule_index", "<i4"), ("annotation_row", "<i4"),
-    ("centre_voxel", "<i4", (3,)), ("start_voxel", "<i4", (3,)), ("edge", "<i4"),
-])
+PROV_CROP = np.dtype(
+    [
+        ("scan_index", "<i4"),
+        ("seriesuid", "S64"),
+        ("nodule_index", "<i4"),
+        ("annotation_row", "<i4"),
+        ("centre_voxel", "<i4", (3,)),
+        ("start_voxel", "<i4", (3,)),
+        ("edge", "<i4"),
+    ]
+)
 
 
 # ------------------------------------------------------------------------------------ pure geometry
@@ -68,9 +75,11 @@ def view_starts(patch_centres_xyz, crop_starts_xyz, patch: int, edge: int) -> np
     bad = np.flatnonzero(np.any((starts < 0) | (starts > int(edge) - int(patch)), axis=1))
     if len(bad):
         i = int(bad[0])
-        raise ValueError(f"{len(bad)} patches leave their crop of edge {edge}: e.g. patch centre {pc[i].tolist()} "
-                         f"with crop start {cs[i].tolist()} gives start {starts[i].tolist()}, expected within "
-                         f"[0, {int(edge) - int(patch)}]")
+        raise ValueError(
+            f"{len(bad)} patches leave their crop of edge {edge}: e.g. patch centre {pc[i].tolist()} "
+            f"with crop start {cs[i].tolist()} gives start {starts[i].tolist()}, expected within "
+            f"[0, {int(edge) - int(patch)}]"
+        )
     return starts
 
 
@@ -100,4 +109,4 @@ def match_crops(patch_keys: np.ndarray, crop_keys: np.ndarray) -> np.ndarray:
 def cut_from_crop(crop: np.ndarray, start_xyz, patch: int) -> np.ndarray:
     """The patch ``crop[x:x+P, y:y+P, z:z+P]`` (a view; any trailing channel axis kept)."""
     x, y, z = (int(v) for v in start_xyz)
-    return crop[x:x + patch, y:y + patch, z:z + patch]
+    return crop[x : x + patch, y : y + patch, z : z + patch]

@@ -69,8 +69,9 @@ def _box_xyz(shape_xyz, loc: PatchLocation):
     return inside, src, dst
 
 
-def cut_image_xyz(volume_xyz: np.ndarray, loc: PatchLocation, fill: float, dtype=np.float32,
-                  out: np.ndarray | None = None) -> np.ndarray:
+def cut_image_xyz(
+    volume_xyz: np.ndarray, loc: PatchLocation, fill: float, dtype=np.float32, out: np.ndarray | None = None
+) -> np.ndarray:
     """:func:`cut_image` from the volume already transposed to (x, y, z); the same values.
 
     ``loc`` is still given by its (z, y, x) centre.  Voxels outside the volume take ``fill``,
@@ -128,9 +129,9 @@ class MaskIndex:
         occ = np.zeros(tuple(n), dtype=bool)
         c = self.cell
         for x0 in range(0, int(self.shape[0]), c):  # slab by slab: no full-size temporary
-            slab = np.asarray(mask_xyz[x0:x0 + c])
+            slab = np.asarray(mask_xyz[x0 : x0 + c])
             pad = np.zeros((c, n[1] * c, n[2] * c), dtype=bool)
-            pad[:slab.shape[0], :slab.shape[1], :slab.shape[2]] = slab
+            pad[: slab.shape[0], : slab.shape[1], : slab.shape[2]] = slab
             occ[x0 // c] = pad.reshape(c, n[1], c, n[2], c).any(axis=(0, 2, 4))
         self.occupied = occ
 
@@ -142,7 +143,7 @@ class MaskIndex:
         if not np.all(hi > lo):
             return False
         a, b = lo // self.cell, (hi - 1) // self.cell + 1
-        return bool(self.occupied[a[0]:b[0], a[1]:b[1], a[2]:b[2]].any())
+        return bool(self.occupied[a[0] : b[0], a[1] : b[1], a[2] : b[2]].any())
 
 
 def cut_label_xyz(mask_xyz: np.ndarray, loc: PatchLocation, pool: int = 9) -> np.ndarray:

@@ -19,14 +19,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctpatch.geometry import VolumeGrid
 from ctpatch.config import ConfigError, read_settings
+from ctpatch.geometry import VolumeGrid
 from ctpatch.io.tables import TableError, read_annotations
 from ctpatch.labels import nodule_radius_voxels, paint_sphere
 from ctpatch.store import atomic_path, save_npy
 
-TABLE_COLUMNS = ["subset", "seriesuid", "nodule_index", "annotation_row", "world_x", "world_y", "world_z",
-                 "diameter_mm", "voxel_x", "voxel_y", "voxel_z", "index_x", "index_y", "index_z", "radius_vox"]
+TABLE_COLUMNS = [
+    "subset",
+    "seriesuid",
+    "nodule_index",
+    "annotation_row",
+    "world_x",
+    "world_y",
+    "world_z",
+    "diameter_mm",
+    "voxel_x",
+    "voxel_y",
+    "voxel_z",
+    "index_x",
+    "index_y",
+    "index_z",
+    "radius_vox",
+]
 
 
 class LabelError(ValueError):
@@ -45,13 +60,25 @@ def nodules_of_scan(ann: pd.DataFrame, grid: VolumeGrid, subset: str, uid: str, 
                 f"{annotations_path}: row {rec.row}: nodule centre {world} mm is outside the volume of scan {uid} "
                 f"(voxel {vox.tolist()} of size {list(grid.size)}, (x, y, z))"
             )
-        rows.append({
-            "subset": subset, "seriesuid": uid, "nodule_index": k, "annotation_row": int(rec.row),
-            "world_x": world[0], "world_y": world[1], "world_z": world[2], "diameter_mm": rec.diameter_mm,
-            "voxel_x": int(vox[0]), "voxel_y": int(vox[1]), "voxel_z": int(vox[2]),
-            "index_x": float(idx[0]), "index_y": float(idx[1]), "index_z": float(idx[2]),
-            "radius_vox": nodule_radius_voxels(rec.diameter_mm, grid.spacing[1]),
-        })
+        rows.append(
+            {
+                "subset": subset,
+                "seriesuid": uid,
+                "nodule_index": k,
+                "annotation_row": int(rec.row),
+                "world_x": world[0],
+                "world_y": world[1],
+                "world_z": world[2],
+                "diameter_mm": rec.diameter_mm,
+                "voxel_x": int(vox[0]),
+                "voxel_y": int(vox[1]),
+                "voxel_z": int(vox[2]),
+                "index_x": float(idx[0]),
+                "index_y": float(idx[1]),
+                "index_z": float(idx[2]),
+                "radius_vox": nodule_radius_voxels(rec.diameter_mm, grid.spacing[1]),
+            }
+        )
     return rows
 
 
@@ -70,14 +97,18 @@ def main(argv=None) -> int:
     ap.add_argument("--subset", required=True)
     ap.add_argument("--sidecars", nargs="+", required=True, help="JSON sidecars of the converted scans")
     ap.add_argument("--annotations", required=True)
-    ap.add_argument("--settings-file", default=None,
-                    help="settings of scope 'check' (duplicate_annotations); default: the schema's (fail)")
+    ap.add_argument(
+        "--settings-file",
+        default=None,
+        help="settings of scope 'check' (duplicate_annotations); default: the schema's (fail)",
+    )
     ap.add_argument("--masks-dir", required=True)
     ap.add_argument("--table-out", required=True)
     args = ap.parse_args(argv)
     try:
-        duplicates = (read_settings(args.settings_file, scope="check")["duplicate_annotations"]
-                      if args.settings_file else "fail")
+        duplicates = (
+            read_settings(args.settings_file, scope="check")["duplicate_annotations"] if args.settings_file else "fail"
+        )
         ann = read_annotations(args.annotations, duplicates)
         table, masks = [], []
         for sidecar_path in args.sidecars:

@@ -120,8 +120,7 @@ def normalize_pair(
     fd64 = _as_float64(fd, "full-dose")
     if ld64.shape != fd64.shape:
         raise ValueError(
-            "Expected low-dose and full-dose images of the same shape, got "
-            f"{ld64.shape!r} and {fd64.shape!r}"
+            f"Expected low-dose and full-dose images of the same shape, got {ld64.shape!r} and {fd64.shape!r}"
         )
     images = {"low-dose": ld64, "full-dose": fd64}
 
@@ -143,10 +142,7 @@ def normalize_pair(
         out = ((ld64 - mu) / rng, (fd64 - mu) / rng)
     elif method == "max_val_independent":
         shifted = {name: img - min(float(img.min()), 0.0) for name, img in images.items()}
-        out = tuple(
-            s / _divisor(float(s.max()), "shifted max", name, method)
-            for name, s in shifted.items()
-        )
+        out = tuple(s / _divisor(float(s.max()), "shifted max", name, method) for name, s in shifted.items())
     elif method == "max_val_wrt_ld":  # own shift, low-dose maximum (SPEC section 2b)
         shifted = {name: img - min(float(img.min()), 0.0) for name, img in images.items()}
         top = _divisor(float(shifted["low-dose"].max()), "shifted max", "low-dose", method)
@@ -193,9 +189,7 @@ def hu_window(
     [-0.25, -0.25, 0.75, 0.75]
     """
     if not hu_max > hu_min:
-        raise ValueError(
-            f"Expected hu_max > hu_min, got hu_min={hu_min!r}, hu_max={hu_max!r}"
-        )
+        raise ValueError(f"Expected hu_max > hu_min, got hu_min={hu_min!r}, hu_max={hu_max!r}")
     # float32 throughout, in place: a whole resampled CT volume needs one output array only
     values = np.array(hu, dtype=np.float32)  # a copy: the caller's array is not modified
     values -= np.float32(hu_min)
@@ -246,8 +240,7 @@ def dtype_roundtrip_error(values: np.ndarray, dtype: object) -> float:
     info = _integer_info(dt)
     if info is not None and (arr.min() < info.min or arr.max() > info.max):
         raise ValueError(
-            f"Expected values in [{info.min}, {info.max}] for dtype {dt}, got "
-            f"[{arr.min()!r}, {arr.max()!r}]"
+            f"Expected values in [{info.min}, {info.max}] for dtype {dt}, got [{arr.min()!r}, {arr.max()!r}]"
         )
     with np.errstate(over="ignore", invalid="ignore"):
         back = arr.astype(dt).astype(np.float64)
@@ -288,10 +281,7 @@ def check_dtype_fits(lo: float, hi: float, integer_only: bool, dtype: object) ->
     info = _integer_info(dt)
     if info is not None:
         if lo < info.min or hi > info.max:
-            raise ValueError(
-                f"Expected values in [{info.min}, {info.max}] for dtype {dt}, "
-                f"got lo={lo!r}, hi={hi!r}"
-            )
+            raise ValueError(f"Expected values in [{info.min}, {info.max}] for dtype {dt}, got lo={lo!r}, hi={hi!r}")
         if not integer_only:
             raise ValueError(
                 f"Expected integer values for integer dtype {dt}, got non-integer values "
@@ -301,8 +291,6 @@ def check_dtype_fits(lo: float, hi: float, integer_only: bool, dtype: object) ->
     if np.issubdtype(dt, np.floating):
         top = float(np.finfo(dt).max)
         if lo < -top or hi > top:
-            raise ValueError(
-                f"Expected values in [{-top}, {top}] for dtype {dt}, got lo={lo!r}, hi={hi!r}"
-            )
+            raise ValueError(f"Expected values in [{-top}, {top}] for dtype {dt}, got lo={lo!r}, hi={hi!r}")
         return
     raise ValueError(f"Expected an integer or float dtype, got dtype={dt}")

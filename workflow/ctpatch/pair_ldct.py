@@ -52,8 +52,17 @@ from ctpatch.io.dicom import SlicePair, pair_slices
 from ctpatch.rng import keyed_rng
 from ctpatch.store import atomic_path, write_json
 
-TABLE_COLUMNS = ["patient", "pair_index", "input_path", "target_path", "slice_z", "instance", "rows", "cols",
-                 "selected"]
+TABLE_COLUMNS = [
+    "patient",
+    "pair_index",
+    "input_path",
+    "target_path",
+    "slice_z",
+    "instance",
+    "rows",
+    "cols",
+    "selected",
+]
 
 
 class PairingError(ValueError):
@@ -89,20 +98,28 @@ def select_random_n(patient: str, count: int, n: int, seed: int) -> np.ndarray:
 
 def pair_table(patient: str, pairs: list[SlicePair], selected: np.ndarray) -> pd.DataFrame:
     """The pair table (columns :data:`TABLE_COLUMNS`) of one patient's pairs, in the given order."""
-    rows = [{
-        "patient": patient, "pair_index": i,
-        "input_path": os.path.abspath(p.input.path), "target_path": os.path.abspath(p.target.path),
-        "slice_z": np.nan if p.position_z is None else float(p.position_z),
-        "instance": pd.NA if p.instance is None else int(p.instance),
-        "rows": int(p.input.rows), "cols": int(p.input.cols), "selected": bool(selected[i]),
-    } for i, p in enumerate(pairs)]
+    rows = [
+        {
+            "patient": patient,
+            "pair_index": i,
+            "input_path": os.path.abspath(p.input.path),
+            "target_path": os.path.abspath(p.target.path),
+            "slice_z": np.nan if p.position_z is None else float(p.position_z),
+            "instance": pd.NA if p.instance is None else int(p.instance),
+            "rows": int(p.input.rows),
+            "cols": int(p.input.cols),
+            "selected": bool(selected[i]),
+        }
+        for i, p in enumerate(pairs)
+    ]
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     df["instance"] = df["instance"].astype("Int64")
     return df
 
 
-def build(patient_dir, input_dir: str, target_dir: str, by: str, on_error: str, random_n: int,
-          seed: int) -> tuple[pd.DataFrame, dict]:
+def build(
+    patient_dir, input_dir: str, target_dir: str, by: str, on_error: str, random_n: int, seed: int
+) -> tuple[pd.DataFrame, dict]:
     """The pair table and the report of one patient (nothing written)."""
     patient_dir = Path(patient_dir)
     patient = Path(os.path.abspath(patient_dir)).name
@@ -113,15 +130,27 @@ def build(patient_dir, input_dir: str, target_dir: str, by: str, on_error: str, 
     except ValueError as exc:
         raise PairingError(f"patient {patient} ({in_folder} vs {tg_folder}): {exc}") from None
     if not pairs:
-        raise PairingError(f"patient {patient}: no slice pair left between {in_folder} and {tg_folder}"
-                           + (":\n" + "\n".join(f"- {m}" for m in problems) if problems else ""))
+        raise PairingError(
+            f"patient {patient}: no slice pair left between {in_folder} and {tg_folder}"
+            + (":\n" + "\n".join(f"- {m}" for m in problems) if problems else "")
+        )
     selected = select_random_n(patient, len(pairs), random_n, seed)
     table = pair_table(patient, pairs, selected)
     report = {
-        "patient": patient, "input_dir": os.path.abspath(in_folder), "target_dir": os.path.abspath(tg_folder),
-        "by": by, "on_error": on_error, "random_n": int(random_n), "seed": int(seed),
-        "counts": {"input_files": len(inputs), "target_files": len(targets), "pairs": len(pairs),
-                   "problems": len(problems), "selected": int(selected.sum())},
+        "patient": patient,
+        "input_dir": os.path.abspath(in_folder),
+        "target_dir": os.path.abspath(tg_folder),
+        "by": by,
+        "on_error": on_error,
+        "random_n": int(random_n),
+        "seed": int(seed),
+        "counts": {
+            "input_files": len(inputs),
+            "target_files": len(targets),
+            "pairs": len(pairs),
+            "problems": len(problems),
+            "selected": int(selected.sum()),
+        },
         "selected": int(selected.sum()),
         "problems": problems,
     }
@@ -139,15 +168,19 @@ def main(argv=None) -> int:
     (0 done, 1 an error reported in one line naming the file or key)."""
     ap = argparse.ArgumentParser(prog="python -m ctpatch.pair_ldct", description=__doc__.split("\n\n")[0])
     ap.add_argument("--patient-dir", required=True, help="the patient folder (its name is the patient id)")
-    ap.add_argument("--settings-file", required=True,
-                    help="settings of scope 'pairs' (input_dir, target_dir, pair_by, on_error, random_n, seed)")
+    ap.add_argument(
+        "--settings-file",
+        required=True,
+        help="settings of scope 'pairs' (input_dir, target_dir, pair_by, on_error, random_n, seed)",
+    )
     ap.add_argument("--table-out", required=True)
     ap.add_argument("--report-out", required=True)
     args = ap.parse_args(argv)
     try:
         s = read_settings(args.settings_file, scope="pairs")
-        table, report = build(args.patient_dir, s["input_dir"], s["target_dir"], s["pair_by"], s["on_error"],
-                              s["random_n"], s["seed"])
+        table, report = build(
+            args.patient_dir, s["input_dir"], s["target_dir"], s["pair_by"], s["on_error"], s["random_n"], s["seed"]
+        )
     except (PairingError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

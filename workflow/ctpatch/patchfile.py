@@ -87,8 +87,10 @@ class ChunkEncoder:
 
     def _open(self) -> None:
         self.h5 = h5py.File(f"ctpatch-encoder-{id(self)}", "w", driver="core", backing_store=False)
-        self.ds = {name: create_patch_dataset(self.h5, name, shape, dtype, self.specs.compression, rows=self.rows)
-                   for name, (shape, dtype) in self.specs.datasets.items()}
+        self.ds = {
+            name: create_patch_dataset(self.h5, name, shape, dtype, self.specs.compression, rows=self.rows)
+            for name, (shape, dtype) in self.specs.datasets.items()
+        }
 
     def pipeline(self, name: str) -> tuple:
         return _pipeline(self.ds[name])
@@ -148,7 +150,7 @@ class BlockSink:
     def _flush(self, name: str) -> None:
         tags = self._tags[name]
         if tags:
-            encoded = self.encoder.encode(name, self._stage[name][:len(tags)])
+            encoded = self.encoder.encode(name, self._stage[name][: len(tags)])
             self._chunks[name].extend((t, m, b) for t, (m, b) in zip(tags, encoded))
             tags.clear()
 
@@ -204,8 +206,17 @@ class PatchFileWriter:
     file attributes (each part also gets ``ctpatch_version``, ``part``, ``parts``, ``shuffled``).
     """
 
-    def __init__(self, outputs, specs: Specs, mode: str, seed: int, shuffle: bool, totals: dict | None,
-                 attrs: dict | None = None, encoder: ChunkEncoder | None = None):
+    def __init__(
+        self,
+        outputs,
+        specs: Specs,
+        mode: str,
+        seed: int,
+        shuffle: bool,
+        totals: dict | None,
+        attrs: dict | None = None,
+        encoder: ChunkEncoder | None = None,
+    ):
         self.outputs = [Path(o) for o in outputs]
         if len(set(o.resolve() for o in self.outputs)) != len(self.outputs):
             raise ValueError(f"Expected distinct output files, got {[str(o) for o in self.outputs]}")
@@ -220,8 +231,9 @@ class PatchFileWriter:
         for table in specs.tables:
             if totals is not None:
                 mixed = self.shuffle and bool(specs.groups.get(table)) and table not in specs.unshuffled
-                self.where[table], self.order[table] = positions(totals[table], len(self.outputs), mixed, self.seed,
-                                                                 mode, table, names)
+                self.where[table], self.order[table] = positions(
+                    totals[table], len(self.outputs), mixed, self.seed, mode, table, names
+                )
         self.count = {name: 0 for name in specs.datasets}
         self.rows: dict[str, list] = {t: [] for t in specs.tables}
         self.files: list[h5py.File] = []
@@ -242,8 +254,10 @@ class PatchFileWriter:
                     for k, v in specs.attrs.get(name, {}).items():
                         ds.attrs[k] = v
                     if encoder is not None and _pipeline(ds) != encoder.pipeline(name):
-                        raise ValueError(f"Expected the encoder's filter pipeline in the output, got "
-                                         f"{_describe(ds)} and {encoder.describe(name)}")
+                        raise ValueError(
+                            f"Expected the encoder's filter pipeline in the output, got "
+                            f"{_describe(ds)} and {encoder.describe(name)}"
+                        )
         except BaseException:
             self.abort()
             raise
@@ -251,9 +265,14 @@ class PatchFileWriter:
     def write(self, block: Block) -> None:
         """Place the block's chunks at their final rows (in the block's output order) and keep its rows."""
         order = {n: i for i, n in enumerate(self.specs.datasets)}
-        records = sorted(((tag, order[name], j, name, mask, data)
-                          for name, chunks in block.chunks.items() for j, (tag, mask, data) in enumerate(chunks)),
-                         key=lambda r: r[:3])
+        records = sorted(
+            (
+                (tag, order[name], j, name, mask, data)
+                for name, chunks in block.chunks.items()
+                for j, (tag, mask, data) in enumerate(chunks)
+            ),
+            key=lambda r: r[:3],
+        )
         if self.totals is None:  # appending: grow each dataset by the block's patches
             for name, chunks in block.chunks.items():
                 if chunks:
@@ -274,8 +293,9 @@ class PatchFileWriter:
                 p, r = 0, c
             else:
                 if c >= len(self.where[table]):
-                    raise ValueError(f"{name}: more patches than the {len(self.where[table])} counted "
-                                     f"for table {table!r}")
+                    raise ValueError(
+                        f"{name}: more patches than the {len(self.where[table])} counted for table {table!r}"
+                    )
                 p, r = self.where[table][c]
             ds = self.files[p][name]
             ds.id.write_direct_chunk((int(r), *(0,) * (ds.ndim - 1)), data, mask)
@@ -291,15 +311,18 @@ class PatchFileWriter:
                     raise ValueError(f"{name}: {self.count[name]} patches but {counts[table]} rows in table {table!r}")
             if self.totals is not None and any(counts[t] != self.totals[t] for t in counts):
                 raise ValueError(f"expected {self.totals} rows per table (counted before writing), got {counts}")
-            tables = {t: np.array(rows, dtype=self.specs.tables[t]) if rows else np.zeros(0, self.specs.tables[t])
-                      for t, rows in self.rows.items()}
+            tables = {
+                t: np.array(rows, dtype=self.specs.tables[t]) if rows else np.zeros(0, self.specs.tables[t])
+                for t, rows in self.rows.items()
+            }
             for p, f in enumerate(self.files):
                 for table, prov in tables.items():
                     if not self.specs.groups.get(table):
                         f.create_dataset(f"provenance/{table}", data=prov)  # summary: whole, to every part
                     else:
-                        f.create_dataset(f"provenance/{table}",
-                                         data=prov[self.order[table][p]] if self.totals is not None else prov)
+                        f.create_dataset(
+                            f"provenance/{table}", data=prov[self.order[table][p]] if self.totals is not None else prov
+                        )
                 if "nodule_crop" in self.specs.datasets:
                     self._nodule_view(f)
                 for k, v in self.attrs.items():
@@ -323,13 +346,15 @@ class PatchFileWriter:
     def _nodule_view(self, f: h5py.File) -> None:
         """Crops layout: crop row and start inside it of every nodule patch, aligned with ``provenance/nodule``."""
         prov, table = f["provenance/nodule"][...], f["provenance/nodule_crop"][...]
-        patch_keys = (np.stack([prov["scan_index"], prov["nodule_index"]], axis=1) if len(prov)
-                      else np.zeros((0, 2), int))
+        patch_keys = (
+            np.stack([prov["scan_index"], prov["nodule_index"]], axis=1) if len(prov) else np.zeros((0, 2), int)
+        )
         crop_keys = np.stack([table["scan_index"], table["nodule_index"]], axis=1)
         crop_row = match_crops(patch_keys, crop_keys)
         crops = f["nodule_crop"]
-        starts = view_starts(prov["centre_voxel"], table["start_voxel"][crop_row], int(crops.attrs["patch_edge"]),
-                             crops.shape[1])
+        starts = view_starts(
+            prov["centre_voxel"], table["start_voxel"][crop_row], int(crops.attrs["patch_edge"]), crops.shape[1]
+        )
         f.create_dataset("nodule_view", data=np.concatenate([crop_row[:, None], starts], axis=1).astype(np.int32))
 
     def abort(self) -> None:

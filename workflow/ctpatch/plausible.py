@@ -73,14 +73,20 @@ def problems(figures: dict, hu_min: float, hu_max: float, settings: dict) -> lis
     if figures["nan"]:
         out.append(f"{figures['nan']} voxels are NaN")
     if figures["air_share"] < s["min_air_share"]:
-        out.append(f"no air: {figures['air_share']:.2%} of voxels below {s['air_hu']:g} HU "
-                   f"(expected at least {s['min_air_share']:.2%}, min_air_share)")
+        out.append(
+            f"no air: {figures['air_share']:.2%} of voxels below {s['air_hu']:g} HU "
+            f"(expected at least {s['min_air_share']:.2%}, min_air_share)"
+        )
     if figures["share_at_hu_max"] > s["max_share_at_hu_max"]:
-        out.append(f"{figures['share_at_hu_max']:.2%} of voxels at or above the window top {hu_max:g} HU "
-                   f"(expected at most {s['max_share_at_hu_max']:.2%}, max_share_at_hu_max)")
+        out.append(
+            f"{figures['share_at_hu_max']:.2%} of voxels at or above the window top {hu_max:g} HU "
+            f"(expected at most {s['max_share_at_hu_max']:.2%}, max_share_at_hu_max)"
+        )
     if figures["share_at_hu_min"] > s["max_share_at_hu_min"]:
-        out.append(f"{figures['share_at_hu_min']:.2%} of voxels at or below the window bottom {hu_min:g} HU "
-                   f"(expected at most {s['max_share_at_hu_min']:.2%}, max_share_at_hu_min)")
+        out.append(
+            f"{figures['share_at_hu_min']:.2%} of voxels at or below the window bottom {hu_min:g} HU "
+            f"(expected at most {s['max_share_at_hu_min']:.2%}, max_share_at_hu_min)"
+        )
     lo, hi = s["hu_range"]
     if figures["min"] < lo or figures["max"] > hi:
         out.append(f"values span {figures['min']:g} .. {figures['max']:g} HU, outside hu_range [{lo:g}, {hi:g}]")

@@ -45,8 +45,10 @@ class ProvenanceFields:
                     self.fields[name] = (base, shape)
                     continue
                 if prev[1] != shape or (prev[0].kind in "SU") != (base.kind in "SU"):
-                    raise ValueError(f"{where}: provenance field {name!r} is {prev[0]}{list(prev[1])} in one table "
-                                     f"and {base}{list(shape)} in another; one dataset needs one type per field")
+                    raise ValueError(
+                        f"{where}: provenance field {name!r} is {prev[0]}{list(prev[1])} in one table "
+                        f"and {base}{list(shape)} in another; one dataset needs one type per field"
+                    )
                 if base.kind not in "SU":
                     self.fields[name] = (np.result_type(prev[0], base), shape)
         self._fills = {name: self._fill(base, shape) for name, (base, shape) in self.fields.items()}

@@ -33,10 +33,12 @@ def reader_needs(codecs: Iterable[str]) -> str:
         return "no patch datasets found"
     if all(c in PLAIN_H5PY for c in names):
         return f"plain h5py opens these files (codec {', '.join(names)}): nothing to import besides h5py and numpy"
-    return (f"IMPORT hdf5plugin BEFORE READING (codec {', '.join(names)}, a Blosc2 HDF5 filter h5py does not ship): "
-            "`import hdf5plugin` (>= 4.3) next to `import h5py`, else the first read fails with "
-            "\"OSError: Can't synchronously read data (can't open directory .../plugin)\"; for files that plain "
-            "h5py opens, write output.compression gzip (config/reference-luna16.yaml, config/reference-ldct.yaml)")
+    return (
+        f"IMPORT hdf5plugin BEFORE READING (codec {', '.join(names)}, a Blosc2 HDF5 filter h5py does not ship): "
+        "`import hdf5plugin` (>= 4.3) next to `import h5py`, else the first read fails with "
+        "\"OSError: Can't synchronously read data (can't open directory .../plugin)\"; for files that plain "
+        "h5py opens, write output.compression gzip (config/reference-luna16.yaml, config/reference-ldct.yaml)"
+    )
 
 
 def file_codecs(path) -> list[str]:

@@ -40,10 +40,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ctpatch.contract import file_mode, file_settings  # noqa: E402  (one rule for telling the modes apart)
 from ctpatch.crop_reader import has_images, images  # noqa: E402
 from ctpatch.h5 import h5py  # noqa: E402
 from ctpatch.normalize import hu_window  # noqa: E402
-from ctpatch.contract import file_mode, file_settings  # noqa: E402  (one rule for telling the modes apart)
 from ctpatch.rng import keyed_rng  # noqa: E402
 from ctpatch.store import atomic_path  # noqa: E402
 
@@ -119,9 +119,11 @@ def describe_ldct(row) -> str:
     if row.dtype.names and "hr_corner" in row.dtype.names:  # super-resolution: LR corner -> HR corner
         hr, hc = (int(v) for v in row["hr_corner"])
         where = f"LR corner ({r}, {c}) -> HR ({hr}, {hc})"
-    return (f"{_dec(row['patient'])} z={z:g} mm #{int(row['instance'])} pair {int(row['pair_index'])} "
-            f"patch {int(row['patch_index'])}\n{where} at x{float(row['downscale']):g}; "
-            f"{', '.join(aug) or 'no augmentation'}")
+    return (
+        f"{_dec(row['patient'])} z={z:g} mm #{int(row['instance'])} pair {int(row['pair_index'])} "
+        f"patch {int(row['patch_index'])}\n{where} at x{float(row['downscale']):g}; "
+        f"{', '.join(aug) or 'no augmentation'}"
+    )
 
 
 def upsample_to(lr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -253,7 +255,7 @@ def _luna_rows(files, paths, n, seed, kind=None, centre_only=False):
                 airy.append((gi, r))  # shown only when too few negatives hold tissue
             continue
         rows.append(_luna_row(f, paths[k], img_name, lab_name, table, r, img))
-    for gi, r in airy[:max(0, n - len(rows))]:
+    for gi, r in airy[: max(0, n - len(rows))]:
         k, (img_name, lab_name, table) = groups[gi]
         img = np.asarray(images(files[k], img_name)[r], dtype=np.float32)[..., 0]
         rows.append(_luna_row(files[k], paths[k], img_name, lab_name, table, r, img))
@@ -267,14 +269,17 @@ def _luna_row(f, path, img_name, lab_name, table, r, img):
     prov = f[key][r] if key in f else None
     title = describe_luna(img_name, prov) if prov is not None else f"{Path(path).name} {img_name} row {r}"
     cx, cy, cz = label_centre(lab, prov) if img_name == "nodule" else tuple(s // 2 for s in img.shape)
-    planes = [(img[:, :, cz].T, lab[:, :, cz].T, f"axial z={cz} (y, x)"),
-              (img[:, cy, :].T, lab[:, cy, :].T, f"coronal y={cy} (z, x)"),
-              (img[cx, :, :].T, lab[cx, :, :].T, f"sagittal x={cx} (z, y)")]
+    planes = [
+        (img[:, :, cz].T, lab[:, :, cz].T, f"axial z={cz} (y, x)"),
+        (img[:, cy, :].T, lab[:, cy, :].T, f"coronal y={cy} (z, x)"),
+        (img[cx, :, :].T, lab[cx, :, :].T, f"sagittal x={cx} (z, y)"),
+    ]
     return title, planes
 
 
-def make_figure(paths, n: int = 8, seed: int = 0, kind: str | None = None, centre_only: bool = False,
-                grid: bool = False):
+def make_figure(
+    paths, n: int = 8, seed: int = 0, kind: str | None = None, centre_only: bool = False, grid: bool = False
+):
     """The figure and the titles of its rows (one per chosen patch).
 
     LUNA16 only: ``kind`` ("nodule" or "non_nodule") limits the patches to one group,
@@ -320,9 +325,11 @@ def make_figure(paths, n: int = 8, seed: int = 0, kind: str | None = None, centr
             m = float(np.abs(diff).max()) or 1.0
             in_name = f"input (LR {inp.shape[0]}²)" if sr else "input"
             diff_name = "input (upsampled, nearest) − target" if sr else "input − target"
-            for ax, img, name, kw in ((ax_row[0], inp, in_name, {"cmap": "gray", "vmin": lo, "vmax": hi}),
-                                      (ax_row[1], tgt, "target", {"cmap": "gray", "vmin": lo, "vmax": hi}),
-                                      (ax_row[2], diff, diff_name, {"cmap": "RdBu_r", "vmin": -m, "vmax": m})):
+            for ax, img, name, kw in (
+                (ax_row[0], inp, in_name, {"cmap": "gray", "vmin": lo, "vmax": hi}),
+                (ax_row[1], tgt, "target", {"cmap": "gray", "vmin": lo, "vmax": hi}),
+                (ax_row[2], diff, diff_name, {"cmap": "RdBu_r", "vmin": -m, "vmax": m}),
+            ):
                 im = ax.imshow(img, **kw)
                 ax.set_title(name, fontsize=PANEL_PT)
                 sub.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
@@ -388,8 +395,9 @@ def main(argv=None) -> int:
     ap.add_argument("--grid", action="store_true", help="LUNA16: axial mid-slices in a compact grid")
     args = ap.parse_args(argv)
     try:
-        titles = write_png(args.patches, args.out, args.n, args.seed, kind=args.kind,
-                           centre_only=args.centre_only, grid=args.grid)
+        titles = write_png(
+            args.patches, args.out, args.n, args.seed, kind=args.kind, centre_only=args.centre_only, grid=args.grid
+        )
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

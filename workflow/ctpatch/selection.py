@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ctpatch.contract import KINDS, MODE_KINDS, file_mode, file_settings, luna_spacing, stored_layout
 from ctpatch.crop_reader import has_images
 from ctpatch.crop_reader import images as open_images
 from ctpatch.h5 import h5py
-from ctpatch.contract import KINDS, MODE_KINDS, file_mode, file_settings, luna_spacing, stored_layout
 
 
 def as_paths(paths) -> list[str]:
@@ -41,8 +41,10 @@ def kinds_of(kind, mode: str, path) -> tuple[str, ...]:
         if k not in KINDS:
             raise ValueError(f"Expected kind in {sorted(KINDS)}, got {k!r}")
         if KINDS[k][3] != mode:
-            raise ValueError(f"{path}: kind {k!r} belongs to mode {KINDS[k][3]}, but the file is a {mode} file "
-                             f"(its kinds: {list(MODE_KINDS[mode])})")
+            raise ValueError(
+                f"{path}: kind {k!r} belongs to mode {KINDS[k][3]}, but the file is a {mode} file "
+                f"(its kinds: {list(MODE_KINDS[mode])})"
+            )
     return kinds
 
 
@@ -122,21 +124,41 @@ def segments(paths: list[str], kind, rows) -> tuple[list[Segment], str, tuple[st
                     raise ValueError(f"{path}: kind {k!r} needs {[img_name, lab_name, table]}, missing {missing}")
                 img, lab, prov = open_images(f, img_name), f[lab_name], f[table]
                 if not (img.shape[0] == lab.shape[0] == prov.shape[0]):
-                    raise ValueError(f"{path}: {img_name}, {lab_name} and {table} have {img.shape[0]}, "
-                                     f"{lab.shape[0]} and {prov.shape[0]} rows; expected equal counts")
+                    raise ValueError(
+                        f"{path}: {img_name}, {lab_name} and {table} have {img.shape[0]}, "
+                        f"{lab.shape[0]} and {prov.shape[0]} rows; expected equal counts"
+                    )
                 sel = selection(rows, path, k, img.shape[0])
                 spacing = tuple(luna_spacing(file_settings(f))) if mode == "luna16" else None
-                seg = Segment(path, i, k, sel, start, stored_layout(f, k, img), img.shape[1:], img.dtype,
-                              lab.shape[1:], lab.dtype, prov.dtype, spacing)
+                seg = Segment(
+                    path,
+                    i,
+                    k,
+                    sel,
+                    start,
+                    stored_layout(f, k, img),
+                    img.shape[1:],
+                    img.dtype,
+                    lab.shape[1:],
+                    lab.dtype,
+                    prov.dtype,
+                    spacing,
+                )
                 if segments:
                     ref = segments[0]
                     if (seg.image_shape, seg.image_dtype, seg.label_shape, seg.label_dtype, seg.stored_layout) != (
-                            ref.image_shape, ref.image_dtype, ref.label_shape, ref.label_dtype, ref.stored_layout):
+                        ref.image_shape,
+                        ref.image_dtype,
+                        ref.label_shape,
+                        ref.label_dtype,
+                        ref.stored_layout,
+                    ):
                         raise ValueError(
                             f"{path}: {k} patches are {seg.image_shape} {seg.image_dtype} / labels {seg.label_shape} "
                             f"{seg.label_dtype} ({seg.stored_layout}), but {ref.path}: {ref.kind} has "
                             f"{ref.image_shape} {ref.image_dtype} / {ref.label_shape} {ref.label_dtype} "
-                            f"({ref.stored_layout}); one dataset needs one patch shape and dtype")
+                            f"({ref.stored_layout}); one dataset needs one patch shape and dtype"
+                        )
                 segments.append(seg)
                 start += len(sel)
     return segments, mode, kinds

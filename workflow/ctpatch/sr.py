@@ -64,8 +64,10 @@ def sr_sizes(hr_edge: int, padding: int, scale: int, footprint: str = "reference
         raise ValueError(f"Expected footprint in {FOOTPRINTS}, got footprint={footprint!r}")
     lr = int(hr_edge / scale)
     if lr - padding < 1:
-        raise ValueError(f"Expected an LR edge larger than the padding, got LR edge int({hr_edge} / {scale}) = {lr} "
-                         f"with padding {padding} (LR stride {lr - padding})")
+        raise ValueError(
+            f"Expected an LR edge larger than the padding, got LR edge int({hr_edge} / {scale}) = {lr} "
+            f"with padding {padding} (LR stride {lr - padding})"
+        )
     return lr, (hr_edge if footprint == "reference" else lr * scale)
 
 
@@ -103,8 +105,9 @@ def block_mean(image: np.ndarray, scale: int) -> np.ndarray:
     return img.reshape(r // scale, scale, c // scale, scale).mean(axis=(1, 3)).astype(np.float32)
 
 
-def sr_corners(lr_shape: tuple[int, int], lr_edge: int, padding: int, scale: int,
-               last: str = "fill") -> tuple[np.ndarray, np.ndarray]:
+def sr_corners(
+    lr_shape: tuple[int, int], lr_edge: int, padding: int, scale: int, last: str = "fill"
+) -> tuple[np.ndarray, np.ndarray]:
     """LR corners (row-major, the grid rule on the LR image) and their HR corners (LR x scale).
 
     Returns two int64 arrays of shape (K, 2).
@@ -134,8 +137,9 @@ def sr_dose_blend(lr: np.ndarray, hr: np.ndarray, f: float, scale: int) -> tuple
     b = np.asarray(hr, dtype=np.float64)
     e = a.shape[0]
     if a.ndim != 2 or a.shape[0] != a.shape[1] or b.ndim != 2 or min(b.shape) < e * scale:
-        raise ValueError(f"Expected a square LR patch and an HR patch covering it x{scale}, "
-                         f"got {a.shape} and {b.shape}")
+        raise ValueError(
+            f"Expected a square LR patch and an HR patch covering it x{scale}, got {a.shape} and {b.shape}"
+        )
     t = block_mean(b[: e * scale, : e * scale], scale).astype(np.float64)
     new = t + f * (a - t)
     low = float(new.min())

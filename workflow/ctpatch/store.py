@@ -47,8 +47,14 @@ DEFAULT_CODEC = key_schema("luna16.output.compression")["default"]
 #: c-blosc2 reads these at every compression and lets them override the parameters the dataset was
 #: created with (measured with hdf5plugin 7.1: each changed the bytes written; ``BLOSC_TYPESIZE=8``
 #: wrote chunks that failed to read back).
-BLOSC_OVERRIDES = ("BLOSC_CLEVEL", "BLOSC_COMPRESSOR", "BLOSC_TYPESIZE", "BLOSC_BLOCKSIZE", "BLOSC_SPLITMODE",
-                   "BLOSC_DELTA")
+BLOSC_OVERRIDES = (
+    "BLOSC_CLEVEL",
+    "BLOSC_COMPRESSOR",
+    "BLOSC_TYPESIZE",
+    "BLOSC_BLOCKSIZE",
+    "BLOSC_SPLITMODE",
+    "BLOSC_DELTA",
+)
 
 
 def _blosc_env_problems() -> list[str]:
@@ -137,7 +143,7 @@ def clean_stale(final: str | Path) -> list[Path]:
     if not final.parent.is_dir():
         return removed
     for p in final.parent.glob(f".{final.name}.*.tmp"):
-        pid = p.name[len(final.name) + 2:-len(".tmp")]
+        pid = p.name[len(final.name) + 2 : -len(".tmp")]
         if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
             continue  # a running process is writing it
         p.unlink(missing_ok=True)
@@ -214,20 +220,28 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
             np.save(fh, array)
 
 
-def create_patch_dataset(group: h5py.Group, name: str, patch_shape, dtype,
-                         compression: str = DEFAULT_CODEC, rows: int = 0) -> h5py.Dataset:
+def create_patch_dataset(
+    group: h5py.Group, name: str, patch_shape, dtype, compression: str = DEFAULT_CODEC, rows: int = 0
+) -> h5py.Dataset:
     """A growable dataset of ``rows`` patches (unwritten), chunked one patch per chunk, the codec's filter
     then Fletcher32; its codec name in attribute ``codec``."""
     if compression not in COMPRESSION:
         raise ValueError(f"Expected compression in {sorted(COMPRESSION)}, got {compression!r}")
     if compression.startswith("blosc2") and (bad := _blosc_env_problems()):
-        raise ValueError(f"Expected BLOSC_NTHREADS=1 and none of {', '.join(BLOSC_OVERRIDES)} in the environment "
-                         f"when writing {compression}, got {', '.join(bad)}: c-blosc2 would override the codec's "
-                         f"parameters or write bytes that differ from run to run")
+        raise ValueError(
+            f"Expected BLOSC_NTHREADS=1 and none of {', '.join(BLOSC_OVERRIDES)} in the environment "
+            f"when writing {compression}, got {', '.join(bad)}: c-blosc2 would override the codec's "
+            f"parameters or write bytes that differ from run to run"
+        )
     patch_shape = tuple(int(n) for n in patch_shape)
     ds = group.create_dataset(
-        name, shape=(int(rows), *patch_shape), maxshape=(None, *patch_shape), dtype=dtype,
-        chunks=(1, *patch_shape), fletcher32=True, **COMPRESSION[compression],
+        name,
+        shape=(int(rows), *patch_shape),
+        maxshape=(None, *patch_shape),
+        dtype=dtype,
+        chunks=(1, *patch_shape),
+        fletcher32=True,
+        **COMPRESSION[compression],
     )
     ds.attrs["codec"] = compression
     return ds
@@ -266,8 +280,10 @@ def codec_of(ds: h5py.Dataset) -> str:
         return "lzf"
     if len(pipeline) == 1 and ds.compression == "gzip" and ds.compression_opts == 1:
         return "gzip"
-    raise ValueError(f"Expected a 'codec' attribute or an lzf, gzip (level 1) or unfiltered dataset, got "
-                     f"{_describe(ds)} without a 'codec' attribute")
+    raise ValueError(
+        f"Expected a 'codec' attribute or an lzf, gzip (level 1) or unfiltered dataset, got "
+        f"{_describe(ds)} without a 'codec' attribute"
+    )
 
 
 _FLETCHER_BLOCK = 4096  # 16-bit words per row of the block sums in :func:`fletcher32_mod`
@@ -330,8 +346,7 @@ class ShardWriter:
     The file is written under a temporary name and renamed by :meth:`close`.
     """
 
-    def __init__(self, path, specs: dict, tables: dict, compression: str = DEFAULT_CODEC, buffer: int = 8,
-                 attrs=None):
+    def __init__(self, path, specs: dict, tables: dict, compression: str = DEFAULT_CODEC, buffer: int = 8, attrs=None):
         self.final = Path(path)
         self._ctx = atomic_path(self.final)
         tmp = self._ctx.__enter__()
@@ -339,8 +354,10 @@ class ShardWriter:
         for key, value in (attrs or {}).items():
             self.h5.attrs[key] = value
         self.datasets = {n: create_patch_dataset(self.h5, n, s, d, compression) for n, (s, d) in specs.items()}
-        self.tables = {n: self.h5.create_dataset(f"provenance/{n}", shape=(0,), maxshape=(None,), dtype=dt,
-                                                 chunks=(1024,)) for n, dt in tables.items()}
+        self.tables = {
+            n: self.h5.create_dataset(f"provenance/{n}", shape=(0,), maxshape=(None,), dtype=dt, chunks=(1024,))
+            for n, dt in tables.items()
+        }
         self.buffer = int(buffer)
         self._pending = {n: [] for n in self.datasets}
         # one reusable write buffer per dataset: no fresh multi-megabyte array (and its page faults) per flush
@@ -431,8 +448,10 @@ def _check_chunk_copy(src: h5py.Dataset, dst: h5py.Dataset) -> None:
         raise ValueError(f"Expected equal dtypes, got {src.dtype} and {dst.dtype}")
     # the pipelines themselves, not ``ds.compression`` (h5py names no plugin filter: "unknown" for every one)
     if _pipeline(src) != _pipeline(dst):
-        raise ValueError(f"Expected the same filter pipeline in both datasets (raw chunks are copied as they "
-                         f"are), got {_describe(src)} and {_describe(dst)}")
+        raise ValueError(
+            f"Expected the same filter pipeline in both datasets (raw chunks are copied as they "
+            f"are), got {_describe(src)} and {_describe(dst)}"
+        )
 
 
 def copy_chunks(src: h5py.Dataset, dst: h5py.Dataset, src_rows, dst_start: int = 0, dst_rows=None) -> None:

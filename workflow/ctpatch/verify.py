@@ -71,9 +71,11 @@ def check_chunks(ds: h5py.Dataset, limit: int = 5, threads: int = 2) -> list[str
         with open(ds.file.filename, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             view = memoryview(mm)
             try:
+
                 def check(part):
-                    return [int(r) for r in part
-                            if not chunk_checksum_ok(view[places[r, 1]:places[r, 1] + places[r, 2]])]
+                    return [
+                        int(r) for r in part if not chunk_checksum_ok(view[places[r, 1] : places[r, 1] + places[r, 2]])
+                    ]
 
                 parts = np.array_split(rows, max(1, min(int(threads), len(rows)) * 4))
                 with ThreadPoolExecutor(max(1, int(threads))) as pool:
@@ -105,8 +107,9 @@ def sample_rows(n: int, k: int, seed: int, *keys) -> np.ndarray:
     return np.sort(keyed_rng(seed, "verify", *keys).choice(n, size=min(n, int(k)), replace=False))
 
 
-def verify_luna(patches_path, nodules_path, settings: dict, scans: list[str], inputs: dict | None = None,
-                sample: int = SAMPLE) -> dict:
+def verify_luna(
+    patches_path, nodules_path, settings: dict, scans: list[str], inputs: dict | None = None, sample: int = SAMPLE
+) -> dict:
     """Check one LUNA16 subset file; return the report (``ok`` false on any failure).
 
     ``inputs``: the extraction's inputs (``--inputs`` of ``ctpatch.extract``), from which ``sample``
@@ -124,8 +127,12 @@ def verify_luna(patches_path, nodules_path, settings: dict, scans: list[str], in
     report: dict = {"file": str(patches_path), "nodules": int(len(table)), "shifts_per_nodule": len(offsets)}
     with h5py.File(patches_path, "r") as f:
         data = {}  # name -> the dataset (crops layout: nodule patches cut from their crops), opened once
-        for name, shape, dtype in (("nodule", (p, p, p, 1), out["dtype"]), ("label_nodule", (lab, lab, lab, 2), "float32"),
-                                   ("non_nodule", (p, p, p, 1), out["dtype"]), ("label_non_nodule", (lab, lab, lab, 2), "float32")):
+        for name, shape, dtype in (
+            ("nodule", (p, p, p, 1), out["dtype"]),
+            ("label_nodule", (lab, lab, lab, 2), "float32"),
+            ("non_nodule", (p, p, p, 1), out["dtype"]),
+            ("label_non_nodule", (lab, lab, lab, 2), "float32"),
+        ):
             if not has_images(f, name):
                 fails.append(f"dataset {name} missing")
                 continue
@@ -138,7 +145,9 @@ def verify_luna(patches_path, nodules_path, settings: dict, scans: list[str], in
             return {**report, "ok": False, "failures": fails}
         n_nod, n_neg = data["nodule"].shape[0], data["non_nodule"].shape[0]
         exp_nod, exp_neg = sum(nodule_patches.values()), sum(negatives.values())
-        report.update(nodule_patches=n_nod, expected_nodule_patches=exp_nod, negatives=n_neg, expected_negatives=exp_neg)
+        report.update(
+            nodule_patches=n_nod, expected_nodule_patches=exp_nod, negatives=n_neg, expected_negatives=exp_neg
+        )
         if n_nod != exp_nod:
             fails.append(f"nodule patches: expected {exp_nod} ({len(offsets)} x {len(table)} nodules), got {n_nod}")
         if n_neg != exp_neg:
@@ -156,7 +165,9 @@ def verify_luna(patches_path, nodules_path, settings: dict, scans: list[str], in
         per_nodule = Counter(zip(prov_n["seriesuid"].astype(str), prov_n["nodule_index"]))
         bad = [k for k, c in per_nodule.items() if c != len(offsets)]
         if bad or len(per_nodule) != len(table):
-            fails.append(f"{len(bad)} nodules without exactly {len(offsets)} patches; {len(per_nodule)} of {len(table)} nodules present")
+            fails.append(
+                f"{len(bad)} nodules without exactly {len(offsets)} patches; {len(per_nodule)} of {len(table)} nodules present"
+            )
         for name in ("nodule_crop" if is_crops(f) else "nodule", "label_nodule", "non_nodule", "label_non_nodule"):
             fails += check_chunks(f[name])
         if fails:  # corrupt chunks: reading them would only fail again
@@ -175,12 +186,18 @@ def verify_luna(patches_path, nodules_path, settings: dict, scans: list[str], in
             else:
                 touches = prov_k["touches_nodule"]
                 if np.any(touches != positive):
-                    fails.append(f"{int((touches != positive).sum())} negatives whose touches_nodule flag disagrees with the label")
+                    fails.append(
+                        f"{int((touches != positive).sum())} negatives whose touches_nodule flag disagrees with the label"
+                    )
                 avoid = np.isin(prov_k["source"], [b"avoid_nodules", b"fill"])
                 report["negatives_touching_nodules"] = int(positive.sum())
-                report["negatives_by_source"] = {k.decode(): int(v) for k, v in zip(*np.unique(prov_k["source"], return_counts=True))}
+                report["negatives_by_source"] = {
+                    k.decode(): int(v) for k, v in zip(*np.unique(prov_k["source"], return_counts=True))
+                }
                 if np.any(positive & avoid):
-                    fails.append(f"{int((positive & avoid).sum())} negatives drawn to avoid nodules hold a nodule voxel")
+                    fails.append(
+                        f"{int((positive & avoid).sum())} negatives drawn to avoid nodules hold a nodule voxel"
+                    )
         if inputs is not None and not fails:
             fails += _check_luna_sample(f, data, settings, inputs, sample, (lo, hi), report)
     report["ok"] = not fails
@@ -188,8 +205,9 @@ def verify_luna(patches_path, nodules_path, settings: dict, scans: list[str], in
     return report
 
 
-def _check_luna_sample(f: h5py.File, data: dict, settings: dict, inputs: dict, sample: int, bounds,
-                       report: dict) -> list[str]:
+def _check_luna_sample(
+    f: h5py.File, data: dict, settings: dict, inputs: dict, sample: int, bounds, report: dict
+) -> list[str]:
     """Regenerate ``sample`` nodule and non-nodule patches of the file and compare them voxel for voxel."""
     from ctpatch.extract_luna import Job
 
@@ -205,7 +223,9 @@ def _check_luna_sample(f: h5py.File, data: dict, settings: dict, inputs: dict, s
             rec = prov[int(row)]
             scan = int(rec["scan_index"])
             if not 0 <= scan < len(units) or units[scan].key != rec["seriesuid"].decode():
-                fails.append(f"{kind} row {row}: scan {rec['seriesuid'].decode()} (scan_index {scan}) is not among the inputs")
+                fails.append(
+                    f"{kind} row {row}: scan {rec['seriesuid'].decode()} (scan_index {scan}) is not among the inputs"
+                )
                 continue
             item = int(rec["patch_index"]) + (job.nodule_patches[units[scan].key] if kind == "non_nodule" else 0)
             wanted.append((scan, item, kind, int(row)))
@@ -217,15 +237,21 @@ def _check_luna_sample(f: h5py.File, data: dict, settings: dict, inputs: dict, s
         img_name, lab_name = names[kind]
         stored_img, stored_lab = data[img_name][row], f[lab_name][row]
         regen_row = np.array(sink.rows[kind], dtype=f[f"provenance/{kind}"].dtype)[0]
-        if not np.array_equal(stored_img, sink.patches[img_name][0]) or not np.array_equal(stored_lab, sink.patches[lab_name][0]):
+        if not np.array_equal(stored_img, sink.patches[img_name][0]) or not np.array_equal(
+            stored_lab, sink.patches[lab_name][0]
+        ):
             diff = float(np.max(np.abs(stored_img.astype(np.float64) - sink.patches[img_name][0])))
-            fails.append(f"{f.filename}: {img_name} row {row}: differs from its regeneration (largest difference {diff:.6g})")
+            fails.append(
+                f"{f.filename}: {img_name} row {row}: differs from its regeneration (largest difference {diff:.6g})"
+            )
         if regen_row.tobytes() != f[f"provenance/{kind}"][row].tobytes():
             fails.append(f"{f.filename}: provenance/{kind} row {row}: differs from its regeneration")
         vmin, vmax = float(np.min(stored_img)), float(np.max(stored_img))
         if not (np.isfinite(vmin) and np.isfinite(vmax)) or vmin < lo - 1e-3 or vmax > hi + 1e-3:
-            fails.append(f"{f.filename}: {img_name} row {row}: values [{vmin:.4f}, {vmax:.4f}] outside the "
-                         f"normalized range [{lo}, {hi}]")
+            fails.append(
+                f"{f.filename}: {img_name} row {row}: values [{vmin:.4f}, {vmax:.4f}] outside the "
+                f"normalized range [{lo}, {hi}]"
+            )
         checked += 1
     report["sample_patches"] = checked
     report["sample_rows"] = {k: [r for _, _, kk, r in sorted(wanted) if kk == k] for k in names}
@@ -240,8 +266,10 @@ def _check_crops(f: h5py.File, prov: np.ndarray, offsets, p: int, nodules: int) 
     if crops.shape[1:] != (edge,) * 3 + (1,):
         fails.append(f"nodule_crop: expected crops of shape {(edge,) * 3 + (1,)}, got {crops.shape[1:]}")
     if crops.shape[0] != nodules or len(table) != nodules:
-        fails.append(f"nodule_crop: expected {nodules} crops (one per nodule), got {crops.shape[0]} "
-                     f"(provenance rows {len(table)})")
+        fails.append(
+            f"nodule_crop: expected {nodules} crops (one per nodule), got {crops.shape[0]} "
+            f"(provenance rows {len(table)})"
+        )
     if view.shape != (len(prov), 4):
         return fails + [f"nodule_view: expected shape {(len(prov), 4)}, got {view.shape}"]
     if len(prov) and len(table):

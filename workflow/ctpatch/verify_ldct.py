@@ -49,11 +49,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ctpatch.h5 import h5py
 from ctpatch.config import ldct_settings
-from ctpatch.extract_ldct import (INTEGER_DTYPES, Job, copy_factors, grid_sizes, multiplier, patch_shapes,
-                                  read_pair_tables, round_half_up)
+from ctpatch.extract_ldct import (
+    INTEGER_DTYPES,
+    Job,
+    copy_factors,
+    grid_sizes,
+    multiplier,
+    patch_shapes,
+    read_pair_tables,
+    round_half_up,
+)
 from ctpatch.grid import grid_corners
+from ctpatch.h5 import h5py
 from ctpatch.store import MemorySink
 from ctpatch.verify import SAMPLE, read_blocks, sample_rows
 
@@ -100,10 +108,14 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample: int = SAMPLE) -
     dtype = np.dtype(s["output"]["dtype"])
     shapes = patch_shapes(s)
     mult = multiplier(s)
-    report.update(dtype=str(dtype), patch_shape=list(shapes["target"]), input_patch_shape=list(shapes["input"]),
-                  super_resolution_scale=grid_sizes(s)[0] if s["super_resolution"]["enabled"] else 1,
-                  layout=s["output"]["layout"],
-                  selected_pairs=int(len(table)))
+    report.update(
+        dtype=str(dtype),
+        patch_shape=list(shapes["target"]),
+        input_patch_shape=list(shapes["input"]),
+        super_resolution_scale=grid_sizes(s)[0] if s["super_resolution"]["enabled"] else 1,
+        layout=s["output"]["layout"],
+        selected_pairs=int(len(table)),
+    )
 
     files = []
     try:
@@ -119,8 +131,10 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample: int = SAMPLE) -
             for name in ("input", "target"):
                 ds = f[name]
                 if ds.shape[1:] != shapes[name]:
-                    fails.append(f"{path}: {name}: expected patch shape {shapes[name]} (layout "
-                                 f"{s['output']['layout']}), got {ds.shape[1:]}")
+                    fails.append(
+                        f"{path}: {name}: expected patch shape {shapes[name]} (layout "
+                        f"{s['output']['layout']}), got {ds.shape[1:]}"
+                    )
                 if ds.dtype != dtype:
                     fails.append(f"{path}: {name}: expected dtype {dtype}, got {ds.dtype}")
             n_in, n_tg, n_prov = f["input"].shape[0], f["target"].shape[0], f["provenance/patch"].shape[0]
@@ -135,10 +149,14 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample: int = SAMPLE) -
                 fails.append(f"{path}: table 'pair' differs from the one in {patch_paths[0]}")
         total = sum(f["input"].shape[0] for f in files)
         written = int(pair_rows["patches_written"].sum()) if len(pair_rows) else 0
-        report.update(patches=total, patches_per_part=[f["input"].shape[0] for f in files],
-                      pairs_in_file=int(len(pair_rows)), patches_written_sum=written,
-                      patches_cut=int(pair_rows["patches_cut"].sum()) if len(pair_rows) else 0,
-                      patches_kept=int(pair_rows["patches_kept"].sum()) if len(pair_rows) else 0)
+        report.update(
+            patches=total,
+            patches_per_part=[f["input"].shape[0] for f in files],
+            pairs_in_file=int(len(pair_rows)),
+            patches_written_sum=written,
+            patches_cut=int(pair_rows["patches_cut"].sum()) if len(pair_rows) else 0,
+            patches_kept=int(pair_rows["patches_kept"].sum()) if len(pair_rows) else 0,
+        )
         if written != total:
             fails.append(f"sum of patches_written in table 'pair' is {written}, but the parts hold {total} patches")
 
@@ -158,20 +176,29 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample: int = SAMPLE) -
             t, r = table.iloc[i], by_index[i]
             who = f"pair {i} ({t['patient']}/{t['input_name']})"
             if (_dec(r["patient"]), _dec(r["input_file"]), _dec(r["target_file"])) != (
-                    str(t["patient"]), str(t["input_path"]), str(t["target_path"])):
-                fails.append(f"{who}: table 'pair' names {_dec(r['patient'])} {_dec(r['input_file'])} "
-                             f"{_dec(r['target_file'])}, the pair table {t['input_path']} {t['target_path']}")
+                str(t["patient"]),
+                str(t["input_path"]),
+                str(t["target_path"]),
+            ):
+                fails.append(
+                    f"{who}: table 'pair' names {_dec(r['patient'])} {_dec(r['input_file'])} "
+                    f"{_dec(r['target_file'])}, the pair table {t['input_path']} {t['target_path']}"
+                )
             cut = expected_cut(int(t["rows"]), int(t["cols"]), s)
             if int(r["patches_cut"]) != cut:
-                fails.append(f"{who}: patches_cut {int(r['patches_cut'])}, expected {cut} from the grid of "
-                             f"{int(t['rows'])}x{int(t['cols'])} and its copies")
+                fails.append(
+                    f"{who}: patches_cut {int(r['patches_cut'])}, expected {cut} from the grid of "
+                    f"{int(t['rows'])}x{int(t['cols'])} and its copies"
+                )
             if int(r["patches_kept"]) > int(r["patches_cut"]):
                 fails.append(f"{who}: patches_kept {int(r['patches_kept'])} > patches_cut {int(r['patches_cut'])}")
             if not s["air_threshold"]["enabled"] and int(r["patches_kept"]) != int(r["patches_cut"]):
                 fails.append(f"{who}: air threshold off, but patches_kept {int(r['patches_kept'])} != patches_cut")
             if int(r["patches_written"]) != int(r["patches_kept"]) * mult:
-                fails.append(f"{who}: patches_written {int(r['patches_written'])}, expected patches_kept x {mult} = "
-                             f"{int(r['patches_kept']) * mult}")
+                fails.append(
+                    f"{who}: patches_written {int(r['patches_written'])}, expected patches_kept x {mult} = "
+                    f"{int(r['patches_kept']) * mult}"
+                )
 
         # patch provenance, all parts together
         provs = [f["provenance/patch"][...] for f in files]
@@ -239,8 +266,10 @@ def _check_provenance(prov: np.ndarray, by_index: dict, s: dict) -> list[str]:
             fails.append("super_resolution on, but table 'patch' has no hr_corner")
         else:  # the footprint relation: HR region = LR region x scale
             if np.any(prov["hr_corner"] != corner * scale):
-                fails.append(f"{int(np.any(prov['hr_corner'] != corner * scale, axis=1).sum())} patches whose "
-                             f"hr_corner is not corner x {scale}")
+                fails.append(
+                    f"{int(np.any(prov['hr_corner'] != corner * scale, axis=1).sum())} patches whose "
+                    f"hr_corner is not corner x {scale}"
+                )
             if np.any(prov["hr_copy_shape"] != cshape * scale):
                 fails.append(f"patches whose hr_copy_shape is not copy_shape x {scale}")
     elif "hr_corner" in prov.dtype.names:
@@ -269,8 +298,10 @@ def _check_provenance(prov: np.ndarray, by_index: dict, s: dict) -> list[str]:
                 ks = set(of_copy["rot_k"][of_copy["rot_k"] > 0].tolist())
                 flips = set(of_copy["flip"][of_copy["flip"] != b""].tolist())
                 if len(ks) > 1 or len(flips) > 1:
-                    fails.append(f"{who}: copy x{float(factor):g} turned in several ways (rot_k {sorted(ks)}, flip "
-                                 f"{sorted(flips)}), but rot_augment.draw is per_copy (one draw per copy)")
+                    fails.append(
+                        f"{who}: copy x{float(factor):g} turned in several ways (rot_k {sorted(ks)}, flip "
+                        f"{sorted(flips)}), but rot_augment.draw is per_copy (one draw per copy)"
+                    )
         bl = np.isfinite(rows["blend"])
         if s["dose_blend"]["enabled"]:
             if bl.sum() * 2 != n or np.any(rows["blend"][bl] != r["blend"]):
@@ -325,8 +356,10 @@ def _check_sample(files, paths, prov, where, pairs_path, s, sample: int, report:
     fails = []
     job = Job(s, {"pairs": pairs_path})
     dtype = np.dtype(s["output"]["dtype"])
-    lookup = {(int(p), int(q)): (int(k), int(r)) for (p, q), (k, r) in
-              zip(zip(prov["pair_index"], prov["patch_index"]), where)}
+    lookup = {
+        (int(p), int(q)): (int(k), int(r))
+        for (p, q), (k, r) in zip(zip(prov["pair_index"], prov["patch_index"]), where)
+    }
     units = job.units()
     # the pairs named by the sampled patches, at most SAMPLE_PAIR_SHARE of the pairs but at least the first
     # sampled patch's pair of every part: recomputing a pair costs what extracting it cost
@@ -334,8 +367,12 @@ def _check_sample(files, paths, prov, where, pairs_path, s, sample: int, report:
     per_part = []
     for k, (path, f) in enumerate(zip(paths, files)):
         part = f["provenance/patch"]
-        per_part.append([int(part[int(r)]["pair_index"])
-                         for r in sample_rows(part.shape[0], sample, int(s["seed"]), Path(path).name, "patch")])
+        per_part.append(
+            [
+                int(part[int(r)]["pair_index"])
+                for r in sample_rows(part.shape[0], sample, int(s["seed"]), Path(path).name, "patch")
+            ]
+        )
     chosen = {pairs[0] for pairs in per_part if pairs}
     for pair in (p for pairs in per_part for p in pairs[1:]):
         if len(chosen) >= cap:
@@ -370,8 +407,10 @@ def _check_sample(files, paths, prov, where, pairs_path, s, sample: int, report:
                 differ += [f"{name} patch {int(js[b])} ({paths[k]} row {int(rs[js[b]])})" for b in bad]
         checked += n
         if differ:
-            fails.append(f"sample pair {unit.key}: {len(differ)} stored patches differ from their recomputation, "
-                         f"e.g. {differ[0]}")
+            fails.append(
+                f"sample pair {unit.key}: {len(differ)} stored patches differ from their recomputation, "
+                f"e.g. {differ[0]}"
+            )
     report["sample_pairs"] = [units[i].key for i in sorted(chosen) if 0 <= i < len(units)]
     report["sample_patches"] = checked
     report["sample_roundtrip_error"] = err

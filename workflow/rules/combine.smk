@@ -10,14 +10,14 @@ if LDCT_COMBINED:
         output:
             parts=get_combined_files(),
             report=f"{RES}/ldct/report/combined.json",
-        conda:
-            "../../envs/ctpatch.yaml"
         log:
             "logs/ldct/combine_patches.log",
+        conda:
+            "../../envs/ctpatch.yaml"
         params:
             seed=config["seed"],
             shuffle="yes" if LDCT["output"]["shuffle"] else "no",
             how=LDCT["output"]["combined"],
         shell:
-            "\"$CTPATCH_PYTHON\" -m ctpatch.combine --sources {input:q} --out {output.parts:q} --seed {params.seed:q} "
+            '"$CTPATCH_PYTHON" -m ctpatch.combine --sources {input:q} --out {output.parts:q} --seed {params.seed:q} '
             "--shuffle {params.shuffle:q} --how {params.how:q} --report-out {output.report:q} > {log:q} 2>&1"

@@ -93,7 +93,11 @@ def get_scan_files(wildcards):
 
 
 def get_volumes(wildcards):
-    return [f"{RES}/luna16/volumes/{wildcards.group}/{uid}.{ext}" for uid in LUNA_SCANS[wildcards.group] for ext in ("json", "npy")]
+    return [
+        f"{RES}/luna16/volumes/{wildcards.group}/{uid}.{ext}"
+        for uid in LUNA_SCANS[wildcards.group]
+        for ext in ("json", "npy")
+    ]
 
 
 def get_sidecars(wildcards):
@@ -135,7 +139,10 @@ def get_extract_inputs(wildcards):
     # plan: the free-space check before any work needs the estimated output size (one copy: no shards)
     files = {"settings": get_settings_file("patches"), "plan": f"{RES}/{MODE}/report/plan.json"}
     if MODE == "luna16":
-        files["data"] = get_volumes(wildcards) + [f"{RES}/luna16/labels/{wildcards.group}/masks", f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv"]
+        files["data"] = get_volumes(wildcards) + [
+            f"{RES}/luna16/labels/{wildcards.group}/masks",
+            f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv",
+        ]
         if LUNA["negatives"]["strategy"] == "candidates":
             files["data"].append(luna_table("candidates"))
     else:
@@ -145,9 +152,12 @@ def get_extract_inputs(wildcards):
 
 def get_extract_params(wildcards):
     if MODE == "luna16":
-        inputs = {"sidecars": get_sidecars(wildcards), "masks_dir": f"{RES}/luna16/labels/{wildcards.group}/masks",
-                  "nodules": f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv",
-                  "candidates": luna_table("candidates") if LUNA["negatives"]["strategy"] == "candidates" else None}
+        inputs = {
+            "sidecars": get_sidecars(wildcards),
+            "masks_dir": f"{RES}/luna16/labels/{wildcards.group}/masks",
+            "nodules": f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv",
+            "candidates": luna_table("candidates") if LUNA["negatives"]["strategy"] == "candidates" else None,
+        }
     else:
         inputs = {"pairs": [get_pair_table(wildcards.group)]}
     return {"inputs": q(inputs)}
@@ -155,9 +165,15 @@ def get_extract_params(wildcards):
 
 def get_verify_inputs(wildcards):
     """The files, the table they are checked against, and the extraction's inputs (a sample is regenerated)."""
-    table = f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv" if MODE == "luna16" else get_pair_table(wildcards.group)
-    return {"table": table, "settings": get_settings_file("patches"), "patches": get_patch_files(wildcards.group),
-            "data": get_extract_inputs(wildcards)["data"]}
+    table = (
+        f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv" if MODE == "luna16" else get_pair_table(wildcards.group)
+    )
+    return {
+        "table": table,
+        "settings": get_settings_file("patches"),
+        "patches": get_patch_files(wildcards.group),
+        "data": get_extract_inputs(wildcards)["data"],
+    }
 
 
 def get_verify_args(wildcards, input):
@@ -173,9 +189,11 @@ def output_settings():
 # LUNA16 writes one file per subset; LDCT one per patient, or nsplit parts (with output.combined
 # the nsplit parts are the combined files', and each patient gets one file)
 LDCT_COMBINED = MODE == "ldct" and LDCT["output"]["combined"] != "none"
-NSPLIT_SUFFIXES = [""] if MODE == "luna16" or LDCT["output"]["nsplit"] == 1 else [
-    f".part{i}" for i in range(LDCT["output"]["nsplit"])
-]
+NSPLIT_SUFFIXES = (
+    [""]
+    if MODE == "luna16" or LDCT["output"]["nsplit"] == 1
+    else [f".part{i}" for i in range(LDCT["output"]["nsplit"])]
+)
 PART_SUFFIXES = [""] if LDCT_COMBINED else NSPLIT_SUFFIXES
 
 
@@ -204,10 +222,12 @@ def get_plan_inputs(wildcards):
 
 def get_accounting_inputs(wildcards):
     subsets = get_luna_subsets()
-    return {"annotations": luna_table("annotations"),
-            "nodules": [f"{RES}/luna16/labels/{g}/nodules.tsv" for g in subsets],
-            "patches": [f"{RES}/luna16/patches/{g}.h5" for g in subsets],
-            "settings": get_settings_file("patches")}
+    return {
+        "annotations": luna_table("annotations"),
+        "nodules": [f"{RES}/luna16/labels/{g}/nodules.tsv" for g in subsets],
+        "patches": [f"{RES}/luna16/patches/{g}.h5" for g in subsets],
+        "settings": get_settings_file("patches"),
+    }
 
 
 def get_final_output():

@@ -10,11 +10,11 @@ if LUNA["root"] == "demo" and MODE == "luna16":
             scans=get_luna_scan_files(),
             annotations=f"{DEMO_ROOT}/CSVFILES/annotations.csv",
             candidates=f"{DEMO_ROOT}/CSVFILES/candidates.csv",
-        conda:
-            "../../envs/ctpatch.yaml"
         log:
             "logs/demo/make_demo_luna16.log",
+        conda:
+            "../../envs/ctpatch.yaml"
         params:
             out=get_demo_folder,
         shell:
-            "\"$CTPATCH_PYTHON\" -m ctpatch.demo --out {params.out:q} --settings-file {input.settings:q} > {log:q} 2>&1"
+            '"$CTPATCH_PYTHON" -m ctpatch.demo --out {params.out:q} --settings-file {input.settings:q} > {log:q} 2>&1'

@@ -11,12 +11,12 @@ rule extract_patches:
         unpack(get_extract_inputs),
     output:
         [f"{RES}/{MODE}/patches/{{group}}{sfx}.h5" for sfx in PART_SUFFIXES],
-    conda:
-        "../../envs/ctpatch.yaml"
     log:
         f"logs/{MODE}/extract_patches/{{group}}.log",
     benchmark:
         f"{RES}/benchmarks/extract_patches/{MODE}/{{group}}.tsv"
+    conda:
+        "../../envs/ctpatch.yaml"
     threads: config["extract"]["tasks"]
     resources:
         mpi=config["extract"]["mpi"],
@@ -31,6 +31,6 @@ rule extract_patches:
         "{resources.tasks:q} | tee {log:q} >&2; exit 1; fi; "
         "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "  # one core per rank: BLAS threads would fight the other ranks
         # resources.mpi is a command with its own words (e.g. "srun --mpi=pmi2"): deliberately not quoted
-        "{resources.mpi} -n {resources.tasks:q} \"$CTPATCH_PYTHON\" -m ctpatch.extract --mode {params.mode:q} "
+        '{resources.mpi} -n {resources.tasks:q} "$CTPATCH_PYTHON" -m ctpatch.extract --mode {params.mode:q} '
         "--ranks {resources.tasks:q} --group {wildcards.group:q} --out {output:q} --settings-file {input.settings:q} "
         "--inputs {params.p[inputs]} --plan {input.plan:q} > {log:q} 2>&1"

@@ -9,12 +9,12 @@ rule pair_slices:
     output:
         table=f"{RES}/ldct/pairs/{{group}}.tsv",
         report=f"{RES}/ldct/pairs/{{group}}.json",
-    conda:
-        "../../envs/ctpatch.yaml"
     log:
         "logs/ldct/pair_slices/{group}.log",
+    conda:
+        "../../envs/ctpatch.yaml"
     params:
         patient_dir=get_patient_dir,
     shell:
-        "\"$CTPATCH_PYTHON\" -m ctpatch.pair_ldct --patient-dir {params.patient_dir:q} --settings-file {input.settings:q} "
+        '"$CTPATCH_PYTHON" -m ctpatch.pair_ldct --patient-dir {params.patient_dir:q} --settings-file {input.settings:q} '
         "--table-out {output.table:q} --report-out {output.report:q} > {log:q} 2>&1"

@@ -10,14 +10,14 @@ rule check_luna_inputs:
     output:
         scans=f"{RES}/luna16/checks/scans.tsv",
         report=f"{RES}/luna16/checks/inputs.json",
-    conda:
-        "../../envs/ctpatch.yaml"
     log:
         "logs/luna16/check_luna_inputs.log",
+    conda:
+        "../../envs/ctpatch.yaml"
     params:
         subsets=get_luna_subsets(),
     shell:
-        "\"$CTPATCH_PYTHON\" -m ctpatch.check_luna --settings-file {input.settings:q} --subsets {params.subsets:q} "
+        '"$CTPATCH_PYTHON" -m ctpatch.check_luna --settings-file {input.settings:q} --subsets {params.subsets:q} '
         "--scans-out {output.scans:q} --report-out {output.report:q} > {log:q} 2>&1"
 
 
@@ -30,16 +30,16 @@ rule convert_mhd:
     output:
         npy=f"{RES}/luna16/volumes/{{subset}}/{{uid}}.npy",
         json=f"{RES}/luna16/volumes/{{subset}}/{{uid}}.json",
-    conda:
-        "../../envs/ctpatch.yaml"
     log:
         "logs/luna16/convert_mhd/{subset}/{uid}.log",
     benchmark:
         f"{RES}/benchmarks/convert_mhd/{{subset}}/{{uid}}.tsv"
+    conda:
+        "../../envs/ctpatch.yaml"
     # one scan per core: SimpleITK gets as many threads (a profile may raise it with set-threads)
     threads: 1
     shell:
-        "\"$CTPATCH_PYTHON\" -m ctpatch.convert --scan {input.mhd:q} --npy-out {output.npy:q} --json-out {output.json:q} "
+        '"$CTPATCH_PYTHON" -m ctpatch.convert --scan {input.mhd:q} --npy-out {output.npy:q} --json-out {output.json:q} '
         "--settings-file {input.settings:q} --threads {threads:q} > {log:q} 2>&1"
 
 
@@ -53,10 +53,10 @@ rule make_labels:
     output:
         masks=directory(f"{RES}/luna16/labels/{{group}}/masks"),
         table=f"{RES}/luna16/labels/{{group}}/nodules.tsv",
-    conda:
-        "../../envs/ctpatch.yaml"
     log:
         "logs/luna16/make_labels/{group}.log",
+    conda:
+        "../../envs/ctpatch.yaml"
     shell:
-        "\"$CTPATCH_PYTHON\" -m ctpatch.make_labels --subset {wildcards.group:q} --sidecars {input.sidecars:q} "
+        '"$CTPATCH_PYTHON" -m ctpatch.make_labels --subset {wildcards.group:q} --sidecars {input.sidecars:q} '
         "--annotations {input.annotations:q} --settings-file {input.settings:q} --masks-dir {output.masks:q} --table-out {output.table:q} > {log:q} 2>&1"

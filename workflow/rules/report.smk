@@ -8,12 +8,12 @@ rule plan:
     output:
         json=f"{RES}/{MODE}/report/plan.json",
         text=report(f"{RES}/{MODE}/report/plan.txt", caption="../report/plan.rst", category="Plan"),
-    conda:
-        "../../envs/ctpatch.yaml"
     log:
         f"logs/{MODE}/plan.log",
+    conda:
+        "../../envs/ctpatch.yaml"
     shell:
-        "\"$CTPATCH_PYTHON\" -m ctpatch.plan --settings-file {input.settings:q} --json {output.json:q} "
+        '"$CTPATCH_PYTHON" -m ctpatch.plan --settings-file {input.settings:q} --json {output.json:q} '
         "--text {output.text:q} > {log:q} 2>&1"
 
 
@@ -27,12 +27,12 @@ rule verification_table:
             caption="../report/verification.rst",
             category="Verification",
         ),
-    conda:
-        "../../envs/ctpatch.yaml"
     log:
         f"logs/{MODE}/verification_table.log",
+    conda:
+        "../../envs/ctpatch.yaml"
     shell:
-        "\"$CTPATCH_PYTHON\" -m ctpatch.summarize verification --reports {input:q} --out {output:q} > {log:q} 2>&1"
+        '"$CTPATCH_PYTHON" -m ctpatch.summarize verification --reports {input:q} --out {output:q} > {log:q} 2>&1'
 
 
 rule report_config:
@@ -41,12 +41,12 @@ rule report_config:
         get_settings_file("plan"),
     output:
         report(f"{RES}/{MODE}/report/config.yaml", caption="../report/config.rst", category="Config"),
-    conda:
-        "../../envs/ctpatch.yaml"
     log:
         f"logs/{MODE}/report_config.log",
+    conda:
+        "../../envs/ctpatch.yaml"
     shell:
-        "\"$CTPATCH_PYTHON\" -m ctpatch.summarize config --settings-file {input:q} --out {output:q} > {log:q} 2>&1"
+        '"$CTPATCH_PYTHON" -m ctpatch.summarize config --settings-file {input:q} --out {output:q} > {log:q} 2>&1'
 
 
 rule nodule_accounting:
@@ -60,12 +60,12 @@ rule nodule_accounting:
             category="Nodule accounting",
         ),
         summary=f"{RES}/luna16/report/nodule_accounting.json",
-    conda:
-        "../../envs/ctpatch.yaml"
     log:
         "logs/luna16/nodule_accounting.log",
+    conda:
+        "../../envs/ctpatch.yaml"
     shell:
-        "\"$CTPATCH_PYTHON\" -m ctpatch.accounting --annotations {input.annotations:q} --settings-file {input.settings:q} "
+        '"$CTPATCH_PYTHON" -m ctpatch.accounting --annotations {input.annotations:q} --settings-file {input.settings:q} '
         "--nodules {input.nodules:q} --patches {input.patches:q} "
         "--out {output.table:q} --summary-out {output.summary:q} > {log:q} 2>&1"
 
@@ -87,13 +87,13 @@ rule nodule_pictures:
             category="LUNA16 patches",
             subcategory="{group}",
         ),
-    conda:
-        "../../envs/ctpatch.yaml"
     log:
         "logs/luna16/nodule_pictures/{group}.log",
+    conda:
+        "../../envs/ctpatch.yaml"
     params:
         seed=config["seed"],
     shell:
-        "(\"$CTPATCH_PYTHON\" -m ctpatch.sanity --patches {input:q} --out {output.nodules:q} --n 6 --seed {params.seed:q} "
-        "--kind nodule --centre-only && \"$CTPATCH_PYTHON\" -m ctpatch.sanity --patches {input:q} --out {output.negatives:q} "
+        '("$CTPATCH_PYTHON" -m ctpatch.sanity --patches {input:q} --out {output.nodules:q} --n 6 --seed {params.seed:q} '
+        '--kind nodule --centre-only && "$CTPATCH_PYTHON" -m ctpatch.sanity --patches {input:q} --out {output.negatives:q} '
         "--n 24 --seed {params.seed:q} --kind non_nodule --grid) > {log:q} 2>&1"

@@ -8,16 +8,16 @@ rule verify_patches:
         unpack(get_verify_inputs),
     output:
         f"{RES}/{MODE}/report/{{group}}.verify.json",
-    conda:
-        "../../envs/ctpatch.yaml"
     log:
         f"logs/{MODE}/verify_patches/{{group}}.log",
+    conda:
+        "../../envs/ctpatch.yaml"
     params:
         mode=MODE,
         args=get_verify_args,
         p=get_extract_params,
     shell:
-        "\"$CTPATCH_PYTHON\" -m ctpatch.verify --mode {params.mode:q} --patches {input.patches:q} {params.args} "
+        '"$CTPATCH_PYTHON" -m ctpatch.verify --mode {params.mode:q} --patches {input.patches:q} {params.args} '
         "--settings-file {input.settings:q} --inputs {params.p[inputs]} --report-out {output:q} > {log:q} 2>&1"
 
 
@@ -32,11 +32,11 @@ rule sanity_pictures:
             category="Patch pictures",
             subcategory="{group}",
         ),
-    conda:
-        "../../envs/ctpatch.yaml"
     log:
         f"logs/{MODE}/sanity_pictures/{{group}}.log",
+    conda:
+        "../../envs/ctpatch.yaml"
     params:
         seed=config["seed"],
     shell:
-        "\"$CTPATCH_PYTHON\" -m ctpatch.sanity --patches {input:q} --out {output:q} --n 8 --seed {params.seed:q} > {log:q} 2>&1"
+        '"$CTPATCH_PYTHON" -m ctpatch.sanity --patches {input:q} --out {output:q} --n 8 --seed {params.seed:q} > {log:q} 2>&1'

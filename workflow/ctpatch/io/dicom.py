@@ -134,20 +134,29 @@ def check_pixel_data(path: str, ds) -> None:
             raise ValueError(f"DICOM file {path}: pixel data truncated: no encapsulated frames after byte {tell}")
         return
     if have < declared:
-        raise ValueError(f"DICOM file {path}: pixel data truncated: its element declares {declared} bytes, "
-                         f"the file holds {have}")
+        raise ValueError(
+            f"DICOM file {path}: pixel data truncated: its element declares {declared} bytes, the file holds {have}"
+        )
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if syntax is not None and getattr(syntax, "is_compressed", False):
         return
     try:
-        need = (int(ds.Rows) * int(ds.Columns) * int(ds.get("BitsAllocated", 16)) // 8
-                * int(ds.get("SamplesPerPixel", 1) or 1) * int(ds.get("NumberOfFrames", 1) or 1))
+        need = (
+            int(ds.Rows)
+            * int(ds.Columns)
+            * int(ds.get("BitsAllocated", 16))
+            // 8
+            * int(ds.get("SamplesPerPixel", 1) or 1)
+            * int(ds.get("NumberOfFrames", 1) or 1)
+        )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"Malformed DICOM header in {path}: {exc}") from exc
     if declared < need:
-        raise ValueError(f"DICOM file {path}: pixel data too short: Rows x Columns x BitsAllocated "
-                         f"({ds.Rows} x {ds.Columns} x {ds.get('BitsAllocated', 16)} bits) need {need} bytes, "
-                         f"the element holds {declared}")
+        raise ValueError(
+            f"DICOM file {path}: pixel data too short: Rows x Columns x BitsAllocated "
+            f"({ds.Rows} x {ds.Columns} x {ds.get('BitsAllocated', 16)} bits) need {need} bytes, "
+            f"the element holds {declared}"
+        )
 
 
 def read_pixels(path: str | os.PathLike) -> np.ndarray:
@@ -159,8 +168,7 @@ def read_pixels(path: str | os.PathLike) -> np.ndarray:
     path = str(path)
     try:
         pixels = pydicom.dcmread(path).pixel_array
-    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError,
-            AttributeError) as exc:
+    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ValueError(f"Cannot read DICOM pixels of {path}: {exc}") from exc
     if pixels.ndim != 2:
         raise ValueError(f"Expected a single 2D slice in {path}, got shape={pixels.shape!r}")
@@ -274,7 +282,8 @@ def pair_slices(
     targets = _read_all(targets_p, "target", problems)
     count_mismatch = (
         [f"count mismatch: {len(inputs_p)} input slices in {in_dir} vs {len(targets_p)} target slices in {tg_dir}"]
-        if len(inputs_p) != len(targets_p) else []
+        if len(inputs_p) != len(targets_p)
+        else []
     )  # listed after the slices it implies, so that the first line names a file
 
     everyone = inputs + targets
@@ -295,18 +304,14 @@ def pair_slices(
             if key is None:
                 if by == "position":  # name order needs no key
                     missing = "ImagePositionPatient" if kind == "position" else "InstanceNumber"
-                    problems.append(
-                        f"{role} slice {h.path} has no {missing} and cannot be paired"
-                    )
+                    problems.append(f"{role} slice {h.path} has no {missing} and cannot be paired")
                     bad.add(h.path)
             else:
                 by_key[key].append(h)
         for key, same in sorted(by_key.items()):
             if len(same) > 1:
                 names = ", ".join(h.path for h in same)
-                problems.append(
-                    f"duplicate slice {_key_name(kind, key)} in {role} folder {folder}: {names}"
-                )
+                problems.append(f"duplicate slice {_key_name(kind, key)} in {role} folder {folder}: {names}")
         groups[role] = by_key
 
     dups = {role: {k for k, v in g.items() if len(v) > 1} for role, g in groups.items()}
@@ -343,16 +348,10 @@ def pair_slices(
     else:
         ins = sorted(inputs, key=lambda h: Path(h.path).name)
         tgs = sorted(targets, key=lambda h: Path(h.path).name)
-        for h in ins[len(tgs):]:
-            problems.append(
-                f"input slice {h.path} has no partner by name order among the target "
-                f"slices in {tg_dir}"
-            )
-        for h in tgs[len(ins):]:
-            problems.append(
-                f"target slice {h.path} has no partner by name order among the input "
-                f"slices in {in_dir}"
-            )
+        for h in ins[len(tgs) :]:
+            problems.append(f"input slice {h.path} has no partner by name order among the target slices in {tg_dir}")
+        for h in tgs[len(ins) :]:
+            problems.append(f"target slice {h.path} has no partner by name order among the input slices in {in_dir}")
         for a, b in zip(ins, tgs):
             key_a, key_b = _slice_key(a, kind), _slice_key(b, kind)
             if key_a is not None and key_a in dups["input"]:
@@ -367,15 +366,12 @@ def pair_slices(
             if not (a.path in bad and b.path in bad):
                 culprit = a.path if a.path in bad else b.path
                 problems.append(
-                    f"input slice {a.path} and target slice {b.path} dropped: {culprit} "
-                    "cannot be paired (see above)"
+                    f"input slice {a.path} and target slice {b.path} dropped: {culprit} cannot be paired (see above)"
                 )
             continue
         diffs = _partner_differences(a, b, check_position=(by == "name"))
         if diffs:
-            problems.append(
-                f"input slice {a.path} and target slice {b.path} differ: " + "; ".join(diffs)
-            )
+            problems.append(f"input slice {a.path} and target slice {b.path} differ: " + "; ".join(diffs))
             continue
         pairs.append(SlicePair(input=a, target=b, position_z=a.z, instance=a.instance))
 

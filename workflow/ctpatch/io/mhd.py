@@ -23,8 +23,16 @@ import SimpleITK as sitk
 from ctpatch.geometry import VolumeGrid
 
 ELEMENT_BYTES = {
-    "MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4,
-    "MET_UINT": 4, "MET_LONG": 8, "MET_ULONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8,
+    "MET_CHAR": 1,
+    "MET_UCHAR": 1,
+    "MET_SHORT": 2,
+    "MET_USHORT": 2,
+    "MET_INT": 4,
+    "MET_UINT": 4,
+    "MET_LONG": 8,
+    "MET_ULONG": 8,
+    "MET_FLOAT": 4,
+    "MET_DOUBLE": 8,
 }
 
 
@@ -122,13 +130,18 @@ def read_header(path: str | Path) -> ScanHeader:
     dir_key = next((k for k in ("TransformMatrix", "Rotation", "Orientation") if k in fields), None)
     # MetaIO writes the direction matrix column by column (each group of 3 is one index axis);
     # VolumeGrid, like SimpleITK's GetDirection(), holds it row-major: transpose.
-    direction = (tuple(np.reshape(_floats(path, fields, dir_key, 9), (3, 3)).T.ravel().tolist())
-                 if dir_key else VolumeGrid.direction)
+    direction = (
+        tuple(np.reshape(_floats(path, fields, dir_key, 9), (3, 3)).T.ravel().tolist())
+        if dir_key
+        else VolumeGrid.direction
+    )
     if "ElementType" not in fields:
         raise ScanError(f"{path}: header has no ElementType")
     element_type = fields["ElementType"]
     if element_type not in ELEMENT_BYTES:
-        raise ScanError(f"{path}: unsupported ElementType {element_type!r} (expected one of {', '.join(ELEMENT_BYTES)})")
+        raise ScanError(
+            f"{path}: unsupported ElementType {element_type!r} (expected one of {', '.join(ELEMENT_BYTES)})"
+        )
     _check_storage(path, fields)
     data_name = fields.get("ElementDataFile")
     if not data_name or data_name.upper() == "LOCAL" or data_name.upper().startswith("LIST"):
@@ -183,13 +196,23 @@ def _check_compressed(header: ScanHeader) -> None:
         head = fh.read(2)
     # RFC 1950: compression method 8 (deflate) in the low nibble, and the 16-bit head divisible by 31
     if len(head) < 2 or head[0] & 0x0F != 8 or (head[0] * 256 + head[1]) % 31:
-        raise ScanError(f"{header.data_file}: CompressedData = True but the file is not zlib data "
-                        f"(starts with {head.hex() or 'nothing'})")
+        raise ScanError(
+            f"{header.data_file}: CompressedData = True but the file is not zlib data "
+            f"(starts with {head.hex() or 'nothing'})"
+        )
 
 
 NUMPY_TYPES = {
-    "MET_CHAR": "i1", "MET_UCHAR": "u1", "MET_SHORT": "i2", "MET_USHORT": "u2", "MET_INT": "i4",
-    "MET_UINT": "u4", "MET_LONG": "i8", "MET_ULONG": "u8", "MET_FLOAT": "f4", "MET_DOUBLE": "f8",
+    "MET_CHAR": "i1",
+    "MET_UCHAR": "u1",
+    "MET_SHORT": "i2",
+    "MET_USHORT": "u2",
+    "MET_INT": "i4",
+    "MET_UINT": "u4",
+    "MET_LONG": "i8",
+    "MET_ULONG": "u8",
+    "MET_FLOAT": "f4",
+    "MET_DOUBLE": "f8",
 }
 
 

@@ -87,13 +87,17 @@ def read_annotations(path: str | Path, duplicates: str = "fail") -> pd.DataFrame
     df = _read(path, ANNOTATION_COLUMNS)
     bad = np.flatnonzero(df["diameter_mm"].to_numpy() <= 0)
     if bad.size:
-        raise TableError(f"{path}: row {int(df['row'][bad[0]])}: expected diameter_mm > 0, got {df['diameter_mm'][bad[0]]}")
+        raise TableError(
+            f"{path}: row {int(df['row'][bad[0]])}: expected diameter_mm > 0, got {df['diameter_mm'][bad[0]]}"
+        )
     dups = duplicate_rows(df, ANNOTATION_COLUMNS)
     if dups and duplicates == "fail":
         row, first = dups[0]
         more = f" ({len(dups)} duplicate rows in all)" if len(dups) > 1 else ""
-        raise TableError(f"{path}: row {row} is identical to row {first}{more}: it would duplicate that nodule's "
-                         f"patches (luna16.duplicate_annotations: drop keeps the first copy)")
+        raise TableError(
+            f"{path}: row {row} is identical to row {first}{more}: it would duplicate that nodule's "
+            f"patches (luna16.duplicate_annotations: drop keeps the first copy)"
+        )
     if dups:
         df = df[~df["row"].isin([r for r, _ in dups])].reset_index(drop=True)
     df.attrs["dropped_duplicates"] = dups

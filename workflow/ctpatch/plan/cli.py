@@ -19,15 +19,20 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m ctpatch.plan", description=ctpatch.plan.__doc__.split("\n\n")[0])
     ap.add_argument("--configfile", nargs="+", default=[], help="config YAML file(s), merged in order")
-    ap.add_argument("--settings-file", help="settings of scope 'plan' (the workflow's validated config), instead "
-                                            "of --configfile")
+    ap.add_argument(
+        "--settings-file", help="settings of scope 'plan' (the workflow's validated config), instead of --configfile"
+    )
     ap.add_argument("--json", help="also write the plan as JSON to this file")
     ap.add_argument("--text", help="also write the printed table to this file")
     ap.add_argument("--workdir", default=".", help="folder the workflow runs in (relative paths start there)")
     ap.add_argument("--cores", type=int, help="cores of the run, for the wall-time estimate (default: this machine's)")
     ap.add_argument("--sample", type=int, default=24, help="LUNA16 patches to measure (default 24; LDCT: 2 pairs)")
-    ap.add_argument("--sample-seconds", type=float, default=2.5,
-                    help="LUNA16: stop resampling sample patches after this many seconds (at least 8 are made)")
+    ap.add_argument(
+        "--sample-seconds",
+        type=float,
+        default=2.5,
+        help="LUNA16: stop resampling sample patches after this many seconds (at least 8 are made)",
+    )
     ap.add_argument("--no-sample", action="store_true", help="counts and raw sizes only (no scan is read)")
     args = ap.parse_args(argv)
     if bool(args.configfile) == bool(args.settings_file):

@@ -47,9 +47,12 @@ def luna_memory(config, biggest: Scan, widest: Scan, start: dict, size: int, lab
     verify = start["tables"]["rss_bytes"] + 64 * lab_raw + volume + 2 * img_raw
     return {
         "startup": {k: v["rss_bytes"] for k, v in start.items() if k != "tables"},
-        "convert_mhd": convert, "bspline_coefficients": coef, "make_labels": labels,
+        "convert_mhd": convert,
+        "bspline_coefficients": coef,
+        "make_labels": labels,
         "extract_patches_rank": start["extract_luna"]["rss_bytes"] + buffers + volume,
-        "extract_patches_rank_buffers": buffers, "extract_patches_rank_volume": volume,
+        "extract_patches_rank_buffers": buffers,
+        "extract_patches_rank_volume": volume,
         "extract_patches_rank_volume_in_memory": _extraction_loads_volume(),
         "verify_patches": verify,
     }
@@ -77,8 +80,12 @@ def luna_times(config, groups, scans, scan_patches: dict, smp, start, cores: int
     job_convert, job_extract = start["convert"]["seconds"], start["extract_luna"]["seconds"]
     read_rate = s["read"] / max(1, _sample_scan(scans, smp).in_voxels)
     cpu = {}
-    per_scan = [job_convert + read_rate * sc.in_voxels + (s["resample_per_voxel"] + s["normalize_per_voxel"]
-                + 4 * s["write_per_byte"]) * sc.out_voxels for sc in scans]
+    per_scan = [
+        job_convert
+        + read_rate * sc.in_voxels
+        + (s["resample_per_voxel"] + s["normalize_per_voxel"] + 4 * s["write_per_byte"]) * sc.out_voxels
+        for sc in scans
+    ]
     if config["luna16"]["root"] == "demo":
         synth = (s["synthesize"] + s["write_scan"]) / max(1, _sample_scan(scans, smp).in_voxels)
         cpu["make_demo_luna16"] = job + synth * sum(sc.in_voxels for sc in scans)
@@ -104,9 +111,13 @@ def luna_times(config, groups, scans, scan_patches: dict, smp, start, cores: int
         kinds = groups[g]["patches"]
         regen = sum(min(SAMPLE, n) for n in kinds.values())
         loads = min(regen, len(uids)) * sum(load[u] for u in uids) / max(1, len(uids))
-        verify_cpu.append(job + s["verify_checksum_per_file"]
-                          + n_patches[g] * (s["verify_checksum_per_patch"] + s["verify_read_labels_per_patch"])
-                          + loads + regen * s["cut_per_patch"])
+        verify_cpu.append(
+            job
+            + s["verify_checksum_per_file"]
+            + n_patches[g] * (s["verify_checksum_per_patch"] + s["verify_read_labels_per_patch"])
+            + loads
+            + regen * s["cut_per_patch"]
+        )
     cpu["verify_patches"] = float(sum(verify_cpu))
     wall = {}
     if "make_demo_luna16" in cpu:
@@ -115,9 +126,14 @@ def luna_times(config, groups, scans, scan_patches: dict, smp, start, cores: int
     wall["make_labels"] = cpu["make_labels"] / max(1, min(cores, len(groups)))
     wall["extract_patches"] = _makespan(extract_wall, max(1, cores // max(1, min(tasks, cores))))
     wall["verify_patches"] = _makespan(verify_cpu, cores)
-    return {"cores": cores, "tasks": tasks, "cpu_seconds": cpu, "wall_seconds": wall,
-            "total_wall_seconds": float(sum(wall.values())),
-            "job_start_seconds": {k: v["seconds"] for k, v in start.items()}}
+    return {
+        "cores": cores,
+        "tasks": tasks,
+        "cpu_seconds": cpu,
+        "wall_seconds": wall,
+        "total_wall_seconds": float(sum(wall.values())),
+        "job_start_seconds": {k: v["seconds"] for k, v in start.items()},
+    }
 
 
 def _sample_scan(scans, smp) -> Scan:

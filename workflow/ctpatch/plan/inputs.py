@@ -29,11 +29,11 @@ class Scan:
 
     subset: str
     uid: str
-    grid: VolumeGrid          # source grid, (x, y, z)
-    out: VolumeGrid           # converted grid
+    grid: VolumeGrid  # source grid, (x, y, z)
+    out: VolumeGrid  # converted grid
     element_bytes: int
-    path: Path | None         # .mhd (None for demo scans, which do not exist yet)
-    plan: object = None       # demo ScanPlan
+    path: Path | None  # .mhd (None for demo scans, which do not exist yet)
+    plan: object = None  # demo ScanPlan
 
     @property
     def in_voxels(self) -> int:
@@ -84,8 +84,9 @@ def luna_inputs(config: dict, workdir: Path) -> tuple[list[Scan], pd.DataFrame, 
                     want = int(np.prod(h.grid.size)) * ELEMENT_BYTES[h.element_type]
                     have = h.data_file.stat().st_size if h.data_file.is_file() else None
                     if have != want:
-                        warnings.append(f"{h.data_file}: {'missing' if have is None else f'{have} bytes'}, "
-                                        f"header declares {want}")
+                        warnings.append(
+                            f"{h.data_file}: {'missing' if have is None else f'{have} bytes'}, header declares {want}"
+                        )
                 scans.append(Scan(d.name, h.series_uid, h.grid, out_grid(h.grid), ELEMENT_BYTES[h.element_type], mhd))
         ann = read_annotations(_path(luna["annotations"], rpath), luna.get("duplicate_annotations", "fail"))
     wanted = list(found.scans)
@@ -94,8 +95,10 @@ def luna_inputs(config: dict, workdir: Path) -> tuple[list[Scan], pd.DataFrame, 
         warnings.append(f"subsets without scans: {missing}")
     unknown = sorted(set(ann["seriesuid"]) - {s.uid for s in scans})
     if unknown:
-        warnings.append(f"{len(unknown)} annotated series have no scan under the root (luna16.unknown_series: "
-                        f"{luna['unknown_series']}), e.g. {unknown[0]}")
+        warnings.append(
+            f"{len(unknown)} annotated series have no scan under the root (luna16.unknown_series: "
+            f"{luna['unknown_series']}), e.g. {unknown[0]}"
+        )
     scans = sorted((s for s in scans if s.subset in wanted), key=lambda s: (subset_number(s.subset), s.uid))
     if not scans:
         raise PlanError(f"luna16: no scans in subsets {wanted} under {root}")

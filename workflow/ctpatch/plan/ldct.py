@@ -67,8 +67,11 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
             return raw + (smp["chunk_overhead_bytes_per_patch"] if smp else 0)
         if smp is None:
             return math.nan
-        st = smp["stored_bytes_per_patch"] if (dtype, comp) == (out_s["dtype"], out_s["compression"]) else \
-            smp["alternatives"].get(f"{dtype}/{comp}")
+        st = (
+            smp["stored_bytes_per_patch"]
+            if (dtype, comp) == (out_s["dtype"], out_s["compression"])
+            else smp["alternatives"].get(f"{dtype}/{comp}")
+        )
         return math.nan if st is None else st["input"] + st["target"] + smp["chunk_overhead_bytes_per_patch"]
 
     dtypes = [d for d in LDCT_DTYPES if _dtype_ok(settings, d)]
@@ -77,8 +80,9 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
         g["patches"] = {"patch": _round(kept * mult)}
         g["patches_exact"] = not settings["air_threshold"]["enabled"]
         g["raw_bytes"] = _round(g["patches"]["patch"] * pixels * np.dtype(out_s["dtype"]).itemsize)
-        g["file_bytes"] = {f"{d}/{c}": _round(g["patches"]["patch"] * (per_patch(d, c) + prov))
-                           for d in dtypes for c in COMPRESSIONS}
+        g["file_bytes"] = {
+            f"{d}/{c}": _round(g["patches"]["patch"] * (per_patch(d, c) + prov)) for d in dtypes for c in COMPRESSIONS
+        }
         g["estimated_file_bytes"] = g["file_bytes"][f"{out_s['dtype']}/{out_s['compression']}"]
     total = _totals(groups)
     patch_b = edge * edge * 4
@@ -87,8 +91,11 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
     # a rank holds one pair: raw input and target (float32), normalized copies, downscaled copies of
     # both and of the raw target, plus the writer's buffers (2 datasets, one stacked copy)
     pair_b = max_pixels * 4 * (2 + 2 * factors + factors)
-    memory = {"startup": {k: v["rss_bytes"] for k, v in start.items()},
-              "extract_patches_rank": ext["rss_bytes"] + pair_b + buf * 3 * patch_b * mult, "pair_bytes": pair_b}
+    memory = {
+        "startup": {k: v["rss_bytes"] for k, v in start.items()},
+        "extract_patches_rank": ext["rss_bytes"] + pair_b + buf * 3 * patch_b * mult,
+        "pair_bytes": pair_b,
+    }
     times = None
     if smp:
         tasks = int(config["extract"]["tasks"])
@@ -98,22 +105,50 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
         # of SAMPLE patches of every part recomputed (at most that many pairs per part)
         from ctpatch.verify import SAMPLE
 
-        verify = [tab["seconds"] + g["patches"]["patch"] * smp["verify_read_per_patch"]
-                  + min(g["selected_pairs"], SAMPLE * int(out_s["nsplit"])) * smp["seconds_per_pair"]
-                  for g in groups.values()]
-        cpu = {"pair_slices": tab["seconds"] * len(groups) + t_headers,
-               "extract_patches": ext["seconds"] * tasks + n_pairs * smp["seconds_per_pair"],
-               "verify_patches": float(sum(verify))}
-        wall = {"pair_slices": cpu["pair_slices"] / max(1, min(cores, len(groups))),
-                "extract_patches": cpu["extract_patches"] / max(1, min(tasks, cores)),
-                "verify_patches": _makespan(verify, cores)}
-        times = {"cores": cores, "tasks": tasks, "cpu_seconds": cpu, "wall_seconds": wall,
-                 "total_wall_seconds": float(sum(wall.values())),
-                 "job_start_seconds": {k: v["seconds"] for k, v in start.items()}}
-    return {"mode": "ldct", "root": str(root), "groups": groups, "total": total,
-            "settings": {"patch": settings["patch"], "edge": edge, "input_edge": lr_edge, "scale": scale,
-                         "multiplier": mult, "output": out_s,
-                         "air_threshold": settings["air_threshold"], "random_n": inp["random_n"]},
-            "sample": smp, "memory": memory, "time": times,
-            "intermediate_bytes": {}, "peak_disk_bytes": total["estimated_file_bytes"],
-            "warnings": warnings, "seconds": {"headers": t_headers}}
+        verify = [
+            tab["seconds"]
+            + g["patches"]["patch"] * smp["verify_read_per_patch"]
+            + min(g["selected_pairs"], SAMPLE * int(out_s["nsplit"])) * smp["seconds_per_pair"]
+            for g in groups.values()
+        ]
+        cpu = {
+            "pair_slices": tab["seconds"] * len(groups) + t_headers,
+            "extract_patches": ext["seconds"] * tasks + n_pairs * smp["seconds_per_pair"],
+            "verify_patches": float(sum(verify)),
+        }
+        wall = {
+            "pair_slices": cpu["pair_slices"] / max(1, min(cores, len(groups))),
+            "extract_patches": cpu["extract_patches"] / max(1, min(tasks, cores)),
+            "verify_patches": _makespan(verify, cores),
+        }
+        times = {
+            "cores": cores,
+            "tasks": tasks,
+            "cpu_seconds": cpu,
+            "wall_seconds": wall,
+            "total_wall_seconds": float(sum(wall.values())),
+            "job_start_seconds": {k: v["seconds"] for k, v in start.items()},
+        }
+    return {
+        "mode": "ldct",
+        "root": str(root),
+        "groups": groups,
+        "total": total,
+        "settings": {
+            "patch": settings["patch"],
+            "edge": edge,
+            "input_edge": lr_edge,
+            "scale": scale,
+            "multiplier": mult,
+            "output": out_s,
+            "air_threshold": settings["air_threshold"],
+            "random_n": inp["random_n"],
+        },
+        "sample": smp,
+        "memory": memory,
+        "time": times,
+        "intermediate_bytes": {},
+        "peak_disk_bytes": total["estimated_file_bytes"],
+        "warnings": warnings,
+        "seconds": {"headers": t_headers},
+    }

@@ -38,8 +38,10 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
     for s in scans:
         nod, outside = _nodule_rows(ann_by_uid, s)
         if outside:
-            warnings.append(f"scan {s.uid} ({s.subset}): {outside} annotation(s) outside the converted volume: "
-                            f"make_labels will stop")
+            warnings.append(
+                f"scan {s.uid} ({s.subset}): {outside} annotation(s) outside the converted volume: "
+                f"make_labels will stop"
+            )
         per_scan.append((s, nod))
     for sub in dict.fromkeys(s.subset for s in scans):
         members = [(s, nod) for s, nod in per_scan if s.subset == sub]
@@ -49,11 +51,13 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
         scan_patches.update({uid: nodule_patches[uid] + negatives[uid] for uid in uids})
         biggest = max(members, key=lambda m: m[0].out_voxels)[0]
         groups[sub] = {
-            "scans": len(members), "nodules": int(sum(nod for _, nod in members)),
+            "scans": len(members),
+            "nodules": int(sum(nod for _, nod in members)),
             "patches": {"nodule": int(sum(nodule_patches.values())), "non_nodule": int(sum(negatives.values()))},
             "in_voxels": int(sum(s.in_voxels for s, _ in members)),
             "out_voxels": int(sum(s.out_voxels for s, _ in members)),
-            "largest_scan": biggest.uid, "largest_out_voxels": biggest.out_voxels,
+            "largest_scan": biggest.uid,
+            "largest_out_voxels": biggest.out_voxels,
         }
 
     smp = luna_sample(config, scans, ann, workdir, sample, budget) if sample else None
@@ -76,8 +80,11 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
         """The nodule image's share of :func:`per_patch_bytes`."""
         if comp == "none" or smp is None:
             return size**3 * np.dtype(dtype).itemsize if comp == "none" else math.nan
-        st = smp["stored_bytes_per_patch"] if (dtype, comp) == (out_s["dtype"], out_s["compression"]) else \
-            smp["alternatives"][f"{dtype}/{comp}"]
+        st = (
+            smp["stored_bytes_per_patch"]
+            if (dtype, comp) == (out_s["dtype"], out_s["compression"])
+            else smp["alternatives"][f"{dtype}/{comp}"]
+        )
         return st["nodule"]
 
     prov_bytes = {"nodule": PROV_NODULE.itemsize, "non_nodule": PROV_NEGATIVE.itemsize}
@@ -89,15 +96,22 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
     for g in groups.values():
         n = g["patches"]
         g["raw_bytes"] = int(sum(n[k] * (img_raw + lab_raw) for k in n))
-        g["file_bytes"] = {f"{d}/{c}": sum(n[k] * (per_patch_bytes(k, d, c) + prov_bytes[k]) for k in n)
-                           for d in dtypes for c in COMPRESSIONS}
+        g["file_bytes"] = {
+            f"{d}/{c}": sum(n[k] * (per_patch_bytes(k, d, c) + prov_bytes[k]) for k in n)
+            for d in dtypes
+            for c in COMPRESSIONS
+        }
         if crops:
             g["raw_bytes"] += int(g["nodules"] * img_raw * (edge / size) ** 3 - n["nodule"] * img_raw)
             for d in dtypes:
                 for c in COMPRESSIONS:
                     img = nodule_image_bytes(d, c)
-                    g["file_bytes"][f"{d}/{c}"] += (g["nodules"] * img * (edge / size) ** 3 - n["nodule"] * img
-                                                    + n["nodule"] * 16 + g["nodules"] * PROV_CROP.itemsize)
+                    g["file_bytes"][f"{d}/{c}"] += (
+                        g["nodules"] * img * (edge / size) ** 3
+                        - n["nodule"] * img
+                        + n["nodule"] * 16
+                        + g["nodules"] * PROV_CROP.itemsize
+                    )
         g["file_bytes"] = {k: _round(v) for k, v in g["file_bytes"].items()}
         g["estimated_file_bytes"] = g["file_bytes"][f"{out_s['dtype']}/{out_s['compression']}"]
 
@@ -110,12 +124,30 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
     if luna["root"] == "demo":
         intermediate["demo_scans"] = total["in_voxels"] * 2
     return {
-        "mode": "luna16", "root": root, "demo": luna["root"] == "demo", "groups": groups, "total": total,
-        "settings": {"patch": patch, "patches_per_nodule": n_off, "negatives": neg, "output": out_s,
-                     "resample": rs, "tasks": config["extract"]["tasks"]},
-        "sample": smp, "memory": memory, "time": times, "intermediate_bytes": intermediate,
+        "mode": "luna16",
+        "root": root,
+        "demo": luna["root"] == "demo",
+        "groups": groups,
+        "total": total,
+        "settings": {
+            "patch": patch,
+            "patches_per_nodule": n_off,
+            "negatives": neg,
+            "output": out_s,
+            "resample": rs,
+            "tasks": config["extract"]["tasks"],
+        },
+        "sample": smp,
+        "memory": memory,
+        "time": times,
+        "intermediate_bytes": intermediate,
         "peak_disk_bytes": _round(total["estimated_file_bytes"] + sum(intermediate.values())),
-        "largest_scan": {"uid": biggest.uid, "subset": biggest.subset, "size": list(biggest.grid.size),
-                         "converted_size": list(biggest.out.size)},
-        "warnings": warnings, "seconds": {"headers": t_headers},
+        "largest_scan": {
+            "uid": biggest.uid,
+            "subset": biggest.subset,
+            "size": list(biggest.grid.size),
+            "converted_size": list(biggest.out.size),
+        },
+        "warnings": warnings,
+        "seconds": {"headers": t_headers},
     }

@@ -106,10 +106,8 @@ def _time_read(paths, names) -> float:
 #: the modules each kind of workflow job imports (its start-up time and memory are measured)
 STEP_IMPORTS = {
     "convert": "ctpatch.convert",
-    "extract_luna": "ctpatch.extract, ctpatch.extract_luna, ctpatch.make_labels, ctpatch.verify, "
-                    "mpi4py.MPI",
-    "extract_ldct": "ctpatch.extract, ctpatch.extract_ldct, ctpatch.pair_ldct, ctpatch.verify, "
-                    "mpi4py.MPI",
+    "extract_luna": "ctpatch.extract, ctpatch.extract_luna, ctpatch.make_labels, ctpatch.verify, mpi4py.MPI",
+    "extract_ldct": "ctpatch.extract, ctpatch.extract_ldct, ctpatch.pair_ldct, ctpatch.verify, mpi4py.MPI",
 }
 
 
@@ -119,16 +117,23 @@ def measure_startup(steps) -> dict:
     Run one after the other (and after the sample), so that they do not slow each other down.
     """
     # VmHWM, not ru_maxrss: Linux carries the parent's high-water mark over exec into ru_maxrss
-    code = ("import time, resource; t = time.perf_counter(); import {mods}\n"
-            "try:\n    kib = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
-            "except (OSError, IndexError):\n    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-            "print(time.perf_counter() - t, kib)")
+    code = (
+        "import time, resource; t = time.perf_counter(); import {mods}\n"
+        "try:\n    kib = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+        "except (OSError, IndexError):\n    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(time.perf_counter() - t, kib)"
+    )
     out = {}
     for step in steps:
         t = time.perf_counter()
         try:
-            proc = subprocess.run([sys.executable, "-c", code.format(mods=STEP_IMPORTS[step])], capture_output=True,
-                                  text=True, timeout=120, check=True)
+            proc = subprocess.run(
+                [sys.executable, "-c", code.format(mods=STEP_IMPORTS[step])],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            )
             _, rss = proc.stdout.split()[-2:]
             out[step] = {"seconds": time.perf_counter() - t, "rss_bytes": int(rss) * 1024}
         except (subprocess.SubprocessError, ValueError):
@@ -137,8 +142,7 @@ def measure_startup(steps) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- LUNA16 sample
-def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Path, n: int,
-                budget: float = 2.5) -> dict:
+def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Path, n: int, budget: float = 2.5) -> dict:
     """Measure compression, sizes and times on ``n`` patches of one real (or synthesized demo) scan.
 
     Resampling stops early once it has taken ``budget`` seconds and :data:`MIN_SAMPLE` patches are done
@@ -210,11 +214,13 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
         centres = [v[::-1] for v in vox if grid.contains_index(v)]
         take = rng.permutation(len(centres))[:n_neg]
         locs += [("non_nodule", PatchLocation(tuple(int(c) for c in centres[i]), size)) for i in take]
-    locs += [("non_nodule", PatchLocation(tuple(int(v) for v in c), size))
-             for c in random_centres(grid.shape_zyx, n - len(locs), rng)]
+    locs += [
+        ("non_nodule", PatchLocation(tuple(int(v) for v in c), size))
+        for c in random_centres(grid.shape_zyx, n - len(locs), rng)
+    ]
     # alternate the kinds, so that a sample cut short by the time budget keeps both
     nod_l, neg_l = [x for x in locs if x[0] == "nodule"], [x for x in locs if x[0] != "nodule"]
-    locs = [x for pair in zip(nod_l, neg_l) for x in pair] + nod_l[len(neg_l):] + neg_l[len(nod_l):]
+    locs = [x for pair in zip(nod_l, neg_l) for x in pair] + nod_l[len(neg_l) :] + neg_l[len(nod_l) :]
 
     # resample each patch's own piece of the output grid (the same points the full conversion samples)
     interp = INTERPOLATORS[rs["interpolator"]] if rs["enabled"] else sitk.sitkNearestNeighbor
@@ -232,16 +238,32 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
             break
         done.append((kind, loc))
         start_xyz = loc.start_zyx[::-1]
-        corners = np.array([[start_xyz[0] + dx, start_xyz[1] + dy, start_xyz[2] + dz]
-                            for dx in (0, size - 1) for dy in (0, size - 1) for dz in (0, size - 1)], dtype=float)
+        corners = np.array(
+            [
+                [start_xyz[0] + dx, start_xyz[1] + dy, start_xyz[2] + dz]
+                for dx in (0, size - 1)
+                for dy in (0, size - 1)
+                for dz in (0, size - 1)
+            ],
+            dtype=float,
+        )
         src = scan.grid.world_to_index(grid.index_to_world(corners))
         lo_i = np.clip(np.floor(src.min(axis=0)).astype(int) - margin, 0, in_size)
         hi_i = np.clip(np.ceil(src.max(axis=0)).astype(int) + margin + 1, 0, in_size)
         t = time.perf_counter()
         if np.all(hi_i > lo_i):
-            crop = image[int(lo_i[0]):int(hi_i[0]), int(lo_i[1]):int(hi_i[1]), int(lo_i[2]):int(hi_i[2])]
-            sub = sitk.Resample(crop, [size] * 3, sitk.Transform(), interp, list(grid.index_to_world(start_xyz)),
-                                list(grid.spacing), list(grid.direction), lo, sitk.sitkFloat32)
+            crop = image[int(lo_i[0]) : int(hi_i[0]), int(lo_i[1]) : int(hi_i[1]), int(lo_i[2]) : int(hi_i[2])]
+            sub = sitk.Resample(
+                crop,
+                [size] * 3,
+                sitk.Transform(),
+                interp,
+                list(grid.index_to_world(start_xyz)),
+                list(grid.spacing),
+                list(grid.direction),
+                lo,
+                sitk.sitkFloat32,
+            )
             hu_zyx = sitk.GetArrayFromImage(sub)
         else:
             hu_zyx = np.full((size,) * 3, lo, dtype=np.float32)
@@ -274,20 +296,33 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
         seconds["cut_per_patch"] = (time.perf_counter() - t) / len(locs)
         del v, m
 
-        arrays = {k: np.stack(v) if v else np.zeros((0, *((size,) * 3 if "label" not in k else (lab,) * 3),
-                                                       1 if "label" not in k else 2), np.float32)
-                  for k, v in patches.items()}
-        specs = {"nodule": ((size,) * 3 + (1,), out_s["dtype"]), "label_nodule": ((lab,) * 3 + (2,), "float32"),
-                 "non_nodule": ((size,) * 3 + (1,), out_s["dtype"]), "label_non_nodule": ((lab,) * 3 + (2,), "float32")}
+        arrays = {
+            k: np.stack(v)
+            if v
+            else np.zeros(
+                (0, *((size,) * 3 if "label" not in k else (lab,) * 3), 1 if "label" not in k else 2), np.float32
+            )
+            for k, v in patches.items()
+        }
+        specs = {
+            "nodule": ((size,) * 3 + (1,), out_s["dtype"]),
+            "label_nodule": ((lab,) * 3 + (2,), "float32"),
+            "non_nodule": ((size,) * 3 + (1,), out_s["dtype"]),
+            "label_non_nodule": ((lab,) * 3 + (2,), "float32"),
+        }
         # the extraction's write path: the ranks compress chunks (BlockSink), rank 0 writes them once, each
         # at its final (seeded-shuffle) row (PatchFileWriter); both timed, the write being rank 0's alone
-        specs = Specs({"nodule": ((size,) * 3 + (1,), np.dtype(out_s["dtype"])),
-                       "label_nodule": ((lab,) * 3 + (2,), np.dtype("float32")),
-                       "non_nodule": ((size,) * 3 + (1,), np.dtype(out_s["dtype"])),
-                       "label_non_nodule": ((lab,) * 3 + (2,), np.dtype("float32"))},
-                      {"nodule": PROV_NODULE, "non_nodule": PROV_NEGATIVE},
-                      {"nodule": ("nodule", "label_nodule"), "non_nodule": ("non_nodule", "label_non_nodule")},
-                      out_s["compression"])
+        specs = Specs(
+            {
+                "nodule": ((size,) * 3 + (1,), np.dtype(out_s["dtype"])),
+                "label_nodule": ((lab,) * 3 + (2,), np.dtype("float32")),
+                "non_nodule": ((size,) * 3 + (1,), np.dtype(out_s["dtype"])),
+                "label_non_nodule": ((lab,) * 3 + (2,), np.dtype("float32")),
+            },
+            {"nodule": PROV_NODULE, "non_nodule": PROV_NEGATIVE},
+            {"nodule": ("nodule", "label_nodule"), "non_nodule": ("non_nodule", "label_non_nodule")},
+            out_s["compression"],
+        )
         buf = int(config["extract"]["buffer_patches"])
         rows = {"nodule": np.zeros(1, PROV_NODULE)[0], "non_nodule": np.zeros(1, PROV_NEGATIVE)[0]}
         encoder = ChunkEncoder(specs, buf)
@@ -302,8 +337,15 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
         seconds["compress_per_patch"] = (time.perf_counter() - t) / len(locs)
         out_file = tmp / "sample.h5"
         t = time.perf_counter()
-        writer = PatchFileWriter([out_file], specs, "luna16", int(config["seed"]), bool(out_s.get("shuffle", True)),
-                                 {k: len(arrays[k]) for k in ("nodule", "non_nodule")}, encoder=encoder)
+        writer = PatchFileWriter(
+            [out_file],
+            specs,
+            "luna16",
+            int(config["seed"]),
+            bool(out_s.get("shuffle", True)),
+            {k: len(arrays[k]) for k in ("nodule", "non_nodule")},
+            encoder=encoder,
+        )
         writer.write(block)
         writer.close()
         seconds["write_per_patch"] = (time.perf_counter() - t) / len(locs)
@@ -326,9 +368,16 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
         stored["nodule"], stored["label_nodule"] = stored["non_nodule"], stored["label_non_nodule"]
         for v in alternatives.values():
             v["nodule"], v["label_nodule"] = v["non_nodule"], v["label_non_nodule"]
-    return {"scan": scan.uid, "subset": scan.subset, "source": str(scan.path) if scan.path else "demo (synthesized)",
-            "patches": kinds_n, "stored_bytes_per_patch": stored, "chunk_overhead_bytes_per_patch": overhead,
-            "alternatives": {f"{d}/{c}": v for (d, c), v in alternatives.items()}, "seconds": seconds}
+    return {
+        "scan": scan.uid,
+        "subset": scan.subset,
+        "source": str(scan.path) if scan.path else "demo (synthesized)",
+        "patches": kinds_n,
+        "stored_bytes_per_patch": stored,
+        "chunk_overhead_bytes_per_patch": overhead,
+        "alternatives": {f"{d}/{c}": v for (d, c), v in alternatives.items()},
+        "seconds": seconds,
+    }
 
 
 def _extraction_cutter(npy: Path, mask_zyx: np.ndarray, dtype, pool: int):
@@ -341,8 +390,11 @@ def _extraction_cutter(npy: Path, mask_zyx: np.ndarray, dtype, pool: int):
 
         vol = extract_luna.load_xyz(npy)
         mask = np.ascontiguousarray(mask_zyx.transpose(2, 1, 0))
-        return vol, mask, lambda v, m, loc: (luna.cut_image_xyz(v, loc, 0.0, dtype),
-                                             label_patch(luna.crop_mask_xyz(m, loc), pool))
+        return (
+            vol,
+            mask,
+            lambda v, m, loc: (luna.cut_image_xyz(v, loc, 0.0, dtype), label_patch(luna.crop_mask_xyz(m, loc), pool)),
+        )
     vol = np.load(npy, mmap_mode="r")
     return vol, mask_zyx, lambda v, m, loc: (luna.cut_image(v, loc, 0.0, dtype), luna.cut_label(m, loc, pool))
 
@@ -382,12 +434,22 @@ def ldct_sample(settings: dict, selected_pairs: list, n: int) -> dict:
             chosen.append(item)
     with tempfile.TemporaryDirectory(prefix="ctpatch-plan-") as tmp:
         tmp = Path(tmp)
-        table = pd.DataFrame([{
-            "patient": patient, "pair_index": i, "input_path": os.path.abspath(p.input.path),
-            "target_path": os.path.abspath(p.target.path),
-            "slice_z": "" if p.position_z is None else repr(float(p.position_z)),
-            "instance": "" if p.instance is None else int(p.instance),
-            "rows": p.input.rows, "cols": p.input.cols, "selected": True} for i, (patient, p) in enumerate(chosen)])
+        table = pd.DataFrame(
+            [
+                {
+                    "patient": patient,
+                    "pair_index": i,
+                    "input_path": os.path.abspath(p.input.path),
+                    "target_path": os.path.abspath(p.target.path),
+                    "slice_z": "" if p.position_z is None else repr(float(p.position_z)),
+                    "instance": "" if p.instance is None else int(p.instance),
+                    "rows": p.input.rows,
+                    "cols": p.input.cols,
+                    "selected": True,
+                }
+                for i, (patient, p) in enumerate(chosen)
+            ]
+        )
         table.to_csv(tmp / "pairs.tsv", sep="\t", index=False)
         job = Job(settings, {"pairs": [str(tmp / "pairs.tsv")]})
         # the workflow's extraction on one rank: a counting pass when it shuffles or splits, then cut,
@@ -412,13 +474,27 @@ def ldct_sample(settings: dict, selected_pairs: list, n: int) -> dict:
         overhead = (sum(part.stat().st_size for part in parts) - chunk_total) / max(1, written)
         t_verify = _time_read(parts, ["input", "target"])
     # alternatives from the float32 values of the stored patches (exact for float16 -> float32)
-    alts = _compressed_sizes({k: v.astype(np.float32) for k, v in arrays.items()},
-                             [d for d in LDCT_DTYPES if _dtype_ok(settings, d)], COMPRESSED) if written else {}
-    return {"pairs": [f"{pt}/{Path(p.input.path).name}" for pt, p in chosen], "cut": cut, "kept": kept,
-            "written": written, "keep_rate": kept / cut if cut else 1.0, "stored_bytes_per_patch": stored,
-            "chunk_overhead_bytes_per_patch": overhead,
-            "alternatives": {f"{d}/{c}": v for (d, c), v in alts.items()},
-            "seconds_per_pair": t_pairs / max(1, len(chosen)), "verify_read_per_patch": t_verify / max(1, written)}
+    alts = (
+        _compressed_sizes(
+            {k: v.astype(np.float32) for k, v in arrays.items()},
+            [d for d in LDCT_DTYPES if _dtype_ok(settings, d)],
+            COMPRESSED,
+        )
+        if written
+        else {}
+    )
+    return {
+        "pairs": [f"{pt}/{Path(p.input.path).name}" for pt, p in chosen],
+        "cut": cut,
+        "kept": kept,
+        "written": written,
+        "keep_rate": kept / cut if cut else 1.0,
+        "stored_bytes_per_patch": stored,
+        "chunk_overhead_bytes_per_patch": overhead,
+        "alternatives": {f"{d}/{c}": v for (d, c), v in alts.items()},
+        "seconds_per_pair": t_pairs / max(1, len(chosen)),
+        "verify_read_per_patch": t_verify / max(1, written),
+    }
 
 
 # ---------------------------------------------------------------------------------------- report
