@@ -26,6 +26,9 @@ Exit status: 0 and ``equal`` when everything is equal; 1 and the largest differe
 2 when the patch cannot be regenerated (missing source, settings or file).
 
 Usage: ``python -m ctpatch.explain FILE INDEX [--kind nodule|non_nodule|patch] [--workdir DIR] [--subset subsetK]``
+
+Length (~450 lines): regenerating one patch of either mode and layout from its source, with the
+report of what matched, is one idea; the regeneration itself calls the extraction's jobs.
 """
 
 from __future__ import annotations

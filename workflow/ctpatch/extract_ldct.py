@@ -57,6 +57,10 @@ Provenance: table ``patch`` (:func:`patch_dtype`, one row per patch, aligned wit
 datasets ``input`` and ``target``) and table ``pair`` (:func:`pair_dtype`, one row per pair).
 In super-resolution ``corner`` and ``copy_shape`` are the LR input's and ``hr_corner``,
 ``hr_copy_shape`` the target's (``hr_corner = corner x scale``).
+
+Length (~500 lines): one pass over a slice pair in SPEC order, shared by the plain and the
+super-resolution modes, with the provenance record types it fills; the numerics it calls live in
+grid, normalize, augment and sr.
 """
 
 from __future__ import annotations

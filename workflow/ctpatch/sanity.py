@@ -25,6 +25,9 @@ while others are left, so the picture shows tissue when the file has any.  The P
 through a temporary name (Agg backend).
 
 Usage: ``python -m ctpatch.sanity --patches X.h5 [Y.h5 ...] --out pairs.png --n 8 --seed 0``
+
+Length (~410 lines): the pictures of both modes (LUNA16's three planes through the label centre,
+LDCT's input/target pairs) share the layout, windowing and caption code.
 """
 
 from __future__ import annotations

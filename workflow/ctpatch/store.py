@@ -16,6 +16,10 @@ for the single writer) and the in-memory collectors of ``verify`` and ``explain`
 Codecs (:data:`COMPRESSION`): ``blosc2-zstd`` (the default: zstd level 1 after a byte shuffle,
 through the Blosc2 filter of ``hdf5plugin``), ``blosc2-lz4``, ``lzf``, ``gzip`` (level 1) and
 ``none``.  Each patch dataset records its codec name in the attribute ``codec`` (:func:`codec_of`).
+
+Length (~470 lines): every way ctpatch writes a file is here (temp-then-rename, the codecs with
+their checksums, the patch-sink protocol and its two sinks), so that the writer, the extraction and
+the tests share one definition of a stored patch.
 """
 
 from __future__ import annotations

@@ -40,6 +40,9 @@ all parts (``output.nsplit`` files) together:
   the DICOM files of the sample pairs; set ``sample=0`` to skip it.
 * checksums: every chunk read is checked by HDF5 against its Fletcher32 checksum; a failing
   read is reported naming the file, dataset and row.
+
+Length (~420 lines): counts, grid, provenance, value ranges and the regenerated sample of the LDCT
+files, for the plain and the super-resolution modes.
 """
 
 from __future__ import annotations
