@@ -249,7 +249,8 @@ def baseline(run_dir: Path, work: Path) -> dict:
     """The reference-style LDCT baseline, serial, on the pair tables the workflow wrote (as ldct.py runs it)."""
     tables = sorted((run_dir / "results" / "ldct" / "pairs").glob("*.tsv"))
     out, log = work / "baseline.h5", work / "baseline.log"
-    r = C.run(["mpiexec", "-n", 1, C.PY, C.BENCH / "reference_baseline_ldct.py", "--out", out, "--pairs", *tables], log=log)
+    r = C.run(["mpiexec", "-n", 1, C.PY, C.BENCH / "reference_baseline_ldct.py", "--out", out, "--pairs", *tables],
+              log=log)
     res = json.loads(log.read_text().strip().splitlines()[-1])
     res["wall_s"] = r["seconds"]
     out.unlink(missing_ok=True)
@@ -262,11 +263,11 @@ def main() -> None:
     ap.add_argument("--scenarios", default="a,b,c,d", help="comma list of a,b,c,d (default all)")
     ap.add_argument("--cores", default="1,2", help="comma list of --cores values (default 1,2)")
     ap.add_argument("--slices", type=int, default=40, help="slices per patient in scenario d (>= 40)")
-    ap.add_argument("--copies", type=int, default=10, help="copies of the 16 real pairs in scenario b (default 10 = 160)")
+    ap.add_argument("--copies", type=int, default=10, help="copies of the 16 real pairs, scenario b (10 = 160)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the reference-style baseline in scenario c")
     ap.add_argument("--runs", default=None, help="explicit run order, e.g. c1,c2,a1,b1 (scenario letter + cores; "
                                                  "overrides --scenarios/--cores within each repetition)")
-    ap.add_argument("--report-from", default=None, help="only print the tables of a results JSON (or its .partial.json)")
+    ap.add_argument("--report-from", default=None, help="only print the tables of a results JSON (or .partial.json)")
     ap.add_argument("--keep-runs", action="store_true", help="keep every run's folder (with --workdir)")
     args = ap.parse_args()
     reps = args.reps or (1 if args.quick else 3)
@@ -294,26 +295,25 @@ def main() -> None:
         print(f"scenarios {scen}, --cores {cores_list}, {reps} repetition(s); scratch {work}", flush=True)
         for rep in range(reps):
             for s, cores in order:
-                if True:
-                    waited = C.wait_quiet(max_wait=5 if args.quick else 30)
-                    cfg = luna_config(cores) if s == "a" else ldct_config(roots[s], cores)
-                    run_dir = work / "runs" / f"{s}-c{cores}-r{rep}"
-                    with C.Foreign() as fg:
-                        r = snakemake_run(run_dir, cfg, cores)
-                    r.update({"scenario": s, "rep": rep, "waited_s": waited, "foreign_cpu_s": fg.seconds,
-                              "loadavg_after": os.getloadavg()[0]})
-                    if s == "c" and cores == min(c for x, c in order if x == "c") and not args.no_baseline:
-                        with C.Foreign() as fg2:
-                            r["baseline"] = baseline(run_dir, work)
-                        r["baseline"]["foreign_cpu_s"] = fg2.seconds
-                    results.append(r)
-                    print(f"rep {rep + 1} {s} --cores {cores}: wall {r['wall_s']:.1f} s, work {r['work_s']:.1f} s "
-                          f"({100 * r['work_share']:.0f} %), start-up {r['startup_s']:.1f} s, {r['jobs_n']} jobs, "
-                          f"foreign CPU {fg.seconds:.0f} s"
-                          + (f"; baseline {r['baseline']['wall_s']:.1f} s" if "baseline" in r else ""), flush=True)
-                    partial.write_text(json.dumps({"command": " ".join(sys.argv), "runs": results}, indent=1) + "\n")
-                    if not args.keep_runs:
-                        shutil.rmtree(run_dir, ignore_errors=True)
+                waited = C.wait_quiet(max_wait=5 if args.quick else 30)
+                cfg = luna_config(cores) if s == "a" else ldct_config(roots[s], cores)
+                run_dir = work / "runs" / f"{s}-c{cores}-r{rep}"
+                with C.Foreign() as fg:
+                    r = snakemake_run(run_dir, cfg, cores)
+                r.update({"scenario": s, "rep": rep, "waited_s": waited, "foreign_cpu_s": fg.seconds,
+                          "loadavg_after": os.getloadavg()[0]})
+                if s == "c" and cores == min(c for x, c in order if x == "c") and not args.no_baseline:
+                    with C.Foreign() as fg2:
+                        r["baseline"] = baseline(run_dir, work)
+                    r["baseline"]["foreign_cpu_s"] = fg2.seconds
+                results.append(r)
+                print(f"rep {rep + 1} {s} --cores {cores}: wall {r['wall_s']:.1f} s, work {r['work_s']:.1f} s "
+                      f"({100 * r['work_share']:.0f} %), start-up {r['startup_s']:.1f} s, {r['jobs_n']} jobs, "
+                      f"foreign CPU {fg.seconds:.0f} s"
+                      + (f"; baseline {r['baseline']['wall_s']:.1f} s" if "baseline" in r else ""), flush=True)
+                partial.write_text(json.dumps({"command": " ".join(sys.argv), "runs": results}, indent=1) + "\n")
+                if not args.keep_runs:
+                    shutil.rmtree(run_dir, ignore_errors=True)
     report(args, results, scen, cores_list)
 
 
@@ -347,8 +347,8 @@ def report(args, results, scen, cores_list) -> None:
                         ("idle", "idle between jobs s", ".1f"), ("tail", "tail s", ".1f"),
                         ("demo", "demo gen s", ".1f"), ("share_x_demo", "work % w/o demo gen", ".0f"),
                         ("foreign", "foreign CPU s", ".0f")],
-                 f"Whole snakemake runs (medians of the repetitions; work = union of extract_patches intervals; "
-                 f"overhead target <= 25 %)")
+                 "Whole snakemake runs (medians of the repetitions; work = union of extract_patches intervals; "
+                 "overhead target <= 25 %)")
     t2 = C.table(rule_rows, [("run", "run", "")] + [(k, k, ".1f") for k in rules],
                  "\nOther rules, seconds of job time summed per rule (medians)")
     ratios = []
@@ -363,7 +363,8 @@ def report(args, results, scen, cores_list) -> None:
                 v = med([o["wall_s"] for o in ours]) / med([b["baseline"]["wall_s"] for b in base])
                 ratios.append({"ratio": f"16-pair demo: ctpatch --cores {cores} wall / REFERENCE-STYLE baseline serial",
                                "value": v, "target": "< 1", "met": "yes" if v < 1 else "NO"})
-    t3 = C.table(ratios, [("ratio", "ratio", ""), ("value", "value", ".2f"), ("target", "target", ""), ("met", "met", "")],
+    t3 = C.table(ratios, [("ratio", "ratio", ""), ("value", "value", ".2f"), ("target", "target", ""),
+                          ("met", "met", "")],
                  "\nRatios")
     if base:
         C.table([{"rep": b["rep"] + 1, "wall": b["baseline"]["wall_s"], "pairs": b["baseline"]["pairs"],
