@@ -236,10 +236,11 @@ def count_patches(run_dir: Path) -> int | None:
         n = 0
         for f in (run_dir / "results").glob("*/patches/*.h5"):
             with h5py.File(f, "r") as h:
-                key = next((k for k in ("input", "image", "images", "patches") if k in h), None)
-                if key is None:
-                    key = next(k for k in h if isinstance(h[k], h5py.Dataset))
-                n += len(h[key])
+                if "nodule" in h or "nodule_crop" in h:  # LUNA16: nodule (or crops' labels) + negatives
+                    n += len(h["label_nodule"]) + len(h["non_nodule"])
+                else:  # LDCT: one row per input/target pair
+                    key = next((k for k in ("input", "inputs", "image", "images", "patches") if k in h), None)
+                    n += len(h[key or next(k for k in h if isinstance(h[k], h5py.Dataset))])
         return n
     except Exception:  # noqa: BLE001  (only a label for the table)
         return None
