@@ -261,6 +261,8 @@ def baseline(run_dir: Path, work: Path) -> dict:
 # ---------------------------------------------------------------- main
 def main() -> None:
     ap = C.arg_parser(__doc__)
+    ap._option_string_actions["--reps"].help = "repetitions (default 3, --quick 1)"
+    ap._option_string_actions["--quick"].help = "1 repetition (same data and shapes)"
     ap.add_argument("--scenarios", default="a,b,c,d", help="comma list of a,b,c,d (default all)")
     ap.add_argument("--cores", default="1,2", help="comma list of --cores values (default 1,2)")
     ap.add_argument("--slices", type=int, default=40, help="slices per patient in scenario d (>= 40)")
