@@ -128,6 +128,21 @@ def check_args(root: Path, folder: Path, **luna) -> list:
     return ["--settings-file", settings_file(folder, "check", {"luna16": {"root": str(root), **luna}})]
 
 
+def preflight_args(root: Path, folder: Path, out: Path, **luna) -> list:
+    """The pre-flight check's arguments for both subsets of ``root``, writing ``out``/scans.tsv and
+    ``out``/inputs.json (``luna16`` keys over the defaults, as :func:`check_args`)."""
+    return [
+        *check_args(root, folder, **luna),
+        "--subsets",
+        "subset0",
+        "subset1",
+        "--scans-out",
+        out / "scans.tsv",
+        "--report-out",
+        out / "inputs.json",
+    ]
+
+
 def pairs_args(patient: Path, folder: Path, **ldct) -> list:
     """``--patient-dir`` and the ``--settings-file`` of scope pairs for one LDCT patient folder."""
     return [

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 from ctpatch import check_luna, convert
 from ctpatch.config import defaults
 
-from .conftest import assert_refused, call, check_args, first_scan, tree_digest
+from .conftest import assert_refused, call, check_args, first_scan, preflight_args, tree_digest
 
 
 def _set(key, value):
@@ -113,14 +113,7 @@ def test_header_or_data_file_fault_refused_before_any_conversion(case, luna, tmp
     rc, err = call(
         check_luna.main,
         [
-            *check_args(luna, tmp_path),
-            "--subsets",
-            "subset0",
-            "subset1",
-            "--scans-out",
-            out / "scans.tsv",
-            "--report-out",
-            out / "inputs.json",
+            *preflight_args(luna, tmp_path, out),
         ],
         capsys,
     )
@@ -189,14 +182,7 @@ def test_implausible_values_refused_by_the_preflight_check(case, luna, tmp_path,
     rc, err = call(
         check_luna.main,
         [
-            *check_args(luna, tmp_path),
-            "--subsets",
-            "subset0",
-            "subset1",
-            "--scans-out",
-            out / "scans.tsv",
-            "--report-out",
-            out / "inputs.json",
+            *preflight_args(luna, tmp_path, out),
         ],
         capsys,
     )
@@ -231,14 +217,7 @@ def test_compressed_zraw_scan_is_accepted_and_converts_like_the_raw(luna, tmp_pa
     rc, err = call(
         check_luna.main,
         [
-            *check_args(luna, tmp_path),
-            "--subsets",
-            "subset0",
-            "subset1",
-            "--scans-out",
-            out / "scans.tsv",
-            "--report-out",
-            out / "inputs.json",
+            *preflight_args(luna, tmp_path, out),
         ],
         capsys,
     )

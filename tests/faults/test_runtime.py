@@ -27,6 +27,7 @@ from .conftest import (
     check_args,
     first_scan,
     pairs_args,
+    preflight_args,
     run_module,
     settings_file,
     tree_digest,
@@ -268,14 +269,7 @@ def test_full_disk_during_preflight_check(luna, disk, capsys):
     rc, err = call(
         check_luna.main,
         [
-            *check_args(luna, luna.parent),
-            "--subsets",
-            "subset0",
-            "subset1",
-            "--scans-out",
-            out / "scans.tsv",
-            "--report-out",
-            out / "inputs.json",
+            *preflight_args(luna, luna.parent, out),
         ],
         capsys,
     )
