@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import h5py
 import matplotlib
@@ -35,7 +34,7 @@ def ldct_file(tmp_path_factory):
         "rot_augment": {"enabled": True},
         "dose_blend": {"enabled": True},
     }
-    job = Job(SimpleNamespace(settings=settings, inputs={"pairs": [str(table)]}))
+    job = Job(settings, {"pairs": [str(table)]})
     path = out / "patches.h5"
     with job.writer(path) as w:
         job.run(job.units()[0], w)

@@ -274,9 +274,7 @@ class Job:
     mode = "ldct"
     splittable = False  # a pair is one block: its patch count is known only once it is cut
 
-    def __init__(self, settings: dict, inputs: dict | None = None):
-        if inputs is None and hasattr(settings, "inputs"):  # the former Job(namespace) call
-            settings, inputs = settings.settings, settings.inputs
+    def __init__(self, settings: dict, inputs: dict):
         self.settings = ldct_settings(settings)
         if not isinstance(inputs, dict) or "pairs" not in inputs:
             raise ValueError(f"inputs: expected a mapping with key 'pairs', got {inputs!r}")

@@ -147,9 +147,7 @@ class Job:
     parts = 1  # one file per subset
     splittable = True  # a scan's items can be cut in any spans
 
-    def __init__(self, settings: dict, inputs: dict | None = None):
-        if inputs is None and hasattr(settings, "inputs"):  # the former Job(namespace) call
-            settings, inputs = settings.settings, settings.inputs
+    def __init__(self, settings: dict, inputs: dict):
         s, inp = settings, inputs
         self.settings = s
         self.seed = int(s["seed"])
