@@ -70,7 +70,8 @@ def all_series(root: str | Path) -> dict[str, str]:
     return {p.stem: s for s in subset_folders(root)[0] for p in sorted((Path(root) / s).glob("*.mhd"))}
 
 
-def _under(path: str | Path, workdir: str | Path) -> Path:
+def under(path: str | Path, workdir: str | Path) -> Path:
+    """``path`` as the workflow sees it: absolute as given, relative ones start at ``workdir``."""
     path = Path(path)
     return path if path.is_absolute() else Path(workdir) / path
 
@@ -96,7 +97,7 @@ def luna16_scans(config: Mapping, workdir: str | Path = ".") -> Found:
             scans.setdefault(plan.subset, []).append(plan.series_uid)
         where = f"{config['results']}/demo/luna16"
     else:
-        root = _under(luna["root"], workdir)
+        root = under(luna["root"], workdir)
         where = str(root)
         if not root.is_dir():
             raise DiscoveryError(f"luna16.root: folder {root} not found")
@@ -127,7 +128,7 @@ def ldct_patients(config: Mapping, workdir: str | Path = ".") -> list[str]:
         that cannot be a job name (unless ``ldct.patients`` leaves it out).
     """
     ldct = config["ldct"]
-    root = _under(ldct["root"], workdir)
+    root = under(ldct["root"], workdir)
     if not root.is_dir():
         raise DiscoveryError(f"ldct.root: folder {root} not found")
     found = sorted(d.name for d in root.iterdir() if (d / ldct["input_dir"]).is_dir())

@@ -8,17 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctpatch.discover import luna16_scans, subset_number
+from ctpatch.discover import luna16_scans, subset_number, under
 from ctpatch.geometry import VolumeGrid, resampled_grid
 
 
 class PlanError(ValueError):
     """Inputs the plan cannot read; the message names the file or key."""
-
-
-def _path(p, workdir: Path) -> Path:
-    p = Path(p)
-    return p if p.is_absolute() else workdir / p
 
 
 # ---------------------------------------------------------------------------------------- LUNA16 inputs
@@ -72,7 +67,7 @@ def luna_inputs(config: dict, workdir: Path) -> tuple[list[Scan], pd.DataFrame, 
         ann.insert(0, "row", np.arange(len(ann)) + 2)
     else:
         root = luna["root"]
-        rpath = _path(root, workdir)
+        rpath = under(root, workdir)
         for d, uids in ((rpath / s, uids) for s, uids in found.scans.items()):
             for mhd in (d / f"{uid}.mhd" for uid in uids):
                 try:
@@ -88,7 +83,7 @@ def luna_inputs(config: dict, workdir: Path) -> tuple[list[Scan], pd.DataFrame, 
                             f"{h.data_file}: {'missing' if have is None else f'{have} bytes'}, header declares {want}"
                         )
                 scans.append(Scan(d.name, h.series_uid, h.grid, out_grid(h.grid), ELEMENT_BYTES[h.element_type], mhd))
-        ann = read_annotations(_path(luna["annotations"], rpath), luna.get("duplicate_annotations", "fail"))
+        ann = read_annotations(under(luna["annotations"], rpath), luna.get("duplicate_annotations", "fail"))
     wanted = list(found.scans)
     missing = [s for s, uids in found.scans.items() if not uids]
     if missing:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ctpatch.discover import ldct_patients
+from ctpatch.discover import ldct_patients, under
 from ctpatch.plan.estimate import _makespan, _round, _totals
-from ctpatch.plan.inputs import PlanError, _path
+from ctpatch.plan.inputs import PlanError
 from ctpatch.plan.measure import COMPRESSIONS, LDCT_DTYPES, _dtype_ok, ldct_sample, measure_startup
 
 
@@ -25,7 +25,7 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
     t0 = time.perf_counter()
     inp = config["ldct"]
     settings = ldct_patch_settings(config)  # the settings the workflow hands to the extraction
-    root = _path(inp["root"], workdir)
+    root = under(inp["root"], workdir)
     patients = ldct_patients(config, workdir)
     warnings: list[str] = []
     groups: dict[str, dict] = {}
