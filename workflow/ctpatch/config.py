@@ -456,16 +456,6 @@ def ldct_settings(partial: Mapping | None = None, seed: int = 0, buffer_patches:
     return ldct_patch_settings(validate(config))
 
 
-def luna16_patch_settings(partial: Mapping | None = None, seed: int = 0) -> Settings:
-    """Validated LUNA16 patch settings: ``partial`` (keys of the ``luna16`` section) over the defaults.
-
-    >>> luna16_patch_settings()["patch"]["size"]
-    68
-    """
-    partial = {k: v for k, v in _thaw(partial or {}).items() if k not in ("mode", "seed", "buffer_patches")}
-    return luna16_settings(validate({"mode": "luna16", "seed": seed, "luna16": partial}))
-
-
 def section(name: str, partial: Mapping | None = None) -> Settings:
     """One top-level section (``demo``, ``luna16``, ``ldct``, ``extract``): ``partial`` over the
     schema's defaults, validated (errors name ``<section>.<key>``).
