@@ -212,29 +212,61 @@ def run(args, comm) -> None:
         )
     # the host shows where the launcher put each rank (two hosts when a job spans two nodes)
     print(f"rank {rank}: MPI world size {size} on host {comm_host()}", flush=True)
+    groups = args.groups
     if args.plan and rank == 0:  # before any work: the patch files (one copy, no shards) must fit
         from ctpatch.diskspace import check_free, extraction_need
 
-        group = args.group or Path(args.out[0]).stem
+        names = [g.name for g in groups]
         check_free(
-            Path(args.out[0]).parent,
-            extraction_need(args.plan, group),
-            f"{group}'s patch file(s) (the plan's estimate)",
+            Path(groups[0].out[0]).parent,
+            sum(extraction_need(args.plan, name) for name in names),
+            f"{names[0]}'s patch file(s) (the plan's estimate)"
+            if len(names) == 1
+            else f"the patch files of {len(names)} groups (the plan's estimate)",
         )
     comm.barrier()
     settings = read_settings(args.settings_file, scope="patches")
-    job = mode_module(args.mode).Job(settings, json.loads(args.inputs))
-    attrs = {"settings": json.dumps(settings, sort_keys=True), "mode": args.mode, "seed": job.seed, "group": args.group}
-    counts = extract(job, args.out, attrs, comm, log=lambda msg: print(msg, flush=True))
-    if rank == 0:
-        print(f"extraction done: {counts} rows in {', '.join(args.out)} on {size} ranks", flush=True)
+    module = mode_module(args.mode)
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    for g in groups:  # one MPI world for every group of the job: one start-up, not one per patient
+        job = module.Job(settings, g.inputs)
+        attrs = {
+            "settings": json.dumps(settings, sort_keys=True),
+            "mode": args.mode,
+            "seed": job.seed,
+            "group": g.group,
+        }
+        counts = extract(job, g.out, attrs, comm, log=log)
+        if rank == 0:
+            print(f"extraction done: {counts} rows in {', '.join(g.out)} on {size} ranks", flush=True)
+
+
+@dataclass(frozen=True)
+class Group:
+    """One group's extraction in a job: its name (the files' 'group' attribute), output file(s) and inputs."""
+
+    group: str
+    out: list
+    inputs: dict
+
+    @property
+    def name(self) -> str:
+        return self.group or Path(self.out[0]).stem
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m ctpatch.extract", description=__doc__.split("\n\n")[0])
+    from ctpatch.cli import for_group, split_groups
+
+    argv, groups = split_groups(sys.argv[1:] if argv is None else list(argv))
+    ap = argparse.ArgumentParser(
+        prog="python -m ctpatch.extract",
+        description=__doc__.split("\n\n")[0],
+        epilog="Several groups in one MPI world, one after the other: --groups G1 G2 ..., with {group} in "
+        "--out, --group and --inputs standing for each group's name.",
+    )
     ap.add_argument("--mode", choices=MODES, required=True)
     ap.add_argument("--ranks", type=int, required=True, help="the MPI world size this run must have")
-    ap.add_argument("--plan", default=None, help="plan.json: check free space for the group before any work")
+    ap.add_argument("--plan", default=None, help="plan.json: check free space for the group(s) before any work")
     ap.add_argument("--out", nargs="+", required=True, help="the patch file(s): one, or output.nsplit parts")
     ap.add_argument("--group", default="", help="the subset or patient, recorded as the files' 'group' attribute")
     ap.add_argument(
@@ -244,6 +276,10 @@ def parse_args(argv=None):
     args = ap.parse_args(argv)
     if args.ranks < 1:
         ap.error(f"Expected --ranks >= 1, got {args.ranks}")
+    if groups == []:
+        ap.error("--groups: Expected at least one group name, got none")
+    entries = [args] if groups is None else [ap.parse_args(for_group(argv, g)) for g in groups]
+    args.groups = [Group(e.group, list(e.out), json.loads(e.inputs)) for e in entries]
     return args
 
 
