@@ -6,8 +6,9 @@ separate one-rank worlds (``srun -n N`` without ``--mpi=pmi2``) would otherwise 
 
 The work is a list of **blocks** in canonical order: the units (scans or slice pairs, in their
 order) cut into runs of at most :data:`BLOCK_PATCHES` patches (a LUNA16 scan gives many blocks,
-an LDCT pair one).  Block ``b`` is computed by rank ``b mod N``: it cuts the block's patches
-through the job (:class:`ctpatch.store.PatchSink` protocol), compresses them into chunk bytes
+an LDCT pair one).  Block ``b`` is computed by rank ``owners(...)[b]`` (round-robin, rank 0 taking
+a little less, as it also writes; :func:`owners`): it cuts the block's patches through the job
+(:class:`ctpatch.store.PatchSink` protocol), compresses them into chunk bytes
 (:class:`ctpatch.patchfile.BlockSink`) and sends them to rank 0, which writes the blocks in order,
 each chunk at its final (shuffled) row (:class:`ctpatch.patchfile.PatchFileWriter`).  A rank
 computes at most :data:`AHEAD` blocks ahead of rank 0, so memory stays bounded; every random
@@ -39,6 +40,37 @@ MODES = ("luna16", "ldct")
 BLOCK_PATCHES = 32
 #: blocks a rank may have computed and not yet handed to the writer
 AHEAD = 2
+
+
+#: rank 0's placing of the chunks it receives, relative to computing them (LUNA16: 3.0 of 40 s per scan;
+#: LDCT: 0.2 of 2.7 s per patient; ``benchmarks/luna.py`` per-stage table): rank 0 computes fewer blocks
+WRITE_SHARE = 0.075
+
+
+def owners(n: int, size: int, write_share: float = WRITE_SHARE) -> list[int]:
+    """The rank computing each of ``n`` blocks: a smooth weighted round-robin (deterministic) in which rank 0,
+    which also writes every block, takes ``(1 + w) / size - w`` of them and the other ranks share the rest.
+
+    >>> owners(8, 2)
+    [1, 0, 1, 0, 1, 0, 1, 0]
+    >>> [owners(1000, 2).count(r) for r in range(2)]
+    [462, 538]
+    >>> [owners(1000, 4).count(r) for r in range(4)]
+    [194, 269, 269, 268]
+    >>> owners(3, 1)
+    [0, 0, 0]
+    """
+    if size == 1:
+        return [0] * n
+    lead = max(0.0, (1 + write_share) / size - write_share)
+    weights = [lead] + [(1 - lead) / (size - 1)] * (size - 1)
+    credit, out = [0.0] * size, []
+    for _ in range(n):
+        credit = [c + w for c, w in zip(credit, weights)]
+        r = max(range(size), key=lambda k: (credit[k], -k))
+        credit[r] -= 1.0
+        out.append(r)
+    return out
 
 
 @dataclass(frozen=True)
@@ -85,7 +117,7 @@ def spans(units: list[Unit], per_block: int = BLOCK_PATCHES, splittable: bool = 
 
 def assign(costs: list[float], ranks: int) -> list[list[int]]:
     """Longest-processing-time assignment of unit indices to ranks (deterministic); ``plan`` uses it to
-    estimate a run's makespan (the extraction itself deals blocks round-robin, which balances at
+    estimate a run's makespan (the extraction itself deals blocks round-robin (:func:`owners`), which balances at
     least as well: blocks are small and of equal size).
 
     >>> assign([5, 1, 4, 2], 2)
@@ -172,8 +204,9 @@ def extract(job, outputs, attrs: dict | None = None, comm=None, log=None) -> dic
     counts = None
     try:
         t0 = time.perf_counter()
+        owner_of = owners(len(work), size)
         for b, span in enumerate(work):
-            owner = b % size
+            owner = owner_of[b]
             block = None
             if owner == rank:
                 job.run(units[span.unit], sink, span.start, span.stop)
@@ -188,10 +221,7 @@ def extract(job, outputs, attrs: dict | None = None, comm=None, log=None) -> dic
                     pending.pop(0).wait()
         for req in pending:
             req.wait()
-        log(
-            f"rank {rank}: {sum(1 for b in range(len(work)) if b % size == rank)} of {len(work)} blocks in "
-            f"{time.perf_counter() - t0:.2f} s"
-        )
+        log(f"rank {rank}: {owner_of.count(rank)} of {len(work)} blocks in {time.perf_counter() - t0:.2f} s")
         if writer is not None:
             counts = writer.close()
             writer = None
