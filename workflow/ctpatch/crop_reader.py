@@ -1,9 +1,11 @@
-"""Reading patch images whatever the LUNA16 layout: full files' datasets, or nodule patches cut from crops.
+"""Reading patch images whatever the LUNA16 layout: full files' datasets, nodule patches cut from crops,
+or any patch cut from the scans' volumes.
 
 :func:`images` returns, for ``"nodule"`` in a crops-layout file (:mod:`ctpatch.layout`), a
-:class:`CropPatches` that reads like the full layout's dataset (``shape``, ``dtype``, ``len``,
-``[i]``, ``[i:j]``, ``read_direct``), cutting patches from decoded crops (the last few crops are
-cached, and a block of rows decodes each of its crops once); any other name is the file's dataset.
+:class:`CropPatches`, and for ``"nodule"`` or ``"non_nodule"`` in a volumes-layout file a
+:class:`VolumePatches`; both read like the full layout's dataset (``shape``, ``dtype``, ``len``,
+``[i]``, ``[i:j]``, ``read_direct``), cutting patches from decoded crops or volume bricks (recently
+decoded ones are cached); any other name is the file's dataset.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ from collections import OrderedDict
 import numpy as np
 
 from ctpatch.h5 import h5py
-from ctpatch.layout import cut_from_crop
+from ctpatch.layout import brick_span, cut_from_crop
+
+#: decoded bricks a volumes-layout reader keeps, in MiB (a block read in scan and x order sweeps a
+#: slab of a few bricks' depth: ~54 MB for a 350 x 350 x 300 float32 scan with 32³ bricks)
+BRICK_CACHE_MB = 128
 
 
 def is_crops(f: h5py.File) -> bool:
@@ -21,67 +27,56 @@ def is_crops(f: h5py.File) -> bool:
     return "nodule_crop" in f and "nodule_view" in f
 
 
+def is_volumes(f: h5py.File) -> bool:
+    """True for a volumes-layout LUNA16 file."""
+    return "volume_brick" in f and "provenance/volume_brick" in f
+
+
+def layout_of(f: h5py.File) -> str:
+    """``full``, ``crops`` or ``volumes``: how a LUNA16 file stores its image patches."""
+    return "volumes" if is_volumes(f) else "crops" if is_crops(f) else "full"
+
+
 def has_images(f: h5py.File, name: str) -> bool:
-    """True when ``images(f, name)`` can read: the dataset itself, or nodule patches stored as crops."""
-    return name in f or (name == "nodule" and is_crops(f))
+    """True when ``images(f, name)`` can read: the dataset itself, nodule patches stored as crops, or
+    patches cut from the volumes."""
+    if name in f:
+        return True
+    if name == "nodule" and is_crops(f):
+        return True
+    return name in ("nodule", "non_nodule") and is_volumes(f) and f"provenance/{name}" in f
 
 
-def images(f: h5py.File, name: str):
-    """The patch dataset ``name`` of an open file, whatever the layout (see :class:`CropPatches`)."""
+def images(f: h5py.File, name: str, cache_mb: float = BRICK_CACHE_MB):
+    """The patch dataset ``name`` of an open file, whatever the layout (see :class:`CropPatches`,
+    :class:`VolumePatches`; ``cache_mb``: the latter's decoded-brick cache)."""
     if name in f:
         return f[name]
     if name == "nodule" and is_crops(f):
         return CropPatches(f)
+    if name in ("nodule", "non_nodule") and has_images(f, name):
+        return VolumePatches(f, name, cache_mb)
     raise KeyError(f"{f.filename}: no dataset {name!r}")
 
 
-class CropPatches:
-    """The nodule patches of a crops-layout file, read like the full layout's ``nodule`` dataset.
+class _RowReader:
+    """Row indexing and ``read_direct`` on top of :meth:`read_rows` (patches of ``shape[1:]``)."""
 
-    ``[i]`` is one patch (P, P, P, 1), ``[i:j]`` (or an increasing index list) a block; reading a
-    block decodes each crop it needs once.  The ``cache`` most recently decoded crops are kept,
-    so reading the rows of one nodule one by one decodes its crop once; random single reads
-    decode one crop (``C³``, about 7 × a patch) each.
-    """
-
-    def __init__(self, f: h5py.File, cache: int = 2):
-        self.crops = f["nodule_crop"]
-        self.views = f["nodule_view"][...]
-        self.patch = int(self.crops.attrs["patch_edge"])
-        self.edge = int(self.crops.shape[1])
-        self.shape = (len(self.views), self.patch, self.patch, self.patch, self.crops.shape[-1])
-        self.dtype = self.crops.dtype
-        self.ndim = len(self.shape)
-        self.name = "/nodule"
-        self.file = f
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._keep = max(1, int(cache))
-        if len(self.views) and (self.views[:, 0].min() < 0 or self.views[:, 0].max() >= self.crops.shape[0]):
-            raise ValueError(f"{f.filename}: nodule_view names crops outside [0, {self.crops.shape[0]})")
+    shape: tuple
+    dtype: np.dtype
 
     def __len__(self) -> int:
         return self.shape[0]
 
-    def crop(self, c: int) -> np.ndarray:
-        """Crop ``c`` decoded (cached)."""
-        c = int(c)
-        arr = self._cache.get(c)
-        if arr is None:
-            arr = np.empty(self.crops.shape[1:], dtype=self.dtype)
-            self.crops.read_direct(arr, np.s_[c], np.s_[...])
-            self._cache[c] = arr
-            while len(self._cache) > self._keep:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(c)
-        return arr
+    def read_rows(self, rows, out: np.ndarray | None = None) -> np.ndarray:
+        raise NotImplementedError
 
     def _rows(self, key) -> tuple[np.ndarray, bool]:
         n = self.shape[0]
         if isinstance(key, (int, np.integer)):
             i = int(key) + (n if int(key) < 0 else 0)
             if not 0 <= i < n:
-                raise IndexError(f"index {key} out of range for {n} nodule patches")
+                raise IndexError(f"index {key} out of range for {n} {self.name[1:]} patches")
             return np.array([i]), True
         if isinstance(key, slice):
             return np.arange(n)[key], False
@@ -89,18 +84,8 @@ class CropPatches:
             return self._rows(key[0])
         rows = np.asarray(key, dtype=np.int64).reshape(-1)
         if len(rows) and (rows.min() < 0 or rows.max() >= n):
-            raise IndexError(f"indices out of range for {n} nodule patches")
+            raise IndexError(f"indices out of range for {n} {self.name[1:]} patches")
         return rows, False
-
-    def read_rows(self, rows, out: np.ndarray | None = None) -> np.ndarray:
-        """Patches ``rows`` into ``out`` ((len(rows), P, P, P, channels)), each crop decoded once."""
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        if out is None:
-            out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
-        v = self.views[rows]
-        for j in np.argsort(v[:, 0], kind="stable"):
-            out[j] = cut_from_crop(self.crop(v[j, 0]), v[j, 1:], self.patch)
-        return out
 
     def __getitem__(self, key):
         rows, scalar = self._rows(key)
@@ -131,3 +116,158 @@ class CropPatches:
             dest[...] = block[0] if scalar else block
         else:
             dest[dest_sel] = block[0] if scalar else block
+
+
+class CropPatches(_RowReader):
+    """The nodule patches of a crops-layout file, read like the full layout's ``nodule`` dataset.
+
+    ``[i]`` is one patch (P, P, P, 1), ``[i:j]`` (or an increasing index list) a block; reading a
+    block decodes each crop it needs once.  The ``cache`` most recently decoded crops are kept,
+    so reading the rows of one nodule one by one decodes its crop once; random single reads
+    decode one crop (``C³``, about 7 × a patch) each.
+    """
+
+    def __init__(self, f: h5py.File, cache: int = 2):
+        self.crops = f["nodule_crop"]
+        self.views = f["nodule_view"][...]
+        self.patch = int(self.crops.attrs["patch_edge"])
+        self.edge = int(self.crops.shape[1])
+        self.shape = (len(self.views), self.patch, self.patch, self.patch, self.crops.shape[-1])
+        self.dtype = self.crops.dtype
+        self.ndim = len(self.shape)
+        self.name = "/nodule"
+        self.file = f
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._keep = max(1, int(cache))
+        if len(self.views) and (self.views[:, 0].min() < 0 or self.views[:, 0].max() >= self.crops.shape[0]):
+            raise ValueError(f"{f.filename}: nodule_view names crops outside [0, {self.crops.shape[0]})")
+
+    def crop(self, c: int) -> np.ndarray:
+        """Crop ``c`` decoded (cached)."""
+        c = int(c)
+        arr = self._cache.get(c)
+        if arr is None:
+            arr = np.empty(self.crops.shape[1:], dtype=self.dtype)
+            self.crops.read_direct(arr, np.s_[c], np.s_[...])
+            self._cache[c] = arr
+            while len(self._cache) > self._keep:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(c)
+        return arr
+
+    def read_rows(self, rows, out: np.ndarray | None = None) -> np.ndarray:
+        """Patches ``rows`` into ``out`` ((len(rows), P, P, P, channels)), each crop decoded once."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if out is None:
+            out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        v = self.views[rows]
+        for j in np.argsort(v[:, 0], kind="stable"):
+            out[j] = cut_from_crop(self.crop(v[j, 0]), v[j, 1:], self.patch)
+        return out
+
+
+class VolumePatches(_RowReader):
+    """The ``nodule`` or ``non_nodule`` patches of a volumes-layout file, read like the full layout's dataset.
+
+    Patch ``i`` is the box of edge ``P`` starting at ``centre_voxel - P // 2`` in the volume of its
+    ``scan_index`` (provenance), assembled from the bricks it touches (each run of bricks along z
+    read in one call); voxels outside the volume are the scan's fill.  Decoded bricks are kept up
+    to ``cache_mb`` MiB (least recently used dropped first); a block of rows is read in scan and x
+    order, so it decodes each brick it needs about once.
+    """
+
+    def __init__(self, f: h5py.File, kind: str, cache_mb: float = BRICK_CACHE_MB):
+        self.bricks = f["volume_brick"]
+        self.edge = int(self.bricks.shape[1])
+        self.patch = int(self.bricks.attrs["patch_edge"])
+        prov = f[f"provenance/{kind}"]
+        self.scan = prov.fields("scan_index")[...].astype(np.int64)
+        self.start = prov.fields("centre_voxel")[...].astype(np.int64) - self.patch // 2
+        self.shape = (len(self.scan), self.patch, self.patch, self.patch, self.bricks.shape[-1])
+        self.dtype = self.bricks.dtype
+        self.ndim = len(self.shape)
+        self.name = f"/{kind}"
+        self.file = f
+        self.volumes = volume_index(f["provenance/volume_brick"][...], f.filename)
+        missing = sorted(set(np.unique(self.scan).tolist()) - set(self.volumes))
+        if missing:
+            raise ValueError(f"{f.filename}: provenance/{kind} names scans without bricks: {missing[:3]}")
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._keep = max(0, int(cache_mb * (1 << 20) // max(self.bricks.dtype.itemsize * self.edge**3, 1)))
+        self._buf = np.empty((0, *self.bricks.shape[1:]), dtype=self.dtype)
+
+    def _run(self, r0: int, k: int) -> list[np.ndarray]:
+        """Bricks ``r0 .. r0+k-1`` decoded (cached ones reused; a run with any missing is read in one call)."""
+        got = [self._cache.get(r) for r in range(r0, r0 + k)]
+        if any(g is None for g in got):
+            if self._keep:
+                buf = np.empty((k, *self.bricks.shape[1:]), dtype=self.dtype)
+            else:
+                if len(self._buf) < k:
+                    self._buf = np.empty((k, *self.bricks.shape[1:]), dtype=self.dtype)
+                buf = self._buf[:k]
+            self.bricks.read_direct(buf, np.s_[r0 : r0 + k], np.s_[0:k])
+            got = list(buf)
+            if self._keep:
+                for r, g in zip(range(r0, r0 + k), got):
+                    self._cache[r] = g
+                    self._cache.move_to_end(r)
+                while len(self._cache) > self._keep:
+                    self._cache.popitem(last=False)
+        elif self._keep:
+            for r in range(r0, r0 + k):
+                self._cache.move_to_end(r)
+        return got
+
+    def cut(self, i: int, dest: np.ndarray) -> np.ndarray:
+        """Patch ``i`` into ``dest`` ((P, P, P, channels), the dtype)."""
+        first_row, grid, fill = self.volumes[int(self.scan[i])]
+        e, p, start = self.edge, self.patch, self.start[i]
+        first, last = brick_span(start, p, e, grid)
+        if np.any(start < 0) or np.any(start + p > grid * e) or np.any(last < first):
+            dest[...] = fill  # past the bricks (the bricks' own padding holds the fill too)
+        if np.any(last < first):
+            return dest
+        gy, gz = int(grid[1]), int(grid[2])
+        k = int(last[2] - first[2] + 1)
+        for bx in range(int(first[0]), int(last[0]) + 1):
+            x0, x1 = max(bx * e, start[0]), min(bx * e + e, start[0] + p)
+            for by in range(int(first[1]), int(last[1]) + 1):
+                y0, y1 = max(by * e, start[1]), min(by * e + e, start[1] + p)
+                run = self._run(first_row + (bx * gy + by) * gz + int(first[2]), k)
+                for bz, brick in zip(range(int(first[2]), int(last[2]) + 1), run):
+                    z0, z1 = max(bz * e, start[2]), min(bz * e + e, start[2] + p)
+                    dest[
+                        x0 - start[0] : x1 - start[0], y0 - start[1] : y1 - start[1], z0 - start[2] : z1 - start[2]
+                    ] = brick[x0 - bx * e : x1 - bx * e, y0 - by * e : y1 - by * e, z0 - bz * e : z1 - bz * e]
+        return dest
+
+    def read_rows(self, rows, out: np.ndarray | None = None) -> np.ndarray:
+        """Patches ``rows`` into ``out`` ((len(rows), P, P, P, channels)), in scan and x order."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if out is None:
+            out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        for j in np.lexsort((self.start[rows, 0], self.scan[rows])):
+            self.cut(int(rows[j]), out[j])
+        return out
+
+
+def volume_index(table: np.ndarray, where: str = "") -> dict:
+    """Scan index -> (first brick row, bricks per axis (x, y, z), fill in the brick dtype) from
+    ``provenance/volume_brick``; raises when a scan's bricks are not one run in C order."""
+    out = {}
+    scans = table["scan_index"]
+    if len(scans) and np.any(np.diff(scans) < 0):
+        raise ValueError(f"{where}: provenance/volume_brick: scans not in order")
+    for s in np.unique(scans):
+        rows = np.flatnonzero(scans == s)
+        idx = table["brick"][rows].astype(np.int64)
+        grid = idx.max(axis=0) + 1
+        want = np.stack(np.unravel_index(np.arange(len(rows)), tuple(grid)), axis=1)
+        if len(rows) != int(np.prod(grid)) or not np.array_equal(idx, want):
+            raise ValueError(
+                f"{where}: provenance/volume_brick: the bricks of scan {int(s)} are not its grid in C order"
+            )
+        out[int(s)] = (int(rows[0]), grid, table["fill"][rows[0]])
+    return out

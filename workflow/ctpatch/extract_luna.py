@@ -31,7 +31,7 @@ from ctpatch.extract import Unit
 from ctpatch.geometry import VolumeGrid
 from ctpatch.io.tables import read_candidates
 from ctpatch.labels import label_patch
-from ctpatch.layout import PROV_CROP, box_start, crop_edge
+from ctpatch.layout import LAYOUTS, PROV_BRICK, PROV_CROP, box_start, brick_indices, crop_edge, cut_brick
 from ctpatch.luna import (
     MaskIndex,
     PatchLocation,
@@ -159,8 +159,11 @@ class Job:
         self.size = int(self.patch["size"])
         self.offsets = patch_offsets(self.patch)
         self.layout = self.out.get("layout", "full")
-        if self.layout not in ("full", "crops"):
-            raise ValueError(f"output.layout: expected 'full' or 'crops', got {self.layout!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"output.layout: expected one of {list(LAYOUTS)}, got {self.layout!r}")
+        self.brick = int(self.out.get("brick", 32))
+        if self.brick < 1:
+            raise ValueError(f"output.brick: expected a brick edge >= 1, got {self.brick!r}")
         self.crop = crop_edge(self.size, self.offsets)
         self.memory = None
         if "scans" in inp:  # in memory, in uid order as the files would be
@@ -181,6 +184,14 @@ class Job:
             where = "nodules" if isinstance(nodules, pd.DataFrame) else nodules
             raise ValueError(f"{where}: nodules of scans not in this subset: {sorted(unknown)[:3]}")
         self.nodule_patches, self.negatives = expected_counts(self.table, self.uids, len(self.offsets), self.neg)
+        self.bricks = {uid: 0 for uid in self.uids}  # volumes layout: bricks per scan (from its grid), first items
+        if self.layout == "volumes":
+            for i, uid in enumerate(self.uids):
+                if self.memory is not None:
+                    size_xyz = np.asarray(self.memory[i]["volume"]).shape[::-1]
+                else:
+                    size_xyz = VolumeGrid.from_dict(json.loads(self.sidecars[i].read_text())["grid"]).size
+                self.bricks[uid] = len(brick_indices(size_xyz, self.brick))
         self.candidates = None
         self.candidates_outside: dict[str, int] = {}
         if self.neg["strategy"] == "candidates":
@@ -193,14 +204,15 @@ class Job:
             Unit(
                 uid,
                 i,
-                1.0 + self.nodule_patches[uid] + self.negatives[uid],
-                self.nodule_patches[uid] + self.negatives[uid],
+                1.0 + self.nodule_patches[uid] + self.negatives[uid] + self.bricks[uid],
+                self.count(Unit(uid, i)),
             )
             for i, uid in enumerate(self.uids)
         ]
 
     def count(self, unit: Unit) -> int:
-        return self.nodule_patches[unit.key] + self.negatives[unit.key]
+        """Items of a scan: its bricks (volumes layout), nodule patches, then negatives."""
+        return self.bricks[unit.key] + self.nodule_patches[unit.key] + self.negatives[unit.key]
 
     def totals(self, units) -> dict:
         """Rows per provenance table over ``units``."""
@@ -210,6 +222,8 @@ class Job:
         }
         if self.layout == "crops":
             out["nodule_crop"] = int(self.table["seriesuid"].isin([u.key for u in units]).sum())
+        if self.layout == "volumes":
+            out["volume_brick"] = sum(self.bricks[u.key] for u in units)
         return out
 
     def specs(self) -> Specs:
@@ -232,12 +246,22 @@ class Job:
             tables["nodule_crop"] = PROV_CROP
             groups = {"nodule": ("label_nodule",), "non_nodule": groups["non_nodule"], "nodule_crop": ("nodule_crop",)}
             attrs = {"nodule_crop": {"patch_edge": p}}
+        if self.layout == "volumes":  # each scan's volume once, in bricks; every patch cut on reading (ctpatch.layout)
+            del datasets["nodule"], datasets["non_nodule"]
+            datasets = {"volume_brick": ((self.brick,) * 3 + (1,), dt), **datasets}
+            tables["volume_brick"] = PROV_BRICK
+            groups = {
+                "nodule": ("label_nodule",),
+                "non_nodule": ("label_non_nodule",),
+                "volume_brick": ("volume_brick",),
+            }
+            attrs = {"volume_brick": {"patch_edge": p}}
         return Specs(
             {k: (tuple(v[0]), np.dtype(v[1])) for k, v in datasets.items()},
             tables,
             groups,
             self.out["compression"],
-            unshuffled=("nodule_crop",),
+            unshuffled=("nodule_crop", "volume_brick"),
             attrs=attrs,
         )
 
@@ -257,17 +281,28 @@ class Job:
         return self._scan[1]
 
     def run(self, unit: Unit, w, start: int = 0, stop: int | None = None) -> dict:
-        """Cut items ``[start, stop)`` of the scan ``unit`` into the sink ``w``: nodule patches (each with
-        its label; in the crops layout the nodule's crop before its first shift), then negatives."""
+        """Cut items ``[start, stop)`` of the scan ``unit`` into the sink ``w``: in the volumes layout the
+        scan's bricks first (image patches are then not stored), nodule patches (each with its label; in
+        the crops layout the nodule's crop before its first shift), then negatives."""
         sc = self._prepared(unit)
         n_nod = len(sc.nodule_locs)
-        total = n_nod + len(sc.negatives)
+        n_brick = self.bricks[unit.key]
+        total = n_brick + n_nod + len(sc.negatives)
         stop = total if stop is None else min(int(stop), total)
         dtype = self.out["dtype"]
         crops = self.layout == "crops"
+        images = self.layout not in ("crops", "volumes")  # image patches stored as cut
         key = unit.key.encode()
         done = {"nodule_patches": 0, "negatives": 0}
-        for i in range(int(start), stop):
+        if n_brick and start < n_brick:
+            size = np.asarray(sc.volume.shape, dtype=np.int64)
+            fill = float(np.asarray(np.asarray(sc.fill, dtype=sc.volume.dtype), dtype=dtype))  # as the patches hold it
+            for index in brick_indices(size, self.brick)[int(start) : stop]:
+                cut_brick(sc.volume, index, self.brick, sc.fill, w.slot("volume_brick"))
+                w.commit("volume_brick")
+                w.add_row("volume_brick", (unit.index, key, index, index * self.brick, size, fill))
+            done["volume_bricks"] = max(0, min(stop, n_brick) - int(start))
+        for i in range(max(int(start), n_brick) - n_brick, stop - n_brick):
             if i < n_nod:
                 n, s, loc = sc.nodule_locs[i]
                 row = sc.nod.iloc[n]
@@ -293,7 +328,7 @@ class Job:
                             self.crop,
                         ),
                     )
-                if not crops:
+                if images:
                     cut_image_xyz(sc.volume, loc, sc.fill, dtype, out=w.slot("nodule"))
                     w.commit("nodule")
                 w.add("label_nodule", sc.label_and_touch(loc)[0])
@@ -318,8 +353,9 @@ class Job:
                 j = i - n_nod
                 loc, source, cand_row = sc.negatives[j]
                 centre_xyz = np.asarray(loc.centre_zyx[::-1])
-                cut_image_xyz(sc.volume, loc, sc.fill, dtype, out=w.slot("non_nodule"))
-                w.commit("non_nodule")
+                if self.layout != "volumes":
+                    cut_image_xyz(sc.volume, loc, sc.fill, dtype, out=w.slot("non_nodule"))
+                    w.commit("non_nodule")
                 label, touches = sc.label_and_touch(loc)
                 w.add("label_non_nodule", label)
                 w.add_row(

@@ -1,4 +1,5 @@
-"""The compact LUNA16 layout (``output.layout: crops``): one crop per nodule instead of its shifted patches.
+"""The compact LUNA16 layouts: ``crops`` (one crop per nodule instead of its shifted patches) and
+``volumes`` (each scan's volume once, every patch cut from it on reading).
 
 All shifted patches of a nodule lie inside one box around it: with patch edge ``P`` and shifts
 of at most ``m = S·M`` voxels per axis (the largest shift component), the box of edge
@@ -10,6 +11,16 @@ is then ``nodule_crop[v[0], v[1]:v[1]+P, v[2]:v[2]+P, v[3]:v[3]+P]`` for ``v = n
 equal voxel for voxel to the patch the full layout stores (outside the volume both hold the fill
 value).
 
+The volumes layout stores each scan's converted volume, cast to the patch dtype, once: tiled into
+cubic bricks of edge ``B`` (``output.brick``), the bricks past the volume's far faces padded with
+the fill value (the volume minimum, as the patches outside the volume).  ``volume_brick``
+((bricks, B, B, B, 1), one brick per chunk, every scan's bricks in C order of their (x, y, z) brick
+index, scans in order) with ``provenance/volume_brick`` (scan, brick index, start voxel, the
+volume's size, the fill).  No image patch is stored: patch ``i`` of ``nodule`` or ``non_nodule``
+is the box of edge ``P`` around ``provenance/<kind>[i]["centre_voxel"]`` in the volume of its
+``scan_index``, read from the bricks it touches (fill outside the volume); labels and provenance
+are stored as in the full layout.
+
 This module is the arithmetic only (no HDF5): :mod:`ctpatch.crop_reader` reads crops-layout files
 like full ones, and ``python -m ctpatch.export`` writes the full layout from a crops file.
 
@@ -20,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-LAYOUTS = ("full", "crops")
+LAYOUTS = ("full", "crops", "volumes")
 
 PROV_CROP = np.dtype(
     [
@@ -31,6 +42,16 @@ PROV_CROP = np.dtype(
         ("centre_voxel", "<i4", (3,)),
         ("start_voxel", "<i4", (3,)),
         ("edge", "<i4"),
+    ]
+)
+PROV_BRICK = np.dtype(
+    [
+        ("scan_index", "<i4"),
+        ("seriesuid", "S64"),
+        ("brick", "<i4", (3,)),
+        ("start_voxel", "<i4", (3,)),
+        ("volume_size", "<i4", (3,)),
+        ("fill", "<f8"),
     ]
 )
 
@@ -110,3 +131,52 @@ def cut_from_crop(crop: np.ndarray, start_xyz, patch: int) -> np.ndarray:
     """The patch ``crop[x:x+P, y:y+P, z:z+P]`` (a view; any trailing channel axis kept)."""
     x, y, z = (int(v) for v in start_xyz)
     return crop[x : x + patch, y : y + patch, z : z + patch]
+
+
+# ------------------------------------------------------------------------------------ volumes layout
+def brick_grid(size_xyz, edge: int) -> np.ndarray:
+    """Bricks per axis (x, y, z) that tile a volume of ``size_xyz`` voxels: ``ceil(size / edge)``.
+
+    >>> brick_grid((300, 250, 64), 32).tolist()
+    [10, 8, 2]
+    """
+    size = np.asarray(size_xyz, dtype=np.int64).reshape(3)
+    if int(edge) < 1 or np.any(size < 1):
+        raise ValueError(f"Expected a brick edge >= 1 and a non-empty volume, got edge {edge!r}, size {size.tolist()}")
+    return -(-size // int(edge))
+
+
+def brick_indices(size_xyz, edge: int) -> np.ndarray:
+    """Brick index (x, y, z) of every brick of a volume, (n, 3), in the stored order (C order, z fastest).
+
+    >>> brick_indices((40, 20, 70), 32).tolist()
+    [[0, 0, 0], [0, 0, 1], [0, 0, 2], [1, 0, 0], [1, 0, 1], [1, 0, 2]]
+    """
+    grid = brick_grid(size_xyz, edge)
+    return np.stack(np.unravel_index(np.arange(int(np.prod(grid))), tuple(grid)), axis=1).astype(np.int64)
+
+
+def cut_brick(volume_xyz: np.ndarray, index_xyz, edge: int, fill, out: np.ndarray) -> np.ndarray:
+    """Brick ``index_xyz`` of an (x, y, z) volume into ``out`` ((B, B, B) or (B, B, B, 1), any dtype): the
+    voxels ``[i·B, (i+1)·B)`` per axis cast to ``out``'s dtype, past the volume ``fill`` (cast to the
+    volume's dtype first, as :func:`ctpatch.luna.cut_image_xyz` fills)."""
+    box = out.reshape((int(edge),) * 3)
+    lo = np.asarray(index_xyz, dtype=np.int64) * int(edge)
+    hi = np.minimum(lo + int(edge), volume_xyz.shape)
+    if np.any(hi - lo < int(edge)):
+        box[...] = np.asarray(fill, dtype=volume_xyz.dtype)
+    box[: hi[0] - lo[0], : hi[1] - lo[1], : hi[2] - lo[2]] = volume_xyz[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    return out
+
+
+def brick_span(start_xyz, patch: int, edge: int, grid) -> tuple[np.ndarray, np.ndarray]:
+    """First and last brick index (x, y, z) a patch box starting at ``start_xyz`` touches, clipped to the
+    grid; a box entirely outside the bricks has ``last < first`` on some axis.
+
+    >>> [a.tolist() for a in brick_span((-10, 30, 60), 20, 32, (3, 3, 2))]
+    [[0, 0, 1], [0, 1, 1]]
+    """
+    start = np.asarray(start_xyz, dtype=np.int64)
+    first = np.maximum(np.floor_divide(start, int(edge)), 0)
+    last = np.minimum(np.floor_divide(start + int(patch) - 1, int(edge)), np.asarray(grid, dtype=np.int64) - 1)
+    return first, last

@@ -49,7 +49,7 @@ class Specs:
     provenance table -> numpy dtype; ``groups``: table -> the patch datasets aligned with it (row i
     of the table describes row i of each); a table without datasets (LDCT's per-pair summary) goes
     whole, unshuffled, to every part.  ``unshuffled``: tables kept in canonical order even when
-    shuffling (LUNA16's ``nodule_crop``).  ``attrs``: extra attributes per dataset.
+    shuffling (LUNA16's ``nodule_crop`` and ``volume_brick``).  ``attrs``: extra attributes per dataset.
     """
 
     datasets: dict
@@ -222,8 +222,8 @@ class PatchFileWriter:
             raise ValueError(f"Expected distinct output files, got {[str(o) for o in self.outputs]}")
         if totals is None and (shuffle or len(self.outputs) > 1):
             raise ValueError("shuffling or splitting needs the row counts before writing")
-        if "nodule_crop" in specs.datasets and len(self.outputs) != 1:
-            raise ValueError(f"the crops layout writes one file, got {len(self.outputs)}")
+        if ("nodule_crop" in specs.datasets or "volume_brick" in specs.datasets) and len(self.outputs) != 1:
+            raise ValueError(f"the crops and volumes layouts write one file, got {len(self.outputs)}")
         self.specs, self.mode, self.seed, self.shuffle, self.totals = specs, mode, int(seed), bool(shuffle), totals
         self.attrs = dict(attrs or {})
         names = [o.name for o in self.outputs]
