@@ -170,9 +170,10 @@ def build_ldct(workdir: Path, config: dict) -> list[Path]:
 
 
 def luna_run(tmp_path_factory, layout: str = "full") -> types.SimpleNamespace:
-    """The LUNA16 files of this test session (built on first use), in the ``full`` or ``crops`` layout.
+    """The LUNA16 files of this test session (built on first use), in the ``full``, ``crops`` or
+    ``volumes`` layout.
 
-    Both layouts are built from the same demo data and settings in their own folders, with the
+    All layouts are built from the same demo data and settings in their own folders, with the
     same file names, so their shuffles are the same.
     """
     key = f"luna-{layout}"

@@ -19,6 +19,12 @@ def luna_crops(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def luna_volumes(tmp_path_factory):
+    """The same LUNA16 demo run written with ``output.layout: volumes``."""
+    return luna_run(tmp_path_factory, "volumes")
+
+
+@pytest.fixture(scope="module")
 def ldct(tmp_path_factory):
     """An LDCT run on the real pairs in ../shared/data."""
     if not (SHARED_DATA / "ldct").is_dir():

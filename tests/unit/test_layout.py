@@ -1,4 +1,4 @@
-"""Tests of the crops layout (ctpatch.layout, the extraction/merge writing it, readers, export).
+"""Tests of the crops and volumes layouts (ctpatch.layout, the extraction writing them, readers, export).
 
 The reference is the full layout built from the same demo data and settings (each nodule patch cut
 on its own), and for the geometry a crop computed here with ``np.pad`` from the converted volume.
@@ -181,7 +181,7 @@ def test_export_with_another_codec_re_encodes_the_patch_datasets(luna, luna_crop
 
 
 def test_export_refuses_a_full_layout_file(luna, tmp_path):
-    with pytest.raises(ExportError, match="not a crops-layout file"):
+    with pytest.raises(ExportError, match="neither a crops-layout file"):
         export_full(luna.files[0], tmp_path / "x.h5")
     assert not (tmp_path / "x.h5").exists()
 
@@ -245,3 +245,186 @@ def test_sanity_pictures_of_a_crops_file_show_its_nodule_patches(luna, luna_crop
     a = write_png(luna.files, tmp_path / "full.png", n=6, seed=2)
     b = write_png(luna_crops.files, tmp_path / "crops.png", n=6, seed=2)
     assert a == b and sum("nodule" in t and "negative" not in t for t in b) > 0
+
+
+# ---------------------------------------------------------------- volumes layout: pure geometry
+def test_brick_grid_and_indices_tile_the_volume_in_c_order():
+    assert layout.brick_grid((64, 65, 1), 32).tolist() == [2, 3, 1]
+    idx = layout.brick_indices((64, 65, 1), 32)
+    assert idx.tolist() == [[x, y, 0] for x in range(2) for y in range(3)]
+    with pytest.raises(ValueError, match="brick edge"):
+        layout.brick_grid((10, 10, 10), 0)
+
+
+def test_cut_brick_equals_the_padded_volume_and_casts_like_the_patches():
+    rng = np.random.default_rng(5)
+    vol = rng.normal(size=(21, 17, 9)).astype(np.float32)  # (x, y, z)
+    edge, fill = 8, np.float32(-3.3)
+    grid = layout.brick_grid(vol.shape, edge)
+    padded = np.pad(vol, [(0, g * edge - n) for g, n in zip(grid, vol.shape)], constant_values=fill)
+    for index in layout.brick_indices(vol.shape, edge):
+        out = np.empty((edge, edge, edge, 1), np.float16)
+        layout.cut_brick(vol, index, edge, fill, out)
+        want = padded[tuple(slice(i * edge, (i + 1) * edge) for i in index)].astype(np.float16)
+        assert np.array_equal(out[..., 0], want), index
+
+
+def test_brick_span_clips_to_the_grid():
+    first, last = layout.brick_span((-10, 31, 40), 20, 16, (2, 2, 2))
+    assert first.tolist() == [0, 1, 2] and last.tolist() == [0, 1, 1]  # z: past the grid, nothing to read
+    first, last = layout.brick_span((5, 16, 0), 12, 16, (2, 2, 2))
+    assert first.tolist() == [0, 1, 0] and last.tolist() == [1, 1, 0]
+
+
+# ---------------------------------------------------------------- volumes layout: files against the full layout
+def _volume(run, path, uid):
+    return np.load(run.workdir / run.config["results"] / "luna16" / "volumes" / path.stem / f"{uid}.npy")
+
+
+def test_volumes_file_structure_and_bricks_equal_the_converted_volume(luna_volumes):
+    for path in luna_volumes.files:
+        with h5py.File(path, "r") as f:
+            assert crop_reader.is_volumes(f) and crop_reader.layout_of(f) == "volumes"
+            assert "nodule" not in f and "non_nodule" not in f and "nodule_crop" not in f
+            bricks, table = f["volume_brick"], f["provenance/volume_brick"][...]
+            assert bricks.shape == (len(table), 32, 32, 32, 1) and bricks.chunks == (1, 32, 32, 32, 1)
+            assert bricks.fletcher32 and f["label_nodule"].fletcher32
+            assert json.loads(f.attrs["settings"])["output"]["layout"] == "volumes"
+            uid = table["seriesuid"][0].decode()
+            vol = _volume(luna_volumes, path, uid).transpose(2, 1, 0)  # (x, y, z)
+            assert table["volume_size"][0].tolist() == list(vol.shape)
+            grid = -(-np.array(vol.shape) // 32)
+            assert len(table) == np.prod(grid)  # one scan per subset here
+            padded = np.pad(vol, [(0, g * 32 - n) for g, n in zip(grid, vol.shape)], constant_values=vol.min())
+            for r in (0, len(table) // 2, len(table) - 1):
+                lo = table["brick"][r] * 32
+                assert np.array_equal(table["start_voxel"][r], lo)
+                want = padded[lo[0] : lo[0] + 32, lo[1] : lo[1] + 32, lo[2] : lo[2] + 32]
+                assert np.array_equal(bricks[r][..., 0], want), r
+            assert table["fill"][0] == vol.min()
+
+
+@pytest.mark.parametrize("cache_mb", [None, 0])
+def test_every_patch_read_from_volumes_equals_the_full_layout(luna, luna_volumes, cache_mb):
+    for full_path, vol_path in zip(luna.files, luna_volumes.files):
+        assert full_path.name == vol_path.name
+        with h5py.File(full_path, "r") as full, h5py.File(vol_path, "r") as vols:
+            for kind in ("nodule", "non_nodule"):
+                want = full[kind][...]
+                patches = crop_reader.images(vols, kind, cache_mb=cache_mb)
+                assert patches.shape == want.shape and patches.dtype == want.dtype
+                assert np.array_equal(patches[:], want), kind  # every nodule patch, shifted ones included
+                for i in (0, 1, len(want) - 1, -2):
+                    assert np.array_equal(patches[i], want[i]), (kind, i)
+                buf = np.zeros((3, *want.shape[1:]), want.dtype)
+                patches.read_direct(buf, np.s_[5:8], np.s_[0:3])
+                assert np.array_equal(buf, want[5:8])
+                assert np.array_equal(patches[[9, 2, 40]], want[[9, 2, 40]])
+            prov = full["provenance/nodule"][...]
+            assert len(np.unique(prov["shift_index"])) == 57  # every shift is among the compared patches
+            for name in ("label_nodule", "label_non_nodule", "provenance/nodule", "provenance/non_nodule"):
+                assert np.array_equal(full[name][...], vols[name][...]), name
+
+
+def test_patches_leaving_the_volume_are_filled_like_the_full_layout(luna, luna_volumes):
+    # the demo's nodules lie inside; the patches reaching past the volume's faces are the ones to check
+    for full_path, vol_path in zip(luna.files, luna_volumes.files):
+        with h5py.File(full_path, "r") as full, h5py.File(vol_path, "r") as vols:
+            size = vols["provenance/volume_brick"]["volume_size"][0]
+            for kind in ("nodule", "non_nodule"):
+                start = full[f"provenance/{kind}"]["centre_voxel"] - 34
+                outside = np.flatnonzero(np.any((start < 0) | (start + 68 > size), axis=1))
+                assert len(outside) > 0, kind
+                rows = outside[:: max(1, len(outside) // 8)]
+                assert np.array_equal(crop_reader.images(vols, kind, cache_mb=0)[rows], full[kind][rows]), kind
+
+
+def test_readers_give_the_same_patches_in_the_volumes_layout(luna, luna_volumes):
+    for kind in ("nodule", "non_nodule", ("nodule", "non_nodule")):
+        a, b = PatchDataset(luna.files, kind=kind), PatchDataset(luna_volumes.files, kind=kind)
+        assert len(a) == len(b) > 0
+        for i in (0, len(a) // 3, len(a) - 1):
+            ia, la, pa = a[i]
+            ib, lb, pb = b[i]
+            assert np.array_equal(ia, ib) and np.array_equal(la, lb)
+            assert pa["seriesuid"] == pb["seriesuid"] and np.array_equal(pa["centre_voxel"], pb["centre_voxel"])
+    for backend in ("thread", "process"):
+        full = load_all(luna.files, "non_nodule", workers=2, backend=backend)
+        vols = load_all(luna_volumes.files, "non_nodule", workers=2, backend=backend)
+        assert np.array_equal(full.images, vols.images) and np.array_equal(full.labels, vols.labels)
+
+
+def test_export_of_a_volumes_file_writes_the_full_layout(luna, luna_volumes, tmp_path):
+    full_path, vol_path = luna.files[0], luna_volumes.files[0]
+    out = tmp_path / full_path.name
+    assert export_main([str(vol_path), str(out)]) == 0
+    got, want = _read_all(out), _read_all(full_path)
+    assert sorted(got) == sorted(want)
+    for name in want:
+        assert np.array_equal(got[name], want[name]), name
+    with h5py.File(out, "r") as a, h5py.File(full_path, "r") as b:
+        for name in ("nodule", "non_nodule"):
+            assert a[name].chunks == b[name].chunks and a[name].fletcher32
+        sa, sb = json.loads(a.attrs["settings"]), json.loads(b.attrs["settings"])
+        assert sa == sb  # layout full (the brick edge, unused there, is in both)
+
+
+def test_volumes_files_are_much_smaller_than_full(luna, luna_volumes):
+    for full_path, vol_path in zip(luna.files, luna_volumes.files):
+        assert vol_path.stat().st_size * 10 < full_path.stat().st_size
+
+
+def test_verify_accepts_volumes_and_catches_a_broken_brick_table(luna_volumes, tmp_path):
+    path = luna_volumes.files[0]
+    report = _verify(luna_volumes, path, luna_volumes.settings)
+    assert report["ok"], report["failures"]
+    assert report["layout"] == "volumes" and report["volume_bricks"] > 0
+    bad = tmp_path / path.name
+    bad.write_bytes(path.read_bytes())
+    with h5py.File(bad, "r+") as f:
+        t = f["provenance/volume_brick"][...]
+        t["volume_size"][:, 0] += 40  # the bricks no longer tile the recorded volume
+        f["provenance/volume_brick"][...] = t
+    report = _verify(luna_volumes, bad, luna_volumes.settings)
+    assert not report["ok"] and any("do not tile" in m for m in report["failures"])
+
+
+def test_verify_catches_a_changed_brick_byte(luna_volumes, tmp_path):
+    path = luna_volumes.files[0]
+    bad = tmp_path / path.name
+    bad.write_bytes(path.read_bytes())
+    with h5py.File(bad, "r") as f:
+        info = f["volume_brick"].id.get_chunk_info(3)
+    raw = bytearray(bad.read_bytes())
+    raw[info.byte_offset + info.size // 2] ^= 0xFF
+    bad.write_bytes(bytes(raw))
+    report = _verify(luna_volumes, bad, luna_volumes.settings)
+    assert not report["ok"] and any("volume_brick" in m and "row 3" in m for m in report["failures"]), report
+
+
+def test_explain_regenerates_patches_of_a_volumes_file(luna_volumes, tmp_path):
+    from ctpatch.explain import explain
+
+    for kind, row in (("nodule", 30), ("non_nodule", 7)):
+        e = explain(luna_volumes.files[0], row, kind, luna_volumes.workdir)
+        assert e.equal, e.differences
+    bad = tmp_path / luna_volumes.files[0].name
+    bad.write_bytes(luna_volumes.files[0].read_bytes())
+    with h5py.File(bad, "r+") as f:
+        centre = f["provenance/non_nodule"]["centre_voxel"][7]
+        b = int(np.ravel_multi_index(tuple(centre // 32), tuple(f["provenance/volume_brick"]["brick"].max(0) + 1)))
+        brick = f["volume_brick"][b]
+        x, y, z = centre % 32
+        brick[x, y, z, 0] += 0.5  # the negative's centre voxel
+        f["volume_brick"][b] = brick
+    e = explain(bad, 7, "non_nodule", luna_volumes.workdir)
+    assert not e.equal and e.largest == pytest.approx(0.5, abs=1e-6)
+
+
+def test_sanity_pictures_of_a_volumes_file_equal_the_full_layout(luna, luna_volumes, tmp_path):
+    from ctpatch.sanity import write_png
+
+    a = write_png(luna.files, tmp_path / "full.png", n=6, seed=2)
+    b = write_png(luna_volumes.files, tmp_path / "volumes.png", n=6, seed=2)
+    assert a == b and any("negative" in t for t in b)
+    assert (tmp_path / "full.png").read_bytes() == (tmp_path / "volumes.png").read_bytes()

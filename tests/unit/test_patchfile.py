@@ -234,7 +234,7 @@ def mpi_extract(ranks, out, settings, inputs_json, timeout=300):
 
 @pytest.mark.mpi
 @pytest.mark.skipif(not MPI, reason="mpiexec not found")
-@pytest.mark.parametrize("layout", ["full", "crops"])
+@pytest.mark.parametrize("layout", ["full", "crops", "volumes"])
 def test_files_byte_identical_for_1_2_3_ranks(inputs, tmp_path, layout):  # noqa: F811
     settings = settings_for(layout)
     digests = {}

@@ -47,9 +47,10 @@ def has_images(f: h5py.File, name: str) -> bool:
     return name in ("nodule", "non_nodule") and is_volumes(f) and f"provenance/{name}" in f
 
 
-def images(f: h5py.File, name: str, cache_mb: float = BRICK_CACHE_MB):
+def images(f: h5py.File, name: str, cache_mb: float | None = None):
     """The patch dataset ``name`` of an open file, whatever the layout (see :class:`CropPatches`,
-    :class:`VolumePatches`; ``cache_mb``: the latter's decoded-brick cache)."""
+    :class:`VolumePatches`; ``cache_mb``: the latter's decoded-brick cache, default :data:`BRICK_CACHE_MB`)."""
+    cache_mb = BRICK_CACHE_MB if cache_mb is None else cache_mb
     if name in f:
         return f[name]
     if name == "nodule" and is_crops(f):

@@ -11,8 +11,10 @@ the code makes of the inputs; together they replace reading every voxel again.
 LUNA16: counts against the nodule table (``len(shifts)`` patches per nodule, negatives per the
 settings), shapes and dtypes, provenance, every label read (one-hot, every nodule label patch
 holding a nodule voxel, every negative's recorded overlap flag agreeing with its label,
-negatives drawn to avoid nodules holding none), the crops layout's views, and the value range of
-the sampled images.  LDCT: see :mod:`ctpatch.verify_ldct`.
+negatives drawn to avoid nodules holding none), the crops layout's views, the volumes layout's
+bricks (every scan's grid of bricks in order, of the recorded edge, the volumes' sizes those of the
+converted scans), and the value range of the sampled images (cut from the bricks in the volumes
+layout, so the regenerated sample checks them voxel for voxel).  LDCT: see :mod:`ctpatch.verify_ldct`.
 
 Every report also says what a reader outside ctpatch needs (``reader``, from the files'
 codecs, :func:`ctpatch.reading.reader_needs`), and the command prints it.
@@ -32,9 +34,9 @@ import numpy as np
 import pandas as pd
 
 from ctpatch.config import ConfigError, read_settings
-from ctpatch.crop_reader import has_images, images, is_crops
+from ctpatch.crop_reader import has_images, images, is_crops, is_volumes, volume_index
 from ctpatch.h5 import h5py
-from ctpatch.layout import crop_edge, shift_margin
+from ctpatch.layout import brick_grid, crop_edge, shift_margin
 from ctpatch.luna import expected_counts, label_edge, patch_offsets
 from ctpatch.reading import file_codecs, reader_needs
 from ctpatch.rng import keyed_rng
@@ -162,13 +164,20 @@ def verify_luna(
             fails += _check_crops(f, prov_n, offsets, p, len(table))
             report["layout"] = "crops"
             report["nodule_crops"] = int(f["nodule_crop"].shape[0])
+        elif is_volumes(f):
+            fails += _check_volumes(f, settings, scans, inputs, (prov_n, prov_k))
+            report["layout"] = "volumes"
+            report["volume_bricks"] = int(f["volume_brick"].shape[0])
         per_nodule = Counter(zip(prov_n["seriesuid"].astype(str), prov_n["nodule_index"]))
         bad = [k for k, c in per_nodule.items() if c != len(offsets)]
         if bad or len(per_nodule) != len(table):
             fails.append(
                 f"{len(bad)} nodules without exactly {len(offsets)} patches; {len(per_nodule)} of {len(table)} nodules present"
             )
-        for name in ("nodule_crop" if is_crops(f) else "nodule", "label_nodule", "non_nodule", "label_non_nodule"):
+        stored = ("nodule_crop", "non_nodule") if is_crops(f) else ("nodule", "non_nodule")
+        if is_volumes(f):
+            stored = ("volume_brick",)
+        for name in (*stored, "label_nodule", "label_non_nodule"):
             fails += check_chunks(f[name])
         if fails:  # corrupt chunks: reading them would only fail again
             return {**report, "ok": False, "failures": fails}
@@ -283,6 +292,58 @@ def _check_crops(f: h5py.File, prov: np.ndarray, offsets, p: int, nodules: int) 
         off = ~np.all(view[:, 1:] == expected, axis=1)
         if np.any(off):
             fails.append(f"nodule_view: {int(off.sum())} nodule patches not at margin + shift inside their crop")
+    return fails
+
+
+def _check_volumes(f: h5py.File, settings: dict, scans: list[str], inputs: dict | None, provs) -> list[str]:
+    """Volumes layout: bricks of the configured edge, each scan's grid of bricks once and in C order, every
+    patch's scan present; with ``inputs``, each volume's size that of its converted scan."""
+    fails = []
+    bricks, table = f["volume_brick"], f["provenance/volume_brick"][...]
+    edge = int(settings["output"].get("brick", 32))
+    if bricks.shape[1:] != (edge,) * 3 + (1,):
+        fails.append(f"volume_brick: expected bricks of shape {(edge,) * 3 + (1,)}, got {bricks.shape[1:]}")
+    if bricks.shape[0] != len(table):
+        fails.append(f"volume_brick: {bricks.shape[0]} bricks but {len(table)} rows in provenance/volume_brick")
+    try:
+        index = volume_index(table, f.filename)
+    except ValueError as exc:
+        return fails + [str(exc)]
+    uids = sorted(scans)
+    if sorted(index) != list(range(len(uids))):
+        fails.append(
+            f"volume_brick: bricks of scans {sorted(index)[:5]}, expected one volume per scan 0..{len(uids) - 1}"
+        )
+    for s, (first, grid, _) in index.items():
+        rows = table[first : first + int(np.prod(grid))]
+        if not np.all(rows["seriesuid"] == (uids[s].encode() if s < len(uids) else b"")):
+            fails.append(
+                f"volume_brick: the bricks of scan_index {s} do not name series {uids[s] if s < len(uids) else '?'}"
+            )
+        if not np.array_equal(rows["start_voxel"], rows["brick"] * edge):
+            fails.append(f"volume_brick: bricks of scan_index {s} not at brick index x {edge}")
+        size = rows["volume_size"]
+        if np.any(size != size[0]) or not np.array_equal(brick_grid(size[0], edge), grid):
+            fails.append(
+                f"volume_brick: scan_index {s}: {grid.tolist()} bricks do not tile its volume {size[0].tolist()}"
+            )
+    for name, prov in zip(("nodule", "non_nodule"), provs):
+        missing = sorted(set(np.unique(prov["scan_index"]).tolist()) - set(index))
+        if missing:
+            fails.append(f"provenance/{name}: patches of scans without bricks: {missing[:3]}")
+    if inputs is not None and "sidecars" in inputs:
+        from ctpatch.geometry import VolumeGrid
+
+        for path in sorted((Path(p) for p in inputs["sidecars"]), key=lambda p: p.stem):
+            if path.stem not in uids or uids.index(path.stem) not in index:
+                continue
+            s = uids.index(path.stem)
+            size = VolumeGrid.from_dict(json.loads(path.read_text())["grid"]).size
+            stored = table["volume_size"][index[s][0]]
+            if tuple(int(v) for v in stored) != tuple(int(v) for v in size):
+                fails.append(
+                    f"volume_brick: scan {path.stem}: volume {stored.tolist()}, converted scan {list(size)} (x, y, z)"
+                )
     return fails
 
 

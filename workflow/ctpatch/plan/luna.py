@@ -17,7 +17,7 @@ from ctpatch.plan.measure import COMPRESSIONS, LUNA_DTYPES, luna_sample, measure
 def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: float = 2.5) -> dict:
     """The plan of a LUNA16 config: per subset and in total (see :func:`ctpatch.plan.make_plan`)."""
     from ctpatch.extract_luna import PROV_NEGATIVE, PROV_NODULE
-    from ctpatch.layout import PROV_CROP, crop_edge
+    from ctpatch.layout import PROV_BRICK, PROV_CROP, brick_grid, crop_edge
     from ctpatch.luna import expected_counts, label_edge, patch_offsets
 
     t0 = time.perf_counter()
@@ -29,6 +29,7 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
     n_off = len(patch_offsets(patch))
     img_raw = size**3 * np.dtype(out_s["dtype"]).itemsize
     lab_raw = lab**3 * 2 * 4
+    brick = int(out_s.get("brick", 32))
 
     world = ann[["coordX", "coordY", "coordZ"]].to_numpy(float)
     ann_by_uid = {uid: world[rows] for uid, rows in ann.groupby("seriesuid").indices.items()}
@@ -58,6 +59,9 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
             "out_voxels": int(sum(s.out_voxels for s, _ in members)),
             "largest_scan": biggest.uid,
             "largest_out_voxels": biggest.out_voxels,
+            # volumes layout: the scans' voxels in whole bricks, and the bricks
+            "brick_voxels": int(sum(np.prod(brick_grid(s.out.size, brick)) for s, _ in members) * brick**3),
+            "bricks": int(sum(np.prod(brick_grid(s.out.size, brick)) for s, _ in members)),
         }
 
     smp = luna_sample(config, scans, ann, workdir, sample, budget) if sample else None
@@ -87,11 +91,24 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
         )
         return st["nodule"]
 
+    def volume_voxel_bytes(dtype: str, comp: str) -> float:
+        """Stored bytes per volume voxel: the negatives' (drawn across the whole volume) per voxel."""
+        if comp == "none" or smp is None:
+            return np.dtype(dtype).itemsize if comp == "none" else math.nan
+        st = (
+            smp["stored_bytes_per_patch"]
+            if (dtype, comp) == (out_s["dtype"], out_s["compression"])
+            else smp["alternatives"][f"{dtype}/{comp}"]
+        )
+        return st["non_nodule"] / size**3
+
     prov_bytes = {"nodule": PROV_NODULE.itemsize, "non_nodule": PROV_NEGATIVE.itemsize}
     dtypes = LUNA_DTYPES if out_s["dtype"] == "float64" else LUNA_DTYPES[:2]
     # crops layout: per nodule one crop of edge C instead of its patches' images, estimated as
     # (C / P)³ patches (crops compress like patches), plus a 16-byte view row per nodule patch
     crops = out_s.get("layout", "full") == "crops"
+    # volumes layout: no image patch; the scans' voxels in bricks, stored like the negatives' voxels
+    volumes = out_s.get("layout", "full") == "volumes"
     edge = crop_edge(size, patch_offsets(patch))
     for g in groups.values():
         n = g["patches"]
@@ -111,6 +128,25 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
                         - n["nodule"] * img
                         + n["nodule"] * 16
                         + g["nodules"] * PROV_CROP.itemsize
+                    )
+        if volumes:
+            g["raw_bytes"] += int(g["brick_voxels"] * np.dtype(out_s["dtype"]).itemsize - sum(n.values()) * img_raw)
+            for d in dtypes:
+                for c in COMPRESSIONS:
+                    if c == "none" or smp is None:
+                        img = {k: size**3 * np.dtype(d).itemsize if c == "none" else math.nan for k in n}
+                    else:
+                        st = (
+                            smp["stored_bytes_per_patch"]
+                            if (d, c) == (out_s["dtype"], out_s["compression"])
+                            else smp["alternatives"][f"{d}/{c}"]
+                        )
+                        img = {k: st[k] for k in n}
+                    overhead = smp["chunk_overhead_bytes_per_patch"] / 2 if smp is not None else 0.0
+                    g["file_bytes"][f"{d}/{c}"] += (
+                        g["brick_voxels"] * volume_voxel_bytes(d, c)
+                        + g["bricks"] * (overhead + PROV_BRICK.itemsize)
+                        - sum(n[k] * (img[k] + overhead) for k in n)
                     )
         g["file_bytes"] = {k: _round(v) for k, v in g["file_bytes"].items()}
         g["estimated_file_bytes"] = g["file_bytes"][f"{out_s['dtype']}/{out_s['compression']}"]
