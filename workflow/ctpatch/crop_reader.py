@@ -172,8 +172,8 @@ class VolumePatches(_RowReader):
     """The ``nodule`` or ``non_nodule`` patches of a volumes-layout file, read like the full layout's dataset.
 
     Patch ``i`` is the box of edge ``P`` starting at ``centre_voxel - P // 2`` in the volume of its
-    ``scan_index`` (provenance), assembled from the bricks it touches (each run of bricks along z
-    read in one call); voxels outside the volume are the scan's fill.  Decoded bricks are kept up
+    ``scan_index`` (provenance), assembled from the bricks it touches (one HDF5 read per run of them along z);
+    voxels outside the volume are the scan's fill.  Decoded bricks are kept up
     to ``cache_mb`` MiB (least recently used dropped first); a block of rows is read in scan and x
     order, so it decodes each brick it needs about once.
     """
@@ -198,27 +198,40 @@ class VolumePatches(_RowReader):
         self._keep = max(0, int(cache_mb * (1 << 20) // max(self.bricks.dtype.itemsize * self.edge**3, 1)))
         self._buf = np.empty((0, *self.bricks.shape[1:]), dtype=self.dtype)
 
-    def _run(self, r0: int, k: int) -> list[np.ndarray]:
-        """Bricks ``r0 .. r0+k-1`` decoded (cached ones reused; a run with any missing is read in one call)."""
-        got = [self._cache.get(r) for r in range(r0, r0 + k)]
-        if any(g is None for g in got):
+    def _read(self, rows: np.ndarray, buf: np.ndarray) -> None:
+        """Bricks ``rows`` (increasing) into ``buf``: one HDF5 read per run of consecutive rows (a union of
+        runs in one read is ~30 x slower in HDF5 1.14)."""
+        dsid = self.bricks.id
+        fspace = dsid.get_space()
+        tail = tuple(self.bricks.shape[1:])
+        zeros = (0,) * len(tail)
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
+            count = (int(b - a), *tail)
+            fspace.select_hyperslab((int(rows[a]), *zeros), count)
+            dsid.read(h5py.h5s.create_simple(count), fspace, buf[a:b])
+
+    def _bricks(self, rows: list[int]) -> list[np.ndarray]:
+        """Bricks ``rows`` (increasing) decoded: cached ones reused, the others read together."""
+        got = [self._cache.get(r) for r in rows] if self._keep else [None] * len(rows)
+        miss = [i for i, g in enumerate(got) if g is None]
+        if miss:
+            shape = (len(miss), *self.bricks.shape[1:])
             if self._keep:
-                buf = np.empty((k, *self.bricks.shape[1:]), dtype=self.dtype)
+                buf = np.empty(shape, dtype=self.dtype)
             else:
-                if len(self._buf) < k:
-                    self._buf = np.empty((k, *self.bricks.shape[1:]), dtype=self.dtype)
-                buf = self._buf[:k]
-            self.bricks.read_direct(buf, np.s_[r0 : r0 + k], np.s_[0:k])
-            got = list(buf)
-            if self._keep:
-                for r, g in zip(range(r0, r0 + k), got):
-                    self._cache[r] = g
-                    self._cache.move_to_end(r)
-                while len(self._cache) > self._keep:
-                    self._cache.popitem(last=False)
-        elif self._keep:
-            for r in range(r0, r0 + k):
+                if len(self._buf) < len(miss):
+                    self._buf = np.empty(shape, dtype=self.dtype)
+                buf = self._buf[: len(miss)]
+            self._read(np.asarray([rows[i] for i in miss], dtype=np.int64), buf)
+            for j, i in enumerate(miss):
+                got[i] = buf[j]
+        if self._keep:
+            for r, g in zip(rows, got):
+                self._cache[r] = g
                 self._cache.move_to_end(r)
+            while len(self._cache) > self._keep:
+                self._cache.popitem(last=False)
         return got
 
     def cut(self, i: int, dest: np.ndarray) -> np.ndarray:
@@ -231,17 +244,21 @@ class VolumePatches(_RowReader):
         if np.any(last < first):
             return dest
         gy, gz = int(grid[1]), int(grid[2])
-        k = int(last[2] - first[2] + 1)
-        for bx in range(int(first[0]), int(last[0]) + 1):
-            x0, x1 = max(bx * e, start[0]), min(bx * e + e, start[0] + p)
-            for by in range(int(first[1]), int(last[1]) + 1):
-                y0, y1 = max(by * e, start[1]), min(by * e + e, start[1] + p)
-                run = self._run(first_row + (bx * gy + by) * gz + int(first[2]), k)
-                for bz, brick in zip(range(int(first[2]), int(last[2]) + 1), run):
-                    z0, z1 = max(bz * e, start[2]), min(bz * e + e, start[2] + p)
-                    dest[
-                        x0 - start[0] : x1 - start[0], y0 - start[1] : y1 - start[1], z0 - start[2] : z1 - start[2]
-                    ] = brick[x0 - bx * e : x1 - bx * e, y0 - by * e : y1 - by * e, z0 - bz * e : z1 - bz * e]
+        where = [
+            (bx, by, bz)
+            for bx in range(int(first[0]), int(last[0]) + 1)
+            for by in range(int(first[1]), int(last[1]) + 1)
+            for bz in range(int(first[2]), int(last[2]) + 1)
+        ]
+        bricks = self._bricks([first_row + (bx * gy + by) * gz + bz for bx, by, bz in where])
+        sx, sy, sz = (int(v) for v in start)
+        for (bx, by, bz), brick in zip(where, bricks):
+            x0, x1 = max(bx * e, sx), min(bx * e + e, sx + p)
+            y0, y1 = max(by * e, sy), min(by * e + e, sy + p)
+            z0, z1 = max(bz * e, sz), min(bz * e + e, sz + p)
+            dest[x0 - sx : x1 - sx, y0 - sy : y1 - sy, z0 - sz : z1 - sz] = brick[
+                x0 - bx * e : x1 - bx * e, y0 - by * e : y1 - by * e, z0 - bz * e : z1 - bz * e
+            ]
         return dest
 
     def read_rows(self, rows, out: np.ndarray | None = None) -> np.ndarray:
