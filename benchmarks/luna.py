@@ -22,8 +22,13 @@ Per repetition, in this order (outputs deleted after each, so no run reads anoth
 Also per repetition: the conversion of the same scans with the other interpolator (``bspline``, the
 reference's cubic spline, when the default is ``linear``; 1 worker), so that an end-to-end time with
 it can be *composed* (the 1-rank total with the default conversion replaced by that one), labelled
-as such.  In the first repetition (every one with ``--crops-every-rep``): the 1-rank run with
-``output.layout: crops``, for the stored sizes of both layouts (deterministic) and its time.
+as such.  In the first repetition (every one with ``--crops-every-rep``): the 1-rank runs with
+``output.layout: crops`` and ``volumes``, for the stored sizes of the three layouts (deterministic),
+their end-to-end times and, after each of these and the full 1-rank run, reads of the file through
+``ctpatch.data`` (``_common.read_rates``: 200 random single patches with ``PatchDataset``, 512
+patches of shuffled ``iter_batches``, one process), not in the totals.  The layout table gives the
+volumes layout's ratios to full against the targets of issue 14 (file >= 10 x smaller, end to end
+>= 3 x faster, single reads >= 0.5 x, batch reads >= 1 x).
 
 Every timed stage starts after an untimed ``os.sync()``: without it the floor, run right after
 the 1-rank run, paid for that run's write-back and came out slower than our own extraction.
@@ -52,7 +57,9 @@ import _common as C  # noqa: E402
 DATASETS = ("nodule", "label_nodule", "non_nodule", "label_non_nodule")
 
 
-def ours(work: Path, scans: list[Path], annotations: Path, ranks: int, settings: dict, tag: str) -> dict:
+def ours(
+    work: Path, scans: list[Path], annotations: Path, ranks: int, settings: dict, tag: str, reads: bool = False
+) -> dict:
     d = work / tag
     shutil.rmtree(d, ignore_errors=True)
     vol, lab, out = d / "volumes", d / "labels", d / "subset0.h5"
@@ -64,6 +71,8 @@ def ours(work: Path, scans: list[Path], annotations: Path, ranks: int, settings:
     total = time.perf_counter() - t0
     os.sync()
     ver = C.verify(out, vol, lab, settings)
+    # not in the total: reading the file through ctpatch.data (random single patches, shuffled batches)
+    read_rates = C.read_rates([out]) if reads else None
     n_nod = sum(r["nodule_patches"] for r in ext["ranks"])
     n_neg = sum(r["negatives"] for r in ext["ranks"])
     p = settings["patch"]["size"]
@@ -98,6 +107,7 @@ def ours(work: Path, scans: list[Path], annotations: Path, ranks: int, settings:
         "stages": stages,
         "max_rss_rank": max(r["max_rss"] for r in ext["ranks"]),
         "max_rss_ranks": [r["max_rss"] for r in ext["ranks"]],
+        "reads": read_rates,
     }
 
 
@@ -179,6 +189,16 @@ def per_scan_stages(run: dict) -> dict:
     }
 
 
+def _ratio_row(k: str, v: float, t) -> dict:
+    met = None if not t else (v <= t[1] if t[0] == "<=" else v >= t[1])
+    return {
+        "ratio": k,
+        "value": v,
+        "target": f"{t[0]} {t[1]}" if t else "",
+        "met": "" if met is None else ("yes" if met else "NO"),
+    }
+
+
 def composed(r: dict) -> float:
     """1-rank end to end with the default interpolator's conversion replaced by the other one (same repetition)."""
     return r["one"]["total"] - r["one"]["convert"]["seconds"] + r["convert_alt"]["seconds"]
@@ -192,10 +212,11 @@ def main() -> None:
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--no-alt", action="store_true", help="skip the conversion with the other interpolator")
     ap.add_argument("--no-crops", action="store_true", help="skip the crops-layout run")
+    ap.add_argument("--no-volumes", action="store_true", help="skip the volumes-layout run")
     ap.add_argument(
         "--crops-every-rep",
         action="store_true",
-        help="run the crops layout in every repetition (default: the first only)",
+        help="run the crops and volumes layouts in every repetition (default: the first only)",
     )
     args = ap.parse_args()
     reps = C.reps_of(args)
@@ -225,10 +246,12 @@ def main() -> None:
         alt = "bspline" if settings["resample"]["interpolator"] == "linear" else "linear"
         alt_settings = C.luna_settings(root, **{**over, "resample": {"interpolator": alt}})
         crops_settings = C.luna_settings(root, **{**over, "output": {**over.get("output", {}), "layout": "crops"}})
+        volumes_settings = C.luna_settings(root, **{**over, "output": {**over.get("output", {}), "layout": "volumes"}})
         for rep in range(reps):
             r = {"waited_s": C.wait_quiet(max_wait=10 if args.quick else 240)}
             foreign = C.Foreign().__enter__()
-            r1 = ours(work, scans, annotations, 1, settings, "one")
+            layouts_now = rep == 0 or args.crops_every_rep  # sizes are deterministic: one run gives them
+            r1 = ours(work, scans, annotations, 1, settings, "one", reads=layouts_now)
             r["floor"] = floor(r1, settings, work / "floor.h5")
             shutil.rmtree(r1.pop("dir"))
             r["one"] = r1
@@ -244,10 +267,14 @@ def main() -> None:
                 r["convert_alt"] = C.convert_scans(scans, work / "alt", alt_settings, workers=1)
                 r["convert_alt"]["interpolator"] = alt
                 shutil.rmtree(work / "alt")
-            if (rep == 0 or args.crops_every_rep) and not args.no_crops:  # sizes are deterministic: one run gives them
-                rc = ours(work, scans, annotations, 1, crops_settings, "crops")
+            if layouts_now and not args.no_crops:
+                rc = ours(work, scans, annotations, 1, crops_settings, "crops", reads=True)
                 shutil.rmtree(rc.pop("dir"))
                 r["crops"] = rc
+            if layouts_now and not args.no_volumes:
+                rv = ours(work, scans, annotations, 1, volumes_settings, "volumes", reads=True)
+                shutil.rmtree(rv.pop("dir"))
+                r["volumes"] = rv
             foreign.__exit__(None, None, None)
             r["foreign_cpu_s"] = foreign.seconds
             reps_out.append(r)
@@ -427,44 +454,78 @@ def report(args, reps_out, demo, settings, plans, small) -> None:
         }
     )
     rrows[-1]["met"] = "yes" if rrows[-1]["value"] <= 1500 else "NO"
-    crops_runs = [r for r in reps_out if "crops" in r]
+    layout_runs = [r for r in reps_out if "crops" in r or "volumes" in r]
     t_crops = ""
-    if crops_runs:
+    if layout_runs:
         crow = []
-        for label, get in (("full (default)", lambda r: r["one"]), ("crops", lambda r: r["crops"])):
-            runs = [get(r) for r in crops_runs]
+        for key, label in (("one", "full (default)"), ("crops", "crops"), ("volumes", "volumes")):
+            runs = [r[key] for r in layout_runs if key in r]
+            if not runs:
+                continue
             db = runs[0]["dataset_bytes"]
+            reads = [x["reads"] for x in runs if x.get("reads")]
             crow.append(
                 {
                     "layout": label,
                     "reps": len(runs),
+                    "extract_s": med([x["extract"]["seconds"] for x in runs]),
                     "total_s": med([x["total"] for x in runs]),
-                    "nodule_mb": (db.get("nodule", 0) + db.get("nodule_crop", 0)) / MB,
+                    "image_mb": sum(db.get(k, 0) for k in ("nodule", "non_nodule", "nodule_crop", "volume_brick")) / MB,
                     "file_mb": runs[0]["stored_bytes"] / MB,
+                    "single": med([x["single_per_s"] for x in reads]) if reads else None,
+                    "batch": med([x["batch_per_s"] for x in reads]) if reads else None,
                 }
             )
-        full_b, crop_b = crops_runs[0]["one"], crops_runs[0]["crops"]
-        ratios["crops_file_size_ratio_full_over_crops"] = full_b["stored_bytes"] / crop_b["stored_bytes"]
-        ratios["crops_nodule_images_ratio_full_over_crops"] = (
-            full_b["dataset_bytes"]["nodule"] / crop_b["dataset_bytes"]["nodule_crop"]
-        )
+        if any("crops" in r for r in layout_runs):
+            first = next(r for r in layout_runs if "crops" in r)
+            full_b, crop_b = first["one"], first["crops"]
+            ratios["crops_file_size_ratio_full_over_crops"] = full_b["stored_bytes"] / crop_b["stored_bytes"]
+            ratios["crops_nodule_images_ratio_full_over_crops"] = (
+                full_b["dataset_bytes"]["nodule"] / crop_b["dataset_bytes"]["nodule_crop"]
+            )
+        vol_runs = [r for r in layout_runs if "volumes" in r]
+        if vol_runs:  # issue 14 target 5, per repetition (the full run of the same repetition)
+            ratios["volumes_file_size_ratio_full_over_volumes"] = med(
+                [r["one"]["stored_bytes"] / r["volumes"]["stored_bytes"] for r in vol_runs]
+            )
+            ratios["volumes_end_to_end_speedup_full_over_volumes"] = med(
+                [r["one"]["total"] / r["volumes"]["total"] for r in vol_runs]
+            )
+            ratios["volumes_extract_speedup_full_over_volumes"] = med(
+                [r["one"]["extract"]["seconds"] / r["volumes"]["extract"]["seconds"] for r in vol_runs]
+            )
+            with_reads = [r for r in vol_runs if r["one"].get("reads") and r["volumes"].get("reads")]
+            if with_reads:
+                for k in ("single", "batch"):
+                    ratios[f"volumes_{k}_reads_over_full"] = med(
+                        [r["volumes"]["reads"][f"{k}_per_s"] / r["one"]["reads"][f"{k}_per_s"] for r in with_reads]
+                    )
+            targets.update(
+                {
+                    "volumes_file_size_ratio_full_over_volumes": (">=", 10.0),
+                    "volumes_end_to_end_speedup_full_over_volumes": (">=", 3.0),
+                    "volumes_single_reads_over_full": (">=", 0.5),
+                    "volumes_batch_reads_over_full": (">=", 1.0),
+                }
+            )
         t_crops = C.table(
             crow,
             [
                 ("layout", "layout (1 rank)", ""),
                 ("reps", "reps", "d"),
-                ("total_s", "total s", ".1f"),
-                ("nodule_mb", "nodule images MB stored", ".0f"),
+                ("extract_s", "extract s", ".1f"),
+                ("total_s", "end to end s", ".1f"),
+                ("image_mb", "image data MB stored", ".0f"),
                 ("file_mb", "file MB", ".0f"),
+                ("single", "single reads patches/s", ".0f"),
+                ("batch", "batch reads patches/s", ".0f"),
             ],
-            "\nCompact layout (output.layout: crops) vs full, same scans and settings",
+            "\nLayouts (output.layout) side by side, same scans and settings",
         )
+        layout_keys = [k for k in ratios if k.startswith(("crops_", "volumes_"))]
         rrows = (
-            [x for x in rrows if x["ratio"] != "peak_rss_per_rank_mb_max"]
-            + [
-                {"ratio": k, "value": ratios[k], "target": "", "met": ""}
-                for k in ("crops_file_size_ratio_full_over_crops", "crops_nodule_images_ratio_full_over_crops")
-            ]
+            [x for x in rrows if x["ratio"] != "peak_rss_per_rank_mb_max" and x["ratio"] not in layout_keys]
+            + [_ratio_row(k, ratios[k], targets.get(k)) for k in layout_keys]
             + [x for x in rrows if x["ratio"] == "peak_rss_per_rank_mb_max"]
         )
     t3 = C.table(

@@ -69,6 +69,18 @@ def test_luna_crops_size_estimate_is_within_tolerance_of_the_real_files(luna_cro
     assert plan["total"]["raw_bytes"] == 2 * 132**3 * 4 + 456 * 8**3 * 2 * 4 + 342 * 68**3 * 4
 
 
+def test_luna_volumes_size_estimate_is_within_tolerance_of_the_real_files(luna_volumes):
+    plan = make_plan(copy.deepcopy(luna_volumes.config), luna_volumes.workdir, sample=24, cores=2)
+    real = {p.stem: p.stat().st_size for p in luna_volumes.files}
+    for subset, size in real.items():
+        est = plan["groups"][subset]["estimated_file_bytes"]
+        assert abs(est - size) <= SIZE_TOLERANCE * size, (subset, est, size)
+        # raw: the volume in whole 32³ bricks instead of every image patch; labels unchanged
+        g = plan["groups"][subset]
+        assert g["brick_voxels"] % 32**3 == 0 and g["brick_voxels"] >= g["out_voxels"]
+        assert g["raw_bytes"] == g["brick_voxels"] * 4 + sum(g["patches"].values()) * 8**3 * 2 * 4
+
+
 def test_luna_plan_cli_prints_the_table_and_writes_json(luna, tmp_path, capsys):
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(LUNA_CONFIG))
