@@ -401,6 +401,9 @@ def read_rates(
 
 
 def _read_rates(files, kinds, single, batch, batch_size, np, PatchDataset, iter_batches) -> dict:
+    from ctpatch.crop_reader import BRICKS
+
+    BRICKS.clear()  # each measurement starts with no decoded brick
 
     files = [str(f) for f in files]
     ds = PatchDataset(files, tuple(kinds))
@@ -411,6 +414,7 @@ def _read_rates(files, kinds, single, batch, batch_size, np, PatchDataset, iter_
     t_single = time.perf_counter() - t
     ds.close()
     seen = 0
+    BRICKS.clear()
     t = time.perf_counter()
     for b in iter_batches(files, tuple(kinds), batch_size, 0, shuffle=True, seed=0, copy=False):
         seen += len(b.index)

@@ -304,8 +304,9 @@ def test_volumes_file_structure_and_bricks_equal_the_converted_volume(luna_volum
             assert table["fill"][0] == vol.min()
 
 
-@pytest.mark.parametrize("cache_mb", [None, 0])
+@pytest.mark.parametrize("cache_mb", [None, 0, 1])  # default, none, 1 MiB (8 bricks: evicting all the time)
 def test_every_patch_read_from_volumes_equals_the_full_layout(luna, luna_volumes, cache_mb):
+    crop_reader.BRICKS.clear()
     for full_path, vol_path in zip(luna.files, luna_volumes.files):
         assert full_path.name == vol_path.name
         with h5py.File(full_path, "r") as full, h5py.File(vol_path, "r") as vols:
@@ -320,6 +321,9 @@ def test_every_patch_read_from_volumes_equals_the_full_layout(luna, luna_volumes
                 patches.read_direct(buf, np.s_[5:8], np.s_[0:3])
                 assert np.array_equal(buf, want[5:8])
                 assert np.array_equal(patches[[9, 2, 40]], want[[9, 2, 40]])
+            assert crop_reader.BRICKS.nbytes <= (1 << 20 if cache_mb == 1 else (cache_mb or 0) * (1 << 20) or 128 << 20)
+            if cache_mb == 0:
+                assert crop_reader.BRICKS.nbytes == 0
             prov = full["provenance/nodule"][...]
             assert len(np.unique(prov["shift_index"])) == 57  # every shift is among the compared patches
             for name in ("label_nodule", "label_non_nodule", "provenance/nodule", "provenance/non_nodule"):

@@ -221,3 +221,37 @@ def test_crops_layout_run_is_verified_and_exports_to_the_full_files(runs, crops_
         assert proc.returncode == 0, proc.stderr
         assert_same_patch_file(out, full)
         assert crops.stat().st_size < full.stat().st_size
+
+
+@pytest.fixture(scope="module")
+def volumes_run(tmp_path_factory):
+    """The small demo with ``output.layout: volumes``, 2 ranks."""
+    work = tmp_path_factory.mktemp("volumes")
+    cfg = copy.deepcopy(SMALL_LUNA)
+    cfg["luna16"]["output"] = {"layout": "volumes"}
+    write_config(work, cfg)
+    snakemake(work, "--cores", "2")
+    return work
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_volumes_layout_run_is_verified_and_exports_to_the_full_files(runs, volumes_run, tmp_path):
+    for subset in ("subset0", "subset1"):
+        report = json.loads((volumes_run / f"results/luna16/report/{subset}.verify.json").read_text())
+        assert report["ok"] and report["layout"] == "volumes", report["failures"]
+        vols = volumes_run / f"results/luna16/patches/{subset}.h5"
+        full = runs[2] / f"results/luna16/patches/{subset}.h5"
+        with h5py.File(vols, "r") as f:
+            assert "nodule" not in f and "non_nodule" not in f
+            assert f["volume_brick"].shape[0] == report["volume_bricks"] > 0
+        out = tmp_path / f"{subset}.h5"
+        proc = subprocess.run(
+            [sys.executable, "-m", "ctpatch.export", str(vols), str(out)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO / "workflow")},
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert_same_patch_file(out, full)
+        assert vols.stat().st_size * 10 < full.stat().st_size

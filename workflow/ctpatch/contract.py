@@ -48,7 +48,7 @@ def file_mode(f: h5py.File, path) -> str:
         return str(mode)
     if "input" in f and "target" in f:
         return "ldct"
-    if "nodule" in f or "non_nodule" in f:
+    if "nodule" in f or "non_nodule" in f or "volume_brick" in f:  # volume_brick: the volumes layout
         return "luna16"
     raise ValueError(
         f"{path}: not a ctpatch patch file: no 'mode' attribute and none of the datasets "

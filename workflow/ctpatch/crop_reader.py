@@ -10,6 +10,8 @@ decoded ones are cached); any other name is the file's dataset.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -17,9 +19,45 @@ import numpy as np
 from ctpatch.h5 import h5py
 from ctpatch.layout import brick_span, cut_from_crop
 
-#: decoded bricks a volumes-layout reader keeps, in MiB (a block read in scan and x order sweeps a
-#: slab of a few bricks' depth: ~54 MB for a 350 x 350 x 300 float32 scan with 32³ bricks)
+#: decoded bricks kept for the volumes-layout readers of a process, in MiB, shared by every reader and
+#: file (a block read in scan and x order sweeps a slab a few bricks deep: ~54 MB for a
+#: 350 x 350 x 300 float32 scan with 32³ bricks)
 BRICK_CACHE_MB = 128
+
+
+class BrickCache:
+    """Least-recently-used decoded bricks, keyed by (file, row), up to a byte budget; thread-safe."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._items: OrderedDict = OrderedDict()
+        self.nbytes = 0
+
+    def get(self, key):
+        with self._lock:
+            arr = self._items.get(key)
+            if arr is not None:
+                self._items.move_to_end(key)
+            return arr
+
+    def put(self, key, arr: np.ndarray, budget: int) -> None:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return
+            self._items[key] = arr
+            self.nbytes += arr.nbytes
+            while self.nbytes > budget and self._items:
+                self.nbytes -= self._items.popitem(last=False)[1].nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.nbytes = 0
+
+
+#: the process's brick cache (forked workers start with a copy and fill their own)
+BRICKS = BrickCache()
 
 
 def is_crops(f: h5py.File) -> bool:
@@ -172,10 +210,11 @@ class VolumePatches(_RowReader):
     """The ``nodule`` or ``non_nodule`` patches of a volumes-layout file, read like the full layout's dataset.
 
     Patch ``i`` is the box of edge ``P`` starting at ``centre_voxel - P // 2`` in the volume of its
-    ``scan_index`` (provenance), assembled from the bricks it touches (one HDF5 read per run of them along z);
-    voxels outside the volume are the scan's fill.  Decoded bricks are kept up
-    to ``cache_mb`` MiB (least recently used dropped first); a block of rows is read in scan and x
-    order, so it decodes each brick it needs about once.
+    ``scan_index`` (provenance), assembled from the bricks it touches (one HDF5 read per run of them
+    along z); voxels outside the volume are the scan's fill.  Decoded bricks are kept in the
+    process's :data:`BRICKS` cache, up to ``cache_mb`` MiB over all readers and files (least
+    recently used dropped first; 0: no cache); a block of rows is read in scan and x order, so it
+    decodes each brick it needs about once.
     """
 
     def __init__(self, f: h5py.File, kind: str, cache_mb: float = BRICK_CACHE_MB):
@@ -194,8 +233,9 @@ class VolumePatches(_RowReader):
         missing = sorted(set(np.unique(self.scan).tolist()) - set(self.volumes))
         if missing:
             raise ValueError(f"{f.filename}: provenance/{kind} names scans without bricks: {missing[:3]}")
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._keep = max(0, int(cache_mb * (1 << 20) // max(self.bricks.dtype.itemsize * self.edge**3, 1)))
+        self._budget = max(0, int(cache_mb * (1 << 20)))
+        st = os.stat(f.filename)  # the cache's key: this file's contents (any handle, either kind)
+        self._key = (os.path.realpath(f.filename), st.st_mtime_ns, st.st_size, st.st_ino)
         self._buf = np.empty((0, *self.bricks.shape[1:]), dtype=self.dtype)
 
     def _read(self, rows: np.ndarray, buf: np.ndarray) -> None:
@@ -213,25 +253,19 @@ class VolumePatches(_RowReader):
 
     def _bricks(self, rows: list[int]) -> list[np.ndarray]:
         """Bricks ``rows`` (increasing) decoded: cached ones reused, the others read together."""
-        got = [self._cache.get(r) for r in rows] if self._keep else [None] * len(rows)
+        keep = self._budget > 0
+        got = [BRICKS.get((self._key, r)) for r in rows] if keep else [None] * len(rows)
         miss = [i for i, g in enumerate(got) if g is None]
         if miss:
             shape = (len(miss), *self.bricks.shape[1:])
-            if self._keep:
-                buf = np.empty(shape, dtype=self.dtype)
-            else:
-                if len(self._buf) < len(miss):
-                    self._buf = np.empty(shape, dtype=self.dtype)
-                buf = self._buf[: len(miss)]
+            if len(self._buf) < len(miss):
+                self._buf = np.empty(shape, dtype=self.dtype)
+            buf = self._buf[: len(miss)]
             self._read(np.asarray([rows[i] for i in miss], dtype=np.int64), buf)
             for j, i in enumerate(miss):
                 got[i] = buf[j]
-        if self._keep:
-            for r, g in zip(rows, got):
-                self._cache[r] = g
-                self._cache.move_to_end(r)
-            while len(self._cache) > self._keep:
-                self._cache.popitem(last=False)
+                if keep:  # a copy: a view would keep the whole read buffer alive
+                    BRICKS.put((self._key, rows[i]), buf[j].copy(), self._budget)
         return got
 
     def cut(self, i: int, dest: np.ndarray) -> np.ndarray:
