@@ -312,58 +312,80 @@ def make_figure(
         raise ValueError(f"no patches in {paths}")
     if grid and mode == "luna16":
         return _grid_figure(rows, window), [r[0] for r in rows]
-    fig = plt.figure(figsize=(FIG_W, ROW_H * len(rows)))
-    titles = []
+    return _rows_figure(rows, mode, window), [r[0] for r in rows]
+
+
+#: the row pictures' geometry in pixels (at DPI): figure width, row height, panel edge, the panels'
+#: left edge and step, and where a row's panels start below its top.  The panels are painted into one
+#: image (nearest-neighbour enlarged) and the captions are figure texts: one image, not 3 axes and 3
+#: colorbars per row, which took matplotlib's layout engine most of the 3.6 s of an eight-row picture
+FIG_PX, ROW_PX, PANEL_PX, PANEL_X0, PANEL_STEP, PANEL_TOP = 1000, 390, 250, 45, 320, 90
+
+
+def _rgb(img: np.ndarray, lo: float, hi: float, cmap: str) -> np.ndarray:
+    """``img`` through ``cmap`` with ``lo``..``hi`` mapped to its ends, as uint8 RGB."""
+    from matplotlib import colormaps
+
+    norm = np.clip((np.asarray(img, np.float64) - lo) / ((hi - lo) or 1.0), 0.0, 1.0)
+    return (colormaps[cmap](norm)[..., :3] * 255).round().astype(np.uint8)
+
+
+def _enlarge(rgb: np.ndarray, edge: int) -> np.ndarray:
+    """``rgb`` repeated by the largest whole factor that keeps it within ``edge`` pixels (nearest neighbour)."""
+    k = max(1, edge // max(rgb.shape[:2]))
+    return np.repeat(np.repeat(rgb, k, axis=0), k, axis=1)
+
+
+def _ldct_panels(row) -> list[tuple[np.ndarray, str]]:
+    """Input, target (one grey window: their joint range) and input − target (blue < 0 < red)."""
+    _, inp, tgt = row
+    lo, hi = float(min(inp.min(), tgt.min())), float(max(inp.max(), tgt.max()))
+    sr = inp.shape != tgt.shape
+    diff = (upsample_to(inp, tgt.shape) if sr else inp) - tgt
+    m = float(np.abs(diff).max()) or 1.0
+    in_name = f"input (LR {inp.shape[0]}²)" if sr else "input"
+    diff_name = "input (upsampled, nearest) − target" if sr else "input − target"
+    grey = f"grey {_dec(lo)} … {_dec(hi)}"
+    return [
+        (_rgb(inp, lo, hi, "gray"), f"{in_name}\n{grey}"),
+        (_rgb(tgt, lo, hi, "gray"), f"target\n{grey}"),
+        (_rgb(diff, -m, m, "RdBu_r"), f"{diff_name}\nblue −{_dec(m)} … red +{_dec(m)}"),
+    ]
+
+
+def _luna_panels(row, window) -> list[tuple[np.ndarray, str]]:
+    """The three planes in ``window`` (else each plane's 1st-99th percentiles), the label in red."""
+    out = []
+    for img, lab, name in row[1]:
+        lo, hi = window if window is not None else (float(np.percentile(img, 1)), float(np.percentile(img, 99)))
+        rgb = _rgb(img, lo, hi if hi > lo else lo + 1, "gray").astype(np.float32)
+        mask = np.asarray(lab, bool)
+        rgb[mask] = 0.6 * rgb[mask] + 0.4 * np.array([255.0, 0.0, 0.0])
+        out.append((rgb.round().astype(np.uint8), name))
+    return out
+
+
+def _rows_figure(rows, mode: str, window):
+    """One row per patch: its title, then three panels with their captions."""
+    height = ROW_PX * len(rows)
+    canvas = np.full((height, FIG_PX, 3), 255, np.uint8)
+    fig = plt.figure(figsize=(FIG_PX / DPI, height / DPI), dpi=DPI)
     for i, row in enumerate(rows):
-        title = row[0]
-        titles.append(title)
-        ax_row, caxes, top = _row_axes(fig, i, len(rows))
-        fig.text(0.5, top, title, ha="center", va="top", fontsize=TITLE_PT)
-        if mode == "ldct":
-            _, inp, tgt = row
-            lo, hi = float(min(inp.min(), tgt.min())), float(max(inp.max(), tgt.max()))
-            sr = inp.shape != tgt.shape
-            diff = (upsample_to(inp, tgt.shape) if sr else inp) - tgt
-            m = float(np.abs(diff).max()) or 1.0
-            in_name = f"input (LR {inp.shape[0]}²)" if sr else "input"
-            diff_name = "input (upsampled, nearest) − target" if sr else "input − target"
-            for ax, cax, img, name, kw in (
-                (ax_row[0], caxes[0], inp, in_name, {"cmap": "gray", "vmin": lo, "vmax": hi}),
-                (ax_row[1], caxes[1], tgt, "target", {"cmap": "gray", "vmin": lo, "vmax": hi}),
-                (ax_row[2], caxes[2], diff, diff_name, {"cmap": "RdBu_r", "vmin": -m, "vmax": m}),
-            ):
-                im = ax.imshow(img, **kw)
-                ax.set_title(name, fontsize=PANEL_PT)
-                fig.colorbar(im, cax=cax)
-        else:
-            for cax in caxes:
-                cax.remove()
-            for ax, (img, lab, name) in zip(ax_row, row[1]):
-                _show(ax, img, lab, window)
-                ax.set_title(name, fontsize=PANEL_PT)
-        for ax in ax_row:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    return fig, titles
-
-
-#: the figure's width and each row's height (inches); the rows' panels are placed at fixed positions:
-#: matplotlib's constrained layout took 3 of the 3.6 s of drawing an eight-row LDCT picture
-FIG_W, ROW_H = 10.0, 3.9
-
-
-def _row_axes(fig, i: int, n: int):
-    """Row ``i`` of ``n``: its three square panels, a colorbar axes beside each, and the top of its title
-    (figure fractions).  Each row: title (two lines), panel titles, 2.5 in panels, a small gap."""
-    H = ROW_H * n
-    bottom = (n - 1 - i) * ROW_H + 0.25  # inches from the figure's bottom
-    side, step, left, bar, pad = 2.5, 3.25, 0.15, 0.12, 0.08
-    axes, bars = [], []
-    for k in range(3):
-        x = left + k * step
-        axes.append(fig.add_axes((x / FIG_W, bottom / H, side / FIG_W, side / H)))
-        bars.append(fig.add_axes(((x + side + pad) / FIG_W, bottom / H, bar / FIG_W, side / H)))
-    return axes, bars, ((n - i) * ROW_H - 0.1) / H
+        top = i * ROW_PX
+        fig.text(0.5, 1 - (top + 8) / height, row[0], ha="center", va="top", fontsize=TITLE_PT)
+        panels = _ldct_panels(row) if mode == "ldct" else _luna_panels(row, window)
+        for k, (rgb, name) in enumerate(panels):
+            x0, y0 = PANEL_X0 + k * PANEL_STEP, top + PANEL_TOP
+            big = _enlarge(rgb, PANEL_PX)
+            h, w = big.shape[:2]
+            x, y = x0 + (PANEL_PX - w) // 2, y0 + (PANEL_PX - h) // 2
+            canvas[y - 1 : y + h + 1, x - 1 : x + w + 1] = 80  # a thin frame
+            canvas[y : y + h, x : x + w] = big
+            fig.text(
+                (x0 + PANEL_PX / 2) / FIG_PX, 1 - (y - 4) / height, name, ha="center", va="bottom", fontsize=PANEL_PT
+            )
+    fig.figimage(canvas, 0, 0, origin="upper")
+    return fig
 
 
 def _show(ax, img, lab, window) -> None:

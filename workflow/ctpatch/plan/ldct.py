@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ctpatch.discover import ldct_patients, under
-from ctpatch.plan.estimate import _makespan, _round, _totals
+from ctpatch.plan.estimate import _round, _totals
 from ctpatch.plan.inputs import PlanError
 from ctpatch.plan.measure import COMPRESSIONS, LDCT_DTYPES, _dtype_ok, ldct_sample, measure_startup
 
@@ -100,26 +100,26 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
     if smp:
         tasks = int(config["extract"]["tasks"])
         n_pairs = total["selected_pairs"]
+        # each step is ONE job over all patients (one process; the extraction one MPI world of `tasks` ranks)
         # extraction: the sample ran the workflow's extract (counting pass if any, cut, compress, one write);
-        # verify, one job per patient: every patch read (HDF5 checks each chunk's Fletcher32) and the pairs
-        # of SAMPLE patches of every part recomputed (at most that many pairs per part)
+        # verify: every patch read (HDF5 checks each chunk's Fletcher32) and the pairs of SAMPLE patches of
+        # every part recomputed (at most that many pairs per part), patient after patient
         from ctpatch.verify import SAMPLE
 
-        verify = [
-            tab["seconds"]
-            + g["patches"]["patch"] * smp["verify_read_per_patch"]
+        verify = tab["seconds"] + sum(
+            g["patches"]["patch"] * smp["verify_read_per_patch"]
             + min(g["selected_pairs"], SAMPLE * int(out_s["nsplit"])) * smp["seconds_per_pair"]
             for g in groups.values()
-        ]
+        )
         cpu = {
-            "pair_slices": tab["seconds"] * len(groups) + t_headers,
+            "pair_slices": tab["seconds"] + t_headers,
             "extract_patches": ext["seconds"] * tasks + n_pairs * smp["seconds_per_pair"],
-            "verify_patches": float(sum(verify)),
+            "verify_patches": float(verify),
         }
         wall = {
-            "pair_slices": cpu["pair_slices"] / max(1, min(cores, len(groups))),
+            "pair_slices": cpu["pair_slices"],
             "extract_patches": cpu["extract_patches"] / max(1, min(tasks, cores)),
-            "verify_patches": _makespan(verify, cores),
+            "verify_patches": cpu["verify_patches"],
         }
         times = {
             "cores": cores,
