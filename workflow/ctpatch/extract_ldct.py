@@ -94,6 +94,8 @@ from ctpatch.sr import SR_BASE, block_mean, modcrop, sr_dose_blend, sr_sizes
 from ctpatch.store import ShardWriter
 
 INTEGER_DTYPES = ("int16", "uint16")
+#: per-patch value statistics in table ``patch``, each field once per dataset (``input_min``, ...)
+STAT_FIELDS = (("min", "<f4"), ("max", "<f4"), ("nonfinite", "<i4"), ("at_limits", "<i4"))
 PAIR_COLUMNS = ("patient", "pair_index", "input_path", "target_path", "slice_z", "instance", "rows", "cols", "selected")
 
 
@@ -151,6 +153,43 @@ def patch_shapes(settings: dict) -> dict[str, tuple[int, int, int]]:
 def patch_shape(settings: dict) -> tuple[int, int, int]:
     """Shape of one stored target patch (in plain mode also the input's): see :func:`patch_shapes`."""
     return patch_shapes(settings)["target"]
+
+
+# ------------------------------------------------------------------------------- value statistics
+def dtype_limits(dtype) -> tuple[int, ...]:
+    """The values of an integer dtype where a value may have been clipped or wrapped: its maximum, and
+    its minimum when signed (0 of uint16 is ordinary air); none for float dtypes.
+
+    >>> dtype_limits("int16"), dtype_limits("uint16"), dtype_limits("float16")
+    ((-32768, 32767), (65535,), ())
+    """
+    dt = np.dtype(dtype)
+    if not np.issubdtype(dt, np.integer):
+        return ()
+    info = np.iinfo(dt)
+    return (int(info.min), int(info.max)) if info.min < 0 else (int(info.max),)
+
+
+def value_stats(stored: np.ndarray) -> tuple[float, float, int, int]:
+    """(min, max, nonfinite, at_limits) of the stored values of one patch (any shape, the file's dtype):
+    min and max of its finite values (NaN when there are none), the count of NaN/inf values, and
+    the count of values at :func:`dtype_limits` of its dtype.  What :data:`STAT_FIELDS` record.
+
+    >>> value_stats(np.array([[0, 7], [65535, 3]], dtype=np.uint16))
+    (0.0, 65535.0, 0, 1)
+    >>> value_stats(np.array([1.5, np.nan, -2.0], dtype=np.float16))
+    (-2.0, 1.5, 1, 0)
+    """
+    a = np.asarray(stored)
+    nonfinite = 0
+    finite = a
+    if np.issubdtype(a.dtype, np.floating):
+        ok = np.isfinite(a)
+        nonfinite = int(a.size - np.count_nonzero(ok))
+        finite = a[ok] if nonfinite else a
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (math.nan, math.nan)
+    at = sum(int(np.count_nonzero(a == v)) for v in dtype_limits(a.dtype))
+    return lo, hi, nonfinite, at
 
 
 # ------------------------------------------------------------------------------- pair tables
@@ -217,8 +256,16 @@ def patch_dtype(patient_width: int, path_width: int, sr: bool = False) -> np.dty
     was blurred / given noise.  ``slice_z`` is NaN and ``instance`` -1 when the slice has none.
     With ``sr`` (super-resolution) ``corner``/``copy_shape`` are the LR input's and the fields
     ``hr_corner``/``hr_copy_shape`` the HR target's.
+
+    Value statistics of the stored patch (:data:`STAT_FIELDS`, as stored, after the cast to the
+    output dtype), per dataset ``input`` and ``target``: ``<name>_min`` / ``<name>_max`` (its finite
+    values; every dtype ctpatch writes is exact in float32), ``<name>_nonfinite`` (NaN/inf count;
+    0 in what ctpatch writes, the extraction refuses them) and ``<name>_at_limits`` (for int16 the
+    values at -32768 or 32767, for uint16 at 65535; 0 of uint16 is air; 0 for float dtypes).  The
+    verification checks values from these, not by decoding every patch again.
     """
     extra = [("hr_corner", "<i4", (2,)), ("hr_copy_shape", "<i4", (2,))] if sr else []
+    stats = [(f"{name}_{stat}", kind) for name in ("input", "target") for stat, kind in STAT_FIELDS]
     return np.dtype(
         [
             ("pair_index", "<i4"),
@@ -236,6 +283,7 @@ def patch_dtype(patient_width: int, path_width: int, sr: bool = False) -> np.dty
             ("blend", "<f8"),
             ("blur", "?"),
             ("noise", "?"),
+            *stats,
             *extra,
         ]
     )
@@ -325,7 +373,10 @@ class Job:
     def _stored(self, patch: np.ndarray) -> np.ndarray:
         return patch[None] if self.settings["output"]["layout"] == "torch" else patch[..., None]
 
-    def _check_values(self, patch: np.ndarray, what: str, row) -> None:
+    def _check_values(self, patch: np.ndarray, what: str, row) -> tuple[float, float, int, int]:
+        """Refuse a float32 patch the output dtype cannot hold; return :func:`value_stats` of the patch
+        as it will be stored, from the min and max computed here (the cast rounds to nearest, which
+        keeps the order, so the stored min and max are the cast min and max; no NaN/inf passes)."""
         dt = self.dtype
         lo, hi = float(patch.min()), float(patch.max())
         where = f"pair {row['input_path']} / {row['target_path']}"
@@ -342,6 +393,9 @@ class Job:
             top = float(np.finfo(dt).max)
             if lo < -top or hi > top:
                 raise ValueError(f"{where}: output.dtype {dt}: {what} values [{lo}, {hi}] overflow (max {top})")
+        smin, smax = np.array([lo, hi], dtype=np.float32).astype(dt)
+        at = sum(int(np.count_nonzero(patch == v)) for v in dtype_limits(dt) if v in (lo, hi))
+        return float(smin), float(smax), 0, at
 
     def _kept_corners(self, copies_in, copies_raw) -> tuple[list[np.ndarray], int]:
         """Per copy, the input-grid corners whose raw-target patch (at corner x scale, HR edge) passes
@@ -480,8 +534,7 @@ class Job:
                         x = white_noise(x, rng_noise, bn["noise_scale"])
                     x = x.astype(np.float32, copy=False)
                     y = y.astype(np.float32, copy=False)
-                    self._check_values(x, "input", row)
-                    self._check_values(y, "target", row)
+                    stats = (*self._check_values(x, "input", row), *self._check_values(y, "target", row))
                     w.add("input", self._stored(x))
                     w.add("target", self._stored(y))
                     w.add_row(
@@ -502,6 +555,7 @@ class Job:
                             bf,
                             bool(blur[j]),
                             bool(noise[j]),
+                            *stats,
                             *((hr_corner,) if self.sr else ()),
                             *hr_extra,
                         ),

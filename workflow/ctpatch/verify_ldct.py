@@ -55,18 +55,21 @@ import numpy as np
 from ctpatch.config import ldct_settings
 from ctpatch.extract_ldct import (
     INTEGER_DTYPES,
+    STAT_FIELDS,
     Job,
     copy_factors,
+    dtype_limits,
     grid_sizes,
     multiplier,
     patch_shapes,
     read_pair_tables,
     round_half_up,
+    value_stats,
 )
 from ctpatch.grid import grid_corners
 from ctpatch.h5 import h5py
 from ctpatch.store import MemorySink
-from ctpatch.verify import SAMPLE, read_blocks, sample_rows
+from ctpatch.verify import SAMPLE, check_chunks, read_blocks, sample_rows
 
 BLOCK = 64
 #: share of the pairs a verification recomputes (at least one per part)
@@ -209,11 +212,21 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample: int = SAMPLE) -
         where = np.concatenate([np.stack([np.full(len(p), k), np.arange(len(p))], axis=1) for k, p in enumerate(provs)])
         fails += _check_provenance(prov, by_index, s)
 
-        # values, one block at a time (every chunk's checksum is checked as it is read)
-        try:
-            fails += _check_values(files, patch_paths, dtype, report)
-        except OSError as exc:
-            return {**report, "ok": False, "failures": fails + [str(exc)]}
+        # checksums: every stored chunk against its Fletcher32, in place (nothing decoded)
+        for f in files:
+            for name in ("input", "target"):
+                fails += check_chunks(f[name])
+
+        # values: from the statistics recorded per patch; files without them are decoded whole
+        if all(field in prov.dtype.names for field in stat_fields()):
+            report["values_from"] = "recorded statistics"
+            fails += _check_recorded(prov, where, patch_paths, dtype, shapes, report)
+        else:
+            report["values_from"] = "decoded (the files record no value statistics: written by an older ctpatch)"
+            try:
+                fails += _check_values(files, patch_paths, dtype, report)
+            except OSError as exc:
+                return {**report, "ok": False, "failures": fails + [str(exc)]}
 
         # rounding: worst case from the largest magnitude, and a recomputed sample
         top = max(abs(v) for name in ("input", "target") for v in report[f"{name}_value_range"] or [0.0])
@@ -320,7 +333,71 @@ def _check_provenance(prov: np.ndarray, by_index: dict, s: dict) -> list[str]:
     return fails
 
 
+def stat_fields(names=("input", "target")) -> list[str]:
+    """The value statistics fields of table ``patch`` (:data:`ctpatch.extract_ldct.STAT_FIELDS`)."""
+    return [f"{name}_{stat}" for name in names for stat, _ in STAT_FIELDS]
+
+
+def _report_values(name: str, lo: float, hi: float, bad: int, at_limit: int, dtype, report: dict) -> list[str]:
+    """The figures of one dataset's values in ``report`` and the failures they make."""
+    fails = []
+    report[f"{name}_value_range"] = [lo, hi] if math.isfinite(lo) else None
+    report[f"{name}_nonfinite"] = bad
+    if bad:
+        fails.append(f"{name}: {bad} NaN/inf values")
+    if dtype.name in INTEGER_DTYPES:
+        report[f"{name}_at_dtype_limits"] = at_limit
+        if at_limit:
+            fails.append(f"{name}: {at_limit} values at the limits of {dtype} (clipped or wrapped?)")
+    return fails
+
+
+def _check_recorded(prov, where, paths, dtype: np.dtype, shapes: dict, report: dict) -> list[str]:
+    """Value checks from the per-patch statistics of table ``patch`` (all parts): each row consistent in
+    itself and with the dtype (counts within the patch size; min <= max, both values of the dtype;
+    an at-limits count exactly when min or max is at a limit), then NaN/inf and limit counts summed
+    and the value range of every dataset, as :func:`_check_values` computes them from the values."""
+    fails = []
+    limits = dtype_limits(dtype)
+    top = float(np.iinfo(dtype).max) if limits else float(np.finfo(dtype).max)
+    for name in ("input", "target"):
+        size = int(np.prod(shapes[name]))
+        lo, hi = prov[f"{name}_min"].astype(np.float64), prov[f"{name}_max"].astype(np.float64)
+        bad, at = prov[f"{name}_nonfinite"].astype(np.int64), prov[f"{name}_at_limits"].astype(np.int64)
+        none_finite = bad == size
+        with np.errstate(invalid="ignore", over="ignore"):
+            wrong = (bad < 0) | (bad > size) | (at < 0) | (at > size - bad)
+            wrong |= none_finite & ~(np.isnan(lo) & np.isnan(hi))
+            known = ~none_finite
+            wrong |= known & ~(
+                np.isfinite(lo) & np.isfinite(hi) & (lo <= hi) & (np.abs(lo) <= top) & (np.abs(hi) <= top)
+            )
+            # the recorded values must be values of the dtype (the cast leaves them unchanged)
+            wrong |= known & ((lo.astype(dtype).astype(np.float64) != lo) | (hi.astype(dtype).astype(np.float64) != hi))
+            touches = np.zeros(len(prov), dtype=bool)
+            for v in limits:
+                touches |= (lo == v) | (hi == v)
+            wrong |= (at > 0) != (known & touches)
+        if np.any(wrong):
+            r = int(np.flatnonzero(wrong)[0])
+            k, row = (int(x) for x in where[r])
+            fails.append(
+                f"{name}: {int(wrong.sum())} patches whose recorded value statistics are inconsistent, e.g. "
+                f"{paths[k]} row {row}: min {lo[r]}, max {hi[r]}, {bad[r]} NaN/inf and {at[r]} values at the "
+                f"limits of {dtype} in a patch of {size} values"
+            )
+        finite = lo[known & np.isfinite(lo)], hi[known & np.isfinite(hi)]
+        rng = (
+            (float(finite[0].min()), float(finite[1].max()))
+            if finite[0].size and finite[1].size
+            else (math.inf, -math.inf)
+        )
+        fails += _report_values(name, *rng, int(bad.sum()), int(at.sum()), dtype, report)
+    return fails
+
+
 def _check_values(files, paths, dtype: np.dtype, report: dict) -> list[str]:
+    """Value checks by decoding every patch (files written without the value statistics)."""
     fails = []
     integer = dtype.name in INTEGER_DTYPES
     for name in ("input", "target"):
@@ -342,15 +419,18 @@ def _check_values(files, paths, dtype: np.dtype, report: dict) -> list[str]:
                     finite = block[ok]
                 if finite.size:
                     lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
-        report[f"{name}_value_range"] = [lo, hi] if math.isfinite(lo) else None
-        report[f"{name}_nonfinite"] = bad
-        if bad:
-            fails.append(f"{name}: {bad} NaN/inf values")
-        if integer:
-            report[f"{name}_at_dtype_limits"] = at_limit
-            if at_limit:
-                fails.append(f"{name}: {at_limit} values at the limits of {dtype} (clipped or wrapped?)")
+        fails += _report_values(name, lo, hi, bad, at_limit, dtype, report)
     return fails
+
+
+def _unequal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row, whether two arrays of the same field differ (NaN equal to NaN; bytes for strings)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if np.issubdtype(a.dtype, np.floating):
+        diff = (a != b) & ~(np.isnan(a) & np.isnan(b))
+    else:
+        diff = a != b
+    return diff.reshape(len(a), -1).any(axis=1) if diff.ndim > 1 else diff
 
 
 def _check_sample(files, paths, prov, where, pairs_path, s, sample: int, report: dict) -> list[str]:
@@ -384,6 +464,9 @@ def _check_sample(files, paths, prov, where, pairs_path, s, sample: int, report:
     err = 0.0
     checked = 0
     shapes = patch_shapes(s)  # input and target differ in size in super-resolution
+    per_file = np.bincount(where[:, 0], minlength=len(files)) if len(where) else np.zeros(len(files), int)
+    first = np.r_[0, np.cumsum(per_file)[:-1]]  # row of prov where each part's rows start
+    recorded = all(field in prov.dtype.names for field in stat_fields())
     for unit in (units[i] for i in sorted(chosen) if 0 <= i < len(units)):
         w = MemorySink({name: (shape, np.float32) for name, shape in shapes.items()})
         try:
@@ -399,20 +482,46 @@ def _check_sample(files, paths, prov, where, pairs_path, s, sample: int, report:
             continue
         ks = np.array([loc[0] for loc in locs], dtype=np.int64)
         rs = np.array([loc[1] for loc in locs], dtype=np.int64)
+        fresh_rows = np.array(w.rows["patch"], dtype=job.patch_dtype)
+        fields = [name for name in prov.dtype.names if name in fresh_rows.dtype.names]
+        lies, rows_differ = [], []
         for k in np.unique(ks):  # the pair's rows of each part, read in one call (rows increasing)
             js = np.flatnonzero(ks == k)
             js = js[np.argsort(rs[js])]
+            rec = prov[first[k] + rs[js]]
+            for field in fields:  # the whole provenance row, statistics included
+                unequal = [int(b) for b in np.flatnonzero(_unequal(rec[field], fresh_rows[field][js]))]
+                rows_differ += [f"{field} of patch {int(js[b])} ({paths[k]} row {int(rs[js[b]])})" for b in unequal]
             for name in ("input", "target"):
                 stored = files[k][name][rs[js]] if len(js) > 1 else files[k][name][int(rs[js[0]])][None]
                 fresh = np.stack([w.patches[name][j] for j in js])
                 err = max(err, float(np.max(np.abs(stored.astype(np.float64) - fresh.astype(np.float64)))))
                 bad = np.flatnonzero((stored != fresh.astype(dtype)).reshape(len(js), -1).any(axis=1))
                 differ += [f"{name} patch {int(js[b])} ({paths[k]} row {int(rs[js[b]])})" for b in bad]
+                if recorded:  # the recorded statistics against the stored values themselves
+                    for b in range(len(js)):
+                        got = value_stats(stored[b])
+                        said = tuple(rec[f"{name}_{stat}"][b].item() for stat, _ in STAT_FIELDS)
+                        if _unequal(np.array(got[:2]), np.array(said[:2])).any() or got[2:] != said[2:]:
+                            lies.append(
+                                f"{name} patch {int(js[b])} ({paths[k]} row {int(rs[js[b]])}): recorded min, max, "
+                                f"NaN/inf, at limits {said}, its stored values give {got}"
+                            )
         checked += n
         if differ:
             fails.append(
                 f"sample pair {unit.key}: {len(differ)} stored patches differ from their recomputation, "
                 f"e.g. {differ[0]}"
+            )
+        if lies:
+            fails.append(
+                f"sample pair {unit.key}: {len(lies)} patches whose recorded value statistics are not those of "
+                f"their stored values, e.g. {lies[0]}"
+            )
+        if rows_differ:
+            fails.append(
+                f"sample pair {unit.key}: {len(rows_differ)} provenance fields differ from the recomputation, "
+                f"e.g. {rows_differ[0]}"
             )
     report["sample_pairs"] = [units[i].key for i in sorted(chosen) if 0 <= i < len(units)]
     report["sample_patches"] = checked
