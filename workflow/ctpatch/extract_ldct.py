@@ -56,9 +56,14 @@ per patch).
 Provenance: table ``patch`` (:func:`patch_dtype`, one row per patch, aligned with the
 datasets ``input`` and ``target``) and table ``pair`` (:func:`pair_dtype`, one row per pair).
 In super-resolution ``corner`` and ``copy_shape`` are the LR input's and ``hr_corner``,
-``hr_copy_shape`` the target's (``hr_corner = corner x scale``).
+``hr_copy_shape`` the target's (``hr_corner = corner x scale``).  Each row also records the
+value statistics of its stored patches (:data:`STAT_FIELDS`: min, max, NaN/inf and dtype-limit
+counts of ``input`` and ``target`` after the cast), taken from the min and max the value check
+computes anyway, so they cost nothing measurable; being rows, they travel with their patch through
+the blocks to rank 0, the shuffle and the parts, and the files stay byte-identical for any rank
+count.  The verification takes the values from them instead of decoding every patch.
 
-Length (~500 lines): one pass over a slice pair in SPEC order, shared by the plain and the
+Length (~580 lines): one pass over a slice pair in SPEC order, shared by the plain and the
 super-resolution modes, with the provenance record types it fills; the numerics it calls live in
 grid, normalize, augment and sr.
 """

@@ -21,10 +21,19 @@ all parts (``output.nsplit`` files) together:
   flip in {"", "lr", "ud"} and never with a rotation, blend NaN exactly for unblended patches
   and equal to the pair's factor otherwise, blur and noise never both, and per pair exactly
   ``round(blur_share·n)`` blurred and ``min(round(noise_share·n), n - blurred)`` noised;
-* values (read one block of :data:`BLOCK` patches at a time): NaN/inf, the value range of
-  input and target, and for an integer dtype the number of values at the dtype's limits (the
-  maximum, and the minimum of a signed dtype; 0 of uint16 is ordinary air): a value there
-  may have been clipped or wrapped, a failure;
+* checksums: every stored chunk of ``input`` and ``target`` against its Fletcher32 checksum, in
+  place (:func:`ctpatch.verify.check_chunks`: the file memory-mapped, nothing decompressed); a
+  changed byte is reported naming the file, dataset and row;
+* values, from the statistics the extraction records per patch in table ``patch``
+  (``input_min``, ``input_max``, ``input_nonfinite``, ``input_at_limits``, the same for
+  ``target``; :data:`ctpatch.extract_ldct.STAT_FIELDS`), not by decoding the patches again:
+  every row must be consistent (counts within the patch size, min <= max, both values of the
+  dtype, an at-limits count exactly when min or max is at a limit); then, summed over all
+  parts, NaN/inf, the value range of input and target, and for an integer dtype the number of
+  values at the dtype's limits (the maximum, and the minimum of a signed dtype; 0 of uint16 is
+  ordinary air): a value there may have been clipped or wrapped, a failure.  Files without
+  these fields (written by an older ctpatch) are decoded whole instead, one block of
+  :data:`BLOCK` patches at a time (``values_from`` in the report says which);
 * rounding of the output dtype.  The values before the cast are gone once written, so two
   figures are reported.  ``dtype_worst_case_error``: half the spacing of the dtype at the
   largest absolute stored value, i.e. the largest error rounding to nearest can have made
@@ -36,13 +45,17 @@ all parts (``output.nsplit`` files) together:
   same code, settings and seed) and compared with the stored patches of those pairs, in
   whichever part they are: the largest ``|stored - recomputed float32 value|`` is the real
   round-trip error of that sample, and every stored patch must equal the recomputed one cast to
-  the dtype bit for bit (else the run was not reproducible, or a file was altered).  This needs
-  the DICOM files of the sample pairs; set ``sample=0`` to skip it.
-* checksums: every chunk read is checked by HDF5 against its Fletcher32 checksum; a failing
-  read is reported naming the file, dataset and row.
+  the dtype bit for bit (else the run was not reproducible, or a file was altered); their
+  provenance rows must equal the recomputed ones field by field, and their recorded statistics
+  those of their stored values (so statistics that lie are caught where the sample looks).
+  This needs the DICOM files of the sample pairs; set ``sample=0`` to skip it.
 
-Length (~420 lines): counts, grid, provenance, value ranges and the regenerated sample of the LDCT
-files, for the plain and the super-resolution modes.
+What the checksums cannot see is a patch rewritten through HDF5 (a new, valid checksum): the
+sample catches it when it falls among the sampled pairs; the statistics of the other patches are
+trusted as recorded (checked for consistency only).
+
+Length (~550 lines): counts, grid, provenance, checksums, value statistics and the regenerated
+sample of the LDCT files, for the plain and the super-resolution modes.
 """
 
 from __future__ import annotations
