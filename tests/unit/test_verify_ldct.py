@@ -312,3 +312,34 @@ def test_integer_values_at_the_dtype_limit_are_reported(tmp_path):
     assert not report["ok"] and report["input_at_dtype_limits"] == 0
     assert any("recomputation" in m for m in report["failures"])
     assert any("not those of their stored values" in m and "row 0): " in m for m in report["failures"])
+
+
+def test_statistics_at_the_signed_limits_are_consistent_and_reported():
+    """int16: -32768 and 32767 are limits; a row saying min -32768 must count values there, and vice versa."""
+    from ctpatch.verify_ldct import _check_recorded
+
+    dt = np.dtype([(f, "<f4" if f.endswith(("_min", "_max")) else "<i4") for f in stat_fields()])
+    prov = np.zeros(3, dt)
+    for name in ("input", "target"):
+        prov[f"{name}_min"], prov[f"{name}_max"] = [-32768, -5, 0], [10, 32767, 7]
+        prov[f"{name}_at_limits"] = [2, 1, 0]
+    where = np.stack([np.zeros(3, int), np.arange(3)], axis=1)
+    shapes = {"input": (1, 4, 4), "target": (1, 4, 4)}
+    report = {}
+    fails = _check_recorded(prov, where, ["f.h5"], np.dtype("int16"), shapes, report)
+    assert fails == [
+        "input: 3 values at the limits of int16 (clipped or wrapped?)",
+        "target: 3 values at the limits of int16 (clipped or wrapped?)",
+    ]
+    assert report["input_value_range"] == [-32768.0, 32767.0] and report["input_at_dtype_limits"] == 3
+    prov["target_at_limits"][0] = 0  # min at the limit, no value counted there
+    prov["input_max"][2] = 7.5  # no int16 value
+    fails = _check_recorded(prov, where, ["f.h5"], np.dtype("int16"), shapes, {})
+    assert any(
+        m.startswith("input: 1 patches whose recorded value statistics are inconsistent, e.g. f.h5 row 2:")
+        for m in fails
+    ), fails
+    assert any(
+        m.startswith("target: 1 patches whose recorded value statistics are inconsistent, e.g. f.h5 row 0:")
+        for m in fails
+    ), fails

@@ -375,7 +375,8 @@ def _check_recorded(prov, where, paths, dtype: np.dtype, shapes: dict, report: d
     and the value range of every dataset, as :func:`_check_values` computes them from the values."""
     fails = []
     limits = dtype_limits(dtype)
-    top = float(np.iinfo(dtype).max) if limits else float(np.finfo(dtype).max)
+    info = np.iinfo(dtype) if limits else np.finfo(dtype)
+    bottom, top = float(info.min), float(info.max)
     for name in ("input", "target"):
         size = int(np.prod(shapes[name]))
         lo, hi = prov[f"{name}_min"].astype(np.float64), prov[f"{name}_max"].astype(np.float64)
@@ -385,9 +386,7 @@ def _check_recorded(prov, where, paths, dtype: np.dtype, shapes: dict, report: d
             wrong = (bad < 0) | (bad > size) | (at < 0) | (at > size - bad)
             wrong |= none_finite & ~(np.isnan(lo) & np.isnan(hi))
             known = ~none_finite
-            wrong |= known & ~(
-                np.isfinite(lo) & np.isfinite(hi) & (lo <= hi) & (np.abs(lo) <= top) & (np.abs(hi) <= top)
-            )
+            wrong |= known & ~(np.isfinite(lo) & np.isfinite(hi) & (lo <= hi) & (lo >= bottom) & (hi <= top))
             # the recorded values must be values of the dtype (the cast leaves them unchanged)
             wrong |= known & ((lo.astype(dtype).astype(np.float64) != lo) | (hi.astype(dtype).astype(np.float64) != hi))
             touches = np.zeros(len(prov), dtype=bool)
