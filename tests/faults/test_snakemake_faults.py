@@ -158,16 +158,22 @@ def test_tasks_zero_named_as_such(tmp_path):
 
 @pytest.mark.slow
 def test_ldct_pairing_failure_reported_once(tmp_path):
-    if not (SHARED_LDCT / "L096").is_dir():
+    if not (SHARED_LDCT / "L143").is_dir():
         pytest.skip("real LDCT data not found")
     root = tmp_path / "ldct"
-    shutil.copytree(SHARED_LDCT / "L096", root / "L096")
-    victim = sorted((root / "L096" / FULL).glob("*.IMA"))[0]
-    with victim.open("r+b") as fh:
-        fh.truncate(victim.stat().st_size - 1000)
+    victims = []
+    for patient in ("L096", "L143"):  # one pairing job over all patients reports every bad one
+        shutil.copytree(SHARED_LDCT / patient, root / patient)
+        victims.append(sorted((root / patient / FULL).glob("*.IMA"))[0])
+        with victims[-1].open("r+b") as fh:
+            fh.truncate(victims[-1].stat().st_size - 1000)
     work = workdir_with(tmp_path, {"mode": "ldct", "ldct": {"root": str(root)}, "extract": {"tasks": 1}})
     proc = snakemake(work, "--cores", "2")
     assert proc.returncode != 0
     assert "Error in rule pair_slices" in proc.stderr and "Error in rule plan" not in proc.stderr
-    log = (work / "logs" / "ldct" / "pair_slices" / "L096.log").read_text()
-    assert log.startswith("error:") and victim.name in log.splitlines()[0] and "pixel data truncated" in log
+    lines = (work / "logs" / "ldct" / "pair_slices.log").read_text().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 2, lines
+    for line, victim in zip(errors, victims):
+        assert victim.name in line and victim.parent.parent.name in line and "pixel data truncated" in line
+    assert not list((work / "results" / "ldct" / "pairs").glob("*.tsv"))

@@ -12,6 +12,12 @@ REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
+def extraction_log(workdir: Path, mode: str, group: str) -> Path:
+    """The log of the extraction that wrote ``group``: one per subset (LUNA16), one over all patients (LDCT)."""
+    logs = Path(workdir) / "logs" / mode
+    return logs / "extract_patches.log" if mode == "ldct" else logs / "extract_patches" / f"{group}.log"
+
+
 def write_config(workdir: Path, config: dict) -> Path:
     path = workdir / "config" / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -186,7 +186,7 @@ def _same_files(a: Path, b: Path, pattern: str) -> list[str]:
 def test_workflow_through_the_profile_equals_the_local_run(slurm_cluster, tmp_path, mode):
     """The real workflow via sbatch: extraction as one 2-rank job; outputs equal a local run's."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from snakerun import SHARED_DATA, SMALL_LDCT, SMALL_LUNA
+    from snakerun import SHARED_DATA, SMALL_LDCT, SMALL_LUNA, extraction_log
 
     if mode == "luna16":
         config = {**SMALL_LUNA, "demo": {**SMALL_LUNA["demo"], "subsets": 1}}
@@ -201,7 +201,7 @@ def test_workflow_through_the_profile_equals_the_local_run(slurm_cluster, tmp_pa
     print(f"{mode}: SLURM run {seconds_slurm:.1f} s, local run {seconds_local:.1f} s")
 
     slurm = tmp_path / "slurm"
-    log = (slurm / "logs" / mode / "extract_patches" / f"{group}.log").read_text()
+    log = extraction_log(slurm, mode, group).read_text()
     assert "rank 0: MPI world size 2" in log and "rank 1: MPI world size 2" in log, log
     jobs = list((slurm / ".snakemake" / "slurm_logs" / "rule_extract_patches").rglob("*.log"))
     assert jobs, "the extraction did not go through sbatch"

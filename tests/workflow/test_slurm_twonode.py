@@ -28,7 +28,16 @@ from pathlib import Path
 import pytest
 import yaml
 from slurmtest import SCRIPTS, cluster, run, show
-from snakerun import REPO, SHARED_DATA, SMALL_LDCT, SMALL_LUNA, assert_same_patch_file, snakemake, write_config
+from snakerun import (
+    REPO,
+    SHARED_DATA,
+    SMALL_LDCT,
+    SMALL_LUNA,
+    assert_same_patch_file,
+    extraction_log,
+    snakemake,
+    write_config,
+)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -121,7 +130,7 @@ def _completed_extract_job(workdir: Path) -> str:
 
 
 def _check_two_node_extraction(workdir: Path, mode: str, group: str) -> None:
-    log = (workdir / "logs" / mode / "extract_patches" / f"{group}.log").read_text()
+    log = extraction_log(workdir, mode, group).read_text()
     hosts = _host_lines(log)
     assert sorted(hosts) == [0, 1] and set(hosts.values()) == NODES, log
     job = _completed_extract_job(workdir)

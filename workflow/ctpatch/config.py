@@ -402,13 +402,18 @@ def scope_settings(config: Mapping, scope: str) -> Settings:
     return Settings({**s, "mode": mode})
 
 
+def settings_text(settings: Mapping, scope: str) -> str:
+    """The text of one scope's settings file (JSON, keys sorted, no trailing newline)."""
+    doc = {"format": SETTINGS_FORMAT, "scope": scope, "settings": _thaw(settings)}
+    return json.dumps(doc, indent=1, sort_keys=True)
+
+
 def write_settings(settings: Mapping, path: str | Path, scope: str) -> None:
     """Write one scope's settings as JSON (temporary name, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    doc = {"format": SETTINGS_FORMAT, "scope": scope, "settings": _thaw(settings)}
-    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    tmp.write_text(settings_text(settings, scope) + "\n")
     os.replace(tmp, path)
 
 

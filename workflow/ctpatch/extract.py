@@ -6,8 +6,9 @@ separate one-rank worlds (``srun -n N`` without ``--mpi=pmi2``) would otherwise 
 
 The work is a list of **blocks** in canonical order: the units (scans or slice pairs, in their
 order) cut into runs of at most :data:`BLOCK_PATCHES` patches (a LUNA16 scan gives many blocks,
-an LDCT pair one).  Block ``b`` is computed by rank ``b mod N``: it cuts the block's patches
-through the job (:class:`ctpatch.store.PatchSink` protocol), compresses them into chunk bytes
+an LDCT pair one).  Block ``b`` is computed by rank ``owners(...)[b]`` (round-robin, rank 0 taking
+a little less, as it also writes; :func:`owners`): it cuts the block's patches through the job
+(:class:`ctpatch.store.PatchSink` protocol), compresses them into chunk bytes
 (:class:`ctpatch.patchfile.BlockSink`) and sends them to rank 0, which writes the blocks in order,
 each chunk at its final (shuffled) row (:class:`ctpatch.patchfile.PatchFileWriter`).  A rank
 computes at most :data:`AHEAD` blocks ahead of rank 0, so memory stays bounded; every random
@@ -39,6 +40,37 @@ MODES = ("luna16", "ldct")
 BLOCK_PATCHES = 32
 #: blocks a rank may have computed and not yet handed to the writer
 AHEAD = 2
+
+
+#: rank 0's placing of the chunks it receives, relative to computing them (LUNA16: 3.0 of 40 s per scan;
+#: LDCT: 0.2 of 2.7 s per patient; ``benchmarks/luna.py`` per-stage table): rank 0 computes fewer blocks
+WRITE_SHARE = 0.075
+
+
+def owners(n: int, size: int, write_share: float = WRITE_SHARE) -> list[int]:
+    """The rank computing each of ``n`` blocks: a smooth weighted round-robin (deterministic) in which rank 0,
+    which also writes every block, takes ``(1 + w) / size - w`` of them and the other ranks share the rest.
+
+    >>> owners(8, 2)
+    [1, 0, 1, 0, 1, 0, 1, 0]
+    >>> [owners(1000, 2).count(r) for r in range(2)]
+    [462, 538]
+    >>> [owners(1000, 4).count(r) for r in range(4)]
+    [194, 269, 269, 268]
+    >>> owners(3, 1)
+    [0, 0, 0]
+    """
+    if size == 1:
+        return [0] * n
+    lead = max(0.0, (1 + write_share) / size - write_share)
+    weights = [lead] + [(1 - lead) / (size - 1)] * (size - 1)
+    credit, out = [0.0] * size, []
+    for _ in range(n):
+        credit = [c + w for c, w in zip(credit, weights)]
+        r = max(range(size), key=lambda k: (credit[k], -k))
+        credit[r] -= 1.0
+        out.append(r)
+    return out
 
 
 @dataclass(frozen=True)
@@ -85,7 +117,7 @@ def spans(units: list[Unit], per_block: int = BLOCK_PATCHES, splittable: bool = 
 
 def assign(costs: list[float], ranks: int) -> list[list[int]]:
     """Longest-processing-time assignment of unit indices to ranks (deterministic); ``plan`` uses it to
-    estimate a run's makespan (the extraction itself deals blocks round-robin, which balances at
+    estimate a run's makespan (the extraction itself deals blocks round-robin (:func:`owners`), which balances at
     least as well: blocks are small and of equal size).
 
     >>> assign([5, 1, 4, 2], 2)
@@ -172,8 +204,9 @@ def extract(job, outputs, attrs: dict | None = None, comm=None, log=None) -> dic
     counts = None
     try:
         t0 = time.perf_counter()
+        owner_of = owners(len(work), size)
         for b, span in enumerate(work):
-            owner = b % size
+            owner = owner_of[b]
             block = None
             if owner == rank:
                 job.run(units[span.unit], sink, span.start, span.stop)
@@ -188,10 +221,7 @@ def extract(job, outputs, attrs: dict | None = None, comm=None, log=None) -> dic
                     pending.pop(0).wait()
         for req in pending:
             req.wait()
-        log(
-            f"rank {rank}: {sum(1 for b in range(len(work)) if b % size == rank)} of {len(work)} blocks in "
-            f"{time.perf_counter() - t0:.2f} s"
-        )
+        log(f"rank {rank}: {owner_of.count(rank)} of {len(work)} blocks in {time.perf_counter() - t0:.2f} s")
         if writer is not None:
             counts = writer.close()
             writer = None
@@ -212,29 +242,61 @@ def run(args, comm) -> None:
         )
     # the host shows where the launcher put each rank (two hosts when a job spans two nodes)
     print(f"rank {rank}: MPI world size {size} on host {comm_host()}", flush=True)
+    groups = args.groups
     if args.plan and rank == 0:  # before any work: the patch files (one copy, no shards) must fit
         from ctpatch.diskspace import check_free, extraction_need
 
-        group = args.group or Path(args.out[0]).stem
+        names = [g.name for g in groups]
         check_free(
-            Path(args.out[0]).parent,
-            extraction_need(args.plan, group),
-            f"{group}'s patch file(s) (the plan's estimate)",
+            Path(groups[0].out[0]).parent,
+            sum(extraction_need(args.plan, name) for name in names),
+            f"{names[0]}'s patch file(s) (the plan's estimate)"
+            if len(names) == 1
+            else f"the patch files of {len(names)} groups (the plan's estimate)",
         )
     comm.barrier()
     settings = read_settings(args.settings_file, scope="patches")
-    job = mode_module(args.mode).Job(settings, json.loads(args.inputs))
-    attrs = {"settings": json.dumps(settings, sort_keys=True), "mode": args.mode, "seed": job.seed, "group": args.group}
-    counts = extract(job, args.out, attrs, comm, log=lambda msg: print(msg, flush=True))
-    if rank == 0:
-        print(f"extraction done: {counts} rows in {', '.join(args.out)} on {size} ranks", flush=True)
+    module = mode_module(args.mode)
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    for g in groups:  # one MPI world for every group of the job: one start-up, not one per patient
+        job = module.Job(settings, g.inputs)
+        attrs = {
+            "settings": json.dumps(settings, sort_keys=True),
+            "mode": args.mode,
+            "seed": job.seed,
+            "group": g.group,
+        }
+        counts = extract(job, g.out, attrs, comm, log=log)
+        if rank == 0:
+            print(f"extraction done: {counts} rows in {', '.join(g.out)} on {size} ranks", flush=True)
+
+
+@dataclass(frozen=True)
+class Group:
+    """One group's extraction in a job: its name (the files' 'group' attribute), output file(s) and inputs."""
+
+    group: str
+    out: list
+    inputs: dict
+
+    @property
+    def name(self) -> str:
+        return self.group or Path(self.out[0]).stem
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m ctpatch.extract", description=__doc__.split("\n\n")[0])
+    from ctpatch.cli import for_group, split_groups
+
+    argv, groups = split_groups(sys.argv[1:] if argv is None else list(argv))
+    ap = argparse.ArgumentParser(
+        prog="python -m ctpatch.extract",
+        description=__doc__.split("\n\n")[0],
+        epilog="Several groups in one MPI world, one after the other: --groups G1 G2 ..., with {group} in "
+        "--out, --group and --inputs standing for each group's name.",
+    )
     ap.add_argument("--mode", choices=MODES, required=True)
     ap.add_argument("--ranks", type=int, required=True, help="the MPI world size this run must have")
-    ap.add_argument("--plan", default=None, help="plan.json: check free space for the group before any work")
+    ap.add_argument("--plan", default=None, help="plan.json: check free space for the group(s) before any work")
     ap.add_argument("--out", nargs="+", required=True, help="the patch file(s): one, or output.nsplit parts")
     ap.add_argument("--group", default="", help="the subset or patient, recorded as the files' 'group' attribute")
     ap.add_argument(
@@ -244,6 +306,10 @@ def parse_args(argv=None):
     args = ap.parse_args(argv)
     if args.ranks < 1:
         ap.error(f"Expected --ranks >= 1, got {args.ranks}")
+    if groups == []:
+        ap.error("--groups: Expected at least one group name, got none")
+    entries = [args] if groups is None else [ap.parse_args(for_group(argv, g)) for g in groups]
+    args.groups = [Group(e.group, list(e.out), json.loads(e.inputs)) for e in entries]
     return args
 
 

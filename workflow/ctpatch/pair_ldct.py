@@ -192,6 +192,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from ctpatch.cli import run_cli
+    from ctpatch.cli import batched, run_cli
 
-    sys.exit(run_cli(main))
+    sys.exit(run_cli(batched(main)))  # --groups G1 G2 ...: one run per group (patient) in this one process

@@ -4,6 +4,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import ctpatch.config as cfg
 import ctpatch.discover as discover
@@ -37,8 +38,8 @@ def get_settings_file(scope):
     return f"{RES}/{MODE}/settings/{scope}.json"
 
 
-def get_scope_settings(wildcards):
-    return cfg.scope_settings(config, wildcards.scope)
+def get_scope_settings_text(wildcards):
+    return cfg.settings_text(cfg.scope_settings(config, wildcards.scope), wildcards.scope)
 
 
 # ---------------------------------------------------------------- LUNA16 inputs
@@ -130,8 +131,60 @@ def get_patient_folders(wildcards):
     return {"inputs": f"{patient}/{LDCT['input_dir']}", "targets": f"{patient}/{LDCT['target_dir']}"}
 
 
+def get_all_patient_folders(wildcards):
+    return [f for g in get_ldct_patients() for f in get_patient_folders(SimpleNamespace(group=g)).values()]
+
+
 def get_patient_dir(wildcards):
     return f"{LDCT['root']}/{wildcards.group}"
+
+
+# ---------------------------------------------------------------- one job per subset, or one over all patients
+# LUNA16 runs extraction, verification and pictures once per subset (a subset is hours of work).
+# LDCT runs each of them, and the slice pairing, as ONE job over all patients, with the same
+# per-patient files: a patient is a few slices, and one job each spent more time starting Python
+# and an MPI world than cutting patches (issue 14).  The job's command names the patients
+# (``--groups L096 L143 ...``) and gives the per-patient arguments once, with ``{group}`` standing
+# for the patient (ctpatch.cli.batched), so it stays short for any number of patients.
+BATCHED = MODE == "ldct"
+GROUP = "{group}"  # ctpatch.cli.GROUP
+
+
+def per_group(pattern):
+    """An output of a per-group step: the pattern (LUNA16, one job per subset) or every patient's file (LDCT)."""
+    return expand(pattern, group=get_groups()) if BATCHED else pattern
+
+
+def get_log(step):
+    """The log of a per-group step: one per subset (LUNA16) or one for the job over all patients (LDCT)."""
+    return f"logs/{MODE}/{step}.log" if BATCHED else f"logs/{MODE}/{step}/{{group}}.log"
+
+
+def get_group_args(step):
+    """The per-group arguments of a step's command, quoted: the subset's own (LUNA16), or (LDCT)
+    ``--groups`` and every patient's name followed by the arguments with ``{group}`` in place of the name."""
+
+    def args(wildcards, input, output):
+        g = GROUP if BATCHED else wildcards.group
+        files = " ".join(map(q, get_patch_files(g)))
+        inputs = q(json.dumps(extraction_inputs(g), sort_keys=True))
+        if step == "pair_slices":
+            words = f"--patient-dir {q(get_patient_dir(SimpleNamespace(group=g)))} --table-out {q(get_pair_table(g))} "
+            words += f"--report-out {q(f'{RES}/ldct/pairs/{g}.json')}"
+        elif step == "extract_patches":
+            words = f"--group {q(g)} --out {files} --inputs {inputs}"
+        elif step == "verify_patches":
+            if MODE == "luna16":
+                scans = " ".join(map(q, LUNA_SCANS[g]))
+                words = f"--nodules {q(f'{RES}/luna16/labels/{g}/nodules.tsv')} --scans {scans}"
+            else:
+                words = f"--pairs {q(get_pair_table(g))}"
+            words += f" --patches {files} --inputs {inputs} --report-out {q(f'{RES}/{MODE}/report/{g}.verify.json')}"
+        else:
+            words = f"--patches {files} --out {q(f'{RES}/{MODE}/sanity/{g}.png')}"
+        return f"--groups {' '.join(map(q, get_groups()))} {words}" if BATCHED else words
+
+    return args
 
 
 # ---------------------------------------------------------------- extraction, verification
@@ -146,40 +199,48 @@ def get_extract_inputs(wildcards):
         if LUNA["negatives"]["strategy"] == "candidates":
             files["data"].append(luna_table("candidates"))
     else:
-        files["data"] = [get_pair_table(wildcards.group)]
+        files["data"] = [get_pair_table(g) for g in get_groups()]
     return files
 
 
-def get_extract_params(wildcards):
+def extraction_inputs(group):
+    """The input paths of one group's extraction (ctpatch.extract --inputs; verify regenerates its sample from them)."""
     if MODE == "luna16":
-        inputs = {
-            "sidecars": get_sidecars(wildcards),
-            "masks_dir": f"{RES}/luna16/labels/{wildcards.group}/masks",
-            "nodules": f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv",
+        return {
+            "sidecars": get_sidecars(SimpleNamespace(group=group)),
+            "masks_dir": f"{RES}/luna16/labels/{group}/masks",
+            "nodules": f"{RES}/luna16/labels/{group}/nodules.tsv",
             "candidates": luna_table("candidates") if LUNA["negatives"]["strategy"] == "candidates" else None,
         }
-    else:
-        inputs = {"pairs": [get_pair_table(wildcards.group)]}
-    return {"inputs": q(inputs)}
+    return {"pairs": [get_pair_table(group)]}
 
 
 def get_verify_inputs(wildcards):
-    """The files, the table they are checked against, and the extraction's inputs (a sample is regenerated)."""
-    table = (
-        f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv" if MODE == "luna16" else get_pair_table(wildcards.group)
-    )
-    return {
-        "table": table,
-        "settings": get_settings_file("patches"),
-        "patches": get_patch_files(wildcards.group),
-        "data": get_extract_inputs(wildcards)["data"],
-    }
+    """The files, the table(s) they are checked against, and the extraction's inputs (a sample is regenerated)."""
+    files = {"settings": get_settings_file("patches"), "data": get_extract_inputs(wildcards)["data"]}
+    if BATCHED:
+        files["patches"] = [f for g in get_groups() for f in get_patch_files(g)]
+    else:
+        files["patches"] = get_patch_files(wildcards.group)
+        files["table"] = f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv"
+    return files
 
 
-def get_verify_args(wildcards, input):
-    if MODE == "luna16":
-        return f"--nodules {q(input.table)} --scans {' '.join(map(q, LUNA_SCANS[wildcards.group]))}"
-    return f"--pairs {q(input.table)}"
+def get_sanity_inputs(wildcards):
+    if BATCHED:
+        return {"patches": [f for g in get_groups() for f in get_patch_files(g)]}
+    return {"patches": get_patch_files(wildcards.group)}
+
+
+def get_sanity_outputs():
+    """The sanity pictures, one per group, each in the report under its group."""
+    flags = dict(caption="../report/sanity.rst", category="Patch pictures")
+    if BATCHED:
+        return [as_report(f"{RES}/{MODE}/sanity/{g}.png", subcategory=g, **flags) for g in get_groups()]
+    return as_report(f"{RES}/{MODE}/sanity/{{group}}.png", subcategory="{group}", **flags)
+
+
+as_report = report  # Snakemake's report() flag; a line starting with `report` would be read as the directive
 
 
 def output_settings():
@@ -203,10 +264,6 @@ def get_combined_files():
 
 def get_patch_files(group):
     return [f"{RES}/{MODE}/patches/{group}{sfx}.h5" for sfx in PART_SUFFIXES]
-
-
-def get_group_patch_files(wildcards):
-    return get_patch_files(wildcards.group)
 
 
 def get_verify_reports(wildcards):

@@ -13,7 +13,11 @@ rule write_settings:
         f"{RES}/{MODE}/settings/{{scope}}.json",
     log:
         f"logs/{MODE}/write_settings/{{scope}}.log",
+    conda:
+        "../../envs/ctpatch.yaml"
     params:
-        settings=get_scope_settings,
-    run:
-        cfg.write_settings(params.settings, output[0], wildcards.scope)
+        # the file's text (ctpatch.config.settings_text).  A shell rule, not run: -- Snakemake runs a run:
+        # job by starting a second Snakemake that parses the whole workflow again (seconds per file)
+        text=get_scope_settings_text,
+    shell:
+        "(printf '%s\\n' {params.text:q} > {output:q}.tmp && mv {output:q}.tmp {output:q}) 2> {log:q}"

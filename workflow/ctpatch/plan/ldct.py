@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ctpatch.discover import ldct_patients, under
-from ctpatch.plan.estimate import _makespan, _round, _totals
+from ctpatch.plan.estimate import _round, _totals
 from ctpatch.plan.inputs import PlanError
 from ctpatch.plan.measure import COMPRESSIONS, LDCT_DTYPES, _dtype_ok, ldct_sample, measure_startup
 
@@ -100,30 +100,27 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
     if smp:
         tasks = int(config["extract"]["tasks"])
         n_pairs = total["selected_pairs"]
+        # each step is ONE job over all patients (one process; the extraction one MPI world of `tasks` ranks)
         # extraction: the sample ran the workflow's extract (counting pass if any, cut, compress, one write);
-        # verify, one job per patient: the Fletcher32 scan of every stored chunk (values from the recorded
-        # statistics) and the sampled pairs recomputed: at most SAMPLE_PAIR_SHARE of them, at least one per part
+        # verify: the Fletcher32 scan of every stored chunk (the values come from the recorded statistics) and
+        # the sampled pairs recomputed (at most SAMPLE_PAIR_SHARE of them, at least one per part), patient after patient
         from ctpatch.verify_ldct import SAMPLE_PAIR_SHARE
 
-        verify = [
-            tab["seconds"]
-            + g["patches"]["patch"] * smp["verify_per_patch"]
-            + min(
-                g["selected_pairs"],
-                max(int(out_s["nsplit"]), math.ceil(SAMPLE_PAIR_SHARE * g["selected_pairs"])),
-            )
+        verify = tab["seconds"] + sum(
+            g["patches"]["patch"] * smp["verify_per_patch"]
+            + min(g["selected_pairs"], max(int(out_s["nsplit"]), math.ceil(SAMPLE_PAIR_SHARE * g["selected_pairs"])))
             * smp["seconds_per_pair"]
             for g in groups.values()
-        ]
+        )
         cpu = {
-            "pair_slices": tab["seconds"] * len(groups) + t_headers,
+            "pair_slices": tab["seconds"] + t_headers,
             "extract_patches": ext["seconds"] * tasks + n_pairs * smp["seconds_per_pair"],
-            "verify_patches": float(sum(verify)),
+            "verify_patches": float(verify),
         }
         wall = {
-            "pair_slices": cpu["pair_slices"] / max(1, min(cores, len(groups))),
+            "pair_slices": cpu["pair_slices"],
             "extract_patches": cpu["extract_patches"] / max(1, min(tasks, cores)),
-            "verify_patches": _makespan(verify, cores),
+            "verify_patches": cpu["verify_patches"],
         }
         times = {
             "cores": cores,
