@@ -13,7 +13,8 @@ repetitions, and is reported apart.  Demo options: the ``ldct`` section of ``con
 Per repetition (after waiting for an idle machine):
 * **ours, N ranks** (N = 1, 2): ``mpiexec -n N python -m ctpatch.extract --mode ldct`` on all pair
   tables in one run (it writes the final file once); wall time; then, apart, ``python -m ctpatch.verify
-  --mode ldct`` on the file (checksums, counts, provenance, values, a regenerated sample);
+  --mode ldct`` on the file (every chunk's checksum in place, counts, provenance, the value
+  statistics the extraction recorded, a regenerated sample); ratio ``verify_over_extract``;
 * **baseline, N ranks**: ``benchmarks/reference_baseline_ldct.py`` (REFERENCE-STYLE, not ctpatch:
   ``np.append`` per pair, everything gathered to rank 0, one write);
 * **memory**: ours at 1 rank on the first 16 and 64 pairs too (peak RSS per rank must not grow).

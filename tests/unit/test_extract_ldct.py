@@ -315,6 +315,41 @@ def test_settings_reject_naming_the_key(settings, key):
         ldct_settings(settings)
 
 
+def test_recorded_statistics_are_those_of_the_stored_patches(all_on):
+    prov = all_on["provenance/patch"]
+    for name in ("input", "target"):
+        flat = all_on[name].reshape(len(prov), -1)  # the stored (float32) values, reduced here
+        assert np.array_equal(prov[f"{name}_min"], flat.min(axis=1))
+        assert np.array_equal(prov[f"{name}_max"], flat.max(axis=1))
+        assert np.array_equal(prov[f"{name}_nonfinite"], np.count_nonzero(~np.isfinite(flat), axis=1))
+        assert not prov[f"{name}_at_limits"].any()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "int16", "uint16"])
+def test_statistics_taken_before_the_cast_are_those_of_the_cast_patch(dtype):
+    """The job takes min and max of the float32 patch and casts them; numpy on the cast patch must agree,
+    also where float16 rounds (values between its steps, ties) and at the integer limits."""
+    import pandas as pd
+
+    job = Job({"output": {"dtype": dtype}}, {"pairs": pd.DataFrame(columns=["patient", "input_path", "target_path"])})
+    rng = np.random.default_rng(5)
+    row = {"input_path": "a", "target_path": "b"}
+    limits = {"int16": [-32768, 32767], "uint16": [65535]}.get(dtype, [])
+    for k in range(200):
+        if dtype.startswith("float"):
+            patch = (rng.random((9, 9)) * 4000 - 1000).astype(np.float32)
+            patch.flat[0] = np.float32(2049.0 + k % 2 + 0.5 * (k % 3))  # float16 steps of 2 above 2048, ties
+        else:
+            info = np.iinfo(dtype)
+            patch = rng.integers(info.min, int(info.max) + 1, (9, 9)).astype(np.float32)
+            patch.flat[: k % 3] = limits[k % len(limits)]
+        stored = patch.astype(dtype)
+        lo, hi, bad, at = job._check_values(patch, "input", row)
+        assert (lo, hi) == (float(stored.min()), float(stored.max()))
+        assert bad == 0 and at == sum(int((stored == v).sum()) for v in limits)
+        assert (at > 0) == (k % 3 > 0 and bool(limits))
+
+
 def test_integer_dtype_accepted_when_values_stay_integers():
     s = ldct_settings(
         {"output": {"dtype": "uint16"}, "rot_augment": {"enabled": True}, "air_threshold": {"enabled": True}}

@@ -28,7 +28,14 @@ from ctpatch.config import write_settings
 from ctpatch.extract import BLOCK_PATCHES, Unit, extract, spans
 from ctpatch.extract_luna import Job
 from ctpatch.rng import keyed_rng
-from ctpatch.store import COMPRESSION, chunk_checksum_ok, create_patch_dataset, fletcher32_mod
+from ctpatch.store import (
+    COMPRESSION,
+    SMALL_CHUNK,
+    chunk_checksum_ok,
+    create_patch_dataset,
+    fletcher32_mod,
+    fletcher32_ok_many,
+)
 from ctpatch.verify import check_chunks, verify_luna
 
 MPI = shutil.which("mpiexec") is not None
@@ -63,19 +70,43 @@ def read_all(path):
 
 
 # ---------------------------------------------------------------- pure pieces
-def test_fletcher32_mod_matches_the_serial_definition():
-    def serial(b):  # HDF5's H5_checksum_fletcher32, reduced mod 65535
-        s1 = s2 = 0
-        b = b + b"\0" if len(b) % 2 else b
-        for i in range(0, len(b), 2):
-            s1 = (s1 + (b[i] << 8 | b[i + 1])) % 65535
-            s2 = (s2 + s1) % 65535
-        return s1, s2
+def serial_fletcher32(b: bytes) -> tuple[int, int]:
+    """HDF5's H5_checksum_fletcher32, reduced mod 65535 (big-endian words, an odd last byte padded)."""
+    s1 = s2 = 0
+    b = b + b"\0" if len(b) % 2 else b
+    for i in range(0, len(b), 2):
+        s1 = (s1 + (b[i] << 8 | b[i + 1])) % 65535
+        s2 = (s2 + s1) % 65535
+    return s1, s2
 
+
+def test_fletcher32_mod_matches_the_serial_definition():
+    serial = serial_fletcher32
     rng = np.random.default_rng(0)
     for n in (1, 2, 3, 4095 * 2 + 1, 8192, 8193, 3 * 8192 + 7):
         data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
         assert fletcher32_mod(data) == serial(data), n
+
+
+def test_fletcher32_of_many_small_chunks_matches_the_serial_definition():
+    rng = np.random.default_rng(3)
+    sizes = [4, 5, 6, 7, 100, 101, 5304, 6051, SMALL_CHUNK - 1, SMALL_CHUNK] + list(rng.integers(4, 9000, 300))
+    buf = bytearray()
+    places, good = [], []
+    for k, size in enumerate(sizes):
+        buf += bytes(int(rng.integers(0, 3)))  # gaps of 0..2 bytes: chunks at even and odd offsets
+        data = rng.integers(0, 256, int(size) - 4, dtype=np.uint8).tobytes()
+        s1, s2 = serial_fletcher32(data)
+        if k % 3 == 1:  # every third chunk with a wrong sum1 (odd k) or sum2 (even k)
+            s1, s2 = ((s1 + 1) % 65535, s2) if k % 2 else (s1, (s2 + 7) % 65535)
+        places.append((len(buf), int(size)))
+        buf += data + ((s2 << 16) | s1).to_bytes(4, "little")
+        good.append(k % 3 != 1)
+    places = np.array(places)  # the last chunk ends at the end of the buffer
+    got = fletcher32_ok_many(np.frombuffer(bytes(buf), np.uint8), places[:, 0], places[:, 1])
+    expected = [chunk_checksum_ok(bytes(buf[o : o + n])) for o, n in places]
+    assert got.tolist() == expected == good
+    assert sum(good) < len(good)
 
 
 def test_spans_cover_every_item_once_in_order():

@@ -358,4 +358,4 @@ def test_ldct_plan_steps_disk_and_verify_time(ldct, tmp_path):
     size = sum(p.stat().st_size for p in ldct.files)
     assert plan["peak_disk_bytes"] == plan["total"]["estimated_file_bytes"]
     assert abs(plan["peak_disk_bytes"] - size) <= SIZE_TOLERANCE * size
-    assert plan["sample"]["verify_read_per_patch"] > 0 and "merge_per_patch" not in plan["sample"]
+    assert plan["sample"]["verify_per_patch"] > 0 and "merge_per_patch" not in plan["sample"]

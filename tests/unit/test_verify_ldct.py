@@ -12,7 +12,7 @@ from _patchfiles import pair_patient
 
 from ctpatch.extract import extract
 from ctpatch.extract_ldct import Job
-from ctpatch.verify_ldct import verify_ldct
+from ctpatch.verify_ldct import stat_fields, verify_ldct
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 LDCT = DATA / "ldct"
@@ -106,7 +106,8 @@ def test_flipped_byte_in_any_part_fails_naming_dataset_and_row(good, tmp_path):
         fh.write(bytes([b[0] ^ 4]))
     report = verify_ldct(copies, str(table), SETTINGS)
     assert not report["ok"]
-    assert any(copies[1] in m and "/target row " + str(row) in m for m in report["failures"]), report["failures"]
+    # found by the checksum scan of the stored bytes (verify.check_chunks): file, dataset, row
+    assert any(f"{copies[1]}:/target: " in m and f" row {row}: " in m for m in report["failures"]), report["failures"]
 
 
 def test_missing_part_is_found(good):
@@ -124,15 +125,117 @@ def test_selected_pair_missing_from_the_files(good):
     assert any("missing from table 'pair'" in m for m in report["failures"])
 
 
-def test_nan_is_found(good, tmp_path):
+def sampled_rows(copies, table) -> tuple[str, list[int]]:
+    """The pair the verification of ``copies`` samples in the first part, and its rows there."""
+    sampled = verify_ldct(copies, str(table), SETTINGS)["sample_pairs"][0]
+    with h5py.File(copies[0], "r") as f:
+        names = [f"{r['patient'].decode()}/{Path(r['input_file'].decode()).name}" for r in f["provenance/patch"][...]]
+    assert sampled in names  # the first part holds patches of its own sampled pair
+    return sampled, [i for i, n in enumerate(names) if n == sampled]
+
+
+def edit_prov(f, edit):
+    rows = f["provenance/patch"][...]
+    edit(rows)
+    f["provenance/patch"][...] = rows
+
+
+def test_recorded_statistics_are_those_of_the_decoded_patches(good):
+    _, _, parts = good
+    for p in parts:
+        with h5py.File(p, "r") as f:
+            prov = f["provenance/patch"][...]
+            for name in ("input", "target"):
+                flat = f[name][...].reshape(len(prov), -1)  # decoded here, every patch
+                assert flat.dtype == np.float16 and np.isfinite(flat).all()
+                assert np.array_equal(prov[f"{name}_min"], flat.min(axis=1).astype(np.float32))
+                assert np.array_equal(prov[f"{name}_max"], flat.max(axis=1).astype(np.float32))
+                assert not prov[f"{name}_nonfinite"].any() and not prov[f"{name}_at_limits"].any()
+
+
+def test_report_range_equals_numpy_over_every_part(good):
+    _, table, parts = good
+    report = verify_ldct(parts, str(table), SETTINGS)
+    assert report["values_from"] == "recorded statistics"
+    for name in ("input", "target"):
+        values = [h5py.File(p, "r")[name][...] for p in parts]
+        lo, hi = min(float(v.min()) for v in values), max(float(v.max()) for v in values)
+        assert report[f"{name}_value_range"] == [lo, hi] and report[f"{name}_nonfinite"] == 0
+
+
+def test_nan_recorded_in_the_statistics_is_reported(good, tmp_path):
     _, table, parts = good
 
     def edit(f):
+        edit_prov(f, lambda rows: rows["input_nonfinite"].__setitem__(3, 1))
+
+    report = verify_ldct(damaged(tmp_path, parts, edit), str(table), SETTINGS)
+    assert not report["ok"] and report["input_nonfinite"] == 1
+    assert "input: 1 NaN/inf values" in report["failures"], report["failures"]
+
+
+def test_nan_written_into_a_sampled_patch_is_found_by_the_sample(good, tmp_path):
+    _, table, parts = good
+    copies = damaged(tmp_path, parts, lambda f: None)  # the sample is keyed by the file names: learn it on the copies
+    _, rows = sampled_rows(copies, table)
+    with h5py.File(copies[0], "r+") as f:
+        block = f["input"][rows[-1]]
+        block[0, 3, 4] = np.nan
+        f["input"][rows[-1]] = block  # through HDF5: a valid checksum
+    report = verify_ldct(copies, str(table), SETTINGS)
+    assert not report["ok"]
+    assert any("not those of their stored values" in m and f"row {rows[-1]}): " in m for m in report["failures"])
+
+
+def test_lowered_recorded_max_fails(good, tmp_path):
+    _, table, parts = good
+
+    def lower(rows):  # the next float16 below each recorded max, still a consistent record (max >= min)
+        m = rows["target_max"].astype(np.float16)
+        rows["target_max"] = np.maximum(np.nextafter(m, np.float16(-np.inf)), rows["target_min"].astype(np.float16))
+
+    report = verify_ldct(damaged(tmp_path, parts, lambda f: edit_prov(f, lower)), str(table), SETTINGS)
+    assert not report["ok"]
+    assert any("recorded value statistics are not those of their stored values" in m for m in report["failures"])
+    assert not any("inconsistent" in m for m in report["failures"]), report["failures"]
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("input_min", 1e9), ("target_max", -1e9), ("input_max", 0.1), ("target_nonfinite", -1), ("input_at_limits", 2)],
+)
+def test_inconsistent_statistics_fail(good, tmp_path, field, value):
+    _, table, parts = good
+    # 0.1 is no float16 value; 2 values at the limits of a float dtype; min > max; a negative count
+    report = verify_ldct(
+        damaged(tmp_path, parts, lambda f: edit_prov(f, lambda rows: rows[field].__setitem__(5, value))),
+        str(table),
+        SETTINGS,
+    )
+    assert not report["ok"]
+    assert any("inconsistent" in m and " row 5:" in m for m in report["failures"]), report["failures"]
+
+
+def test_files_without_statistics_are_decoded_whole(good, tmp_path):
+    """Files of an older ctpatch (no statistics fields): every patch is decoded, a NaN anywhere is found."""
+    from numpy.lib import recfunctions
+
+    _, table, parts = good
+    copies = damaged(tmp_path, parts, lambda f: None)
+    for c in copies:
+        with h5py.File(c, "r+") as f:
+            old = recfunctions.drop_fields(f["provenance/patch"][...], stat_fields(), usemask=False)
+            del f["provenance/patch"]
+            f["provenance/patch"] = old
+    report = verify_ldct(copies, str(table), SETTINGS)
+    assert report["ok"], report["failures"]
+    assert report["values_from"].startswith("decoded")
+    assert report["input_value_range"] == verify_ldct(parts, str(table), SETTINGS)["input_value_range"]
+    with h5py.File(copies[1], "r+") as f:
         block = f["input"][0]
         block[0, 3, 4] = np.nan
         f["input"][0] = block
-
-    report = verify_ldct(damaged(tmp_path, parts, edit), str(table), SETTINGS)
+    report = verify_ldct(copies, str(table), SETTINGS)
     assert not report["ok"] and report["input_nonfinite"] == 1
 
 
@@ -191,11 +294,52 @@ def test_integer_values_at_the_dtype_limit_are_reported(tmp_path):
     parts = run(tmp_path, settings, table)
     assert verify_ldct(parts, str(table), settings)["ok"]
 
-    def edit(f):
+    def put_limit(f):
         block = f["input"][0]
         block[5, 5, 0] = 65535
-        f["input"][0] = block
+        f["input"][0] = block  # through HDF5: a valid checksum
 
-    report = verify_ldct(damaged(tmp_path, parts, edit), str(table), settings)
+    def put_limit_and_record_it(f):  # as the extraction records a raw 65535
+        put_limit(f)
+        edit_prov(f, lambda rows: (rows["input_max"].__setitem__(0, 65535), rows["input_at_limits"].__setitem__(0, 1)))
+
+    report = verify_ldct(damaged(tmp_path, parts, put_limit_and_record_it), str(table), settings)
     assert not report["ok"] and report["input_at_dtype_limits"] == 1
+    assert "input: 1 values at the limits of uint16 (clipped or wrapped?)" in report["failures"]
     assert report["dtype_worst_case_error"] == 0.0
+    # the patch alone changed, its statistics not: the sample (the file's one pair) finds both lies
+    report = verify_ldct(damaged(tmp_path, parts, put_limit), str(table), settings)
+    assert not report["ok"] and report["input_at_dtype_limits"] == 0
+    assert any("recomputation" in m for m in report["failures"])
+    assert any("not those of their stored values" in m and "row 0): " in m for m in report["failures"])
+
+
+def test_statistics_at_the_signed_limits_are_consistent_and_reported():
+    """int16: -32768 and 32767 are limits; a row saying min -32768 must count values there, and vice versa."""
+    from ctpatch.verify_ldct import _check_recorded
+
+    dt = np.dtype([(f, "<f4" if f.endswith(("_min", "_max")) else "<i4") for f in stat_fields()])
+    prov = np.zeros(3, dt)
+    for name in ("input", "target"):
+        prov[f"{name}_min"], prov[f"{name}_max"] = [-32768, -5, 0], [10, 32767, 7]
+        prov[f"{name}_at_limits"] = [2, 1, 0]
+    where = np.stack([np.zeros(3, int), np.arange(3)], axis=1)
+    shapes = {"input": (1, 4, 4), "target": (1, 4, 4)}
+    report = {}
+    fails = _check_recorded(prov, where, ["f.h5"], np.dtype("int16"), shapes, report)
+    assert fails == [
+        "input: 3 values at the limits of int16 (clipped or wrapped?)",
+        "target: 3 values at the limits of int16 (clipped or wrapped?)",
+    ]
+    assert report["input_value_range"] == [-32768.0, 32767.0] and report["input_at_dtype_limits"] == 3
+    prov["target_at_limits"][0] = 0  # min at the limit, no value counted there
+    prov["input_max"][2] = 7.5  # no int16 value
+    fails = _check_recorded(prov, where, ["f.h5"], np.dtype("int16"), shapes, {})
+    assert any(
+        m.startswith("input: 1 patches whose recorded value statistics are inconsistent, e.g. f.h5 row 2:")
+        for m in fails
+    ), fails
+    assert any(
+        m.startswith("target: 1 patches whose recorded value statistics are inconsistent, e.g. f.h5 row 0:")
+        for m in fails
+    ), fails

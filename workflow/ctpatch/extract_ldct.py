@@ -56,9 +56,14 @@ per patch).
 Provenance: table ``patch`` (:func:`patch_dtype`, one row per patch, aligned with the
 datasets ``input`` and ``target``) and table ``pair`` (:func:`pair_dtype`, one row per pair).
 In super-resolution ``corner`` and ``copy_shape`` are the LR input's and ``hr_corner``,
-``hr_copy_shape`` the target's (``hr_corner = corner x scale``).
+``hr_copy_shape`` the target's (``hr_corner = corner x scale``).  Each row also records the
+value statistics of its stored patches (:data:`STAT_FIELDS`: min, max, NaN/inf and dtype-limit
+counts of ``input`` and ``target`` after the cast), taken from the min and max the value check
+computes anyway, so they cost nothing measurable; being rows, they travel with their patch through
+the blocks to rank 0, the shuffle and the parts, and the files stay byte-identical for any rank
+count.  The verification takes the values from them instead of decoding every patch.
 
-Length (~500 lines): one pass over a slice pair in SPEC order, shared by the plain and the
+Length (~580 lines): one pass over a slice pair in SPEC order, shared by the plain and the
 super-resolution modes, with the provenance record types it fills; the numerics it calls live in
 grid, normalize, augment and sr.
 """
@@ -94,6 +99,8 @@ from ctpatch.sr import SR_BASE, block_mean, modcrop, sr_dose_blend, sr_sizes
 from ctpatch.store import ShardWriter
 
 INTEGER_DTYPES = ("int16", "uint16")
+#: per-patch value statistics in table ``patch``, each field once per dataset (``input_min``, ...)
+STAT_FIELDS = (("min", "<f4"), ("max", "<f4"), ("nonfinite", "<i4"), ("at_limits", "<i4"))
 PAIR_COLUMNS = ("patient", "pair_index", "input_path", "target_path", "slice_z", "instance", "rows", "cols", "selected")
 
 
@@ -151,6 +158,48 @@ def patch_shapes(settings: dict) -> dict[str, tuple[int, int, int]]:
 def patch_shape(settings: dict) -> tuple[int, int, int]:
     """Shape of one stored target patch (in plain mode also the input's): see :func:`patch_shapes`."""
     return patch_shapes(settings)["target"]
+
+
+# ------------------------------------------------------------------------------- value statistics
+def dtype_limits(dtype) -> tuple[int, ...]:
+    """The values of an integer dtype where a value may have been clipped or wrapped: its maximum, and
+    its minimum when signed (0 of uint16 is ordinary air); none for float dtypes.
+
+    >>> dtype_limits("int16"), dtype_limits("uint16"), dtype_limits("float16")
+    ((-32768, 32767), (65535,), ())
+    """
+    dt = np.dtype(dtype)
+    if not np.issubdtype(dt, np.integer):
+        return ()
+    info = np.iinfo(dt)
+    return (int(info.min), int(info.max)) if info.min < 0 else (int(info.max),)
+
+
+def value_stats(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per patch of ``stack`` ((k, ...) stored patches, the file's dtype): (min, max, nonfinite,
+    at_limits), each of shape (k,): min and max of its finite values (NaN when there are none), the
+    count of NaN/inf values, and the count of values at :func:`dtype_limits` of the dtype.  What
+    :data:`STAT_FIELDS` record.
+
+    >>> [v.tolist() for v in value_stats(np.array([[0, 7], [65535, 3]], dtype=np.uint16))]
+    [[0.0, 3.0], [7.0, 65535.0], [0, 0], [0, 1]]
+    >>> [v.tolist() for v in value_stats(np.array([[1.5, np.nan, -2.0]], dtype=np.float16))]
+    [[-2.0], [1.5], [1], [0]]
+    """
+    a = np.asarray(stack)
+    flat = a.reshape(len(a), -1)
+    wide = flat.astype(np.float64)  # exact for every stored dtype; fast reductions
+    ok = np.isfinite(wide)
+    nonfinite = flat.shape[1] - np.count_nonzero(ok, axis=1)
+    if nonfinite.any():
+        lo, hi = np.where(ok, wide, np.inf).min(axis=1), np.where(ok, wide, -np.inf).max(axis=1)
+        lo[nonfinite == flat.shape[1]] = hi[nonfinite == flat.shape[1]] = np.nan
+    else:
+        lo, hi = wide.min(axis=1), wide.max(axis=1)
+    at = np.zeros(len(a), dtype=np.int64)
+    for v in dtype_limits(a.dtype):
+        at += np.count_nonzero(flat == v, axis=1)
+    return lo, hi, nonfinite.astype(np.int64), at
 
 
 # ------------------------------------------------------------------------------- pair tables
@@ -217,8 +266,16 @@ def patch_dtype(patient_width: int, path_width: int, sr: bool = False) -> np.dty
     was blurred / given noise.  ``slice_z`` is NaN and ``instance`` -1 when the slice has none.
     With ``sr`` (super-resolution) ``corner``/``copy_shape`` are the LR input's and the fields
     ``hr_corner``/``hr_copy_shape`` the HR target's.
+
+    Value statistics of the stored patch (:data:`STAT_FIELDS`, as stored, after the cast to the
+    output dtype), per dataset ``input`` and ``target``: ``<name>_min`` / ``<name>_max`` (its finite
+    values; every dtype ctpatch writes is exact in float32), ``<name>_nonfinite`` (NaN/inf count;
+    0 in what ctpatch writes, the extraction refuses them) and ``<name>_at_limits`` (for int16 the
+    values at -32768 or 32767, for uint16 at 65535; 0 of uint16 is air; 0 for float dtypes).  The
+    verification checks values from these, not by decoding every patch again.
     """
     extra = [("hr_corner", "<i4", (2,)), ("hr_copy_shape", "<i4", (2,))] if sr else []
+    stats = [(f"{name}_{stat}", kind) for name in ("input", "target") for stat, kind in STAT_FIELDS]
     return np.dtype(
         [
             ("pair_index", "<i4"),
@@ -236,6 +293,7 @@ def patch_dtype(patient_width: int, path_width: int, sr: bool = False) -> np.dty
             ("blend", "<f8"),
             ("blur", "?"),
             ("noise", "?"),
+            *stats,
             *extra,
         ]
     )
@@ -325,7 +383,10 @@ class Job:
     def _stored(self, patch: np.ndarray) -> np.ndarray:
         return patch[None] if self.settings["output"]["layout"] == "torch" else patch[..., None]
 
-    def _check_values(self, patch: np.ndarray, what: str, row) -> None:
+    def _check_values(self, patch: np.ndarray, what: str, row) -> tuple[float, float, int, int]:
+        """Refuse a float32 patch the output dtype cannot hold; return :func:`value_stats` of the patch
+        as it will be stored, from the min and max computed here (the cast rounds to nearest, which
+        keeps the order, so the stored min and max are the cast min and max; no NaN/inf passes)."""
         dt = self.dtype
         lo, hi = float(patch.min()), float(patch.max())
         where = f"pair {row['input_path']} / {row['target_path']}"
@@ -342,6 +403,9 @@ class Job:
             top = float(np.finfo(dt).max)
             if lo < -top or hi > top:
                 raise ValueError(f"{where}: output.dtype {dt}: {what} values [{lo}, {hi}] overflow (max {top})")
+        smin, smax = np.array([lo, hi], dtype=np.float32).astype(dt)
+        at = sum(int(np.count_nonzero(patch == v)) for v in dtype_limits(dt) if v in (lo, hi))
+        return float(smin), float(smax), 0, at
 
     def _kept_corners(self, copies_in, copies_raw) -> tuple[list[np.ndarray], int]:
         """Per copy, the input-grid corners whose raw-target patch (at corner x scale, HR edge) passes
@@ -480,8 +544,7 @@ class Job:
                         x = white_noise(x, rng_noise, bn["noise_scale"])
                     x = x.astype(np.float32, copy=False)
                     y = y.astype(np.float32, copy=False)
-                    self._check_values(x, "input", row)
-                    self._check_values(y, "target", row)
+                    stats = (*self._check_values(x, "input", row), *self._check_values(y, "target", row))
                     w.add("input", self._stored(x))
                     w.add("target", self._stored(y))
                     w.add_row(
@@ -502,6 +565,7 @@ class Job:
                             bf,
                             bool(blur[j]),
                             bool(noise[j]),
+                            *stats,
                             *((hr_corner,) if self.sr else ()),
                             *hr_extra,
                         ),

@@ -21,10 +21,19 @@ all parts (``output.nsplit`` files) together:
   flip in {"", "lr", "ud"} and never with a rotation, blend NaN exactly for unblended patches
   and equal to the pair's factor otherwise, blur and noise never both, and per pair exactly
   ``round(blur_share·n)`` blurred and ``min(round(noise_share·n), n - blurred)`` noised;
-* values (read one block of :data:`BLOCK` patches at a time): NaN/inf, the value range of
-  input and target, and for an integer dtype the number of values at the dtype's limits (the
-  maximum, and the minimum of a signed dtype; 0 of uint16 is ordinary air): a value there
-  may have been clipped or wrapped, a failure;
+* checksums: every stored chunk of ``input`` and ``target`` against its Fletcher32 checksum, in
+  place (:func:`ctpatch.verify.check_chunks`: the file memory-mapped, nothing decompressed); a
+  changed byte is reported naming the file, dataset and row;
+* values, from the statistics the extraction records per patch in table ``patch``
+  (``input_min``, ``input_max``, ``input_nonfinite``, ``input_at_limits``, the same for
+  ``target``; :data:`ctpatch.extract_ldct.STAT_FIELDS`), not by decoding the patches again:
+  every row must be consistent (counts within the patch size, min <= max, both values of the
+  dtype, an at-limits count exactly when min or max is at a limit); then, summed over all
+  parts, NaN/inf, the value range of input and target, and for an integer dtype the number of
+  values at the dtype's limits (the maximum, and the minimum of a signed dtype; 0 of uint16 is
+  ordinary air): a value there may have been clipped or wrapped, a failure.  Files without
+  these fields (written by an older ctpatch) are decoded whole instead, one block of
+  :data:`BLOCK` patches at a time (``values_from`` in the report says which);
 * rounding of the output dtype.  The values before the cast are gone once written, so two
   figures are reported.  ``dtype_worst_case_error``: half the spacing of the dtype at the
   largest absolute stored value, i.e. the largest error rounding to nearest can have made
@@ -36,18 +45,23 @@ all parts (``output.nsplit`` files) together:
   same code, settings and seed) and compared with the stored patches of those pairs, in
   whichever part they are: the largest ``|stored - recomputed float32 value|`` is the real
   round-trip error of that sample, and every stored patch must equal the recomputed one cast to
-  the dtype bit for bit (else the run was not reproducible, or a file was altered).  This needs
-  the DICOM files of the sample pairs; set ``sample=0`` to skip it.
-* checksums: every chunk read is checked by HDF5 against its Fletcher32 checksum; a failing
-  read is reported naming the file, dataset and row.
+  the dtype bit for bit (else the run was not reproducible, or a file was altered); their
+  provenance rows must equal the recomputed ones field by field, and their recorded statistics
+  those of their stored values (so statistics that lie are caught where the sample looks).
+  This needs the DICOM files of the sample pairs; set ``sample=0`` to skip it.
 
-Length (~420 lines): counts, grid, provenance, value ranges and the regenerated sample of the LDCT
-files, for the plain and the super-resolution modes.
+What the checksums cannot see is a patch rewritten through HDF5 (a new, valid checksum): the
+sample catches it when it falls among the sampled pairs; the statistics of the other patches are
+trusted as recorded (checked for consistency only).
+
+Length (~550 lines): counts, grid, provenance, checksums, value statistics and the regenerated
+sample of the LDCT files, for the plain and the super-resolution modes.
 """
 
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -55,18 +69,21 @@ import numpy as np
 from ctpatch.config import ldct_settings
 from ctpatch.extract_ldct import (
     INTEGER_DTYPES,
+    STAT_FIELDS,
     Job,
     copy_factors,
+    dtype_limits,
     grid_sizes,
     multiplier,
     patch_shapes,
     read_pair_tables,
     round_half_up,
+    value_stats,
 )
 from ctpatch.grid import grid_corners
 from ctpatch.h5 import h5py
 from ctpatch.store import MemorySink
-from ctpatch.verify import SAMPLE, read_blocks, sample_rows
+from ctpatch.verify import SAMPLE, check_chunks, read_blocks, sample_rows
 
 BLOCK = 64
 #: share of the pairs a verification recomputes (at least one per part)
@@ -209,11 +226,23 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample: int = SAMPLE) -
         where = np.concatenate([np.stack([np.full(len(p), k), np.arange(len(p))], axis=1) for k, p in enumerate(provs)])
         fails += _check_provenance(prov, by_index, s)
 
-        # values, one block at a time (every chunk's checksum is checked as it is read)
-        try:
-            fails += _check_values(files, patch_paths, dtype, report)
-        except OSError as exc:
-            return {**report, "ok": False, "failures": fails + [str(exc)]}
+        # checksums: every stored chunk against its Fletcher32, in place (nothing decoded)
+        with ThreadPoolExecutor(2) as pool:  # the sums release the GIL: two datasets at a time
+            for found in pool.map(
+                lambda ds: check_chunks(ds, threads=1), [f[n] for f in files for n in ("input", "target")]
+            ):
+                fails += found
+
+        # values: from the statistics recorded per patch; files without them are decoded whole
+        if all(field in prov.dtype.names for field in stat_fields()):
+            report["values_from"] = "recorded statistics"
+            fails += _check_recorded(prov, where, patch_paths, dtype, shapes, report)
+        else:
+            report["values_from"] = "decoded (the files record no value statistics: written by an older ctpatch)"
+            try:
+                fails += _check_values(files, patch_paths, dtype, report)
+            except OSError as exc:
+                return {**report, "ok": False, "failures": fails + [str(exc)]}
 
         # rounding: worst case from the largest magnitude, and a recomputed sample
         top = max(abs(v) for name in ("input", "target") for v in report[f"{name}_value_range"] or [0.0])
@@ -320,7 +349,70 @@ def _check_provenance(prov: np.ndarray, by_index: dict, s: dict) -> list[str]:
     return fails
 
 
+def stat_fields(names=("input", "target")) -> list[str]:
+    """The value statistics fields of table ``patch`` (:data:`ctpatch.extract_ldct.STAT_FIELDS`)."""
+    return [f"{name}_{stat}" for name in names for stat, _ in STAT_FIELDS]
+
+
+def _report_values(name: str, lo: float, hi: float, bad: int, at_limit: int, dtype, report: dict) -> list[str]:
+    """The figures of one dataset's values in ``report`` and the failures they make."""
+    fails = []
+    report[f"{name}_value_range"] = [lo, hi] if math.isfinite(lo) else None
+    report[f"{name}_nonfinite"] = bad
+    if bad:
+        fails.append(f"{name}: {bad} NaN/inf values")
+    if dtype.name in INTEGER_DTYPES:
+        report[f"{name}_at_dtype_limits"] = at_limit
+        if at_limit:
+            fails.append(f"{name}: {at_limit} values at the limits of {dtype} (clipped or wrapped?)")
+    return fails
+
+
+def _check_recorded(prov, where, paths, dtype: np.dtype, shapes: dict, report: dict) -> list[str]:
+    """Value checks from the per-patch statistics of table ``patch`` (all parts): each row consistent in
+    itself and with the dtype (counts within the patch size; min <= max, both values of the dtype;
+    an at-limits count exactly when min or max is at a limit), then NaN/inf and limit counts summed
+    and the value range of every dataset, as :func:`_check_values` computes them from the values."""
+    fails = []
+    limits = dtype_limits(dtype)
+    info = np.iinfo(dtype) if limits else np.finfo(dtype)
+    bottom, top = float(info.min), float(info.max)
+    for name in ("input", "target"):
+        size = int(np.prod(shapes[name]))
+        lo, hi = prov[f"{name}_min"].astype(np.float64), prov[f"{name}_max"].astype(np.float64)
+        bad, at = prov[f"{name}_nonfinite"].astype(np.int64), prov[f"{name}_at_limits"].astype(np.int64)
+        none_finite = bad == size
+        with np.errstate(invalid="ignore", over="ignore"):
+            wrong = (bad < 0) | (bad > size) | (at < 0) | (at > size - bad)
+            wrong |= none_finite & ~(np.isnan(lo) & np.isnan(hi))
+            known = ~none_finite
+            wrong |= known & ~(np.isfinite(lo) & np.isfinite(hi) & (lo <= hi) & (lo >= bottom) & (hi <= top))
+            # the recorded values must be values of the dtype (the cast leaves them unchanged)
+            wrong |= known & ((lo.astype(dtype).astype(np.float64) != lo) | (hi.astype(dtype).astype(np.float64) != hi))
+            touches = np.zeros(len(prov), dtype=bool)
+            for v in limits:
+                touches |= (lo == v) | (hi == v)
+            wrong |= (at > 0) != (known & touches)
+        if np.any(wrong):
+            r = int(np.flatnonzero(wrong)[0])
+            k, row = (int(x) for x in where[r])
+            fails.append(
+                f"{name}: {int(wrong.sum())} patches whose recorded value statistics are inconsistent, e.g. "
+                f"{paths[k]} row {row}: min {lo[r]}, max {hi[r]}, {bad[r]} NaN/inf and {at[r]} values at the "
+                f"limits of {dtype} in a patch of {size} values"
+            )
+        finite = lo[known & np.isfinite(lo)], hi[known & np.isfinite(hi)]
+        rng = (
+            (float(finite[0].min()), float(finite[1].max()))
+            if finite[0].size and finite[1].size
+            else (math.inf, -math.inf)
+        )
+        fails += _report_values(name, *rng, int(bad.sum()), int(at.sum()), dtype, report)
+    return fails
+
+
 def _check_values(files, paths, dtype: np.dtype, report: dict) -> list[str]:
+    """Value checks by decoding every patch (files written without the value statistics)."""
     fails = []
     integer = dtype.name in INTEGER_DTYPES
     for name in ("input", "target"):
@@ -342,15 +434,18 @@ def _check_values(files, paths, dtype: np.dtype, report: dict) -> list[str]:
                     finite = block[ok]
                 if finite.size:
                     lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
-        report[f"{name}_value_range"] = [lo, hi] if math.isfinite(lo) else None
-        report[f"{name}_nonfinite"] = bad
-        if bad:
-            fails.append(f"{name}: {bad} NaN/inf values")
-        if integer:
-            report[f"{name}_at_dtype_limits"] = at_limit
-            if at_limit:
-                fails.append(f"{name}: {at_limit} values at the limits of {dtype} (clipped or wrapped?)")
+        fails += _report_values(name, lo, hi, bad, at_limit, dtype, report)
     return fails
+
+
+def _unequal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row, whether two arrays of the same field differ (NaN equal to NaN; bytes for strings)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if np.issubdtype(a.dtype, np.floating):
+        diff = (a != b) & ~(np.isnan(a) & np.isnan(b))
+    else:
+        diff = a != b
+    return diff.reshape(len(a), -1).any(axis=1) if diff.ndim > 1 else diff
 
 
 def _check_sample(files, paths, prov, where, pairs_path, s, sample: int, report: dict) -> list[str]:
@@ -384,6 +479,9 @@ def _check_sample(files, paths, prov, where, pairs_path, s, sample: int, report:
     err = 0.0
     checked = 0
     shapes = patch_shapes(s)  # input and target differ in size in super-resolution
+    per_file = np.bincount(where[:, 0], minlength=len(files)) if len(where) else np.zeros(len(files), int)
+    first = np.r_[0, np.cumsum(per_file)[:-1]]  # row of prov where each part's rows start
+    recorded = all(field in prov.dtype.names for field in stat_fields())
     for unit in (units[i] for i in sorted(chosen) if 0 <= i < len(units)):
         w = MemorySink({name: (shape, np.float32) for name, shape in shapes.items()})
         try:
@@ -399,20 +497,49 @@ def _check_sample(files, paths, prov, where, pairs_path, s, sample: int, report:
             continue
         ks = np.array([loc[0] for loc in locs], dtype=np.int64)
         rs = np.array([loc[1] for loc in locs], dtype=np.int64)
+        fresh_rows = np.array(w.rows["patch"], dtype=job.patch_dtype)
+        fields = [name for name in prov.dtype.names if name in fresh_rows.dtype.names]
+        lies, rows_differ = [], []
         for k in np.unique(ks):  # the pair's rows of each part, read in one call (rows increasing)
             js = np.flatnonzero(ks == k)
             js = js[np.argsort(rs[js])]
+            rec = prov[first[k] + rs[js]]
+            for field in fields:  # the whole provenance row, statistics included
+                unequal = [int(b) for b in np.flatnonzero(_unequal(rec[field], fresh_rows[field][js]))]
+                rows_differ += [f"{field} of patch {int(js[b])} ({paths[k]} row {int(rs[js[b]])})" for b in unequal]
             for name in ("input", "target"):
                 stored = files[k][name][rs[js]] if len(js) > 1 else files[k][name][int(rs[js[0]])][None]
                 fresh = np.stack([w.patches[name][j] for j in js])
                 err = max(err, float(np.max(np.abs(stored.astype(np.float64) - fresh.astype(np.float64)))))
                 bad = np.flatnonzero((stored != fresh.astype(dtype)).reshape(len(js), -1).any(axis=1))
                 differ += [f"{name} patch {int(js[b])} ({paths[k]} row {int(rs[js[b]])})" for b in bad]
+                if recorded:  # the recorded statistics against the stored values themselves
+                    got = value_stats(stored)
+                    said = [rec[f"{name}_{stat}"].astype(v.dtype) for (stat, _), v in zip(STAT_FIELDS, got)]
+                    off = np.zeros(len(js), dtype=bool)
+                    for g, r in zip(got, said):
+                        off |= _unequal(g, r)
+                    lies += [
+                        f"{name} patch {int(js[b])} ({paths[k]} row {int(rs[js[b]])}): recorded min, max, "
+                        f"NaN/inf, at limits {[r[b].item() for r in said]}, its stored values give "
+                        f"{[g[b].item() for g in got]}"
+                        for b in np.flatnonzero(off)
+                    ]
         checked += n
         if differ:
             fails.append(
                 f"sample pair {unit.key}: {len(differ)} stored patches differ from their recomputation, "
                 f"e.g. {differ[0]}"
+            )
+        if lies:
+            fails.append(
+                f"sample pair {unit.key}: {len(lies)} patches whose recorded value statistics are not those of "
+                f"their stored values, e.g. {lies[0]}"
+            )
+        if rows_differ:
+            fails.append(
+                f"sample pair {unit.key}: {len(rows_differ)} provenance fields differ from the recomputation, "
+                f"e.g. {rows_differ[0]}"
             )
     report["sample_pairs"] = [units[i].key for i in sorted(chosen) if 0 <= i < len(units)]
     report["sample_patches"] = checked

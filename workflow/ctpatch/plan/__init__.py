@@ -27,8 +27,9 @@ Sizes and times are measured on a small sample, never guessed:
   stops early after ``--sample-seconds`` (at least 8 patches are made).
 * LDCT: two slice pairs (of different patients) are extracted with the workflow's
   ``extract.extract`` on one rank (counting pass if any, the final part files written once); the
-  air-threshold keep rate, compressed sizes, time per pair and the time verification takes to
-  read every patch come from them.
+  air-threshold keep rate, compressed sizes, time per pair and the time of verification's
+  Fletcher32 scan of every stored chunk (``verify.check_chunks``; the values come from the
+  statistics the extraction records) come from them.
 * The start-up time and memory of a fresh Python process of each kind of job is measured.
 
 Memory per job is computed from the largest volume or slice with the layout of each step

@@ -102,13 +102,14 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
         n_pairs = total["selected_pairs"]
         # each step is ONE job over all patients (one process; the extraction one MPI world of `tasks` ranks)
         # extraction: the sample ran the workflow's extract (counting pass if any, cut, compress, one write);
-        # verify: every patch read (HDF5 checks each chunk's Fletcher32) and the pairs of SAMPLE patches of
-        # every part recomputed (at most that many pairs per part), patient after patient
-        from ctpatch.verify import SAMPLE
+        # verify: the Fletcher32 scan of every stored chunk (the values come from the recorded statistics) and
+        # the sampled pairs recomputed (at most SAMPLE_PAIR_SHARE of them, at least one per part), patient after patient
+        from ctpatch.verify_ldct import SAMPLE_PAIR_SHARE
 
         verify = tab["seconds"] + sum(
-            g["patches"]["patch"] * smp["verify_read_per_patch"]
-            + min(g["selected_pairs"], SAMPLE * int(out_s["nsplit"])) * smp["seconds_per_pair"]
+            g["patches"]["patch"] * smp["verify_per_patch"]
+            + min(g["selected_pairs"], max(int(out_s["nsplit"]), math.ceil(SAMPLE_PAIR_SHARE * g["selected_pairs"])))
+            * smp["seconds_per_pair"]
             for g in groups.values()
         )
         cpu = {
