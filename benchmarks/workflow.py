@@ -268,8 +268,8 @@ def count_patches(run_dir: Path) -> int | None:
         n = 0
         for f in (run_dir / "results").glob("*/patches/*.h5"):
             with h5py.File(f, "r") as h:
-                if "nodule" in h or "nodule_crop" in h:  # LUNA16: nodule (or crops' labels) + negatives
-                    n += len(h["label_nodule"]) + len(h["non_nodule"])
+                if "label_nodule" in h:  # LUNA16, any layout: one label per nodule and per negative patch
+                    n += len(h["label_nodule"]) + len(h["label_non_nodule"])
                 else:  # LDCT: one row per input/target pair
                     key = next((k for k in ("input", "inputs", "image", "images", "patches") if k in h), None)
                     n += len(h[key or next(k for k in h if isinstance(h[k], h5py.Dataset))])
