@@ -215,21 +215,18 @@ def extraction_inputs(group):
     return {"pairs": [get_pair_table(group)]}
 
 
+def get_job_patch_files(wildcards):
+    """The patch files a per-group job reads: its subset's (LUNA16) or every patient's (LDCT)."""
+    return [f for g in (get_groups() if BATCHED else [wildcards.group]) for f in get_patch_files(g)]
+
+
 def get_verify_inputs(wildcards):
     """The files, the table(s) they are checked against, and the extraction's inputs (a sample is regenerated)."""
-    files = {"settings": get_settings_file("patches"), "data": get_extract_inputs(wildcards)["data"]}
-    if BATCHED:
-        files["patches"] = [f for g in get_groups() for f in get_patch_files(g)]
-    else:
-        files["patches"] = get_patch_files(wildcards.group)
-        files["table"] = f"{RES}/luna16/labels/{wildcards.group}/nodules.tsv"
-    return files
-
-
-def get_sanity_inputs(wildcards):
-    if BATCHED:
-        return {"patches": [f for g in get_groups() for f in get_patch_files(g)]}
-    return {"patches": get_patch_files(wildcards.group)}
+    return {
+        "settings": get_settings_file("patches"),
+        "data": get_extract_inputs(wildcards)["data"],
+        "patches": get_job_patch_files(wildcards),
+    }
 
 
 def get_sanity_outputs():
@@ -241,10 +238,6 @@ def get_sanity_outputs():
 
 
 as_report = report  # Snakemake's report() flag; a line starting with `report` would be read as the directive
-
-
-def output_settings():
-    return (LUNA if MODE == "luna16" else LDCT)["output"]
 
 
 # LUNA16 writes one file per subset; LDCT one per patient, or nsplit parts (with output.combined

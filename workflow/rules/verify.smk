@@ -24,7 +24,7 @@ rule verify_patches:
 rule sanity_pictures:
     """LUNA16, one subset (LDCT, all patients in one job): a PNG of random patches with their provenance (LUNA16: three planes, label in red); results/MODE/sanity/GROUP.png."""
     input:
-        unpack(get_sanity_inputs),
+        patches=get_job_patch_files,
     output:
         get_sanity_outputs(),
     log:
