@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -189,15 +190,30 @@ def test_extraction_refuses_a_world_of_the_wrong_size(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["patches.json"]  # nothing written
 
 
-@pytest.fixture(scope="module")
-def crops_run(tmp_path_factory):
-    """The small demo with ``output.layout: crops``, 2 ranks."""
-    work = tmp_path_factory.mktemp("crops")
+def _layout_run(tmp_path_factory, layout: str) -> Path:
+    """The small demo with ``output.layout: <layout>``, 2 ranks."""
+    work = tmp_path_factory.mktemp(layout)
     cfg = copy.deepcopy(SMALL_LUNA)
-    cfg["luna16"]["output"] = {"layout": "crops"}
+    cfg["luna16"]["output"] = {"layout": layout}
     write_config(work, cfg)
     snakemake(work, "--cores", "2")
     return work
+
+
+def _export_to_full(src: Path, out: Path) -> None:
+    """``python -m ctpatch.export SRC OUT`` (a compact layout written out as the full one); must succeed."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "ctpatch.export", str(src), str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "workflow")},
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def crops_run(tmp_path_factory):
+    return _layout_run(tmp_path_factory, "crops")
 
 
 @pytest.mark.slow
@@ -212,26 +228,14 @@ def test_crops_layout_run_is_verified_and_exports_to_the_full_files(runs, crops_
             assert "nodule" not in f and f["nodule_crop"].shape[1:] == (132, 132, 132, 1)
             assert f["nodule_crop"].shape[0] == report["nodule_crops"] == report["nodules"]
         out = tmp_path / f"{subset}.h5"
-        proc = subprocess.run(
-            [sys.executable, "-m", "ctpatch.export", str(crops), str(out)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(REPO / "workflow")},
-        )
-        assert proc.returncode == 0, proc.stderr
+        _export_to_full(crops, out)
         assert_same_patch_file(out, full)
         assert crops.stat().st_size < full.stat().st_size
 
 
 @pytest.fixture(scope="module")
 def volumes_run(tmp_path_factory):
-    """The small demo with ``output.layout: volumes``, 2 ranks."""
-    work = tmp_path_factory.mktemp("volumes")
-    cfg = copy.deepcopy(SMALL_LUNA)
-    cfg["luna16"]["output"] = {"layout": "volumes"}
-    write_config(work, cfg)
-    snakemake(work, "--cores", "2")
-    return work
+    return _layout_run(tmp_path_factory, "volumes")
 
 
 @pytest.mark.slow
@@ -246,12 +250,6 @@ def test_volumes_layout_run_is_verified_and_exports_to_the_full_files(runs, volu
             assert "nodule" not in f and "non_nodule" not in f
             assert f["volume_brick"].shape[0] == report["volume_bricks"] > 0
         out = tmp_path / f"{subset}.h5"
-        proc = subprocess.run(
-            [sys.executable, "-m", "ctpatch.export", str(vols), str(out)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(REPO / "workflow")},
-        )
-        assert proc.returncode == 0, proc.stderr
+        _export_to_full(vols, out)
         assert_same_patch_file(out, full)
         assert vols.stat().st_size * 10 < full.stat().st_size
