@@ -152,29 +152,29 @@ def run(cmd, log: Path | None = None, env=None) -> dict:
 
 
 def make_data(root: Path, demo: dict, seed: int = 0) -> list:
-    from ctpatch.demo import write_dataset
+    from ctpatch.luna16.demo import write_dataset
 
     return write_dataset(root, demo, seed)
 
 
 def luna_settings(root: Path, **over) -> dict:
-    """The settings the workflow gives the extraction (scope ``patches``, ctpatch.config) for a LUNA16
+    """The settings the workflow gives the extraction (scope ``patches``, ctpatch.settings) for a LUNA16
     folder ``root``: ``over`` (luna16 sections) over the schema defaults."""
-    from ctpatch.config import luna16_settings, validate
+    from ctpatch.settings import luna16_settings, validate
 
     return luna16_settings(validate({"luna16": {**over, "root": str(root)}})).to_dict()
 
 
 def settings_file(settings: dict, path: Path, scope: str) -> Path:
     """Write ``settings`` as the workflow's settings file of ``scope``; return its path."""
-    from ctpatch.config import write_settings
+    from ctpatch.settings import write_settings
 
     write_settings(settings, path, scope)
     return path
 
 
 def convert_scans(scans: list[Path], vol_dir: Path, settings: dict, workers: int = 1, logs: Path | None = None) -> dict:
-    """``python -m ctpatch.convert`` per scan, ``workers`` at a time; wall time and each scan's sidecar seconds."""
+    """``python -m ctpatch.luna16.convert`` per scan, ``workers`` at a time; wall time and each scan's sidecar seconds."""
     vol_dir.mkdir(parents=True, exist_ok=True)
     conv = settings_file(
         {"resample": settings["resample"], "normalize": settings["normalize"], "mode": "luna16"},
@@ -187,7 +187,7 @@ def convert_scans(scans: list[Path], vol_dir: Path, settings: dict, workers: int
             [
                 PY,
                 "-m",
-                "ctpatch.convert",
+                "ctpatch.luna16.convert",
                 "--scan",
                 scan,
                 "--npy-out",
@@ -225,7 +225,7 @@ def make_labels(subset: str, vol_dir: Path, annotations: Path, lab_dir: Path, si
         [
             PY,
             "-m",
-            "ctpatch.make_labels",
+            "ctpatch.luna16.labels",
             "--subset",
             subset,
             "--sidecars",
@@ -253,7 +253,7 @@ def luna_inputs(vol_dir: Path, lab_dir: Path, sidecars: list | None = None) -> d
 def extract(
     ranks: int, vol_dir: Path, lab_dir: Path, out: Path, settings: dict, stats_dir: Path, sidecars: list | None = None
 ) -> dict:
-    """``mpiexec -n N python -m ctpatch.extract`` through ``_rank.py`` (writes the final file ``out``);
+    """``mpiexec -n N python -m ctpatch.engine.mpi`` through ``_rank.py`` (writes the final file ``out``);
     wall time and per-rank stats."""
     inputs = luna_inputs(vol_dir, lab_dir, sidecars)
     stats_dir.mkdir(parents=True, exist_ok=True)
@@ -290,7 +290,7 @@ def extract(
 
 
 def verify(out: Path, vol_dir: Path, lab_dir: Path, settings: dict, sidecars: list | None = None) -> dict:
-    """``python -m ctpatch.verify`` as the workflow's verify_patches rule runs it; wall time and the report."""
+    """``python -m ctpatch.luna16.verify`` as the workflow's verify_patches rule runs it; wall time and the report."""
     inputs = luna_inputs(vol_dir, lab_dir, sidecars)
     scans = [Path(p).stem for p in inputs["sidecars"]]
     report = out.with_suffix(".verify.json")
@@ -298,7 +298,7 @@ def verify(out: Path, vol_dir: Path, lab_dir: Path, settings: dict, sidecars: li
         [
             PY,
             "-m",
-            "ctpatch.verify",
+            "ctpatch.luna16.verify",
             "--mode",
             "luna16",
             "--patches",
@@ -376,7 +376,7 @@ class Foreign:
 def read_rates(
     files, kinds=("nodule", "non_nodule"), single: int = 200, batch: int = 512, batch_size: int = 64, cache_mb=None
 ) -> dict:
-    """Reading a LUNA16 file through ``ctpatch.data``, in one process (page cache warm), patches/s:
+    """Reading a LUNA16 file through ``ctpatch.readers``, in one process (page cache warm), patches/s:
 
     * ``single_per_s``: ``single`` random rows of ``PatchDataset(files, kinds)`` read one by one
       (image and label, as a training loader's ``__getitem__``), a new dataset (cold reader caches);
@@ -388,8 +388,8 @@ def read_rates(
     """
     import numpy as np
 
-    from ctpatch import crop_reader
-    from ctpatch.data import PatchDataset, iter_batches
+    from ctpatch.luna16 import layouts as crop_reader
+    from ctpatch.readers import PatchDataset, iter_batches
 
     default = crop_reader.BRICK_CACHE_MB
     if cache_mb is not None:
@@ -401,7 +401,7 @@ def read_rates(
 
 
 def _read_rates(files, kinds, single, batch, batch_size, np, PatchDataset, iter_batches) -> dict:
-    from ctpatch.crop_reader import BRICKS
+    from ctpatch.luna16.layouts import BRICKS
 
     BRICKS.clear()  # each measurement starts with no decoded brick
 

@@ -1,7 +1,7 @@
-"""One MPI rank of ``python -m ctpatch.extract``, timed by stage, reporting its own peak RSS.
+"""One MPI rank of ``python -m ctpatch.engine.mpi``, timed by stage, reporting its own peak RSS.
 
-Run as ``mpiexec -n N python benchmarks/_rank.py --stats-dir D -- <ctpatch.extract arguments>``.
-The extraction runs unchanged; the functions of ``ctpatch.extract_luna`` that load, cut, label and
+Run as ``mpiexec -n N python benchmarks/_rank.py --stats-dir D -- <ctpatch.engine.mpi arguments>``.
+The extraction runs unchanged; the functions of ``ctpatch.luna16.job`` that load, cut, label and
 write are wrapped with ``time.perf_counter`` accumulators (about 1 µs per call, a few ms per scan).
 At the end each rank writes ``D/rankNNNN.json``: stage seconds, patches, and
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` — the peak resident set of that rank's process
@@ -35,7 +35,9 @@ def main() -> None:
     split = argv.index("--")
     stats_dir = Path(argv[argv.index("--stats-dir") + 1])
     rest = argv[split + 1 :]
-    from ctpatch import extract, extract_luna, patchfile
+    from ctpatch.engine import mpi as extract
+    from ctpatch.luna16 import job as extract_luna
+    from ctpatch.store.atomic import writer as patchfile
 
     acc: dict[str, float] = {}
     _timed(extract_luna, "load_xyz", "load", acc)  # read the converted volume and mask
@@ -48,7 +50,7 @@ def main() -> None:
     # (LDCT mode: only "compress"/"write" are split out; the rest is reading, augmenting and cutting)
     mode = rest[rest.index("--mode") + 1] if "--mode" in rest else "luna16"
     if mode == "ldct":
-        from ctpatch import extract_ldct as mod
+        from ctpatch.ldct import job as mod
 
         counts = {"pairs": 0, "patches": 0, "cut": 0, "kept": 0}
 

@@ -6,7 +6,7 @@
 One generated scan (``FULL_DEMO`` sizes; ``--scans``) is converted and labelled once; then, per
 repetition and interleaved, the extraction (1 rank, schema defaults but the layout) writes the
 full layout and the volumes layout with each brick edge, and each file is read through
-``ctpatch.data`` (:func:`_common.read_rates`: random single patches, shuffled batches; one process,
+``ctpatch.readers`` (:func:`_common.read_rates`: random single patches, shuffled batches; one process,
 page cache warm).  Printed: medians, and each volumes run's ratios to the full layout of the same
 repetition (file size full / volumes, single and batch reads volumes / full), also with the brick
 cache off (``cache_mb=0``: every brick decoded each time a patch needs it, the case of a training

@@ -70,8 +70,8 @@ def sample_patches(work: Path, quick: bool) -> np.ndarray:
 
 def sample_ldct_patches() -> np.ndarray:
     """p55 float16 patches of the real LDCT pairs (input and target), grid and copies as ctpatch cuts them."""
-    from ctpatch.augment import downscale_copies
-    from ctpatch.grid import cut_patch, grid_corners
+    from ctpatch.core.augment import downscale_copies
+    from ctpatch.core.grid import cut_patch, grid_corners
     from ctpatch.io.dicom import read_pixels
 
     root = Path(__file__).resolve().parents[2] / "shared" / "data" / "ldct"

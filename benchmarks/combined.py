@@ -9,11 +9,11 @@ written as 12 "patient" files with ctpatch's chunking (one patch per chunk) and 
 codec, four files hold the same rows:
 
 * ``plain``: one real file, rows in patient order;
-* ``combined``: ``ctpatch.combine`` over the patient files, in patient order (no shuffle);
-* ``copy shuffled``: ``ctpatch.combine`` with ``shuffle`` and ``how="copy"``: one real file,
+* ``combined``: ``ctpatch.ldct.combine`` over the patient files, in patient order (no shuffle);
+* ``copy shuffled``: ``ctpatch.ldct.combine`` with ``shuffle`` and ``how="copy"``: one real file,
   rows in the combined shuffled order, the per-patient chunks copied as compressed bytes (what
   ``output.combined: copy`` writes; "combine s" is its writing time);
-* ``combined shuffled``: ``ctpatch.combine`` with ``shuffle`` (one virtual mapping per row).
+* ``combined shuffled``: ``ctpatch.ldct.combine`` with ``shuffle`` (one virtual mapping per row).
 
 Reads of ``input`` (the files were just written: the page cache holds them, so this measures
 HDF5 and decompression, not the disk): the whole dataset (``f['input'][:]``, how the LDCT
@@ -50,8 +50,8 @@ REPEAT = 3
 
 
 def write_patients(folder: Path, patches: np.ndarray, codec: str) -> list[Path]:
-    from ctpatch.extract_ldct import pair_dtype, patch_dtype
-    from ctpatch.store import create_patch_dataset
+    from ctpatch.ldct.job import pair_dtype, patch_dtype
+    from ctpatch.store.codecs import create_patch_dataset
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -73,7 +73,7 @@ def write_patients(folder: Path, patches: np.ndarray, codec: str) -> list[Path]:
 
 
 def write_plain(path: Path, patches: np.ndarray, codec: str) -> None:
-    from ctpatch.store import create_patch_dataset
+    from ctpatch.store.codecs import create_patch_dataset
 
     with h5py.File(path, "w") as f:
         ds = create_patch_dataset(f, "input", patches.shape[1:], patches.dtype, codec)
@@ -113,7 +113,7 @@ def main() -> None:
     ap = C.arg_parser(__doc__)
     args = ap.parse_args()
     reps = C.reps_of(args)
-    from ctpatch.combine import combine
+    from ctpatch.ldct.combine import combine
 
     codecs = ["blosc2-lz4"] if args.quick else ["blosc2-lz4", "gzip"]
     patches = np.concatenate([sample_ldct_patches()] * REPEAT)

@@ -6,13 +6,13 @@ reference-style baseline, on the real pairs replicated to >= 160.
 
 Data: every patient folder of ``../shared/data/ldct`` is copied (files copied, not linked) N times
 under new patient names (``L096r00`` ...), so the pairs are real slices and each copy draws its own
-augmentations.  Pairing (``python -m ctpatch.pair_ldct`` per patient) runs once, before the
+augmentations.  Pairing (``python -m ctpatch.ldct.pairing`` per patient) runs once, before the
 repetitions, and is reported apart.  Demo options: the ``ldct`` section of ``config/ldct.yaml``
 (p55, air threshold, downscale copies, rotation/flip, dose blend, float16; the schema's default codec).
 
 Per repetition (after waiting for an idle machine):
-* **ours, N ranks** (N = 1, 2): ``mpiexec -n N python -m ctpatch.extract --mode ldct`` on all pair
-  tables in one run (it writes the final file once); wall time; then, apart, ``python -m ctpatch.verify
+* **ours, N ranks** (N = 1, 2): ``mpiexec -n N python -m ctpatch.engine.mpi --mode ldct`` on all pair
+  tables in one run (it writes the final file once); wall time; then, apart, ``python -m ctpatch.luna16.verify
   --mode ldct`` on the file (every chunk's checksum in place, counts, provenance, the value
   statistics the extraction recorded, a regenerated sample); ratio ``verify_over_extract``;
 * **baseline, N ranks**: ``benchmarks/reference_baseline_ldct.py`` (REFERENCE-STYLE, not ctpatch:
@@ -37,7 +37,7 @@ DATA = C.REPO.parent / "shared" / "data" / "ldct"
 def demo_settings() -> dict:
     import yaml
 
-    from ctpatch.config import ldct_patch_settings, validate
+    from ctpatch.settings import ldct_patch_settings, validate
 
     cfg = validate(yaml.safe_load((C.REPO / "config" / "ldct.yaml").read_text()))
     return ldct_patch_settings(cfg).to_dict(), cfg["ldct"]
@@ -55,7 +55,7 @@ def replicate(dst: Path, copies: int, cfg: dict) -> list[Path]:
 
 
 def pair_all(patients: list[Path], cfg: dict, out: Path) -> dict:
-    from ctpatch.config import scope_settings, validate
+    from ctpatch.settings import scope_settings, validate
 
     pairs = C.settings_file(
         scope_settings(validate({"mode": "ldct", "ldct": {**cfg, "random_n": 0}}), "pairs"),
@@ -70,7 +70,7 @@ def pair_all(patients: list[Path], cfg: dict, out: Path) -> dict:
             [
                 C.PY,
                 "-m",
-                "ctpatch.pair_ldct",
+                "ctpatch.ldct.pairing",
                 "--patient-dir",
                 p,
                 "--settings-file",
@@ -121,7 +121,7 @@ def ours(work: Path, tables: list[Path], ranks: int, settings: dict, tag: str) -
         [
             C.PY,
             "-m",
-            "ctpatch.verify",
+            "ctpatch.luna16.verify",
             "--mode",
             "ldct",
             "--patches",

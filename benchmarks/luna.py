@@ -7,9 +7,9 @@ reference-style baseline, all in the same run.
 Per repetition, in this order (outputs deleted after each, so no run reads another's files):
 
 1. **ours, 1 rank** and **ours, 2 ranks**: the workflow's steps as Snakemake runs them —
-   ``ctpatch.convert`` per scan (N at a time), ``ctpatch.make_labels``, ``mpiexec -n N ctpatch.extract``
+   ``ctpatch.luna16.convert`` per scan (N at a time), ``ctpatch.luna16.labels``, ``mpiexec -n N ctpatch.engine.mpi``
    (which writes the final, shuffled file once) — with the schema's default settings (resampling
-   interpolator, codec, ...); then, not in the total, ``ctpatch.verify`` on the file (as the
+   interpolator, codec, ...); then, not in the total, ``ctpatch.luna16.verify`` on the file (as the
    ``verify_patches`` rule runs it: checksums of every chunk, labels, a regenerated sample).
 2. **floor** (after the 1-rank run): read the converted volumes (``np.load``) and write the very same
    patch bytes (image and label patches, taken from the 1-rank file outside the timed region) into
@@ -25,7 +25,7 @@ it can be *composed* (the 1-rank total with the default conversion replaced by t
 as such.  In the first repetition (every one with ``--crops-every-rep``): the 1-rank runs with
 ``output.layout: crops`` and ``volumes``, for the stored sizes of the three layouts (deterministic),
 their end-to-end times and, after each of these and the full 1-rank run, reads of the file through
-``ctpatch.data`` (``_common.read_rates``: 200 random single patches with ``PatchDataset``, 512
+``ctpatch.readers`` (``_common.read_rates``: 200 random single patches with ``PatchDataset``, 512
 patches of shuffled ``iter_batches``, one process), not in the totals.  The layout table gives the
 volumes layout's ratios to full against the targets of issue 14 (file >= 10 x smaller, end to end
 >= 3 x faster, single reads >= 0.5 x, batch reads >= 1 x).
@@ -71,7 +71,7 @@ def ours(
     total = time.perf_counter() - t0
     os.sync()
     ver = C.verify(out, vol, lab, settings)
-    # not in the total: reading the file through ctpatch.data (random single patches, shuffled batches)
+    # not in the total: reading the file through ctpatch.readers (random single patches, shuffled batches)
     read_rates = C.read_rates([out]) if reads else None
     n_nod = sum(r["nodule_patches"] for r in ext["ranks"])
     n_neg = sum(r["negatives"] for r in ext["ranks"])
@@ -113,7 +113,7 @@ def ours(
 
 def floor(run1: dict, settings: dict, out: Path) -> dict:
     """Read the converted volumes, write the same patch bytes with the same filter and chunks; time only that."""
-    from ctpatch.store import codec_of, create_patch_dataset
+    from ctpatch.store.codecs import codec_of, create_patch_dataset
 
     vol_dir, shards = run1["dir"] / "volumes", [run1["dir"] / "subset0.h5"]
     os.sync()  # untimed: the 1-rank run just wrote ~2 x its output; start from clean pages as it did

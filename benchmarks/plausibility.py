@@ -1,4 +1,4 @@
-"""Cost of the plausibility check of one converted scan (ctpatch.plausible.hu_figures).
+"""Cost of the plausibility check of one converted scan (ctpatch.luna16.plausible.hu_figures).
 
 Prints the median seconds of 5 runs on a LUNA16-sized int16 volume (512 x 512 x 300, 157 MB) for
 the slab-wise figures used by ctpatch and for whole-array comparisons, and their ratio.
@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from ctpatch.plausible import hu_figures
+from ctpatch.luna16.plausible import hu_figures
 
 
 def whole_array(hu, hu_min=-1000.0, hu_max=400.0, air_hu=-500.0):

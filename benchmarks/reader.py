@@ -1,11 +1,11 @@
-"""Reading patch files: ctpatch.data against the reference's loader; prints medians and ratios.
+"""Reading patch files: ctpatch.readers against the reference's loader; prints medians and ratios.
 
 The reference loaded a patch file in slices of 64 patches with a pool of 32 processes, each
 returning its slice to the parent (pickled through a pipe), then concatenated them.  Measured here,
 each run reading every image and label of the given kinds of every file, page cache warm:
 
 * ``reference``      -- ``Pool(32).map`` over 64-patch slices, then ``np.concatenate`` (pool start included)
-* ``load_all[proc]`` -- ``ctpatch.data.load_all``: forked workers read whole chunks straight into one shared array
+* ``load_all[proc]`` -- ``ctpatch.readers.load_all``: forked workers read whole chunks straight into one shared array
 * ``load_all[thr]``  -- the same with threads (h5py serialises on its lock)
 * ``sequential``     -- ``load_all(workers=0)``: one process, whole chunks into place
 * shuffled reads (training order), per patch: ``PatchDataset[i]`` in one process vs ``iter_batches(shuffle=True)``
@@ -34,7 +34,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ctpatch.data import KINDS, PatchDataset, default_workers, iter_batches, load_all
+from ctpatch.readers import KINDS, PatchDataset, default_workers, iter_batches, load_all
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = (

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 from mpi4py import MPI
 
-from ctpatch.augment import dose_blend, downscale_copies, draw_blend_factor, passes_air_threshold, rot_flip
-from ctpatch.grid import cut_patch, grid_corners
+from ctpatch.core.augment import dose_blend, downscale_copies, draw_blend_factor, passes_air_threshold, rot_flip
+from ctpatch.core.grid import cut_patch, grid_corners
 from ctpatch.io.dicom import read_pixels
 
 EDGE, PADDING = 55, 8  # p55

@@ -4,7 +4,7 @@
     python benchmarks/resample.py --quick  # small scans, 2 reps
 
 Timed: the resampling call alone, on the HU volume already read (SimpleITK ``Resample`` onto ctpatch's
-output grid, as ``ctpatch.convert`` does, with SimpleITK's default thread count on this machine, and
+output grid, as ``ctpatch.luna16.convert`` does, with SimpleITK's default thread count on this machine, and
 linear once more with 1 thread, as the workflow's ``convert_mhd`` runs it (``threads: 1``);
 ``scipy.ndimage.zoom(order=3, mode="nearest")`` on the float64 array, single-threaded, as the
 reference did).  Each repetition first waits (up to 240 s) for idle CPUs; the CPU seconds other
@@ -35,9 +35,9 @@ from scipy.ndimage import zoom
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-from ctpatch.convert import resample  # noqa: E402
-from ctpatch.geometry import resampled_grid  # noqa: E402
+from ctpatch.core.geometry import resampled_grid  # noqa: E402
 from ctpatch.io.mhd import grid_of, read_image  # noqa: E402
+from ctpatch.luna16.convert import resample  # noqa: E402
 
 SPACING = 1.25
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ctpatch.demo import write_dataset
+from ctpatch.luna16.demo import write_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_LDCT = REPO.parent / "shared" / "data" / "ldct"
@@ -116,7 +116,7 @@ def assert_refused(rc, err: str, names, *, inputs: tuple[Path, dict] | None = No
 
 def settings_file(folder: Path, scope: str, config: dict) -> Path:
     """Write the settings file of ``scope`` for ``config`` (validated, defaults filled) as the workflow does."""
-    from ctpatch.config import scope_settings, validate, write_settings
+    from ctpatch.settings import scope_settings, validate, write_settings
 
     path = Path(folder) / f"settings-{scope}.json"
     write_settings(scope_settings(validate(config), scope), path, scope)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from ctpatch.config import ConfigError, load_config
+from ctpatch.settings import ConfigError, load_config
 
 CONFIG_CASES = {
     "mode_unknown": ({"mode": "luna"}, "mode"),

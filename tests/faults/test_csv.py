@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from ctpatch import check_luna, discover
+from ctpatch.luna16 import check as check_luna
+from ctpatch.luna16 import discover
 
 from .conftest import assert_refused, call, check_args, first_scan, tree_digest
 

@@ -1,4 +1,4 @@
-"""Fault catalog: LDCT DICOM folders and files, refused by the pairing (``ctpatch.pair_ldct``),
+"""Fault catalog: LDCT DICOM folders and files, refused by the pairing (``ctpatch.ldct.pairing``),
 which reads headers only, before any patch is cut."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import shutil
 import pydicom
 import pytest
 
-from ctpatch import pair_ldct
+from ctpatch.ldct import pairing as pair_ldct
 
 from .conftest import FULL, QUARTER, assert_refused, call, pairs_args, tree_digest
 

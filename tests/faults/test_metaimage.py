@@ -1,8 +1,8 @@
 """Fault catalog: MetaImage headers and data files.
 
-Header and data-file faults are refused by the pre-flight check (``ctpatch.check_luna``) before any
+Header and data-file faults are refused by the pre-flight check (``ctpatch.luna16.check``) before any
 scan is converted; faults only the voxel values show (a wrong ElementType or byte order over the
-right number of bytes) are refused by ``ctpatch.convert`` before it writes anything.
+right number of bytes) are refused by ``ctpatch.luna16.convert`` before it writes anything.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ctpatch import check_luna, convert
-from ctpatch.config import defaults
+from ctpatch.luna16 import check as check_luna
+from ctpatch.luna16 import convert
+from ctpatch.settings import defaults
 
 from .conftest import assert_refused, call, check_args, first_scan, preflight_args, tree_digest
 

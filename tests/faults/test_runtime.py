@@ -1,7 +1,7 @@
 """Fault catalog: kills at each stage, the MPI launcher, a full disk, a read-only results folder.
 
 Kills: the step runs in a subprocess whose ``os.replace`` (the rename that publishes every output,
-:func:`ctpatch.store.atomic_path`) SIGKILLs the process instead: the worst moment, everything
+:func:`ctpatch.store.atomic.atomic_path`) SIGKILLs the process instead: the worst moment, everything
 written but not yet published.  Nothing finished-looking may be left.  Disks: a tmpfs mounted
 for the test (root only; skipped otherwise), full or read-only.
 """
@@ -17,8 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from ctpatch import check_luna, convert, make_labels, pair_ldct
-from ctpatch.config import defaults
+from ctpatch.ldct import pairing as pair_ldct
+from ctpatch.luna16 import check as check_luna
+from ctpatch.luna16 import convert
+from ctpatch.luna16 import labels as make_labels
+from ctpatch.settings import defaults
 
 from .conftest import (
     REPO,
@@ -60,7 +63,7 @@ def finished(folder: Path) -> list[Path]:
 
 def _sidecars(luna, out):
     """Convert subset0's scans (in-process) for the stages after the conversion."""
-    from ctpatch.store import save_npy, write_json
+    from ctpatch.store.atomic import save_npy, write_json
 
     paths = []
     for mhd in sorted((luna / "subset0").glob("*.mhd")):
@@ -76,7 +79,7 @@ def test_kill_during_preflight_check(luna, tmp_path):
     out = tmp_path / "checks"
     before = tree_digest(luna)
     rc = killed_at_publish(
-        "check_luna",
+        "luna16.check",
         *check_args(luna, tmp_path),
         "--subsets",
         "subset0",
@@ -92,7 +95,7 @@ def test_kill_during_conversion(luna, tmp_path):
     out = tmp_path / "volumes"
     before = tree_digest(luna)
     rc = killed_at_publish(
-        "convert", "--scan", first_scan(luna), "--npy-out", out / "a.npy", "--json-out", out / "a.json"
+        "luna16.convert", "--scan", first_scan(luna), "--npy-out", out / "a.npy", "--json-out", out / "a.json"
     )
     assert rc == -signal.SIGKILL and finished(out) == [] and tree_digest(luna) == before
 
@@ -101,7 +104,7 @@ def test_kill_during_labels(luna, tmp_path):
     sidecars = _sidecars(luna, tmp_path / "volumes")
     out = tmp_path / "labels"
     rc = killed_at_publish(
-        "make_labels",
+        "luna16.labels",
         "--subset",
         "subset0",
         "--sidecars",
@@ -120,7 +123,7 @@ def test_kill_during_pairing(ldct, tmp_path):
     out = tmp_path / "pairs"
     before = tree_digest(ldct)
     rc = killed_at_publish(
-        "pair_ldct", *pairs_args(ldct, tmp_path), "--table-out", out / "L096.tsv", "--report-out", out / "L096.json"
+        "ldct.pairing", *pairs_args(ldct, tmp_path), "--table-out", out / "L096.tsv", "--report-out", out / "L096.json"
     )
     assert rc == -signal.SIGKILL and finished(out) == [] and tree_digest(ldct) == before
 
@@ -136,8 +139,6 @@ def _ldct_extract_args(ldct, tmp_path):
     )
     patches = settings_file(tmp_path, "patches", {"mode": "ldct", "ldct": {"root": str(ldct.parent)}})
     return [
-        "--mode",
-        "ldct",
         "--ranks",
         "1",
         "--settings-file",
@@ -151,7 +152,7 @@ def test_kill_during_extraction_leaves_nothing_finished(ldct, tmp_path):
     """Killed when the patch file is complete but not yet renamed: only the hidden temp file is left
     (the next extraction of the group removes it: tests/unit/test_patchfile.py)."""
     out = tmp_path / "patches"
-    rc = killed_at_publish("extract", *_ldct_extract_args(ldct, tmp_path), "--out", out / "L096.h5")
+    rc = killed_at_publish("ldct.extract", *_ldct_extract_args(ldct, tmp_path), "--out", out / "L096.h5")
     assert rc == -signal.SIGKILL and finished(out) == [] and list(out.glob(".L096.h5.*.tmp"))
 
 
@@ -160,7 +161,7 @@ def ldct_patches(ldct, tmp_path):
     """An LDCT extraction of one pair (one rank, no launcher): (patch file, patches settings, pair table)."""
     args = _ldct_extract_args(ldct, tmp_path)
     patches = tmp_path / "patches" / "L096.h5"
-    rc, err = run_module("extract", *args, "--out", patches)
+    rc, err = run_module("ldct.extract", *args, "--out", patches)
     assert rc == 0 and patches.is_file(), err
     return patches, args[args.index("--settings-file") + 1], tmp_path / "pairs" / "L096.tsv"
 
@@ -170,9 +171,7 @@ def test_kill_during_verification(ldct_patches, tmp_path):
     before = tree_digest(patches.parent)
     out = tmp_path / "reports"
     rc = killed_at_publish(
-        "verify",
-        "--mode",
-        "ldct",
+        "ldct.verify",
         "--patches",
         patches,
         "--pairs",
@@ -195,7 +194,7 @@ def test_concurrent_conversions_of_one_scan_publish_one_whole_file(luna, tmp_pat
     argv = [
         sys.executable,
         "-m",
-        "ctpatch.convert",
+        "ctpatch.luna16.convert",
         "--scan",
         str(first_scan(luna)),
         "--npy-out",
@@ -216,7 +215,7 @@ def test_world_smaller_than_asked_refused_before_any_output(ldct, tmp_path):
     out = tmp_path / "patches" / "L096.h5"
     args = _ldct_extract_args(ldct, tmp_path)
     args[args.index("--ranks") + 1] = "2"
-    rc, err = run_module("extract", *args, "--out", out)
+    rc, err = run_module("ldct.extract", *args, "--out", out)
     assert_refused(rc, err, ["expected an MPI world of 2 ranks, got 1", "--mpi=pmi2"], absent=[out])
 
 
@@ -225,7 +224,7 @@ def test_ranks_below_one_refused(ldct, tmp_path, ranks):
     out = tmp_path / "patches" / "L096.h5"
     args = _ldct_extract_args(ldct, tmp_path)
     args[args.index("--ranks") + 1] = ranks
-    rc, err = run_module("extract", *args, "--out", out)
+    rc, err = run_module("ldct.extract", *args, "--out", out)
     assert rc == 2 and "--ranks >= 1" in err and "Traceback" not in err and not out.exists()
 
 
@@ -283,7 +282,7 @@ def test_free_space_checked_before_extraction(ldct, disk, tmp_path):
     plan.write_text(json.dumps({"groups": {"L096": {"estimated_file_bytes": 1_200_000}}}))
     out = disk / "patches" / "L096.h5"
     rc, err = run_module(
-        "extract", *_ldct_extract_args(ldct, tmp_path), "--group", "L096", "--out", out, "--plan", plan
+        "ldct.extract", *_ldct_extract_args(ldct, tmp_path), "--group", "L096", "--out", out, "--plan", plan
     )
     assert_refused(rc, err, [str(disk / "patches"), "needs about 1.1 MiB", "free"], absent=[out])
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ctpatch.demo import write_dataset
+from ctpatch.luna16.demo import write_dataset
 
 from .conftest import FULL, QUARTER, REPO, SHARED_LDCT, TINY_LUNA, first_scan
 
@@ -109,7 +109,7 @@ def test_rules_call_the_interpreter_running_snakemake(tmp_path):
     not whatever `python` PATH finds first."""
     work = workdir_with(tmp_path, {"mode": "luna16", "demo": DEMO})
     proc = snakemake(work, "-n", "-p", "--cores", "1")
-    assert '"$CTPATCH_PYTHON" -m ctpatch.demo' in proc.stdout
+    assert '"$CTPATCH_PYTHON" -m ctpatch.luna16.demo' in proc.stdout
     assert " python -m ctpatch" not in proc.stdout
     env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}  # no pyenv, no venv bin
     proc = snakemake(work, "--cores", "1", "results/luna16/checks/inputs.json", env=env)

@@ -1,7 +1,7 @@
-"""Small real patch files for the tests of ctpatch.data, ctpatch.explain and ctpatch.plan.
+"""Small real patch files for the tests of ctpatch.readers, ctpatch.report.explain and ctpatch.report.plan.
 
 Built with the package steps exactly as the workflow's rules chain them (demo data -> convert ->
-make_labels -> extract, with the settings ``ctpatch.config`` gives the rules), in one process and
+make_labels -> extract, with the settings ``ctpatch.settings`` gives the rules), in one process and
 without MPI, once per test session.  Paths in the recorded settings are relative to ``workdir``,
 as in a workflow run.
 """
@@ -12,14 +12,14 @@ import json
 import types
 from pathlib import Path
 
-from ctpatch import make_labels
-from ctpatch.config import ldct_patch_settings as ldct_settings
-from ctpatch.config import luna16_settings as luna_settings
-from ctpatch.config import scope_settings, validate, write_settings
-from ctpatch.convert import convert
-from ctpatch.demo import write_dataset
-from ctpatch.extract import extract
-from ctpatch.store import save_npy, write_json
+from ctpatch.engine.run import extract
+from ctpatch.luna16 import labels as make_labels
+from ctpatch.luna16.convert import convert
+from ctpatch.luna16.demo import write_dataset
+from ctpatch.settings import ldct_patch_settings as ldct_settings
+from ctpatch.settings import luna16_settings as luna_settings
+from ctpatch.settings import scope_settings, validate, write_settings
+from ctpatch.store.atomic import save_npy, write_json
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -61,12 +61,12 @@ _CACHE: dict = {}
 
 
 def pair_patient(patient_dir, table_out, report_out=None, seed: int = 0, **ldct) -> int:
-    """Run ``python -m ctpatch.pair_ldct`` in-process as the rule does: ``ldct`` keys (input_dir,
+    """Run ``python -m ctpatch.ldct.pairing`` in-process as the rule does: ``ldct`` keys (input_dir,
     target_dir, pair_by, on_error, random_n) over the defaults, written to a settings file beside
     the table; returns the exit status."""
     table_out = Path(table_out)
     report_out = Path(report_out) if report_out else table_out.with_suffix(".json")
-    from ctpatch.pair_ldct import main as pair_main
+    from ctpatch.ldct.pairing import main as pair_main
 
     config = validate({"mode": "ldct", "seed": seed, "ldct": ldct})
     settings = table_out.with_name(table_out.name + ".settings.json")
@@ -87,7 +87,7 @@ def pair_patient(patient_dir, table_out, report_out=None, seed: int = 0, **ldct)
 
 def build_luna(workdir: Path, config: dict) -> list[Path]:
     """Run the LUNA16 chain into ``workdir``; return the patch files (one per subset)."""
-    from ctpatch.extract_luna import Job
+    from ctpatch.luna16.job import Job
 
     settings = luna_settings(config)
     root = workdir / settings["root"]
@@ -137,8 +137,8 @@ def build_luna(workdir: Path, config: dict) -> list[Path]:
 
 def build_ldct(workdir: Path, config: dict) -> list[Path]:
     """Pair and extract the configured patients into one run of ``nsplit`` parts."""
-    from ctpatch.extract_ldct import Job
-    from ctpatch.pair_ldct import main as pair_main
+    from ctpatch.ldct.job import Job
+    from ctpatch.ldct.pairing import main as pair_main
 
     ldct = config["ldct"]
     settings = ldct_settings(config)
@@ -197,3 +197,30 @@ def ldct_run(tmp_path_factory) -> types.SimpleNamespace:
             workdir=workdir, config=config, files=files, settings=ldct_settings(config)
         )
     return _CACHE["ldct"]
+
+
+def write_canonical(job, path, units=None) -> list[dict]:
+    """The job's output in canonical order (unshuffled, one file), written from an in-memory sink into
+    patch datasets of the job's codec: an independent path to the patches, beside the extraction's
+    single writer.  Returns what ``job.run`` returned per unit."""
+    import h5py
+    import numpy as np
+
+    from ctpatch.store.codecs import create_patch_dataset
+    from ctpatch.store.sink import MemorySink
+
+    specs = job.specs()
+    sink = MemorySink(specs.datasets)
+    counts = [job.run(u, sink) for u in (job.units() if units is None else units)]
+    with h5py.File(path, "w") as f:
+        f.attrs["mode"] = job.mode
+        for name, (shape, dtype) in specs.datasets.items():
+            stack = np.stack(sink.patches[name]) if sink.patches[name] else np.zeros((0, *shape), dtype)
+            ds = create_patch_dataset(f, name, shape, dtype, specs.compression, rows=len(stack))
+            if len(stack):
+                ds[...] = stack
+            for key, value in specs.attrs.get(name, {}).items():
+                f[name].attrs[key] = value
+        for table, dtype in specs.tables.items():
+            f.create_dataset(f"provenance/{table}", data=np.array(sink.rows.get(table, []), dtype=dtype))
+    return counts

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctpatch.accounting import account, main
-from ctpatch.config import luna16_settings, validate, write_settings
-from ctpatch.extract_luna import PROV_NODULE
+from ctpatch.luna16.accounting import account, main
+from ctpatch.luna16.job import PROV_NODULE
+from ctpatch.settings import luna16_settings, validate, write_settings
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests of ctpatch.augment (SPEC section 2 steps 2-6) against independent computations."""
+"""Tests of ctpatch.core.augment (SPEC section 2 steps 2-6) against independent computations."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ctpatch.augment import (
+from ctpatch.core.augment import (
     apply_rot_flip,
     area_resize,
     area_weights,
@@ -21,7 +21,7 @@ from ctpatch.augment import (
     rot_flip,
     white_noise,
 )
-from ctpatch.rng import keyed_rng
+from ctpatch.core.rng import keyed_rng
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 

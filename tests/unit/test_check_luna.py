@@ -1,4 +1,4 @@
-"""Tests of ctpatch.check_luna: every problem is found before any conversion, and all are listed."""
+"""Tests of ctpatch.luna16.check: every problem is found before any conversion, and all are listed."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ctpatch.check_luna import InputError, check, main
-from ctpatch.config import scope_settings, validate, write_settings
-from ctpatch.demo import write_dataset
-from ctpatch.geometry import VolumeGrid
+from ctpatch.core.geometry import VolumeGrid
 from ctpatch.io.mhd import write_scan
+from ctpatch.luna16.check import InputError, check, main
+from ctpatch.luna16.demo import write_dataset
+from ctpatch.settings import scope_settings, validate, write_settings
 
 SETTINGS = {
     "subsets": 2,

@@ -1,4 +1,4 @@
-"""Tests of ctpatch.combine: the combined LDCT file as virtual datasets over per-patient files."""
+"""Tests of ctpatch.ldct.combine: the combined LDCT file as virtual datasets over per-patient files."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from ctpatch.combine import CombineError, check_combined, combine, combined_order, runs
-from ctpatch.extract_ldct import pair_dtype, patch_dtype
-from ctpatch.store import create_patch_dataset
+from ctpatch.ldct.combine import CombineError, check_combined, combine, combined_order, runs
+from ctpatch.ldct.job import pair_dtype, patch_dtype
+from ctpatch.store.codecs import create_patch_dataset
 
 COUNTS = {"L001": 7, "L002": 5, "L003": 9}
 

@@ -1,4 +1,4 @@
-"""Tests of ctpatch.config: defaults are the SPEC reference values; invalid values name their key."""
+"""Tests of ctpatch.settings: defaults are the SPEC reference values; invalid values name their key."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ctpatch.config import ConfigError, load_config, validate
+from ctpatch.settings import ConfigError, load_config, validate
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +143,7 @@ def test_the_shipped_config_is_valid():
 # ---------------------------------------------------------------- settings objects and files
 def test_every_schema_default_reaches_the_validated_config():
     """Each key with a default in the schema is filled in, at any depth (the schema is the only home)."""
-    from ctpatch.config import schema
+    from ctpatch.settings import schema
 
     def walk(node, value, path):
         node = {**schema()["$defs"]["codec"], **node} if node.get("$ref") else node
@@ -160,7 +160,7 @@ def test_every_schema_default_reaches_the_validated_config():
 def test_settings_are_read_only_and_json_serialisable():
     import json
 
-    from ctpatch.config import Settings
+    from ctpatch.settings import Settings
 
     s = Settings({"patch": {"size": 68, "directions": ["x", "y"]}})
     with pytest.raises(TypeError, match="read-only"):
@@ -175,7 +175,7 @@ def test_settings_are_read_only_and_json_serialisable():
 
 
 def test_a_scope_changes_only_with_its_own_keys():
-    from ctpatch.config import scope_settings
+    from ctpatch.settings import scope_settings
 
     base = validate({})
     other = validate({"luna16": {"patch": {"size": 72}, "negatives": {"ratio": 2}}})
@@ -188,7 +188,7 @@ def test_a_scope_changes_only_with_its_own_keys():
 
 
 def test_settings_file_round_trip_and_scope_check(tmp_path):
-    from ctpatch.config import read_settings, scope_settings, write_settings
+    from ctpatch.settings import read_settings, scope_settings, write_settings
 
     config = validate({"mode": "ldct", "seed": 4, "ldct": {"random_n": 7}})
     path = tmp_path / "s" / "pairs.json"
@@ -206,14 +206,14 @@ def test_settings_file_round_trip_and_scope_check(tmp_path):
 
 
 def test_unknown_scope_is_named():
-    from ctpatch.config import scope_settings
+    from ctpatch.settings import scope_settings
 
     with pytest.raises(ConfigError, match="expected one of .*'pairs'.*got 'convert'"):
         scope_settings(validate({"mode": "ldct"}), "convert")
 
 
 def test_section_fills_and_checks_one_section():
-    from ctpatch.config import section
+    from ctpatch.settings import section
 
     demo = section("demo", {"subsets": 1})
     assert demo["subsets"] == 1 and demo["size_xy"] == 512

@@ -1,4 +1,4 @@
-"""Tests of ctpatch.data on small real patch files: every value is compared with a direct h5py read."""
+"""Tests of ctpatch.readers on small real patch files: every value is compared with a direct h5py read."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from ctpatch.data import Fold, PatchDataset, check_folds, folds, iter_batches, load_all, train_val
+from ctpatch.readers import Fold, PatchDataset, check_folds, folds, iter_batches, load_all, train_val
 
 
 def h5_rows(path, name):

@@ -1,4 +1,4 @@
-"""Tests of ctpatch.demo: LUNA-like geometry, tables matching the plan, HU-like voxels."""
+"""Tests of ctpatch.luna16.demo: LUNA-like geometry, tables matching the plan, HU-like voxels."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from ctpatch.config import section
-from ctpatch.demo import plan_scans, write_dataset
+from ctpatch.luna16.demo import plan_scans, write_dataset
+from ctpatch.settings import section
 
 DEFAULTS = section("demo")  # the schema's demo defaults
 

@@ -1,4 +1,4 @@
-"""Tests of ctpatch.explain: real patches regenerate equal; a changed voxel or provenance field is found."""
+"""Tests of ctpatch.report.explain: real patches regenerate equal; a changed voxel or provenance field is found."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from ctpatch.explain import EXIT_DIFFERENT, EXIT_EQUAL, EXIT_ERROR, explain, main
+from ctpatch.report.explain import EXIT_DIFFERENT, EXIT_EQUAL, EXIT_ERROR, explain, main
 
 
 def tampered(src, dst, edit):
@@ -97,21 +97,3 @@ def test_a_real_ldct_patch_regenerates_equal_and_a_change_is_found(ldct, tmp_pat
     copy = tampered(ldct.files[1], tmp_path / "part1.h5", edit)
     assert main([str(copy), str(picks[0]), "--kind", "patch"]) == EXIT_DIFFERENT
     assert "target): 1 of 3025 values differ" in capsys.readouterr().out
-
-
-def test_a_writer_method_unknown_to_the_stand_in_falls_back_to_the_real_writer(luna, monkeypatch):
-    from ctpatch import explain as ex
-
-    for name in ("add", "slot", "commit"):
-        monkeypatch.delattr(ex._Pick, name, raising=False)
-    written = []
-    real_run_one_file = ex.h5py.File
-
-    def spy(path, *args, **kw):
-        written.append(str(path))
-        return real_run_one_file(path, *args, **kw)
-
-    monkeypatch.setattr(ex.h5py, "File", spy)
-    e = explain(luna.files[0], 9, "non_nodule", luna.workdir)
-    assert e.equal, e.differences
-    assert any(p.endswith("one.h5") for p in written)  # read back from the job's own writer

@@ -1,4 +1,4 @@
-"""Tests of ctpatch.extract_ldct (the LDCT mode of the MPI extraction) on real slice pairs.
+"""Tests of ctpatch.ldct.job (the LDCT mode of the MPI extraction) on real slice pairs.
 
 Expected values are computed here independently: raw pixels with pydicom, normalization and
 area downscaling written out with numpy (cumulative sums instead of overlap matrices), the
@@ -20,10 +20,10 @@ import h5py
 import numpy as np
 import pydicom
 import pytest
-from _patchfiles import pair_patient
+from _patchfiles import pair_patient, write_canonical
 
-from ctpatch.config import ldct_settings, write_settings
-from ctpatch.extract_ldct import Job, read_pair_tables
+from ctpatch.ldct.job import Job, read_pair_tables
+from ctpatch.settings import ldct_settings, write_settings
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 LDCT = DATA / "ldct"
@@ -106,9 +106,7 @@ def tables(tmp_path_factory):
 def extract(path: Path, settings: dict, pair_tables, indices=None):
     job = Job(settings, {"pairs": [str(t) for t in pair_tables]})
     units = job.units()
-    with job.writer(path) as w:
-        for u in units if indices is None else [units[i] for i in indices]:
-            job.run(u, w)
+    write_canonical(job, path, units if indices is None else [units[i] for i in indices])
     with h5py.File(path, "r") as f:
         return {k: f[k][...] for k in ("input", "target", "provenance/patch", "provenance/pair")}
 
@@ -370,9 +368,7 @@ def _mpi_run(ranks: int, out: Path, settings: dict, pair_tables) -> list[Path]:
         str(ranks),
         sys.executable,
         "-m",
-        "ctpatch.extract",
-        "--mode",
-        "ldct",
+        "ctpatch.ldct.extract",
         "--ranks",
         str(ranks),
         "--out",
@@ -393,7 +389,7 @@ def test_mpi_runs_byte_identical_for_1_2_3_ranks(tables, tmp_path):
     """Whole files (sha256), shuffled and split in two parts (which needs the counting pass)."""
     import hashlib
 
-    from ctpatch.verify_ldct import verify_ldct
+    from ctpatch.ldct.verify import verify_ldct
 
     settings = {**ALL_ON, "output": {"dtype": "float16", "shuffle": True, "nsplit": 2}, "seed": 7}
     pair_tables = [tables[p] for p in PATIENTS]
@@ -488,7 +484,7 @@ def test_sr_exact_footprint_and_scale_one_is_plain_mode(tables, tmp_path):
 
 
 def test_sr_with_every_option_verifies(tables, tmp_path):
-    from ctpatch.verify_ldct import verify_ldct
+    from ctpatch.ldct.verify import verify_ldct
 
     settings = {
         **ALL_ON,
@@ -511,7 +507,7 @@ def test_sr_with_every_option_verifies(tables, tmp_path):
         [str(path)], [str(tables["L143"])], {**settings}, sample=0
     )  # the file holds pair 0 only: counts of the other pairs would fail
     assert report["input_patch_shape"] == [18, 18, 1]
-    from ctpatch.data import load_all  # ctpatch's reader takes input and target of different sizes
+    from ctpatch.readers import load_all  # ctpatch's reader takes input and target of different sizes
 
     batch = load_all(str(path), "patch", workers=0, layout="torch")
     assert batch.images.shape[1:] == (1, 18, 18) and batch.labels.shape[1:] == (1, 55, 55)

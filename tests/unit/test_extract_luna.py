@@ -1,4 +1,4 @@
-"""Tests of ctpatch.extract_luna: ``Job.run`` on one generated, converted scan, without MPI.
+"""Tests of ctpatch.luna16.job: ``Job.run`` on one generated, converted scan, without MPI.
 
 The inputs are built as the workflow builds them (convert -> ``<uid>.npy`` + ``<uid>.json`` in one
 folder; make_labels -> ``masks/<uid>.npy`` + ``nodules.tsv``).  Every patch is compared with a crop
@@ -17,13 +17,15 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from _patchfiles import write_canonical
 
-from ctpatch import make_labels
-from ctpatch.config import defaults, validate
-from ctpatch.convert import convert
-from ctpatch.demo import write_dataset
-from ctpatch.extract_luna import Job
-from ctpatch.store import codec_of, save_npy, write_json
+from ctpatch.luna16 import labels as make_labels
+from ctpatch.luna16.convert import convert
+from ctpatch.luna16.demo import write_dataset
+from ctpatch.luna16.job import Job
+from ctpatch.settings import defaults, validate
+from ctpatch.store.atomic import save_npy, write_json
+from ctpatch.store.codecs import codec_of
 
 DEMO = {
     "subsets": 1,
@@ -94,11 +96,7 @@ def job_settings(patch=None, negatives=None, seed=0):
 
 def run_job(inputs, path, **kw):
     job = Job(job_settings(**kw), inputs.paths)
-    counts = []
-    with job.writer(path) as w:
-        for unit in job.units():
-            counts.append(job.run(unit, w))
-    return counts
+    return write_canonical(job, path)
 
 
 def read_shard(path):

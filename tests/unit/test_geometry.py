@@ -1,4 +1,4 @@
-"""Tests of ctpatch.geometry against SPEC section 1 steps 2, 4 and 5, computed independently.
+"""Tests of ctpatch.core.geometry against SPEC section 1 steps 2, 4 and 5, computed independently.
 
 Expectations come from hand calculations, from SimpleITK's own physical-point transforms and
 from numpy padding; never from the functions under test.
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ctpatch.geometry import VolumeGrid, crop, resampled_grid, xyz_to_zyx
+from ctpatch.core.geometry import VolumeGrid, crop, resampled_grid, xyz_to_zyx
 
 # 90 degrees about z, then z flipped.  Columns are the world directions of the index axes:
 # index x -> world +y, index y -> world -x, index z -> world -z.  Flattened row-major.

@@ -1,4 +1,4 @@
-"""Tests of ctpatch.grid against SPEC section 2 ("Patch grid"), computed independently."""
+"""Tests of ctpatch.core.grid against SPEC section 2 ("Patch grid"), computed independently."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ctpatch.grid import SIZE_CODES, cut_patch, grid_corners, patch_starts, resolve_size
+from ctpatch.core.grid import SIZE_CODES, cut_patch, grid_corners, patch_starts, resolve_size
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 

@@ -1,4 +1,4 @@
-"""Tests of ctpatch.labels against SPEC section 1 steps 4 and 7, checked by brute-force loops."""
+"""Tests of ctpatch.core.labels against SPEC section 1 steps 4 and 7, checked by brute-force loops."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from ctpatch.labels import block_max_pool, label_patch, nodule_radius_voxels, one_hot, paint_sphere, sphere_mask
+from ctpatch.core.labels import block_max_pool, label_patch, nodule_radius_voxels, one_hot, paint_sphere, sphere_mask
 
 
 def brute_sphere(shape, centre, r):

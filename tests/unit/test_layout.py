@@ -1,4 +1,4 @@
-"""Tests of the crops and volumes layouts (ctpatch.layout, the extraction writing them, readers, export).
+"""Tests of the crops and volumes layouts (ctpatch.core.bricks, the extraction writing them, readers, export).
 
 The reference is the full layout built from the same demo data and settings (each nodule patch cut
 on its own), and for the geometry a crop computed here with ``np.pad`` from the converted volume.
@@ -12,12 +12,13 @@ import h5py
 import numpy as np
 import pytest
 
-from ctpatch import crop_reader, layout
-from ctpatch.data import PatchDataset, load_all
-from ctpatch.export import ExportError, export_full
-from ctpatch.export import main as export_main
-from ctpatch.shifts import shift_offsets
-from ctpatch.verify import verify_luna
+from ctpatch.core import bricks as layout
+from ctpatch.core.shifts import shift_offsets
+from ctpatch.luna16 import layouts as crop_reader
+from ctpatch.luna16.export import ExportError, export_full
+from ctpatch.luna16.export import main as export_main
+from ctpatch.luna16.verify import verify_luna
+from ctpatch.readers import PatchDataset, load_all
 
 
 # ---------------------------------------------------------------- pure geometry
@@ -166,7 +167,7 @@ def test_export_writes_the_full_layout(luna, luna_crops, tmp_path):
 
 
 def test_export_with_another_codec_re_encodes_the_patch_datasets(luna, luna_crops, tmp_path):
-    from ctpatch.store import codec_of
+    from ctpatch.store.codecs import codec_of
 
     out = tmp_path / luna.files[0].name
     assert export_main([str(luna_crops.files[0]), str(out), "--compression", "lzf"]) == 0
@@ -224,7 +225,7 @@ def test_verify_accepts_crops_and_catches_a_misplaced_view(luna_crops, tmp_path)
 
 
 def test_explain_regenerates_a_nodule_patch_of_a_crops_file(luna_crops, tmp_path):
-    from ctpatch.explain import explain
+    from ctpatch.report.explain import explain
 
     e = explain(luna_crops.files[0], 30, "nodule", luna_crops.workdir)
     assert e.equal, e.differences
@@ -240,7 +241,7 @@ def test_explain_regenerates_a_nodule_patch_of_a_crops_file(luna_crops, tmp_path
 
 
 def test_sanity_pictures_of_a_crops_file_show_its_nodule_patches(luna, luna_crops, tmp_path):
-    from ctpatch.sanity import write_png
+    from ctpatch.report.sanity import write_png
 
     a = write_png(luna.files, tmp_path / "full.png", n=6, seed=2)
     b = write_png(luna_crops.files, tmp_path / "crops.png", n=6, seed=2)
@@ -407,7 +408,7 @@ def test_verify_catches_a_changed_brick_byte(luna_volumes, tmp_path):
 
 
 def test_explain_regenerates_patches_of_a_volumes_file(luna_volumes, tmp_path):
-    from ctpatch.explain import explain
+    from ctpatch.report.explain import explain
 
     for kind, row in (("nodule", 30), ("non_nodule", 7)):
         e = explain(luna_volumes.files[0], row, kind, luna_volumes.workdir)
@@ -426,7 +427,7 @@ def test_explain_regenerates_patches_of_a_volumes_file(luna_volumes, tmp_path):
 
 
 def test_sanity_pictures_of_a_volumes_file_equal_the_full_layout(luna, luna_volumes, tmp_path):
-    from ctpatch.sanity import write_png
+    from ctpatch.report.sanity import write_png
 
     a = write_png(luna.files, tmp_path / "full.png", n=6, seed=2)
     b = write_png(luna_volumes.files, tmp_path / "volumes.png", n=6, seed=2)

@@ -1,4 +1,4 @@
-"""Tests of ctpatch.luna (SPEC section 1 steps 5-8): cutting, label patches, negatives.
+"""Tests of ctpatch.core.nodules (SPEC section 1 steps 5-8): cutting, label patches, negatives.
 
 The volume has different sizes on every axis and a value that encodes its own (z, y, x)
 position, so any axis swap or off-by-one shows up.
@@ -11,7 +11,7 @@ import itertools
 import numpy as np
 import pytest
 
-from ctpatch.luna import (
+from ctpatch.core.nodules import (
     PatchLocation,
     cut_image,
     cut_label,
@@ -20,8 +20,8 @@ from ctpatch.luna import (
     random_centres,
     touches_mask,
 )
-from ctpatch.rng import keyed_rng
-from ctpatch.shifts import shift_offsets
+from ctpatch.core.rng import keyed_rng
+from ctpatch.core.shifts import shift_offsets
 
 SHAPE_ZYX = (40, 50, 60)
 

@@ -1,4 +1,4 @@
-"""Tests of ctpatch.make_labels (SPEC section 1 step 4): placement, errors, union of spheres."""
+"""Tests of ctpatch.luna16.labels (SPEC section 1 step 4): placement, errors, union of spheres."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctpatch.geometry import VolumeGrid
+from ctpatch.core.geometry import VolumeGrid
 from ctpatch.io.tables import read_annotations
-from ctpatch.make_labels import LabelError, label_volume, main, nodules_of_scan
+from ctpatch.luna16.labels import LabelError, label_volume, main, nodules_of_scan
 
 FLIP_X = (-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 

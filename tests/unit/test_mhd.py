@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ctpatch.geometry import VolumeGrid
+from ctpatch.core.geometry import VolumeGrid
 from ctpatch.io.mhd import ScanError, check_scan, grid_of, read_header, read_image, write_scan
 
 ROT_FLIP = (0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, -1.0)

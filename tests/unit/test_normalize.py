@@ -1,4 +1,4 @@
-"""Tests of ctpatch.normalize against the formulas of SPEC sections 1 and 2, written out here."""
+"""Tests of ctpatch.core.normalize against the formulas of SPEC sections 1 and 2, written out here."""
 
 from __future__ import annotations
 
@@ -7,13 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ctpatch.normalize import (
-    NORMALIZATIONS,
-    check_dtype_fits,
-    dtype_roundtrip_error,
-    hu_window,
-    normalize_pair,
-)
+from ctpatch.core.normalize import NORMALIZATIONS, check_dtype_fits, dtype_roundtrip_error, hu_window, normalize_pair
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 

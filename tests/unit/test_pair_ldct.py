@@ -1,4 +1,4 @@
-"""Tests of ctpatch.pair_ldct on the real LDCT slices in /work/shared/data (read in place;
+"""Tests of ctpatch.ldct.pairing on the real LDCT slices in /work/shared/data (read in place;
 modified copies live in pytest's tmp_path)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pydicom
 import pytest
 from _patchfiles import pair_patient
 
-from ctpatch.pair_ldct import TABLE_COLUMNS, select_random_n
+from ctpatch.ldct.pairing import TABLE_COLUMNS, select_random_n
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 LDCT = DATA / "ldct"

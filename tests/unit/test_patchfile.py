@@ -1,4 +1,4 @@
-"""Tests of the one-write extraction (ctpatch.extract, ctpatch.patchfile) and of the Fletcher32 checksums.
+"""Tests of the one-write extraction (ctpatch.engine.mpi, ctpatch.store.writer) and of the Fletcher32 checksums.
 
 * The final file equals, dataset by dataset, the job's canonical output (written unshuffled by
   ``ShardWriter``, an independent path) permuted by the seeded shuffle computed here.
@@ -22,21 +22,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from _patchfiles import write_canonical
 from test_extract_luna import SMALL_PATCH, inputs, job_settings  # noqa: F401 (the module's inputs fixture)
 
-from ctpatch.config import write_settings
-from ctpatch.extract import BLOCK_PATCHES, Unit, extract, spans
-from ctpatch.extract_luna import Job
-from ctpatch.rng import keyed_rng
-from ctpatch.store import (
-    COMPRESSION,
-    SMALL_CHUNK,
-    chunk_checksum_ok,
-    create_patch_dataset,
-    fletcher32_mod,
-    fletcher32_ok_many,
-)
-from ctpatch.verify import check_chunks, verify_luna
+from ctpatch.core.rng import keyed_rng
+from ctpatch.engine.blocks import BLOCK_PATCHES, Unit, spans
+from ctpatch.engine.run import extract
+from ctpatch.luna16.job import Job
+from ctpatch.luna16.verify import verify_luna
+from ctpatch.settings import write_settings
+from ctpatch.store.checksums import SMALL_CHUNK, chunk_checksum_ok, fletcher32_mod, fletcher32_ok_many
+from ctpatch.store.codecs import COMPRESSION, create_patch_dataset
+from ctpatch.store.verify import check_chunks
 
 MPI = shutil.which("mpiexec") is not None
 ENV = {
@@ -166,11 +163,9 @@ def test_chunk_bytes_with_checksum_are_reproducible(tmp_path, codec):
 
 # ---------------------------------------------------------------- the single writer, in this process
 def expected_from_canonical(job, tmp_path, name):
-    """The job's output written unshuffled by ShardWriter, then permuted by the shuffle computed here."""
+    """The job's output written unshuffled (an independent writer), then permuted by the shuffle computed here."""
     path = tmp_path / "canonical.h5"
-    with job.writer(path) as w:
-        for unit in job.units():
-            job.run(unit, w)
+    write_canonical(job, path)
     data, prov, _ = read_all(path)
     out_d, out_p = {}, {}
     for table, names in (("nodule", ("nodule", "label_nodule")), ("non_nodule", ("non_nodule", "label_non_nodule"))):
@@ -246,9 +241,7 @@ def mpi_extract(ranks, out, settings, inputs_json, timeout=300):
         str(ranks),
         sys.executable,
         "-m",
-        "ctpatch.extract",
-        "--mode",
-        "luna16",
+        "ctpatch.luna16.extract",
         "--ranks",
         str(ranks),
         "--group",
@@ -291,9 +284,7 @@ def test_killed_extraction_leaves_nothing_finished_and_the_rerun_cleans_up(input
         "2",
         sys.executable,
         "-m",
-        "ctpatch.extract",
-        "--mode",
-        "luna16",
+        "ctpatch.luna16.extract",
         "--ranks",
         "2",
         "--out",
@@ -328,7 +319,7 @@ def test_full_disk_is_one_clear_line(inputs, tmp_path):  # noqa: F811
     code = (
         "import resource, signal, sys; from mpi4py import MPI; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
         "resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20)); "
-        "from ctpatch.extract import main; sys.exit(main(sys.argv[1:]))"
+        "from ctpatch.engine.mpi import main; from ctpatch.luna16.job import Job; sys.exit(main(Job, sys.argv[1:]))"
     )
     out = tmp_path / "subset0.h5"
     cmd = [
@@ -338,8 +329,6 @@ def test_full_disk_is_one_clear_line(inputs, tmp_path):  # noqa: F811
         sys.executable,
         "-c",
         code,
-        "--mode",
-        "luna16",
         "--ranks",
         "1",
         "--out",

@@ -1,4 +1,4 @@
-"""Tests of ctpatch.plan against real runs: exact counts, sizes within 30 %, memory against a measured job."""
+"""Tests of ctpatch.report.plan against real runs: exact counts, sizes within 30 %, memory against a measured job."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import pytest
 import yaml
 from _patchfiles import LUNA_CONFIG
 
-from ctpatch.config import scope_settings, validate, write_settings
 from ctpatch.io import mhd
-from ctpatch.plan import main, make_plan
+from ctpatch.report.plan import make_plan
+from ctpatch.report.plan.cli import main
+from ctpatch.settings import scope_settings, validate, write_settings
 
 SIZE_TOLERANCE = 0.30  # estimated file size vs the real file
 
@@ -188,7 +189,7 @@ def test_a_full_luna16_header_set_is_planned_from_headers_alone(tmp_path, monkey
 
 # ---------------------------------------------------------------- memory against a measured job
 def test_convert_memory_estimate_is_within_tolerance_of_a_measured_job(tmp_path):
-    from ctpatch.demo import write_dataset
+    from ctpatch.luna16.demo import write_dataset
 
     demo = {"subsets": 1, "scans_per_subset": 1, "size_xy": 384, "slices": [120, 120], "nodules_per_scan": [1, 1]}
     config = validate({"demo": demo, "luna16": {"resample": {"interpolator": "linear"}}})
@@ -197,7 +198,7 @@ def test_convert_memory_estimate_is_within_tolerance_of_a_measured_job(tmp_path)
     settings = tmp_path / "convert.json"
     write_settings(scope_settings(config, "convert"), settings, "convert")
     code = (
-        "import sys; from ctpatch.convert import main; rc = main(sys.argv[1:]); "
+        "import sys; from ctpatch.luna16.convert import main; rc = main(sys.argv[1:]); "
         "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
     )
     out = subprocess.run(
@@ -294,7 +295,7 @@ def test_luna_plan_steps_are_the_rules_that_do_work(luna_plan, tmp_path):
 
 
 def test_luna_disk_is_one_copy_of_the_patches_plus_volumes_and_masks(luna, luna_plan, tmp_path):
-    from ctpatch.diskspace import extraction_need
+    from ctpatch.store.diskspace import extraction_need
 
     results = luna.workdir / luna.config["results"] / "luna16"
     inter = luna_plan["intermediate_bytes"]
@@ -312,8 +313,8 @@ def test_luna_disk_is_one_copy_of_the_patches_plus_volumes_and_masks(luna, luna_
     )
     # the free-space check reads the JSON's estimate: one copy of each subset's file
     out = tmp_path / "plan.json"
-    from ctpatch.plan.text import _jsonable
-    from ctpatch.store import write_json
+    from ctpatch.report.plan.text import _jsonable
+    from ctpatch.store.atomic import write_json
 
     write_json(out, _jsonable(luna_plan))
     for path in luna.files:
@@ -324,7 +325,7 @@ def test_luna_disk_is_one_copy_of_the_patches_plus_volumes_and_masks(luna, luna_
 
 def test_luna_verify_time_is_measured_from_what_verify_does(luna, luna_plan):
     """The estimate (checksum scan + labels read + regenerated sample) is of the order of a real verify."""
-    from ctpatch.verify import verify_luna
+    from ctpatch.luna16.verify import verify_luna
 
     s = luna_plan["sample"]["seconds"]
     assert s["verify_checksum_per_patch"] > 0 and s["verify_read_labels_per_patch"] > 0

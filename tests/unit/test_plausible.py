@@ -1,4 +1,4 @@
-"""Tests of ctpatch.plausible and of its use in ctpatch.convert: a scan whose values are not CT stops.
+"""Tests of ctpatch.luna16.plausible and of its use in ctpatch.luna16.convert: a scan whose values are not CT stops.
 
 The figures are compared with counts done here by hand on small arrays; the conversion tests use a
 demo scan (LUNA-like: air, body, lungs, -3024 outside the field of view) and the same bytes under a
@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ctpatch.config import defaults, write_settings
-from ctpatch.convert import convert, main
-from ctpatch.demo import write_dataset
 from ctpatch.io.mhd import ScanError
-from ctpatch.plausible import check, hu_figures, problems
+from ctpatch.luna16.convert import convert, main
+from ctpatch.luna16.demo import write_dataset
+from ctpatch.luna16.plausible import check, hu_figures, problems
+from ctpatch.settings import defaults, write_settings
 
 DEMO = {
     "subsets": 1,

@@ -1,4 +1,4 @@
-"""Tests of ctpatch.reading: what a reader outside ctpatch needs, checked against plain h5py itself."""
+"""Tests of ctpatch.store.reading: what a reader outside ctpatch needs, checked against plain h5py itself."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
-from ctpatch.reading import PLAIN_H5PY, file_codecs, reader_needs
-from ctpatch.store import COMPRESSION, create_patch_dataset
+from ctpatch.store.codecs import COMPRESSION, create_patch_dataset
+from ctpatch.store.reading import PLAIN_H5PY, file_codecs, reader_needs
 
 PLAIN_READ = "import sys, h5py\nwith h5py.File(sys.argv[1], 'r') as f:\n    f['p'][0]\n"
 

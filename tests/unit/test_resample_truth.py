@@ -19,13 +19,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from ctpatch.config import defaults
-from ctpatch.convert import convert
-from ctpatch.demo import Nodule, _lung_boxes, plan_scans, synthesize
-from ctpatch.geometry import VolumeGrid
+from ctpatch.core.geometry import VolumeGrid
 from ctpatch.io.mhd import write_scan
 from ctpatch.io.tables import read_annotations
-from ctpatch.make_labels import nodules_of_scan
+from ctpatch.luna16.convert import convert
+from ctpatch.luna16.demo import Nodule, _lung_boxes, plan_scans, synthesize
+from ctpatch.luna16.labels import nodules_of_scan
+from ctpatch.settings import defaults
 
 TARGET = 1.25
 ROT_FLIP = (0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, -1.0)

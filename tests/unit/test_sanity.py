@@ -1,4 +1,4 @@
-"""Tests of ctpatch.sanity: PNG grids of random patches for LDCT and LUNA16 files."""
+"""Tests of ctpatch.report.sanity: PNG grids of random patches for LDCT and LUNA16 files."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import matplotlib
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
-from _patchfiles import pair_patient
+from _patchfiles import pair_patient, write_canonical
 
-from ctpatch.extract_luna import PROV_NEGATIVE, PROV_NODULE
-from ctpatch.sanity import _upsample_label, main, pick, write_png
+from ctpatch.luna16.job import PROV_NEGATIVE, PROV_NODULE
+from ctpatch.report.sanity import _upsample_label, main, pick, write_png
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 LDCT = DATA / "ldct"
@@ -23,7 +23,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def ldct_file(tmp_path_factory):
     if not LDCT.is_dir():
         pytest.skip(f"real LDCT data not found under {DATA}")
-    from ctpatch.extract_ldct import Job
+    from ctpatch.ldct.job import Job
 
     out = tmp_path_factory.mktemp("sanity")
     table = out / "L286.tsv"
@@ -36,8 +36,7 @@ def ldct_file(tmp_path_factory):
     }
     job = Job(settings, {"pairs": [str(table)]})
     path = out / "patches.h5"
-    with job.writer(path) as w:
-        job.run(job.units()[0], w)
+    write_canonical(job, path, job.units()[:1])
     return path
 
 
@@ -131,7 +130,7 @@ def test_bad_inputs_exit_1(tmp_path, capsys):
 
 # ---------------------------------------------------------------- pictures a person can read (issue 15 item 7)
 def _figure_rows(paths, **options):
-    from ctpatch.sanity import _luna_rows
+    from ctpatch.report.sanity import _luna_rows
 
     files = [h5py.File(p, "r") for p in paths]
     try:
@@ -154,8 +153,8 @@ def test_every_nodule_patch_is_shown_through_its_nodule(luna):
 
 
 def test_lung_window_from_the_files_normalize_settings(luna):
-    from ctpatch.normalize import hu_window
-    from ctpatch.sanity import LUNG_WINDOW_HU
+    from ctpatch.core.normalize import hu_window
+    from ctpatch.report.sanity import LUNG_WINDOW_HU
 
     _, window = _figure_rows(luna.files[:1], n=2, seed=0)
     norm = luna.settings["normalize"]
@@ -171,7 +170,7 @@ def test_lung_window_from_the_files_normalize_settings(luna):
 
 
 def test_negatives_shown_are_not_air_when_the_file_has_others(luna):
-    from ctpatch.sanity import AIR_HU, AIR_SHARE
+    from ctpatch.report.sanity import AIR_HU, AIR_SHARE
 
     norm = luna.settings["normalize"]
     level = (AIR_HU - norm["hu_min"]) / (norm["hu_max"] - norm["hu_min"]) - norm["center"]
@@ -192,7 +191,7 @@ def test_negatives_shown_are_not_air_when_the_file_has_others(luna):
 def test_captions_are_readable(luna, grid):
     import matplotlib.pyplot as plt
 
-    from ctpatch.sanity import DPI, make_figure
+    from ctpatch.report.sanity import DPI, make_figure
 
     fig, titles = make_figure(luna.files[:1], n=8, seed=0, kind="non_nodule" if grid else None, grid=grid)
     try:

@@ -1,4 +1,4 @@
-"""Tests of ctpatch.shifts against SPEC section 1 step 6, with the offset set built independently."""
+"""Tests of ctpatch.core.shifts against SPEC section 1 step 6, with the offset set built independently."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from ctpatch.shifts import DEFAULT_DIRECTIONS, check_directions, shift_offsets
+from ctpatch.core.shifts import DEFAULT_DIRECTIONS, check_directions, shift_offsets
 
 
 def spec_offsets(stride, m, axes_sets):

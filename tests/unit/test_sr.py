@@ -1,11 +1,11 @@
-"""Tests of ctpatch.sr (SPEC section 2c) against computations written out here."""
+"""Tests of ctpatch.core.sr (SPEC section 2c) against computations written out here."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ctpatch.sr import SR_BASE, block_mean, modcrop, sr_corners, sr_dose_blend, sr_sizes
+from ctpatch.core.sr import SR_BASE, block_mean, modcrop, sr_corners, sr_dose_blend, sr_sizes
 
 # SPEC 2c: HR base per code (padding as in plain mode, p54 -> 12)
 SPEC_BASE = {"p96": 84, "p75": 64, "p64": 60, "p55": 47, "p54": 42, "p42": 36, "p32": 28, "p24": 20, "p12": 8}
@@ -49,7 +49,7 @@ def test_sizes_follow_int_of_hr_over_scale(code, scale):
 
 
 def test_scale_one_gives_the_plain_edges():
-    from ctpatch.grid import SIZE_CODES
+    from ctpatch.core.grid import SIZE_CODES
 
     for code, (edge, pad) in SIZE_CODES.items():
         assert SPEC_BASE[code] + SPEC_PAD[code] == edge and SPEC_PAD[code] == pad

@@ -1,4 +1,4 @@
-"""Tests of ctpatch.store: nothing that looks finished after a failure; one patch per chunk; codecs."""
+"""Tests of ctpatch.store.atomic: nothing that looks finished after a failure; one patch per chunk; codecs."""
 
 from __future__ import annotations
 
@@ -11,19 +11,9 @@ import h5py
 import numpy as np
 import pytest
 
-from ctpatch.store import (
-    COMPRESSION,
-    DEFAULT_CODEC,
-    ShardWriter,
-    atomic_path,
-    codec_of,
-    copy_chunks,
-    create_patch_dataset,
-    save_npy,
-    write_json,
-)
-
-PROV = np.dtype([("id", "<i4"), ("name", "S8"), ("centre", "<i4", (3,))])
+from ctpatch.store.atomic import atomic_path, save_npy, write_json
+from ctpatch.store.codecs import COMPRESSION, DEFAULT_CODEC, codec_of, create_patch_dataset
+from ctpatch.store.writer import copy_chunks
 
 
 class Boom(Exception):
@@ -73,59 +63,6 @@ def test_save_npy_and_write_json(tmp_path):
     assert files(tmp_path) == ["a.json", "a.npy"]
 
 
-# ---------------------------------------------------------------- ShardWriter
-def writer(path, buffer=2, compression="lzf"):
-    specs = {"img": ((6, 7, 8, 1), "float32"), "lab": ((2, 2, 2, 2), "float32")}
-    return ShardWriter(path, specs, {"img": PROV}, compression=compression, buffer=buffer, attrs={"mode": "luna16"})
-
-
-def test_shard_writer_one_patch_per_chunk_lzf(tmp_path):
-    rng = np.random.default_rng(0)
-    imgs = rng.normal(size=(5, 6, 7, 8, 1))  # float64 in, float32 stored
-    labs = rng.random((5, 2, 2, 2, 2)).astype(np.float32)
-    path = tmp_path / "rank0000.h5"
-    with writer(path) as w:
-        for i in range(5):
-            w.add("img", imgs[i])
-            w.add("lab", labs[i])
-            w.add_row("img", (i, f"s{i}".encode(), (i, 2 * i, 3 * i)))
-        assert not path.exists()  # only the temporary name while writing
-    assert files(tmp_path) == ["rank0000.h5"]
-    with h5py.File(path, "r") as h5:
-        img, lab = h5["img"], h5["lab"]
-        assert img.shape == (5, 6, 7, 8, 1) and img.dtype == np.float32
-        assert img.chunks == (1, 6, 7, 8, 1) and lab.chunks == (1, 2, 2, 2, 2)
-        assert img.compression == "lzf" and lab.compression == "lzf"
-        assert img.maxshape == (None, 6, 7, 8, 1)
-        np.testing.assert_array_equal(img[...], imgs.astype(np.float32))
-        np.testing.assert_array_equal(lab[...], labs)
-        prov = h5["provenance/img"][...]
-        assert prov["id"].tolist() == list(range(5))
-        assert prov["name"].tolist() == [f"s{i}".encode() for i in range(5)]
-        assert prov["centre"].tolist() == [[i, 2 * i, 3 * i] for i in range(5)]
-        assert h5.attrs["mode"] == "luna16"
-
-
-def test_shard_writer_holds_at_most_buffer_patches(tmp_path):
-    w = writer(tmp_path / "s.h5", buffer=3)
-    for i in range(7):
-        w.add("img", np.full((6, 7, 8, 1), i, np.float32))
-        assert len(w._pending["img"]) < 3
-        assert w.datasets["img"].shape[0] == 3 * ((i + 1) // 3)
-    w.close()
-    with h5py.File(tmp_path / "s.h5", "r") as h5:
-        assert h5["img"][:, 0, 0, 0, 0].tolist() == list(range(7))
-
-
-def test_shard_writer_failure_leaves_nothing(tmp_path):
-    path = tmp_path / "rank0001.h5"
-    with pytest.raises(Boom):
-        with writer(path, buffer=1) as w:
-            w.add("img", np.zeros((6, 7, 8, 1)))
-            raise Boom
-    assert files(tmp_path) == []
-
-
 # ---------------------------------------------------------------- codecs
 BLOSC2_ID = 32026  # the registered HDF5 filter id of Blosc2
 #: codec -> the filter pipeline expected in the file: (filter id, parameters checked); Blosc2's
@@ -147,7 +84,7 @@ def _ct_like(shape, seed=0):
 
 
 def test_codecs_cover_the_schema_enum():
-    from ctpatch.config import schema
+    from ctpatch.settings import schema
 
     assert schema()["$defs"]["codec"]["enum"] == list(COMPRESSION)
     defaults = {}
@@ -163,9 +100,8 @@ def test_codecs_cover_the_schema_enum():
 @pytest.mark.parametrize("codec", list(PIPELINES))
 def test_every_codec_round_trips_and_records_its_name(tmp_path, codec):
     data = _ct_like((7, 6, 7, 8, 1))
-    with writer(tmp_path / "s.h5", buffer=3, compression=codec) as w:
-        for patch in data:
-            w.add("img", patch)
+    with h5py.File(tmp_path / "s.h5", "w") as h5:
+        create_patch_dataset(h5, "img", data.shape[1:], data.dtype, codec, rows=len(data))[...] = data
     with h5py.File(tmp_path / "s.h5", "r") as h5:
         img = h5["img"]
         assert img.chunks == (1, 6, 7, 8, 1) and img.attrs["codec"] == codec and codec_of(img) == codec
@@ -184,12 +120,8 @@ def test_every_codec_round_trips_and_records_its_name(tmp_path, codec):
             assert b"b2frame" in img.id.read_direct_chunk((0, 0, 0, 0, 0))[1][:16]
 
 
-def test_shard_writer_and_create_patch_dataset_default_to_blosc2_zstd(tmp_path):
-    specs = {"img": ((6, 7, 8, 1), "float32")}
-    with ShardWriter(tmp_path / "s.h5", specs, {}) as w:
-        w.add("img", _ct_like((6, 7, 8, 1)))
+def test_create_patch_dataset_defaults_to_blosc2_zstd(tmp_path):
     with h5py.File(tmp_path / "s.h5", "a") as h5:
-        assert codec_of(h5["img"]) == "blosc2-zstd"
         assert codec_of(create_patch_dataset(h5, "other", (2, 2), "float32")) == "blosc2-zstd"
 
 
@@ -223,14 +155,15 @@ def test_blosc2_refuses_an_environment_that_changes_its_bytes(tmp_path, monkeypa
 _WRITE_IN_A_FRESH_PROCESS = """
 import json, os, sys
 import numpy as np, h5py
-from ctpatch.store import ShardWriter
+from ctpatch.store.codecs import create_patch_dataset
 path, codec = sys.argv[1], sys.argv[2]
 rng = np.random.default_rng(7)
 base = np.cumsum(rng.normal(size=(6, 68, 68, 68, 1)), axis=1)
 data = np.round(base * 40 + rng.normal(scale=5, size=base.shape), 1).astype(np.float32)
-with ShardWriter(path, {"img": (data.shape[1:], "float32")}, {}, compression=codec) as w:
-    for p in data:
-        w.add("img", p)
+with h5py.File(path, "w") as h5:
+    ds = create_patch_dataset(h5, "img", data.shape[1:], "float32", codec, rows=len(data))
+    for i, p in enumerate(data):
+        ds[i] = p
 print(json.dumps(os.environ.get("BLOSC_NTHREADS")))
 """
 
@@ -334,11 +267,11 @@ def test_a_rerun_removes_the_temp_file_a_killed_writer_left(tmp_path):
     import subprocess
     import sys
 
-    from ctpatch.store import atomic_path, temp_name
+    from ctpatch.store.atomic import atomic_path, temp_name
 
     final = tmp_path / "out" / "table.tsv"
     code = (
-        "import os, sys; from ctpatch.store import atomic_path\n"
+        "import os, sys; from ctpatch.store.atomic import atomic_path\n"
         "with atomic_path(sys.argv[1]) as tmp:\n"
         "    open(tmp, 'w').write('half'); os.kill(os.getpid(), 9)\n"
     )

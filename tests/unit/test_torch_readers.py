@@ -1,4 +1,4 @@
-"""ctpatch.data with real PyTorch: default collate for every mix of kinds, dict items, transforms,
+"""ctpatch.readers with real PyTorch: default collate for every mix of kinds, dict items, transforms,
 the balanced sampler, spacing per item and the one default layout.
 
 torch is part of the ``test`` extra (CI installs the CPU build first): these tests run, never skip.
@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from ctpatch.data import DEFAULT_LAYOUT, BalancedSampler, PatchDataset, folds, iter_batches, load_all
+from ctpatch.readers import DEFAULT_LAYOUT, BalancedSampler, PatchDataset, folds, iter_batches, load_all
 
 LUNA_COMBOS = [("nodule",), ("non_nodule",), ("nodule", "non_nodule"), ("non_nodule", "nodule")]
 

@@ -1,4 +1,4 @@
-"""Tests of ctpatch.verify_ldct: a correct two-part run verifies, and each kind of damage is found."""
+"""Tests of ctpatch.ldct.verify: a correct two-part run verifies, and each kind of damage is found."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from _patchfiles import pair_patient
 
-from ctpatch.extract import extract
-from ctpatch.extract_ldct import Job
-from ctpatch.verify_ldct import stat_fields, verify_ldct
+from ctpatch.engine.run import extract
+from ctpatch.ldct.job import Job
+from ctpatch.ldct.verify import stat_fields, verify_ldct
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 LDCT = DATA / "ldct"
@@ -316,7 +316,7 @@ def test_integer_values_at_the_dtype_limit_are_reported(tmp_path):
 
 def test_statistics_at_the_signed_limits_are_consistent_and_reported():
     """int16: -32768 and 32767 are limits; a row saying min -32768 must count values there, and vice versa."""
-    from ctpatch.verify_ldct import _check_recorded
+    from ctpatch.ldct.verify import _check_recorded
 
     dt = np.dtype([(f, "<f4" if f.endswith(("_min", "_max")) else "<i4") for f in stat_fields()])
     prov = np.zeros(3, dt)

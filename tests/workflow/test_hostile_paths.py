@@ -10,7 +10,7 @@ import hdf5plugin  # noqa: F401 -- the patch files are Blosc2-compressed
 import pytest
 from snakerun import SMALL_LUNA, snakemake, write_config
 
-from ctpatch.demo import write_dataset
+from ctpatch.luna16.demo import write_dataset
 
 HOSTILE = "a b 'c\" ; touch PWNED_$(touch PWNED2) `touch PWNED3` &"
 

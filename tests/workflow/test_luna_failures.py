@@ -12,7 +12,7 @@ import psutil
 import pytest
 from snakerun import REPO, SMALL_LUNA, snakemake, write_config
 
-from ctpatch.demo import write_dataset
+from ctpatch.luna16.demo import write_dataset
 
 DEMO = {
     "subsets": 2,
@@ -150,7 +150,7 @@ def test_killed_rank_leaves_nothing_finished_and_the_rerun_completes(tmp_path, l
                 p
                 for p in psutil.process_iter(["cmdline", "cwd"])
                 if p.info["cwd"] == str(work)
-                and "ctpatch.extract" in (p.info["cmdline"] or [])
+                and "ctpatch.luna16.extract" in (p.info["cmdline"] or [])
                 and "python" in Path(p.info["cmdline"][0]).name
             ]
             if len(ranks) >= 2:

@@ -158,7 +158,7 @@ def test_patch_provenance_traces_back_to_the_volume(runs):
 
 @pytest.mark.mpi
 def test_extraction_refuses_a_world_of_the_wrong_size(tmp_path):
-    from ctpatch.config import defaults, write_settings
+    from ctpatch.settings import defaults, write_settings
 
     write_settings(defaults("patches"), tmp_path / "patches.json", "patches")
     proc = subprocess.run(
@@ -168,9 +168,7 @@ def test_extraction_refuses_a_world_of_the_wrong_size(tmp_path):
             "1",
             sys.executable,
             "-m",
-            "ctpatch.extract",
-            "--mode",
-            "luna16",
+            "ctpatch.luna16.extract",
             "--ranks",
             "2",
             "--out",
@@ -201,9 +199,9 @@ def _layout_run(tmp_path_factory, layout: str) -> Path:
 
 
 def _export_to_full(src: Path, out: Path) -> None:
-    """``python -m ctpatch.export SRC OUT`` (a compact layout written out as the full one); must succeed."""
+    """``python -m ctpatch.luna16.export SRC OUT`` (a compact layout written out as the full one); must succeed."""
     proc = subprocess.run(
-        [sys.executable, "-m", "ctpatch.export", str(src), str(out)],
+        [sys.executable, "-m", "ctpatch.luna16.export", str(src), str(out)],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO / "workflow")},

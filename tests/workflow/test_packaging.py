@@ -46,7 +46,7 @@ def wheel_venv(tmp_path_factory):
 def test_the_wheel_carries_the_schema_and_validates_configs(wheel_venv):
     work, py = wheel_venv
     code = (
-        "import ctpatch, ctpatch.config as c; print(ctpatch.__file__); "
+        "import ctpatch, ctpatch.settings as c; print(ctpatch.__file__); "
         "print(c.default_config('ldct')['ldct']['patch']['code'])"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -67,7 +67,7 @@ def test_a_wheel_install_plans_and_dry_runs_the_workflow(wheel_venv, tmp_path):
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump({"demo": {"subsets": 1, "scans_per_subset": 1, "size_xy": 96, "slices": [40, 40]}}))
     plan = subprocess.run(
-        [str(py), "-m", "ctpatch.plan", "--configfile", str(cfg), "--no-sample", "--workdir", str(tmp_path)],
+        [str(py), "-m", "ctpatch.report.plan", "--configfile", str(cfg), "--no-sample", "--workdir", str(tmp_path)],
         capture_output=True,
         text=True,
         env=env,

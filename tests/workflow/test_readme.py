@@ -119,8 +119,8 @@ def readme_fields(table: str) -> set[str]:
 
 
 def test_readme_lists_every_provenance_field():
-    from ctpatch.extract_ldct import patch_dtype
-    from ctpatch.extract_luna import PROV_NEGATIVE, PROV_NODULE
+    from ctpatch.ldct.job import patch_dtype
+    from ctpatch.luna16.job import PROV_NEGATIVE, PROV_NODULE
 
     assert readme_fields("provenance/nodule") == set(PROV_NODULE.names)
     assert readme_fields("provenance/non_nodule") == set(PROV_NEGATIVE.names)

@@ -6,7 +6,7 @@ mpi4py_patches: ``f['input'][:]`` and ``f['target'][:]`` -- and run in a subproc
 only h5py and numpy (no ``hdf5plugin``, no ``ctpatch``, no ``HDF5_PLUGIN_PATH``).  They run on
 the outputs of ``config/reference-luna16.yaml`` and ``config/reference-ldct.yaml`` (small
 overrides: the small demo data set, two LDCT patients), and what they read is compared with
-ctpatch's own reader (:mod:`ctpatch.data`): shapes, dtypes and every value.
+ctpatch's own reader (:mod:`ctpatch.readers`): shapes, dtypes and every value.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def preset(name: str, **override) -> dict:
 @pytest.mark.slow
 @pytest.mark.mpi
 def test_cased_style_reader_opens_reference_luna16_preset_files(tmp_path):
-    from ctpatch.data import load_all
+    from ctpatch.readers import load_all
 
     # the small demo; linear resampling only to save a minute (the file format does not depend on it)
     config = preset("reference-luna16.yaml", demo=SMALL_LUNA["demo"], extract={"tasks": 2})
@@ -125,7 +125,7 @@ def test_cased_style_reader_opens_reference_luna16_preset_files(tmp_path):
 @pytest.mark.mpi
 @pytest.mark.skipif(not (SHARED_DATA / "ldct").is_dir(), reason=f"no real CT data at {SHARED_DATA}")
 def test_mpi4py_patches_style_reader_opens_reference_ldct_preset_files(tmp_path):
-    from ctpatch.data import load_all
+    from ctpatch.readers import load_all
 
     config = preset("reference-ldct.yaml", extract={"tasks": 2})
     config["ldct"] = {**config["ldct"], "root": str(SHARED_DATA / "ldct"), "patients": ["L096", "L143"]}

@@ -2,7 +2,7 @@
 
 A full disk, a read-only results folder or a missing permission surface as ``OSError`` deep in
 numpy, pandas or h5py; :func:`run_cli` turns it into ``error: <file>: <reason>`` and exit status 1.
-The temp-then-rename writes (:func:`ctpatch.store.atomic_path`) have already removed their temp
+The temp-then-rename writes (:func:`ctpatch.store.atomic.atomic_path`) have already removed their temp
 file by then, so nothing that looks finished is left.
 """
 

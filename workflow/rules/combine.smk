@@ -1,5 +1,5 @@
 # LDCT output.combined: every patient's patches in one file (or nsplit files), as the reference
-# wrote them: HDF5 virtual datasets over the per-patient files, or copies of their chunks (ctpatch.combine).
+# wrote them: HDF5 virtual datasets over the per-patient files, or copies of their chunks (ctpatch.ldct.combine).
 
 if LDCT_COMBINED:
 
@@ -19,5 +19,5 @@ if LDCT_COMBINED:
             shuffle="yes" if LDCT["output"]["shuffle"] else "no",
             how=LDCT["output"]["combined"],
         shell:
-            '"$CTPATCH_PYTHON" -m ctpatch.combine --sources {input:q} --out {output.parts:q} --seed {params.seed:q} '
+            '"$CTPATCH_PYTHON" -m ctpatch.ldct.combine --sources {input:q} --out {output.parts:q} --seed {params.seed:q} '
             "--shuffle {params.shuffle:q} --how {params.how:q} --report-out {output.report:q} > {log:q} 2>&1"

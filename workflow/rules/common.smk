@@ -6,8 +6,10 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import ctpatch.config as cfg
-import ctpatch.discover as discover
+import ctpatch.settings as cfg
+import ctpatch.ldct.discover as ldct_discover
+import ctpatch.luna16.discover as luna16_discover
+from ctpatch.io.folders import DiscoveryError
 
 
 def refuse(message):
@@ -32,7 +34,7 @@ def q(value):
     return shlex.quote(value if isinstance(value, str) else json.dumps(value, sort_keys=True))
 
 
-# ---------------------------------------------------------------- settings files (ctpatch.config)
+# ---------------------------------------------------------------- settings files (ctpatch.settings)
 def get_settings_file(scope):
     """The settings file of one scope of this mode (rule write_settings), e.g. ``patches``."""
     return f"{RES}/{MODE}/settings/{scope}.json"
@@ -57,14 +59,14 @@ def luna_table(key):
 
 
 def _discover(find):
-    """``find(config)`` from ctpatch.discover, or one `error:` line naming the key and folder."""
+    """``find(config)`` from ctpatch.luna16.discover, or one `error:` line naming the key and folder."""
     try:
         return find(config)
-    except discover.DiscoveryError as exc:
+    except DiscoveryError as exc:
         refuse(str(exc))
 
 
-_FOUND = _discover(discover.luna16_scans) if MODE == "luna16" else discover.Found({})
+_FOUND = _discover(luna16_discover.luna16_scans) if MODE == "luna16" else luna16_discover.Found({})
 for _warning in _FOUND.warnings:
     print(f"warning: {_warning}", file=sys.stderr)
 LUNA_SCANS = _FOUND.scans
@@ -114,7 +116,7 @@ def get_groups():
 LDCT = config["ldct"]
 
 
-LDCT_PATIENTS = _discover(discover.ldct_patients) if MODE == "ldct" else []
+LDCT_PATIENTS = _discover(ldct_discover.ldct_patients) if MODE == "ldct" else []
 
 
 def get_ldct_patients():
@@ -204,7 +206,7 @@ def get_extract_inputs(wildcards):
 
 
 def extraction_inputs(group):
-    """The input paths of one group's extraction (ctpatch.extract --inputs; verify regenerates its sample from them)."""
+    """The input paths of one group's extraction (ctpatch.<mode>.extract --inputs; verify regenerates its sample from them)."""
     if MODE == "luna16":
         return {
             "sidecars": get_sidecars(SimpleNamespace(group=group)),

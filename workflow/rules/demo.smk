@@ -17,4 +17,4 @@ if LUNA["root"] == "demo" and MODE == "luna16":
         params:
             out=get_demo_folder,
         shell:
-            '"$CTPATCH_PYTHON" -m ctpatch.demo --out {params.out:q} --settings-file {input.settings:q} > {log:q} 2>&1'
+            '"$CTPATCH_PYTHON" -m ctpatch.luna16.demo --out {params.out:q} --settings-file {input.settings:q} > {log:q} 2>&1'

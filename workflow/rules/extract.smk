@@ -1,6 +1,6 @@
 # The patch extraction: one MPI job per subset (LUNA16), or one over all patients (LDCT), writing the final
 # patch file(s) once, in canonical (shuffled, rank-independent) order: ranks cut and compress,
-# rank 0 writes (ctpatch.extract, ctpatch.patchfile).  No shards, no merge: peak disk is one copy.
+# rank 0 writes (ctpatch.engine.mpi, ctpatch.store.writer).  No shards, no merge: peak disk is one copy.
 # `resources.mpi` is the launcher (mpiexec here; profiles/slurm sets an srun command, see there) and
 # `resources.tasks` the number of ranks; the program checks that it got one world of that size.
 
@@ -22,7 +22,7 @@ rule extract_patches:
         mpi=config["extract"]["mpi"],
         tasks=config["extract"]["tasks"],
     params:
-        mode=MODE,
+        module=f"ctpatch.{MODE}.extract",
         # pre-quoted: the subset's (LUNA16), or --groups and every patient, then with {group} (LDCT): --group, --out, --inputs
         args=get_group_args("extract_patches"),
     shell:
@@ -32,6 +32,6 @@ rule extract_patches:
         "{resources.tasks:q} | tee {log:q} >&2; exit 1; fi; "
         "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "  # one core per rank: BLAS threads would fight the other ranks
         # resources.mpi is a command with its own words (e.g. "srun --mpi=pmi2"): deliberately not quoted
-        '{resources.mpi} -n {resources.tasks:q} "$CTPATCH_PYTHON" -m ctpatch.extract --mode {params.mode:q} '
+        '{resources.mpi} -n {resources.tasks:q} "$CTPATCH_PYTHON" -m {params.module:q} '
         "--ranks {resources.tasks:q} --settings-file {input.settings:q} --plan {input.plan:q} {params.args} "
         "> {log:q} 2>&1"

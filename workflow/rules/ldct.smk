@@ -18,4 +18,4 @@ if MODE == "ldct":
             # pre-quoted: --groups and the patients, then --patient-dir, --table-out, --report-out with {group}
             args=get_group_args("pair_slices"),
         shell:
-            '"$CTPATCH_PYTHON" -m ctpatch.pair_ldct --settings-file {input.settings:q} {params.args} > {log:q} 2>&1'
+            '"$CTPATCH_PYTHON" -m ctpatch.ldct.pairing --settings-file {input.settings:q} {params.args} > {log:q} 2>&1'

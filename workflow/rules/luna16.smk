@@ -17,7 +17,7 @@ rule check_luna_inputs:
     params:
         subsets=get_luna_subsets(),
     shell:
-        '"$CTPATCH_PYTHON" -m ctpatch.check_luna --settings-file {input.settings:q} --subsets {params.subsets:q} '
+        '"$CTPATCH_PYTHON" -m ctpatch.luna16.check --settings-file {input.settings:q} --subsets {params.subsets:q} '
         "--scans-out {output.scans:q} --report-out {output.report:q} > {log:q} 2>&1"
 
 
@@ -39,7 +39,7 @@ rule convert_mhd:
     # one scan per core: SimpleITK gets as many threads (a profile may raise it with set-threads)
     threads: 1
     shell:
-        '"$CTPATCH_PYTHON" -m ctpatch.convert --scan {input.mhd:q} --npy-out {output.npy:q} --json-out {output.json:q} '
+        '"$CTPATCH_PYTHON" -m ctpatch.luna16.convert --scan {input.mhd:q} --npy-out {output.npy:q} --json-out {output.json:q} '
         "--settings-file {input.settings:q} --threads {threads:q} > {log:q} 2>&1"
 
 
@@ -58,5 +58,5 @@ rule make_labels:
     conda:
         "../../envs/ctpatch.yaml"
     shell:
-        '"$CTPATCH_PYTHON" -m ctpatch.make_labels --subset {wildcards.group:q} --sidecars {input.sidecars:q} '
+        '"$CTPATCH_PYTHON" -m ctpatch.luna16.labels --subset {wildcards.group:q} --sidecars {input.sidecars:q} '
         "--annotations {input.annotations:q} --settings-file {input.settings:q} --masks-dir {output.masks:q} --table-out {output.table:q} > {log:q} 2>&1"

@@ -13,7 +13,7 @@ rule plan:
     conda:
         "../../envs/ctpatch.yaml"
     shell:
-        '"$CTPATCH_PYTHON" -m ctpatch.plan --settings-file {input.settings:q} --json {output.json:q} '
+        '"$CTPATCH_PYTHON" -m ctpatch.report.plan --settings-file {input.settings:q} --json {output.json:q} '
         "--text {output.text:q} > {log:q} 2>&1"
 
 
@@ -32,7 +32,7 @@ rule verification_table:
     conda:
         "../../envs/ctpatch.yaml"
     shell:
-        '"$CTPATCH_PYTHON" -m ctpatch.summarize verification --reports {input:q} --out {output:q} > {log:q} 2>&1'
+        '"$CTPATCH_PYTHON" -m ctpatch.report.summarize verification --reports {input:q} --out {output:q} > {log:q} 2>&1'
 
 
 rule report_config:
@@ -46,7 +46,7 @@ rule report_config:
     conda:
         "../../envs/ctpatch.yaml"
     shell:
-        '"$CTPATCH_PYTHON" -m ctpatch.summarize config --settings-file {input:q} --out {output:q} > {log:q} 2>&1'
+        '"$CTPATCH_PYTHON" -m ctpatch.report.summarize config --settings-file {input:q} --out {output:q} > {log:q} 2>&1'
 
 
 rule nodule_accounting:
@@ -65,7 +65,7 @@ rule nodule_accounting:
     conda:
         "../../envs/ctpatch.yaml"
     shell:
-        '"$CTPATCH_PYTHON" -m ctpatch.accounting --annotations {input.annotations:q} --settings-file {input.settings:q} '
+        '"$CTPATCH_PYTHON" -m ctpatch.luna16.accounting --annotations {input.annotations:q} --settings-file {input.settings:q} '
         "--nodules {input.nodules:q} --patches {input.patches:q} "
         "--out {output.table:q} --summary-out {output.summary:q} > {log:q} 2>&1"
 
@@ -94,6 +94,6 @@ rule nodule_pictures:
     params:
         seed=config["seed"],
     shell:
-        '("$CTPATCH_PYTHON" -m ctpatch.sanity --patches {input:q} --out {output.nodules:q} --n 6 --seed {params.seed:q} '
-        '--kind nodule --centre-only && "$CTPATCH_PYTHON" -m ctpatch.sanity --patches {input:q} --out {output.negatives:q} '
+        '("$CTPATCH_PYTHON" -m ctpatch.report.sanity --patches {input:q} --out {output.nodules:q} --n 6 --seed {params.seed:q} '
+        '--kind nodule --centre-only && "$CTPATCH_PYTHON" -m ctpatch.report.sanity --patches {input:q} --out {output.negatives:q} '
         "--n 24 --seed {params.seed:q} --kind non_nodule --grid) > {log:q} 2>&1"

@@ -1,4 +1,4 @@
-# One settings file per step scope (ctpatch.config.SCOPES): the only way settings reach the steps.
+# One settings file per step scope (ctpatch.settings.SCOPES): the only way settings reach the steps.
 # A scope's file is rewritten only when its own settings change (Snakemake's params trigger), so a
 # changed key reruns exactly the steps that depend on it.
 
@@ -16,7 +16,7 @@ rule write_settings:
     conda:
         "../../envs/ctpatch.yaml"
     params:
-        # the file's text (ctpatch.config.settings_text).  A shell rule, not run: -- Snakemake runs a run:
+        # the file's text (ctpatch.settings.settings_text).  A shell rule, not run: -- Snakemake runs a run:
         # job by starting a second Snakemake that parses the whole workflow again (seconds per file)
         text=get_scope_settings_text,
     shell:

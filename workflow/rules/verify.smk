@@ -13,11 +13,11 @@ rule verify_patches:
     conda:
         "../../envs/ctpatch.yaml"
     params:
-        mode=MODE,
+        module=f"ctpatch.{MODE}.verify",
         # pre-quoted: the subset's (LUNA16), or --groups and every patient, then with {group} (LDCT): --patches, --nodules, --scans, --inputs, --report-out
         args=get_group_args("verify_patches"),
     shell:
-        '"$CTPATCH_PYTHON" -m ctpatch.verify --mode {params.mode:q} --settings-file {input.settings:q} {params.args} '
+        '"$CTPATCH_PYTHON" -m {params.module:q} --settings-file {input.settings:q} {params.args} '
         "> {log:q} 2>&1"
 
 
@@ -36,4 +36,4 @@ rule sanity_pictures:
         # pre-quoted: the subset's (LUNA16), or --groups and every patient, then with {group} (LDCT): --patches, --out
         args=get_group_args("sanity_pictures"),
     shell:
-        '"$CTPATCH_PYTHON" -m ctpatch.sanity --n 8 --seed {params.seed:q} {params.args} > {log:q} 2>&1'
+        '"$CTPATCH_PYTHON" -m ctpatch.report.sanity --n 8 --seed {params.seed:q} {params.args} > {log:q} 2>&1'

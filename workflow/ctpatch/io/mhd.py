@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ctpatch.geometry import VolumeGrid
+from ctpatch.core.geometry import VolumeGrid
 
 ELEMENT_BYTES = {
     "MET_CHAR": 1,

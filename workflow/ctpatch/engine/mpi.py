@@ -1,0 +1,118 @@
+"""The extraction as an MPI program: one world of ``--ranks`` ranks runs a mode's job per group.
+
+A mode's entry point (``python -m ctpatch.luna16.extract``, ``python -m ctpatch.ldct.extract``) calls
+:func:`main` with its job class.  The program first checks that the MPI world has the size it was
+asked for: a launcher that starts N separate one-rank worlds (``srun -n N`` without
+``--mpi=pmi2``) would otherwise write N copies.  Then rank 0 checks the free space for the patch
+files (the plan's estimate), and every group of the job runs through :func:`ctpatch.engine.run.extract`
+in this one world (one start-up, not one per patient).  A rank that fails stops every rank.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from ctpatch.engine.run import comm_host, extract
+from ctpatch.settings import read_settings
+
+
+def run(job_class, args, comm) -> None:
+    rank, size = comm.Get_rank(), comm.Get_size()
+    if size != args.ranks:
+        raise RuntimeError(
+            f"expected an MPI world of {args.ranks} ranks, got {size}: the launcher did not start one "
+            f"MPI world (with SLURM use 'srun --mpi=pmi2', not plain 'srun')"
+        )
+    # the host shows where the launcher put each rank (two hosts when a job spans two nodes)
+    print(f"rank {rank}: MPI world size {size} on host {comm_host()}", flush=True)
+    groups = args.groups
+    if args.plan and rank == 0:  # before any work: the patch files (one copy, no shards) must fit
+        from ctpatch.store.diskspace import check_free, extraction_need
+
+        names = [g.name for g in groups]
+        check_free(
+            Path(groups[0].out[0]).parent,
+            sum(extraction_need(args.plan, name) for name in names),
+            f"{names[0]}'s patch file(s) (the plan's estimate)"
+            if len(names) == 1
+            else f"the patch files of {len(names)} groups (the plan's estimate)",
+        )
+    comm.barrier()
+    settings = read_settings(args.settings_file, scope="patches")
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    for g in groups:  # one MPI world for every group of the job: one start-up, not one per patient
+        job = job_class(settings, g.inputs)
+        attrs = {
+            "settings": json.dumps(settings, sort_keys=True),
+            "mode": job.mode,
+            "seed": job.seed,
+            "group": g.group,
+        }
+        counts = extract(job, g.out, attrs, comm, log=log)
+        if rank == 0:
+            print(f"extraction done: {counts} rows in {', '.join(g.out)} on {size} ranks", flush=True)
+
+
+@dataclass(frozen=True)
+class Group:
+    """One group's extraction in a job: its name (the files' 'group' attribute), output file(s) and inputs."""
+
+    group: str
+    out: list
+    inputs: dict
+
+    @property
+    def name(self) -> str:
+        return self.group or Path(self.out[0]).stem
+
+
+def parse_args(argv=None, prog: str = "python -m ctpatch.<mode>.extract"):
+    from ctpatch.cli import for_group, split_groups
+
+    argv, groups = split_groups(sys.argv[1:] if argv is None else list(argv))
+    ap = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__.split("\n\n")[0],
+        epilog="Several groups in one MPI world, one after the other: --groups G1 G2 ..., with {group} in "
+        "--out, --group and --inputs standing for each group's name.",
+    )
+    ap.add_argument("--ranks", type=int, required=True, help="the MPI world size this run must have")
+    ap.add_argument("--plan", default=None, help="plan.json: check free space for the group(s) before any work")
+    ap.add_argument("--out", nargs="+", required=True, help="the patch file(s): one, or output.nsplit parts")
+    ap.add_argument("--group", default="", help="the subset or patient, recorded as the files' 'group' attribute")
+    ap.add_argument(
+        "--settings-file", required=True, help="settings of scope 'patches' (ctpatch.settings), recorded in the files"
+    )
+    ap.add_argument("--inputs", required=True, help="JSON object of input paths of the mode")
+    args = ap.parse_args(argv)
+    if args.ranks < 1:
+        ap.error(f"Expected --ranks >= 1, got {args.ranks}")
+    if groups == []:
+        ap.error("--groups: Expected at least one group name, got none")
+    entries = [args] if groups is None else [ap.parse_args(for_group(argv, g)) for g in groups]
+    args.groups = [Group(e.group, list(e.out), json.loads(e.inputs)) for e in entries]
+    return args
+
+
+def main(job_class, argv=None) -> int:
+    """Parse the arguments and run ``job_class`` (a mode's ``Job``) on every group, on this MPI world."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    try:
+        args = parse_args(argv, f"python -m ctpatch.{job_class.mode}.extract")
+        run(job_class, args, comm)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # one rank failing must stop every rank, never hang a barrier
+        msg = str(exc) if isinstance(exc, (ValueError, RuntimeError, OSError)) else traceback.format_exc()
+        if isinstance(exc, OSError) and exc.strerror:  # "[Errno 28] ..." -> the message alone
+            msg = exc.strerror
+        print(f"rank {comm.Get_rank()}: error: {msg}", file=sys.stderr, flush=True)
+        comm.Abort(1)
+    return 0

@@ -1,0 +1,414 @@
+"""LUNA16 nodule mode for the MPI extraction: one work unit per scan.
+
+``Job(settings, inputs)`` takes the two dicts below (the CLI passes them as JSON) and writes
+through the patch-sink protocol (:class:`ctpatch.store.sink.PatchSink`); :meth:`Job.run` cuts any span
+of a scan's items (nodule patches, then negatives), so the extraction can split a scan into blocks.
+
+In memory, ``inputs`` may instead give ``scans``: a list of ``{"uid", "volume", "sidecar", "mask"}``
+(volume and mask as (z, y, x) arrays, the sidecar dict :func:`ctpatch.luna16.convert.convert` returns) and
+``nodules`` as a ``pandas.DataFrame`` (``explain`` regenerates a patch this way, without files).
+
+Inputs (``--inputs`` JSON): ``sidecars`` (the converted scans' JSON files, the ``.npy`` beside
+each), ``masks_dir`` (label volumes ``<uid>.npy``), ``nodules`` (the subset's nodule table) and,
+for the ``candidates`` strategy, ``candidates`` (candidates.csv).  Settings (``--settings-file``,
+scope ``patches`` of :mod:`ctpatch.settings`): ``seed``, ``buffer_patches`` and the ``luna16`` keys
+``patch``, ``negatives`` and ``output``.
+
+A rank holds one scan at a time: its volume and label mask, read in slabs straight into
+(x, y, z) order (the patch order, so each patch is one copy of contiguous rows), plus at most
+``buffer_patches`` patches per dataset.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ctpatch.core.bricks import box_start, brick_indices, crop_edge, cut_brick
+from ctpatch.core.geometry import VolumeGrid
+from ctpatch.core.labels import label_patch
+from ctpatch.core.nodules import (
+    MaskIndex,
+    PatchLocation,
+    crop_mask_xyz,
+    cut_image_xyz,
+    expected_counts,
+    label_edge,
+    nodule_locations,
+    patch_offsets,
+    random_centres,
+)
+from ctpatch.core.rng import keyed_rng
+from ctpatch.engine.blocks import Unit
+from ctpatch.io.tables import read_candidates
+from ctpatch.luna16.layouts import LAYOUTS, PROV_BRICK, PROV_CROP, write_nodule_view
+from ctpatch.store.writer import Specs
+
+PROV_NODULE = np.dtype(
+    [
+        ("scan_index", "<i4"),
+        ("patch_index", "<i4"),
+        ("seriesuid", "S64"),
+        ("nodule_index", "<i4"),
+        ("annotation_row", "<i4"),
+        ("shift_index", "<i4"),
+        ("shift", "<i4", (3,)),
+        ("centre_voxel", "<i4", (3,)),
+        ("centre_world", "<f8", (3,)),
+        ("nodule_voxel", "<i4", (3,)),
+        ("nodule_world", "<f8", (3,)),
+    ]
+)
+PROV_NEGATIVE = np.dtype(
+    [
+        ("scan_index", "<i4"),
+        ("patch_index", "<i4"),
+        ("seriesuid", "S64"),
+        ("negative_index", "<i4"),
+        ("source", "S16"),
+        ("candidate_row", "<i4"),
+        ("centre_voxel", "<i4", (3,)),
+        ("centre_world", "<f8", (3,)),
+        ("touches_nodule", "?"),
+    ]
+)
+DATASETS = ("nodule", "label_nodule", "non_nodule", "label_non_nodule")
+
+
+def load_xyz(path, slab_bytes: int = 4 << 20) -> np.ndarray:
+    """A (z, y, x) ``.npy`` volume as a C-contiguous (x, y, z) array, read ``slab_bytes`` at a time.
+
+    Only the result and one slab are held (no memory map stays touched); the values are those
+    of ``np.load(path).transpose(2, 1, 0)``.
+    """
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(fh)
+        if len(shape) != 3 or fortran or dtype.hasobject:
+            return np.ascontiguousarray(np.load(path, mmap_mode="r").transpose(2, 1, 0))
+        nz, ny, nx = shape
+        out = np.empty((nx, ny, nz), dtype=dtype)
+        step = max(1, slab_bytes // max(ny * nx * dtype.itemsize, 1))
+        buf = np.empty((min(step, nz), ny, nx), dtype=dtype)
+        for z0 in range(0, nz, step):
+            k = min(step, nz - z0)
+            view = memoryview(buf[:k]).cast("B")
+            if fh.readinto(view) != view.nbytes:
+                raise ValueError(f"{path}: truncated: expected {shape} {dtype} (z, y, x)")
+            out[:, :, z0 : z0 + k] = buf[:k].transpose(2, 1, 0)
+    return out
+
+
+class _Scan:
+    """One scan prepared for cutting: volume and mask (x, y, z), nodule rows, every patch location."""
+
+    def __init__(self, job: "Job", unit: Unit):
+        if job.memory is not None:  # in-memory inputs
+            scan = job.memory[unit.index]
+            sidecar_path, sidecar = f"scan {unit.key}", scan["sidecar"]
+            self.volume = np.ascontiguousarray(np.asarray(scan["volume"]).transpose(2, 1, 0))  # (x, y, z)
+            self.mask = np.ascontiguousarray(np.asarray(scan["mask"]).transpose(2, 1, 0))
+        else:
+            sidecar_path = job.sidecars[unit.index]
+            sidecar = json.loads(sidecar_path.read_text())
+            self.volume = load_xyz(sidecar_path.with_suffix(".npy"))  # (x, y, z)
+            self.mask = load_xyz(job.masks_dir / f"{unit.key}.npy")  # (x, y, z)
+        self.grid = grid = VolumeGrid.from_dict(sidecar["grid"])
+        if self.volume.shape != grid.size or self.mask.shape != grid.size:
+            raise ValueError(
+                f"{sidecar_path}: volume {self.volume.shape[::-1]} / mask {self.mask.shape[::-1]} do not "
+                f"match the grid {grid.shape_zyx} (z, y, x)"
+            )
+        self.fill = sidecar["min"]
+        self.index = MaskIndex(self.mask)
+        self.nod = job.table[job.table["seriesuid"] == unit.key].sort_values("nodule_index")
+        self.centres_xyz = self.nod[["voxel_x", "voxel_y", "voxel_z"]].to_numpy(np.int64)
+        self.nodule_locs = list(nodule_locations(self.centres_xyz[:, ::-1], job.offsets, job.size))
+        self.negatives = job.negative_locations(unit, grid, self.mask, self.index)
+        pool = int(job.patch["label_pool"])
+        self.empty_label = label_patch(np.zeros((job.size,) * 3, dtype=bool), pool)  # a crop without nodule
+        self.pool = pool
+
+    def label_and_touch(self, loc):
+        if not self.index.may_touch(loc):
+            return self.empty_label, False
+        box = crop_mask_xyz(self.mask, loc)
+        return label_patch(box, self.pool), bool(box.any())
+
+
+class Job:
+    """The LUNA16 extraction of one subset: ``Job(settings, inputs)`` (see the module docstring)."""
+
+    mode = "luna16"
+    parts = 1  # one file per subset
+    splittable = True  # a scan's items can be cut in any spans
+
+    def __init__(self, settings: dict, inputs: dict):
+        s, inp = settings, inputs
+        self.settings = s
+        self.seed = int(s["seed"])
+        self.patch = s["patch"]
+        self.neg = s["negatives"]
+        self.out = s["output"]
+        self.shuffle = bool(self.out.get("shuffle", True))
+        self.buffer = int(s.get("buffer_patches", 8))
+        self.size = int(self.patch["size"])
+        self.offsets = patch_offsets(self.patch)
+        self.layout = self.out.get("layout", "full")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"output.layout: expected one of {list(LAYOUTS)}, got {self.layout!r}")
+        self.brick = int(self.out.get("brick", 32))
+        if self.brick < 1:
+            raise ValueError(f"output.brick: expected a brick edge >= 1, got {self.brick!r}")
+        self.crop = crop_edge(self.size, self.offsets)
+        self.memory = None
+        if "scans" in inp:  # in memory, in uid order as the files would be
+            self.memory = sorted(inp["scans"], key=lambda sc: str(sc["uid"]))
+            self.uids = [str(sc["uid"]) for sc in self.memory]
+        else:
+            self.sidecars = sorted((Path(p) for p in inp["sidecars"]), key=lambda p: p.stem)
+            self.uids = [p.stem for p in self.sidecars]
+            self.masks_dir = Path(inp["masks_dir"])
+        nodules = inp["nodules"]
+        self.table = (
+            nodules.copy()
+            if isinstance(nodules, pd.DataFrame)
+            else pd.read_csv(nodules, sep="\t", dtype={"seriesuid": str})
+        )
+        unknown = set(self.table["seriesuid"]) - set(self.uids)
+        if unknown:
+            where = "nodules" if isinstance(nodules, pd.DataFrame) else nodules
+            raise ValueError(f"{where}: nodules of scans not in this subset: {sorted(unknown)[:3]}")
+        self.nodule_patches, self.negatives = expected_counts(self.table, self.uids, len(self.offsets), self.neg)
+        self.bricks = {uid: 0 for uid in self.uids}  # volumes layout: bricks per scan (from its grid), first items
+        if self.layout == "volumes":
+            for i, uid in enumerate(self.uids):
+                if self.memory is not None:
+                    size_xyz = np.asarray(self.memory[i]["volume"]).shape[::-1]
+                else:
+                    size_xyz = VolumeGrid.from_dict(json.loads(self.sidecars[i].read_text())["grid"]).size
+                self.bricks[uid] = len(brick_indices(size_xyz, self.brick))
+        self.candidates = None
+        self.candidates_outside: dict[str, int] = {}
+        if self.neg["strategy"] == "candidates":
+            cand = read_candidates(inp["candidates"])
+            self.candidates = cand[(cand["class"] == 0) & cand["seriesuid"].isin(self.uids)]
+        self._scan: tuple[str, _Scan] | None = None  # the scan prepared last (a rank's spans come in order)
+
+    def units(self) -> list[Unit]:
+        return [
+            Unit(
+                uid,
+                i,
+                1.0 + self.nodule_patches[uid] + self.negatives[uid] + self.bricks[uid],
+                self.count(Unit(uid, i)),
+            )
+            for i, uid in enumerate(self.uids)
+        ]
+
+    def count(self, unit: Unit) -> int:
+        """Items of a scan: its bricks (volumes layout), nodule patches, then negatives."""
+        return self.bricks[unit.key] + self.nodule_patches[unit.key] + self.negatives[unit.key]
+
+    def totals(self, units) -> dict:
+        """Rows per provenance table over ``units``."""
+        out = {
+            "nodule": sum(self.nodule_patches[u.key] for u in units),
+            "non_nodule": sum(self.negatives[u.key] for u in units),
+        }
+        if self.layout == "crops":
+            out["nodule_crop"] = int(self.table["seriesuid"].isin([u.key for u in units]).sum())
+        if self.layout == "volumes":
+            out["volume_brick"] = sum(self.bricks[u.key] for u in units)
+        return out
+
+    def specs(self) -> Specs:
+        """Datasets, provenance tables and how they align (:class:`ctpatch.store.writer.Specs`)."""
+        p, lab = self.size, label_edge(self.patch)
+        img_shape, lab_shape = (p, p, p, 1), (lab, lab, lab, 2)
+        dt = self.out["dtype"]
+        datasets = {
+            "nodule": (img_shape, dt),
+            "label_nodule": (lab_shape, "float32"),
+            "non_nodule": (img_shape, dt),
+            "label_non_nodule": (lab_shape, "float32"),
+        }
+        tables = {"nodule": PROV_NODULE, "non_nodule": PROV_NEGATIVE}
+        groups = {"nodule": ("nodule", "label_nodule"), "non_nodule": ("non_nodule", "label_non_nodule")}
+        attrs = {}
+        if self.layout == "crops":  # one crop per nodule instead of its shifted patches (ctpatch.core.bricks)
+            del datasets["nodule"]
+            datasets = {"nodule_crop": ((self.crop,) * 3 + (1,), dt), **datasets}
+            tables["nodule_crop"] = PROV_CROP
+            groups = {"nodule": ("label_nodule",), "non_nodule": groups["non_nodule"], "nodule_crop": ("nodule_crop",)}
+            attrs = {"nodule_crop": {"patch_edge": p}}
+        if (
+            self.layout == "volumes"
+        ):  # each scan's volume once, in bricks; every patch cut on reading (ctpatch.core.bricks)
+            del datasets["nodule"], datasets["non_nodule"]
+            datasets = {"volume_brick": ((self.brick,) * 3 + (1,), dt), **datasets}
+            tables["volume_brick"] = PROV_BRICK
+            groups = {
+                "nodule": ("label_nodule",),
+                "non_nodule": ("label_non_nodule",),
+                "volume_brick": ("volume_brick",),
+            }
+            attrs = {"volume_brick": {"patch_edge": p}}
+        return Specs(
+            {k: (tuple(v[0]), np.dtype(v[1])) for k, v in datasets.items()},
+            tables,
+            groups,
+            self.out["compression"],
+            unshuffled=("nodule_crop", "volume_brick"),
+            attrs=attrs,
+            one_file=self.layout != "full",
+            finish=write_nodule_view if self.layout == "crops" else None,
+        )
+
+    def _prepared(self, unit: Unit) -> _Scan:
+        if self._scan is None or self._scan[0] != unit.key:
+            self._scan = None  # free the previous scan first
+            self._scan = (unit.key, _Scan(self, unit))
+        return self._scan[1]
+
+    def run(self, unit: Unit, w, start: int = 0, stop: int | None = None) -> dict:
+        """Cut items ``[start, stop)`` of the scan ``unit`` into the sink ``w``: in the volumes layout the
+        scan's bricks first (image patches are then not stored), nodule patches (each with its label; in
+        the crops layout the nodule's crop before its first shift), then negatives."""
+        sc = self._prepared(unit)
+        n_nod = len(sc.nodule_locs)
+        n_brick = self.bricks[unit.key]
+        total = n_brick + n_nod + len(sc.negatives)
+        stop = total if stop is None else min(int(stop), total)
+        dtype = self.out["dtype"]
+        crops = self.layout == "crops"
+        images = self.layout not in ("crops", "volumes")  # image patches stored as cut
+        key = unit.key.encode()
+        done = {"nodule_patches": 0, "negatives": 0}
+        if n_brick and start < n_brick:
+            size = np.asarray(sc.volume.shape, dtype=np.int64)
+            fill = float(np.asarray(np.asarray(sc.fill, dtype=sc.volume.dtype), dtype=dtype))  # as the patches hold it
+            for index in brick_indices(size, self.brick)[int(start) : stop]:
+                cut_brick(sc.volume, index, self.brick, sc.fill, w.slot("volume_brick"))
+                w.commit("volume_brick")
+                w.add_row("volume_brick", (unit.index, key, index, index * self.brick, size, fill))
+            done["volume_bricks"] = max(0, min(stop, n_brick) - int(start))
+        for i in range(max(int(start), n_brick) - n_brick, stop - n_brick):
+            if i < n_nod:
+                n, s, loc = sc.nodule_locs[i]
+                row = sc.nod.iloc[n]
+                centre_xyz = np.asarray(loc.centre_zyx[::-1])
+                if crops and s == 0:  # the box around the nodule that holds all its shifted patches
+                    cut_image_xyz(
+                        sc.volume,
+                        PatchLocation(tuple(int(v) for v in sc.centres_xyz[n][::-1]), self.crop),
+                        sc.fill,
+                        dtype,
+                        out=w.slot("nodule_crop"),
+                    )
+                    w.commit("nodule_crop")
+                    w.add_row(
+                        "nodule_crop",
+                        (
+                            unit.index,
+                            key,
+                            n,
+                            int(row["annotation_row"]),
+                            sc.centres_xyz[n],
+                            box_start(sc.centres_xyz[n], self.crop),
+                            self.crop,
+                        ),
+                    )
+                if images:
+                    cut_image_xyz(sc.volume, loc, sc.fill, dtype, out=w.slot("nodule"))
+                    w.commit("nodule")
+                w.add("label_nodule", sc.label_and_touch(loc)[0])
+                w.add_row(
+                    "nodule",
+                    (
+                        unit.index,
+                        i,
+                        key,
+                        n,
+                        int(row["annotation_row"]),
+                        s,
+                        self.offsets[s],
+                        centre_xyz,
+                        sc.grid.index_to_world(centre_xyz),
+                        sc.centres_xyz[n],
+                        (row["world_x"], row["world_y"], row["world_z"]),
+                    ),
+                )
+                done["nodule_patches"] += 1
+            else:
+                j = i - n_nod
+                loc, source, cand_row = sc.negatives[j]
+                centre_xyz = np.asarray(loc.centre_zyx[::-1])
+                if self.layout != "volumes":
+                    cut_image_xyz(sc.volume, loc, sc.fill, dtype, out=w.slot("non_nodule"))
+                    w.commit("non_nodule")
+                label, touches = sc.label_and_touch(loc)
+                w.add("label_non_nodule", label)
+                w.add_row(
+                    "non_nodule",
+                    (
+                        unit.index,
+                        j,
+                        key,
+                        j,
+                        source.encode(),
+                        cand_row,
+                        centre_xyz,
+                        sc.grid.index_to_world(centre_xyz),
+                        touches,
+                    ),
+                )
+                done["negatives"] += 1
+        if start == 0 and stop == total:
+            done["nodules"] = len(sc.nod)
+            self._scan = None  # a whole scan: nothing else will need it
+        if unit.key in self.candidates_outside:
+            done["candidates_outside_volume"] = self.candidates_outside[unit.key]
+        return done
+
+    def negative_locations(
+        self, unit: Unit, grid: VolumeGrid, mask, index: MaskIndex | None = None
+    ) -> list[tuple[PatchLocation, str, int]]:
+        """The negatives of one scan as (location, source, candidates.csv row or -1); ``mask`` is (x, y, z)."""
+        count = self.negatives[unit.key]
+        rng = keyed_rng(self.seed, "negatives", unit.key)
+        strategy = self.neg["strategy"]
+        if strategy == "random":
+            return [
+                (PatchLocation(tuple(int(v) for v in c), self.size), "random", -1)
+                for c in random_centres(grid.shape_zyx, count, rng)
+            ]
+        out = []
+        if strategy == "candidates":
+            cand = self.candidates[self.candidates["seriesuid"] == unit.key]
+            vox = grid.world_to_voxel(cand[["coordX", "coordY", "coordZ"]].to_numpy(float)).reshape(-1, 3)
+            inside = np.all((vox >= 0) & (vox < np.asarray(grid.size)), axis=1)
+            self.candidates_outside[unit.key] = int((~inside).sum())
+            order = rng.permutation(np.flatnonzero(inside))[:count]
+            out = [
+                (PatchLocation(tuple(int(v) for v in vox[i][::-1]), self.size), "candidate", int(cand["row"].iloc[i]))
+                for i in order
+            ]
+        source = "avoid_nodules" if strategy == "avoid_nodules" else "fill"
+        while len(out) < count:
+            for _ in range(int(self.neg["max_tries"])):
+                loc = PatchLocation(tuple(int(v) for v in random_centres(grid.shape_zyx, 1, rng)[0]), self.size)
+                if not ((index is None or index.may_touch(loc)) and crop_mask_xyz(mask, loc).any()):
+                    out.append((loc, source, -1))
+                    break
+            else:
+                raise RuntimeError(
+                    f"scan {unit.key}: no patch free of nodules found in {self.neg['max_tries']} "
+                    f"draws (negative {len(out)} of {count}); raise negatives.max_tries or use "
+                    f"strategy 'random'"
+                )
+        return out

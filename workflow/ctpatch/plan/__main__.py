@@ -1,7 +1,0 @@
-"""``python -m ctpatch.plan``."""
-
-import sys
-
-from ctpatch.plan.cli import main
-
-sys.exit(main())

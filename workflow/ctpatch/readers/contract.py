@@ -1,0 +1,121 @@
+"""What a merged patch file is, to a reader: its mode, its kinds, its settings and its channel layout.
+
+Kinds and the datasets they read:
+
+============== ================ ==================== ========================= ======
+kind           image            label                provenance                mode
+============== ================ ==================== ========================= ======
+``nodule``     ``nodule``       ``label_nodule``     ``provenance/nodule``     luna16
+``non_nodule`` ``non_nodule``   ``label_non_nodule`` ``provenance/non_nodule`` luna16
+``patch``      ``input``        ``target``           ``provenance/patch``      ldct
+============== ================ ==================== ========================= ======
+
+For LDCT the "label" is the full-dose target patch.
+
+Channel layouts: ``"tf"`` puts the channel last, ``"torch"`` first.  Every reader of
+:mod:`ctpatch.readers` returns :data:`DEFAULT_LAYOUT` unless told otherwise (``layout=``).  LUNA16
+patches are stored ``tf``; LDCT patches in the layout of their settings (``output.layout``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ctpatch.store.h5 import h5py
+
+#: kind -> (image dataset, label dataset, provenance table, mode)
+KINDS = {
+    "nodule": ("nodule", "label_nodule", "provenance/nodule", "luna16"),
+    "non_nodule": ("non_nodule", "label_non_nodule", "provenance/non_nodule", "luna16"),
+    "patch": ("input", "target", "provenance/patch", "ldct"),
+}
+MODE_KINDS = {"luna16": ("nodule", "non_nodule"), "ldct": ("patch",)}
+LAYOUTS = ("tf", "torch")
+#: The one default channel layout of PatchDataset, load_all, iter_batches and Fold.dataset:
+#: channel last, as LUNA16 patches are stored (the reference's layout).  Pass ``layout="torch"``
+#: for channel-first items (PyTorch, MONAI, TorchIO).
+DEFAULT_LAYOUT = "tf"
+
+
+def file_mode(f: h5py.File, path) -> str:
+    """The mode of an open patch file: its ``mode`` attribute, else guessed from its datasets."""
+    mode = f.attrs.get("mode")
+    if isinstance(mode, bytes):
+        mode = mode.decode()
+    if mode in MODE_KINDS:
+        return str(mode)
+    if "input" in f and "target" in f:
+        return "ldct"
+    if "nodule" in f or "non_nodule" in f or "volume_brick" in f:  # volume_brick: the volumes layout
+        return "luna16"
+    raise ValueError(
+        f"{path}: not a ctpatch patch file: no 'mode' attribute and none of the datasets "
+        f"nodule, non_nodule, input (found {sorted(f)})"
+    )
+
+
+def file_settings(f: h5py.File) -> dict:
+    """The JSON ``settings`` attribute of an open patch file ({} when absent)."""
+    raw = f.attrs.get("settings")
+    if raw is None:
+        return {}
+    return json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
+
+
+def resolve_layout(layout) -> str:
+    """``layout``, or :data:`DEFAULT_LAYOUT` for None; raises on anything else.
+
+    >>> resolve_layout(None), resolve_layout("torch")
+    ('tf', 'torch')
+    """
+    layout = DEFAULT_LAYOUT if layout is None else layout
+    if layout not in LAYOUTS:
+        raise ValueError(f"Expected layout in {LAYOUTS}, got {layout!r}")
+    return layout
+
+
+def stored_layout(f: h5py.File, kind: str, image) -> str:
+    """The channel layout the patches of ``kind`` are stored in (LUNA16: always ``tf``)."""
+    if KINDS[kind][3] == "luna16":
+        return "tf"
+    layout = file_settings(f).get("output", {}).get("layout")
+    if layout in LAYOUTS:
+        return layout
+    shape = image.shape[1:]
+    if shape and shape[0] == 1 and shape[-1] != 1:
+        return "torch"
+    return "tf"
+
+
+def to_layout(array: np.ndarray, stored: str, layout: str, batched: bool) -> np.ndarray:
+    """Move the channel axis of a patch (or a batch of patches when ``batched``) from ``stored`` to ``layout``.
+
+    No copy when the channel has size 1; otherwise a contiguous transposed copy.
+
+    >>> to_layout(np.zeros((8, 8, 8, 2)), "tf", "torch", batched=False).shape
+    (2, 8, 8, 8)
+    """
+    if layout not in LAYOUTS or stored not in LAYOUTS:
+        raise ValueError(f"Expected layout in {LAYOUTS}, got {layout!r} (stored {stored!r})")
+    if layout == stored:
+        return array
+    first = 1 if batched else 0
+    moved = np.moveaxis(array, -1, first) if layout == "torch" else np.moveaxis(array, first, -1)
+    return np.ascontiguousarray(moved)
+
+
+def luna_spacing(settings: dict) -> np.ndarray:
+    """Voxel spacing (x, y, z) in mm of a LUNA16 file's patches: the isotropic resampling spacing.
+
+    NaN when the scans were not resampled (each scan keeps its own spacing, which the patch file
+    does not record).
+
+    >>> luna_spacing({"resample": {"enabled": True, "spacing_mm": 1.25}}).tolist()
+    [1.25, 1.25, 1.25]
+    """
+    rs = settings.get("resample", {})
+    if rs.get("enabled", True) and "spacing_mm" in rs:
+        return np.full(3, float(rs["spacing_mm"]))
+    return np.full(3, np.nan)

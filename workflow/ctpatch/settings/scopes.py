@@ -1,0 +1,181 @@
+"""What each step depends on (a *scope*), and the settings files the workflow writes and the steps read."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from ctpatch.settings.frozen import Settings, _thaw
+from ctpatch.settings.validate import MODES, ConfigError, default_config, validate
+
+SCOPES = {
+    "luna16": ("check", "convert", "demo", "patches", "plan"),
+    "ldct": ("pairs", "patches", "plan"),
+}
+
+
+SETTINGS_FORMAT = "ctpatch-settings/1"
+
+
+# ------------------------------------------------------------------------------ paths the config names
+def luna_root(config: Mapping) -> str:
+    """The LUNA16 folder: ``luna16.root``, or the demo data set's folder under ``results``."""
+    root = config["luna16"]["root"]
+    return f"{config['results']}/demo/luna16" if root == "demo" else root
+
+
+def luna_table(config: Mapping, key: str) -> str:
+    """``luna16.annotations`` or ``luna16.candidates`` as a path (relative ones start at the root)."""
+    path = Path(config["luna16"][key])
+    return str(path if path.is_absolute() else Path(luna_root(config)) / path)
+
+
+# ------------------------------------------------------------------------------ scopes
+def luna16_settings(config: Mapping) -> Settings:
+    """Everything that determines a LUNA16 patch; recorded in each patch file to regenerate it."""
+    luna = config["luna16"]
+    s = {k: luna[k] for k in ("patch", "negatives", "output", "normalize", "resample", "duplicate_annotations")}
+    s.update(
+        mode="luna16",
+        seed=config["seed"],
+        buffer_patches=config["extract"]["buffer_patches"],
+        root=luna_root(config),
+        annotations=luna_table(config, "annotations"),
+        candidates=luna_table(config, "candidates"),
+    )
+    return Settings(s)
+
+
+def ldct_patch_settings(config: Mapping) -> Settings:
+    """Everything that determines an LDCT patch; recorded in each patch file."""
+    s = {k: v for k, v in config["ldct"].items() if k != "patients"}
+    s.update(mode="ldct", seed=config["seed"], buffer_patches=config["extract"]["buffer_patches"])
+    return Settings(s)
+
+
+def mode_settings(config: Mapping) -> Settings:
+    """The patch settings of the configured mode."""
+    return luna16_settings(config) if config["mode"] == "luna16" else ldct_patch_settings(config)
+
+
+def scope_settings(config: Mapping, scope: str) -> Settings:
+    """The settings one step of the configured mode depends on (see :data:`SCOPES`).
+
+    * luna16 ``check``: input discovery and the pre-flight check (root, tables, unknown_series,
+      duplicate_annotations, plausibility and the normalization window of its middle-slice check,
+      negatives strategy); ``convert``: resample and normalize (what a volume depends on);
+      ``demo``: the demo data set's settings and seed; ``patches``: :func:`luna16_settings`.
+    * ldct ``pairs``: folder names, pairing rule, error policy, random_n and seed;
+      ``patches``: :func:`ldct_patch_settings`.
+    * ``plan``: the whole validated config (the plan estimates every step).
+    """
+    mode = config["mode"]
+    if scope not in SCOPES[mode]:
+        raise ConfigError(f"settings scope: expected one of {list(SCOPES[mode])} in mode {mode!r}, got {scope!r}")
+    if scope == "plan":
+        s = dict(config)
+    elif scope == "patches":
+        s = mode_settings(config)
+    elif scope == "convert":
+        s = {k: config["luna16"][k] for k in ("resample", "normalize", "plausibility")}
+    elif scope == "check":
+        luna = config["luna16"]
+        s = {
+            "root": luna_root(config),
+            "annotations": luna_table(config, "annotations"),
+            "candidates": luna_table(config, "candidates") if luna["negatives"]["strategy"] == "candidates" else None,
+            "unknown_series": luna["unknown_series"],
+            "duplicate_annotations": luna["duplicate_annotations"],
+            "plausibility": luna["plausibility"],
+            "normalize": luna["normalize"],
+        }
+    elif scope == "demo":
+        s = {"demo": config["demo"], "seed": config["seed"]}
+    else:  # ldct pairs
+        ldct = config["ldct"]
+        s = {k: ldct[k] for k in ("root", "input_dir", "target_dir", "pair_by", "on_error", "random_n")}
+        s["seed"] = config["seed"]
+    return Settings({**s, "mode": mode})
+
+
+def settings_text(settings: Mapping, scope: str) -> str:
+    """The text of one scope's settings file (JSON, keys sorted, no trailing newline)."""
+    doc = {"format": SETTINGS_FORMAT, "scope": scope, "settings": _thaw(settings)}
+    return json.dumps(doc, indent=1, sort_keys=True)
+
+
+def write_settings(settings: Mapping, path: str | Path, scope: str) -> None:
+    """Write one scope's settings as JSON (temporary name, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(settings_text(settings, scope) + "\n")
+    os.replace(tmp, path)
+
+
+def read_settings(path: str | Path, scope: str | None = None) -> Settings:
+    """Read a settings file written by :func:`write_settings`; check its scope when given.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file when it is missing, not JSON, not a settings file or of another scope.
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: settings file not found") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not a settings file (invalid JSON: {exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != SETTINGS_FORMAT:
+        raise ConfigError(f"{path}: not a ctpatch settings file (expected format {SETTINGS_FORMAT!r})")
+    if scope is not None and doc.get("scope") != scope:
+        raise ConfigError(f"{path}: expected settings of scope {scope!r}, got {doc.get('scope')!r}")
+    return Settings(doc["settings"])
+
+
+# ------------------------------------------------------------------------------ settings from partial mappings
+def ldct_settings(partial: Mapping | None = None, seed: int = 0, buffer_patches: int | None = None) -> Settings:
+    """Validated LDCT patch settings: ``partial`` (keys of the ``ldct`` section, and optionally
+    ``seed`` and ``buffer_patches``) over the defaults.  Complete settings come back unchanged.
+
+    Raises :class:`ConfigError` naming the key (``ldct.<key>``) on a bad value.
+
+    >>> ldct_settings()["patch"]["code"]
+    'p55'
+    >>> ldct_settings({"normalization": "dicom_unity"})["normalization_constants"]["dicom_scale"]
+    4096.0
+    """
+    partial = _thaw(partial or {})
+    partial.pop("mode", None)
+    seed = partial.pop("seed", seed)
+    buffer_patches = partial.pop("buffer_patches", buffer_patches)
+    config = {"mode": "ldct", "seed": seed, "ldct": partial}
+    if buffer_patches is not None:
+        config["extract"] = {"buffer_patches": buffer_patches}
+    return ldct_patch_settings(validate(config))
+
+
+def section(name: str, partial: Mapping | None = None) -> Settings:
+    """One top-level section (``demo``, ``luna16``, ``ldct``, ``extract``): ``partial`` over the
+    schema's defaults, validated (errors name ``<section>.<key>``).
+
+    >>> section("demo")["size_xy"]
+    512
+    """
+    config = {name: _thaw(partial or {})}
+    if name in MODES:
+        config["mode"] = name
+    return Settings(validate(config)[name])
+
+
+def defaults(scope: str = "patches", mode: str = "luna16") -> Settings:
+    """The default settings of one scope of ``mode``.
+
+    >>> defaults("convert")["resample"]["spacing_mm"]
+    1.25
+    """
+    return scope_settings(default_config(mode), scope)
