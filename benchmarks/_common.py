@@ -253,7 +253,7 @@ def luna_inputs(vol_dir: Path, lab_dir: Path, sidecars: list | None = None) -> d
 def extract(
     ranks: int, vol_dir: Path, lab_dir: Path, out: Path, settings: dict, stats_dir: Path, sidecars: list | None = None
 ) -> dict:
-    """``mpiexec -n N python -m ctpatch.engine.mpi`` through ``_rank.py`` (writes the final file ``out``);
+    """``mpiexec -n N python -m ctpatch.luna16.extract`` through ``_rank.py`` (writes the final file ``out``);
     wall time and per-rank stats."""
     inputs = luna_inputs(vol_dir, lab_dir, sidecars)
     stats_dir.mkdir(parents=True, exist_ok=True)
@@ -299,8 +299,6 @@ def verify(out: Path, vol_dir: Path, lab_dir: Path, settings: dict, sidecars: li
             PY,
             "-m",
             "ctpatch.luna16.verify",
-            "--mode",
-            "luna16",
             "--patches",
             out,
             "--nodules",

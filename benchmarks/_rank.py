@@ -1,6 +1,6 @@
-"""One MPI rank of ``python -m ctpatch.engine.mpi``, timed by stage, reporting its own peak RSS.
+"""One MPI rank of ``python -m ctpatch.<mode>.extract``, timed by stage, reporting its own peak RSS.
 
-Run as ``mpiexec -n N python benchmarks/_rank.py --stats-dir D -- <ctpatch.engine.mpi arguments>``.
+Run as ``mpiexec -n N python benchmarks/_rank.py --stats-dir D -- --mode MODE <ctpatch.MODE.extract arguments>``.
 The extraction runs unchanged; the functions of ``ctpatch.luna16.job`` that load, cut, label and
 write are wrapped with ``time.perf_counter`` accumulators (about 1 µs per call, a few ms per scan).
 At the end each rank writes ``D/rankNNNN.json``: stage seconds, patches, and
@@ -37,7 +37,7 @@ def main() -> None:
     rest = argv[split + 1 :]
     from ctpatch.engine import mpi as extract
     from ctpatch.luna16 import job as extract_luna
-    from ctpatch.store.atomic import writer as patchfile
+    from ctpatch.store import writer as patchfile
 
     acc: dict[str, float] = {}
     _timed(extract_luna, "load_xyz", "load", acc)  # read the converted volume and mask
@@ -49,6 +49,9 @@ def main() -> None:
     _timed(patchfile.PatchFileWriter, "close", "write", acc)  # rank 0: provenance, attributes, rename
     # (LDCT mode: only "compress"/"write" are split out; the rest is reading, augmenting and cutting)
     mode = rest[rest.index("--mode") + 1] if "--mode" in rest else "luna16"
+    if "--mode" in rest:  # ours: the extraction's entry point is per mode
+        i = rest.index("--mode")
+        rest = rest[:i] + rest[i + 2 :]
     if mode == "ldct":
         from ctpatch.ldct import job as mod
 
@@ -81,7 +84,7 @@ def main() -> None:
     t0 = time.perf_counter()
     code = 0
     try:
-        code = extract.main(rest) or 0
+        code = extract.main(mod.Job, rest) or 0
     finally:
         wall = time.perf_counter() - t0
         rank = MPI.COMM_WORLD.Get_rank()

@@ -11,9 +11,8 @@ repetitions, and is reported apart.  Demo options: the ``ldct`` section of ``con
 (p55, air threshold, downscale copies, rotation/flip, dose blend, float16; the schema's default codec).
 
 Per repetition (after waiting for an idle machine):
-* **ours, N ranks** (N = 1, 2): ``mpiexec -n N python -m ctpatch.engine.mpi --mode ldct`` on all pair
-  tables in one run (it writes the final file once); wall time; then, apart, ``python -m ctpatch.luna16.verify
-  --mode ldct`` on the file (every chunk's checksum in place, counts, provenance, the value
+* **ours, N ranks** (N = 1, 2): ``mpiexec -n N python -m ctpatch.ldct.extract`` on all pair
+  tables in one run (it writes the final file once); wall time; then, apart, ``python -m ctpatch.ldct.verify`` on the file (every chunk's checksum in place, counts, provenance, the value
   statistics the extraction recorded, a regenerated sample); ratio ``verify_over_extract``;
 * **baseline, N ranks**: ``benchmarks/reference_baseline_ldct.py`` (REFERENCE-STYLE, not ctpatch:
   ``np.append`` per pair, everything gathered to rank 0, one write);
@@ -121,9 +120,7 @@ def ours(work: Path, tables: list[Path], ranks: int, settings: dict, tag: str) -
         [
             C.PY,
             "-m",
-            "ctpatch.luna16.verify",
-            "--mode",
-            "ldct",
+            "ctpatch.ldct.verify",
             "--patches",
             d / "patches.h5",
             "--pairs",

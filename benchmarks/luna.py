@@ -7,7 +7,7 @@ reference-style baseline, all in the same run.
 Per repetition, in this order (outputs deleted after each, so no run reads another's files):
 
 1. **ours, 1 rank** and **ours, 2 ranks**: the workflow's steps as Snakemake runs them —
-   ``ctpatch.luna16.convert`` per scan (N at a time), ``ctpatch.luna16.labels``, ``mpiexec -n N ctpatch.engine.mpi``
+   ``ctpatch.luna16.convert`` per scan (N at a time), ``ctpatch.luna16.labels``, ``mpiexec -n N ctpatch.luna16.extract``
    (which writes the final, shuffled file once) — with the schema's default settings (resampling
    interpolator, codec, ...); then, not in the total, ``ctpatch.luna16.verify`` on the file (as the
    ``verify_patches`` rule runs it: checksums of every chunk, labels, a regenerated sample).

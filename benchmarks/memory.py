@@ -5,7 +5,7 @@
 
 The scans all have the same geometry (512² x 220 slices, 0.7 x 0.7 x 1.25 mm) and nodule count, so any
 growth from 1 to 4 scans comes from what a rank accumulates, not from a bigger scan.  Each run is
-``mpiexec -n 1 python -m ctpatch.engine.mpi`` (through ``_rank.py``, which reports the rank's own
+``mpiexec -n 1 python -m ctpatch.luna16.extract`` (through ``_rank.py``, which reports the rank's own
 ``ru_maxrss``) with the default settings; the volumes are converted once.
 (LDCT: 16/64/160 pairs are to be added with the LDCT benchmark.)
 """
