@@ -47,7 +47,7 @@ def layout(tmp_path):
 
 def test_each_annotation_gets_its_status(layout):
     ann, root, table, patches = layout
-    out = account(ann, root, [table], [patches([57, 57])], per_nodule=57).set_index("annotation_row")
+    out = account(ann, root, [table], [patches([57, 57])], per_nodule=57, duplicates="fail").set_index("annotation_row")
     assert out.loc[2, "status"] == "patched" and out.loc[2, "patches"] == 57 and out.loc[2, "voxel_xyz"] == "1 3 5"
     assert out.loc[5, "status"] == "patched" and out.loc[5, "nodule_index"] == 1
     assert out.loc[3, "status"] == "subset not processed" and out.loc[3, "subset"] == "subset1"
@@ -113,9 +113,9 @@ def test_identical_rows_fail_by_default_and_are_accounted_when_dropped(layout, t
 def test_overlapping_nodules_of_one_scan_are_flagged(layout):
     ann, root, table, patches = layout
     # rows 2 (1,2,3; r 3) and 5 (7,8,9; r 4): centres sqrt(108) = 10.4 mm apart > 7 mm: no overlap
-    out = account(ann, root, [table], [patches([57, 57])], per_nodule=57).set_index("annotation_row")
+    out = account(ann, root, [table], [patches([57, 57])], per_nodule=57, duplicates="fail").set_index("annotation_row")
     assert out["overlaps"].fillna("").eq("").all()
     ann.write_text(ann.read_text().replace("1.1,7,8,9,8", "1.1,5,5,5,8"))  # sqrt(16+9+4) = 5.4 mm < 3 + 4
-    out = account(ann, root, [table], [patches([57, 57])], per_nodule=57).set_index("annotation_row")
+    out = account(ann, root, [table], [patches([57, 57])], per_nodule=57, duplicates="fail").set_index("annotation_row")
     assert str(out.loc[2, "overlaps"]) == "5" and str(out.loc[5, "overlaps"]) == "2"
     assert out.loc[3, "overlaps"] == "" and out.loc[4, "overlaps"] == ""  # other scans

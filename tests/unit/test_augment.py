@@ -102,7 +102,7 @@ def test_factor_leaving_no_pixel_rejected():
 
 def test_downscale_copies_lists_original_and_copies():
     image = np.ones((100, 50))
-    copies = downscale_copies(image)
+    copies = downscale_copies(image, (0.8, 0.6))  # SPEC 2 step 2
     assert [f for f, _ in copies] == [1.0, 0.8, 0.6]
     assert copies[0][1] is image
     assert [a.shape for _, a in copies] == [(100, 50), (80, 40), (60, 30)]
@@ -130,7 +130,7 @@ def test_air_threshold_matches_hand_count_on_real_slice():
                     above += 1
                 total += v
             keep = above / len(values) > 0.10 and total / len(values) > 100
-            assert passes_air_threshold(patch) == keep, (r, c)
+            assert passes_air_threshold(patch, 200.0, 0.10, 100.0) == keep, (r, c)
             decisions.append(keep)
     # the slice has both air (corners) and body, so both outcomes occur
     assert any(decisions) and not all(decisions)
@@ -139,16 +139,16 @@ def test_air_threshold_matches_hand_count_on_real_slice():
 def test_air_threshold_needs_strictly_more_than_fraction():
     patch = np.zeros((10, 10))
     patch.ravel()[:10] = 5000.0  # exactly 10 % above 200, mean 500
-    assert not passes_air_threshold(patch)
+    assert not passes_air_threshold(patch, 200.0, 0.10, 100.0)
     patch.ravel()[10] = 5000.0  # 11 %
-    assert passes_air_threshold(patch)
+    assert passes_air_threshold(patch, 200.0, 0.10, 100.0)
 
 
 def test_air_threshold_needs_mean_above_limit():
     patch = np.full((10, 10), -500.0)
     patch.ravel()[:50] = 300.0  # 50 % above 200 but mean -100
-    assert not passes_air_threshold(patch)
-    assert passes_air_threshold(patch, mean=-200.0)
+    assert not passes_air_threshold(patch, 200.0, 0.10, 100.0)
+    assert passes_air_threshold(patch, 200.0, 0.10, -200.0)
 
 
 # --- rotation / flip ---------------------------------------------------------------------
@@ -273,9 +273,9 @@ def test_blend_shifts_input_and_target_by_the_same_amount():
 
 
 def test_blend_factor_draws_lie_in_range():
-    draws = [draw_blend_factor(keyed_rng(0, "blend", i)) for i in range(200)]
+    draws = [draw_blend_factor(keyed_rng(0, "blend", i), 0.5, 1.2) for i in range(200)]
     assert min(draws) >= 0.5 and max(draws) < 1.2
-    assert draw_blend_factor(keyed_rng(0, "x")) == draw_blend_factor(keyed_rng(0, "x"))
+    assert draw_blend_factor(keyed_rng(0, "x"), 0.5, 1.2) == draw_blend_factor(keyed_rng(0, "x"), 0.5, 1.2)
 
 
 def test_blend_factor_rejects_reversed_range():
@@ -296,7 +296,7 @@ def test_box_blur_equals_explicit_3x3_mean_with_edge_repeat():
     image = rng.uniform(0, 100, size=(7, 9))
     padded = np.pad(image, 1, mode="edge")
     want = sum(padded[1 + dr : 1 + dr + 7, 1 + dc : 1 + dc + 9] for dr in (-1, 0, 1) for dc in (-1, 0, 1)) / 9.0
-    got = box_blur(image)
+    got = box_blur(image, 3)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
@@ -309,7 +309,7 @@ def test_box_blur_rejects_even_size():
 def test_white_noise_norm_is_one_percent_of_image_norm():
     rng = np.random.default_rng(6)
     image = rng.uniform(0, 4000, size=(55, 55))
-    out = white_noise(image, keyed_rng(0, "noise"))
+    out = white_noise(image, keyed_rng(0, "noise"), 0.01)
     noise = out.astype(np.float64) - image
     # float32 rounding of values near 4000 contributes ~1e-4 per pixel, far below the noise
     assert np.sqrt((noise**2).sum()) == pytest.approx(0.01 * np.sqrt((image**2).sum()), rel=1e-3)
@@ -318,10 +318,10 @@ def test_white_noise_norm_is_one_percent_of_image_norm():
 
 def test_white_noise_is_reproducible_and_zero_image_unchanged():
     image = np.ones((8, 8))
-    a = white_noise(image, keyed_rng(1, "n"))
-    b = white_noise(image, keyed_rng(1, "n"))
+    a = white_noise(image, keyed_rng(1, "n"), 0.01)
+    b = white_noise(image, keyed_rng(1, "n"), 0.01)
     np.testing.assert_array_equal(a, b)
-    assert np.all(white_noise(np.zeros((4, 4)), keyed_rng(1, "n")) == 0)
+    assert np.all(white_noise(np.zeros((4, 4)), keyed_rng(1, "n"), 0.01) == 0)
 
 
 def test_white_noise_rejects_negative_scale():

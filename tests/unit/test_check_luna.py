@@ -40,6 +40,11 @@ def root(demo_root, tmp_path) -> Path:
     return dst
 
 
+def run_check(root, subsets, annotations, candidates=None, unknown_series="fail", duplicates="fail"):
+    """The check with no candidates table, the schema's policies and no plausibility check, unless given."""
+    return check(root, subsets, annotations, candidates, unknown_series, duplicates, None, None)
+
+
 def ann(root):
     return root / "CSVFILES" / "annotations.csv"
 
@@ -57,7 +62,7 @@ def add_row(path: Path, row: str) -> int:
 
 
 def test_good_inputs(root):
-    table, report = check(root, ["subset0", "subset1"], ann(root))
+    table, report = run_check(root, ["subset0", "subset1"], ann(root))
     n_ann = len(ann(root).read_text().splitlines()) - 1
     assert report["scans"] == 2 and len(table) == 2
     assert report["annotations_used"] == n_ann == table["annotations"].sum()
@@ -67,7 +72,7 @@ def test_good_inputs(root):
 
 
 def test_annotations_of_a_subset_not_selected_are_not_errors(root):
-    table, report = check(root, ["subset0"], ann(root))
+    table, report = run_check(root, ["subset0"], ann(root))
     lines = ann(root).read_text().splitlines()[1:]
     other = sum(1 for ln in lines if ln.split(",")[0] in uids(root, "subset1"))
     assert other > 0
@@ -78,26 +83,26 @@ def test_annotations_of_a_subset_not_selected_are_not_errors(root):
 def test_subset_folder_with_no_scans(root):
     (root / "subset2").mkdir()
     with pytest.raises(InputError, match="no .mhd scans") as err:
-        check(root, ["subset0", "subset2"], ann(root))
+        run_check(root, ["subset0", "subset2"], ann(root))
     assert str(root / "subset2") in str(err.value)
 
 
 def test_missing_subset_folder(root):
     with pytest.raises(InputError, match="subset folder not found") as err:
-        check(root, ["subset0", "subset7"], ann(root))
+        run_check(root, ["subset0", "subset7"], ann(root))
     assert str(root / "subset7") in str(err.value)
 
 
 def test_unknown_series_fail_is_an_error(root):
     row = add_row(ann(root), "9.9.9.9,1.0,2.0,3.0,5.0")
     with pytest.raises(InputError, match=f"row {row}: series 9.9.9.9") as err:
-        check(root, ["subset0", "subset1"], ann(root), unknown_series="fail")
+        run_check(root, ["subset0", "subset1"], ann(root), unknown_series="fail")
     assert str(ann(root)) in str(err.value)
 
 
 def test_unknown_series_warn_is_a_warning(root):
     row = add_row(ann(root), "9.9.9.9,1.0,2.0,3.0,5.0")
-    table, report = check(root, ["subset0", "subset1"], ann(root), unknown_series="warn")
+    table, report = run_check(root, ["subset0", "subset1"], ann(root), unknown_series="warn")
     assert len(table) == 2
     assert report["unknown_series"] == 1
     assert len(report["warnings"]) == 1
@@ -117,7 +122,7 @@ def test_nodule_centre_outside_the_volume(root):
     # 50 mm before the origin in x: the volume starts half a voxel (< 1 mm) before the origin
     row = add_row(ann(root), f"{uid},{origin[0] - 50.0},{origin[1] + 5.0},{origin[2] + 5.0},6.0")
     with pytest.raises(InputError, match=f"row {row}: nodule centre") as err:
-        check(root, ["subset0", "subset1"], ann(root))
+        run_check(root, ["subset0", "subset1"], ann(root))
     msg = str(err.value)
     assert str(ann(root)) in msg and "outside the volume" in msg and f"{uid}.mhd" in msg
 
@@ -141,10 +146,10 @@ def test_nodule_within_half_a_voxel_of_the_border_is_inside(root):
         .split()
     ]
     add_row(ann(root), f"{uid},{origin[0] - 0.4 * spacing[0]},{origin[1]},{origin[2]},6.0")
-    check(root, ["subset0"], ann(root))
+    run_check(root, ["subset0"], ann(root))
     add_row(ann(root), f"{uid},{origin[0] - 0.6 * spacing[0]},{origin[1]},{origin[2]},6.0")
     with pytest.raises(InputError, match="outside the volume"):
-        check(root, ["subset0"], ann(root))
+        run_check(root, ["subset0"], ann(root))
 
 
 def test_all_problems_listed_together(root):
@@ -155,7 +160,7 @@ def test_all_problems_listed_together(root):
     unknown_row = add_row(ann(root), "9.9.9.9,1.0,2.0,3.0,5.0")
     outside_row = add_row(ann(root), f"{uid0},10000.0,0.0,0.0,5.0")
     with pytest.raises(InputError) as err:
-        check(root, ["subset0", "subset1", "subset3", "subset5"], ann(root))
+        run_check(root, ["subset0", "subset1", "subset3", "subset5"], ann(root))
     msg = str(err.value)
     assert "(5 problem(s) in the LUNA16 inputs)" in msg.splitlines()[1]
     assert f"{raw}: truncated" in msg
@@ -170,7 +175,7 @@ def test_bad_annotation_table_and_candidates_reported(root):
     cand = root / "CSVFILES" / "candidates.csv"
     cand.write_text(cand.read_text().replace(",0\n", ",7\n", 1))
     with pytest.raises(InputError) as err:
-        check(root, ["subset0"], ann(root), candidates=cand)
+        run_check(root, ["subset0"], ann(root), candidates=cand)
     msg = str(err.value)
     assert "(2 problem(s)" in msg and "missing" in msg and "expected class 0 or 1" in msg
 
@@ -213,8 +218,8 @@ def test_rotated_scan_uses_its_direction_cosines(root):
     img = sitk.ReadImage(str(root / "subset0" / "7.7.7.mhd"))
     inside = img.TransformContinuousIndexToPhysicalPoint((2.0, 27.0, 8.0))
     add_row(ann(root), "7.7.7," + ",".join(map(str, inside)) + ",5.0")
-    check(root, ["subset0"], ann(root))
+    run_check(root, ["subset0"], ann(root))
     outside = img.TransformContinuousIndexToPhysicalPoint((-3.0, 5.0, 5.0))
     row = add_row(ann(root), "7.7.7," + ",".join(map(str, outside)) + ",5.0")
     with pytest.raises(InputError, match=f"row {row}: nodule centre"):
-        check(root, ["subset0"], ann(root))
+        run_check(root, ["subset0"], ann(root))

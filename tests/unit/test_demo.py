@@ -83,7 +83,7 @@ def test_scans_without_nodules_and_unknown_settings():
     plans = plan_scans({"subsets": 1, "scans_per_subset": 3, "scans_without_nodules": 2}, seed=0)
     assert [len(p.nodules) > 0 for p in plans] == [False, False, True]
     with pytest.raises(ValueError, match="demo: Additional properties.*bogus"):
-        plan_scans({"bogus": 1})
+        plan_scans({"bogus": 1}, 0)
 
 
 # ---------------------------------------------------------------- the files

@@ -60,7 +60,7 @@ def test_edge_must_exceed_padding():
     with pytest.raises(ValueError, match=r"edge > padding, got edge=8, padding=8"):
         resolve_size(None, edge=8, padding=8)
     with pytest.raises(ValueError, match="edge > padding"):
-        patch_starts(100, 4, 6)
+        patch_starts(100, 4, 6, "fill")
 
 
 def test_p55_on_512_starts_and_corners_follow_spec():
@@ -68,9 +68,9 @@ def test_p55_on_512_starts_and_corners_follow_spec():
     expected = spec_starts(512, edge, padding)
     # 47 = stride; x runs 47, 94, ..., 470 -> 1 + 10 starts
     assert len(expected) == 11
-    assert patch_starts(512, edge, padding).tolist() == expected
+    assert patch_starts(512, edge, padding, "fill").tolist() == expected
 
-    corners = grid_corners((512, 512), edge, padding)
+    corners = grid_corners((512, 512), edge, padding, "fill")
     assert corners.shape == (len(expected) ** 2, 2)
     want = [[r, c] for r in expected for c in expected]  # row-major: column varies fastest
     assert corners.tolist() == want
@@ -80,11 +80,11 @@ def test_p55_on_512_starts_and_corners_follow_spec():
 @pytest.mark.parametrize("length", [512, 410, 307, 55, 7])
 def test_every_code_follows_spec_rule(code, length):
     edge, padding = SIZE_CODES[code]
-    assert patch_starts(length, edge, padding).tolist() == spec_starts(length, edge, padding)
+    assert patch_starts(length, edge, padding, "fill").tolist() == spec_starts(length, edge, padding)
 
 
 def test_non_square_shape_uses_each_axis_length():
-    corners = grid_corners((100, 200), 40, 10)
+    corners = grid_corners((100, 200), 40, 10, "fill")
     rows = spec_starts(100, 40, 10)
     cols = spec_starts(200, 40, 10)
     assert corners.tolist() == [[r, c] for r in rows for c in cols]
@@ -94,7 +94,7 @@ def test_non_square_shape_uses_each_axis_length():
 def test_shift_keeps_patches_inside_and_covers_axis(code):
     edge, padding = SIZE_CODES[code]
     length = 512
-    starts = patch_starts(length, edge, padding, last="shift")
+    starts = patch_starts(length, edge, padding, "shift")
     assert np.all(np.diff(starts) > 0)
     assert np.all(starts + edge <= length)
     assert starts[-1] == length - edge
@@ -110,24 +110,24 @@ def test_shift_keeps_patches_inside_and_covers_axis(code):
 def test_fill_covers_axis_including_last_pixel():
     edge, padding = SIZE_CODES["p55"]
     covered = np.zeros(512, bool)
-    for s in patch_starts(512, edge, padding):
+    for s in patch_starts(512, edge, padding, "fill"):
         covered[s : min(s + edge, 512)] = True
     assert covered.all()
 
 
 def test_image_smaller_than_patch():
-    assert patch_starts(30, 55, 8).tolist() == [0]
-    assert patch_starts(30, 55, 8, last="shift").tolist() == [0]
+    assert patch_starts(30, 55, 8, "fill").tolist() == [0]
+    assert patch_starts(30, 55, 8, "shift").tolist() == [0]
 
 
 def test_unknown_last_mode_rejected():
     with pytest.raises(ValueError, match="last"):
-        patch_starts(512, 55, 8, last="wrap")
+        patch_starts(512, 55, 8, "wrap")
 
 
 def test_non_positive_length_rejected():
     with pytest.raises(ValueError, match="length"):
-        patch_starts(0, 55, 8)
+        patch_starts(0, 55, 8, "fill")
 
 
 def _slice_image():
@@ -144,7 +144,7 @@ def test_interior_patches_equal_numpy_slices_of_real_slice():
     edge, padding = SIZE_CODES["p55"]
     fill = image.min()
     n_interior = 0
-    for r, c in grid_corners(image.shape, edge, padding):
+    for r, c in grid_corners(image.shape, edge, padding, "fill"):
         patch = cut_patch(image, (r, c), edge, fill)
         assert patch.dtype == image.dtype and patch.shape == (edge, edge)
         if r + edge <= image.shape[0] and c + edge <= image.shape[1]:

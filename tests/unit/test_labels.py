@@ -177,7 +177,7 @@ def test_one_hot_rejects_out_of_range(bad):
 
 def test_label_patch_of_a_sphere():
     mask = brute_sphere((68, 68, 68), (30, 40, 50), 5)
-    out = label_patch(mask)
+    out = label_patch(mask, 9)  # SPEC 1.7: 9x9x9 blocks
     assert out.shape == (8, 8, 8, 2) and out.dtype == np.float32
     pooled = brute_pool(mask.astype(np.uint8), 9)
     np.testing.assert_array_equal(out[..., 1], pooled)

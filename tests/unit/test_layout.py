@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ctpatch.core import bricks as layout
-from ctpatch.core.shifts import shift_offsets
+from ctpatch.core.shifts import DEFAULT_DIRECTIONS, shift_offsets
 from ctpatch.luna16 import layouts as crop_reader
 from ctpatch.luna16.export import ExportError, export_full
 from ctpatch.luna16.export import main as export_main
@@ -24,7 +24,7 @@ from ctpatch.readers import PatchDataset, load_all
 # ---------------------------------------------------------------- pure geometry
 def test_crop_edge_holds_every_shift():
     for stride, m, size in ((8, 4, 68), (4, 2, 20), (3, 0, 9), (5, 3, 31)):
-        off = shift_offsets(stride, m)
+        off = shift_offsets(stride, m, DEFAULT_DIRECTIONS)
         edge = layout.crop_edge(size, off)
         assert edge == size + 2 * stride * m
         # every shifted patch box lies inside the crop box, and some patch touches each face
@@ -37,7 +37,7 @@ def test_crop_edge_holds_every_shift():
 
 
 def test_view_starts_are_margin_plus_shift_and_refuse_leaving_the_crop():
-    off = shift_offsets(8, 4)
+    off = shift_offsets(8, 4, DEFAULT_DIRECTIONS)
     centre = np.array([[50, 60, 70]])
     crop_start = layout.box_start(centre, 132)
     starts = layout.view_starts(centre + off, np.repeat(crop_start, len(off), axis=0), 68, 132)

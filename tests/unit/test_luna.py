@@ -21,7 +21,8 @@ from ctpatch.core.nodules import (
     touches_mask,
 )
 from ctpatch.core.rng import keyed_rng
-from ctpatch.core.shifts import shift_offsets
+from ctpatch.core.shifts import DEFAULT_DIRECTIONS, shift_offsets
+from ctpatch.settings import key_schema
 
 SHAPE_ZYX = (40, 50, 60)
 
@@ -85,7 +86,7 @@ def sphere_zyx(shape, centre, r):
 def test_label_patches_of_every_shift_hold_the_nodule_in_the_right_block():
     shape, centre = (80, 90, 100), (40, 45, 50)
     mask = sphere_zyx(shape, centre, 0)  # a single voxel: its block is exactly predictable
-    offsets = shift_offsets(8, 4)
+    offsets = shift_offsets(8, 4, DEFAULT_DIRECTIONS)
     for _, s, loc in nodule_locations([centre], offsets, 68):
         lab = cut_label(mask, loc, 9)
         assert lab.shape == (8, 8, 8, 2) and lab.dtype == np.float32
@@ -99,8 +100,8 @@ def test_label_patches_of_every_shift_hold_the_nodule_in_the_right_block():
 def test_label_patch_of_nodule_patch_has_positive_voxel():
     shape, centre = (30, 70, 50), (3, 60, 10)  # near three borders
     mask = sphere_zyx(shape, centre, 4)
-    for _, _, loc in nodule_locations([centre], shift_offsets(8, 4), 68):
-        assert cut_label(mask, loc)[..., 1].max() == 1.0
+    for _, _, loc in nodule_locations([centre], shift_offsets(8, 4, DEFAULT_DIRECTIONS), 68):
+        assert cut_label(mask, loc, 9)[..., 1].max() == 1.0
         assert touches_mask(mask, loc)
 
 
@@ -129,16 +130,19 @@ def test_nodule_locations_order_and_axis_order():
 
 
 def test_57_patches_per_nodule_are_distinct():
-    locs = [loc.centre_zyx for _, _, loc in nodule_locations([(40, 45, 50)], shift_offsets(), 68)]
+    locs = [
+        loc.centre_zyx for _, _, loc in nodule_locations([(40, 45, 50)], shift_offsets(8, 4, DEFAULT_DIRECTIONS), 68)
+    ]
     assert len(locs) == 57 and len(set(locs)) == 57
 
 
 # ---------------------------------------------------------------- negatives
 def test_negatives_per_scan_with_nodules():
     counts = {"a": 57, "b": 0, "c": 114}
-    assert negatives_per_scan(counts, 3) == {"a": 171, "b": 0, "c": 342}
+    default = key_schema("luna16.negatives.scans")["default"]  # the reference's: scans with nodules
+    assert negatives_per_scan(counts, 3, default) == {"a": 171, "b": 0, "c": 342}
     assert negatives_per_scan(counts, 3, "with_nodules") == {"a": 171, "b": 0, "c": 342}
-    assert negatives_per_scan({"a": 57}, 0.5) == {"a": round(28.5)}
+    assert negatives_per_scan({"a": 57}, 0.5, "with_nodules") == {"a": round(28.5)}
 
 
 @pytest.mark.parametrize(
@@ -161,7 +165,7 @@ def test_negatives_per_scan_all_known_split():
 
 def test_negatives_per_scan_rejects_bad_settings():
     with pytest.raises(ValueError, match="ratio"):
-        negatives_per_scan({"a": 1}, -1)
+        negatives_per_scan({"a": 1}, -1, "with_nodules")
     with pytest.raises(ValueError, match="with_nodules"):
         negatives_per_scan({"a": 1}, 3, "some")
 

@@ -15,6 +15,13 @@ from ctpatch.luna16.convert import convert, main
 from ctpatch.luna16.demo import write_dataset
 from ctpatch.luna16.plausible import check, hu_figures, problems
 from ctpatch.settings import defaults, write_settings
+from ctpatch.settings.types import Plausibility, build
+
+
+def plausibility(**over) -> Plausibility:
+    """``luna16.plausibility`` at the schema's defaults, with ``over``."""
+    return build(Plausibility, {**defaults("convert")["plausibility"], **over})
+
 
 DEMO = {
     "subsets": 1,
@@ -40,7 +47,7 @@ def test_figures_count_by_hand():
     assert f["share_at_hu_min"] == pytest.approx(2 / 9)  # -3024 -1000
     assert f["share_at_hu_max"] == pytest.approx(2 / 9)  # 400 3000
     assert (f["min"], f["max"], f["nan"]) == (-3024.0, 3000.0, 0)
-    assert problems(f, -1000.0, 400.0, {}) == []
+    assert problems(f, -1000.0, 400.0, plausibility()) == []
 
 
 @pytest.mark.parametrize(
@@ -54,15 +61,15 @@ def test_figures_count_by_hand():
     ],
 )
 def test_each_problem_is_named(hu, words):
-    figures, found = check(hu, -1000.0, 400.0, None)
+    figures, found = check(hu, -1000.0, 400.0, plausibility())
     assert any(words in p for p in found), found
-    assert check(hu, -1000.0, 400.0, {"enabled": False})[1] == []
+    assert check(hu, -1000.0, 400.0, plausibility(enabled=False))[1] == []
 
 
 def test_thresholds_are_settings():
     hu = np.r_[np.full(70, 500), np.full(30, -1000)].astype(np.int16)
-    assert check(hu, -1000.0, 400.0, {"max_share_at_hu_max": 0.7})[1] == []
-    assert check(hu, -1000.0, 400.0, {"max_share_at_hu_max": 0.69})[1]
+    assert check(hu, -1000.0, 400.0, plausibility(max_share_at_hu_max=0.7))[1] == []
+    assert check(hu, -1000.0, 400.0, plausibility(max_share_at_hu_max=0.69))[1]
 
 
 def test_demo_scan_is_plausible_and_figures_recorded(demo_scan):
@@ -92,7 +99,8 @@ def test_signed_scan_under_unsigned_header_fails_with_file_and_figures(demo_scan
     first = capsys.readouterr().err.splitlines()[0]
     assert code == 1 and first.startswith(f"error: {mhd}") and not out.exists()
     relaxed = tmp_path / "convert.json"
-    write_settings({**defaults("convert").to_dict(), "plausibility": {"enabled": False}}, relaxed, "convert")
+    off = {**defaults("convert")["plausibility"], "enabled": False}
+    write_settings({**defaults("convert").to_dict(), "plausibility": off}, relaxed, "convert")
     assert (
         main(
             [

@@ -84,7 +84,7 @@ def scans(tmp_path_factory):
     plans = make_scans()
     rows = []
     for plan in plans:
-        write_scan(root / f"{plan.series_uid}.mhd", synthesize(plan, seed=0), plan.grid)
+        write_scan(root / f"{plan.series_uid}.mhd", synthesize(plan, 0, 20.0), plan.grid)
         rows += [
             f"{plan.series_uid},{n.world[0]!r},{n.world[1]!r},{n.world[2]!r},{n.diameter_mm!r}" for n in plan.nodules
         ]

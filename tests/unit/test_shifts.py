@@ -24,7 +24,7 @@ ALL_AXIS_SETS = [c for r in (1, 2, 3) for c in itertools.combinations(range(3), 
 
 
 def test_default_is_57_distinct_offsets_of_spec():
-    off = shift_offsets()
+    off = shift_offsets(8, 4, DEFAULT_DIRECTIONS)  # SPEC 1.6: S = 8, M = 4, 7 directions
     assert off.shape == (57, 3)
     rows = [tuple(r) for r in off.tolist()]
     assert len(set(rows)) == 57, "every shifted patch must be distinct (the reference's minus shifts collapsed)"
@@ -39,7 +39,7 @@ def test_default_directions_name_the_seven_axis_sets():
 
 
 def test_default_offsets_reach_and_centre_kept():
-    off = shift_offsets(8, 4)
+    off = shift_offsets(8, 4, DEFAULT_DIRECTIONS)
     assert np.abs(off).max() == 32  # S * M
     # the nodule centre stays inside every 68-voxel patch: |offset| < 34 on every axis
     assert np.all(np.abs(off) < 68 // 2)
@@ -65,7 +65,7 @@ def test_custom_stride_shifts_and_directions(stride, m, directions, axes_sets):
 
 
 def test_zero_shifts_is_the_centre_alone():
-    assert shift_offsets(8, 0).tolist() == [[0, 0, 0]]
+    assert shift_offsets(8, 0, DEFAULT_DIRECTIONS).tolist() == [[0, 0, 0]]
 
 
 def test_letter_order_of_a_direction_does_not_matter():
@@ -84,4 +84,4 @@ def test_invalid_directions_raise(directions):
 @pytest.mark.parametrize("stride, m", [(0, 4), (-8, 4), (8, -1)])
 def test_invalid_stride_or_count_raise(stride, m):
     with pytest.raises(ValueError, match="stride|shifts_per_side"):
-        shift_offsets(stride, m)
+        shift_offsets(stride, m, DEFAULT_DIRECTIONS)

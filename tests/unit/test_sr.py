@@ -42,9 +42,9 @@ def test_sizes_follow_int_of_hr_over_scale(code, scale):
     lr = hr // scale
     if lr - pad < 1:
         with pytest.raises(ValueError, match="LR stride"):
-            sr_sizes(hr, pad, scale)
+            sr_sizes(hr, pad, scale, "reference")
         return
-    assert sr_sizes(hr, pad, scale) == (lr, hr)
+    assert sr_sizes(hr, pad, scale, "reference") == (lr, hr)
     assert sr_sizes(hr, pad, scale, "exact") == (lr, lr * scale)
 
 
@@ -53,7 +53,7 @@ def test_scale_one_gives_the_plain_edges():
 
     for code, (edge, pad) in SIZE_CODES.items():
         assert SPEC_BASE[code] + SPEC_PAD[code] == edge and SPEC_PAD[code] == pad
-        assert sr_sizes(edge, pad, 1) == (edge, edge)
+        assert sr_sizes(edge, pad, 1, "reference") == (edge, edge)
 
 
 def test_modcrop_and_block_mean_by_loops():
@@ -72,8 +72,8 @@ def test_grid_and_footprint_relation():
     rng = np.random.default_rng(1)
     hr_img = modcrop(rng.uniform(0, 4000, size=(200, 187)), 3)  # 198 x 186
     lr_img = loop_block_mean(hr_img, 3)  # 66 x 62
-    lr_edge, hr_edge = sr_sizes(55, 8, 3)  # 18, 55
-    lr, hr = sr_corners(lr_img.shape, lr_edge, 8, 3)
+    lr_edge, hr_edge = sr_sizes(55, 8, 3, "reference")  # 18, 55
+    lr, hr = sr_corners(lr_img.shape, lr_edge, 8, 3, "fill")
     want = [(r, c) for r in spec_starts(66, 18, 8) for c in spec_starts(62, 18, 8)]
     assert [tuple(v) for v in lr] == want
     assert np.array_equal(hr, lr * 3)

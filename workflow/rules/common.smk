@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import ctpatch.settings as cfg
+from ctpatch.settings.types import Config, build
 import ctpatch.ldct.discover as ldct_discover
 import ctpatch.luna16.discover as luna16_discover
 from ctpatch.io.folders import DiscoveryError
@@ -22,6 +23,7 @@ try:
     cfg.validate(config)  # the schema's defaults are filled in; a bad value stops here with its key
 except cfg.ConfigError as exc:
     refuse(exc)
+CFG = build(Config, config)  # the validated config, typed and frozen, built once
 
 RES = config["results"]
 MODE = config["mode"]
@@ -61,7 +63,7 @@ def luna_table(key):
 def _discover(find):
     """``find(config)`` from ctpatch.luna16.discover, or one `error:` line naming the key and folder."""
     try:
-        return find(config)
+        return find(CFG)
     except DiscoveryError as exc:
         refuse(str(exc))
 

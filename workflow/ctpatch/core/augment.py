@@ -114,7 +114,7 @@ def area_resize(image: np.ndarray, factor: float) -> np.ndarray:
     return (a @ img.astype(np.float64) @ b.T).astype(np.float32)
 
 
-def downscale_copies(image: np.ndarray, factors: tuple[float, ...] = (0.8, 0.6)) -> list[tuple[float, np.ndarray]]:
+def downscale_copies(image: np.ndarray, factors: tuple[float, ...]) -> list[tuple[float, np.ndarray]]:
     """The image itself plus area-downscaled copies (SPEC section 2 step 2).
 
     Parameters
@@ -131,7 +131,7 @@ def downscale_copies(image: np.ndarray, factors: tuple[float, ...] = (0.8, 0.6))
 
     Examples
     --------
-    >>> [(f, a.shape) for f, a in downscale_copies(np.zeros((10, 10)))]
+    >>> [(f, a.shape) for f, a in downscale_copies(np.zeros((10, 10)), (0.8, 0.6))]
     [(1.0, (10, 10)), (0.8, (8, 8)), (0.6, (6, 6))]
     """
     img = _as_image(image)
@@ -141,7 +141,7 @@ def downscale_copies(image: np.ndarray, factors: tuple[float, ...] = (0.8, 0.6))
     return [(1.0, img)] + [(float(f), area_resize(img, f)) for f in factors]
 
 
-def passes_air_threshold(patch: np.ndarray, value: float = 200.0, fraction: float = 0.10, mean: float = 100.0) -> bool:
+def passes_air_threshold(patch: np.ndarray, value: float, fraction: float, mean: float) -> bool:
     """Whether a patch holds enough tissue to keep (SPEC section 2 step 3).
 
     True when strictly more than ``fraction`` of the pixels exceed ``value`` and the patch
@@ -156,10 +156,10 @@ def passes_air_threshold(patch: np.ndarray, value: float = 200.0, fraction: floa
     Examples
     --------
     >>> p = np.zeros((10, 10)); p[:2] = 1000.0   # 20 % at 1000, mean 200
-    >>> passes_air_threshold(p)
+    >>> passes_air_threshold(p, 200.0, 0.1, 100.0)
     True
     >>> p[1] = 0.0                               # 10 % is not more than 10 %
-    >>> passes_air_threshold(p)
+    >>> passes_air_threshold(p, 200.0, 0.1, 100.0)
     False
     """
     arr = np.asarray(patch)
@@ -243,12 +243,12 @@ def apply_rot_flip(inp: np.ndarray, tgt: np.ndarray, k: int, flip: str) -> list[
     ]
 
 
-def draw_blend_factor(rng: np.random.Generator, low: float = 0.5, high: float = 1.2) -> float:
+def draw_blend_factor(rng: np.random.Generator, low: float, high: float) -> float:
     """Draw a dose-blend factor ``f ~ U(low, high)`` (SPEC section 2 step 5).
 
     Examples
     --------
-    >>> 0.5 <= draw_blend_factor(np.random.default_rng(1)) < 1.2
+    >>> 0.5 <= draw_blend_factor(np.random.default_rng(1), 0.5, 1.2) < 1.2
     True
     """
     if not (_is_real(low) and _is_real(high)) or not low <= high:
@@ -294,7 +294,7 @@ def dose_blend(inp: np.ndarray, tgt: np.ndarray, f: float) -> tuple[np.ndarray, 
     return new_inp.astype(np.float32), b64.astype(np.float32)
 
 
-def box_blur(image: np.ndarray, size: int = 3) -> np.ndarray:
+def box_blur(image: np.ndarray, size: int) -> np.ndarray:
     """Mean over a ``size`` x ``size`` box around each pixel (edges: nearest pixel repeated).
 
     Parameters
@@ -309,7 +309,7 @@ def box_blur(image: np.ndarray, size: int = 3) -> np.ndarray:
 
     Examples
     --------
-    >>> box_blur(np.array([[0.0, 0.0, 9.0]] * 3)).round(3).tolist()[1]
+    >>> box_blur(np.array([[0.0, 0.0, 9.0]] * 3), 3).round(3).tolist()[1]
     [0.0, 3.0, 6.0]
     """
     img = _as_image(image)
@@ -320,7 +320,7 @@ def box_blur(image: np.ndarray, size: int = 3) -> np.ndarray:
     return ndimage.uniform_filter(img.astype(np.float64), size=int(size), mode="nearest").astype(np.float32)
 
 
-def white_noise(image: np.ndarray, rng: np.random.Generator, scale: float = 0.01) -> np.ndarray:
+def white_noise(image: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
     """Add Gaussian white noise whose L2 norm is ``scale`` times the image's L2 norm.
 
     A standard-normal field of the image's shape is drawn from ``rng`` and rescaled so that

@@ -36,8 +36,8 @@ import numpy as np
 def shift_margin(offsets) -> int:
     """The largest shift component, in voxels: how far a shifted patch reaches past the centred one.
 
-    >>> from ctpatch.core.shifts import shift_offsets
-    >>> shift_margin(shift_offsets(8, 4))
+    >>> from ctpatch.core.shifts import DEFAULT_DIRECTIONS, shift_offsets
+    >>> shift_margin(shift_offsets(8, 4, DEFAULT_DIRECTIONS))
     32
     """
     off = np.asarray(offsets, dtype=np.int64).reshape(-1, 3)
@@ -47,8 +47,8 @@ def shift_margin(offsets) -> int:
 def crop_edge(patch: int, offsets) -> int:
     """Edge of the crop that holds every shifted patch of a nodule: ``P + 2·m``.
 
-    >>> from ctpatch.core.shifts import shift_offsets
-    >>> crop_edge(68, shift_offsets(8, 4))
+    >>> from ctpatch.core.shifts import DEFAULT_DIRECTIONS, shift_offsets
+    >>> crop_edge(68, shift_offsets(8, 4, DEFAULT_DIRECTIONS))
     132
     """
     return int(patch) + 2 * shift_margin(offsets)

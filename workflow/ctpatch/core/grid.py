@@ -92,7 +92,7 @@ def resolve_size(code_or_none: str | None, edge: int | None = None, padding: int
     return int(edge), int(padding)
 
 
-def patch_starts(length: int, edge: int, padding: int, last: str = "fill") -> np.ndarray:
+def patch_starts(length: int, edge: int, padding: int, last: str) -> np.ndarray:
     """Start indices of the patches along one axis of ``length`` pixels.
 
     The starts are ``0``, then ``x - padding`` for ``x = stride, 2*stride, ...`` while
@@ -122,9 +122,9 @@ def patch_starts(length: int, edge: int, padding: int, last: str = "fill") -> np
 
     Examples
     --------
-    >>> patch_starts(100, 40, 10).tolist()
+    >>> patch_starts(100, 40, 10, "fill").tolist()
     [0, 20, 50, 80]
-    >>> patch_starts(100, 40, 10, last="shift").tolist()
+    >>> patch_starts(100, 40, 10, "shift").tolist()
     [0, 20, 50, 60]
     """
     if not _is_int(length) or length < 1:
@@ -144,7 +144,7 @@ def patch_starts(length: int, edge: int, padding: int, last: str = "fill") -> np
     return out
 
 
-def grid_corners(shape: tuple[int, int], edge: int, padding: int, last: str = "fill") -> np.ndarray:
+def grid_corners(shape: tuple[int, int], edge: int, padding: int, last: str) -> np.ndarray:
     """Top-left corners ``(row, col)`` of all patches of a 2D slice, in row-major order.
 
     Parameters
@@ -162,7 +162,7 @@ def grid_corners(shape: tuple[int, int], edge: int, padding: int, last: str = "f
 
     Examples
     --------
-    >>> grid_corners((60, 100), 40, 10).tolist()
+    >>> grid_corners((60, 100), 40, 10, "fill").tolist()
     [[0, 0], [0, 20], [0, 50], [0, 80], [20, 0], [20, 20], [20, 50], [20, 80]]
     """
     if len(tuple(shape)) != 2:

@@ -56,7 +56,7 @@ def sphere_mask(shape, centres, radii) -> np.ndarray:
     return mask
 
 
-def block_max_pool(patch: np.ndarray, block: int = 9) -> np.ndarray:
+def block_max_pool(patch: np.ndarray, block: int) -> np.ndarray:
     """Max over non-overlapping ``block``-sized cubes; a partial edge block is padded with 0.
 
     A 68³ patch with ``block=9`` gives 8³ (68 = 7·9 + 5: the 8th block holds 5 voxels).
@@ -94,7 +94,7 @@ def one_hot(labels: np.ndarray, n_classes: int = 2, dtype=np.float32) -> np.ndar
     return (lab[..., None] == np.arange(n_classes)).astype(dtype)
 
 
-def label_patch(mask_crop: np.ndarray, block: int = 9, n_classes: int = 2) -> np.ndarray:
+def label_patch(mask_crop: np.ndarray, block: int, n_classes: int = 2) -> np.ndarray:
     """A mask crop -> pooled one-hot label patch, e.g. 68³ bool -> (8, 8, 8, 2) float32.
 
     A crop without any nodule voxel (most negatives) is all background: it skips the pooling.

@@ -12,14 +12,12 @@ rows instead of a strided gather followed by a transposing copy.  Both give the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from ctpatch.core.geometry import crop
 from ctpatch.core.labels import label_patch
-from ctpatch.core.shifts import shift_offsets
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,7 @@ def cut_image(volume: np.ndarray, loc: PatchLocation, fill: float, dtype=np.floa
     return np.ascontiguousarray(box.transpose(2, 1, 0)[..., None], dtype=dtype)
 
 
-def cut_label(mask: np.ndarray, loc: PatchLocation, pool: int = 9) -> np.ndarray:
+def cut_label(mask: np.ndarray, loc: PatchLocation, pool: int) -> np.ndarray:
     """The label patch at ``loc``: pooled one-hot, e.g. (8, 8, 8, 2) float32 in (x, y, z, class) order."""
     box = crop(mask, loc.start_zyx, loc.size, False)
     return label_patch(np.ascontiguousarray(box.transpose(2, 1, 0)), pool)
@@ -146,7 +144,7 @@ class MaskIndex:
         return bool(self.occupied[a[0] : b[0], a[1] : b[1], a[2] : b[2]].any())
 
 
-def cut_label_xyz(mask_xyz: np.ndarray, loc: PatchLocation, pool: int = 9) -> np.ndarray:
+def cut_label_xyz(mask_xyz: np.ndarray, loc: PatchLocation, pool: int) -> np.ndarray:
     """:func:`cut_label` from the mask already transposed to (x, y, z); the same values."""
     return label_patch(crop_mask_xyz(mask_xyz, loc), pool)
 
@@ -174,49 +172,41 @@ def random_centres(shape_zyx, count: int, rng: np.random.Generator) -> np.ndarra
     return rng.integers(0, shape, size=(int(count), 3))
 
 
-def patch_offsets(patch: Mapping) -> np.ndarray:
-    """The shift vectors of one nodule, (x, y, z), from the ``luna16.patch`` settings.
-
-    >>> patch_offsets({"stride": 8, "shifts_per_side": 4, "directions": ["x", "y", "z", "xy", "xz", "yz", "xyz"]}).shape
-    (57, 3)
-    """
-    return shift_offsets(patch["stride"], patch["shifts_per_side"], patch["directions"])
-
-
-def patches_per_nodule(patch: Mapping) -> int:
+def patches_per_nodule(shifts_per_side: int, directions: int) -> int:
     """Patches cut around each nodule: the centre plus ``2 * shifts_per_side`` per direction.
 
-    >>> patches_per_nodule({"shifts_per_side": 4, "directions": ["x", "y", "z", "xy", "xz", "yz", "xyz"]})
+    >>> patches_per_nodule(4, 7)
     57
     """
-    return 1 + 2 * int(patch["shifts_per_side"]) * len(patch["directions"])
+    return 1 + 2 * int(shifts_per_side) * int(directions)
 
 
-def label_edge(patch: Mapping) -> int:
-    """Edge of a label patch: the patch edge max-pooled in blocks of ``label_pool`` (edge block padded).
+def label_edge(size: int, pool: int) -> int:
+    """Edge of a label patch: the patch edge ``size`` max-pooled in blocks of ``pool`` (edge block padded).
 
-    >>> label_edge({"size": 68, "label_pool": 9})
+    >>> label_edge(68, 9)
     8
     """
-    return -(-int(patch["size"]) // int(patch["label_pool"]))
+    return -(-int(size) // int(pool))
 
 
-def expected_counts(table, uids: list[str], n_offsets: int, negatives: Mapping) -> tuple[dict, dict]:
-    """Nodule patches and negatives per scan, from the nodule table (a DataFrame with a
-    ``seriesuid`` column, one row per nodule) and the ``luna16.negatives`` settings."""
+def expected_counts(table, uids: list[str], n_offsets: int, ratio: float, scans: str) -> tuple[dict, dict]:
+    """Nodule patches and negatives per scan, from the nodule table (a DataFrame with a ``seriesuid``
+    column, one row per nodule), the patches per nodule and the negatives' ``ratio`` and ``scans``
+    (:func:`negatives_per_scan`)."""
     per_scan = table.groupby("seriesuid").size().to_dict() if len(table) else {}
     nodule_patches = {uid: int(per_scan.get(uid, 0)) * n_offsets for uid in uids}
-    return nodule_patches, negatives_per_scan(nodule_patches, negatives["ratio"], negatives["scans"])
+    return nodule_patches, negatives_per_scan(nodule_patches, ratio, scans)
 
 
-def negatives_per_scan(nodule_patches: dict[str, int], ratio: float, scans: str = "with_nodules") -> dict[str, int]:
+def negatives_per_scan(nodule_patches: dict[str, int], ratio: float, scans: str) -> dict[str, int]:
     """How many negatives each scan gives.
 
     ``with_nodules`` (reference): ``round(ratio * that scan's nodule patches)``; scans without
     nodules give none.  ``all``: ``round(ratio * all nodule patches)`` spread evenly over every
     scan in the given order, the first scans taking one more when it does not divide.
 
-    >>> negatives_per_scan({"a": 57, "b": 0}, 3)
+    >>> negatives_per_scan({"a": 57, "b": 0}, 3, "with_nodules")
     {'a': 171, 'b': 0}
     >>> negatives_per_scan({"a": 57, "b": 0}, 3, "all")
     {'a': 86, 'b': 85}

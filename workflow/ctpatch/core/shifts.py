@@ -27,13 +27,13 @@ def check_directions(directions) -> tuple[str, ...]:
     return tuple(out)
 
 
-def shift_offsets(stride: int = 8, shifts_per_side: int = 4, directions=DEFAULT_DIRECTIONS) -> np.ndarray:
+def shift_offsets(stride: int, shifts_per_side: int, directions) -> np.ndarray:
     """All shift vectors of one nodule, (x, y, z) voxels, shape (1 + 2 * M * len(directions), 3).
 
     Row 0 is the centre (0, 0, 0); then for each direction in the given order, for
     ``k = 1..M``: ``+S*k`` on the direction's axes, then ``-S*k``.
 
-    >>> off = shift_offsets(8, 4)
+    >>> off = shift_offsets(8, 4, DEFAULT_DIRECTIONS)
     >>> off.shape, off[1].tolist(), off[2].tolist(), off[-1].tolist()
     ((57, 3), [8, 0, 0], [-8, 0, 0], [-32, -32, -32])
     """

@@ -46,7 +46,7 @@ def _check_scale(scale) -> int:
     return int(scale)
 
 
-def sr_sizes(hr_edge: int, padding: int, scale: int, footprint: str = "reference") -> tuple[int, int]:
+def sr_sizes(hr_edge: int, padding: int, scale: int, footprint: str) -> tuple[int, int]:
     """(LR edge, HR edge) for an HR edge, padding and scale.
 
     ``e = int(hr_edge / scale)``; the HR edge is ``hr_edge`` (``"reference"``) or ``e * scale``
@@ -54,7 +54,7 @@ def sr_sizes(hr_edge: int, padding: int, scale: int, footprint: str = "reference
 
     Examples
     --------
-    >>> sr_sizes(55, 8, 3)
+    >>> sr_sizes(55, 8, 3, "reference")
     (18, 55)
     >>> sr_sizes(55, 8, 3, "exact")
     (18, 54)
@@ -106,7 +106,7 @@ def block_mean(image: np.ndarray, scale: int) -> np.ndarray:
 
 
 def sr_corners(
-    lr_shape: tuple[int, int], lr_edge: int, padding: int, scale: int, last: str = "fill"
+    lr_shape: tuple[int, int], lr_edge: int, padding: int, scale: int, last: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """LR corners (row-major, the grid rule on the LR image) and their HR corners (LR x scale).
 
@@ -114,7 +114,7 @@ def sr_corners(
 
     Examples
     --------
-    >>> lr, hr = sr_corners((170, 170), 18, 8, 3)
+    >>> lr, hr = sr_corners((170, 170), 18, 8, 3, "fill")
     >>> lr[:3].tolist(), hr[:3].tolist()
     ([[0, 0], [0, 2], [0, 12]], [[0, 0], [0, 6], [0, 36]])
     """

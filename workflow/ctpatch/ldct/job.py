@@ -72,6 +72,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +97,8 @@ from ctpatch.core.sr import SR_BASE, block_mean, modcrop, sr_dose_blend, sr_size
 from ctpatch.core.values import dtype_limits
 from ctpatch.engine.blocks import Unit
 from ctpatch.io.dicom import read_pixels
-from ctpatch.settings import ldct_settings
+from ctpatch.settings import ldct_job
+from ctpatch.settings.types import LdctPatches
 from ctpatch.store.writer import Specs
 
 INTEGER_DTYPES = ("int16", "uint16")
@@ -109,53 +112,53 @@ def round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
 
 
-def patch_size(settings: dict) -> tuple[int, int]:
+def patch_size(settings: LdctPatches) -> tuple[int, int]:
     """(edge, padding) of completed settings; in super-resolution the HR edge ``base + padding``
     of the size code (SPEC section 2c), before the footprint setting."""
-    p = settings["patch"]
-    if settings["super_resolution"]["enabled"] and p["code"] is not None:
-        base, padding = SR_BASE[p["code"]]
+    p = settings.patch
+    if settings.super_resolution.enabled and p.code is not None:
+        base, padding = SR_BASE[p.code]
         return base + padding, padding
-    return resolve_size(p["code"], p["edge"], p["padding"])
+    return resolve_size(p.code, p.edge, p.padding)
 
 
-def sr_scale(settings: dict) -> int:
+def sr_scale(settings: LdctPatches) -> int:
     """The input's downscale factor: ``super_resolution.scale`` when enabled, else 1."""
-    sr = settings["super_resolution"]
-    return int(sr["scale"]) if sr["enabled"] else 1
+    sr = settings.super_resolution
+    return int(sr.scale) if sr.enabled else 1
 
 
-def grid_sizes(settings: dict) -> tuple[int, int, int, int]:
+def grid_sizes(settings: LdctPatches) -> tuple[int, int, int, int]:
     """(scale, LR edge, HR edge, padding): the input patch edge, the target patch edge, the grid's
     overlap on the input; in plain mode (scale 1) both edges are the patch edge."""
     edge, padding = patch_size(settings)
-    if not settings["super_resolution"]["enabled"]:
+    if not settings.super_resolution.enabled:
         return 1, edge, edge, padding
     scale = sr_scale(settings)
-    lr, hr = sr_sizes(edge, padding, scale, settings["super_resolution"]["footprint"])
+    lr, hr = sr_sizes(edge, padding, scale, settings.super_resolution.footprint)
     return scale, lr, hr, padding
 
 
-def copy_factors(settings: dict) -> tuple[float, ...]:
+def copy_factors(settings: LdctPatches) -> tuple[float, ...]:
     """Scale of every copy of a slice: 1.0, then the downscale factors when enabled."""
-    ds = settings["ds_augment"]
-    return (1.0, *(float(f) for f in ds["factors"])) if ds["enabled"] else (1.0,)
+    ds = settings.ds_augment
+    return (1.0, *(float(f) for f in ds.factors)) if ds.enabled else (1.0,)
 
 
-def multiplier(settings: dict) -> int:
+def multiplier(settings: LdctPatches) -> int:
     """Patches written per kept grid patch: x3 with rotation, x2 with dose blending."""
-    return (3 if settings["rot_augment"]["enabled"] else 1) * (2 if settings["dose_blend"]["enabled"] else 1)
+    return (3 if settings.rot_augment.enabled else 1) * (2 if settings.dose_blend.enabled else 1)
 
 
-def patch_shapes(settings: dict) -> dict[str, tuple[int, int, int]]:
+def patch_shapes(settings: LdctPatches) -> dict[str, tuple[int, int, int]]:
     """Shape of one stored patch per dataset (``input``, ``target``): (1, H, W) for torch,
     (H, W, 1) for tf; in super-resolution the input is the LR edge, the target the HR edge."""
     _, lr, hr, _ = grid_sizes(settings)
-    torch = settings["output"]["layout"] == "torch"
+    torch = settings.output.layout == "torch"
     return {name: ((1, e, e) if torch else (e, e, 1)) for name, e in (("input", lr), ("target", hr))}
 
 
-def patch_shape(settings: dict) -> tuple[int, int, int]:
+def patch_shape(settings: LdctPatches) -> tuple[int, int, int]:
     """Shape of one stored target patch (in plain mode also the input's): see :func:`patch_shapes`."""
     return patch_shapes(settings)["target"]
 
@@ -290,22 +293,22 @@ class Job:
     mode = "ldct"
     splittable = False  # a pair is one block: its patch count is known only once it is cut
 
-    def __init__(self, settings: dict, inputs: dict):
-        self.settings = ldct_settings(settings)
+    def __init__(self, settings: LdctPatches | Mapping, inputs: dict):
+        self.settings = ldct_job(settings)
         if not isinstance(inputs, dict) or "pairs" not in inputs:
             raise ValueError(f"inputs: expected a mapping with key 'pairs', got {inputs!r}")
         pairs = inputs["pairs"]
         self.pairs = pairs.reset_index(drop=True) if isinstance(pairs, pd.DataFrame) else read_pair_tables(pairs)
         s = self.settings
-        self.seed = int(s["seed"])
-        self.shuffle = bool(s["output"]["shuffle"])
-        self.parts = int(s["output"]["nsplit"])
-        self.buffer = int(s["buffer_patches"])
+        self.seed = int(s.seed)
+        self.shuffle = bool(s.output.shuffle)
+        self.parts = int(s.output.nsplit)
+        self.buffer = int(s.buffer_patches)
         self.scale, self.lr_edge, self.edge, self.padding = grid_sizes(s)
-        self.sr = bool(s["super_resolution"]["enabled"])
-        self.last = s["patch"]["last"]
+        self.sr = bool(s.super_resolution.enabled)
+        self.last = s.patch.last
         self.factors = copy_factors(s)
-        self.dtype = np.dtype(s["output"]["dtype"])
+        self.dtype = np.dtype(s.output.dtype)
         wp = _width(self.pairs["patient"])
         wf = _width(list(self.pairs["input_path"]) + list(self.pairs["target_path"]))
         self.patch_dtype, self.pair_dtype = patch_dtype(wp, wf, self.sr), pair_dtype(wp, wf)
@@ -319,12 +322,12 @@ class Job:
 
     def specs(self) -> Specs:
         """Datasets, provenance tables and how they align (:class:`ctpatch.store.writer.Specs`)."""
-        dtype = np.dtype(self.settings["output"]["dtype"])  # input and target differ in size in SR mode
+        dtype = np.dtype(self.settings.output.dtype)  # input and target differ in size in SR mode
         return Specs(
             {name: (shape, dtype) for name, shape in patch_shapes(self.settings).items()},
             {"patch": self.patch_dtype, "pair": self.pair_dtype},
             {"patch": ("input", "target"), "pair": ()},
-            self.settings["output"]["compression"],
+            self.settings.output.compression,
         )
 
     # --------------------------------------------------------------------------- one pair
@@ -332,7 +335,7 @@ class Job:
         return keyed_rng(self.seed, str(row["patient"]), str(row["input_name"]), name)
 
     def _stored(self, patch: np.ndarray) -> np.ndarray:
-        return patch[None] if self.settings["output"]["layout"] == "torch" else patch[..., None]
+        return patch[None] if self.settings.output.layout == "torch" else patch[..., None]
 
     def _check_values(self, patch: np.ndarray, what: str, row) -> tuple[float, float, int, int]:
         """Refuse a float32 patch the output dtype cannot hold; return :func:`value_stats` of the patch
@@ -361,19 +364,19 @@ class Job:
     def _kept_corners(self, copies_in, copies_raw) -> tuple[list[np.ndarray], int]:
         """Per copy, the input-grid corners whose raw-target patch (at corner x scale, HR edge) passes
         the air threshold; and the grid size."""
-        air = self.settings["air_threshold"]
+        air = self.settings.air_threshold
         kept, cut = [], 0
         for (_, inp), (_, raw) in zip(copies_in, copies_raw):
             corners = grid_corners(inp.shape, self.lr_edge, self.padding, self.last)
             cut += len(corners)
-            if air["enabled"]:
+            if air.enabled:
                 fill = raw.min()
                 keep = [
                     passes_air_threshold(
                         cut_patch(raw, (int(r) * self.scale, int(c) * self.scale), self.edge, fill),
-                        air["value"],
-                        air["fraction"],
-                        air["mean"],
+                        air.value,
+                        air.fraction,
+                        air.mean,
                     )
                     for r, c in corners
                 ]
@@ -409,13 +412,13 @@ class Job:
                 f"{ld.shape} and {fd.shape}"
             )
         try:
-            ld_n, fd_n = normalize_pair(ld, fd, s["normalization"], **s["normalization_constants"])
+            ld_n, fd_n = normalize_pair(ld, fd, s.normalization, **asdict(s.normalization_constants))
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
         factors = self.factors[1:]
         copies_in = downscale_copies(ld_n, factors)
         copies_tg = downscale_copies(fd_n, factors)
-        if s["normalization"] == "none" or not s["air_threshold"]["enabled"]:
+        if s.normalization == "none" or not s.air_threshold.enabled:
             copies_raw = copies_tg  # same values (none), or not needed
         else:
             copies_raw = downscale_copies(fd, factors)
@@ -450,20 +453,20 @@ class Job:
         n_kept = sum(len(k) for k in kept)
         n = n_kept * multiplier(s)
 
-        rot, blend_on, bn = s["rot_augment"]["enabled"], s["dose_blend"]["enabled"], s["blur_noise"]
+        rot, blend_on, bn = s.rot_augment.enabled, s.dose_blend.enabled, s.blur_noise
         rng_rot = self._rng(row, "rot_flip")
         f = (
-            draw_blend_factor(self._rng(row, "dose_blend"), s["dose_blend"]["low"], s["dose_blend"]["high"])
+            draw_blend_factor(self._rng(row, "dose_blend"), s.dose_blend.low, s.dose_blend.high)
             if blend_on
             else math.nan
         )
         blur = np.zeros(n, dtype=bool)
         noise = np.zeros(n, dtype=bool)
-        if bn["enabled"] and n:
+        if bn.enabled and n:
             rng_bn = self._rng(row, "blur_noise")
-            blur = choose_share(rng_bn, n, bn["blur_share"])
+            blur = choose_share(rng_bn, n, bn.blur_share)
             rest = np.flatnonzero(~blur)
-            k = min(round_half_up(bn["noise_share"] * n), len(rest))
+            k = min(round_half_up(bn.noise_share * n), len(rest))
             noise[rng_bn.choice(rest, size=k, replace=False)] = True
         rng_noise = self._rng(row, "noise")
 
@@ -471,7 +474,7 @@ class Job:
         slice_z = math.nan if pd.isna(row["slice_z"]) else float(row["slice_z"])
         instance = _int_or(row["instance"], -1)
         j = 0
-        per_copy = s["rot_augment"]["draw"] == "per_copy"
+        per_copy = s.rot_augment.draw == "per_copy"
         for ci, ((factor, img_in), (_, img_tg), corners) in enumerate(zip(copies_in, copies_tg, kept)):
             fill_in, fill_tg = img_in.min(), img_tg.min()
             shape = img_in.shape
@@ -490,9 +493,9 @@ class Job:
                     out += [(x, y, k, fl, f) for x, y, k, fl in self._turned(ba, bb, turn)]
                 for x, y, k, fl, bf in out:
                     if blur[j]:
-                        x = box_blur(x, bn["blur_size"])
+                        x = box_blur(x, bn.blur_size)
                     if noise[j]:
-                        x = white_noise(x, rng_noise, bn["noise_scale"])
+                        x = white_noise(x, rng_noise, bn.noise_scale)
                     x = x.astype(np.float32, copy=False)
                     y = y.astype(np.float32, copy=False)
                     stats = (*self._check_values(x, "input", row), *self._check_values(y, "target", row))

@@ -63,6 +63,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -81,7 +82,8 @@ from ctpatch.ldct.job import (
     read_pair_tables,
     round_half_up,
 )
-from ctpatch.settings import ConfigError, ldct_settings, read_settings
+from ctpatch.settings import ConfigError, ldct_job, read_settings
+from ctpatch.settings.types import LdctPatches
 from ctpatch.store.h5 import h5py
 from ctpatch.store.sink import MemorySink
 from ctpatch.store.verify import SAMPLE, check_chunks, finish_report, read_blocks, sample_rows
@@ -91,11 +93,11 @@ BLOCK = 64
 SAMPLE_PAIR_SHARE = 0.02
 
 
-def expected_cut(rows: int, cols: int, settings: dict) -> int:
+def expected_cut(rows: int, cols: int, settings: LdctPatches) -> int:
     """Grid patches of one slice over all its copies (copy shape = int(shape x factor), SPEC 2b;
     in super-resolution the grid of the LR input: copy shape // scale, LR edge, SPEC 2c)."""
     scale, lr_edge, _, padding = grid_sizes(settings)
-    last = settings["patch"]["last"]
+    last = settings.patch.last
     total = 0
     for f in copy_factors(settings):
         shape = (int(rows * f), int(cols * f)) if f != 1.0 else (rows, cols)
@@ -108,7 +110,7 @@ def _dec(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def verify_ldct(patch_paths, pairs_path, settings: dict, sample: int = SAMPLE) -> dict:
+def verify_ldct(patch_paths, pairs_path, settings: LdctPatches | Mapping, sample: int = SAMPLE) -> dict:
     """Check the merged LDCT file(s) ``patch_paths`` (all parts of one run) against the pair
     table(s) ``pairs_path`` (one path or a list, in the extraction's order) and the extraction
     ``settings``.  Returns a report dict with ``ok``, ``failures`` and the figures."""
@@ -119,22 +121,22 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample: int = SAMPLE) -
     tables = [str(p) for p in pairs_path] if isinstance(pairs_path, (list, tuple)) else [str(pairs_path)]
     report: dict = {"files": patch_paths, "pairs_tables": tables}
     try:
-        s = ldct_settings(settings)
+        s = ldct_job(settings)
     except ValueError as exc:
         return {**report, "ok": False, "failures": [f"settings: {exc}"]}
     try:
         table = read_pair_tables(pairs_path)
     except ValueError as exc:
         return {**report, "ok": False, "failures": [str(exc)]}
-    dtype = np.dtype(s["output"]["dtype"])
+    dtype = np.dtype(s.output.dtype)
     shapes = patch_shapes(s)
     mult = multiplier(s)
     report.update(
         dtype=str(dtype),
         patch_shape=list(shapes["target"]),
         input_patch_shape=list(shapes["input"]),
-        super_resolution_scale=grid_sizes(s)[0] if s["super_resolution"]["enabled"] else 1,
-        layout=s["output"]["layout"],
+        super_resolution_scale=grid_sizes(s)[0] if s.super_resolution.enabled else 1,
+        layout=s.output.layout,
         selected_pairs=int(len(table)),
     )
 
@@ -154,7 +156,7 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample: int = SAMPLE) -
                 if ds.shape[1:] != shapes[name]:
                     fails.append(
                         f"{path}: {name}: expected patch shape {shapes[name]} (layout "
-                        f"{s['output']['layout']}), got {ds.shape[1:]}"
+                        f"{s.output.layout}), got {ds.shape[1:]}"
                     )
                 if ds.dtype != dtype:
                     fails.append(f"{path}: {name}: expected dtype {dtype}, got {ds.dtype}")
@@ -213,7 +215,7 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample: int = SAMPLE) -
                 )
             if int(r["patches_kept"]) > int(r["patches_cut"]):
                 fails.append(f"{who}: patches_kept {int(r['patches_kept'])} > patches_cut {int(r['patches_cut'])}")
-            if not s["air_threshold"]["enabled"] and int(r["patches_kept"]) != int(r["patches_cut"]):
+            if not s.air_threshold.enabled and int(r["patches_kept"]) != int(r["patches_cut"]):
                 fails.append(f"{who}: air threshold off, but patches_kept {int(r['patches_kept'])} != patches_cut")
             if int(r["patches_written"]) != int(r["patches_kept"]) * mult:
                 fails.append(
@@ -261,7 +263,7 @@ def verify_ldct(patch_paths, pairs_path, settings: dict, sample: int = SAMPLE) -
     return report
 
 
-def _check_provenance(prov: np.ndarray, by_index: dict, s: dict) -> list[str]:
+def _check_provenance(prov: np.ndarray, by_index: dict, s: LdctPatches) -> list[str]:
     fails = []
     if not len(prov):
         return fails
@@ -278,14 +280,14 @@ def _check_provenance(prov: np.ndarray, by_index: dict, s: dict) -> list[str]:
         fails.append(f"flip values {sorted(set(flip.tolist()) - {b'', b'lr', b'ud'})} not among '', 'lr', 'ud'")
     if np.any((rot_k > 0) & (flip != b"")):
         fails.append("patches both rotated and flipped")
-    if not s["rot_augment"]["enabled"] and np.any((rot_k > 0) | (flip != b"")):
+    if not s.rot_augment.enabled and np.any((rot_k > 0) | (flip != b"")):
         fails.append("rotated or flipped patches although rot_augment is off")
     blended = np.isfinite(prov["blend"])
-    if not s["dose_blend"]["enabled"] and blended.any():
+    if not s.dose_blend.enabled and blended.any():
         fails.append("blended patches although dose_blend is off")
     if np.any(prov["blur"] & prov["noise"]):
         fails.append("patches both blurred and noised")
-    if not s["blur_noise"]["enabled"] and np.any(prov["blur"] | prov["noise"]):
+    if not s.blur_noise.enabled and np.any(prov["blur"] | prov["noise"]):
         fails.append("blurred or noised patches although blur_noise is off")
     factors = copy_factors(s)
     if not np.all(np.isin(prov["downscale"], factors)):
@@ -293,7 +295,7 @@ def _check_provenance(prov: np.ndarray, by_index: dict, s: dict) -> list[str]:
     corner, cshape = prov["corner"], prov["copy_shape"]
     if np.any((corner < 0) | (corner >= cshape)):
         fails.append("patch corners outside their copy")
-    if s["super_resolution"]["enabled"]:
+    if s.super_resolution.enabled:
         scale = grid_sizes(s)[0]
         if "hr_corner" not in prov.dtype.names:
             fails.append("super_resolution on, but table 'patch' has no hr_corner")
@@ -311,7 +313,7 @@ def _check_provenance(prov: np.ndarray, by_index: dict, s: dict) -> list[str]:
     pi = prov["pair_index"][order]
     starts = np.flatnonzero(np.r_[True, pi[1:] != pi[:-1]])
     bounds = list(zip(starts, np.r_[starts[1:], len(pi)]))
-    bn = s["blur_noise"]
+    bn = s.blur_noise
     for a, b in bounds:
         rows = prov[order[a:b]]
         i = int(rows["pair_index"][0])
@@ -325,7 +327,7 @@ def _check_provenance(prov: np.ndarray, by_index: dict, s: dict) -> list[str]:
             continue  # the shares below are only meaningful for a complete pair
         if np.any(rows["input_file"] != r["input_file"]) or np.any(rows["target_file"] != r["target_file"]):
             fails.append(f"{who}: patches naming other files than table 'pair'")
-        if s["rot_augment"]["enabled"] and s["rot_augment"]["draw"] == "per_copy":
+        if s.rot_augment.enabled and s.rot_augment.draw == "per_copy":
             for factor in np.unique(rows["downscale"]):
                 of_copy = rows[rows["downscale"] == factor]
                 ks = set(of_copy["rot_k"][of_copy["rot_k"] > 0].tolist())
@@ -336,15 +338,15 @@ def _check_provenance(prov: np.ndarray, by_index: dict, s: dict) -> list[str]:
                         f"{sorted(flips)}), but rot_augment.draw is per_copy (one draw per copy)"
                     )
         bl = np.isfinite(rows["blend"])
-        if s["dose_blend"]["enabled"]:
+        if s.dose_blend.enabled:
             if bl.sum() * 2 != n or np.any(rows["blend"][bl] != r["blend"]):
                 fails.append(f"{who}: expected half the patches blended with the pair's factor {float(r['blend'])}")
-            if not s["dose_blend"]["low"] <= float(r["blend"]) <= s["dose_blend"]["high"]:
+            if not s.dose_blend.low <= float(r["blend"]) <= s.dose_blend.high:
                 fails.append(f"{who}: blend factor {float(r['blend'])} outside [low, high]")
-        if s["blur_noise"]["enabled"]:
+        if s.blur_noise.enabled:
             nb, nn = int(rows["blur"].sum()), int(rows["noise"].sum())
-            eb = min(round_half_up(bn["blur_share"] * n), n)
-            en = min(round_half_up(bn["noise_share"] * n), n - eb)
+            eb = min(round_half_up(bn.blur_share * n), n)
+            en = min(round_half_up(bn.noise_share * n), n - eb)
             if (nb, nn) != (eb, en):
                 fails.append(f"{who}: {nb} blurred and {nn} noised of {n}, expected {eb} and {en}")
     return fails
@@ -454,7 +456,7 @@ def _check_sample(files, paths, prov, where, pairs_path, s, sample: int, report:
     :data:`SAMPLE_PAIR_SHARE` of the pairs, at least one per part); compare all their patches."""
     fails = []
     job = Job(s, {"pairs": pairs_path})
-    dtype = np.dtype(s["output"]["dtype"])
+    dtype = np.dtype(s.output.dtype)
     lookup = {
         (int(p), int(q)): (int(k), int(r))
         for (p, q), (k, r) in zip(zip(prov["pair_index"], prov["patch_index"]), where)
@@ -469,7 +471,7 @@ def _check_sample(files, paths, prov, where, pairs_path, s, sample: int, report:
         per_part.append(
             [
                 int(part[int(r)]["pair_index"])
-                for r in sample_rows(part.shape[0], sample, int(s["seed"]), Path(path).name, "patch")
+                for r in sample_rows(part.shape[0], sample, int(s.seed), Path(path).name, "patch")
             ]
         )
     chosen = {pairs[0] for pairs in per_part if pairs}

@@ -25,12 +25,12 @@ import pandas as pd
 from ctpatch.core.nodules import patches_per_nodule
 from ctpatch.io.tables import TableError, overlapping_nodules, read_annotations, read_csv_rows
 from ctpatch.luna16.discover import all_series
-from ctpatch.settings import ConfigError, read_settings
+from ctpatch.settings import ConfigError, luna16_job, read_settings
 from ctpatch.store.atomic import atomic_path, write_json
 from ctpatch.store.h5 import h5py
 
 
-def account(annotations, root, nodule_tables, patch_files, per_nodule: int, duplicates: str = "fail") -> pd.DataFrame:
+def account(annotations, root, nodule_tables, patch_files, per_nodule: int, duplicates: str) -> pd.DataFrame:
     """One row per annotation with its status and patch counts."""
     kept = read_annotations(annotations, duplicates)
     dropped = dict(kept.attrs["dropped_duplicates"])
@@ -96,14 +96,14 @@ def main(argv=None) -> int:
     ap.add_argument("--summary-out", required=True)
     args = ap.parse_args(argv)
     try:
-        s = read_settings(args.settings_file, scope="patches")
+        s = luna16_job(read_settings(args.settings_file, scope="patches"))
         table = account(
             args.annotations,
-            s["root"],
+            s.root,
             args.nodules,
             args.patches,
-            patches_per_nodule(s["patch"]),
-            s.get("duplicate_annotations", "fail"),
+            patches_per_nodule(s.patch.shifts_per_side, len(s.patch.directions)),
+            s.duplicate_annotations,
         )
     except (ConfigError, TableError) as exc:
         print(f"error: {exc}", file=sys.stderr)

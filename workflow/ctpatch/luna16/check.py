@@ -25,6 +25,7 @@ from ctpatch.io.mhd import ScanError, check_scan
 from ctpatch.io.tables import TableError, read_annotations, read_candidates
 from ctpatch.luna16.discover import SUBSET_NAME, all_series, not_subsets_warning, subset_folders
 from ctpatch.settings import ConfigError, read_settings
+from ctpatch.settings.types import Plausibility, build
 from ctpatch.store.atomic import atomic_path, write_json
 
 
@@ -43,7 +44,7 @@ def list_scans(root: Path, subset: str) -> list[Path]:
     return scans
 
 
-def middle_slice_problems(header, plausibility, window) -> str | None:
+def middle_slice_problems(header, plausibility: Plausibility | None, window) -> str | None:
     """The plausibility problems of a scan's middle slice (ctpatch.luna16.plausible), or None.
 
     One slice (0.5 MB for LUNA16) shows a header that reads the right bytes the wrong way (a
@@ -53,7 +54,7 @@ def middle_slice_problems(header, plausibility, window) -> str | None:
     from ctpatch.io.mhd import read_slice
     from ctpatch.luna16.plausible import check as check_plausible
 
-    if not plausibility or not plausibility["enabled"]:
+    if plausibility is None or not plausibility.enabled:
         return None
     k = header.grid.size[2] // 2
     values = read_slice(header, k)
@@ -72,17 +73,19 @@ def check(
     root,
     subsets,
     annotations,
-    candidates=None,
-    unknown_series="fail",
-    duplicates="fail",
-    plausibility=None,
-    window=None,
+    candidates: str | None,
+    unknown_series: str,
+    duplicates: str,
+    plausibility: Plausibility | None,
+    window: tuple[float, float] | None,
 ):
     """Check the inputs; return (scan table, report).  Raises InputError listing every problem.
 
-    With ``plausibility`` (the ``luna16.plausibility`` settings) the middle slice of every
-    uncompressed scan is checked too (:func:`middle_slice_problems`; ``window`` is the
-    normalization's (hu_min, hu_max)).
+    ``candidates``: candidates.csv when the negatives come from it, else None; ``unknown_series`` and
+    ``duplicates``: ``luna16.unknown_series`` and ``luna16.duplicate_annotations``.  With
+    ``plausibility`` (the ``luna16.plausibility`` settings; None: not checked) the middle slice of every
+    uncompressed scan is checked too (:func:`middle_slice_problems`; ``window`` is the normalization's
+    (hu_min, hu_max)).
     """
     root = Path(root)
     problems, warnings, rows = [], [], []
@@ -206,7 +209,7 @@ def main(argv=None) -> int:
             s["candidates"],
             s["unknown_series"],
             s["duplicate_annotations"],
-            s["plausibility"],
+            build(Plausibility, s["plausibility"]),
             (s["normalize"]["hu_min"], s["normalize"]["hu_max"]),
         )
     except (InputError, ConfigError) as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +27,13 @@ from ctpatch.core.normalize import hu_window
 from ctpatch.io.mhd import ScanError, grid_of, read_header, read_image
 from ctpatch.luna16.plausible import check as check_plausible
 from ctpatch.settings import ConfigError, defaults, read_settings
+from ctpatch.settings.types import LunaConvert, build
 from ctpatch.store.atomic import save_npy, write_json
 
 INTERPOLATORS = {"bspline": sitk.sitkBSpline, "linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}
 
 
-def resample(image: sitk.Image, grid: VolumeGrid, interpolator: str = "linear") -> sitk.Image:
+def resample_image(image: sitk.Image, grid: VolumeGrid, interpolator: str) -> sitk.Image:
     """Resample ``image`` onto ``grid`` as float32; points outside take the image minimum.
 
     The input keeps its pixel type (int16 for LUNA16): SimpleITK interpolates it in double and
@@ -53,34 +55,40 @@ def resample(image: sitk.Image, grid: VolumeGrid, interpolator: str = "linear") 
     )
 
 
-def convert(scan_path, settings: dict) -> tuple[np.ndarray, dict]:
-    """Read, resample and normalize one scan; return the (z, y, x) float32 volume and its sidecar."""
+def convert(scan_path, settings: LunaConvert | Mapping) -> tuple[np.ndarray, dict]:
+    """Read, resample and normalize one scan; return the (z, y, x) float32 volume and its sidecar.
+
+    ``settings``: the ``convert`` scope (typed, or as its settings file holds it); with
+    ``plausibility`` None the values are not judged (``explain`` regenerates a scan judged when it
+    was converted)."""
+    s = build(LunaConvert, settings)
+    resample, normalize, plausibility = s.resample, s.normalize, s.plausibility
     t0 = time.perf_counter()
     image = read_image(scan_path)
     source = grid_of(image)
-    nm = settings["normalize"]
-    # before any work: do the values read look like a CT scan? (a wrong ElementType reads fine)
-    figures, bad = check_plausible(
-        sitk.GetArrayViewFromImage(image), nm["hu_min"], nm["hu_max"], settings.get("plausibility")
-    )
-    if bad:
-        raise ScanError(
-            f"{scan_path}: implausible CT values ({image.GetPixelIDTypeAsString()}, "
-            f"ElementType {read_header(scan_path).element_type}): "
-            + "; ".join(bad)
-            + " -- check the header, or relax luna16.plausibility"
-        )
+    nm = normalize
+    figures = None
+    if (
+        plausibility is not None
+    ):  # before any work: do the values read look like a CT scan? (a wrong ElementType reads fine)
+        figures, bad = check_plausible(sitk.GetArrayViewFromImage(image), nm.hu_min, nm.hu_max, plausibility)
+        if bad:
+            raise ScanError(
+                f"{scan_path}: implausible CT values ({image.GetPixelIDTypeAsString()}, "
+                f"ElementType {read_header(scan_path).element_type}): "
+                + "; ".join(bad)
+                + " -- check the header, or relax luna16.plausibility"
+            )
     t_read = time.perf_counter()
-    rs = settings["resample"]
-    if rs["enabled"]:
-        grid = resampled_grid(source, rs["spacing_mm"])
-        image = resample(image, grid, rs["interpolator"])
+    if resample.enabled:
+        grid = resampled_grid(source, resample.spacing_mm)
+        image = resample_image(image, grid, resample.interpolator)
     else:
         grid = source
         image = sitk.Cast(image, sitk.sitkFloat32)
     hu = sitk.GetArrayViewFromImage(image)
     t_resample = time.perf_counter()
-    volume = hu_window(hu, nm["hu_min"], nm["hu_max"], nm["clip"], nm["center"])
+    volume = hu_window(hu, nm.hu_min, nm.hu_max, nm.clip, nm.center)
     del image, hu
     t_norm = time.perf_counter()
     sidecar = {
@@ -94,7 +102,6 @@ def convert(scan_path, settings: dict) -> tuple[np.ndarray, dict]:
         "min": float(volume.min()),
         "max": float(volume.max()),
         "plausibility": figures,
-        "settings": settings,
         "seconds": {"read": t_read - t0, "resample": t_resample - t_read, "normalize": t_norm - t_resample},
     }
     return volume, sidecar
@@ -121,6 +128,7 @@ def main(argv=None) -> int:
     try:
         settings = read_settings(args.settings_file, scope="convert") if args.settings_file else defaults("convert")
         volume, sidecar = convert(args.scan, settings)
+        sidecar["settings"] = settings
     except (ScanError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -28,7 +28,8 @@ import numpy as np
 
 from ctpatch.core.geometry import VolumeGrid
 from ctpatch.core.rng import key_words, keyed_rng
-from ctpatch.settings import ConfigError, Settings, read_settings, section
+from ctpatch.settings import ConfigError, defaults, read_settings, section
+from ctpatch.settings.types import Demo, build
 
 UID_ROOT = "1.3.6.1.4.1.14519.5.2.1.6279.6001."
 
@@ -52,9 +53,9 @@ class ScanPlan:
     candidates: tuple[tuple[float, float, float], ...] = field(default_factory=tuple)
 
 
-def _settings(settings: Mapping | None) -> Settings:
+def _settings(settings: Demo | Mapping | None) -> Demo:
     """The demo settings: ``settings`` over the schema's ``demo`` defaults (ValueError naming the key)."""
-    return section("demo", settings)
+    return settings if isinstance(settings, Demo) else build(Demo, section("demo", settings))
 
 
 def series_uid(seed: int, subset: int, index: int) -> str:
@@ -76,7 +77,7 @@ def _lung_boxes(grid: VolumeGrid):
     return body, lungs
 
 
-def plan_scans(settings: dict | None = None, seed: int = 0) -> list[ScanPlan]:
+def plan_scans(settings: Demo | Mapping | None, seed: int) -> list[ScanPlan]:
     """The scans the demo will contain, in subset then index order; no voxels are made.
 
     >>> plans = plan_scans({"subsets": 1, "scans_per_subset": 2}, seed=0)
@@ -85,26 +86,26 @@ def plan_scans(settings: dict | None = None, seed: int = 0) -> list[ScanPlan]:
     """
     s = _settings(settings)
     plans = []
-    for k in range(int(s["subsets"])):
-        for i in range(int(s["scans_per_subset"])):
+    for k in range(int(s.subsets)):
+        for i in range(int(s.scans_per_subset)):
             rng = keyed_rng(seed, "demo-scan", k, i)
-            sxy = float(rng.uniform(*s["spacing_xy"]))
-            sz = float(rng.choice(np.arange(s["spacing_z"][0], s["spacing_z"][1] + 1e-9, 0.25)))
-            nz = int(rng.integers(s["slices"][0], s["slices"][1] + 1))
-            n = int(s["size_xy"])
+            sxy = float(rng.uniform(*s.spacing_xy))
+            sz = float(rng.choice(np.arange(s.spacing_z[0], s.spacing_z[1] + 1e-9, 0.25)))
+            nz = int(rng.integers(s.slices[0], s.slices[1] + 1))
+            n = int(s.size_xy)
             origin = (
                 -sxy * n / 2 + float(rng.uniform(-20, 20)),
                 -sxy * n / 2 + float(rng.uniform(-20, 20)),
                 -float(rng.uniform(100, 400)),
             )
             grid = VolumeGrid(origin, (sxy, sxy, sz), (n, n, nz))
-            flat = k * int(s["scans_per_subset"]) + i
-            without = flat < int(s["scans_without_nodules"])
-            count = 0 if without else int(rng.integers(s["nodules_per_scan"][0], s["nodules_per_scan"][1] + 1))
+            flat = k * int(s.scans_per_subset) + i
+            without = flat < int(s.scans_without_nodules)
+            count = 0 if without else int(rng.integers(s.nodules_per_scan[0], s.nodules_per_scan[1] + 1))
             nodules = _place_nodules(
-                grid, rng, count, s, edge=bool(s["edge_nodule_every"]) and flat % int(s["edge_nodule_every"] or 1) == 0
+                grid, rng, count, s, edge=bool(s.edge_nodule_every) and flat % int(s.edge_nodule_every or 1) == 0
             )
-            cands = _place_candidates(grid, rng, int(s["candidates_per_scan"]))
+            cands = _place_candidates(grid, rng, int(s.candidates_per_scan))
             plans.append(ScanPlan(f"subset{k}", series_uid(seed, k, i), grid, tuple(nodules), tuple(cands)))
     return plans
 
@@ -121,7 +122,7 @@ def _inside_lung(grid: VolumeGrid, rng: np.random.Generator) -> np.ndarray:
 def _place_nodules(grid, rng, count, s, edge):
     nodules = []
     for j in range(count):
-        d = float(rng.uniform(*s["diameter_mm"]))
+        d = float(rng.uniform(*s.diameter_mm))
         p = _inside_lung(grid, rng)
         if edge and j == 0:
             # near the first or last slice: centre a third of the radius inside the volume
@@ -138,7 +139,7 @@ def _place_candidates(grid, rng, count):
     return [tuple(float(v) for v in _inside_lung(grid, rng)) for _ in range(count)]
 
 
-def synthesize(plan: ScanPlan, seed: int = 0, noise_hu: float = 20.0, slab: int = 16) -> np.ndarray:
+def synthesize(plan: ScanPlan, seed: int, noise_hu: float, slab: int = 16) -> np.ndarray:
     """The int16 HU volume of a planned scan, (z, y, x), built ``slab`` slices at a time."""
     g = plan.grid
     nx, ny, nz = g.size
@@ -176,7 +177,7 @@ def _write_csv_atomic(path: Path, header: str, rows: list[str]) -> None:
     os.replace(tmp, path)
 
 
-def write_dataset(out: str | Path, settings: dict | None = None, seed: int = 0) -> list[ScanPlan]:
+def write_dataset(out: str | Path, settings: Demo | Mapping | None, seed: int) -> list[ScanPlan]:
     """Write the planned scans and CSV tables under ``out`` in the LUNA16 layout."""
     from ctpatch.io.mhd import write_scan
 
@@ -187,7 +188,7 @@ def write_dataset(out: str | Path, settings: dict | None = None, seed: int = 0) 
     for plan in plans:
         folder = out / plan.subset
         folder.mkdir(parents=True, exist_ok=True)
-        volume = synthesize(plan, seed, float(s["noise_hu"]))
+        volume = synthesize(plan, seed, float(s.noise_hu))
         tmp = folder / f"tmp-{plan.series_uid}.mhd"
         write_scan(tmp, volume, plan.grid)
         del volume
@@ -212,7 +213,7 @@ def write_dataset(out: str | Path, settings: dict | None = None, seed: int = 0) 
     csv_dir = out / "CSVFILES"
     csv_dir.mkdir(parents=True, exist_ok=True)
     _write_csv_atomic(csv_dir / "candidates.csv", "seriesuid,coordX,coordY,coordZ,class", cand)
-    (csv_dir / "truth.json").write_text(json.dumps({"seed": seed, "settings": s, "scans": truth}, indent=1))
+    (csv_dir / "truth.json").write_text(json.dumps({"seed": seed, "settings": asdict(s), "scans": truth}, indent=1))
     _write_csv_atomic(csv_dir / "annotations.csv", "seriesuid,coordX,coordY,coordZ,diameter_mm", ann)
     return plans
 
@@ -223,11 +224,11 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m ctpatch.luna16.demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="folder to write subsetK/ and CSVFILES/ into")
     ap.add_argument(
-        "--settings-file", help="settings file of scope 'demo' (default: the schema's demo defaults, seed 0)"
+        "--settings-file", help="settings file of scope 'demo' (default: the schema's demo defaults and seed)"
     )
     args = ap.parse_args(argv)
     try:
-        s = read_settings(args.settings_file, scope="demo") if args.settings_file else {"demo": {}, "seed": 0}
+        s = read_settings(args.settings_file, scope="demo") if args.settings_file else defaults("demo")
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

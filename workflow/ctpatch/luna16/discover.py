@@ -14,11 +14,11 @@ naming the file.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ctpatch.io.folders import DiscoveryError, under
+from ctpatch.settings.types import Config
 
 SUBSET_NAME = re.compile(r"subset[0-9]+")
 SERIES_UID = re.compile(r"[0-9.]+")
@@ -65,8 +65,9 @@ def all_series(root: str | Path) -> dict[str, str]:
     return {p.stem: s for s in subset_folders(root)[0] for p in sorted((Path(root) / s).glob("*.mhd"))}
 
 
-def luna16_scans(config: Mapping, workdir: str | Path = ".") -> Found:
-    """The LUNA16 scans of a validated config: subset -> sorted series uids, for the wanted subsets.
+def luna16_scans(config: Config, workdir: str | Path = ".") -> Found:
+    """The LUNA16 scans of a config (typed, :class:`ctpatch.settings.types.Config`): subset -> sorted series
+    uids, for the wanted subsets.
 
     ``luna16.subsets`` (empty: every ``subset<N>`` found) selects the subsets; a wanted subset
     without scans maps to ``[]`` (the pre-flight check names it).  Relative roots start at ``workdir``.
@@ -76,17 +77,17 @@ def luna16_scans(config: Mapping, workdir: str | Path = ".") -> Found:
     DiscoveryError
         A missing root, no subset at all, or a scan file name that is not a series uid.
     """
-    luna = config["luna16"]
+    luna = config.luna16
     warnings: list[str] = []
-    if luna["root"] == "demo":
+    if luna.root == "demo":
         from ctpatch.luna16.demo import plan_scans
 
         scans: dict[str, list[str]] = {}
-        for plan in plan_scans(config["demo"], config["seed"]):
+        for plan in plan_scans(config.demo, config.seed):
             scans.setdefault(plan.subset, []).append(plan.series_uid)
-        where = f"{config['results']}/demo/luna16"
+        where = f"{config.results}/demo/luna16"
     else:
-        root = under(luna["root"], workdir)
+        root = under(luna.root, workdir)
         where = str(root)
         if not root.is_dir():
             raise DiscoveryError(f"luna16.root: folder {root} not found")
@@ -100,7 +101,7 @@ def luna16_scans(config: Mapping, workdir: str | Path = ".") -> Found:
                 f"luna16.root: {len(odd)} scan file name(s) are not a series uid (digits and dots): "
                 + ", ".join(repr(o) for o in odd[:5])
             )
-    wanted = list(luna["subsets"]) or sorted(scans, key=subset_number)
+    wanted = list(luna.subsets) or sorted(scans, key=subset_number)
     if not wanted:
         raise DiscoveryError(f"luna16.root: no subsetK folders under {where}")
     return Found({s: sorted(scans.get(s, [])) for s in wanted}, warnings)

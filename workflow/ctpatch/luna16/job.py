@@ -22,6 +22,7 @@ A rank holds one scan at a time: its volume and label mask, read in slabs straig
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +39,15 @@ from ctpatch.core.nodules import (
     expected_counts,
     label_edge,
     nodule_locations,
-    patch_offsets,
     random_centres,
 )
 from ctpatch.core.rng import keyed_rng
+from ctpatch.core.shifts import shift_offsets
 from ctpatch.engine.blocks import Unit
 from ctpatch.io.tables import read_candidates
-from ctpatch.luna16.layouts import LAYOUTS, PROV_BRICK, PROV_CROP, write_nodule_view
+from ctpatch.luna16.layouts import PROV_BRICK, PROV_CROP, write_nodule_view
+from ctpatch.settings import luna16_job
+from ctpatch.settings.types import LunaPatches
 from ctpatch.store.writer import Specs
 
 PROV_NODULE = np.dtype(
@@ -129,7 +132,7 @@ class _Scan:
         self.centres_xyz = self.nod[["voxel_x", "voxel_y", "voxel_z"]].to_numpy(np.int64)
         self.nodule_locs = list(nodule_locations(self.centres_xyz[:, ::-1], job.offsets, job.size))
         self.negatives = job.negative_locations(unit, grid, self.mask, self.index)
-        pool = int(job.patch["label_pool"])
+        pool = job.patch.label_pool
         self.empty_label = label_patch(np.zeros((job.size,) * 3, dtype=bool), pool)  # a crop without nodule
         self.pool = pool
 
@@ -147,23 +150,19 @@ class Job:
     parts = 1  # one file per subset
     splittable = True  # a scan's items can be cut in any spans
 
-    def __init__(self, settings: dict, inputs: dict):
-        s, inp = settings, inputs
-        self.settings = s
-        self.seed = int(s["seed"])
-        self.patch = s["patch"]
-        self.neg = s["negatives"]
-        self.out = s["output"]
-        self.shuffle = bool(self.out.get("shuffle", True))
-        self.buffer = int(s.get("buffer_patches", 8))
-        self.size = int(self.patch["size"])
-        self.offsets = patch_offsets(self.patch)
-        self.layout = self.out.get("layout", "full")
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"output.layout: expected one of {list(LAYOUTS)}, got {self.layout!r}")
-        self.brick = int(self.out.get("brick", 32))
-        if self.brick < 1:
-            raise ValueError(f"output.brick: expected a brick edge >= 1, got {self.brick!r}")
+    def __init__(self, settings: LunaPatches | Mapping, inputs: dict):
+        s = self.settings = luna16_job(settings)
+        inp = inputs
+        self.seed = s.seed
+        self.patch = s.patch
+        self.neg = s.negatives
+        self.out = s.output
+        self.shuffle = s.output.shuffle
+        self.buffer = s.buffer_patches
+        self.size = s.patch.size
+        self.offsets = shift_offsets(s.patch.stride, s.patch.shifts_per_side, s.patch.directions)
+        self.layout = s.output.layout
+        self.brick = s.output.brick
         self.crop = crop_edge(self.size, self.offsets)
         self.memory = None
         if "scans" in inp:  # in memory, in uid order as the files would be
@@ -183,7 +182,9 @@ class Job:
         if unknown:
             where = "nodules" if isinstance(nodules, pd.DataFrame) else nodules
             raise ValueError(f"{where}: nodules of scans not in this subset: {sorted(unknown)[:3]}")
-        self.nodule_patches, self.negatives = expected_counts(self.table, self.uids, len(self.offsets), self.neg)
+        self.nodule_patches, self.negatives = expected_counts(
+            self.table, self.uids, len(self.offsets), self.neg.ratio, self.neg.scans
+        )
         self.bricks = {uid: 0 for uid in self.uids}  # volumes layout: bricks per scan (from its grid), first items
         if self.layout == "volumes":
             for i, uid in enumerate(self.uids):
@@ -194,7 +195,7 @@ class Job:
                 self.bricks[uid] = len(brick_indices(size_xyz, self.brick))
         self.candidates = None
         self.candidates_outside: dict[str, int] = {}
-        if self.neg["strategy"] == "candidates":
+        if self.neg.strategy == "candidates":
             cand = read_candidates(inp["candidates"])
             self.candidates = cand[(cand["class"] == 0) & cand["seriesuid"].isin(self.uids)]
         self._scan: tuple[str, _Scan] | None = None  # the scan prepared last (a rank's spans come in order)
@@ -228,9 +229,9 @@ class Job:
 
     def specs(self) -> Specs:
         """Datasets, provenance tables and how they align (:class:`ctpatch.store.writer.Specs`)."""
-        p, lab = self.size, label_edge(self.patch)
+        p, lab = self.size, label_edge(self.size, self.patch.label_pool)
         img_shape, lab_shape = (p, p, p, 1), (lab, lab, lab, 2)
-        dt = self.out["dtype"]
+        dt = self.out.dtype
         datasets = {
             "nodule": (img_shape, dt),
             "label_nodule": (lab_shape, "float32"),
@@ -262,7 +263,7 @@ class Job:
             {k: (tuple(v[0]), np.dtype(v[1])) for k, v in datasets.items()},
             tables,
             groups,
-            self.out["compression"],
+            self.out.compression,
             unshuffled=("nodule_crop", "volume_brick"),
             attrs=attrs,
             one_file=self.layout != "full",
@@ -284,7 +285,7 @@ class Job:
         n_brick = self.bricks[unit.key]
         total = n_brick + n_nod + len(sc.negatives)
         stop = total if stop is None else min(int(stop), total)
-        dtype = self.out["dtype"]
+        dtype = self.out.dtype
         crops = self.layout == "crops"
         images = self.layout not in ("crops", "volumes")  # image patches stored as cut
         key = unit.key.encode()
@@ -381,7 +382,7 @@ class Job:
         """The negatives of one scan as (location, source, candidates.csv row or -1); ``mask`` is (x, y, z)."""
         count = self.negatives[unit.key]
         rng = keyed_rng(self.seed, "negatives", unit.key)
-        strategy = self.neg["strategy"]
+        strategy = self.neg.strategy
         if strategy == "random":
             return [
                 (PatchLocation(tuple(int(v) for v in c), self.size), "random", -1)
@@ -400,7 +401,7 @@ class Job:
             ]
         source = "avoid_nodules" if strategy == "avoid_nodules" else "fill"
         while len(out) < count:
-            for _ in range(int(self.neg["max_tries"])):
+            for _ in range(self.neg.max_tries):
                 loc = PatchLocation(tuple(int(v) for v in random_centres(grid.shape_zyx, 1, rng)[0]), self.size)
                 if not ((index is None or index.may_touch(loc)) and crop_mask_xyz(mask, loc).any()):
                     out.append((loc, source, -1))

@@ -22,7 +22,7 @@ import pandas as pd
 from ctpatch.core.geometry import VolumeGrid
 from ctpatch.core.labels import nodule_radius_voxels, paint_sphere
 from ctpatch.io.tables import TableError, read_annotations
-from ctpatch.settings import ConfigError, read_settings
+from ctpatch.settings import ConfigError, defaults, read_settings
 from ctpatch.store.atomic import atomic_path, save_npy
 
 TABLE_COLUMNS = [
@@ -106,9 +106,9 @@ def main(argv=None) -> int:
     ap.add_argument("--table-out", required=True)
     args = ap.parse_args(argv)
     try:
-        duplicates = (
-            read_settings(args.settings_file, scope="check")["duplicate_annotations"] if args.settings_file else "fail"
-        )
+        duplicates = (read_settings(args.settings_file, scope="check") if args.settings_file else defaults("check"))[
+            "duplicate_annotations"
+        ]
         ann = read_annotations(args.annotations, duplicates)
         table, masks = [], []
         for sidecar_path in args.sidecars:

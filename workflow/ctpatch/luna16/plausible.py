@@ -17,12 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def defaults() -> dict:
-    """``luna16.plausibility`` at the schema's defaults (the one home of every default)."""
-    from ctpatch.settings import section
-
-    return dict(section("luna16")["plausibility"])
+from ctpatch.settings.types import Plausibility
 
 
 def hu_figures(hu: np.ndarray, hu_min: float, hu_max: float, air_hu: float, slab: int = 8) -> dict:
@@ -66,35 +61,33 @@ def hu_figures(hu: np.ndarray, hu_min: float, hu_max: float, air_hu: float, slab
     }
 
 
-def problems(figures: dict, hu_min: float, hu_max: float, settings: dict) -> list[str]:
+def problems(figures: dict, hu_min: float, hu_max: float, s: Plausibility) -> list[str]:
     """What is implausible about a scan with these :func:`hu_figures`; empty when it looks like CT."""
-    s = {**defaults(), **(settings or {})}
     out = []
     if figures["nan"]:
         out.append(f"{figures['nan']} voxels are NaN")
-    if figures["air_share"] < s["min_air_share"]:
+    if figures["air_share"] < s.min_air_share:
         out.append(
-            f"no air: {figures['air_share']:.2%} of voxels below {s['air_hu']:g} HU "
-            f"(expected at least {s['min_air_share']:.2%}, min_air_share)"
+            f"no air: {figures['air_share']:.2%} of voxels below {s.air_hu:g} HU "
+            f"(expected at least {s.min_air_share:.2%}, min_air_share)"
         )
-    if figures["share_at_hu_max"] > s["max_share_at_hu_max"]:
+    if figures["share_at_hu_max"] > s.max_share_at_hu_max:
         out.append(
             f"{figures['share_at_hu_max']:.2%} of voxels at or above the window top {hu_max:g} HU "
-            f"(expected at most {s['max_share_at_hu_max']:.2%}, max_share_at_hu_max)"
+            f"(expected at most {s.max_share_at_hu_max:.2%}, max_share_at_hu_max)"
         )
-    if figures["share_at_hu_min"] > s["max_share_at_hu_min"]:
+    if figures["share_at_hu_min"] > s.max_share_at_hu_min:
         out.append(
             f"{figures['share_at_hu_min']:.2%} of voxels at or below the window bottom {hu_min:g} HU "
-            f"(expected at most {s['max_share_at_hu_min']:.2%}, max_share_at_hu_min)"
+            f"(expected at most {s.max_share_at_hu_min:.2%}, max_share_at_hu_min)"
         )
-    lo, hi = s["hu_range"]
+    lo, hi = s.hu_range
     if figures["min"] < lo or figures["max"] > hi:
         out.append(f"values span {figures['min']:g} .. {figures['max']:g} HU, outside hu_range [{lo:g}, {hi:g}]")
     return out
 
 
-def check(hu: np.ndarray, hu_min: float, hu_max: float, settings: dict | None) -> tuple[dict, list[str]]:
-    """Figures and problems of one scan; no problems when ``settings["enabled"]`` is false."""
-    s = {**defaults(), **(settings or {})}
-    figures = hu_figures(hu, hu_min, hu_max, s["air_hu"])
-    return figures, (problems(figures, hu_min, hu_max, s) if s["enabled"] else [])
+def check(hu: np.ndarray, hu_min: float, hu_max: float, plausibility: Plausibility) -> tuple[dict, list[str]]:
+    """Figures and problems of one scan (HU values, any axis order); no problems when the check is disabled."""
+    figures = hu_figures(hu, hu_min, hu_max, plausibility.air_hu)
+    return figures, (problems(figures, hu_min, hu_max, plausibility) if plausibility.enabled else [])

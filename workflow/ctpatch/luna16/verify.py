@@ -28,22 +28,31 @@ import argparse
 import json
 import sys
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ctpatch.core.bricks import brick_grid, crop_edge, shift_margin
-from ctpatch.core.nodules import expected_counts, label_edge, patch_offsets
+from ctpatch.core.nodules import expected_counts, label_edge
+from ctpatch.core.shifts import shift_offsets
 from ctpatch.luna16.layouts import has_images, images, is_crops, is_volumes, volume_index
-from ctpatch.settings import ConfigError, read_settings
+from ctpatch.settings import ConfigError, luna16_job, read_settings
+from ctpatch.settings.types import LunaPatches
 from ctpatch.store.h5 import h5py
 from ctpatch.store.sink import MemorySink
 from ctpatch.store.verify import SAMPLE, check_chunks, finish_report, read_blocks, sample_rows
 
 
 def verify_luna(
-    patches_path, nodules_path, settings: dict, scans: list[str], inputs: dict | None = None, sample: int = SAMPLE
+    patches_path,
+    nodules_path,
+    settings: LunaPatches | Mapping,
+    scans: list[str],
+    inputs: dict | None = None,
+    sample: int = SAMPLE,
 ) -> dict:
     """Check one LUNA16 subset file; return the report (``ok`` false on any failure).
 
@@ -51,21 +60,23 @@ def verify_luna(
     patches of each kind are regenerated; ``None`` skips the regenerated sample.
     """
     fails: list[str] = []
-    patch, neg, out = settings["patch"], settings["negatives"], settings["output"]
-    p = int(patch["size"])
-    lab = label_edge(patch)
-    offsets = patch_offsets(patch)
+    settings = luna16_job(settings)
+    patch, neg, out = settings.patch, settings.negatives, settings.output
+    p = patch.size
+    lab = label_edge(patch.size, patch.label_pool)
+    offsets = shift_offsets(patch.stride, patch.shifts_per_side, patch.directions)
     table = pd.read_csv(nodules_path, sep="\t", dtype={"seriesuid": str})
-    nodule_patches, negatives = expected_counts(table, scans, len(offsets), neg)
-    lo = -settings["normalize"]["center"] if settings["normalize"]["clip"] else -np.inf
-    hi = 1 - settings["normalize"]["center"] if settings["normalize"]["clip"] else np.inf
+    nodule_patches, negatives = expected_counts(table, scans, len(offsets), neg.ratio, neg.scans)
+    norm = settings.normalize
+    lo = -norm.center if norm.clip else -np.inf
+    hi = 1 - norm.center if norm.clip else np.inf
     report: dict = {"file": str(patches_path), "nodules": int(len(table)), "shifts_per_nodule": len(offsets)}
     with h5py.File(patches_path, "r") as f:
         data = {}  # name -> the dataset (crops layout: nodule patches cut from their crops), opened once
         for name, shape, dtype in (
-            ("nodule", (p, p, p, 1), out["dtype"]),
+            ("nodule", (p, p, p, 1), out.dtype),
             ("label_nodule", (lab, lab, lab, 2), "float32"),
-            ("non_nodule", (p, p, p, 1), out["dtype"]),
+            ("non_nodule", (p, p, p, 1), out.dtype),
             ("label_non_nodule", (lab, lab, lab, 2), "float32"),
         ):
             if not has_images(f, name):
@@ -148,20 +159,20 @@ def verify_luna(
 
 
 def _check_luna_sample(
-    f: h5py.File, data: dict, settings: dict, inputs: dict, sample: int, bounds, report: dict
+    f: h5py.File, data: dict, settings: LunaPatches, inputs: dict, sample: int, bounds, report: dict
 ) -> list[str]:
     """Regenerate ``sample`` nodule and non-nodule patches of the file and compare them voxel for voxel."""
     from ctpatch.luna16.job import Job
 
     fails = []
-    job = Job({**settings, "output": {**settings["output"], "layout": "full"}}, inputs)  # crops: compare patches
+    job = Job(replace(settings, output=replace(settings.output, layout="full")), inputs)  # crops: compare patches
     units = job.units()
     names = {"nodule": ("nodule", "label_nodule"), "non_nodule": ("non_nodule", "label_non_nodule")}
     name = Path(f.filename).name
     wanted = []  # (scan index, item, kind, row)
     for kind in ("nodule", "non_nodule"):
         prov = f[f"provenance/{kind}"]
-        for row in sample_rows(prov.shape[0], sample, int(settings["seed"]), name, kind):
+        for row in sample_rows(prov.shape[0], sample, settings.seed, name, kind):
             rec = prov[int(row)]
             scan = int(rec["scan_index"])
             if not 0 <= scan < len(units) or units[scan].key != rec["seriesuid"].decode():
@@ -228,12 +239,12 @@ def _check_crops(f: h5py.File, prov: np.ndarray, offsets, p: int, nodules: int) 
     return fails
 
 
-def _check_volumes(f: h5py.File, settings: dict, scans: list[str], inputs: dict | None, provs) -> list[str]:
+def _check_volumes(f: h5py.File, settings: LunaPatches, scans: list[str], inputs: dict | None, provs) -> list[str]:
     """Volumes layout: bricks of the configured edge, each scan's grid of bricks once and in C order, every
     patch's scan present; with ``inputs``, each volume's size that of its converted scan."""
     fails = []
     bricks, table = f["volume_brick"], f["provenance/volume_brick"][...]
-    edge = int(settings["output"].get("brick", 32))
+    edge = settings.output.brick
     if bricks.shape[1:] != (edge,) * 3 + (1,):
         fails.append(f"volume_brick: expected bricks of shape {(edge,) * 3 + (1,)}, got {bricks.shape[1:]}")
     if bricks.shape[0] != len(table):

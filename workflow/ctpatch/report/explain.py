@@ -37,7 +37,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -243,26 +243,24 @@ def regenerate_luna(settings: dict, prov: dict, kind: str, bases: list[Path], su
     from ctpatch.luna16.convert import convert
     from ctpatch.luna16.job import Job
     from ctpatch.luna16.labels import TABLE_COLUMNS, label_volume, nodules_of_scan
+    from ctpatch.settings import luna16_job
+    from ctpatch.settings.types import LunaConvert
 
-    missing = [
-        k
-        for k in ("root", "annotations", "resample", "normalize", "patch", "negatives", "output", "seed")
-        if k not in settings
-    ]
-    if missing:
-        raise ExplainError(f"the file's settings lack {missing}: it was written before settings were recorded")
+    try:
+        s = luna16_job(settings)  # the file's recorded settings, complete
+    except KeyError as exc:
+        raise ExplainError(f"the file's settings are not those of this ctpatch: {exc}") from None
     uid = prov["seriesuid"]
-    root = _resolve(settings["root"], bases, "LUNA16 root")
-    annotations = _resolve(settings["annotations"], bases, "annotations table")
+    root = _resolve(s.root, bases, "LUNA16 root")
+    annotations = _resolve(s.annotations, bases, "annotations table")
     sub = _luna_subset(root, uid, subset, attrs or {})
     scan = root / sub / f"{uid}.mhd"
     if not scan.is_file():
         raise ExplainError(f"source scan {scan} not found")
-    volume, sidecar = convert(
-        scan, {"resample": settings["resample"], "normalize": settings["normalize"], "plausibility": {"enabled": False}}
-    )  # judged when it was converted
+    # judged when it was converted: no plausibility check
+    volume, sidecar = convert(scan, LunaConvert(s.resample, s.normalize, None))
     grid = VolumeGrid.from_dict(sidecar["grid"])
-    ann = read_annotations(annotations, settings.get("duplicate_annotations", "fail"))
+    ann = read_annotations(annotations, s.duplicate_annotations)
     rows = nodules_of_scan(ann, grid, sub, uid, annotations)
     mask = label_volume(grid, rows)
     sources = [str(scan), str(annotations)]
@@ -271,18 +269,17 @@ def regenerate_luna(settings: dict, prov: dict, kind: str, bases: list[Path], su
         "nodules": pd.DataFrame(rows, columns=TABLE_COLUMNS),
         "candidates": None,
     }
-    if settings["negatives"].get("strategy") == "candidates":
-        inputs["candidates"] = str(_resolve(settings["candidates"], bases, "candidates table"))
+    if s.negatives.strategy == "candidates":
+        inputs["candidates"] = str(_resolve(s.candidates, bases, "candidates table"))
         sources.append(inputs["candidates"])
     # regenerated in the full layout: a crops file's nodule patch is compared with the patch itself
-    job_settings = {"buffer_patches": 8, **settings, "output": {**settings["output"], "layout": "full"}}
-    job = Job(job_settings, inputs)
+    job = Job(replace(s, output=replace(s.output, layout="full")), inputs)
     # negatives may depend on the whole subset (negatives.scans "all"): count from all its scans
     uids = sorted(p.stem for p in (root / sub).glob("*.mhd"))
     scan_index = uids.index(uid) if uid in uids else None
     if uids:
         table = ann[ann["seriesuid"].isin(uids)][["seriesuid"]]
-        job.nodule_patches, job.negatives = expected_counts(table, uids, len(job.offsets), job.neg)
+        job.nodule_patches, job.negatives = expected_counts(table, uids, len(job.offsets), job.neg.ratio, job.neg.scans)
     image, label, record, _ = run_one(job, Unit(uid, 0, 1.0), kind, prov["patch_index"])
     return image, label, _row_dict(record), scan_index, sources
 

@@ -18,8 +18,9 @@ Data flow, the same for the workflow and for every command-line tool::
   settings of a mode from a partial mapping, for scripts, tests and benchmarks.
 
 The modules: :mod:`.schema` (reading the schema, its defaults and enums), :mod:`.validate` (validation
-and the rules across keys), :mod:`.frozen` (:class:`Settings`), :mod:`.scopes` (what each step depends
-on, and the settings files).  Everything public is importable from ``ctpatch.settings``.
+and the rules across keys), :mod:`.frozen` (:class:`Settings`), :mod:`.types` (a typed, frozen dataclass
+per section, tied to the schema by a test), :mod:`.scopes` (what each step depends on, the settings
+files, and the typed settings a job takes: :func:`luna16_job`, :func:`ldct_job`).  Everything public is importable from ``ctpatch.settings``.
 """
 
 from ctpatch.settings.frozen import Settings
@@ -28,8 +29,10 @@ from ctpatch.settings.scopes import (
     SCOPES,
     SETTINGS_FORMAT,
     defaults,
+    ldct_job,
     ldct_patch_settings,
     ldct_settings,
+    luna16_job,
     luna16_settings,
     luna_root,
     luna_table,
@@ -66,9 +69,11 @@ __all__ = [
     "defaults",
     "fill_defaults",
     "key_schema",
+    "ldct_job",
     "ldct_patch_settings",
     "ldct_settings",
     "load_config",
+    "luna16_job",
     "luna16_settings",
     "luna_root",
     "luna_table",

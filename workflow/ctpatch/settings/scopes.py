@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ctpatch.settings.frozen import Settings, _thaw
+from ctpatch.settings.types import LdctPatches, LunaPatches, build
 from ctpatch.settings.validate import MODES, ConfigError, default_config, validate
 
 SCOPES = {
@@ -138,7 +139,20 @@ def read_settings(path: str | Path, scope: str | None = None) -> Settings:
 
 
 # ------------------------------------------------------------------------------ settings from partial mappings
-def ldct_settings(partial: Mapping | None = None, seed: int = 0, buffer_patches: int | None = None) -> Settings:
+def _over_defaults(mode: str, partial: Mapping | None) -> dict:
+    """A validated config of ``mode`` from ``partial``: keys of the mode's section, plus optionally
+    ``seed`` and ``buffer_patches`` (``mode`` is ignored).  Raises :class:`ConfigError` naming the key."""
+    partial = _thaw(partial or {})
+    partial.pop("mode", None)
+    config = {"mode": mode, mode: partial}
+    if "seed" in partial:
+        config["seed"] = partial.pop("seed")
+    if "buffer_patches" in partial:
+        config["extract"] = {"buffer_patches": partial.pop("buffer_patches")}
+    return validate(config)
+
+
+def ldct_settings(partial: Mapping | None = None) -> Settings:
     """Validated LDCT patch settings: ``partial`` (keys of the ``ldct`` section, and optionally
     ``seed`` and ``buffer_patches``) over the defaults.  Complete settings come back unchanged.
 
@@ -149,14 +163,36 @@ def ldct_settings(partial: Mapping | None = None, seed: int = 0, buffer_patches:
     >>> ldct_settings({"normalization": "dicom_unity"})["normalization_constants"]["dicom_scale"]
     4096.0
     """
-    partial = _thaw(partial or {})
-    partial.pop("mode", None)
-    seed = partial.pop("seed", seed)
-    buffer_patches = partial.pop("buffer_patches", buffer_patches)
-    config = {"mode": "ldct", "seed": seed, "ldct": partial}
-    if buffer_patches is not None:
-        config["extract"] = {"buffer_patches": buffer_patches}
-    return ldct_patch_settings(validate(config))
+    return ldct_patch_settings(_over_defaults("ldct", partial))
+
+
+def ldct_job(settings: Mapping | LdctPatches | None = None) -> LdctPatches:
+    """Typed LDCT job settings: the ``patches`` scope (as a settings file holds it), or a partial mapping
+    completed as :func:`ldct_settings` does; validated either way.
+
+    >>> ldct_job({"super_resolution": {"enabled": True}}).super_resolution.scale
+    3
+    """
+    if isinstance(settings, LdctPatches):
+        return settings
+    return build(LdctPatches, ldct_settings(settings))
+
+
+def luna16_job(settings: Mapping | LunaPatches | None = None) -> LunaPatches:
+    """Typed LUNA16 job settings: the ``patches`` scope (as a settings file holds it: complete, its table
+    paths already resolved), or a partial mapping (keys of the ``luna16`` section, and optionally ``seed``
+    and ``buffer_patches``) over the schema's defaults.
+
+    >>> luna16_job({"patch": {"size": 32, "stride": 4, "shifts_per_side": 3}}).patch.label_pool
+    9
+    """
+    if isinstance(settings, LunaPatches):
+        return settings
+    settings = settings or {}
+    try:
+        return build(LunaPatches, settings)
+    except KeyError:  # partial: complete it from the schema
+        return build(LunaPatches, luna16_settings(_over_defaults("luna16", settings)))
 
 
 def section(name: str, partial: Mapping | None = None) -> Settings:

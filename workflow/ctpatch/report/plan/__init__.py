@@ -56,6 +56,7 @@ from pathlib import Path
 
 from ctpatch.report.plan.ldct import plan_ldct
 from ctpatch.report.plan.luna import plan_luna
+from ctpatch.settings.types import Config, build
 
 
 def make_plan(config: dict, workdir=".", sample: int = 24, cores: int | None = None, budget: float = 2.5) -> dict:
@@ -69,10 +70,11 @@ def make_plan(config: dict, workdir=".", sample: int = 24, cores: int | None = N
     if not cores:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     cores = int(cores)
-    if config["mode"] == "luna16":
-        plan = plan_luna(config, workdir, int(sample), cores, budget)
+    typed = build(Config, config)
+    if typed.mode == "luna16":
+        plan = plan_luna(typed, workdir, int(sample), cores, budget)
     else:
-        plan = plan_ldct(config, workdir, 2 if sample else 0, cores)
+        plan = plan_ldct(typed, workdir, 2 if sample else 0, cores)
     plan["seconds"]["plan"] = time.perf_counter() - t
     return plan
 

@@ -29,11 +29,11 @@ def _totals(groups: dict) -> dict:
 
 def luna_memory(config, biggest: Scan, widest: Scan, start: dict, size: int, lab_raw: int) -> dict:
     """Peak bytes of one process of each step (the largest scan decides) on top of its measured start-up RSS."""
-    rs = config["luna16"]["resample"]
-    img_raw = size**3 * np.dtype(config["luna16"]["output"]["dtype"]).itemsize
-    buf = int(config["extract"]["buffer_patches"])
+    rs = config.luna16.resample
+    img_raw = size**3 * np.dtype(config.luna16.output.dtype).itemsize
+    buf = int(config.extract.buffer_patches)
     in_b = widest.in_voxels * widest.element_bytes
-    coef = widest.in_voxels * 8 if rs["enabled"] and rs["interpolator"] == "bspline" else 0
+    coef = widest.in_voxels * 8 if rs.enabled and rs.interpolator == "bspline" else 0
     out32 = biggest.out_voxels * 4
     convert = start["convert"]["rss_bytes"] + max(in_b + coef + widest.out_voxels * 4, 2 * out32)
     labels = start["tables"]["rss_bytes"] + biggest.out_voxels
@@ -75,7 +75,7 @@ def luna_times(config, groups, scans, scan_patches: dict, smp, start, cores: int
     from ctpatch.store.verify import SAMPLE
 
     s = smp["seconds"]
-    tasks = int(config["extract"]["tasks"])
+    tasks = int(config.extract.tasks)
     job = start["tables"]["seconds"]
     job_convert, job_extract = start["convert"]["seconds"], start["extract_luna"]["seconds"]
     read_rate = s["read"] / max(1, _sample_scan(scans, smp).in_voxels)
@@ -86,7 +86,7 @@ def luna_times(config, groups, scans, scan_patches: dict, smp, start, cores: int
         + (s["resample_per_voxel"] + s["normalize_per_voxel"] + 4 * s["write_per_byte"]) * sc.out_voxels
         for sc in scans
     ]
-    if config["luna16"]["root"] == "demo":
+    if config.luna16.root == "demo":
         synth = (s["synthesize"] + s["write_scan"]) / max(1, _sample_scan(scans, smp).in_voxels)
         cpu["make_demo_luna16"] = job + synth * sum(sc.in_voxels for sc in scans)
     cpu["convert_mhd"] = float(sum(per_scan))

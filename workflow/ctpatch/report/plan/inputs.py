@@ -11,6 +11,7 @@ import pandas as pd
 from ctpatch.core.geometry import VolumeGrid, resampled_grid
 from ctpatch.io.folders import under
 from ctpatch.luna16.discover import luna16_scans, subset_number
+from ctpatch.settings.types import Config
 
 
 class PlanError(ValueError):
@@ -42,32 +43,32 @@ class Scan:
         return int(np.prod(self.out.size, dtype=np.int64))
 
 
-def luna_inputs(config: dict, workdir: Path) -> tuple[list[Scan], pd.DataFrame, list[str], str]:
+def luna_inputs(config: Config, workdir: Path) -> tuple[list[Scan], pd.DataFrame, list[str], str]:
     """The scans of the selected subsets (headers only), the annotations, warnings, and the root."""
     from ctpatch.io.mhd import ELEMENT_BYTES, ScanError, read_header
     from ctpatch.io.tables import read_annotations
 
-    luna, warnings = config["luna16"], []
-    rs = luna["resample"]
+    luna, warnings = config.luna16, []
+    rs = luna.resample
 
     def out_grid(g):
-        return resampled_grid(g, rs["spacing_mm"]) if rs["enabled"] else g
+        return resampled_grid(g, rs.spacing_mm) if rs.enabled else g
 
     scans: list[Scan] = []
     found = luna16_scans(config, workdir)  # the scans the workflow finds (DiscoveryError: a ValueError)
     warnings += found.warnings
-    if luna["root"] == "demo":
+    if luna.root == "demo":
         from ctpatch.luna16.demo import plan_scans
 
-        root = f"{config['results']}/demo/luna16"
+        root = f"{config.results}/demo/luna16"
         rows = []
-        for p in plan_scans(config["demo"], config["seed"]):
+        for p in plan_scans(config.demo, config.seed):
             scans.append(Scan(p.subset, p.series_uid, p.grid, out_grid(p.grid), 2, None, p))
             rows += [(p.series_uid, *n.world, n.diameter_mm) for n in p.nodules]
         ann = pd.DataFrame(rows, columns=["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"])
         ann.insert(0, "row", np.arange(len(ann)) + 2)
     else:
-        root = luna["root"]
+        root = luna.root
         rpath = under(root, workdir)
         for d, uids in ((rpath / s, uids) for s, uids in found.scans.items()):
             for mhd in (d / f"{uid}.mhd" for uid in uids):
@@ -84,7 +85,7 @@ def luna_inputs(config: dict, workdir: Path) -> tuple[list[Scan], pd.DataFrame, 
                             f"{h.data_file}: {'missing' if have is None else f'{have} bytes'}, header declares {want}"
                         )
                 scans.append(Scan(d.name, h.series_uid, h.grid, out_grid(h.grid), ELEMENT_BYTES[h.element_type], mhd))
-        ann = read_annotations(under(luna["annotations"], rpath), luna.get("duplicate_annotations", "fail"))
+        ann = read_annotations(under(luna.annotations, rpath), luna.duplicate_annotations)
     wanted = list(found.scans)
     missing = [s for s, uids in found.scans.items() if not uids]
     if missing:
@@ -93,7 +94,7 @@ def luna_inputs(config: dict, workdir: Path) -> tuple[list[Scan], pd.DataFrame, 
     if unknown:
         warnings.append(
             f"{len(unknown)} annotated series have no scan under the root (luna16.unknown_series: "
-            f"{luna['unknown_series']}), e.g. {unknown[0]}"
+            f"{luna.unknown_series}), e.g. {unknown[0]}"
         )
     scans = sorted((s for s in scans if s.subset in wanted), key=lambda s: (subset_number(s.subset), s.uid))
     if not scans:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,10 @@ from ctpatch.ldct.discover import ldct_patients
 from ctpatch.report.plan.estimate import _round, _totals
 from ctpatch.report.plan.inputs import PlanError
 from ctpatch.report.plan.measure import COMPRESSIONS, LDCT_DTYPES, _dtype_ok, ldct_sample, measure_startup
+from ctpatch.settings.types import Config, LdctPatches, build
 
 
-def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dict:
+def plan_ldct(config: Config, workdir: Path, sample_pairs: int, cores: int) -> dict:
     """The plan of an LDCT config: per patient and in total (see :func:`ctpatch.report.plan.make_plan`)."""
     from ctpatch.io.dicom import pair_slices
     from ctpatch.ldct.job import grid_sizes, multiplier, patch_dtype
@@ -24,9 +26,9 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
     from ctpatch.settings import ldct_patch_settings
 
     t0 = time.perf_counter()
-    inp = config["ldct"]
-    settings = ldct_patch_settings(config)  # the settings the workflow hands to the extraction
-    root = under(inp["root"], workdir)
+    inp = config.ldct
+    settings = build(LdctPatches, ldct_patch_settings(asdict(config)))  # what the extraction is handed
+    root = under(inp.root, workdir)
     patients = ldct_patients(config, workdir)
     warnings: list[str] = []
     groups: dict[str, dict] = {}
@@ -35,13 +37,13 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
     for patient in patients:
         pdir = root / patient
         try:
-            ins, tgs = slice_files(pdir / inp["input_dir"]), slice_files(pdir / inp["target_dir"])
-            pairs, problems = pair_slices(ins, tgs, by=inp["pair_by"], on_error=inp["on_error"])
+            ins, tgs = slice_files(pdir / inp.input_dir), slice_files(pdir / inp.target_dir)
+            pairs, problems = pair_slices(ins, tgs, by=inp.pair_by, on_error=inp.on_error)
         except (PairingError, ValueError) as exc:
             warnings.append(f"patient {patient}: {exc}")
             continue
         warnings += [f"patient {patient}: {m}" for m in problems]
-        sel = select_random_n(patient, len(pairs), int(inp["random_n"]), int(config["seed"]))
+        sel = select_random_n(patient, len(pairs), int(inp.random_n), int(config.seed))
         chosen = [p for p, s in zip(pairs, sel) if s]
         cut = sum(expected_cut(p.input.rows, p.input.cols, settings) for p in chosen)
         max_pixels = max([max_pixels] + [p.input.rows * p.input.cols for p in chosen])
@@ -52,15 +54,15 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
     t_headers = time.perf_counter() - t0
     scale, lr_edge, edge, _ = grid_sizes(settings)
     pixels = lr_edge * lr_edge + edge * edge  # input + target pixels of one patch (SR: LR input, HR target)
-    out_s = settings["output"]
+    out_s = settings.output
     mult = multiplier(settings)
 
     smp = ldct_sample(settings, selected_pairs, sample_pairs) if sample_pairs else None
     start = measure_startup(("extract_ldct",))
     ext = tab = start["extract_ldct"]  # pair_slices and verify import a subset of it
-    keep = 1.0 if not settings["air_threshold"]["enabled"] else (smp["keep_rate"] if smp else math.nan)
+    keep = 1.0 if not settings.air_threshold.enabled else (smp["keep_rate"] if smp else math.nan)
     width = max(len(p.input.path) for _, p in selected_pairs) if selected_pairs else 1
-    prov = patch_dtype(max(len(p) for p in groups), width, settings["super_resolution"]["enabled"]).itemsize
+    prov = patch_dtype(max(len(p) for p in groups), width, settings.super_resolution.enabled).itemsize
 
     def per_patch(dtype: str, comp: str) -> float:
         raw = pixels * np.dtype(dtype).itemsize
@@ -70,7 +72,7 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
             return math.nan
         st = (
             smp["stored_bytes_per_patch"]
-            if (dtype, comp) == (out_s["dtype"], out_s["compression"])
+            if (dtype, comp) == (out_s.dtype, out_s.compression)
             else smp["alternatives"].get(f"{dtype}/{comp}")
         )
         return math.nan if st is None else st["input"] + st["target"] + smp["chunk_overhead_bytes_per_patch"]
@@ -79,16 +81,16 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
     for g in groups.values():
         kept = g["patches_cut"] * keep
         g["patches"] = {"patch": _round(kept * mult)}
-        g["patches_exact"] = not settings["air_threshold"]["enabled"]
-        g["raw_bytes"] = _round(g["patches"]["patch"] * pixels * np.dtype(out_s["dtype"]).itemsize)
+        g["patches_exact"] = not settings.air_threshold.enabled
+        g["raw_bytes"] = _round(g["patches"]["patch"] * pixels * np.dtype(out_s.dtype).itemsize)
         g["file_bytes"] = {
             f"{d}/{c}": _round(g["patches"]["patch"] * (per_patch(d, c) + prov)) for d in dtypes for c in COMPRESSIONS
         }
-        g["estimated_file_bytes"] = g["file_bytes"][f"{out_s['dtype']}/{out_s['compression']}"]
+        g["estimated_file_bytes"] = g["file_bytes"][f"{out_s.dtype}/{out_s.compression}"]
     total = _totals(groups)
     patch_b = edge * edge * 4
-    buf = int(settings["buffer_patches"])
-    factors = 1.0 + (sum(f * f for f in settings["ds_augment"]["factors"]) if settings["ds_augment"]["enabled"] else 0)
+    buf = int(settings.buffer_patches)
+    factors = 1.0 + (sum(f * f for f in settings.ds_augment.factors) if settings.ds_augment.enabled else 0)
     # a rank holds one pair: raw input and target (float32), normalized copies, downscaled copies of
     # both and of the raw target, plus the writer's buffers (2 datasets, one stacked copy)
     pair_b = max_pixels * 4 * (2 + 2 * factors + factors)
@@ -99,7 +101,7 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
     }
     times = None
     if smp:
-        tasks = int(config["extract"]["tasks"])
+        tasks = int(config.extract.tasks)
         n_pairs = total["selected_pairs"]
         # each step is ONE job over all patients (one process; the extraction one MPI world of `tasks` ranks)
         # extraction: the sample ran the workflow's extract (counting pass if any, cut, compress, one write);
@@ -109,7 +111,7 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
 
         verify = tab["seconds"] + sum(
             g["patches"]["patch"] * smp["verify_per_patch"]
-            + min(g["selected_pairs"], max(int(out_s["nsplit"]), math.ceil(SAMPLE_PAIR_SHARE * g["selected_pairs"])))
+            + min(g["selected_pairs"], max(int(out_s.nsplit), math.ceil(SAMPLE_PAIR_SHARE * g["selected_pairs"])))
             * smp["seconds_per_pair"]
             for g in groups.values()
         )
@@ -137,14 +139,14 @@ def plan_ldct(config: dict, workdir: Path, sample_pairs: int, cores: int) -> dic
         "groups": groups,
         "total": total,
         "settings": {
-            "patch": settings["patch"],
+            "patch": asdict(settings.patch),
             "edge": edge,
             "input_edge": lr_edge,
             "scale": scale,
             "multiplier": mult,
-            "output": out_s,
-            "air_threshold": settings["air_threshold"],
-            "random_n": inp["random_n"],
+            "output": asdict(out_s),
+            "air_threshold": asdict(settings.air_threshold),
+            "random_n": inp.random_n,
         },
         "sample": smp,
         "memory": memory,

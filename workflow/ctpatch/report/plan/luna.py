@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -12,25 +13,28 @@ import pandas as pd
 from ctpatch.report.plan.estimate import _round, _totals, luna_memory, luna_times
 from ctpatch.report.plan.inputs import _nodule_rows, luna_inputs
 from ctpatch.report.plan.measure import COMPRESSIONS, LUNA_DTYPES, luna_sample, measure_startup
+from ctpatch.settings.types import Config
 
 
-def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: float = 2.5) -> dict:
+def plan_luna(config: Config, workdir: Path, sample: int, cores: int, budget: float = 2.5) -> dict:
     """The plan of a LUNA16 config: per subset and in total (see :func:`ctpatch.report.plan.make_plan`)."""
     from ctpatch.core.bricks import brick_grid, crop_edge
-    from ctpatch.core.nodules import expected_counts, label_edge, patch_offsets
+    from ctpatch.core.nodules import expected_counts, label_edge
+    from ctpatch.core.shifts import shift_offsets
     from ctpatch.luna16.job import PROV_NEGATIVE, PROV_NODULE
     from ctpatch.luna16.layouts import PROV_BRICK, PROV_CROP
 
     t0 = time.perf_counter()
-    luna = config["luna16"]
-    patch, neg, out_s, rs = luna["patch"], luna["negatives"], luna["output"], luna["resample"]
+    luna = config.luna16
+    patch, neg, out_s, rs = luna.patch, luna.negatives, luna.output, luna.resample
     scans, ann, warnings, root = luna_inputs(config, workdir)
     t_headers = time.perf_counter() - t0
-    size, lab = int(patch["size"]), label_edge(patch)
-    n_off = len(patch_offsets(patch))
-    img_raw = size**3 * np.dtype(out_s["dtype"]).itemsize
+    size, lab = patch.size, label_edge(patch.size, patch.label_pool)
+    offsets = shift_offsets(patch.stride, patch.shifts_per_side, patch.directions)
+    n_off = len(offsets)
+    img_raw = size**3 * np.dtype(out_s.dtype).itemsize
     lab_raw = lab**3 * 2 * 4
-    brick = int(out_s.get("brick", 32))
+    brick = out_s.brick
 
     world = ann[["coordX", "coordY", "coordZ"]].to_numpy(float)
     ann_by_uid = {uid: world[rows] for uid, rows in ann.groupby("seriesuid").indices.items()}
@@ -49,7 +53,7 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
         members = [(s, nod) for s, nod in per_scan if s.subset == sub]
         uids = [s.uid for s, _ in members]
         table = pd.DataFrame({"seriesuid": [s.uid for s, nod in members for _ in range(nod)]})
-        nodule_patches, negatives = expected_counts(table, uids, n_off, neg)
+        nodule_patches, negatives = expected_counts(table, uids, n_off, neg.ratio, neg.scans)
         scan_patches.update({uid: nodule_patches[uid] + negatives[uid] for uid in uids})
         biggest = max(members, key=lambda m: m[0].out_voxels)[0]
         groups[sub] = {
@@ -75,7 +79,7 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
             return (size**3 * np.dtype(dtype).itemsize + lab_raw) if comp == "none" else math.nan
         if comp == "none":
             return size**3 * np.dtype(dtype).itemsize + lab_raw + smp["chunk_overhead_bytes_per_patch"]
-        if dtype == out_s["dtype"] and comp == out_s["compression"]:
+        if dtype == out_s.dtype and comp == out_s.compression:
             st = smp["stored_bytes_per_patch"]
         else:
             st = smp["alternatives"][f"{dtype}/{comp}"]
@@ -87,7 +91,7 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
             return size**3 * np.dtype(dtype).itemsize if comp == "none" else math.nan
         st = (
             smp["stored_bytes_per_patch"]
-            if (dtype, comp) == (out_s["dtype"], out_s["compression"])
+            if (dtype, comp) == (out_s.dtype, out_s.compression)
             else smp["alternatives"][f"{dtype}/{comp}"]
         )
         return st["nodule"]
@@ -98,19 +102,19 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
             return np.dtype(dtype).itemsize if comp == "none" else math.nan
         st = (
             smp["stored_bytes_per_patch"]
-            if (dtype, comp) == (out_s["dtype"], out_s["compression"])
+            if (dtype, comp) == (out_s.dtype, out_s.compression)
             else smp["alternatives"][f"{dtype}/{comp}"]
         )
         return st["non_nodule"] / size**3
 
     prov_bytes = {"nodule": PROV_NODULE.itemsize, "non_nodule": PROV_NEGATIVE.itemsize}
-    dtypes = LUNA_DTYPES if out_s["dtype"] == "float64" else LUNA_DTYPES[:2]
+    dtypes = LUNA_DTYPES if out_s.dtype == "float64" else LUNA_DTYPES[:2]
     # crops layout: per nodule one crop of edge C instead of its patches' images, estimated as
     # (C / P)³ patches (crops compress like patches), plus a 16-byte view row per nodule patch
-    crops = out_s.get("layout", "full") == "crops"
+    crops = out_s.layout == "crops"
     # volumes layout: no image patch; the scans' voxels in bricks, stored like the negatives' voxels
-    volumes = out_s.get("layout", "full") == "volumes"
-    edge = crop_edge(size, patch_offsets(patch))
+    volumes = out_s.layout == "volumes"
+    edge = crop_edge(size, offsets)
     for g in groups.values():
         n = g["patches"]
         g["raw_bytes"] = int(sum(n[k] * (img_raw + lab_raw) for k in n))
@@ -131,7 +135,7 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
                         + g["nodules"] * PROV_CROP.itemsize
                     )
         if volumes:
-            g["raw_bytes"] += int(g["brick_voxels"] * np.dtype(out_s["dtype"]).itemsize - sum(n.values()) * img_raw)
+            g["raw_bytes"] += int(g["brick_voxels"] * np.dtype(out_s.dtype).itemsize - sum(n.values()) * img_raw)
             for d in dtypes:
                 for c in COMPRESSIONS:
                     if c == "none" or smp is None:
@@ -139,7 +143,7 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
                     else:
                         st = (
                             smp["stored_bytes_per_patch"]
-                            if (d, c) == (out_s["dtype"], out_s["compression"])
+                            if (d, c) == (out_s.dtype, out_s.compression)
                             else smp["alternatives"][f"{d}/{c}"]
                         )
                         img = {k: st[k] for k in n}
@@ -150,7 +154,7 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
                         - sum(n[k] * (img[k] + overhead) for k in n)
                     )
         g["file_bytes"] = {k: _round(v) for k, v in g["file_bytes"].items()}
-        g["estimated_file_bytes"] = g["file_bytes"][f"{out_s['dtype']}/{out_s['compression']}"]
+        g["estimated_file_bytes"] = g["file_bytes"][f"{out_s.dtype}/{out_s.compression}"]
 
     total = _totals(groups)
     biggest = max(scans, key=lambda s: s.out_voxels)
@@ -158,21 +162,21 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
     times = luna_times(config, groups, scans, scan_patches, smp, start, cores) if smp else None
     # the files besides the patches (which are written once: no shards, no merged copy)
     intermediate = {"volumes": total["out_voxels"] * 4, "masks": total["out_voxels"]}
-    if luna["root"] == "demo":
+    if luna.root == "demo":
         intermediate["demo_scans"] = total["in_voxels"] * 2
     return {
         "mode": "luna16",
         "root": root,
-        "demo": luna["root"] == "demo",
+        "demo": luna.root == "demo",
         "groups": groups,
         "total": total,
         "settings": {
-            "patch": patch,
+            "patch": asdict(patch),
             "patches_per_nodule": n_off,
-            "negatives": neg,
-            "output": out_s,
-            "resample": rs,
-            "tasks": config["extract"]["tasks"],
+            "negatives": asdict(neg),
+            "output": asdict(out_s),
+            "resample": asdict(rs),
+            "tasks": config.extract.tasks,
         },
         "sample": smp,
         "memory": memory,

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ctpatch.report.plan.inputs import Scan
 from ctpatch.settings import choices
+from ctpatch.settings.types import Config, LdctPatches
 from ctpatch.store.h5 import h5py
 
 #: the fewest sample patches the time budget may leave (half of each kind)
@@ -148,7 +149,9 @@ def measure_startup(steps) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- LUNA16 sample
-def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Path, n: int, budget: float = 2.5) -> dict:
+def luna_sample(
+    config: Config, scans: list[Scan], ann: pd.DataFrame, workdir: Path, n: int, budget: float = 2.5
+) -> dict:
     """Measure compression, sizes and times on ``n`` patches of one real (or synthesized demo) scan.
 
     Resampling stops early once it has taken ``budget`` seconds and :data:`MIN_SAMPLE` patches are done
@@ -161,11 +164,11 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
         cut_label,
         label_edge,
         nodule_locations,
-        patch_offsets,
         random_centres,
     )
     from ctpatch.core.normalize import hu_window
     from ctpatch.core.rng import keyed_rng
+    from ctpatch.core.shifts import shift_offsets
     from ctpatch.io.mhd import read_image
     from ctpatch.luna16.convert import INTERPOLATORS
     from ctpatch.luna16.job import PROV_NEGATIVE, PROV_NODULE
@@ -173,10 +176,10 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
     from ctpatch.store.atomic import save_npy
     from ctpatch.store.writer import BlockSink, ChunkEncoder, PatchFileWriter, Specs
 
-    luna = config["luna16"]
-    patch, neg, out_s, rs, nm = luna["patch"], luna["negatives"], luna["output"], luna["resample"], luna["normalize"]
-    size, pool = int(patch["size"]), int(patch["label_pool"])
-    lab = label_edge(patch)
+    luna = config.luna16
+    patch, neg, out_s, rs, nm = luna.patch, luna.negatives, luna.output, luna.resample, luna.normalize
+    size, pool = int(patch.size), int(patch.label_pool)
+    lab = label_edge(patch.size, patch.label_pool)
     counts = ann.groupby("seriesuid").size().to_dict()
     with_nodules = [s for s in scans if counts.get(s.uid, 0)]
     scan = min(with_nodules or scans, key=lambda s: (s.in_voxels, s.uid))
@@ -188,7 +191,7 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
         from ctpatch.io.mhd import write_scan
         from ctpatch.luna16.demo import synthesize
 
-        hu = synthesize(scan.plan, config["seed"], float(config["demo"].get("noise_hu", 20.0)))
+        hu = synthesize(scan.plan, config.seed, config.demo.noise_hu)
         seconds["synthesize"] = time.perf_counter() - t
         with tempfile.TemporaryDirectory(prefix="ctpatch-plan-") as tmp:  # the demo writes it, convert reads it
             t = time.perf_counter()
@@ -212,8 +215,8 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
         save_npy(Path(tmp) / "mask.npy", mask)
     seconds["labels"] = time.perf_counter() - t
 
-    offsets = patch_offsets(patch)
-    rng = keyed_rng(int(config["seed"]), "plan-sample", scan.uid)
+    offsets = shift_offsets(patch.stride, patch.shifts_per_side, patch.directions)
+    rng = keyed_rng(int(config.seed), "plan-sample", scan.uid)
     n_nod = n // 2 if rows else 0
     locs = []
     if rows:
@@ -222,7 +225,7 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
         pick = np.unique(np.linspace(0, len(every) - 1, n_nod).round().astype(int))
         locs += [("nodule", every[i][2]) for i in pick]
     n_neg = n - len(locs)
-    if neg["strategy"] == "candidates" and scan.plan is not None and scan.plan.candidates:
+    if neg.strategy == "candidates" and scan.plan is not None and scan.plan.candidates:
         vox = grid.world_to_voxel(np.asarray(scan.plan.candidates, dtype=float))
         centres = [v[::-1] for v in vox if grid.contains_index(v)]
         take = rng.permutation(len(centres))[:n_neg]
@@ -236,8 +239,8 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
     locs = [x for pair in zip(nod_l, neg_l) for x in pair] + nod_l[len(neg_l) :] + neg_l[len(nod_l) :]
 
     # resample each patch's own piece of the output grid (the same points the full conversion samples)
-    interp = INTERPOLATORS[rs["interpolator"]] if rs["enabled"] else sitk.sitkNearestNeighbor
-    margin = 8 if rs["interpolator"] == "bspline" else 2
+    interp = INTERPOLATORS[rs.interpolator] if rs.enabled else sitk.sitkNearestNeighbor
+    margin = 8 if rs.interpolator == "bspline" else 2
     patches: dict[str, list] = {"nodule": [], "label_nodule": [], "non_nodule": [], "label_non_nodule": []}
     t_resample = t_norm = 0.0
     in_size = np.asarray(scan.grid.size)
@@ -282,9 +285,9 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
             hu_zyx = np.full((size,) * 3, lo, dtype=np.float32)
         t_resample += time.perf_counter() - t
         t = time.perf_counter()
-        vol = hu_window(hu_zyx, nm["hu_min"], nm["hu_max"], nm["clip"], nm["center"])
+        vol = hu_window(hu_zyx, nm.hu_min, nm.hu_max, nm.clip, nm.center)
         t_norm += time.perf_counter() - t
-        patches[kind].append(np.ascontiguousarray(vol.transpose(2, 1, 0)[..., None], dtype=out_s["dtype"]))
+        patches[kind].append(np.ascontiguousarray(vol.transpose(2, 1, 0)[..., None], dtype=out_s.dtype))
         patches["label_" + kind].append(cut_label(mask, loc, pool))
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_threads)
     locs = done
@@ -300,7 +303,7 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
         save_npy(tmp / "v.npy", box)
         seconds["write_per_byte"] = (time.perf_counter() - t) / box.nbytes
         t = time.perf_counter()
-        v, m, cut = _extraction_cutter(tmp / "v.npy", np.zeros(box.shape, dtype=bool), out_s["dtype"], pool)
+        v, m, cut = _extraction_cutter(tmp / "v.npy", np.zeros(box.shape, dtype=bool), out_s.dtype, pool)
         seconds["load_per_byte"] = (time.perf_counter() - t) / box.nbytes
         centre = PatchLocation((size, size, size), size)
         t = time.perf_counter()
@@ -318,25 +321,25 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
             for k, v in patches.items()
         }
         specs = {
-            "nodule": ((size,) * 3 + (1,), out_s["dtype"]),
+            "nodule": ((size,) * 3 + (1,), out_s.dtype),
             "label_nodule": ((lab,) * 3 + (2,), "float32"),
-            "non_nodule": ((size,) * 3 + (1,), out_s["dtype"]),
+            "non_nodule": ((size,) * 3 + (1,), out_s.dtype),
             "label_non_nodule": ((lab,) * 3 + (2,), "float32"),
         }
         # the extraction's write path: the ranks compress chunks (BlockSink), rank 0 writes them once, each
         # at its final (seeded-shuffle) row (PatchFileWriter); both timed, the write being rank 0's alone
         specs = Specs(
             {
-                "nodule": ((size,) * 3 + (1,), np.dtype(out_s["dtype"])),
+                "nodule": ((size,) * 3 + (1,), np.dtype(out_s.dtype)),
                 "label_nodule": ((lab,) * 3 + (2,), np.dtype("float32")),
-                "non_nodule": ((size,) * 3 + (1,), np.dtype(out_s["dtype"])),
+                "non_nodule": ((size,) * 3 + (1,), np.dtype(out_s.dtype)),
                 "label_non_nodule": ((lab,) * 3 + (2,), np.dtype("float32")),
             },
             {"nodule": PROV_NODULE, "non_nodule": PROV_NEGATIVE},
             {"nodule": ("nodule", "label_nodule"), "non_nodule": ("non_nodule", "label_non_nodule")},
-            out_s["compression"],
+            out_s.compression,
         )
-        buf = int(config["extract"]["buffer_patches"])
+        buf = int(config.extract.buffer_patches)
         rows = {"nodule": np.zeros(1, PROV_NODULE)[0], "non_nodule": np.zeros(1, PROV_NEGATIVE)[0]}
         encoder = ChunkEncoder(specs, buf)
         t = time.perf_counter()
@@ -354,8 +357,8 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
             [out_file],
             specs,
             "luna16",
-            int(config["seed"]),
-            bool(out_s.get("shuffle", True)),
+            int(config.seed),
+            out_s.shuffle,
             {k: len(arrays[k]) for k in ("nodule", "non_nodule")},
             encoder=encoder,
         )
@@ -373,7 +376,7 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
     seconds["verify_checksum_per_patch"] = per_row
     seconds["verify_checksum_per_file"] = per_file
     seconds["verify_read_labels_per_patch"] = t_read / len(locs)
-    dtypes = LUNA_DTYPES if out_s["dtype"] == "float64" else LUNA_DTYPES[:2]
+    dtypes = LUNA_DTYPES if out_s.dtype == "float64" else LUNA_DTYPES[:2]
     alternatives = _compressed_sizes(arrays, dtypes, COMPRESSED)
     seconds["sample_total"] = time.perf_counter() - t_all
     kinds_n = {k: len(patches[k]) for k in ("nodule", "non_nodule")}
@@ -420,17 +423,19 @@ def _extraction_loads_volume() -> bool:
 
 
 # ---------------------------------------------------------------------------------------- LUNA16 plan
-def _dtype_ok(settings: dict, dtype: str) -> bool:
-    from ctpatch.settings import ldct_settings
+def _dtype_ok(settings: LdctPatches, dtype: str) -> bool:
+    from dataclasses import asdict, replace
+
+    from ctpatch.settings import ldct_job
 
     try:
-        ldct_settings({**settings, "output": {**settings["output"], "dtype": dtype}})
+        ldct_job(asdict(replace(settings, output=replace(settings.output, dtype=dtype))))
         return True
     except ValueError:
         return False
 
 
-def ldct_sample(settings: dict, selected_pairs: list, n: int) -> dict:
+def ldct_sample(settings: LdctPatches, selected_pairs: list, n: int) -> dict:
     """Extract up to ``n`` pairs (of different patients first) as the workflow does (``ctpatch.engine.run.extract``
     on one rank, the final part files written once); measure them and the read that verification makes."""
     from ctpatch.engine.run import extract
