@@ -17,14 +17,12 @@ Sizes and times are measured on a small sample, never guessed:
 
 * LUNA16: the smallest scan with a nodule is read (or synthesized, for the demo); ``--sample``
   patches (half at its nodules' shifts, half negatives as the strategy draws them) are resampled
-  with the configured interpolator onto their own piece of the output grid, normalized, cut,
-  labelled, compressed into chunks as the extraction's ranks do (``patchfile.BlockSink``) and
-  written once at their final rows as rank 0 does (``patchfile.PatchFileWriter``), then
-  compressed with every other dtype and filter; verification is timed as it now works: the
-  Fletcher32 scan of every stored chunk (``verify.check_chunks``) and every label read, plus a
-  regenerated sample (a scan load and a cut per sampled patch, both measured).  Each step is
-  timed; time per voxel or per patch is scaled by the planned voxels and patches.  Resampling
-  stops early after ``--sample-seconds`` (at least 8 patches are made).
+  by the workflow's own steps (:func:`ctpatch.report.plan.measure.luna_sample`): the scan is converted,
+  labelled and cut by the extraction's job, the patches compressed by its chunk encoder and written
+  once by its single writer, then compressed with every other dtype and filter; verification is
+  timed as it works: the Fletcher32 scan of every stored chunk and every label read, plus a
+  regenerated sample (a scan load and a cut per sampled patch, both measured).  Each step is timed;
+  time per voxel or per patch is scaled by the planned voxels and patches.
 * LDCT: two slice pairs (of different patients) are extracted with the workflow's
   ``extract.extract`` on one rank (counting pass if any, the final part files written once); the
   air-threshold keep rate, compressed sizes, time per pair and the time of verification's
@@ -59,11 +57,11 @@ from ctpatch.report.plan.luna import plan_luna
 from ctpatch.settings.types import Config, build
 
 
-def make_plan(config: dict, workdir=".", sample: int = 24, cores: int | None = None, budget: float = 2.5) -> dict:
+def make_plan(config: dict, workdir=".", sample: int = 24, cores: int | None = None) -> dict:
     """The plan of ``config`` (validated, defaults filled) as a JSON-ready dict.
 
-    ``sample``: LUNA16 patches to measure (0: none; LDCT measures 2 pairs); ``budget``: seconds of
-    resampling after which the LUNA16 sample stops early; ``cores``: for the wall-time estimate.
+    ``sample``: LUNA16 patches to measure (0: none; LDCT measures 2 pairs); ``cores``: for the
+    wall-time estimate.
     """
     t = time.perf_counter()
     workdir = Path(workdir)
@@ -72,7 +70,7 @@ def make_plan(config: dict, workdir=".", sample: int = 24, cores: int | None = N
     cores = int(cores)
     typed = build(Config, config)
     if typed.mode == "luna16":
-        plan = plan_luna(typed, workdir, int(sample), cores, budget)
+        plan = plan_luna(typed, workdir, int(sample), cores)
     else:
         plan = plan_ldct(typed, workdir, 2 if sample else 0, cores)
     plan["seconds"]["plan"] = time.perf_counter() - t

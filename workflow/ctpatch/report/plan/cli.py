@@ -29,12 +29,6 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default=".", help="folder the workflow runs in (relative paths start there)")
     ap.add_argument("--cores", type=int, help="cores of the run, for the wall-time estimate (default: this machine's)")
     ap.add_argument("--sample", type=int, default=24, help="LUNA16 patches to measure (default 24; LDCT: 2 pairs)")
-    ap.add_argument(
-        "--sample-seconds",
-        type=float,
-        default=2.5,
-        help="LUNA16: stop resampling sample patches after this many seconds (at least 8 are made)",
-    )
     ap.add_argument("--no-sample", action="store_true", help="counts and raw sizes only (no scan is read)")
     args = ap.parse_args(argv)
     if bool(args.configfile) == bool(args.settings_file):
@@ -46,7 +40,7 @@ def main(argv=None) -> int:
             config = read_settings(args.settings_file, scope="plan").to_dict()
         else:
             config = load_config(*args.configfile)
-        plan = make_plan(config, args.workdir, 0 if args.no_sample else args.sample, args.cores, args.sample_seconds)
+        plan = make_plan(config, args.workdir, 0 if args.no_sample else args.sample, args.cores)
     except (PlanError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

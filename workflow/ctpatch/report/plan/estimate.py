@@ -7,7 +7,6 @@ import math
 import numpy as np
 
 from ctpatch.report.plan.inputs import Scan
-from ctpatch.report.plan.measure import _extraction_loads_volume
 
 
 def _round(x: float) -> float:
@@ -53,7 +52,6 @@ def luna_memory(config, biggest: Scan, widest: Scan, start: dict, size: int, lab
         "extract_patches_rank": start["extract_luna"]["rss_bytes"] + buffers + volume,
         "extract_patches_rank_buffers": buffers,
         "extract_patches_rank_volume": volume,
-        "extract_patches_rank_volume_in_memory": _extraction_loads_volume(),
         "verify_patches": verify,
     }
 

@@ -16,7 +16,7 @@ from ctpatch.report.plan.measure import COMPRESSIONS, LUNA_DTYPES, luna_sample, 
 from ctpatch.settings.types import Config
 
 
-def plan_luna(config: Config, workdir: Path, sample: int, cores: int, budget: float = 2.5) -> dict:
+def plan_luna(config: Config, workdir: Path, sample: int, cores: int) -> dict:
     """The plan of a LUNA16 config: per subset and in total (see :func:`ctpatch.report.plan.make_plan`)."""
     from ctpatch.core.bricks import brick_grid, crop_edge
     from ctpatch.core.nodules import expected_counts, label_edge
@@ -69,7 +69,7 @@ def plan_luna(config: Config, workdir: Path, sample: int, cores: int, budget: fl
             "bricks": int(sum(np.prod(brick_grid(s.out.size, brick)) for s, _ in members)),
         }
 
-    smp = luna_sample(config, scans, ann, workdir, sample, budget) if sample else None
+    smp = luna_sample(config, scans, ann, workdir, sample) if sample else None
     start = measure_startup(("convert", "extract_luna"))
     start["tables"] = start["extract_luna"]  # make_labels and verify import a subset of it
 
@@ -100,6 +100,8 @@ def plan_luna(config: Config, workdir: Path, sample: int, cores: int, budget: fl
         """Stored bytes per volume voxel: the negatives' (drawn across the whole volume) per voxel."""
         if comp == "none" or smp is None:
             return np.dtype(dtype).itemsize if comp == "none" else math.nan
+        if smp.get("volume_bytes_per_voxel"):  # measured on the sample scan's own bricks
+            return smp["volume_bytes_per_voxel"][f"{dtype}/{comp}"]
         st = (
             smp["stored_bytes_per_patch"]
             if (dtype, comp) == (out_s.dtype, out_s.compression)

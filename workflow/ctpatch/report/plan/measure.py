@@ -1,8 +1,9 @@
 """Measurements on a small sample: compressed sizes, the extraction's compression and single write,
 verification and start-up times, the sample extractions of both modes (nothing is guessed).
 
-Length (~500 lines): the LUNA16 and the LDCT sample each run the real steps on a few patches and
-time them; they share the size, checksum and start-up measurements kept here.
+Both samples run the workflow's own steps (conversion, labels, the extraction's job, encoder and
+writer, verification's checks) on a few patches and time them; nothing of the pipeline is written again
+here.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ctpatch.core.geometry import VolumeGrid
 from ctpatch.report.plan.inputs import Scan
 from ctpatch.settings import choices
 from ctpatch.settings.types import Config, LdctPatches
 from ctpatch.store.h5 import h5py
 
-#: the fewest sample patches the time budget may leave (half of each kind)
+#: the fewest sample patches a plan measures (half of each kind)
 MIN_SAMPLE = 8
 LUNA_DTYPES = choices("luna16.output.dtype")
 LDCT_DTYPES = choices("ldct.output.dtype")
@@ -149,237 +151,156 @@ def measure_startup(steps) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- LUNA16 sample
-def luna_sample(
-    config: Config, scans: list[Scan], ann: pd.DataFrame, workdir: Path, n: int, budget: float = 2.5
-) -> dict:
-    """Measure compression, sizes and times on ``n`` patches of one real (or synthesized demo) scan.
+def luna_sample(config: Config, scans: list[Scan], ann: pd.DataFrame, workdir: Path, n: int) -> dict:
+    """Measure sizes and times on ``n`` patches of one scan by running the workflow's own steps on it.
 
-    Resampling stops early once it has taken ``budget`` seconds and :data:`MIN_SAMPLE` patches are done
-    (B-spline resampling of a 68³ patch takes a fraction of a second on a few cores).
+    The scan is the smallest one with nodules (demo: synthesized and written as the demo step writes
+    it).  It goes through :func:`ctpatch.luna16.convert.convert` (read, resample, normalize, on one
+    thread as the convert rule runs), the labels (:func:`ctpatch.luna16.labels.nodules_of_scan`,
+    :func:`~ctpatch.luna16.labels.label_volume`) and the extraction's job
+    (:class:`ctpatch.luna16.job.Job` from the files, in the full layout), which cuts ``n // 2`` nodule
+    patches and the rest negatives; the patches are then compressed by the extraction's chunk encoder
+    and written by its single writer, and the file is checked as verification checks it.  Nothing of
+    the pipeline is re-implemented here: only the clock is.
     """
+    from dataclasses import asdict, replace
+
     import SimpleITK as sitk
 
-    from ctpatch.core.nodules import (
-        PatchLocation,
-        cut_label,
-        label_edge,
-        nodule_locations,
-        random_centres,
-    )
-    from ctpatch.core.normalize import hu_window
-    from ctpatch.core.rng import keyed_rng
-    from ctpatch.core.shifts import shift_offsets
+    from ctpatch.engine.blocks import Unit
     from ctpatch.io.mhd import read_image
-    from ctpatch.luna16.convert import INTERPOLATORS
-    from ctpatch.luna16.job import PROV_NEGATIVE, PROV_NODULE
-    from ctpatch.luna16.labels import label_volume, nodules_of_scan
-    from ctpatch.store.atomic import save_npy
-    from ctpatch.store.writer import BlockSink, ChunkEncoder, PatchFileWriter, Specs
+    from ctpatch.luna16.convert import convert
+    from ctpatch.luna16.job import Job
+    from ctpatch.luna16.labels import TABLE_COLUMNS, label_volume, nodules_of_scan
+    from ctpatch.settings import luna16_settings
+    from ctpatch.settings.types import LunaConvert, LunaPatches, build
+    from ctpatch.store.atomic import save_npy, write_json
+    from ctpatch.store.sink import MemorySink
+    from ctpatch.store.writer import BlockSink, ChunkEncoder, PatchFileWriter
 
     luna = config.luna16
-    patch, neg, out_s, rs, nm = luna.patch, luna.negatives, luna.output, luna.resample, luna.normalize
-    size, pool = int(patch.size), int(patch.label_pool)
-    lab = label_edge(patch.size, patch.label_pool)
+    out_s = luna.output
     counts = ann.groupby("seriesuid").size().to_dict()
     with_nodules = [s for s in scans if counts.get(s.uid, 0)]
     scan = min(with_nodules or scans, key=lambda s: (s.in_voxels, s.uid))
-    t_all = time.perf_counter()
+    # the image patches as the full layout stores them; negatives drawn at random (no candidates table here)
+    settings = build(LunaPatches, luna16_settings(asdict(config)))
+    negatives = replace(settings.negatives, strategy="random") if settings.negatives.strategy == "candidates" else None
+    settings = replace(
+        settings, output=replace(settings.output, layout="full"), negatives=negatives or settings.negatives
+    )
     seconds: dict = {}
-
-    t = time.perf_counter()
-    if scan.plan is not None:
-        from ctpatch.io.mhd import write_scan
-        from ctpatch.luna16.demo import synthesize
-
-        hu = synthesize(scan.plan, config.seed, config.demo.noise_hu)
-        seconds["synthesize"] = time.perf_counter() - t
-        with tempfile.TemporaryDirectory(prefix="ctpatch-plan-") as tmp:  # the demo writes it, convert reads it
-            t = time.perf_counter()
-            write_scan(Path(tmp) / "scan.mhd", hu, scan.grid)
-            seconds["write_scan"] = time.perf_counter() - t
-            del hu
-            t = time.perf_counter()
-            image = read_image(Path(tmp) / "scan.mhd")
-            seconds["read"] = time.perf_counter() - t
-    else:
-        image = read_image(scan.path)
-        seconds["read"] = time.perf_counter() - t
-    lo = float(sitk.GetArrayViewFromImage(image).min())
-    grid = scan.out
-
-    t = time.perf_counter()
-    a = ann[ann["seriesuid"] == scan.uid]
-    rows = nodules_of_scan(a, grid, scan.subset, scan.uid, "annotations") if len(a) else []
-    mask = label_volume(grid, rows)
-    with tempfile.TemporaryDirectory(prefix="ctpatch-plan-") as tmp:
-        save_npy(Path(tmp) / "mask.npy", mask)
-    seconds["labels"] = time.perf_counter() - t
-
-    offsets = shift_offsets(patch.stride, patch.shifts_per_side, patch.directions)
-    rng = keyed_rng(int(config.seed), "plan-sample", scan.uid)
-    n_nod = n // 2 if rows else 0
-    locs = []
-    if rows:
-        centres = np.array([[r["voxel_z"], r["voxel_y"], r["voxel_x"]] for r in rows])
-        every = list(nodule_locations(centres, offsets, size))
-        pick = np.unique(np.linspace(0, len(every) - 1, n_nod).round().astype(int))
-        locs += [("nodule", every[i][2]) for i in pick]
-    n_neg = n - len(locs)
-    if neg.strategy == "candidates" and scan.plan is not None and scan.plan.candidates:
-        vox = grid.world_to_voxel(np.asarray(scan.plan.candidates, dtype=float))
-        centres = [v[::-1] for v in vox if grid.contains_index(v)]
-        take = rng.permutation(len(centres))[:n_neg]
-        locs += [("non_nodule", PatchLocation(tuple(int(c) for c in centres[i]), size)) for i in take]
-    locs += [
-        ("non_nodule", PatchLocation(tuple(int(v) for v in c), size))
-        for c in random_centres(grid.shape_zyx, n - len(locs), rng)
-    ]
-    # alternate the kinds, so that a sample cut short by the time budget keeps both
-    nod_l, neg_l = [x for x in locs if x[0] == "nodule"], [x for x in locs if x[0] != "nodule"]
-    locs = [x for pair in zip(nod_l, neg_l) for x in pair] + nod_l[len(neg_l) :] + neg_l[len(nod_l) :]
-
-    # resample each patch's own piece of the output grid (the same points the full conversion samples)
-    interp = INTERPOLATORS[rs.interpolator] if rs.enabled else sitk.sitkNearestNeighbor
-    margin = 8 if rs.interpolator == "bspline" else 2
-    patches: dict[str, list] = {"nodule": [], "label_nodule": [], "non_nodule": [], "label_non_nodule": []}
-    t_resample = t_norm = 0.0
-    in_size = np.asarray(scan.grid.size)
-    done = []
-    # one SimpleITK thread, as convert_mhd runs (threads: 1): the time per voxel is a core's, and
-    # the wall-time estimate runs one scan per core
-    itk_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    for kind, loc in locs:
-        if t_resample > budget and len(done) >= min(len(locs), MIN_SAMPLE):
-            break
-        done.append((kind, loc))
-        start_xyz = loc.start_zyx[::-1]
-        corners = np.array(
-            [
-                [start_xyz[0] + dx, start_xyz[1] + dy, start_xyz[2] + dz]
-                for dx in (0, size - 1)
-                for dy in (0, size - 1)
-                for dz in (0, size - 1)
-            ],
-            dtype=float,
-        )
-        src = scan.grid.world_to_index(grid.index_to_world(corners))
-        lo_i = np.clip(np.floor(src.min(axis=0)).astype(int) - margin, 0, in_size)
-        hi_i = np.clip(np.ceil(src.max(axis=0)).astype(int) + margin + 1, 0, in_size)
-        t = time.perf_counter()
-        if np.all(hi_i > lo_i):
-            crop = image[int(lo_i[0]) : int(hi_i[0]), int(lo_i[1]) : int(hi_i[1]), int(lo_i[2]) : int(hi_i[2])]
-            sub = sitk.Resample(
-                crop,
-                [size] * 3,
-                sitk.Transform(),
-                interp,
-                list(grid.index_to_world(start_xyz)),
-                list(grid.spacing),
-                list(grid.direction),
-                lo,
-                sitk.sitkFloat32,
-            )
-            hu_zyx = sitk.GetArrayFromImage(sub)
-        else:
-            hu_zyx = np.full((size,) * 3, lo, dtype=np.float32)
-        t_resample += time.perf_counter() - t
-        t = time.perf_counter()
-        vol = hu_window(hu_zyx, nm.hu_min, nm.hu_max, nm.clip, nm.center)
-        t_norm += time.perf_counter() - t
-        patches[kind].append(np.ascontiguousarray(vol.transpose(2, 1, 0)[..., None], dtype=out_s.dtype))
-        patches["label_" + kind].append(cut_label(mask, loc, pool))
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_threads)
-    locs = done
-    n_vox = len(locs) * size**3
-    seconds["resample_per_voxel"] = t_resample / n_vox
-    seconds["normalize_per_voxel"] = t_norm / n_vox
-
-    # loading a converted volume and cutting from it, the way the extraction does
+    t_all = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ctpatch-plan-") as tmp:
         tmp = Path(tmp)
-        box = np.full((2 * size,) * 3, 0.1, dtype=np.float32)
-        t = time.perf_counter()
-        save_npy(tmp / "v.npy", box)
-        seconds["write_per_byte"] = (time.perf_counter() - t) / box.nbytes
-        t = time.perf_counter()
-        v, m, cut = _extraction_cutter(tmp / "v.npy", np.zeros(box.shape, dtype=bool), out_s.dtype, pool)
-        seconds["load_per_byte"] = (time.perf_counter() - t) / box.nbytes
-        centre = PatchLocation((size, size, size), size)
-        t = time.perf_counter()
-        for _ in locs:
-            cut(v, m, centre)
-        seconds["cut_per_patch"] = (time.perf_counter() - t) / len(locs)
-        del v, m
+        path = scan.path
+        if scan.plan is not None:  # the demo step's work on this scan
+            from ctpatch.io.mhd import write_scan
+            from ctpatch.luna16.demo import synthesize
 
-        arrays = {
-            k: np.stack(v)
-            if v
-            else np.zeros(
-                (0, *((size,) * 3 if "label" not in k else (lab,) * 3), 1 if "label" not in k else 2), np.float32
-            )
-            for k, v in patches.items()
-        }
-        specs = {
-            "nodule": ((size,) * 3 + (1,), out_s.dtype),
-            "label_nodule": ((lab,) * 3 + (2,), "float32"),
-            "non_nodule": ((size,) * 3 + (1,), out_s.dtype),
-            "label_non_nodule": ((lab,) * 3 + (2,), "float32"),
-        }
-        # the extraction's write path: the ranks compress chunks (BlockSink), rank 0 writes them once, each
-        # at its final (seeded-shuffle) row (PatchFileWriter); both timed, the write being rank 0's alone
-        specs = Specs(
-            {
-                "nodule": ((size,) * 3 + (1,), np.dtype(out_s.dtype)),
-                "label_nodule": ((lab,) * 3 + (2,), np.dtype("float32")),
-                "non_nodule": ((size,) * 3 + (1,), np.dtype(out_s.dtype)),
-                "label_non_nodule": ((lab,) * 3 + (2,), np.dtype("float32")),
-            },
-            {"nodule": PROV_NODULE, "non_nodule": PROV_NEGATIVE},
-            {"nodule": ("nodule", "label_nodule"), "non_nodule": ("non_nodule", "label_non_nodule")},
-            out_s.compression,
-        )
-        buf = int(config.extract.buffer_patches)
-        rows = {"nodule": np.zeros(1, PROV_NODULE)[0], "non_nodule": np.zeros(1, PROV_NEGATIVE)[0]}
-        encoder = ChunkEncoder(specs, buf)
+            t = time.perf_counter()
+            hu = synthesize(scan.plan, config.seed, config.demo.noise_hu)
+            seconds["synthesize"] = time.perf_counter() - t
+            t = time.perf_counter()
+            path = tmp / f"{scan.uid}.mhd"
+            write_scan(path, hu, scan.grid)
+            seconds["write_scan"] = time.perf_counter() - t
+            del hu
         t = time.perf_counter()
-        sink = BlockSink(encoder, buf)
-        for k in ("nodule", "non_nodule"):
-            for img, labp in zip(arrays[k], arrays["label_" + k]):
-                sink.add(k, img)
-                sink.add("label_" + k, labp)
-                sink.add_row(k, rows[k])
-        block = sink.take(0)
-        seconds["compress_per_patch"] = (time.perf_counter() - t) / len(locs)
+        read_image(path)
+        seconds["read"] = time.perf_counter() - t
+
+        # convert_mhd (threads: 1): the time per voxel is one core's; the estimate runs one scan per core
+        itk_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+        try:
+            volume, sidecar = convert(path, LunaConvert(luna.resample, luna.normalize, luna.plausibility))
+        finally:
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_threads)
+        out_voxels = int(volume.size)
+        seconds["resample_per_voxel"] = sidecar["seconds"]["resample"] / out_voxels
+        seconds["normalize_per_voxel"] = sidecar["seconds"]["normalize"] / out_voxels
+        vol_dir, mask_dir = tmp / "volumes", tmp / "masks"
+        t = time.perf_counter()
+        save_npy(vol_dir / f"{scan.uid}.npy", volume)
+        seconds["write_per_byte"] = (time.perf_counter() - t) / volume.nbytes
+        write_json(vol_dir / f"{scan.uid}.json", sidecar)
+        del volume
+
+        t = time.perf_counter()  # make_labels
+        grid = VolumeGrid.from_dict(sidecar["grid"])
+        rows = nodules_of_scan(ann, grid, scan.subset, scan.uid, "annotations")
+        save_npy(mask_dir / f"{scan.uid}.npy", label_volume(grid, rows))
+        seconds["labels"] = time.perf_counter() - t
+
+        # extract_patches: the job, from the files the rules give it
+        inputs = {
+            "sidecars": [vol_dir / f"{scan.uid}.json"],
+            "masks_dir": mask_dir,
+            "nodules": pd.DataFrame(rows, columns=TABLE_COLUMNS),
+        }
+        job = Job(settings, inputs)
+        unit = Unit(scan.uid, 0)
+        t = time.perf_counter()
+        job.run(unit, MemorySink(job.specs().datasets), 0, 0)  # loads the volume and mask, draws the locations
+        seconds["load_per_byte"] = (time.perf_counter() - t) / (5 * out_voxels)
+        n_nod = job.nodule_patches[scan.uid]
+        spans = [(0, min(n_nod, n // 2))]
+        spans.append((n_nod, n_nod + min(job.negatives[scan.uid], n - spans[0][1])))
+        sink = MemorySink(job.specs().datasets)
+        t = time.perf_counter()
+        for start, stop in spans:
+            job.run(unit, sink, start, stop)
+        done = sum(b - a for a, b in spans)
+        seconds["cut_per_patch"] = (time.perf_counter() - t) / max(1, done)
+
+        specs = job.specs()
+        encoder = ChunkEncoder(specs, job.buffer)
+        block_sink = BlockSink(encoder, job.buffer)
+        t = time.perf_counter()
+        for kind, (img_name, lab_name) in (
+            ("nodule", ("nodule", "label_nodule")),
+            ("non_nodule", ("non_nodule", "label_non_nodule")),
+        ):
+            for img, lab, row in zip(sink.patches[img_name], sink.patches[lab_name], sink.rows.get(kind, [])):
+                block_sink.add(img_name, img)
+                block_sink.add(lab_name, lab)
+                block_sink.add_row(kind, row)
+        block = block_sink.take(0)
+        seconds["compress_per_patch"] = (time.perf_counter() - t) / max(1, done)
+        kinds_n = {k: len(sink.rows.get(k, [])) for k in ("nodule", "non_nodule")}
         out_file = tmp / "sample.h5"
         t = time.perf_counter()
-        writer = PatchFileWriter(
-            [out_file],
-            specs,
-            "luna16",
-            int(config.seed),
-            out_s.shuffle,
-            {k: len(arrays[k]) for k in ("nodule", "non_nodule")},
-            encoder=encoder,
-        )
+        writer = PatchFileWriter([out_file], specs, "luna16", settings.seed, out_s.shuffle, kinds_n, encoder=encoder)
         writer.write(block)
         writer.close()
-        seconds["write_per_patch"] = (time.perf_counter() - t) / len(locs)
+        seconds["write_per_patch"] = (time.perf_counter() - t) / max(1, done)
         encoder.close()
         with h5py.File(out_file, "r") as f:
             stored = {k: _stored_mean(f[k]) for k in specs.datasets if f[k].shape[0]}
             chunk_total = sum(f[k].id.get_storage_size() for k in specs.datasets)
-        overhead = (out_file.stat().st_size - chunk_total) / len(locs)
+        overhead = (out_file.stat().st_size - chunk_total) / max(1, done)
         # verify: the checksum scan (the image datasets' rows are the labels' rows) and every label read
         per_row, per_file = _time_checksums(out_file, list(specs.datasets))
         t_read = _time_read([out_file], ["label_nodule", "label_non_nodule"])
+        bricks = _volume_bricks(settings, inputs, unit) if out_s.layout == "volumes" else None
     seconds["verify_checksum_per_patch"] = per_row
     seconds["verify_checksum_per_file"] = per_file
-    seconds["verify_read_labels_per_patch"] = t_read / len(locs)
+    seconds["verify_read_labels_per_patch"] = t_read / max(1, done)
+    arrays = {
+        name: np.stack(sink.patches[name]) if sink.patches[name] else np.zeros((0, *shape), dtype)
+        for name, (shape, dtype) in specs.datasets.items()
+    }
     dtypes = LUNA_DTYPES if out_s.dtype == "float64" else LUNA_DTYPES[:2]
     alternatives = _compressed_sizes(arrays, dtypes, COMPRESSED)
+    volume_bytes = None
+    if bricks is not None:  # the volumes layout: stored bytes per voxel of the scan's own bricks
+        voxels = bricks[0].size
+        volume_bytes = {
+            f"{d}/{c}": v["volume_brick"] / voxels
+            for (d, c), v in _compressed_sizes({"volume_brick": bricks}, dtypes, COMPRESSED).items()
+        }
     seconds["sample_total"] = time.perf_counter() - t_all
-    kinds_n = {k: len(patches[k]) for k in ("nodule", "non_nodule")}
     if not kinds_n["nodule"]:  # no nodule in any planned scan: nodule patches would look like negatives
         stored["nodule"], stored["label_nodule"] = stored["non_nodule"], stored["label_non_nodule"]
         for v in alternatives.values():
@@ -392,34 +313,24 @@ def luna_sample(
         "stored_bytes_per_patch": stored,
         "chunk_overhead_bytes_per_patch": overhead,
         "alternatives": {f"{d}/{c}": v for (d, c), v in alternatives.items()},
+        "volume_bytes_per_voxel": volume_bytes,
         "seconds": seconds,
     }
 
 
-def _extraction_cutter(npy: Path, mask_zyx: np.ndarray, dtype, pool: int):
-    """(volume, mask, cut(volume, mask, loc)) as extract_luna reads and cuts them (x, y, z in memory, or
-    memory-mapped (z, y, x) in older versions)."""
-    from ctpatch.core import nodules as luna
-    from ctpatch.luna16 import job as extract_luna
+def _volume_bricks(settings, inputs: dict, unit, k: int = 16) -> np.ndarray:
+    """``k`` bricks of the sample scan spread over its volume, cut by the job in the volumes layout, as stored."""
+    from dataclasses import replace
 
-    if hasattr(extract_luna, "load_xyz") and hasattr(luna, "cut_image_xyz"):
-        from ctpatch.core.labels import label_patch
+    from ctpatch.luna16.job import Job
+    from ctpatch.store.sink import MemorySink
 
-        vol = extract_luna.load_xyz(npy)
-        mask = np.ascontiguousarray(mask_zyx.transpose(2, 1, 0))
-        return (
-            vol,
-            mask,
-            lambda v, m, loc: (luna.cut_image_xyz(v, loc, 0.0, dtype), label_patch(luna.crop_mask_xyz(m, loc), pool)),
-        )
-    vol = np.load(npy, mmap_mode="r")
-    return vol, mask_zyx, lambda v, m, loc: (luna.cut_image(v, loc, 0.0, dtype), luna.cut_label(m, loc, pool))
-
-
-def _extraction_loads_volume() -> bool:
-    from ctpatch.luna16 import job as extract_luna
-
-    return hasattr(extract_luna, "load_xyz")
+    vjob = Job(replace(settings, output=replace(settings.output, layout="volumes")), inputs)
+    n = vjob.bricks[unit.key]
+    sink = MemorySink(vjob.specs().datasets)
+    for i in np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int)):
+        vjob.run(unit, sink, int(i), int(i) + 1)
+    return np.stack(sink.patches["volume_brick"])
 
 
 # ---------------------------------------------------------------------------------------- LUNA16 plan

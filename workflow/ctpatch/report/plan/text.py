@@ -159,11 +159,10 @@ def format_plan(plan: dict) -> str:
             + (f"  (of which B-spline coefficients {_b(coef)})" if coef else "")
         )
         lines.append(f"  make_labels            {_b(mem['make_labels'])}")
-        mapped = "" if mem["extract_patches_rank_volume_in_memory"] else ", memory-mapped"
         lines.append(
             f"  extract_patches rank   {_b(mem['extract_patches_rank'])}  (buffers "
             f"{_b(mem['extract_patches_rank_buffers'])} + the scan's volume and mask "
-            f"{_b(mem['extract_patches_rank_volume'])}{mapped})"
+            f"{_b(mem['extract_patches_rank_volume'])})"
         )
         lines.append(f"  verify_patches         {_b(mem['verify_patches'])}")
     else:
