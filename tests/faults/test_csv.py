@@ -59,6 +59,19 @@ def _unknown_series(root):
     return ["annotations.csv", "1.2.3.4.5", "not among the scans"]
 
 
+def _header_only(root):
+    _write(_ann(root), _lines(_ann(root))[:1])
+    return ["annotations.csv", "no annotation row"]
+
+
+def _scan_in_two_subsets(root):
+    """The same scan in subset0 and subset1: it would leak between the two folds."""
+    mhd = first_scan(root)
+    for f in (mhd, mhd.with_suffix(".raw")):
+        (root / "subset1" / f.name).write_bytes(f.read_bytes())
+    return [mhd.stem, "two subsets"]
+
+
 def _outside(root):
     uid = first_scan(root).stem
     _write(_ann(root), _lines(_ann(root)) + [f"{uid},0,0,99999,6"])
@@ -110,6 +123,8 @@ TABLE_CASES = {
     "column_missing": _drop_column,
     "semicolon_separated": _semicolons,
     "unknown_series": _unknown_series,
+    "annotations_header_only": _header_only,
+    "scan_in_two_subsets": _scan_in_two_subsets,
     "nodule_outside_volume": _outside,
     "table_missing": _missing,
     "table_empty": _empty,
@@ -190,3 +205,17 @@ def test_extra_subset_like_folder_is_a_warning_not_a_traceback(luna, tmp_path, c
     rc, err = _check(luna, out, capsys)
     assert rc == 0 and "Traceback" not in err
     assert err.startswith("warning: ") and extra in err.splitlines()[0]
+
+
+def test_annotations_of_subsets_not_downloaded_are_one_line_naming_the_setting(luna, tmp_path, capsys):
+    """One subset downloaded, the full annotations.csv: one line with the count and the setting, not one per row."""
+    lines = _lines(_ann(luna))
+    _write(_ann(luna), lines + [f"1.2.3.{i},0,0,0,6" for i in range(500)])
+    before = tree_digest(luna)
+    out = tmp_path / "checks"
+    args = [*check_args(luna, tmp_path), "--subsets", "subset0", "subset1"]
+    rc, err = call(check_luna.main, [*args, "--scans-out", out / "s.tsv", "--report-out", out / "r.json"], capsys)
+    assert_refused(
+        rc, err, ["annotations.csv", "500 annotation row(s)", "luna16.unknown_series: warn"], inputs=(luna, before)
+    )
+    assert len(err.splitlines()) < 5, err

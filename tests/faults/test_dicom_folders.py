@@ -11,7 +11,7 @@ import pytest
 
 from ctpatch.ldct import pairing as pair_ldct
 
-from .conftest import FULL, QUARTER, assert_refused, call, pairs_args, tree_digest
+from .conftest import FULL, QUARTER, SHARED_LDCT, assert_refused, call, pairs_args, tree_digest
 
 
 def _slice(patient, folder=FULL, i=0):
@@ -87,6 +87,28 @@ def _empty_input_folder(patient):
     return [QUARTER, "no slice files"]
 
 
+def _full_dose_slice_in_the_low_dose_folder(patient):
+    """A full-dose slice copied over its low-dose partner: same name and position, another series."""
+    low, full = _slice(patient, QUARTER, 1), _slice(patient, FULL, 1)
+    shutil.copyfile(full, low)
+    return [low.name, "SeriesInstanceUID"]
+
+
+def _target_holds_the_low_dose_series(patient):
+    for low in (patient / QUARTER).iterdir():
+        shutil.copyfile(low, patient / FULL / low.name)
+    return [QUARTER, FULL, "same series"]
+
+
+def _slice_of_another_patient(patient):
+    """A slice of patient L143 with its position edited to that of a slice of this patient."""
+    here = _slice(patient, QUARTER, 2)
+    ds = pydicom.dcmread(sorted((SHARED_LDCT / "L143" / QUARTER).glob("*.IMA"))[0])
+    ds.ImagePositionPatient = pydicom.dcmread(here).ImagePositionPatient
+    ds.save_as(here)
+    return [here.name, "SeriesInstanceUID"]
+
+
 DICOM_CASES = {
     "pixel_data_truncated": _truncate,
     "pixel_data_missing": _no_pixels,
@@ -100,6 +122,9 @@ DICOM_CASES = {
     "no_PixelSpacing": _edit(FULL, lambda ds: delattr(ds, "PixelSpacing")),
     "rows_differ": _edit(FULL, lambda ds: setattr(ds, "Rows", 256)),
     "rescale_slope_differs": _edit(FULL, lambda ds: setattr(ds, "RescaleSlope", 2)),
+    "full_dose_slice_in_the_low_dose_folder": _full_dose_slice_in_the_low_dose_folder,
+    "target_folder_holds_the_low_dose_series": _target_holds_the_low_dose_series,
+    "slice_of_another_patient": _slice_of_another_patient,
 }
 
 
@@ -110,3 +135,12 @@ def test_dicom_fault_refused_at_pairing(case, ldct, tmp_path, capsys):
     table, report = tmp_path / "pairs" / "L096.tsv", tmp_path / "pairs" / "L096.json"
     rc, err = call(pair_ldct.main, [*pairs_args(ldct, tmp_path), "--table-out", table, "--report-out", report], capsys)
     assert_refused(rc, err, names, inputs=(ldct.parent, before), absent=[table, report])
+
+
+def test_input_folder_given_as_the_target_refused(ldct, tmp_path, capsys):
+    """ldct.target_dir equal to ldct.input_dir: every slice would be paired with itself."""
+    before = tree_digest(ldct.parent)
+    table, report = tmp_path / "pairs" / "L096.tsv", tmp_path / "pairs" / "L096.json"
+    args = pairs_args(ldct, tmp_path, target_dir=QUARTER)
+    rc, err = call(pair_ldct.main, [*args, "--table-out", table, "--report-out", report], capsys)
+    assert_refused(rc, err, ["share", "two different folders"], inputs=(ldct.parent, before), absent=[table, report])

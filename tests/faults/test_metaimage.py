@@ -60,6 +60,44 @@ def _zraw_wrong_size(root):
     return [zraw.name, "CompressedDataSize"]
 
 
+def _zraw_truncated_no_declared_size(root):
+    """A .zraw cut short, without CompressedDataSize: SimpleITK would fill the missing slices with zeros."""
+    mhd = first_scan(root)
+    raw = mhd.with_suffix(".raw")
+    zraw = raw.with_suffix(".zraw")
+    data = zlib.compress(raw.read_bytes())
+    zraw.write_bytes(data[: len(data) // 2])
+    raw.unlink()
+    mhd.write_text(
+        mhd.read_text().replace("CompressedData = False", "CompressedData = True").replace(raw.name, zraw.name)
+    )
+    return [zraw.name, "truncated"]
+
+
+def _key_after_data_file(root):
+    """ElementSpacing moved after ElementDataFile: MetaIO (SimpleITK) stops reading at ElementDataFile."""
+    mhd = first_scan(root)
+    lines = mhd.read_text().splitlines()
+    spacing = next(ln for ln in lines if ln.startswith("ElementSpacing"))
+    lines = [ln for ln in lines if ln != spacing]
+    mhd.write_text("\n".join(lines + ["ElementSpacing = 0.877 0.877 1.25"]) + "\n")
+    return [mhd.name, "ElementSpacing", "after ElementDataFile"]
+
+
+def _offset_and_origin_differ(root):
+    mhd = first_scan(root)
+    offset = next(ln for ln in mhd.read_text().splitlines() if ln.startswith("Offset")).split("=")[1].split()
+    origin = " ".join(str(float(v) + 3.0) for v in offset)
+    mhd.write_text(mhd.read_text().replace("ElementSpacing", f"Origin = {origin}\nElementSpacing", 1))
+    return [mhd.name, "Offset", "Origin"]
+
+
+def _key_twice(root):
+    mhd = first_scan(root)
+    mhd.write_text(mhd.read_text().replace("ElementSpacing", "ElementType = MET_USHORT\nElementSpacing", 1))
+    return [mhd.name, "ElementType given twice"]
+
+
 def _garbage_header(root):
     mhd = first_scan(root)
     mhd.write_bytes(bytes(range(256)) * 3)
@@ -100,6 +138,10 @@ HEADER_CASES = {
     "raw_empty": _data_file(lambda raw: raw.write_bytes(b"")),
     "zraw_not_zlib": _zraw_not_zlib,
     "zraw_wrong_size": _zraw_wrong_size,
+    "zraw_truncated_without_CompressedDataSize": _zraw_truncated_no_declared_size,
+    "ElementSpacing_after_ElementDataFile": _key_after_data_file,
+    "Offset_and_Origin_differ": _offset_and_origin_differ,
+    "key_twice_with_two_values": _key_twice,
     "garbage_header": _garbage_header,
     "header_line_without_equals": _line_without_equals,
     "header_is_a_folder": _header_is_a_folder,

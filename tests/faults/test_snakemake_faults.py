@@ -84,6 +84,20 @@ def test_scan_name_that_is_no_series_uid_refused_at_parse(tmp_path):
     assert "Traceback" not in proc.stderr and not list(tmp_path.rglob("PWNED*"))
 
 
+def test_scan_in_two_subsets_refused_at_parse(tmp_path):
+    """One scan in two subsets would leak between folds: refused when the workflow is parsed, naming both files."""
+    root = tmp_path / "LUNA16"
+    write_dataset(root, TINY_LUNA, seed=7)
+    mhd = first_scan(root)
+    for f in (mhd, mhd.with_suffix(".raw")):
+        (root / "subset1" / f.name).write_bytes(f.read_bytes())
+    work = workdir_with(tmp_path, {"mode": "luna16", "luna16": {"root": str(root)}})
+    proc = snakemake(work, "-n", "--cores", "1")
+    first = proc.stderr.splitlines()[0]
+    assert proc.returncode != 0 and first.startswith("error: luna16.root") and "two subsets" in first
+    assert str(root / "subset0" / mhd.name) in first and str(root / "subset1" / mhd.name) in first
+
+
 def test_patient_folder_with_hostile_name_refused_at_parse(tmp_path):
     root = tmp_path / "ldct"
     (root / "L0 $(touch PWNED)" / QUARTER).mkdir(parents=True)

@@ -52,7 +52,7 @@ def test_mask_is_the_union_of_brute_force_spheres(tmp_path, grid):
     diameters = [6.0, 4.1, 9.0, 5.0]  # radius int((d / 1.0) // 2): 3, 2, 4, 2 (spacing y is 1.0)
     worlds = [grid.index_to_world(t) for t in targets]
     path = write_ann(tmp_path, [("s1", *w, d) for w, d in zip(worlds, diameters)] + [("other", 0, 0, 0, 99.0)])
-    rows = nodules_of_scan(read_annotations(path), grid, "subset0", "s1", path)
+    rows = nodules_of_scan(read_annotations(path, "fail"), grid, "subset0", "s1", path)
     assert len(rows) == 4
     centres = [my_voxel(grid, w) for w in worlds]
     assert [[r["voxel_x"], r["voxel_y"], r["voxel_z"]] for r in rows] == [c.tolist() for c in centres]
@@ -70,14 +70,14 @@ def test_mask_is_the_union_of_brute_force_spheres(tmp_path, grid):
 def test_radius_uses_the_y_spacing(tmp_path):
     grid = VolumeGrid((0.0, 0.0, 0.0), (0.5, 2.0, 3.0), (10, 10, 10))
     path = write_ann(tmp_path, [("s", 2.5, 10.0, 15.0, 8.9)])
-    (row,) = nodules_of_scan(read_annotations(path), grid, "subset0", "s", path)
+    (row,) = nodules_of_scan(read_annotations(path, "fail"), grid, "subset0", "s", path)
     assert row["radius_vox"] == 2  # int((8.9 / 2.0) // 2); with x spacing it would be 8
 
 
 def test_nodules_of_other_scans_are_ignored(tmp_path):
     grid = GRIDS[0]
     path = write_ann(tmp_path, [("other", -1000, 0, 0, 5.0)])
-    assert nodules_of_scan(read_annotations(path), grid, "subset0", "s1", path) == []
+    assert nodules_of_scan(read_annotations(path, "fail"), grid, "subset0", "s1", path) == []
     assert not label_volume(grid, []).any()
 
 
@@ -87,7 +87,7 @@ def test_centre_outside_volume_is_an_error(tmp_path, index):
     world = grid.index_to_world(index)
     path = write_ann(tmp_path, [("s1", *grid.index_to_world((1, 1, 1)), 5.0), ("s1", *world, 5.0)])
     with pytest.raises(LabelError, match="row 3: nodule centre") as err:
-        nodules_of_scan(read_annotations(path), grid, "subset0", "s1", path)
+        nodules_of_scan(read_annotations(path, "fail"), grid, "subset0", "s1", path)
     msg = str(err.value)
     assert str(path) in msg and "s1" in msg and "outside the volume" in msg
 

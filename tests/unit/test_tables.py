@@ -21,7 +21,7 @@ def write(tmp_path, lines, name="annotations.csv") -> Path:
 
 def test_good_annotations(tmp_path):
     path = write(tmp_path, [ANN_HEADER, f"{UID},-128.69,-175.31,-298.38,5.65", f"{UID}, 103.7,-4.8,-20.5,21.58"])
-    df = read_annotations(path)
+    df = read_annotations(path, "fail")
     assert list(df.columns) == ["row", "seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"]
     assert df["row"].tolist() == [2, 3]
     assert df["seriesuid"].tolist() == [UID, UID]  # kept as text, not a float
@@ -31,32 +31,32 @@ def test_good_annotations(tmp_path):
 
 def test_uid_like_a_number_stays_text(tmp_path):
     path = write(tmp_path, [ANN_HEADER, "1.30,1,2,3,4"])
-    assert read_annotations(path)["seriesuid"].tolist() == ["1.30"]
+    assert read_annotations(path, "fail")["seriesuid"].tolist() == ["1.30"]
 
 
 def test_extra_columns_are_dropped(tmp_path):
     path = write(tmp_path, [ANN_HEADER + ",note", f"{UID},1,2,3,4,hello"])
-    assert "note" not in read_annotations(path).columns
+    assert "note" not in read_annotations(path, "fail").columns
 
 
 def test_missing_file(tmp_path):
     path = tmp_path / "none.csv"
     with pytest.raises(TableError, match="file not found") as err:
-        read_annotations(path)
+        read_annotations(path, "fail")
     assert str(path) in str(err.value)
 
 
 def test_missing_column(tmp_path):
     path = write(tmp_path, ["seriesuid,coordX,coordY,coordZ", f"{UID},1,2,3"])
     with pytest.raises(TableError, match="diameter_mm") as err:
-        read_annotations(path)
+        read_annotations(path, "fail")
     assert str(path) in str(err.value) and "missing ['diameter_mm']" in str(err.value)
 
 
 def test_non_number(tmp_path):
     path = write(tmp_path, [ANN_HEADER, f"{UID},1,2,3,4", f"{UID},1,abc,3,4"])
     with pytest.raises(TableError, match="row 3") as err:
-        read_annotations(path)
+        read_annotations(path, "fail")
     msg = str(err.value)
     assert str(path) in msg and "'coordY'" in msg and "abc" in msg
 
@@ -64,14 +64,14 @@ def test_non_number(tmp_path):
 def test_missing_number(tmp_path):
     path = write(tmp_path, [ANN_HEADER, f"{UID},1,2,3,4", f"{UID},1,2,,4"])
     with pytest.raises(TableError, match="row 3") as err:
-        read_annotations(path)
+        read_annotations(path, "fail")
     assert "'coordZ'" in str(err.value)
 
 
 def test_infinite_number(tmp_path):
     path = write(tmp_path, [ANN_HEADER, f"{UID},1,2,3,inf"])
     with pytest.raises(TableError, match="row 2") as err:
-        read_annotations(path)
+        read_annotations(path, "fail")
     assert "'diameter_mm'" in str(err.value) and str(path) in str(err.value)
 
 
@@ -79,7 +79,7 @@ def test_infinite_number(tmp_path):
 def test_empty_seriesuid(tmp_path, uid):
     path = write(tmp_path, [ANN_HEADER, f"{UID},1,2,3,4", f"{UID},1,2,3,4", f"{uid},1,2,3,4"])
     with pytest.raises(TableError, match="row 4: empty seriesuid") as err:
-        read_annotations(path)
+        read_annotations(path, "fail")
     assert str(path) in str(err.value)
 
 
@@ -87,7 +87,7 @@ def test_empty_seriesuid(tmp_path, uid):
 def test_diameter_not_positive(tmp_path, diameter):
     path = write(tmp_path, [ANN_HEADER, f"{UID},1,2,3,4", f"{UID},1,2,3,{diameter}"])
     with pytest.raises(TableError, match="row 3: expected diameter_mm > 0") as err:
-        read_annotations(path)
+        read_annotations(path, "fail")
     assert str(path) in str(err.value)
 
 
@@ -98,7 +98,7 @@ def test_not_a_csv(tmp_path, content):
     path = tmp_path / "annotations.csv"
     path.write_bytes(content)
     with pytest.raises(TableError) as err:
-        read_annotations(path)
+        read_annotations(path, "fail")
     assert str(path) in str(err.value)
 
 

@@ -32,7 +32,9 @@ class SliceHeader:
     ``rows``/``cols`` are the array shape (row, col); ``pixel_spacing`` is DICOM
     PixelSpacing (row spacing, column spacing) in mm; ``position`` is ImagePositionPatient
     (x, y, z) in mm or None; ``instance`` is InstanceNumber or None; ``slope`` and
-    ``intercept`` are RescaleSlope/RescaleIntercept (1 and 0 when absent, as DICOM defines).
+    ``intercept`` are RescaleSlope/RescaleIntercept (1 and 0 when absent, as DICOM defines);
+    ``series``, ``study``, ``patient`` and ``sop`` are SeriesInstanceUID, StudyInstanceUID, PatientID
+    and SOPInstanceUID (None when absent): who the slice belongs to.
     """
 
     path: str
@@ -43,6 +45,10 @@ class SliceHeader:
     instance: int | None
     slope: float
     intercept: float
+    series: str | None = None
+    study: str | None = None
+    patient: str | None = None
+    sop: str | None = None
 
     @property
     def z(self) -> float | None:
@@ -105,9 +111,17 @@ def read_header(path: str | os.PathLike) -> SliceHeader:
             instance=instance,
             slope=slope,
             intercept=intercept,
+            series=_text(ds.get("SeriesInstanceUID")),
+            study=_text(ds.get("StudyInstanceUID")),
+            patient=_text(ds.get("PatientID")),
+            sop=_text(ds.get("SOPInstanceUID")),
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"Malformed DICOM header in {path}: {exc}") from exc
+
+
+def _text(value) -> str | None:
+    return None if value in (None, "") else str(value).strip()
 
 
 def check_pixel_data(path: str, ds) -> None:
@@ -221,6 +235,64 @@ def _read_all(paths: list[str], role: str, problems: list[str]) -> list[SliceHea
     return headers
 
 
+def _identity_problems(
+    inputs: list[SliceHeader], targets: list[SliceHeader], in_dir: str, tg_dir: str
+) -> tuple[list[str], set[str]]:
+    """Slices that do not belong with the others: (messages naming the files, their paths).
+
+    Each dose folder holds one series of one study of one patient (SeriesInstanceUID,
+    StudyInstanceUID, PatientID): a slice whose values differ from the rest of its folder's (the
+    fewer, or every slice when the folder is split evenly) does not belong.  The two folders hold
+    two different series of one patient: the same series in both (the target folder holding the
+    low-dose series, or one folder given twice) or one file in both is refused.
+    """
+    problems: list[str] = []
+    bad: set[str] = set()
+    for role, headers, folder in (("input", inputs, in_dir), ("target", targets, tg_dir)):
+        for tag, what in (("series", "SeriesInstanceUID"), ("study", "StudyInstanceUID"), ("patient", "PatientID")):
+            groups: dict[str | None, list[str]] = defaultdict(list)
+            for h in headers:
+                groups[getattr(h, tag)].append(h.path)
+            if len(groups) < 2:
+                continue
+            most = max(len(v) for v in groups.values())
+            keep = [k for k, v in groups.items() if len(v) == most]
+            keep = keep[0] if len(keep) == 1 else object()  # a tie: no value is the folder's
+            for value, paths in sorted(groups.items(), key=lambda kv: (len(kv[1]), str(kv[0]))):
+                if value is keep:
+                    continue
+                bad.update(paths)
+                problems.append(
+                    f"{role} slice(s) {', '.join(paths)} in {folder}: {what} {value!r} is not the folder's "
+                    f"({len(groups)} different {what}s among its {len(headers)} slices; one folder holds one "
+                    f"series of one patient)"
+                )
+    if problems:
+        return problems, bad
+    same_file = {os.path.realpath(h.path) for h in inputs} & {os.path.realpath(h.path) for h in targets}
+    if same_file:
+        first = sorted(same_file)[0]
+        return [
+            f"input and target folders share {len(same_file)} file(s), e.g. {first}: ldct.input_dir and "
+            f"ldct.target_dir must name two different folders ({in_dir} and {tg_dir})"
+        ], {h.path for h in inputs + targets if os.path.realpath(h.path) in same_file}
+    series_in = {h.series for h in inputs} - {None}
+    series_tg = {h.series for h in targets} - {None}
+    if series_in & series_tg:
+        return [
+            f"input folder {in_dir} and target folder {tg_dir} hold the same series {sorted(series_in & series_tg)[0]} "
+            f"(SeriesInstanceUID): the target must be the full-dose series of the patient, not a copy of the input"
+        ], {h.path for h in inputs + targets}
+    patients_in = {h.patient for h in inputs} - {None}
+    patients_tg = {h.patient for h in targets} - {None}
+    if patients_in and patients_tg and patients_in != patients_tg:
+        return [
+            f"input folder {in_dir} (PatientID {sorted(patients_in)[0]!r}) and target folder {tg_dir} (PatientID "
+            f"{sorted(patients_tg)[0]!r}) are of two patients"
+        ], {h.path for h in inputs + targets}
+    return [], set()
+
+
 def _slice_key(h: SliceHeader, kind: str) -> int | None:
     if kind == "position":
         return None if h.z is None else _z_key(h.z)
@@ -286,6 +358,8 @@ def pair_slices(
         else []
     )  # listed after the slices it implies, so that the first line names a file
 
+    identity, bad = _identity_problems(inputs, targets, in_dir, tg_dir)  # paths to drop
+    problems += identity
     everyone = inputs + targets
     if all(h.position is not None for h in everyone):
         kind = "position"
@@ -296,7 +370,6 @@ def pair_slices(
 
     # Group each folder by key; flag keys shared by several slices of one folder.
     groups: dict[str, dict[int, list[SliceHeader]]] = {}
-    bad: set[str] = set()  # paths to drop
     for role, headers, folder in (("input", inputs, in_dir), ("target", targets, tg_dir)):
         by_key: dict[int, list[SliceHeader]] = defaultdict(list)
         for h in headers:

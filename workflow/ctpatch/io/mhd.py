@@ -53,21 +53,51 @@ class ScanHeader:
 
 
 def parse_header(path: str | Path) -> dict[str, str]:
-    """The ``Key = Value`` pairs of a MetaImage header (keys as written)."""
+    """The ``Key = Value`` pairs of a MetaImage header (keys as written).
+
+    A header that two readers could read two ways is refused naming the file and the keys: a key
+    given twice with different values, and any key after ``ElementDataFile`` (MetaIO, and so
+    SimpleITK, stops reading there; ctpatch would read it).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="latin-1")
     except OSError as exc:
         raise ScanError(f"{path}: cannot read the header ({exc.strerror})") from None
     fields: dict[str, str] = {}
+    lines: dict[str, int] = {}
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         if "=" not in line:
             raise ScanError(f"{path}: line {n} is not 'Key = Value': {line[:80]!r}")
-        key, value = line.split("=", 1)
-        fields[key.strip()] = value.strip()
+        key, value = (s.strip() for s in line.split("=", 1))
+        if "ElementDataFile" in fields:
+            raise ScanError(
+                f"{path}: ambiguous header: {key} (line {n}) comes after ElementDataFile (line "
+                f"{lines['ElementDataFile']}), where MetaImage readers such as SimpleITK stop reading"
+            )
+        if key in fields and fields[key] != value:
+            raise ScanError(
+                f"{path}: ambiguous header: {key} given twice, {fields[key]!r} (line {lines[key]}) and {value!r} (line {n})"
+            )
+        fields[key], lines[key] = value, n
     return fields
+
+
+def _synonym(path: Path, fields: dict, keys: tuple[str, ...], n: int):
+    """The one key of ``keys`` (MetaIO's synonyms, e.g. Offset/Origin/Position) the header gives, or None;
+    several that differ are refused naming them (readers pick different ones)."""
+    given = [k for k in keys if k in fields]
+    if len(given) > 1:
+        values = {k: _floats(path, fields, k, n) for k in given}
+        if len(set(values.values())) > 1:
+            raise ScanError(
+                f"{path}: ambiguous header: "
+                + " and ".join(f"{k} = {fields[k]}" for k in given)
+                + " differ (they are synonyms; readers take different ones)"
+            )
+    return given[0] if given else None
 
 
 def _floats(path: Path, fields: dict, key: str, n: int, default=None) -> tuple[float, ...]:
@@ -125,9 +155,9 @@ def read_header(path: str | Path) -> ScanHeader:
     spacing = _floats(path, fields, "ElementSpacing", 3)  # never 1 mm by default: a wrong size, silently
     if any(s <= 0 for s in spacing):
         raise ScanError(f"{path}: expected positive ElementSpacing, got {fields['ElementSpacing']!r}")
-    origin_key = next((k for k in ("Offset", "Origin", "Position") if k in fields), "Offset")
+    origin_key = _synonym(path, fields, ("Offset", "Origin", "Position"), 3) or "Offset"
     origin = _floats(path, fields, origin_key, 3, default=(0.0, 0.0, 0.0))
-    dir_key = next((k for k in ("TransformMatrix", "Rotation", "Orientation") if k in fields), None)
+    dir_key = _synonym(path, fields, ("TransformMatrix", "Rotation", "Orientation"), 9)
     # MetaIO writes the direction matrix column by column (each group of 3 is one index axis);
     # VolumeGrid, like SimpleITK's GetDirection(), holds it row-major: transpose.
     direction = (
@@ -180,7 +210,11 @@ def check_scan(path: str | Path) -> ScanHeader:
 
 
 def _check_compressed(header: ScanHeader) -> None:
-    """A zlib data file: its size as declared (``CompressedDataSize``, when given) and a zlib stream head."""
+    """A zlib data file: its size as declared (``CompressedDataSize``, when given), and a complete zlib
+    stream that inflates to exactly the voxels the header declares (decompressed in 4 MiB pieces,
+    nothing kept: SimpleITK fills a short stream's missing slices with zeros and says nothing)."""
+    import zlib
+
     fields = parse_header(header.path)
     found = header.data_file.stat().st_size
     declared = fields.get("CompressedDataSize")
@@ -192,13 +226,32 @@ def _check_compressed(header: ScanHeader) -> None:
         if declared_n != found:
             what = "truncated" if found < declared_n else "larger than declared"
             raise ScanError(f"{header.data_file}: {what}: CompressedDataSize says {declared_n} bytes, found {found}")
+    expected = int(np.prod(header.grid.size)) * ELEMENT_BYTES[header.element_type]
+    inflated = 0
+    stream = zlib.decompressobj()
     with header.data_file.open("rb") as fh:
         head = fh.read(2)
-    # RFC 1950: compression method 8 (deflate) in the low nibble, and the 16-bit head divisible by 31
-    if len(head) < 2 or head[0] & 0x0F != 8 or (head[0] * 256 + head[1]) % 31:
+        # RFC 1950: compression method 8 (deflate) in the low nibble, and the 16-bit head divisible by 31
+        if len(head) < 2 or head[0] & 0x0F != 8 or (head[0] * 256 + head[1]) % 31:
+            raise ScanError(
+                f"{header.data_file}: CompressedData = True but the file is not zlib data "
+                f"(starts with {head.hex() or 'nothing'})"
+            )
+        piece = head
+        try:
+            while piece and not stream.eof:
+                inflated += len(stream.decompress(piece, 0))
+                if inflated > expected:
+                    break
+                piece = fh.read(4 << 20)
+            inflated += len(stream.flush())
+        except zlib.error as exc:
+            raise ScanError(f"{header.data_file}: corrupt zlib data after {inflated} bytes ({exc})") from None
+    if inflated != expected or not stream.eof:
+        what = "larger than declared" if inflated > expected else "truncated"
         raise ScanError(
-            f"{header.data_file}: CompressedData = True but the file is not zlib data "
-            f"(starts with {head.hex() or 'nothing'})"
+            f"{header.data_file}: {what}: inflates to {inflated} bytes{'' if stream.eof else ' (the zlib stream ends early)'}, "
+            f"expected {expected} for DimSize {' '.join(map(str, header.grid.size))} of {header.element_type}"
         )
 
 
@@ -248,13 +301,29 @@ def data_file_of(path: str | Path) -> Path:
 
 
 def read_image(path: str | Path) -> sitk.Image:
-    """Check the scan, then read it with SimpleITK (geometry taken from the file)."""
+    """Check the scan, then read it with SimpleITK; the geometry SimpleITK read must be the one
+    :func:`read_header` checked (origin, spacing, size, direction), else the scan is refused naming
+    what differs: one reading of each header, whoever reads it."""
     header = check_scan(path)
     try:
-        return sitk.ReadImage(str(header.path))
+        image = sitk.ReadImage(str(header.path))
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
         raise ScanError(f"{header.path}: SimpleITK cannot read it: {first}") from None
+    read = grid_of(image)
+    differ = [
+        f"{name} {list(a)} (SimpleITK) vs {list(b)} (header)"
+        for name, a, b in (
+            ("origin", read.origin, header.grid.origin),
+            ("spacing", read.spacing, header.grid.spacing),
+            ("size", read.size, header.grid.size),
+            ("direction", read.direction, header.grid.direction),
+        )
+        if not np.allclose(a, b, rtol=1e-6, atol=1e-6)
+    ]
+    if differ:
+        raise ScanError(f"{header.path}: the header reads two ways: " + "; ".join(differ))
+    return image
 
 
 def grid_of(image: sitk.Image) -> VolumeGrid:

@@ -75,7 +75,7 @@ def read_csv_rows(path: str | Path) -> pd.DataFrame:
     return _read(path, ANNOTATION_COLUMNS)
 
 
-def read_annotations(path: str | Path, duplicates: str = "fail") -> pd.DataFrame:
+def read_annotations(path: str | Path, duplicates: str) -> pd.DataFrame:
     """``annotations.csv`` with a ``row`` column (line number in the file) added first.
 
     Identical rows (same series, centre and diameter) would give identical patches twice:

@@ -113,6 +113,11 @@ def check(
             if implausible:
                 problems.append(implausible)
                 continue
+            if h.series_uid in headers:  # the same scan in two folds would leak between them
+                problems.append(
+                    f"{h.path}: series {h.series_uid} is in two subsets: {headers[h.series_uid][1].path} and {h.path}"
+                )
+                continue
             headers[h.series_uid] = (subset, h)
     try:
         ann = read_annotations(annotations, duplicates)
@@ -146,7 +151,20 @@ def check(
                 )
             n_ann[uid] += 1
     if unknown:
-        (problems if unknown_series == "fail" else warnings).extend(unknown)
+        # one line, not one per row: a root with some subsets and the full annotations.csv is the usual cause
+        summary = (
+            f"{annotations}: {len(unknown)} annotation row(s) name series with no scan under {root} "
+            f"(e.g. {unknown[0].split(': ', 1)[1]}); the subsets holding them are probably not downloaded: "
+            f"set luna16.unknown_series: warn to use the annotations of the scans you have"
+        )
+        (problems if unknown_series == "fail" else warnings).append(summary)
+    if ann is not None and not any(n_ann.values()) and not problems:
+        problems.append(
+            f"{annotations}: no annotation row (only a header): no nodule patches, and so no negatives, would be cut"
+            if not len(ann)
+            else f"{annotations}: none of its {len(ann)} rows names a scan of subsets {list(subsets)}: "
+            f"the patch files would be empty"
+        )
     if candidates is not None:
         try:
             read_candidates(candidates)

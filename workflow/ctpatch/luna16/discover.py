@@ -75,7 +75,8 @@ def luna16_scans(config: Config, workdir: str | Path = ".") -> Found:
     Raises
     ------
     DiscoveryError
-        A missing root, no subset at all, or a scan file name that is not a series uid.
+        A missing root, no subset at all, a scan file name that is not a series uid, or one scan in two
+        subsets.
     """
     luna = config.luna16
     warnings: list[str] = []
@@ -95,6 +96,15 @@ def luna16_scans(config: Config, workdir: str | Path = ".") -> Found:
         if others:
             warnings.append(not_subsets_warning(root, others))
         scans = {s: [p.stem for p in (root / s).glob("*.mhd")] for s in subsets}
+        seen: dict[str, str] = {}
+        for s in subsets:  # a scan in two subsets would leak between the folds they are
+            for uid in sorted(scans[s]):
+                if uid in seen:
+                    raise DiscoveryError(
+                        f"luna16.root: series {uid} is in two subsets: {root / seen[uid] / uid}.mhd and "
+                        f"{root / s / uid}.mhd (one scan, one fold: remove one copy)"
+                    )
+                seen[uid] = s
         odd = [f"{root / s / uid}.mhd" for s in scans for uid in scans[s] if not SERIES_UID.fullmatch(uid)]
         if odd:  # series uids become file and job names: only digits and dots, as DICOM uids are
             raise DiscoveryError(
