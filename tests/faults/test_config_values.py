@@ -26,6 +26,22 @@ CONFIG_CASES = {
     "tasks_zero": ({"extract": {"tasks": 0}}, "extract.tasks"),
     "ldct_patient_hostile_name": ({"mode": "ldct", "ldct": {"patients": ["L0; rm -rf x"]}}, "ldct.patients"),
     "ldct_free_size_without_edge": ({"mode": "ldct", "ldct": {"patch": {"code": None}}}, "ldct.patch"),
+    "results_empty": ({"results": ""}, "results"),
+    "results_filesystem_root": ({"results": "/"}, "results"),
+    "results_inside_the_ldct_root": (
+        {"mode": "ldct", "ldct": {"root": "/data/ldct"}, "results": "/data/ldct/results"},
+        "results",
+    ),
+    "results_inside_the_luna16_root": ({"luna16": {"root": "/data/LUNA16"}, "results": "/data/LUNA16"}, "results"),
+    "seed_beyond_int64": ({"seed": 2**64}, "seed"),
+    "ldct_sr_stride_below_padding": (
+        {"mode": "ldct", "ldct": {"super_resolution": {"enabled": True, "scale": 4}}},
+        "ldct.patch and super_resolution.scale",
+    ),
+    "ldct_free_stride_below_padding": (
+        {"mode": "ldct", "ldct": {"patch": {"code": None, "edge": 20, "padding": 10}}},
+        "ldct.patch",
+    ),
 }
 
 

@@ -46,6 +46,10 @@ def _check_edge_padding(edge: object, padding: object) -> None:
         raise ValueError(f"Expected a non-negative integer padding, got padding={padding!r}")
     if edge <= padding:
         raise ValueError(f"Expected patch edge > padding, got edge={edge!r}, padding={padding!r}")
+    if edge <= 2 * padding:  # starts are 0, then k * (edge - padding) - padding: strictly increasing only then
+        raise ValueError(
+            f"Expected a stride (edge - padding) larger than the padding, got edge={edge!r}, padding={padding!r}"
+        )
 
 
 def _check_last(last: object) -> None:

@@ -72,6 +72,26 @@ def check_semantics(config: dict) -> None:
         raise ConfigError(f"luna16.normalize: expected hu_max > hu_min, got {norm['hu_min']} .. {norm['hu_max']}")
     if config.get("mode") == "ldct" and "ldct" in config:
         check_ldct(config["ldct"], prefix="ldct.")
+    check_results(config)
+
+
+def check_results(config: Mapping) -> None:
+    """``results`` is a folder of its own: not empty, not the filesystem root, not inside the input root of
+    the configured mode (outputs would be mixed with the data, and the data re-read as input)."""
+    results = str(config.get("results", ""))
+    if not results.strip():
+        raise ConfigError("results: expected a folder for the outputs, got an empty string")
+    res = Path(results).expanduser().absolute()
+    if res == Path(res.anchor):
+        raise ConfigError(f"results: expected a folder for the outputs, got the filesystem root {results!r}")
+    mode = config.get("mode")
+    root = config.get(mode, {}).get("root") if mode in ("luna16", "ldct") else None
+    if root and root != "demo":
+        data = Path(root).expanduser().absolute()
+        if res == data or data in res.parents:
+            raise ConfigError(
+                f"results: {results!r} is inside {mode}.root {root!r}: the outputs would be written among the inputs"
+            )
 
 
 def check_ldct(s: Mapping, prefix: str = "ldct.") -> None:
@@ -93,7 +113,7 @@ def check_ldct(s: Mapping, prefix: str = "ldct.") -> None:
         )
     try:
         if p["code"] is None or not sr["enabled"]:
-            resolve_size(p["code"], p["edge"], p["padding"])
+            edge, pad = resolve_size(p["code"], p["edge"], p["padding"])
         elif p["edge"] is not None or p["padding"] is not None:
             raise ValueError(
                 f"Expected either a size code or a free edge/padding, got code={p['code']!r}, "
@@ -108,9 +128,17 @@ def check_ldct(s: Mapping, prefix: str = "ldct.") -> None:
             else (p["edge"], p["padding"])
         )
         try:
-            sr_sizes(hr, pad, sr["scale"], sr["footprint"])
+            edge, _ = sr_sizes(hr, pad, sr["scale"], sr["footprint"])
         except ValueError as exc:
             raise err("super_resolution.scale", f"{exc}; choose a larger patch or a smaller scale") from None
+    if edge - pad <= pad:  # the grid's starts are 0, then k * stride - padding: the second would be <= 0
+        keys = "patch and super_resolution.scale" if sr["enabled"] else "patch"
+        raise ConfigError(
+            f"{prefix}{keys}: expected a patch stride (edge - padding) larger than the padding, got "
+            f"{'input (LR) ' if sr['enabled'] else ''}edge {edge} and padding {pad}, stride {edge - pad}: the second "
+            f"patch would start at {edge - 2 * pad}; choose a larger patch"
+            + (" or a smaller scale" if sr["enabled"] else " or a smaller padding")
+        )
     blend, bn, out = s["dose_blend"], s["blur_noise"], s["output"]
     if not blend["low"] <= blend["high"]:
         raise err("dose_blend", f"expected low <= high, got low={blend['low']!r}, high={blend['high']!r}")
