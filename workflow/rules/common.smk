@@ -122,12 +122,12 @@ def get_scan_files(wildcards):
 
 def get_sidecars(wildcards):
     """The subset's converted scans: their JSON sidecars, in uid order."""
-    return [f"{RES}/luna16/volumes/{wildcards.group}/{uid}.json" for uid in LUNA_SCANS[wildcards.group]]
+    return [f"{RES}/luna16/volumes/{wildcards.subset}/{uid}.json" for uid in LUNA_SCANS[wildcards.subset]]
 
 
 def get_volume_arrays(wildcards):
     """The .npy volume beside each sidecar (read by the extraction through its sidecar)."""
-    return [f"{RES}/luna16/volumes/{wildcards.group}/{uid}.npy" for uid in LUNA_SCANS[wildcards.group]]
+    return [f"{RES}/luna16/volumes/{wildcards.subset}/{uid}.npy" for uid in LUNA_SCANS[wildcards.subset]]
 
 
 def get_candidates_table(wildcards):
@@ -186,6 +186,5 @@ def get_final_output():
 
 wildcard_constraints:
     scope="|".join(cfg.SCOPES[MODE]),
-    group=r"[A-Za-z0-9_.-]+",
     uid=r"[0-9.]+",
     subset=r"subset[0-9]+",

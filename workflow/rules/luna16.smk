@@ -56,14 +56,14 @@ if MODE == "luna16":
             checked=f"{RES}/luna16/checks/scans.tsv",
             settings=get_settings_file("check"),  # duplicate_annotations
         output:
-            masks=directory(f"{RES}/luna16/labels/{{group}}/masks"),
-            table=f"{RES}/luna16/labels/{{group}}/nodules.tsv",
+            masks=directory(f"{RES}/luna16/labels/{{subset}}/masks"),
+            table=f"{RES}/luna16/labels/{{subset}}/nodules.tsv",
         log:
-            "logs/luna16/make_labels/{group}.log",
+            "logs/luna16/make_labels/{subset}.log",
         conda:
             "../../envs/ctpatch.yaml"
         shell:
-            '"$CTPATCH_PYTHON" -m ctpatch.luna16.labels --subset {wildcards.group:q} --sidecars {input.sidecars:q} '
+            '"$CTPATCH_PYTHON" -m ctpatch.luna16.labels --subset {wildcards.subset:q} --sidecars {input.sidecars:q} '
             "--annotations {input.annotations:q} --settings-file {input.settings:q} --masks-dir {output.masks:q} --table-out {output.table:q} > {log:q} 2>&1"
 
     rule extract_patches:
@@ -74,15 +74,15 @@ if MODE == "luna16":
             plan=f"{RES}/luna16/report/plan.json",
             sidecars=get_sidecars,
             volumes=get_volume_arrays,  # read through their sidecars
-            masks=f"{RES}/luna16/labels/{{group}}/masks",
-            nodules=f"{RES}/luna16/labels/{{group}}/nodules.tsv",
+            masks=f"{RES}/luna16/labels/{{subset}}/masks",
+            nodules=f"{RES}/luna16/labels/{{subset}}/nodules.tsv",
             candidates=get_candidates_table,
         output:
-            f"{RES}/luna16/patches/{{group}}.h5",
+            f"{RES}/luna16/patches/{{subset}}.h5",
         log:
-            "logs/luna16/extract_patches/{group}.log",
+            "logs/luna16/extract_patches/{subset}.log",
         benchmark:
-            f"{RES}/benchmarks/extract_patches/luna16/{{group}}.tsv"
+            f"{RES}/benchmarks/extract_patches/luna16/{{subset}}.tsv"
         conda:
             "../../envs/ctpatch.yaml"
         threads: config["extract"]["tasks"]
@@ -99,7 +99,7 @@ if MODE == "luna16":
             "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "  # one core per rank: BLAS threads would fight the other ranks
             # resources.mpi is a command with its own words (e.g. "srun --mpi=pmi2"): deliberately not quoted
             '{resources.mpi} -n {resources.tasks:q} "$CTPATCH_PYTHON" -m ctpatch.luna16.extract --ranks {resources.tasks:q} '
-            "--settings-file {input.settings:q} --plan {input.plan:q} --group {wildcards.group:q} --out {output:q} "
+            "--settings-file {input.settings:q} --plan {input.plan:q} --group {wildcards.subset:q} --out {output:q} "
             "--sidecars {input.sidecars:q} --masks-dir {input.masks:q} --nodules {input.nodules:q} {params.candidates:q} "
             "> {log:q} 2>&1"
 
@@ -107,16 +107,16 @@ if MODE == "luna16":
         """LUNA16, one subset: Fletcher32 of every chunk, counts, shapes, dtypes, provenance, labels, a seeded sample of patches regenerated from the extraction's inputs; fails the job when wrong; results/luna16/report/SUBSET.verify.json."""
         input:
             settings=get_settings_file("patches"),
-            patches=f"{RES}/luna16/patches/{{group}}.h5",
+            patches=f"{RES}/luna16/patches/{{subset}}.h5",
             sidecars=get_sidecars,
             volumes=get_volume_arrays,
-            masks=f"{RES}/luna16/labels/{{group}}/masks",
-            nodules=f"{RES}/luna16/labels/{{group}}/nodules.tsv",
+            masks=f"{RES}/luna16/labels/{{subset}}/masks",
+            nodules=f"{RES}/luna16/labels/{{subset}}/nodules.tsv",
             candidates=get_candidates_table,
         output:
-            f"{RES}/luna16/report/{{group}}.verify.json",
+            f"{RES}/luna16/report/{{subset}}.verify.json",
         log:
-            "logs/luna16/verify_patches/{group}.log",
+            "logs/luna16/verify_patches/{subset}.log",
         conda:
             "../../envs/ctpatch.yaml"
         params:
@@ -129,16 +129,16 @@ if MODE == "luna16":
     rule sanity_pictures:
         """LUNA16, one subset: a PNG of random patches with their provenance (three planes, label in red); results/luna16/sanity/SUBSET.png."""
         input:
-            f"{RES}/luna16/patches/{{group}}.h5",
+            f"{RES}/luna16/patches/{{subset}}.h5",
         output:
             report(
-                f"{RES}/luna16/sanity/{{group}}.png",
+                f"{RES}/luna16/sanity/{{subset}}.png",
                 caption="../report/sanity.rst",
                 category="Patch pictures",
-                subcategory="{group}",
+                subcategory="{subset}",
             ),
         log:
-            "logs/luna16/sanity_pictures/{group}.log",
+            "logs/luna16/sanity_pictures/{subset}.log",
         conda:
             "../../envs/ctpatch.yaml"
         params:
@@ -170,22 +170,22 @@ if MODE == "luna16":
     rule nodule_pictures:
         """LUNA16, one subset: unshifted nodule patches in three planes and a grid of negatives, for the report; results/luna16/report/SUBSET.*.png."""
         input:
-            f"{RES}/luna16/patches/{{group}}.h5",
+            f"{RES}/luna16/patches/{{subset}}.h5",
         output:
             nodules=report(
-                f"{RES}/luna16/report/{{group}}.nodules.png",
+                f"{RES}/luna16/report/{{subset}}.nodules.png",
                 caption="../report/nodules.rst",
                 category="LUNA16 patches",
-                subcategory="{group}",
+                subcategory="{subset}",
             ),
             negatives=report(
-                f"{RES}/luna16/report/{{group}}.negatives.png",
+                f"{RES}/luna16/report/{{subset}}.negatives.png",
                 caption="../report/negatives.rst",
                 category="LUNA16 patches",
-                subcategory="{group}",
+                subcategory="{subset}",
             ),
         log:
-            "logs/luna16/nodule_pictures/{group}.log",
+            "logs/luna16/nodule_pictures/{subset}.log",
         conda:
             "../../envs/ctpatch.yaml"
         params:
