@@ -67,12 +67,12 @@ def per_group(names: list[str], files: list[str], option: str, each: int | None 
     named after its own group (``L096.h5``, ``L096.part0.h5``, ``L096.verify.json``): a file out of place
     is refused naming it, never written or read as another group's.
 
-    >>> per_group(["L096", "L143"], ["p/L096.part0.h5", "p/L096.part1.h5", "p/L143.part0.h5", "p/L143.part1.h5"], "--out")
-    [['p/L096.part0.h5', 'p/L096.part1.h5'], ['p/L143.part0.h5', 'p/L143.part1.h5']]
-    >>> per_group(["L096", "L143"], ["p/L143.h5", "p/L096.h5"], "--out")
+    >>> per_group(["L096", "L143"], ["L096.part0.h5", "L096.part1.h5", "L143.part0.h5", "L143.part1.h5"], "--out")
+    [['L096.part0.h5', 'L096.part1.h5'], ['L143.part0.h5', 'L143.part1.h5']]
+    >>> per_group(["L096", "L143"], ["p/L143.h5", "p/L096.h5"], "--out")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: --out: p/L143.h5 is not named after its group L096 (expected L096.<...>: each group's files together, in the order of the groups L096, L143)
+    ValueError: --out: p/L143.h5 is not named after its group L096 (expected L096.<...>: each group's files ...)
     """
     n = len(names)
     per = len(files) // n if n else 0

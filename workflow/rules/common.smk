@@ -41,7 +41,8 @@ def get_scope_settings_text(wildcards):
 
 # ---------------------------------------------------------------- the groups of the run, per mode
 def _discover(find):
-    """``find(config)`` (ctpatch.luna16.discover, ctpatch.ldct.discover), or one `error:` line naming the key and folder."""
+    """``find(config)`` (ctpatch.luna16.discover, ctpatch.ldct.discover), or one `error:` line naming the
+    key and folder."""
     try:
         return find(config)
     except DiscoveryError as exc:

@@ -3,9 +3,9 @@
 A mode's entry point (``python -m ctpatch.luna16.extract``, ``python -m ctpatch.ldct.extract``) calls
 :func:`main` with its job class and its input arguments (an object with ``add(parser)``, which adds
 the mode's arguments, and ``groups(args)``, which turns the parsed arguments into the job's
-:class:`Group` list: one subset, or one group per patient).  The program first checks that the MPI world has the size it was
-asked for: a launcher that starts N separate one-rank worlds (``srun -n N`` without
-``--mpi=pmi2``) would otherwise write N copies.  Then rank 0 checks the free space for the patch
+:class:`Group` list: one subset, or one group per patient).  The program first checks that the MPI
+world has the size it was asked for: a launcher that starts N separate one-rank worlds (``srun -n
+N`` without ``--mpi=pmi2``) would otherwise write N copies.  Then rank 0 checks the free space for the patch
 files (the plan's estimate), and every group of the job runs through :func:`ctpatch.engine.run.extract`
 in this one world (one start-up, not one per patient).  A rank that fails stops every rank.
 """
