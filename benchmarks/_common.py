@@ -250,6 +250,12 @@ def luna_inputs(vol_dir: Path, lab_dir: Path, sidecars: list | None = None) -> d
     }
 
 
+def luna_input_args(inputs: dict) -> list:
+    """The extraction's inputs (:func:`luna_inputs`) as the command line of ``ctpatch.luna16.extract`` and ``.verify``."""
+    cand = ["--candidates", inputs["candidates"]] if inputs["candidates"] else []
+    return ["--sidecars", *inputs["sidecars"], "--masks-dir", inputs["masks_dir"], *cand]
+
+
 def extract(
     ranks: int, vol_dir: Path, lab_dir: Path, out: Path, settings: dict, stats_dir: Path, sidecars: list | None = None
 ) -> dict:
@@ -277,8 +283,9 @@ def extract(
             out,
             "--settings-file",
             settings_file(settings, stats_dir / "patches.json", "patches"),
-            "--inputs",
-            json.dumps(inputs),
+            "--nodules",
+            inputs["nodules"],
+            *luna_input_args(inputs),
         ],
         log=stats_dir / "extract.log",
         env=MPI_ENV,
@@ -292,7 +299,6 @@ def extract(
 def verify(out: Path, vol_dir: Path, lab_dir: Path, settings: dict, sidecars: list | None = None) -> dict:
     """``python -m ctpatch.luna16.verify`` as the workflow's verify_patches rule runs it; wall time and the report."""
     inputs = luna_inputs(vol_dir, lab_dir, sidecars)
-    scans = [Path(p).stem for p in inputs["sidecars"]]
     report = out.with_suffix(".verify.json")
     r = run(
         [
@@ -303,12 +309,9 @@ def verify(out: Path, vol_dir: Path, lab_dir: Path, settings: dict, sidecars: li
             out,
             "--nodules",
             lab_dir / "nodules.tsv",
-            "--scans",
-            *scans,
             "--settings-file",
             settings_file(settings, Path(str(out) + ".settings.json"), "patches"),
-            "--inputs",
-            json.dumps(inputs),
+            *luna_input_args(inputs),
             "--report-out",
             report,
         ]

@@ -35,7 +35,6 @@ def main() -> None:
     split = argv.index("--")
     stats_dir = Path(argv[argv.index("--stats-dir") + 1])
     rest = argv[split + 1 :]
-    from ctpatch.engine import mpi as extract
     from ctpatch.luna16 import job as extract_luna
     from ctpatch.store import writer as patchfile
 
@@ -53,6 +52,7 @@ def main() -> None:
         i = rest.index("--mode")
         rest = rest[:i] + rest[i + 2 :]
     if mode == "ldct":
+        from ctpatch.ldct import extract as entry
         from ctpatch.ldct import job as mod
 
         counts = {"pairs": 0, "patches": 0, "cut": 0, "kept": 0}
@@ -63,6 +63,8 @@ def main() -> None:
             counts["cut"] += c["cut"]
             counts["kept"] += c["kept"]
     else:
+        from ctpatch.luna16 import extract as entry
+
         mod = extract_luna
         counts = {"nodule_patches": 0, "negatives": 0, "scans": 0}
 
@@ -84,7 +86,7 @@ def main() -> None:
     t0 = time.perf_counter()
     code = 0
     try:
-        code = extract.main(mod.Job, rest) or 0
+        code = entry.main(rest) or 0
     finally:
         wall = time.perf_counter() - t0
         rank = MPI.COMM_WORLD.Get_rank()

@@ -89,7 +89,6 @@ def ours(work: Path, tables: list[Path], ranks: int, settings: dict, tag: str) -
     shutil.rmtree(d, ignore_errors=True)
     stats = d / "stats"
     stats.mkdir(parents=True)
-    inputs = {"pairs": [str(t) for t in tables]}
     t0 = time.perf_counter()
     ext = C.run(
         [
@@ -109,8 +108,10 @@ def ours(work: Path, tables: list[Path], ranks: int, settings: dict, tag: str) -
             d / "patches.h5",
             "--settings-file",
             C.settings_file(settings, d / "patches.settings.json", "patches"),
-            "--inputs",
-            json.dumps(inputs),
+            "--pairs",
+            *tables,
+            "--group",  # every table in one file
+            "all",
         ],
         log=stats / "extract.log",
         env=C.MPI_ENV,
@@ -127,8 +128,6 @@ def ours(work: Path, tables: list[Path], ranks: int, settings: dict, tag: str) -
             *tables,
             "--settings-file",
             d / "patches.settings.json",
-            "--inputs",
-            json.dumps(inputs),
             "--report-out",
             d / "verify.json",
         ]

@@ -6,7 +6,8 @@ Usage (from the repository folder)::
     python scripts/readme_rules.py --check   # exit 1 naming the difference when README.md is stale
 
 The rules are those of the default config (LUNA16 demo) and of ``config/ldct.yaml`` together
-(``make_demo_luna16`` exists only with the demo).  The table sits between the markers
+(``make_demo_luna16`` exists only with the demo); a rule each mode defines its own way
+(``extract_patches``, ``verify_patches``, ``sanity_pictures``) has a row per mode.  The table sits between the markers
 ``<!-- rules:start -->`` and ``<!-- rules:end -->``; a rule's docstring is its row: what it does,
 then after the last ``;`` what it writes.
 """
@@ -43,10 +44,10 @@ def list_rules(configfile: str) -> dict[str, str]:
     return rules
 
 
-def table(rules: dict[str, str]) -> str:
-    """The Markdown table: rule, what it does, what it writes (rules in workflow order, ``all`` last)."""
+def table(rules: list[tuple[str, str]]) -> str:
+    """The Markdown table of (rule, docstring): rule, what it does, what it writes (in the given order)."""
     lines = ["| rule | what it does | writes |", "|---|---|---|"]
-    for name, doc in rules.items():
+    for name, doc in rules:
         if not doc:
             raise SystemExit(f"error: rule {name} has no docstring (workflow/rules/*.smk): the README row needs one")
         what, _, writes = doc.rstrip(".").rpartition("; ")
@@ -77,13 +78,18 @@ ORDER = (
 
 
 def current_table() -> str:
-    found: dict[str, str] = {}
+    """The rows in workflow order (``all`` last); a rule whose docstring differs between the configs
+    (one definition per mode) gets a row per config, in the order of :data:`CONFIGS`."""
+    found: dict[str, list[str]] = {}
     for configfile in CONFIGS:
-        found.update(list_rules(configfile))
+        for name, doc in list_rules(configfile).items():
+            docs = found.setdefault(name, [])
+            if doc not in docs:
+                docs.append(doc)
     unknown = sorted(set(found) - set(ORDER))
     if unknown:
         raise SystemExit(f"error: rules {unknown} are not in scripts/readme_rules.py ORDER: add them where they run")
-    return table({name: found[name] for name in ORDER if name in found})
+    return table([(name, doc) for name in ORDER for doc in found.get(name, [])])
 
 
 def main(argv=None) -> int:

@@ -143,8 +143,8 @@ def _ldct_extract_args(ldct, tmp_path):
         "1",
         "--settings-file",
         patches,
-        "--inputs",
-        json.dumps({"pairs": [str(table)]}),
+        "--pairs",
+        str(table),
     ]
 
 

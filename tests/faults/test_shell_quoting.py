@@ -1,6 +1,5 @@
 """Shell quoting as a class, checked statically: every field of every rule's shell command is quoted
-with ``:q``, except the few that are shell text by design (listed here, each built with shlex.quote
-or meant to be several words)."""
+with ``:q``, except the launcher, which is shell text by design (several words)."""
 
 from __future__ import annotations
 
@@ -8,9 +7,8 @@ import re
 
 from .conftest import REPO
 
-#: fields that are not one word: the launcher ("srun --mpi=pmi2") and arguments common.smk builds
-#: with q() / shlex.quote
-SHELL_TEXT = {"resources.mpi", "params.p[inputs]", "params.args"}
+#: the one field that is not one word: the launcher ("srun --mpi=pmi2"), a command with its own words
+SHELL_TEXT = {"resources.mpi"}
 
 
 def shell_fields():

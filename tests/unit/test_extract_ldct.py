@@ -7,7 +7,6 @@ patch grid from SPEC section 2's rule, the air test from its three numbers.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -375,8 +374,10 @@ def _mpi_run(ranks: int, out: Path, settings: dict, pair_tables) -> list[Path]:
         *map(str, parts),
         "--settings-file",
         str(settings_file),
-        "--inputs",
-        json.dumps({"pairs": [str(t) for t in pair_tables]}),
+        "--pairs",
+        *map(str, pair_tables),
+        "--group",  # every patient in one file
+        "run",
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -234,7 +234,20 @@ def settings_path(settings, folder) -> str:
     return str(path)
 
 
-def mpi_extract(ranks, out, settings, inputs_json, timeout=300):
+def input_args(paths: dict) -> list[str]:
+    """The extraction's inputs (``Job``'s dict of paths) as the command line gives them."""
+    return [
+        "--sidecars",
+        *map(str, paths["sidecars"]),
+        "--masks-dir",
+        str(paths["masks_dir"]),
+        "--nodules",
+        str(paths["nodules"]),
+        *(["--candidates", str(paths["candidates"])] if paths.get("candidates") else []),
+    ]
+
+
+def mpi_extract(ranks, out, settings, paths, timeout=300):
     cmd = [
         "mpiexec",
         "-n",
@@ -250,8 +263,7 @@ def mpi_extract(ranks, out, settings, inputs_json, timeout=300):
         str(out),
         "--settings-file",
         settings_path(settings, out.parent.parent),
-        "--inputs",
-        json.dumps(inputs_json),
+        *input_args(paths),
     ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=ENV)
 
@@ -291,8 +303,7 @@ def test_killed_extraction_leaves_nothing_finished_and_the_rerun_cleans_up(input
         str(out),
         "--settings-file",
         settings_path(settings, tmp_path.parent),
-        "--inputs",
-        json.dumps(inputs.paths),
+        *input_args(inputs.paths),
     ]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -319,7 +330,7 @@ def test_full_disk_is_one_clear_line(inputs, tmp_path):  # noqa: F811
     code = (
         "import resource, signal, sys; from mpi4py import MPI; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
         "resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20)); "
-        "from ctpatch.engine.mpi import main; from ctpatch.luna16.job import Job; sys.exit(main(Job, sys.argv[1:]))"
+        "from ctpatch.luna16.extract import main; sys.exit(main(sys.argv[1:]))"
     )
     out = tmp_path / "subset0.h5"
     cmd = [
@@ -335,8 +346,7 @@ def test_full_disk_is_one_clear_line(inputs, tmp_path):  # noqa: F811
         str(out),
         "--settings-file",
         settings_path(settings, tmp_path.parent),
-        "--inputs",
-        json.dumps(inputs.paths),
+        *input_args(inputs.paths),
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ENV)
     assert res.returncode != 0

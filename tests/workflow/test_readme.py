@@ -106,6 +106,19 @@ def test_rule_graphs_hold_the_rules_and_edges_of_the_workflow(mode, configfile):
 README = (REPO / "README.md").read_text()
 
 
+def test_ci_runs_exactly_the_readme_test_command():
+    """Set-up command 2 (install, format, lint of Python, Snakefile and workflow, tests) is what CI runs."""
+    setup = README.split("## Set-up on a fresh machine", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line for line in setup.splitlines() if line.strip() and not line.startswith("#")]
+    assert len(commands) == 2 and "snakemake --lint &&" in commands[1], commands
+    ci = [
+        line
+        for line in (REPO / ".ci" / "run").read_text().splitlines()
+        if line and not line.startswith(("#", "set ", "cd "))
+    ]
+    assert ci == [commands[1]]
+
+
 def test_readme_points_users_only_at_what_they_have():
     assert "SPEC.md" not in README and "../shared" not in README
     assert README.lower().index("graphviz") < README.index("| dot")  # said before the first command needing it

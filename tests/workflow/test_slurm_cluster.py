@@ -97,7 +97,7 @@ def test_snakemake_slurm_profile_runs_mpi_rule(slurm_cluster, tmp_path):
             """
         )
     )
-    # Shaped like workflow/rules/extract.smk: threads = tasks, and plain
+    # Shaped like the extract_patches rules (workflow/rules/luna16.smk, ldct.smk): threads = tasks, and plain
     # mpiexec as launcher. profiles/slurm-test's set-resources replaces the
     # launcher with its srun command and sets cpus_per_task=1 (without it
     # the job would ask for tasks x threads = 4 CPUs and stay pending).

@@ -4,11 +4,16 @@ A full disk, a read-only results folder or a missing permission surface as ``OSE
 numpy, pandas or h5py; :func:`run_cli` turns it into ``error: <file>: <reason>`` and exit status 1.
 The temp-then-rename writes (:func:`ctpatch.store.atomic.atomic_path`) have already removed their temp
 file by then, so nothing that looks finished is left.
+
+A job over several groups (LDCT: every patient in one job) gets every group's files on its command
+line, in the order of the groups: :func:`per_group` splits them per group and checks each file's
+name, :func:`run_each` runs the groups one after the other in this one process.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 def describe(exc: OSError) -> str:
@@ -28,55 +33,61 @@ def run_cli(main, argv=None) -> int:
         return 1
 
 
-#: the placeholder of a group's name in the arguments of a job over several groups
-GROUP = "{group}"
+def run_each(groups, step) -> int:
+    """``step(group)`` for every group in order, in this one process (the imports are paid once, not once
+    per patient), each even after one failed, so one job reports every bad group; an OSError is one
+    ``error:`` line as in :func:`run_cli`.  Returns the worst status.
 
-
-def split_groups(argv: list[str]) -> tuple[list[str], list[str] | None]:
-    """``argv`` without ``--groups G1 G2 ...`` (the words up to the next option), and the groups
-    (``None`` when ``--groups`` is not given).
-
-    >>> split_groups(["--seed", "0", "--groups", "L096", "L143", "--out", "x/{group}.png"])
-    (['--seed', '0', '--out', 'x/{group}.png'], ['L096', 'L143'])
-    >>> split_groups(["--n", "8"])
-    (['--n', '8'], None)
+    >>> run_each(["a", "b"], lambda g: 1 if g == "a" else 0)
+    1
     """
-    if "--groups" not in argv:
-        return list(argv), None
-    i = argv.index("--groups")
-    j = i + 1
-    while j < len(argv) and not argv[j].startswith("--"):
-        j += 1
-    return argv[:i] + argv[j:], argv[i + 1 : j]
+    status = 0
+    for group in groups:
+        status = max(status, run_cli(lambda _argv, g=group: step(g)) or 0)
+    return status
 
 
-def for_group(argv: list[str], group: str) -> list[str]:
-    """The arguments of one group: every ``{group}`` replaced by its name.
+def owner(path, names) -> str | None:
+    """The name of ``names`` that the file ``path`` is named after (``<name>.<anything>``; the longest
+    one when several fit), or ``None``.
 
-    >>> for_group(["--out", "sanity/{group}.png", "--inputs", '{"pairs": ["pairs/{group}.tsv"]}'], "L096")
-    ['--out', 'sanity/L096.png', '--inputs', '{"pairs": ["pairs/L096.tsv"]}']
+    >>> owner("patches/L096.part1.h5", ["L096", "L143"]), owner("a/L0961.h5", ["L096"])
+    ('L096', None)
+    >>> owner("x/L096.x.h5", ["L096", "L096.x"])
+    'L096.x'
     """
-    return [word.replace(GROUP, group) for word in argv]
+    name = Path(path).name
+    fits = [n for n in names if name.startswith(f"{n}.")]
+    return max(fits, key=len) if fits else None
 
 
-def batched(main):
-    """``main`` that also takes ``--groups G1 G2 ...``: one run of ``main`` per group, in this one process
-    (the imports are paid once, not once per group), with ``{group}`` in the other arguments replaced by
-    the group's name.  The command line holds the names only, not each group's paths, so it stays short.
+def per_group(names: list[str], files: list[str], option: str, each: int | None = None) -> list[list[str]]:
+    """``files`` (the words of ``option``) as one run per group: each group's files together, as many for
+    every group (``each`` when given), in the order of ``names``.  With several groups every file must be
+    named after its own group (``L096.h5``, ``L096.part0.h5``, ``L096.verify.json``): a file out of place
+    is refused naming it, never written or read as another group's.
 
-    Every group runs even after one failed, so one job reports every bad group; the status is the worst.
+    >>> per_group(["L096", "L143"], ["L096.part0.h5", "L096.part1.h5", "L143.part0.h5", "L143.part1.h5"], "--out")
+    [['L096.part0.h5', 'L096.part1.h5'], ['L143.part0.h5', 'L143.part1.h5']]
+    >>> per_group(["L096", "L143"], ["p/L143.h5", "p/L096.h5"], "--out")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --out: p/L143.h5 is not named after its group L096 (expected L096.<...>: each group's files ...)
     """
-
-    def run(argv=None) -> int:
-        shared, groups = split_groups(sys.argv[1:] if argv is None else list(argv))
-        if groups is None:
-            return main(shared)
-        if not groups:
-            print("error: --groups: Expected at least one group name, got none", file=sys.stderr)
-            return 1
-        status = 0
-        for group in groups:
-            status = max(status, run_cli(main, for_group(shared, group)))
-        return status
-
-    return run
+    n = len(names)
+    per = len(files) // n if n else 0
+    if not n or not files or len(files) != n * (each or per):
+        count = f"{each} file(s)" if each else "the same number of files"
+        raise ValueError(
+            f"{option}: expected {count} for each of the {n} group(s) {', '.join(names)}, got {len(files)}"
+        )
+    runs = [list(files[i * per : (i + 1) * per]) for i in range(n)]
+    if n > 1:
+        for name, run in zip(names, runs):
+            for path in run:
+                if owner(path, names) != name:
+                    raise ValueError(
+                        f"{option}: {path} is not named after its group {name} (expected {name}.<...>: each group's "
+                        f"files together, in the order of the groups {', '.join(names)})"
+                    )
+    return runs

@@ -1,21 +1,119 @@
-# LDCT input/target mode: slice pairing (DICOM headers only), one job over all patients.
+# LDCT input/target mode: slice pairing (DICOM headers only), the MPI extraction, its verification
+# and the sanity pictures, each ONE job over all patients with the same per-patient files (a patient
+# is a few slices: one job each spent more time starting Python and MPI than working).  Each job's
+# command names every patient's files, in patient order (each patient's nsplit parts together); the
+# programs split them per patient and check that every file is named after its patient.  Then, with
+# output.combined, every patient's patches in one file (or nsplit files).
+# `resources.mpi` is the launcher (mpiexec here; profiles/slurm sets an srun command, see there) and
+# `resources.tasks` the number of ranks; the program checks that it got one world of that size.
 
 if MODE == "ldct":
 
     rule pair_slices:
         """LDCT, all patients in one job: DICOM headers only, pairs by slice position (or by name), fails naming both files on an unpaired, duplicate or mismatched slice (every bad patient reported); results/ldct/pairs/PATIENT.tsv."""
         input:
-            folders=get_all_patient_folders,
+            folders=get_patient_folders,
             settings=get_settings_file("pairs"),
         output:
-            table=per_group(f"{RES}/ldct/pairs/{{group}}.tsv"),
-            report=per_group(f"{RES}/ldct/pairs/{{group}}.json"),
+            tables=get_pair_tables(),
+            reports=[f"{RES}/ldct/pairs/{p}.json" for p in GROUPS],
         log:
             "logs/ldct/pair_slices.log",
         conda:
             "../../envs/ctpatch.yaml"
         params:
-            # pre-quoted: --groups and the patients, then --patient-dir, --table-out, --report-out with {group}
-            args=get_group_args("pair_slices"),
+            patients=get_patient_dirs(),
         shell:
-            '"$CTPATCH_PYTHON" -m ctpatch.ldct.pairing --settings-file {input.settings:q} {params.args} > {log:q} 2>&1'
+            '"$CTPATCH_PYTHON" -m ctpatch.ldct.pairing --settings-file {input.settings:q} --patient-dir {params.patients:q} '
+            "--table-out {output.tables:q} --report-out {output.reports:q} > {log:q} 2>&1"
+
+    rule extract_patches:
+        """LDCT, all patients in one MPI world: extract.tasks ranks cut and compress the patches; rank 0 writes each chunk once at its final (seeded-shuffle) row, one patient's file(s) after the other; results/ldct/patches/PATIENT.h5."""
+        input:
+            settings=get_settings_file("patches"),
+            # the free-space check before any work needs the estimated output size (one copy: no shards)
+            plan=f"{RES}/ldct/report/plan.json",
+            pairs=get_pair_tables(),
+        output:
+            get_all_patch_files(),
+        log:
+            "logs/ldct/extract_patches.log",
+        benchmark:
+            f"{RES}/benchmarks/extract_patches/ldct/all.tsv"
+        conda:
+            "../../envs/ctpatch.yaml"
+        threads: config["extract"]["tasks"]
+        resources:
+            mpi=config["extract"]["mpi"],
+            tasks=config["extract"]["tasks"],
+        shell:
+            # --set-resources extract_patches:tasks=0 (or "x") must be named as such, not left to the launcher
+            "if ! [ {resources.tasks:q} -ge 1 ] 2>/dev/null; then echo 'error: extract_patches: resources.tasks "
+            "must be a whole number >= 1 (config extract.tasks, or --set-resources extract_patches:tasks=N), got' "
+            "{resources.tasks:q} | tee {log:q} >&2; exit 1; fi; "
+            "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "  # one core per rank: BLAS threads would fight the other ranks
+            # resources.mpi is a command with its own words (e.g. "srun --mpi=pmi2"): deliberately not quoted
+            '{resources.mpi} -n {resources.tasks:q} "$CTPATCH_PYTHON" -m ctpatch.ldct.extract --ranks {resources.tasks:q} '
+            "--settings-file {input.settings:q} --plan {input.plan:q} --pairs {input.pairs:q} --out {output:q} "
+            "> {log:q} 2>&1"
+
+    rule verify_patches:
+        """LDCT, all patients in one job: Fletcher32 of every chunk, counts, shapes, dtypes, provenance, value statistics, a seeded sample of patches regenerated from the pair tables; fails the job when wrong; results/ldct/report/PATIENT.verify.json."""
+        input:
+            settings=get_settings_file("patches"),
+            pairs=get_pair_tables(),
+            patches=get_all_patch_files(),
+        output:
+            [f"{RES}/ldct/report/{p}.verify.json" for p in GROUPS],
+        log:
+            "logs/ldct/verify_patches.log",
+        conda:
+            "../../envs/ctpatch.yaml"
+        shell:
+            '"$CTPATCH_PYTHON" -m ctpatch.ldct.verify --settings-file {input.settings:q} --pairs {input.pairs:q} '
+            "--patches {input.patches:q} --report-out {output:q} > {log:q} 2>&1"
+
+    rule sanity_pictures:
+        """LDCT, all patients in one job: a PNG per patient of random patches with their provenance (input, target, difference); results/ldct/sanity/PATIENT.png."""
+        input:
+            get_all_patch_files(),
+        output:
+            [
+                report(
+                    f"{RES}/ldct/sanity/{p}.png",
+                    caption="../report/sanity.rst",
+                    category="Patch pictures",
+                    subcategory=p,
+                )
+                for p in GROUPS
+            ],
+        log:
+            "logs/ldct/sanity_pictures.log",
+        conda:
+            "../../envs/ctpatch.yaml"
+        params:
+            seed=config["seed"],
+        shell:
+            '"$CTPATCH_PYTHON" -m ctpatch.report.sanity --n 8 --seed {params.seed:q} --patches {input:q} --out {output:q} '
+            "> {log:q} 2>&1"
+
+    if LDCT_COMBINED:
+
+        rule combine_patches:
+            """LDCT, all patients: results/ldct/combined/all.h5 (all.partK.h5 with nsplit) over the per-patient files (virtual datasets, or copies of their chunks)."""
+            input:
+                get_all_patch_files(),
+            output:
+                parts=COMBINED_FILES,
+                report=f"{RES}/ldct/report/combined.json",
+            log:
+                "logs/ldct/combine_patches.log",
+            conda:
+                "../../envs/ctpatch.yaml"
+            params:
+                seed=config["seed"],
+                shuffle="yes" if LDCT["output"]["shuffle"] else "no",
+                how=LDCT["output"]["combined"],
+            shell:
+                '"$CTPATCH_PYTHON" -m ctpatch.ldct.combine --sources {input:q} --out {output.parts:q} --seed {params.seed:q} '
+                "--shuffle {params.shuffle:q} --how {params.how:q} --report-out {output.report:q} > {log:q} 2>&1"

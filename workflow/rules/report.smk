@@ -1,4 +1,5 @@
-# Tables and pictures for `snakemake --report report.html`, and the pre-flight plan.
+# Tables for `snakemake --report report.html`, and the pre-flight plan (both modes; LUNA16's nodule
+# accounting and pictures are in luna16.smk).
 
 
 rule plan:
@@ -47,53 +48,3 @@ rule report_config:
         "../../envs/ctpatch.yaml"
     shell:
         '"$CTPATCH_PYTHON" -m ctpatch.report.summarize config --settings-file {input:q} --out {output:q} > {log:q} 2>&1'
-
-
-rule nodule_accounting:
-    """LUNA16: every row of annotations.csv and its patches, or why it has none; results/luna16/report/nodule_accounting.tsv."""
-    input:
-        unpack(get_accounting_inputs),
-    output:
-        table=report(
-            f"{RES}/luna16/report/nodule_accounting.tsv",
-            caption="../report/nodule_accounting.rst",
-            category="Nodule accounting",
-        ),
-        summary=f"{RES}/luna16/report/nodule_accounting.json",
-    log:
-        "logs/luna16/nodule_accounting.log",
-    conda:
-        "../../envs/ctpatch.yaml"
-    shell:
-        '"$CTPATCH_PYTHON" -m ctpatch.luna16.accounting --annotations {input.annotations:q} --settings-file {input.settings:q} '
-        "--nodules {input.nodules:q} --patches {input.patches:q} "
-        "--out {output.table:q} --summary-out {output.summary:q} > {log:q} 2>&1"
-
-
-rule nodule_pictures:
-    """LUNA16, one subset: unshifted nodule patches in three planes and a grid of negatives, for the report; results/luna16/report/SUBSET.*.png."""
-    input:
-        f"{RES}/luna16/patches/{{group}}.h5",
-    output:
-        nodules=report(
-            f"{RES}/luna16/report/{{group}}.nodules.png",
-            caption="../report/nodules.rst",
-            category="LUNA16 patches",
-            subcategory="{group}",
-        ),
-        negatives=report(
-            f"{RES}/luna16/report/{{group}}.negatives.png",
-            caption="../report/negatives.rst",
-            category="LUNA16 patches",
-            subcategory="{group}",
-        ),
-    log:
-        "logs/luna16/nodule_pictures/{group}.log",
-    conda:
-        "../../envs/ctpatch.yaml"
-    params:
-        seed=config["seed"],
-    shell:
-        '("$CTPATCH_PYTHON" -m ctpatch.report.sanity --patches {input:q} --out {output.nodules:q} --n 6 --seed {params.seed:q} '
-        '--kind nodule --centre-only && "$CTPATCH_PYTHON" -m ctpatch.report.sanity --patches {input:q} --out {output.negatives:q} '
-        "--n 24 --seed {params.seed:q} --kind non_nodule --grid) > {log:q} 2>&1"

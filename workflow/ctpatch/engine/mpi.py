@@ -1,9 +1,11 @@
 """The extraction as an MPI program: one world of ``--ranks`` ranks runs a mode's job per group.
 
 A mode's entry point (``python -m ctpatch.luna16.extract``, ``python -m ctpatch.ldct.extract``) calls
-:func:`main` with its job class.  The program first checks that the MPI world has the size it was
-asked for: a launcher that starts N separate one-rank worlds (``srun -n N`` without
-``--mpi=pmi2``) would otherwise write N copies.  Then rank 0 checks the free space for the patch
+:func:`main` with its job class and its input arguments (an object with ``add(parser)``, which adds
+the mode's arguments, and ``groups(args)``, which turns the parsed arguments into the job's
+:class:`Group` list: one subset, or one group per patient).  The program first checks that the MPI
+world has the size it was asked for: a launcher that starts N separate one-rank worlds (``srun -n
+N`` without ``--mpi=pmi2``) would otherwise write N copies.  Then rank 0 checks the free space for the patch
 files (the plan's estimate), and every group of the job runs through :func:`ctpatch.engine.run.extract`
 in this one world (one start-up, not one per patient).  A rank that fails stops every rank.
 """
@@ -71,41 +73,37 @@ class Group:
         return self.group or Path(self.out[0]).stem
 
 
-def parse_args(argv=None, prog: str = "python -m ctpatch.<mode>.extract"):
-    from ctpatch.cli import for_group, split_groups
-
-    argv, groups = split_groups(sys.argv[1:] if argv is None else list(argv))
-    ap = argparse.ArgumentParser(
-        prog=prog,
-        description=__doc__.split("\n\n")[0],
-        epilog="Several groups in one MPI world, one after the other: --groups G1 G2 ..., with {group} in "
-        "--out, --group and --inputs standing for each group's name.",
-    )
+def parse_args(arguments, argv=None, prog: str = "python -m ctpatch.<mode>.extract"):
+    """``--ranks``, ``--plan``, ``--settings-file`` and ``--out``, plus the mode's ``arguments``; the job's
+    groups in ``args.groups`` (a bad combination of arguments exits 2 naming the argument)."""
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     ap.add_argument("--ranks", type=int, required=True, help="the MPI world size this run must have")
     ap.add_argument("--plan", default=None, help="plan.json: check free space for the group(s) before any work")
-    ap.add_argument("--out", nargs="+", required=True, help="the patch file(s): one, or output.nsplit parts")
-    ap.add_argument("--group", default="", help="the subset or patient, recorded as the files' 'group' attribute")
+    ap.add_argument(
+        "--out", nargs="+", required=True, help="the patch file(s): one, or output.nsplit parts, per group in order"
+    )
     ap.add_argument(
         "--settings-file", required=True, help="settings of scope 'patches' (ctpatch.settings), recorded in the files"
     )
-    ap.add_argument("--inputs", required=True, help="JSON object of input paths of the mode")
+    arguments.add(ap)
     args = ap.parse_args(argv)
     if args.ranks < 1:
         ap.error(f"Expected --ranks >= 1, got {args.ranks}")
-    if groups == []:
-        ap.error("--groups: Expected at least one group name, got none")
-    entries = [args] if groups is None else [ap.parse_args(for_group(argv, g)) for g in groups]
-    args.groups = [Group(e.group, list(e.out), json.loads(e.inputs)) for e in entries]
+    try:
+        args.groups = arguments.groups(args)
+    except ValueError as exc:
+        ap.error(str(exc))
     return args
 
 
-def main(job_class, argv=None) -> int:
-    """Parse the arguments and run ``job_class`` (a mode's ``Job``) on every group, on this MPI world."""
+def main(job_class, arguments, argv=None) -> int:
+    """Parse the arguments (``arguments``: the mode's, see :func:`parse_args`) and run ``job_class`` (a
+    mode's ``Job``) on every group, on this MPI world."""
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
     try:
-        args = parse_args(argv, f"python -m ctpatch.{job_class.mode}.extract")
+        args = parse_args(arguments, argv, f"python -m ctpatch.{job_class.mode}.extract")
         run(job_class, args, comm)
     except SystemExit:
         raise

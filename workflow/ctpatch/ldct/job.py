@@ -1,8 +1,9 @@
 """LDCT input/target mode for the MPI extraction: one work unit per selected slice pair.
 
-Inputs (``--inputs`` JSON): ``{"pairs": [T1.tsv, T2.tsv, ...]}``, one or more pair tables
-written by :mod:`ctpatch.ldct.pairing` (a single path string is accepted too).  Several tables
-are several patients in one run.  Only the rows with ``selected`` true are used; they are
+Inputs: ``{"pairs": [T1.tsv, T2.tsv, ...]}``, one or more pair tables written by
+:mod:`ctpatch.ldct.pairing` (a single path string is accepted too; on the command line ``--pairs``
+of :mod:`ctpatch.ldct.extract`, one table per group).  Several tables are several patients in one
+run.  Only the rows with ``selected`` true are used; they are
 concatenated in the given table order (within a table in its ``pair_index`` order), and the
 **pair_index of this run is the row number in that concatenation** (0, 1, ...).  So the
 same tables in the same order give the same pair_index; changing the order of the tables

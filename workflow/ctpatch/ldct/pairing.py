@@ -35,6 +35,9 @@ temporary name and renamed when complete.
 Usage: ``python -m ctpatch.ldct.pairing --patient-dir data/L096 --settings-file pairs.json
 --table-out L096.pairs.tsv --report-out L096.pairs.json`` (a settings file of scope ``pairs``,
 :mod:`ctpatch.settings`: ``input_dir``, ``target_dir``, ``pair_by``, ``on_error``, ``random_n``, ``seed``).
+Several patients in one process: ``--patient-dir data/L096 data/L143 --table-out L096.tsv L143.tsv
+--report-out L096.json L143.json`` (one table and report per patient, in the same order, named after
+it); every patient is paired even after one failed, so one run names every bad patient.
 """
 
 from __future__ import annotations
@@ -163,35 +166,56 @@ def write_table(path, table: pd.DataFrame) -> None:
         table.to_csv(tmp, sep="\t", index=False)
 
 
-def main(argv=None) -> int:
-    """``python -m ctpatch.ldct.pairing`` with ``argv`` (default: the command line); returns the exit status
-    (0 done, 1 an error reported in one line naming the file or key)."""
-    ap = argparse.ArgumentParser(prog="python -m ctpatch.ldct.pairing", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--patient-dir", required=True, help="the patient folder (its name is the patient id)")
-    ap.add_argument(
-        "--settings-file",
-        required=True,
-        help="settings of scope 'pairs' (input_dir, target_dir, pair_by, on_error, random_n, seed)",
-    )
-    ap.add_argument("--table-out", required=True)
-    ap.add_argument("--report-out", required=True)
-    args = ap.parse_args(argv)
+def pair_patient(patient_dir, settings, table_out, report_out) -> int:
+    """Pair one patient and write its table and report; 1 (nothing written) on an error, reported in one line."""
+    s = settings
     try:
-        s = read_settings(args.settings_file, scope="pairs")
         table, report = build(
-            args.patient_dir, s["input_dir"], s["target_dir"], s["pair_by"], s["on_error"], s["random_n"], s["seed"]
+            patient_dir, s["input_dir"], s["target_dir"], s["pair_by"], s["on_error"], s["random_n"], s["seed"]
         )
-    except (PairingError, ConfigError) as exc:
+    except PairingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    write_table(args.table_out, table)
-    write_json(args.report_out, report)
+    write_table(table_out, table)
+    write_json(report_out, report)
     c = report["counts"]
     print(f"{report['patient']}: {c['pairs']} pairs ({c['selected']} selected), {c['problems']} problems")
     return 0
 
 
-if __name__ == "__main__":
-    from ctpatch.cli import batched, run_cli
+def main(argv=None) -> int:
+    """``python -m ctpatch.ldct.pairing`` with ``argv`` (default: the command line); returns the exit status
+    (0 done, 1 an error reported in one line naming the file or key)."""
+    from ctpatch.cli import per_group, run_each
 
-    sys.exit(run_cli(batched(main)))  # --groups G1 G2 ...: one run per group (patient) in this one process
+    ap = argparse.ArgumentParser(prog="python -m ctpatch.ldct.pairing", description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--patient-dir", nargs="+", required=True, help="the patient folder(s) (a folder's name is the patient id)"
+    )
+    ap.add_argument(
+        "--settings-file",
+        required=True,
+        help="settings of scope 'pairs' (input_dir, target_dir, pair_by, on_error, random_n, seed)",
+    )
+    ap.add_argument("--table-out", nargs="+", required=True, help="one pair table per patient, in the same order")
+    ap.add_argument("--report-out", nargs="+", required=True, help="one report per patient, in the same order")
+    args = ap.parse_args(argv)
+    patients = [Path(os.path.abspath(d)).name for d in args.patient_dir]
+    try:
+        tables = per_group(patients, args.table_out, "--table-out", each=1)
+        reports = per_group(patients, args.report_out, "--report-out", each=1)
+    except ValueError as exc:
+        ap.error(str(exc))
+    try:
+        settings = read_settings(args.settings_file, scope="pairs")
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    jobs = list(zip(args.patient_dir, tables, reports))
+    return run_each(jobs, lambda job: pair_patient(job[0], settings, job[1][0], job[2][0]))
+
+
+if __name__ == "__main__":
+    from ctpatch.cli import run_cli
+
+    sys.exit(run_cli(main))

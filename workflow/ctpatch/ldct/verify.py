@@ -550,28 +550,51 @@ def _check_sample(files, paths, prov, where, pairs_path, s, sample: int, report:
     return fails
 
 
+def verify_group(patches, tables, settings: dict, sample: int, report_out) -> int:
+    """Verify one group's files (every part) against its pair table(s) and write its report; the exit status."""
+    try:
+        report = verify_ldct(patches, tables, settings, sample=sample)
+    except (OSError, ValueError) as exc:  # e.g. a corrupt chunk of a small dataset, read whole
+        report = {"files": patches, "ok": False, "failures": [str(exc)]}
+    return finish_report(report, patches, report_out)
+
+
 def main(argv=None) -> int:
+    """``python -m ctpatch.ldct.verify``: one ``--report-out`` verifies every ``--patches`` file against every
+    ``--pairs`` table (one run); several verify one patient each, every patient even after one failed:
+    its table, its files (each patient's parts together) and its report at the same position, each named
+    after the table (``--pairs L096.tsv L143.tsv --patches L096.h5 L143.h5 --report-out L096.verify.json
+    L143.verify.json``)."""
+    from ctpatch.cli import per_group, run_each
+
     ap = argparse.ArgumentParser(prog="python -m ctpatch.ldct.verify", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--patches", nargs="+", required=True)
+    ap.add_argument("--patches", nargs="+", required=True, help="the patch file(s), each patient's parts together")
     ap.add_argument("--pairs", nargs="+", required=True, help="the pair table(s), in the extraction's order")
     ap.add_argument("--settings-file", required=True, help="settings of scope 'patches'")
-    ap.add_argument("--inputs", help="JSON inputs of the extraction (given: regenerate the sample)")
-    ap.add_argument("--sample", type=int, default=SAMPLE, help="patches per file and kind regenerated and compared")
-    ap.add_argument("--report-out", required=True)
+    ap.add_argument(
+        "--sample", type=int, default=SAMPLE, help="patches per file and kind regenerated and compared (0: none)"
+    )
+    ap.add_argument("--report-out", nargs="+", required=True, help="one report, or one per pair table")
     args = ap.parse_args(argv)
+    if len(args.report_out) == 1:
+        groups = [(list(args.patches), list(args.pairs), args.report_out[0])]
+    else:
+        names = [Path(t).stem for t in args.pairs]
+        try:
+            reports = per_group(names, args.report_out, "--report-out", each=1)
+            patches = per_group(names, args.patches, "--patches")
+        except ValueError as exc:
+            ap.error(str(exc))
+        groups = [(p, [t], r[0]) for p, t, r in zip(patches, args.pairs, reports)]
     try:
         settings = read_settings(args.settings_file, scope="patches")
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    try:
-        report = verify_ldct(args.patches, args.pairs, settings, sample=args.sample if args.inputs else 0)
-    except (OSError, ValueError) as exc:  # e.g. a corrupt chunk of a small dataset, read whole
-        report = {"files": args.patches, "ok": False, "failures": [str(exc)]}
-    return finish_report(report, args.patches, args.report_out)
+    return run_each(groups, lambda g: verify_group(g[0], g[1], settings, args.sample, g[2]))
 
 
 if __name__ == "__main__":
-    from ctpatch.cli import batched, run_cli
+    from ctpatch.cli import run_cli
 
-    sys.exit(run_cli(batched(main)))  # --groups G1 G2 ...: one run per group (patient) in this one process
+    sys.exit(run_cli(main))

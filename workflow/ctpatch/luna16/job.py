@@ -1,6 +1,7 @@
 """LUNA16 nodule mode for the MPI extraction: one work unit per scan.
 
-``Job(settings, inputs)`` takes the two dicts below (the CLI passes them as JSON) and writes
+``Job(settings, inputs)`` takes the two dicts below (the CLI builds ``inputs`` from its arguments,
+:func:`add_input_arguments`) and writes
 through the patch-sink protocol (:class:`ctpatch.store.sink.PatchSink`); :meth:`Job.run` cuts any span
 of a scan's items (nodule patches, then negatives), so the extraction can split a scan into blocks.
 
@@ -8,9 +9,10 @@ In memory, ``inputs`` may instead give ``scans``: a list of ``{"uid", "volume", 
 (volume and mask as (z, y, x) arrays, the sidecar dict :func:`ctpatch.luna16.convert.convert` returns) and
 ``nodules`` as a ``pandas.DataFrame`` (``explain`` regenerates a patch this way, without files).
 
-Inputs (``--inputs`` JSON): ``sidecars`` (the converted scans' JSON files, the ``.npy`` beside
-each), ``masks_dir`` (label volumes ``<uid>.npy``), ``nodules`` (the subset's nodule table) and,
-for the ``candidates`` strategy, ``candidates`` (candidates.csv).  Settings (``--settings-file``,
+Inputs: ``sidecars`` (the converted scans' JSON files, the ``.npy`` beside each), ``masks_dir``
+(label volumes ``<uid>.npy``), ``nodules`` (the subset's nodule table) and, for the ``candidates``
+strategy, ``candidates`` (candidates.csv); on the command line ``--sidecars``, ``--masks-dir``,
+``--nodules``, ``--candidates``.  Settings (``--settings-file``,
 scope ``patches`` of :mod:`ctpatch.settings`): ``seed``, ``buffer_patches`` and the ``luna16`` keys
 ``patch``, ``negatives`` and ``output``.
 
@@ -143,6 +145,26 @@ class _Scan:
         return label_patch(box, self.pool), bool(box.any())
 
 
+def add_input_arguments(ap, required: bool = True) -> None:
+    """The inputs as command-line arguments (``ctpatch.luna16.extract``; ``ctpatch.luna16.verify``, where
+    they are optional: given, a sample of patches is regenerated from them)."""
+    ap.add_argument(
+        "--sidecars", nargs="+", required=required, help="the converted scans' JSON sidecars (the .npy beside each)"
+    )
+    ap.add_argument("--masks-dir", required=required, help="the subset's label volumes <uid>.npy")
+    ap.add_argument("--candidates", default=None, help="candidates.csv (negatives.strategy: candidates)")
+
+
+def input_paths(args) -> dict:
+    """The ``inputs`` of :class:`Job` from the parsed arguments (:func:`add_input_arguments`, ``--nodules``)."""
+    return {
+        "sidecars": list(args.sidecars),
+        "masks_dir": args.masks_dir,
+        "nodules": args.nodules,
+        "candidates": args.candidates,
+    }
+
+
 class Job:
     """The LUNA16 extraction of one subset: ``Job(settings, inputs)`` (see the module docstring)."""
 
@@ -196,6 +218,11 @@ class Job:
         self.candidates = None
         self.candidates_outside: dict[str, int] = {}
         if self.neg.strategy == "candidates":
+            if not inp.get("candidates"):
+                raise ValueError(
+                    "negatives.strategy 'candidates': expected the candidates table (--candidates candidates.csv), "
+                    "got none"
+                )
             cand = read_candidates(inp["candidates"])
             self.candidates = cand[(cand["class"] == 0) & cand["seriesuid"].isin(self.uids)]
         self._scan: tuple[str, _Scan] | None = None  # the scan prepared last (a rank's spans come in order)

@@ -19,7 +19,9 @@ layout, so the regenerated sample checks them voxel for voxel).  LDCT: see :mod:
 Every report also says what a reader outside ctpatch needs (``reader``, from the files'
 codecs, :func:`ctpatch.store.reading.reader_needs`), and the command prints it.
 
-Usage: ``python -m ctpatch.luna16.verify --patches X.h5 --nodules T.tsv --settings-file patches.json --inputs JSON --report-out R.json``
+Usage: ``python -m ctpatch.luna16.verify --patches X.h5 --nodules T.tsv --settings-file patches.json
+--sidecars volumes/*.json --masks-dir labels/masks [--candidates candidates.csv] --report-out R.json``
+(the extraction's inputs, as ``ctpatch.luna16.extract`` takes them: given, a sample is regenerated).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def verify_luna(
 ) -> dict:
     """Check one LUNA16 subset file; return the report (``ok`` false on any failure).
 
-    ``inputs``: the extraction's inputs (``--inputs`` of ``ctpatch.luna16.extract``), from which ``sample``
+    ``inputs``: the extraction's inputs (:class:`ctpatch.luna16.job.Job`'s), from which ``sample``
     patches of each kind are regenerated; ``None`` skips the regenerated sample.
     """
     fails: list[str] = []
@@ -292,23 +294,28 @@ def _check_volumes(f: h5py.File, settings: LunaPatches, scans: list[str], inputs
 
 
 def main(argv=None) -> int:
+    from ctpatch.luna16.job import add_input_arguments, input_paths
+
     ap = argparse.ArgumentParser(prog="python -m ctpatch.luna16.verify", description=__doc__.split("\n\n")[0])
     ap.add_argument("--patches", nargs="+", required=True)
     ap.add_argument("--nodules", required=True, help="the subset's nodule table")
-    ap.add_argument("--scans", nargs="*", default=[], help="the subset's series uids")
+    ap.add_argument("--scans", nargs="*", default=None, help="the subset's series uids (default: the sidecars')")
     ap.add_argument("--settings-file", required=True, help="settings of scope 'patches'")
-    ap.add_argument("--inputs", help="JSON inputs of the extraction (to regenerate the sample)")
+    add_input_arguments(ap, required=False)
     ap.add_argument("--sample", type=int, default=SAMPLE, help="patches per file and kind regenerated and compared")
     ap.add_argument("--report-out", required=True)
     args = ap.parse_args(argv)
+    if (args.sidecars is None) != (args.masks_dir is None):
+        ap.error("--sidecars and --masks-dir: expected both (a sample is regenerated from them) or neither")
+    inputs = input_paths(args) if args.sidecars else None
+    scans = args.scans if args.scans is not None else [Path(p).stem for p in args.sidecars or []]
     try:
         settings = read_settings(args.settings_file, scope="patches")
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    inputs = json.loads(args.inputs) if args.inputs else None
     try:
-        report = verify_luna(args.patches[0], args.nodules, settings, args.scans, inputs, args.sample)
+        report = verify_luna(args.patches[0], args.nodules, settings, scans, inputs, args.sample)
     except (OSError, ValueError) as exc:  # e.g. a corrupt chunk of a small dataset, read whole
         report = {"files": args.patches, "ok": False, "failures": [str(exc)]}
     return finish_report(report, args.patches, args.report_out)

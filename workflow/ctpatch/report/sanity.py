@@ -24,7 +24,9 @@ The patches are drawn uniformly without replacement over all given files with
 while others are left, so the picture shows tissue when the file has any.  The PNG is written
 through a temporary name (Agg backend).
 
-Usage: ``python -m ctpatch.report.sanity --patches X.h5 [Y.h5 ...] --out pairs.png --n 8 --seed 0``
+Usage: ``python -m ctpatch.report.sanity --patches X.h5 [Y.h5 ...] --out pairs.png --n 8 --seed 0``; one
+picture per patient in one process: ``--patches L096.h5 L143.h5 --out L096.png L143.png`` (each
+picture's files together, in the order of the pictures, named after it: ``L096.part0.h5 L096.part1.h5``).
 
 Length (~410 lines): the pictures of both modes (LUNA16's three planes through the label centre,
 LDCT's input/target pairs) share the layout, windowing and caption code.
@@ -452,9 +454,11 @@ def write_png(paths, out, n: int = 8, seed: int = 0, **options) -> list[str]:
 def main(argv=None) -> int:
     """``python -m ctpatch.report.sanity`` with ``argv`` (default: the command line); returns the exit status
     (0 done, 1 an error reported in one line naming the file or key)."""
+    from ctpatch.cli import per_group, run_each
+
     ap = argparse.ArgumentParser(prog="python -m ctpatch.report.sanity", description=__doc__.split("\n\n")[0])
     ap.add_argument("--patches", nargs="+", required=True, help="merged patch file(s) of one mode")
-    ap.add_argument("--out", required=True, help="the PNG to write")
+    ap.add_argument("--out", nargs="+", required=True, help="the PNG to write (several: one per group of files)")
     ap.add_argument("--n", type=int, default=8, help="number of patches shown")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--kind", choices=["nodule", "non_nodule"], help="LUNA16: show only this group")
@@ -462,17 +466,30 @@ def main(argv=None) -> int:
     ap.add_argument("--grid", action="store_true", help="LUNA16: axial mid-slices in a compact grid")
     args = ap.parse_args(argv)
     try:
-        titles = write_png(
-            args.patches, args.out, args.n, args.seed, kind=args.kind, centre_only=args.centre_only, grid=args.grid
+        files = (
+            [list(args.patches)]
+            if len(args.out) == 1
+            else per_group([Path(o).stem for o in args.out], args.patches, "--patches")
         )
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.out}: {len(titles)} patches")
-    return 0
+    except ValueError as exc:
+        ap.error(str(exc))
+
+    def picture(job) -> int:
+        patches, out = job
+        try:
+            titles = write_png(
+                patches, out, args.n, args.seed, kind=args.kind, centre_only=args.centre_only, grid=args.grid
+            )
+        except (ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {out}: {len(titles)} patches")
+        return 0
+
+    return run_each(list(zip(files, args.out)), picture)
 
 
 if __name__ == "__main__":
-    from ctpatch.cli import batched, run_cli
+    from ctpatch.cli import run_cli
 
-    sys.exit(run_cli(batched(main)))  # --groups G1 G2 ...: one run per group (patient) in this one process
+    sys.exit(run_cli(main))
