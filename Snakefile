@@ -39,7 +39,6 @@ rule all:
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/settings.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/luna16.smk"
 include: "workflow/rules/ldct.smk"

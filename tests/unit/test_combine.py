@@ -56,7 +56,7 @@ def read_all(paths):
 def test_in_order_the_parts_are_the_sources_one_after_the_other(tmp_path, sources):
     paths, values = sources
     outs = [tmp_path / "combined" / f"all.part{i}.h5" for i in range(2)]
-    counts = combine(paths, outs, seed=0, shuffle=False)
+    counts = combine(paths, outs, seed=0, shuffle=False, how="virtual")
     assert counts["per_part"] == [11, 10] and counts["patches"] == 21
     assert counts["mappings_per_part"] == [2, 2]  # L001 + 4 rows of L002 | 1 row of L002 + L003
     got = read_all(outs)
@@ -73,7 +73,7 @@ def test_in_order_the_parts_are_the_sources_one_after_the_other(tmp_path, source
 def test_shuffled_parts_mix_patients_and_hold_every_patch_once(tmp_path, sources):
     paths, values = sources
     outs = [tmp_path / "combined" / f"all.part{i}.h5" for i in range(3)]
-    combine(paths, outs, seed=4, shuffle=True)
+    combine(paths, outs, seed=4, shuffle=True, how="virtual")
     got = read_all(outs)
     v = got["input"][:, 0, 0, 0]
     assert sorted(v.tolist()) == sorted(values.tolist()) and not np.array_equal(v, values)
@@ -87,13 +87,13 @@ def test_shuffled_parts_mix_patients_and_hold_every_patch_once(tmp_path, sources
     assert check_combined(outs, paths) == []
     # the same seed gives the same files
     again = [tmp_path / "again" / o.name for o in outs]
-    combine(paths, again, seed=4, shuffle=True)
+    combine(paths, again, seed=4, shuffle=True, how="virtual")
     assert np.array_equal(read_all(again)["input"], got["input"])
 
 
 def test_relative_sources_survive_moving_the_results_folder(tmp_path, sources):
     paths, values = sources
-    combine(paths, [tmp_path / "combined" / "all.h5"], seed=0, shuffle=True)
+    combine(paths, [tmp_path / "combined" / "all.h5"], seed=0, shuffle=True, how="virtual")
     moved = tmp_path.parent / (tmp_path.name + "-moved")
     shutil.copytree(tmp_path, moved)
     shutil.rmtree(tmp_path / "patches")
@@ -104,7 +104,7 @@ def test_relative_sources_survive_moving_the_results_folder(tmp_path, sources):
 def test_check_finds_a_source_changed_after_combining(tmp_path, sources):
     paths, _ = sources
     outs = [tmp_path / "combined" / "all.h5"]
-    combine(paths, outs, seed=0, shuffle=False)
+    combine(paths, outs, seed=0, shuffle=False, how="virtual")
     patient_file(paths[1], "L002", COUNTS["L002"] - 1)  # rewritten with one patch fewer
     fails = check_combined(outs, paths)
     assert fails and any("past the end" in m or "differs" in m for m in fails)
@@ -114,7 +114,7 @@ def test_files_of_other_settings_are_refused(tmp_path, sources):
     paths, _ = sources
     patient_file(paths[2], "L003", 3, settings='{"seed": 1}')
     with pytest.raises(CombineError, match="L003.h5: made with other settings"):
-        combine(paths, [tmp_path / "c.h5"], seed=0, shuffle=False)
+        combine(paths, [tmp_path / "c.h5"], seed=0, shuffle=False, how="virtual")
 
 
 def test_order_and_runs_helpers():
@@ -129,7 +129,7 @@ def test_copy_holds_the_same_rows_as_real_datasets(tmp_path, sources):
     paths, _ = sources
     virtual = [tmp_path / "v" / f"all.part{i}.h5" for i in range(2)]
     copied = [tmp_path / "c" / f"all.part{i}.h5" for i in range(2)]
-    combine(paths, virtual, seed=9, shuffle=True)
+    combine(paths, virtual, seed=9, shuffle=True, how="virtual")
     combine(paths, copied, seed=9, shuffle=True, how="copy")
     a, b = read_all(virtual), read_all(copied)
     for k in a:
@@ -137,3 +137,28 @@ def test_copy_holds_the_same_rows_as_real_datasets(tmp_path, sources):
     with h5py.File(copied[0], "r") as f:
         assert not f["input"].is_virtual and f["input"].chunks == (1, 1, 4, 4) and f.attrs["combined"] == "copy"
     assert check_combined(copied, paths) == []
+
+
+def test_a_virtual_file_away_from_its_sources_reads_no_patch_as_data(tmp_path, sources):
+    """Moved away from the per-patient files, a virtual combined file reads NaN (never a patch) through
+    plain h5py, and ctpatch's readers refuse it naming the missing file."""
+    from ctpatch.readers import PatchDataset
+
+    paths, values = sources
+    out = tmp_path / "combined" / "all.h5"
+    combine(paths, [out], seed=0, shuffle=False, how="virtual")
+    with h5py.File(out, "r") as f:
+        assert np.array_equal(f["input"][:, 0, 0, 0].astype(np.float32), values)  # beside its sources: the data
+    moved = tmp_path / "elsewhere" / "deeper" / "all.h5"  # the sources' relative names lead nowhere from here
+    moved.parent.mkdir(parents=True)
+    shutil.copyfile(out, moved)
+    with h5py.File(moved, "r") as f:
+        assert np.isnan(f["input"][...].astype(np.float32)).all() and np.isnan(f["target"][...]).all()
+    with pytest.raises(ValueError, match=r"deeper/all\.h5: .*not there, e\.g\. .*L001\.h5"):
+        PatchDataset([moved])
+
+
+def test_integer_virtual_files_fill_with_the_dtype_limit():
+    from ctpatch.ldct.combine import _fill
+
+    assert _fill("int16") == -32768 and _fill("uint16") == 65535 and np.isnan(_fill("float16"))

@@ -33,12 +33,18 @@ DEMO_ROOT = f"{RES}/demo/luna16"
 
 # ---------------------------------------------------------------- settings files (ctpatch.settings)
 def get_settings_file(scope):
-    """The settings file of one scope of this mode (rule write_settings), e.g. ``patches``."""
+    """The settings file of one scope of this mode, e.g. ``patches`` (written below, when parsing)."""
     return f"{RES}/{MODE}/settings/{scope}.json"
 
 
-def get_scope_settings_text(wildcards):
-    return cfg.settings_text(cfg.scope_settings(config, wildcards.scope), wildcards.scope)
+# Each scope's settings file is written when the workflow is parsed, and only when its text changed:
+# its time stamp then carries a changed setting to every step that reads it, whatever the rerun
+# triggers (--rerun-triggers mtime, a second clone on the same results, no .snakemake metadata).
+for _scope in cfg.SCOPES[MODE]:
+    try:
+        cfg.sync_settings(cfg.scope_settings(config, _scope), get_settings_file(_scope), _scope)
+    except OSError as exc:
+        refuse(f"{get_settings_file(_scope)}: cannot write the settings file: {exc.strerror or exc}")
 
 
 # ---------------------------------------------------------------- the groups of the run, per mode
@@ -149,6 +155,7 @@ def get_accounting_inputs(wildcards):
         "nodules": [f"{RES}/luna16/labels/{g}/nodules.tsv" for g in GROUPS],
         "patches": get_all_patch_files(),
         "settings": get_settings_file("patches"),
+        "check": get_settings_file("check"),  # the root and the duplicate policy
     }
 
 
@@ -173,7 +180,8 @@ def get_verify_reports(wildcards):
 
 
 def get_plan_inputs(wildcards):
-    """The plan comes after the pre-flight check (LUNA16) or the slice pairing (LDCT)."""
+    """The plan comes after the pre-flight check (LUNA16) or the slice pairing (LDCT): a bad input is
+    reported once, by the step that names the file."""
     return {"checked": CHECKED, "settings": get_settings_file("plan")}
 
 

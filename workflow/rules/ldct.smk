@@ -31,8 +31,6 @@ if MODE == "ldct":
         """LDCT, all patients in one MPI world: extract.tasks ranks cut and compress the patches; rank 0 writes each chunk once at its final (seeded-shuffle) row, one patient's file(s) after the other; results/ldct/patches/PATIENT.h5."""
         input:
             settings=get_settings_file("patches"),
-            # the free-space check before any work needs the estimated output size (one copy: no shards)
-            plan=f"{RES}/ldct/report/plan.json",
             pairs=get_pair_tables(),
         output:
             get_all_patch_files(),
@@ -46,6 +44,8 @@ if MODE == "ldct":
         resources:
             mpi=config["extract"]["mpi"],
             tasks=config["extract"]["tasks"],
+            # patches a rank compresses at a time: memory, not bytes (a resource: changing it reruns nothing)
+            buffer_patches=config["extract"]["buffer_patches"],
         shell:
             # --set-resources extract_patches:tasks=0 (or "x") must be named as such, not left to the launcher
             "if ! [ {resources.tasks:q} -ge 1 ] 2>/dev/null; then echo 'error: extract_patches: resources.tasks "
@@ -54,7 +54,7 @@ if MODE == "ldct":
             "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "  # one core per rank: BLAS threads would fight the other ranks
             # resources.mpi is a command with its own words (e.g. "srun --mpi=pmi2"): deliberately not quoted
             '{resources.mpi} -n {resources.tasks:q} "$CTPATCH_PYTHON" -m ctpatch.ldct.extract --ranks {resources.tasks:q} '
-            "--settings-file {input.settings:q} --plan {input.plan:q} --pairs {input.pairs:q} --out {output:q} "
+            "--settings-file {input.settings:q} --buffer-patches {resources.buffer_patches:q} --pairs {input.pairs:q} --out {output:q} "
             "> {log:q} 2>&1"
 
     rule verify_patches:

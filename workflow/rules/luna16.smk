@@ -23,15 +23,17 @@ if MODE == "luna16":
             "../../envs/ctpatch.yaml"
         params:
             subsets=GROUPS,
+            run=get_settings_file("run"),  # not an input: its policies rerun nothing (ctpatch.settings.UNTRACKED)
         shell:
-            '"$CTPATCH_PYTHON" -m ctpatch.luna16.check --settings-file {input.settings:q} --subsets {params.subsets:q} '
+            '"$CTPATCH_PYTHON" -m ctpatch.luna16.check --settings-file {input.settings:q} --run-settings-file {params.run:q} '
+            "--subsets {params.subsets:q} "
             "--scans-out {output.scans:q} --report-out {output.report:q} > {log:q} 2>&1"
 
     rule convert_mhd:
         """LUNA16, one scan: resample (isotropic 1.25 mm), HU window, .npy (z, y, x) + JSON sidecar (grid, source, settings); results/luna16/volumes/SUBSET/."""
         input:
             unpack(get_scan_files),
-            checked=f"{RES}/luna16/checks/scans.tsv",
+            checked=f"{RES}/luna16/checks/scans.tsv",  # the pre-flight check first
             settings=get_settings_file("convert"),
         output:
             npy=f"{RES}/luna16/volumes/{{subset}}/{{uid}}.npy",
@@ -44,16 +46,18 @@ if MODE == "luna16":
             "../../envs/ctpatch.yaml"
         # one scan per core: SimpleITK gets as many threads (a profile may raise it with set-threads)
         threads: 1
+        params:
+            run=get_settings_file("run"),  # the plausibility check: not an input (ctpatch.settings.UNTRACKED)
         shell:
             '"$CTPATCH_PYTHON" -m ctpatch.luna16.convert --scan {input.mhd:q} --npy-out {output.npy:q} --json-out {output.json:q} '
-            "--settings-file {input.settings:q} --threads {threads:q} > {log:q} 2>&1"
+            "--settings-file {input.settings:q} --run-settings-file {params.run:q} --threads {threads:q} > {log:q} 2>&1"
 
     rule make_labels:
         """LUNA16, one subset: annotation spheres via the direction cosines, nodule table; results/luna16/labels/SUBSET/."""
         input:
             sidecars=get_sidecars,
             annotations=luna_table("annotations"),
-            checked=f"{RES}/luna16/checks/scans.tsv",
+            checked=f"{RES}/luna16/checks/scans.tsv",  # the pre-flight check first
             settings=get_settings_file("check"),  # duplicate_annotations
         output:
             masks=directory(f"{RES}/luna16/labels/{{subset}}/masks"),
@@ -70,8 +74,6 @@ if MODE == "luna16":
         """LUNA16, one subset: extract.tasks MPI ranks cut and compress the patches; rank 0 writes each chunk once at its final (seeded-shuffle) row; results/luna16/patches/SUBSET.h5."""
         input:
             settings=get_settings_file("patches"),
-            # the free-space check before any work needs the estimated output size (one copy: no shards)
-            plan=f"{RES}/luna16/report/plan.json",
             sidecars=get_sidecars,
             volumes=get_volume_arrays,  # read through their sidecars
             masks=f"{RES}/luna16/labels/{{subset}}/masks",
@@ -89,6 +91,8 @@ if MODE == "luna16":
         resources:
             mpi=config["extract"]["mpi"],
             tasks=config["extract"]["tasks"],
+            # patches a rank compresses at a time: memory, not bytes (a resource: changing it reruns nothing)
+            buffer_patches=config["extract"]["buffer_patches"],
         params:
             candidates=get_candidates_args,  # ["--candidates", candidates.csv] or nothing
         shell:
@@ -99,7 +103,7 @@ if MODE == "luna16":
             "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "  # one core per rank: BLAS threads would fight the other ranks
             # resources.mpi is a command with its own words (e.g. "srun --mpi=pmi2"): deliberately not quoted
             '{resources.mpi} -n {resources.tasks:q} "$CTPATCH_PYTHON" -m ctpatch.luna16.extract --ranks {resources.tasks:q} '
-            "--settings-file {input.settings:q} --plan {input.plan:q} --group {wildcards.subset:q} --out {output:q} "
+            "--settings-file {input.settings:q} --buffer-patches {resources.buffer_patches:q} --group {wildcards.subset:q} --out {output:q} "
             "--sidecars {input.sidecars:q} --masks-dir {input.masks:q} --nodules {input.nodules:q} {params.candidates:q} "
             "> {log:q} 2>&1"
 
@@ -164,7 +168,7 @@ if MODE == "luna16":
             "../../envs/ctpatch.yaml"
         shell:
             '"$CTPATCH_PYTHON" -m ctpatch.luna16.accounting --annotations {input.annotations:q} --settings-file {input.settings:q} '
-            "--nodules {input.nodules:q} --patches {input.patches:q} "
+            "--check-settings-file {input.check:q} --nodules {input.nodules:q} --patches {input.patches:q} "
             "--out {output.table:q} --summary-out {output.summary:q} > {log:q} 2>&1"
 
     rule nodule_pictures:

@@ -5,21 +5,21 @@ A mode's entry point (``python -m ctpatch.luna16.extract``, ``python -m ctpatch.
 the mode's arguments, and ``groups(args)``, which turns the parsed arguments into the job's
 :class:`Group` list: one subset, or one group per patient).  The program first checks that the MPI
 world has the size it was asked for: a launcher that starts N separate one-rank worlds (``srun -n
-N`` without ``--mpi=pmi2``) would otherwise write N copies.  Then rank 0 checks the free space for the patch
-files (the plan's estimate), and every group of the job runs through :func:`ctpatch.engine.run.extract`
-in this one world (one start-up, not one per patient).  A rank that fails stops every rank.
+N`` without ``--mpi=pmi2``) would otherwise write N copies.  Every group of the job runs through
+:func:`ctpatch.engine.run.extract` in this one world (one start-up, not one per patient), its files
+recording the settings and inputs that made them (:func:`ctpatch.store.identity.record`).  A rank that
+fails stops every rank.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctpatch.engine.run import comm_host, extract
+from ctpatch.engine.run import comm_host, extract, extraction_attrs
 from ctpatch.settings import read_settings
 
 
@@ -33,29 +33,13 @@ def run(job_class, args, comm) -> None:
     # the host shows where the launcher put each rank (two hosts when a job spans two nodes)
     print(f"rank {rank}: MPI world size {size} on host {comm_host()}", flush=True)
     groups = args.groups
-    if args.plan and rank == 0:  # before any work: the patch files (one copy, no shards) must fit
-        from ctpatch.store.diskspace import check_free, extraction_need
-
-        names = [g.name for g in groups]
-        check_free(
-            Path(groups[0].out[0]).parent,
-            sum(extraction_need(args.plan, name) for name in names),
-            f"{names[0]}'s patch file(s) (the plan's estimate)"
-            if len(names) == 1
-            else f"the patch files of {len(names)} groups (the plan's estimate)",
-        )
-    comm.barrier()
     settings = read_settings(args.settings_file, scope="patches")
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     for g in groups:  # one MPI world for every group of the job: one start-up, not one per patient
         job = job_class(settings, g.inputs)
-        attrs = {
-            "settings": json.dumps(settings, sort_keys=True),
-            "mode": job.mode,
-            "seed": job.seed,
-            "group": g.group,
-        }
-        counts = extract(job, g.out, attrs, comm, log=log)
+        counts = extract(
+            job, g.out, extraction_attrs(settings, job, g.group), comm, log=log, buffer=args.buffer_patches
+        )
         if rank == 0:
             print(f"extraction done: {counts} rows in {', '.join(g.out)} on {size} ranks", flush=True)
 
@@ -74,11 +58,16 @@ class Group:
 
 
 def parse_args(arguments, argv=None, prog: str = "python -m ctpatch.<mode>.extract"):
-    """``--ranks``, ``--plan``, ``--settings-file`` and ``--out``, plus the mode's ``arguments``; the job's
+    """``--ranks``, ``--buffer-patches``, ``--settings-file`` and ``--out``, plus the mode's ``arguments``; the job's
     groups in ``args.groups`` (a bad combination of arguments exits 2 naming the argument)."""
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     ap.add_argument("--ranks", type=int, required=True, help="the MPI world size this run must have")
-    ap.add_argument("--plan", default=None, help="plan.json: check free space for the group(s) before any work")
+    ap.add_argument(
+        "--buffer-patches",
+        type=int,
+        required=True,
+        help="patches per dataset a rank compresses at a time (extract.buffer_patches; memory, not bytes)",
+    )
     ap.add_argument(
         "--out", nargs="+", required=True, help="the patch file(s): one, or output.nsplit parts, per group in order"
     )
@@ -89,6 +78,8 @@ def parse_args(arguments, argv=None, prog: str = "python -m ctpatch.<mode>.extra
     args = ap.parse_args(argv)
     if args.ranks < 1:
         ap.error(f"Expected --ranks >= 1, got {args.ranks}")
+    if args.buffer_patches < 1:
+        ap.error(f"Expected --buffer-patches >= 1, got {args.buffer_patches}")
     try:
         args.groups = arguments.groups(args)
     except ValueError as exc:

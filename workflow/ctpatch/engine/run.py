@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from ctpatch.engine.blocks import AHEAD, BLOCK_PATCHES, Unit, owners, spans
+from ctpatch.store.diskspace import check_free
 
 
 def comm_host() -> str:
@@ -49,10 +50,14 @@ class _SelfComm:
         pass
 
 
-def extract(job, outputs, attrs: dict | None = None, comm=None, log=None) -> dict | None:
+def extract(job, outputs, attrs: dict | None = None, comm=None, log=None, *, buffer: int) -> dict | None:
     """Run ``job`` on every rank of ``comm`` (default: this process alone) into ``outputs``.
 
-    Returns the rows per provenance table on rank 0 (``None`` elsewhere).  Every rank must call it.
+    ``buffer``: patches per dataset a rank compresses at a time (``extract.buffer_patches``; it bounds
+    memory and does not change a byte).  Rank 0 checks the free disk space once the first block is in
+    (its compressed bytes per item times the items to come, :func:`disk_need`), and logs its progress
+    (:class:`Progress`).  Returns the rows per provenance table on rank 0 (``None`` elsewhere).  Every
+    rank must call it.
     """
     from ctpatch.store.writer import BlockSink, ChunkEncoder, PatchFileWriter
 
@@ -74,8 +79,8 @@ def extract(job, outputs, attrs: dict | None = None, comm=None, log=None) -> dic
         )
     specs = job.specs()
     work = spans(units, BLOCK_PATCHES, job.splittable)
-    encoder = ChunkEncoder(specs, job.buffer)
-    sink = BlockSink(encoder, job.buffer)
+    encoder = ChunkEncoder(specs, buffer)
+    sink = BlockSink(encoder, buffer)
     writer = None
     if rank == 0:
         totals = job.totals(units) if all(u.patches is not None for u in units) else None
@@ -94,7 +99,12 @@ def extract(job, outputs, attrs: dict | None = None, comm=None, log=None) -> dic
             if rank == 0:
                 if owner != 0:
                     block = comm.recv(source=owner, tag=b % 32768)
+                if b == 0:  # before anything is written: the file must fit
+                    need = disk_need(block, span_items(span, units), total_items(units), len(work))
+                    check_free(outputs[0].parent, need, f"{outputs[0].name} (estimated from its first block)")
+                    progress = Progress(outputs[0].stem, total_items(units), len(work), log)
                 writer.write(block)
+                progress.done(span_items(span, units))
             elif owner == rank:
                 pending.append(comm.isend(block, dest=0, tag=b % 32768))
                 while len(pending) > AHEAD:
@@ -111,3 +121,59 @@ def extract(job, outputs, attrs: dict | None = None, comm=None, log=None) -> dic
         encoder.close()
     comm.Barrier()
     return counts
+
+
+def extraction_attrs(settings, job, group: str = "") -> dict:
+    """The file attributes of one extraction: what made it (:func:`ctpatch.store.identity.record` of the
+    settings and the job's inputs), the mode, the seed and the group (subset or patient)."""
+    from ctpatch.store.identity import record
+
+    return {**record(settings, job.inputs_identity()), "mode": job.mode, "seed": job.seed, "group": group}
+
+
+def span_items(span, units) -> int | None:
+    """Items (patches with their rows) of a block's span, when known before it is cut."""
+    if span.stop is not None:
+        return span.stop - span.start
+    return units[span.unit].patches
+
+
+def total_items(units) -> int | None:
+    """Items of every unit, when every count is known (LUNA16; LDCT after its counting pass)."""
+    return sum(u.patches for u in units) if all(u.patches is not None for u in units) else None
+
+
+def disk_need(first, first_items: int | None, total: int | None, blocks: int, margin: float = 1.1) -> int:
+    """Bytes the output files need, estimated from the first block: its stored bytes per item times every
+    item when the counts are known, else its bytes times the blocks (an LDCT block is one slice pair);
+    ``margin`` and 1 MiB for the metadata."""
+    stored = sum(len(data) for chunks in first.chunks.values() for _, _, data in chunks)
+    estimate = stored / first_items * total if total is not None and first_items else stored * blocks
+    return int(estimate * margin) + (1 << 20)
+
+
+class Progress:
+    """Rank 0's progress lines: patches (or, when the counts are not known, blocks) done of the total, the
+    rate and the time left, at every tenth of the work or every ``every`` seconds, whichever comes first."""
+
+    def __init__(self, name: str, total: int | None, blocks: int, log, every: float = 30.0):
+        self.name, self.log, self.every = name, log, every
+        self.total, self.what = (total, "patches") if total is not None else (blocks, "blocks")
+        self.done_n = 0
+        self.start = self.last = time.perf_counter()
+        self.next_tenth = 1
+
+    def done(self, items: int | None) -> None:
+        self.done_n += items if self.what == "patches" and items is not None else 1
+        now = time.perf_counter()
+        share = self.done_n / self.total if self.total else 1.0
+        if share * 10 >= self.next_tenth or now - self.last >= self.every:
+            while self.next_tenth <= share * 10:
+                self.next_tenth += 1
+            self.last = now
+            rate = self.done_n / max(now - self.start, 1e-9)
+            left = (self.total - self.done_n) / rate if rate else float("inf")
+            self.log(
+                f"{self.name}: {share:.0%} ({self.done_n} of {self.total} {self.what}), "
+                f"{rate:.1f} {self.what}/s, {left:.0f} s left"
+            )

@@ -45,7 +45,7 @@ from ctpatch.core.rng import keyed_rng
 from ctpatch.store.atomic import atomic_path, write_json
 from ctpatch.store.codecs import codec_of, create_patch_dataset
 from ctpatch.store.h5 import h5py
-from ctpatch.store.writer import copy_chunks
+from ctpatch.store.writer import copy_chunks, write_table
 
 DATASETS = ("input", "target")
 #: how the combined parts hold the patches: maps onto the per-patient files, or copies of their chunks
@@ -120,7 +120,16 @@ def _check_sources(srcs, paths) -> None:
             )
 
 
-def combine(sources, outputs, seed: int, shuffle: bool, how: str = "virtual") -> dict:
+def _fill(dtype) -> float | int:
+    """The fill value of a virtual dataset: what a missing source reads as."""
+    dt = np.dtype(dtype)
+    if np.issubdtype(dt, np.floating):
+        return np.nan
+    info = np.iinfo(dt)
+    return int(info.min) if info.min < 0 else int(info.max)
+
+
+def combine(sources, outputs, seed: int, shuffle: bool, how: str) -> dict:
     """Write the combined part files ``outputs`` over the per-patient files ``sources``; return counts.
 
     ``how="virtual"``: ``input``/``target`` are virtual datasets (no patch written twice);
@@ -166,14 +175,16 @@ def combine(sources, outputs, seed: int, shuffle: bool, how: str = "virtual") ->
                     vsrc = [h5py.VirtualSource(r, name, shape=(c, *shape)) for r, c in zip(rel, counts)]
                     for start, k, row, n in spans:
                         layout[start : start + n] = vsrc[k][row : row + n]
-                    ds = dst.create_virtual_dataset(name, layout)
+                    # a missing source must not read as data: NaN (floats, which no patch holds), or the
+                    # dtype's extreme value; readers ask for the sources first (store.reading)
+                    ds = dst.create_virtual_dataset(name, layout, fillvalue=_fill(ref[name].dtype))
                     for key, value in ref[name].attrs.items():
                         ds.attrs[key] = value
-                dst.create_dataset("provenance/patch", data=every[offsets[pairs[:, 0]] + pairs[:, 1]])
+                write_table(dst, "provenance/patch", every[offsets[pairs[:, 0]] + pairs[:, 1]])
                 src = np.zeros(len(pairs), SOURCE_DTYPE)
                 src["source"], src["row"] = pairs[:, 0], pairs[:, 1]
-                dst.create_dataset("provenance/source", data=src)
-                dst.create_dataset("provenance/pair", data=pair_table)
+                write_table(dst, "provenance/source", src)
+                write_table(dst, "provenance/pair", pair_table)
                 for key, value in ref.attrs.items():
                     if key not in ("group", "part", "parts", "shuffled"):
                         dst.attrs[key] = value
@@ -248,7 +259,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", nargs="+", required=True, help="the combined part files (nsplit = their number)")
     ap.add_argument("--seed", type=int, required=True)
     ap.add_argument("--shuffle", choices=["yes", "no"], default="no")
-    ap.add_argument("--how", choices=HOW, default="virtual")
+    ap.add_argument("--how", choices=HOW, required=True, help="output.combined")
     ap.add_argument("--report-out", required=True)
     args = ap.parse_args(argv)
     try:

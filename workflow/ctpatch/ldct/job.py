@@ -105,7 +105,21 @@ from ctpatch.store.writer import Specs
 INTEGER_DTYPES = ("int16", "uint16")
 #: per-patch value statistics in table ``patch``, each field once per dataset (``input_min``, ...)
 STAT_FIELDS = (("min", "<f4"), ("max", "<f4"), ("nonfinite", "<i4"), ("at_limits", "<i4"))
-PAIR_COLUMNS = ("patient", "pair_index", "input_path", "target_path", "slice_z", "instance", "rows", "cols", "selected")
+PAIR_COLUMNS = (
+    "patient",
+    "pair_index",
+    "input_path",
+    "target_path",
+    "slice_z",
+    "instance",
+    "rows",
+    "cols",
+    "selected",
+    "input_series",
+    "target_series",
+    "input_sha256",
+    "target_sha256",
+)
 
 
 # ------------------------------------------------------------------------------- settings
@@ -185,7 +199,7 @@ def read_pair_tables(paths) -> pd.DataFrame:
         df = pd.read_csv(
             path,
             sep="\t",
-            dtype={"patient": str, "input_path": str, "target_path": str},
+            dtype={k: str for k in ("patient", "input_path", "target_path", "input_series", "target_series")},
             keep_default_na=False,
             na_values={"slice_z": [""], "instance": [""]},
         )
@@ -303,8 +317,8 @@ class Job:
         s = self.settings
         self.seed = int(s.seed)
         self.shuffle = bool(s.output.shuffle)
-        self.parts = int(s.output.nsplit)
-        self.buffer = int(s.buffer_patches)
+        # with output.combined the nsplit parts are the combined file's; each patient's file is one
+        self.parts = 1 if s.output.combined != "none" else int(s.output.nsplit)
         self.scale, self.lr_edge, self.edge, self.padding = grid_sizes(s)
         self.sr = bool(s.super_resolution.enabled)
         self.last = s.patch.last
@@ -316,6 +330,22 @@ class Job:
 
     def units(self) -> list[Unit]:
         return [Unit(f"{r.patient}/{r.input_name}", int(r.pair_index), 1.0) for r in self.pairs.itertuples()]
+
+    def inputs_identity(self) -> list[list]:
+        """Per slice pair, in pair_index order: patient, the two file names, their series uids and the
+        sha256 of both files (recorded in the patch files, :mod:`ctpatch.store.identity`)."""
+        return [
+            [
+                str(r.patient),
+                Path(str(r.input_path)).name,
+                Path(str(r.target_path)).name,
+                str(r.input_series),
+                str(r.target_series),
+                str(r.input_sha256),
+                str(r.target_sha256),
+            ]
+            for r in self.pairs.itertuples()
+        ]
 
     def totals(self, units) -> dict:
         """Rows per provenance table over ``units`` (their ``patches`` counted)."""

@@ -54,6 +54,7 @@ from ctpatch.core.rng import keyed_rng
 from ctpatch.io.dicom import SlicePair, pair_slices
 from ctpatch.settings import ConfigError, read_settings
 from ctpatch.store.atomic import atomic_path, write_json
+from ctpatch.store.identity import file_digest
 
 TABLE_COLUMNS = [
     "patient",
@@ -65,6 +66,10 @@ TABLE_COLUMNS = [
     "rows",
     "cols",
     "selected",
+    "input_series",
+    "target_series",
+    "input_sha256",
+    "target_sha256",
 ]
 
 
@@ -100,7 +105,8 @@ def select_random_n(patient: str, count: int, n: int, seed: int) -> np.ndarray:
 
 
 def pair_table(patient: str, pairs: list[SlicePair], selected: np.ndarray) -> pd.DataFrame:
-    """The pair table (columns :data:`TABLE_COLUMNS`) of one patient's pairs, in the given order."""
+    """The pair table (columns :data:`TABLE_COLUMNS`) of one patient's pairs, in the given order; each pair
+    with its two series uids and the sha256 of both files (what the patch files record of it)."""
     rows = [
         {
             "patient": patient,
@@ -112,6 +118,10 @@ def pair_table(patient: str, pairs: list[SlicePair], selected: np.ndarray) -> pd
             "rows": int(p.input.rows),
             "cols": int(p.input.cols),
             "selected": bool(selected[i]),
+            "input_series": p.input.series or "",
+            "target_series": p.target.series or "",
+            "input_sha256": file_digest(p.input.path),
+            "target_sha256": file_digest(p.target.path),
         }
         for i, p in enumerate(pairs)
     ]

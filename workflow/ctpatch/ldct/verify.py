@@ -65,6 +65,7 @@ import math
 import sys
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,7 @@ from ctpatch.ldct.job import (
 from ctpatch.settings import ConfigError, ldct_job, read_settings
 from ctpatch.settings.types import LdctPatches
 from ctpatch.store.h5 import h5py
+from ctpatch.store.identity import differences
 from ctpatch.store.sink import MemorySink
 from ctpatch.store.verify import SAMPLE, check_chunks, finish_report, read_blocks, sample_rows
 
@@ -144,6 +146,12 @@ def verify_ldct(patch_paths, pairs_path, settings: LdctPatches | Mapping, sample
     try:
         for path in patch_paths:
             files.append(h5py.File(path, "r"))
+        # what made each part: this run's settings and slice pairs, or it is refused before anything else
+        identity = Job(s, {"pairs": table}).inputs_identity()
+        for path, f in zip(patch_paths, files):
+            fails += differences(f.attrs, asdict(s), identity, path)
+        if fails:
+            return {**report, "ok": False, "failures": fails}
         for path, f in zip(patch_paths, files):
             for name in ("input", "target", "provenance/patch", "provenance/pair"):
                 if name not in f:

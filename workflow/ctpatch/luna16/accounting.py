@@ -89,7 +89,10 @@ def main(argv=None) -> int:
     (0 done, 1 an error reported in one line naming the file or key)."""
     ap = argparse.ArgumentParser(prog="python -m ctpatch.luna16.accounting", description=__doc__.split("\n\n")[0])
     ap.add_argument("--annotations", required=True)
-    ap.add_argument("--settings-file", required=True, help="settings of scope 'patches' (root, patch shifts)")
+    ap.add_argument("--settings-file", required=True, help="settings of scope 'patches' (the patch shifts)")
+    ap.add_argument(
+        "--check-settings-file", required=True, help="settings of scope 'check' (the root, the duplicate policy)"
+    )
     ap.add_argument("--nodules", nargs="+", required=True, help="the processed subsets' nodule tables")
     ap.add_argument("--patches", nargs="+", required=True, help="the processed subsets' patch files")
     ap.add_argument("--out", required=True)
@@ -97,13 +100,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         s = luna16_job(read_settings(args.settings_file, scope="patches"))
+        check = read_settings(args.check_settings_file, scope="check")
         table = account(
             args.annotations,
-            s.root,
+            check["root"],
             args.nodules,
             args.patches,
             patches_per_nodule(s.patch.shifts_per_side, len(s.patch.directions)),
-            s.duplicate_annotations,
+            check["duplicate_annotations"],
         )
     except (ConfigError, TableError) as exc:
         print(f"error: {exc}", file=sys.stderr)

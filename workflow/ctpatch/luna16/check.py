@@ -24,7 +24,7 @@ import pandas as pd
 from ctpatch.io.mhd import ScanError, check_scan
 from ctpatch.io.tables import TableError, read_annotations, read_candidates
 from ctpatch.luna16.discover import SUBSET_NAME, all_series, not_subsets_warning, subset_folders
-from ctpatch.settings import ConfigError, read_settings
+from ctpatch.settings import ConfigError, defaults, read_settings
 from ctpatch.settings.types import Plausibility, build
 from ctpatch.store.atomic import atomic_path, write_json
 
@@ -212,7 +212,11 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--settings-file",
         required=True,
-        help="settings of scope 'check' (root, annotations, candidates, unknown_series)",
+        help="settings of scope 'check' (root, annotations, candidates, duplicate policy)",
+    )
+    ap.add_argument(
+        "--run-settings-file",
+        help="settings of scope 'run' (unknown_series, plausibility and its window; default: the schema's)",
     )
     ap.add_argument("--subsets", nargs="+", required=True)
     ap.add_argument("--scans-out", required=True)
@@ -220,15 +224,16 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         s = read_settings(args.settings_file, scope="check")
+        run = read_settings(args.run_settings_file, scope="run") if args.run_settings_file else defaults("run")
         table, report = check(
             s["root"],
             args.subsets,
             s["annotations"],
             s["candidates"],
-            s["unknown_series"],
+            run["unknown_series"],
             s["duplicate_annotations"],
-            build(Plausibility, s["plausibility"]),
-            (s["normalize"]["hu_min"], s["normalize"]["hu_max"]),
+            build(Plausibility, run["plausibility"]),
+            (run["normalize"]["hu_min"], run["normalize"]["hu_max"]),
         )
     except (InputError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

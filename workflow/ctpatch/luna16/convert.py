@@ -29,6 +29,7 @@ from ctpatch.luna16.plausible import check as check_plausible
 from ctpatch.settings import ConfigError, defaults, read_settings
 from ctpatch.settings.types import LunaConvert, build
 from ctpatch.store.atomic import save_npy, write_json
+from ctpatch.store.identity import file_digest
 
 INTERPOLATORS = {"bspline": sitk.sitkBSpline, "linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}
 
@@ -55,12 +56,25 @@ def resample_image(image: sitk.Image, grid: VolumeGrid, interpolator: str) -> si
     )
 
 
+def source_identity(scan_path) -> dict:
+    """What the patch files record of a scan: the sha256 of its header and its data file's name and size."""
+    header = read_header(scan_path)
+    return {
+        "header_sha256": file_digest(scan_path),
+        "data_file": header.data_file.name,
+        "data_bytes": header.data_file.stat().st_size,
+    }
+
+
 def convert(scan_path, settings: LunaConvert | Mapping) -> tuple[np.ndarray, dict]:
     """Read, resample and normalize one scan; return the (z, y, x) float32 volume and its sidecar.
 
-    ``settings``: the ``convert`` scope (typed, or as its settings file holds it); with
-    ``plausibility`` None the values are not judged (``explain`` regenerates a scan judged when it
-    was converted)."""
+    ``settings``: :class:`~ctpatch.settings.types.LunaConvert`, or the ``convert`` scope as its settings
+    file holds it (resample, normalize) with ``plausibility`` (the ``run`` scope's; absent: the schema's).
+    With ``plausibility`` None the values are not judged (``explain`` regenerates a scan that was judged
+    when it was converted)."""
+    if not isinstance(settings, LunaConvert) and "plausibility" not in settings:
+        settings = {**settings, "plausibility": defaults("run")["plausibility"]}
     s = build(LunaConvert, settings)
     resample, normalize, plausibility = s.resample, s.normalize, s.plausibility
     t0 = time.perf_counter()
@@ -102,6 +116,7 @@ def convert(scan_path, settings: LunaConvert | Mapping) -> tuple[np.ndarray, dic
         "min": float(volume.min()),
         "max": float(volume.max()),
         "plausibility": figures,
+        "source_identity": source_identity(scan_path),
         "seconds": {"read": t_read - t0, "resample": t_resample - t_read, "normalize": t_norm - t_resample},
     }
     return volume, sidecar
@@ -114,8 +129,9 @@ def main(argv=None) -> int:
     ap.add_argument("--scan", required=True)
     ap.add_argument("--npy-out", required=True)
     ap.add_argument("--json-out", required=True)
+    ap.add_argument("--settings-file", help="settings of scope 'convert' (resample, normalize); default: the schema's")
     ap.add_argument(
-        "--settings-file", help="settings of scope 'convert' (resample, normalize, plausibility); default: the schema's"
+        "--run-settings-file", help="settings of scope 'run' (the plausibility check); default: the schema's"
     )
     ap.add_argument(
         "--threads", type=int, default=None, help="SimpleITK threads (default: SimpleITK's own, every core)"
@@ -127,7 +143,8 @@ def main(argv=None) -> int:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
     try:
         settings = read_settings(args.settings_file, scope="convert") if args.settings_file else defaults("convert")
-        volume, sidecar = convert(args.scan, settings)
+        run = read_settings(args.run_settings_file, scope="run") if args.run_settings_file else defaults("run")
+        volume, sidecar = convert(args.scan, {**settings, "plausibility": run["plausibility"]})
         sidecar["settings"] = settings
     except (ScanError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -23,6 +23,7 @@ A rank holds one scan at a time: its volume and label mask, read in slabs straig
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,6 +51,7 @@ from ctpatch.io.tables import read_candidates
 from ctpatch.luna16.layouts import PROV_BRICK, PROV_CROP, write_nodule_view
 from ctpatch.settings import luna16_job
 from ctpatch.settings.types import LunaPatches
+from ctpatch.store.identity import file_digest
 from ctpatch.store.writer import Specs
 
 PROV_NODULE = np.dtype(
@@ -180,7 +182,6 @@ class Job:
         self.neg = s.negatives
         self.out = s.output
         self.shuffle = s.output.shuffle
-        self.buffer = s.buffer_patches
         self.size = s.patch.size
         self.offsets = shift_offsets(s.patch.stride, s.patch.shifts_per_side, s.patch.directions)
         self.layout = s.output.layout
@@ -216,6 +217,7 @@ class Job:
                     size_xyz = VolumeGrid.from_dict(json.loads(self.sidecars[i].read_text())["grid"]).size
                 self.bricks[uid] = len(brick_indices(size_xyz, self.brick))
         self.candidates = None
+        self.candidates_path = None
         self.candidates_outside: dict[str, int] = {}
         if self.neg.strategy == "candidates":
             if not inp.get("candidates"):
@@ -223,9 +225,26 @@ class Job:
                     "negatives.strategy 'candidates': expected the candidates table (--candidates candidates.csv), "
                     "got none"
                 )
+            self.candidates_path = inp["candidates"]
             cand = read_candidates(inp["candidates"])
             self.candidates = cand[(cand["class"] == 0) & cand["seriesuid"].isin(self.uids)]
         self._scan: tuple[str, _Scan] | None = None  # the scan prepared last (a rank's spans come in order)
+
+    def inputs_identity(self) -> dict:
+        """What the patch file records of its inputs (:mod:`ctpatch.store.identity`): per scan in uid order
+        its series uid and source identity (the sha256 of its header, its data file's name and size, as
+        the conversion recorded them in the sidecar), the sha256 of the nodule table, and of candidates.csv
+        when the negatives come from it."""
+        scans = []
+        for i, uid in enumerate(self.uids):
+            sidecar = self.memory[i]["sidecar"] if self.memory is not None else json.loads(self.sidecars[i].read_text())
+            if "source_identity" not in sidecar:
+                where = f"scan {uid}" if self.memory is not None else str(self.sidecars[i])
+                raise ValueError(f"{where}: the sidecar records no source_identity (convert it again)")
+            scans.append({"seriesuid": uid, **sidecar["source_identity"]})
+        nodules = hashlib.sha256(self.table.to_csv(sep="\t", index=False).encode()).hexdigest()
+        candidates = file_digest(self.candidates_path) if self.candidates_path else None
+        return {"scans": scans, "nodules": nodules, "candidates": candidates}
 
     def units(self) -> list[Unit]:
         return [

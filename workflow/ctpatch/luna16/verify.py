@@ -31,7 +31,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +40,12 @@ import pandas as pd
 from ctpatch.core.bricks import brick_grid, crop_edge, shift_margin
 from ctpatch.core.nodules import expected_counts, label_edge
 from ctpatch.core.shifts import shift_offsets
+from ctpatch.luna16.job import Job
 from ctpatch.luna16.layouts import has_images, images, is_crops, is_volumes, volume_index
 from ctpatch.settings import ConfigError, luna16_job, read_settings
 from ctpatch.settings.types import LunaPatches
 from ctpatch.store.h5 import h5py
+from ctpatch.store.identity import differences
 from ctpatch.store.sink import MemorySink
 from ctpatch.store.verify import SAMPLE, check_chunks, finish_report, read_blocks, sample_rows
 
@@ -74,6 +76,11 @@ def verify_luna(
     hi = 1 - norm.center if norm.clip else np.inf
     report: dict = {"file": str(patches_path), "nodules": int(len(table)), "shifts_per_nodule": len(offsets)}
     with h5py.File(patches_path, "r") as f:
+        # what made the file: this run's settings and inputs, or it is refused before anything else
+        identity = Job(settings, inputs).inputs_identity() if inputs is not None else None
+        fails += differences(f.attrs, asdict(settings), identity, str(patches_path))
+        if fails:
+            return {**report, "ok": False, "failures": fails}
         data = {}  # name -> the dataset (crops layout: nodule patches cut from their crops), opened once
         for name, shape, dtype in (
             ("nodule", (p, p, p, 1), out.dtype),
@@ -164,7 +171,6 @@ def _check_luna_sample(
     f: h5py.File, data: dict, settings: LunaPatches, inputs: dict, sample: int, bounds, report: dict
 ) -> list[str]:
     """Regenerate ``sample`` nodule and non-nodule patches of the file and compare them voxel for voxel."""
-    from ctpatch.luna16.job import Job
 
     fails = []
     job = Job(replace(settings, output=replace(settings.output, layout="full")), inputs)  # crops: compare patches

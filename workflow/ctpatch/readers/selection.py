@@ -17,6 +17,7 @@ from ctpatch.luna16.layouts import has_images
 from ctpatch.luna16.layouts import images as open_images
 from ctpatch.readers.contract import KINDS, MODE_KINDS, file_mode, file_settings, luna_spacing, stored_layout
 from ctpatch.store.h5 import h5py
+from ctpatch.store.reading import check_virtual_sources
 
 
 def as_paths(paths) -> list[str]:
@@ -112,6 +113,7 @@ def segments(paths: list[str], kind, rows) -> tuple[list[Segment], str, tuple[st
         if not Path(path).is_file():
             raise ValueError(f"{path}: patch file not found")
         with h5py.File(path, "r") as f:
+            check_virtual_sources(f, path)
             m = file_mode(f, path)
             if mode is None:
                 mode, kinds = m, kinds_of(kind, m, path)

@@ -25,7 +25,7 @@ holds the scan.
 Exit status: 0 and ``equal`` when everything is equal; 1 and the largest difference when not;
 2 when the patch cannot be regenerated (missing source, settings or file).
 
-Usage: ``python -m ctpatch.report.explain FILE INDEX [--kind nodule|non_nodule|patch] [--workdir DIR] [--subset subsetK]``
+Usage: ``python -m ctpatch.report.explain FILE INDEX [--kind nodule|non_nodule|patch] [--workdir DIR] [--subset subsetK] [--root DIR]``
 
 Length (~450 lines): regenerating one patch of either mode and layout from its source, with the
 report of what matched, is one idea; the regeneration itself calls the extraction's jobs.
@@ -234,7 +234,29 @@ def _luna_subset(root: Path, uid: str, given, attrs) -> str:
     return found[0]
 
 
-def regenerate_luna(settings: dict, prov: dict, kind: str, bases: list[Path], subset=None, attrs=None):
+def run_inputs(path: Path, root=None) -> dict:
+    """Where a LUNA16 file's inputs are: ``root`` (given) or the root, annotations and candidates tables of
+    the run that wrote it (its ``check`` settings file, ``<results>/luna16/settings/check.json`` beside
+    ``<results>/luna16/patches/``).  The file itself records no path: it is the same wherever it is
+    written (its inputs are recorded by content, :mod:`ctpatch.store.identity`)."""
+    from ctpatch.settings import ConfigError, read_settings
+
+    if root is not None:
+        root = Path(root)
+        return {
+            "root": str(root),
+            "annotations": str(root / "CSVFILES" / "annotations.csv"),
+            "candidates": str(root / "CSVFILES" / "candidates.csv"),
+        }
+    check = Path(path).resolve().parents[1] / "settings" / "check.json"
+    try:
+        s = read_settings(check, scope="check")
+    except ConfigError as exc:
+        raise ExplainError(f"{path}: the run's settings are not beside it ({exc}); give --root") from None
+    return {"root": s["root"], "annotations": s["annotations"], "candidates": s["candidates"]}
+
+
+def regenerate_luna(settings: dict, prov: dict, kind: str, bases: list[Path], subset=None, attrs=None, where=None):
     """Regenerate one LUNA16 patch; return (image, label, provenance dict, scan_index or None, sources)."""
     from ctpatch.core.geometry import VolumeGrid
     from ctpatch.core.nodules import expected_counts
@@ -251,8 +273,8 @@ def regenerate_luna(settings: dict, prov: dict, kind: str, bases: list[Path], su
     except KeyError as exc:
         raise ExplainError(f"the file's settings are not those of this ctpatch: {exc}") from None
     uid = prov["seriesuid"]
-    root = _resolve(s.root, bases, "LUNA16 root")
-    annotations = _resolve(s.annotations, bases, "annotations table")
+    root = _resolve(where["root"], bases, "LUNA16 root")
+    annotations = _resolve(where["annotations"], bases, "annotations table")
     sub = _luna_subset(root, uid, subset, attrs or {})
     scan = root / sub / f"{uid}.mhd"
     if not scan.is_file():
@@ -270,7 +292,7 @@ def regenerate_luna(settings: dict, prov: dict, kind: str, bases: list[Path], su
         "candidates": None,
     }
     if s.negatives.strategy == "candidates":
-        inputs["candidates"] = str(_resolve(s.candidates, bases, "candidates table"))
+        inputs["candidates"] = str(_resolve(where["candidates"], bases, "candidates table"))
         sources.append(inputs["candidates"])
     # regenerated in the full layout: a crops file's nodule patch is compared with the patch itself
     job = Job(replace(s, output=replace(s.output, layout="full")), inputs)
@@ -324,7 +346,9 @@ def regenerate_ldct(settings: dict, prov: dict, bases: list[Path]):
 
 
 # ---------------------------------------------------------------------------------------- both
-def explain(path, index: int, kind: str | None = None, workdir=None, subset: str | None = None) -> Explanation:
+def explain(
+    path, index: int, kind: str | None = None, workdir=None, subset: str | None = None, root=None
+) -> Explanation:
     """Regenerate patch ``index`` of ``kind`` in ``path`` and compare it with the stored one."""
     path = Path(path)
     if not path.is_file():
@@ -348,7 +372,10 @@ def explain(path, index: int, kind: str | None = None, workdir=None, subset: str
     bases = _bases(path, workdir, attrs)
     out = Explanation(str(path), kind, i, prov, [])
     if mode == "luna16":
-        r_img, r_lab, r_prov, scan_index, out.source = regenerate_luna(settings, prov, kind, bases, subset, attrs)
+        where = run_inputs(path, root)
+        r_img, r_lab, r_prov, scan_index, out.source = regenerate_luna(
+            settings, prov, kind, bases, subset, attrs, where
+        )
         axes_img, axes_lab = "xyzc", "xyzk"
         out.differences += _compare_rows("provenance", prov, r_prov, skip=("scan_index",))
         if scan_index is not None and scan_index != prov["scan_index"]:
@@ -401,9 +428,12 @@ def main(argv=None) -> int:
     ap.add_argument("--kind", choices=sorted(KINDS), help="default: nodule (LUNA16) or patch (LDCT)")
     ap.add_argument("--workdir", help="folder the workflow ran in (recorded paths are relative to it)")
     ap.add_argument("--subset", help="LUNA16: the scan's subset folder, when it cannot be found")
+    ap.add_argument(
+        "--root", help="LUNA16: the folder holding subsetK/ and CSVFILES/ (default: the run's, from its settings)"
+    )
     args = ap.parse_args(argv)
     try:
-        e = explain(args.file, args.index, args.kind, args.workdir, args.subset)
+        e = explain(args.file, args.index, args.kind, args.workdir, args.subset, args.root)
     except (ExplainError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -28,6 +28,7 @@ from ctpatch.settings.schema import SCHEMA, choices, fill_defaults, key_schema, 
 from ctpatch.settings.scopes import (
     SCOPES,
     SETTINGS_FORMAT,
+    UNTRACKED,
     defaults,
     ldct_job,
     ldct_patch_settings,
@@ -41,6 +42,7 @@ from ctpatch.settings.scopes import (
     scope_settings,
     section,
     settings_text,
+    sync_settings,
     write_settings,
 )
 from ctpatch.settings.validate import (
@@ -59,6 +61,7 @@ __all__ = [
     "SCHEMA",
     "SCOPES",
     "SETTINGS_FORMAT",
+    "UNTRACKED",
     "ConfigError",
     "Settings",
     "check_ldct",
@@ -83,6 +86,7 @@ __all__ = [
     "scope_settings",
     "section",
     "settings_text",
+    "sync_settings",
     "validate",
     "write_settings",
 ]

@@ -12,9 +12,12 @@ from ctpatch.settings.types import LdctPatches, LunaPatches, build
 from ctpatch.settings.validate import MODES, ConfigError, default_config, validate
 
 SCOPES = {
-    "luna16": ("check", "convert", "demo", "patches", "plan"),
+    "luna16": ("check", "convert", "demo", "patches", "plan", "run"),
     "ldct": ("pairs", "patches", "plan"),
 }
+#: scopes whose files no rule declares as an input: settings that decide whether a step goes on, never a
+#: byte of its output (a changed policy reruns nothing); the steps read them by name
+UNTRACKED = ("run",)
 
 
 SETTINGS_FORMAT = "ctpatch-settings/1"
@@ -34,25 +37,26 @@ def luna_table(config: Mapping, key: str) -> str:
 
 
 # ------------------------------------------------------------------------------ scopes
+#: keys of the ``ldct`` section that choose the slice pairs (scope ``pairs``), not how a pair is cut
+LDCT_PAIRING = ("patients", "root", "input_dir", "target_dir", "pair_by", "on_error", "random_n")
+
+
 def luna16_settings(config: Mapping) -> Settings:
-    """Everything that determines a LUNA16 patch; recorded in each patch file to regenerate it."""
+    """Everything that decides a LUNA16 patch from its inputs (scope ``patches``); recorded in each patch
+    file with its digest.  No path and nothing of the machine (``extract.*``): the same inputs and
+    settings give the same bytes wherever the data and the results are."""
     luna = config["luna16"]
     s = {k: luna[k] for k in ("patch", "negatives", "output", "normalize", "resample", "duplicate_annotations")}
-    s.update(
-        mode="luna16",
-        seed=config["seed"],
-        buffer_patches=config["extract"]["buffer_patches"],
-        root=luna_root(config),
-        annotations=luna_table(config, "annotations"),
-        candidates=luna_table(config, "candidates"),
-    )
+    s.update(mode="luna16", seed=config["seed"])
     return Settings(s)
 
 
 def ldct_patch_settings(config: Mapping) -> Settings:
-    """Everything that determines an LDCT patch; recorded in each patch file."""
-    s = {k: v for k, v in config["ldct"].items() if k != "patients"}
-    s.update(mode="ldct", seed=config["seed"], buffer_patches=config["extract"]["buffer_patches"])
+    """Everything that decides an LDCT patch from its slice pair (scope ``patches``): the ``ldct`` section
+    without the keys that choose the pairs (:data:`LDCT_PAIRING`, the ``pairs`` scope; the pairs
+    themselves are recorded as the file's inputs), and the seed."""
+    s = {k: v for k, v in config["ldct"].items() if k not in LDCT_PAIRING}
+    s.update(mode="ldct", seed=config["seed"])
     return Settings(s)
 
 
@@ -64,9 +68,10 @@ def mode_settings(config: Mapping) -> Settings:
 def scope_settings(config: Mapping, scope: str) -> Settings:
     """The settings one step of the configured mode depends on (see :data:`SCOPES`).
 
-    * luna16 ``check``: input discovery and the pre-flight check (root, tables, unknown_series,
-      duplicate_annotations, plausibility and the normalization window of its middle-slice check,
-      negatives strategy); ``convert``: resample and normalize (what a volume depends on);
+    * luna16 ``check``: what the pre-flight check's tables depend on (root, tables, the duplicate
+      policy); ``convert``: resample and normalize (what a volume depends on); ``run``: what decides
+      whether a step goes on, never a byte (``unknown_series``, ``plausibility`` and the window its
+      checks use): no rule declares it, so a changed policy reruns nothing (:data:`UNTRACKED`);
       ``demo``: the demo data set's settings and seed; ``patches``: :func:`luna16_settings`.
     * ldct ``pairs``: folder names, pairing rule, error policy, random_n and seed;
       ``patches``: :func:`ldct_patch_settings`.
@@ -80,18 +85,18 @@ def scope_settings(config: Mapping, scope: str) -> Settings:
     elif scope == "patches":
         s = mode_settings(config)
     elif scope == "convert":
-        s = {k: config["luna16"][k] for k in ("resample", "normalize", "plausibility")}
+        s = {k: config["luna16"][k] for k in ("resample", "normalize")}
     elif scope == "check":
         luna = config["luna16"]
         s = {
             "root": luna_root(config),
             "annotations": luna_table(config, "annotations"),
             "candidates": luna_table(config, "candidates") if luna["negatives"]["strategy"] == "candidates" else None,
-            "unknown_series": luna["unknown_series"],
             "duplicate_annotations": luna["duplicate_annotations"],
-            "plausibility": luna["plausibility"],
-            "normalize": luna["normalize"],
         }
+    elif scope == "run":
+        luna = config["luna16"]
+        s = {k: luna[k] for k in ("unknown_series", "plausibility", "normalize")}
     elif scope == "demo":
         s = {"demo": config["demo"], "seed": config["seed"]}
     else:  # ldct pairs
@@ -114,6 +119,21 @@ def write_settings(settings: Mapping, path: str | Path, scope: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(settings_text(settings, scope) + "\n")
     os.replace(tmp, path)
+
+
+def sync_settings(settings: Mapping, path: str | Path, scope: str) -> bool:
+    """Write one scope's settings file when its text differs from the file's (or there is none); return
+    whether it was written.  An unchanged file keeps its time stamp, so only a changed setting makes the
+    steps that read it look out of date."""
+    path = Path(path)
+    text = settings_text(settings, scope) + "\n"
+    try:
+        if path.read_text() == text:
+            return False
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    write_settings(settings, path, scope)
+    return True
 
 
 def read_settings(path: str | Path, scope: str | None = None) -> Settings:
@@ -141,20 +161,18 @@ def read_settings(path: str | Path, scope: str | None = None) -> Settings:
 # ------------------------------------------------------------------------------ settings from partial mappings
 def _over_defaults(mode: str, partial: Mapping | None) -> dict:
     """A validated config of ``mode`` from ``partial``: keys of the mode's section, plus optionally
-    ``seed`` and ``buffer_patches`` (``mode`` is ignored).  Raises :class:`ConfigError` naming the key."""
+    ``seed`` (``mode`` is ignored).  Raises :class:`ConfigError` naming the key."""
     partial = _thaw(partial or {})
     partial.pop("mode", None)
     config = {"mode": mode, mode: partial}
     if "seed" in partial:
         config["seed"] = partial.pop("seed")
-    if "buffer_patches" in partial:
-        config["extract"] = {"buffer_patches": partial.pop("buffer_patches")}
     return validate(config)
 
 
 def ldct_settings(partial: Mapping | None = None) -> Settings:
     """Validated LDCT patch settings: ``partial`` (keys of the ``ldct`` section, and optionally
-    ``seed`` and ``buffer_patches``) over the defaults.  Complete settings come back unchanged.
+    ``seed``) over the defaults.  Complete settings come back unchanged.
 
     Raises :class:`ConfigError` naming the key (``ldct.<key>``) on a bad value.
 
@@ -179,9 +197,8 @@ def ldct_job(settings: Mapping | LdctPatches | None = None) -> LdctPatches:
 
 
 def luna16_job(settings: Mapping | LunaPatches | None = None) -> LunaPatches:
-    """Typed LUNA16 job settings: the ``patches`` scope (as a settings file holds it: complete, its table
-    paths already resolved), or a partial mapping (keys of the ``luna16`` section, and optionally ``seed``
-    and ``buffer_patches``) over the schema's defaults.
+    """Typed LUNA16 job settings: the ``patches`` scope (as a settings file holds it), or a partial mapping
+    (keys of the ``luna16`` section, and optionally ``seed``) over the schema's defaults.
 
     >>> luna16_job({"patch": {"size": 32, "stride": 4, "shifts_per_side": 3}}).patch.label_pool
     9

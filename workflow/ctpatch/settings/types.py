@@ -7,7 +7,7 @@ walks both), so code that reads ``s.patch.size`` reads exactly what the schema d
 
 The two **job** classes (:class:`LunaPatches`, :class:`LdctPatches`) are the ``patches`` scope of each
 mode (:func:`ctpatch.settings.scopes.scope_settings`): the section's keys that decide a patch, plus
-``seed`` and ``buffer_patches``; :func:`ctpatch.settings.luna16_job` and
+``seed``; :func:`ctpatch.settings.luna16_job` and
 :func:`ctpatch.settings.ldct_job` complete and type a partial mapping.
 
 >>> s = build(Normalize, {"hu_min": -1000.0, "hu_max": 400.0, "clip": True, "center": 0.25})
@@ -249,14 +249,10 @@ class LunaConvert:
 @dataclass(frozen=True)
 class LunaPatches:
     """What decides a LUNA16 patch (scope ``patches``): the section's patch, negatives, output,
-    normalize, resample and duplicate-annotation keys, the tables' paths, the seed and the buffer."""
+    normalize, resample and duplicate-annotation keys, and the seed."""
 
     mode: Literal["luna16"]
     seed: int
-    buffer_patches: int
-    root: str
-    annotations: str
-    candidates: str
     duplicate_annotations: Literal["fail", "drop"]
     resample: Resample
     normalize: Normalize
@@ -267,18 +263,11 @@ class LunaPatches:
 
 @dataclass(frozen=True)
 class LdctPatches:
-    """What decides an LDCT patch (scope ``patches``): the ``ldct`` section without ``patients``, the
-    seed and the buffer."""
+    """What decides an LDCT patch from its slice pair (scope ``patches``): the ``ldct`` section without
+    the keys that choose the pairs (``settings.scopes.LDCT_PAIRING``), and the seed."""
 
     mode: Literal["ldct"]
     seed: int
-    buffer_patches: int
-    root: str
-    input_dir: str
-    target_dir: str
-    pair_by: Literal["position", "name"]
-    on_error: Literal["fail", "drop"]
-    random_n: int
     patch: LdctPatch
     normalization: Normalization
     normalization_constants: NormalizationConstants

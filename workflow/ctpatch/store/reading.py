@@ -11,6 +11,7 @@ the plan print.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from ctpatch.store.h5 import h5py
 
@@ -56,3 +57,32 @@ def file_codecs(path) -> list[str]:
     with h5py.File(path, "r") as f:
         f.visititems(visit)
     return sorted(found)
+
+
+def missing_virtual_sources(f: h5py.File, where: str = "") -> list[str]:
+    """The source files a file's virtual datasets map onto that are not there (relative names are
+    resolved beside the file, as HDF5 resolves them).  HDF5 reads a missing source as the fill value,
+    without an error: a reader must ask first."""
+    base = Path(f.filename).resolve().parent
+    missing = []
+    for name in ("input", "target"):
+        ds = f.get(name)
+        if ds is None or not ds.is_virtual:
+            continue
+        for vs in ds.virtual_sources():
+            src = Path(vs.file_name)
+            src = src if src.is_absolute() else base / src
+            if not src.is_file() and str(src) not in missing:
+                missing.append(str(src))
+    return missing
+
+
+def check_virtual_sources(f: h5py.File, path) -> None:
+    """Raise ``ValueError`` naming the file and the first missing source of its virtual datasets."""
+    missing = missing_virtual_sources(f)
+    if missing:
+        raise ValueError(
+            f"{path}: its patches are virtual datasets over other files, and {len(missing)} of them are not "
+            f"there, e.g. {missing[0]} (keep the per-patient files beside the combined file, or write it with "
+            f"output.combined: copy)"
+        )

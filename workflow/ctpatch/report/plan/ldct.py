@@ -57,7 +57,7 @@ def plan_ldct(config: Config, workdir: Path, sample_pairs: int, cores: int) -> d
     out_s = settings.output
     mult = multiplier(settings)
 
-    smp = ldct_sample(settings, selected_pairs, sample_pairs) if sample_pairs else None
+    smp = ldct_sample(settings, selected_pairs, sample_pairs, config.extract.buffer_patches) if sample_pairs else None
     start = measure_startup(("extract_ldct",))
     ext = tab = start["extract_ldct"]  # pair_slices and verify import a subset of it
     keep = 1.0 if not settings.air_threshold.enabled else (smp["keep_rate"] if smp else math.nan)
@@ -89,7 +89,7 @@ def plan_ldct(config: Config, workdir: Path, sample_pairs: int, cores: int) -> d
         g["estimated_file_bytes"] = g["file_bytes"][f"{out_s.dtype}/{out_s.compression}"]
     total = _totals(groups)
     patch_b = edge * edge * 4
-    buf = int(settings.buffer_patches)
+    buf = int(config.extract.buffer_patches)
     factors = 1.0 + (sum(f * f for f in settings.ds_augment.factors) if settings.ds_augment.enabled else 0)
     # a rank holds one pair: raw input and target (float32), normalized copies, downscaled copies of
     # both and of the raw target, plus the writer's buffers (2 datasets, one stacked copy)

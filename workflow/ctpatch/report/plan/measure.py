@@ -8,7 +8,6 @@ here.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -255,8 +254,8 @@ def luna_sample(config: Config, scans: list[Scan], ann: pd.DataFrame, workdir: P
         seconds["cut_per_patch"] = (time.perf_counter() - t) / max(1, done)
 
         specs = job.specs()
-        encoder = ChunkEncoder(specs, job.buffer)
-        block_sink = BlockSink(encoder, job.buffer)
+        encoder = ChunkEncoder(specs, config.extract.buffer_patches)
+        block_sink = BlockSink(encoder, config.extract.buffer_patches)
         t = time.perf_counter()
         for kind, (img_name, lab_name) in (
             ("nodule", ("nodule", "label_nodule")),
@@ -346,11 +345,12 @@ def _dtype_ok(settings: LdctPatches, dtype: str) -> bool:
         return False
 
 
-def ldct_sample(settings: LdctPatches, selected_pairs: list, n: int) -> dict:
+def ldct_sample(settings: LdctPatches, selected_pairs: list, n: int, buffer: int) -> dict:
     """Extract up to ``n`` pairs (of different patients first) as the workflow does (``ctpatch.engine.run.extract``
     on one rank, the final part files written once); measure them and the read that verification makes."""
     from ctpatch.engine.run import extract
     from ctpatch.ldct.job import Job
+    from ctpatch.ldct.pairing import pair_table
 
     chosen, seen = [], set()
     for patient, p in selected_pairs:
@@ -364,29 +364,16 @@ def ldct_sample(settings: LdctPatches, selected_pairs: list, n: int) -> dict:
             chosen.append(item)
     with tempfile.TemporaryDirectory(prefix="ctpatch-plan-") as tmp:
         tmp = Path(tmp)
-        table = pd.DataFrame(
-            [
-                {
-                    "patient": patient,
-                    "pair_index": i,
-                    "input_path": os.path.abspath(p.input.path),
-                    "target_path": os.path.abspath(p.target.path),
-                    "slice_z": "" if p.position_z is None else repr(float(p.position_z)),
-                    "instance": "" if p.instance is None else int(p.instance),
-                    "rows": p.input.rows,
-                    "cols": p.input.cols,
-                    "selected": True,
-                }
-                for i, (patient, p) in enumerate(chosen)
-            ]
-        )
+        # the pairing's own table of the chosen pairs (what the extraction reads)
+        table = pd.concat([pair_table(patient, [p], np.ones(1, bool)) for patient, p in chosen], ignore_index=True)
+        table["pair_index"] = np.arange(len(table))
         table.to_csv(tmp / "pairs.tsv", sep="\t", index=False)
         job = Job(settings, {"pairs": [str(tmp / "pairs.tsv")]})
         # the workflow's extraction on one rank: a counting pass when it shuffles or splits, then cut,
         # compress and write each chunk once into the final part file(s)
         parts = [tmp / f"sample{i}.h5" for i in range(job.parts)]
         t = time.perf_counter()
-        extract(job, parts)
+        extract(job, parts, buffer=buffer)
         t_pairs = time.perf_counter() - t
         with h5py.File(parts[0], "r") as f:
             summary = f["provenance/pair"][...]
