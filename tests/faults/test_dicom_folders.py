@@ -109,6 +109,20 @@ def _slice_of_another_patient(patient):
     return [here.name, "SeriesInstanceUID"]
 
 
+def _jpeg_without_decoder(patient):
+    """A JPEG Lossless slice: pydicom has no decoder for it without pylibjpeg or GDCM."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGLosslessSV1
+
+    path = _slice(patient)
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+    ds.PixelData = encapsulate([b"\xff\xd8" + b"\0" * 1000 + b"\xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path, enforce_file_format=True)
+    return [path.name, "no decoder", "JPEG Lossless"]
+
+
 DICOM_CASES = {
     "pixel_data_truncated": _truncate,
     "pixel_data_missing": _no_pixels,
@@ -125,6 +139,7 @@ DICOM_CASES = {
     "full_dose_slice_in_the_low_dose_folder": _full_dose_slice_in_the_low_dose_folder,
     "target_folder_holds_the_low_dose_series": _target_holds_the_low_dose_series,
     "slice_of_another_patient": _slice_of_another_patient,
+    "jpeg_slice_without_decoder": _jpeg_without_decoder,
 }
 
 
@@ -144,3 +159,22 @@ def test_input_folder_given_as_the_target_refused(ldct, tmp_path, capsys):
     args = pairs_args(ldct, tmp_path, target_dir=QUARTER)
     rc, err = call(pair_ldct.main, [*args, "--table-out", table, "--report-out", report], capsys)
     assert_refused(rc, err, ["share", "two different folders"], inputs=(ldct.parent, before), absent=[table, report])
+
+
+def test_deflated_slice_is_read_not_refused(ldct, tmp_path, capsys):
+    """Not a refusal: Deflated Explicit VR Little Endian is valid DICOM; it pairs, and its pixels are the
+    same values as the slice it was written from."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from ctpatch.io.dicom import read_pixels
+
+    path = _slice(ldct)
+    plain = read_pixels(path)
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
+    assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
+    table, report = tmp_path / "pairs" / "L096.tsv", tmp_path / "pairs" / "L096.json"
+    rc, err = call(pair_ldct.main, [*pairs_args(ldct, tmp_path), "--table-out", table, "--report-out", report], capsys)
+    assert rc == 0 and table.is_file(), err
+    assert (read_pixels(path) == plain).all()

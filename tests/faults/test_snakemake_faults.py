@@ -109,6 +109,17 @@ def test_patient_folder_with_hostile_name_refused_at_parse(tmp_path):
     assert "Traceback" not in proc.stderr and not list(tmp_path.rglob("PWNED*"))
 
 
+def test_patient_folder_named_like_an_option_refused_at_parse(tmp_path):
+    """A patient folder named --help must not reach a command line as an option: refused naming it."""
+    root = tmp_path / "ldct"
+    (root / "--help" / QUARTER).mkdir(parents=True)
+    (root / "L001" / QUARTER).mkdir(parents=True)
+    work = workdir_with(tmp_path, {"mode": "ldct", "ldct": {"root": str(root)}})
+    proc = snakemake(work, "-n", "--cores", "1")
+    first = proc.stderr.splitlines()[0]
+    assert proc.returncode != 0 and first.startswith("error: ldct.root") and "--help" in first, proc.stderr
+
+
 def test_bad_config_value_refused_at_parse_in_one_line(tmp_path):
     work = workdir_with(tmp_path, {"mode": "luna16", "luna16": {"patch": {"size": 67}}})
     proc = snakemake(work, "-n", "--cores", "1")
@@ -191,3 +202,37 @@ def test_ldct_pairing_failure_reported_once(tmp_path):
     for line, victim in zip(errors, victims):
         assert victim.name in line and victim.parent.parent.name in line and "pixel data truncated" in line
     assert not list((work / "results" / "ldct" / "pairs").glob("*.tsv"))
+
+
+@pytest.mark.slow
+def test_second_run_from_another_folder_on_one_results_folder_refused(tmp_path):
+    """Two runs from different working directories writing one results folder: Snakemake's lock is per
+    working directory, ctpatch's is on the results folder; the second stops at once naming the first."""
+    results = tmp_path / "shared_results"
+    config = {"mode": "luna16", "results": str(results), "demo": {**DEMO, "size_xy": 256, "slices": [150, 160]}}
+    a = workdir_with(tmp_path / "a", config)
+    b = workdir_with(tmp_path / "b", config)
+    first = subprocess.Popen(
+        [*SNAKEMAKE, "--directory", str(a), "--cores", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        lock = results / ".ctpatch.lock"
+        deadline = time.time() + 60
+        while not (lock.is_file() and lock.read_text().strip()) and time.time() < deadline:
+            time.sleep(0.2)
+        assert first.poll() is None, "the first run ended before the second started"
+        before = {p: p.stat().st_mtime_ns for p in results.rglob("*") if p.is_file()}
+        second = snakemake(b, "--cores", "1")
+        assert second.returncode != 0
+        line = next(ln for ln in second.stderr.splitlines() if ln.startswith("error:"))
+        assert str(results) in line and "in use by another ctpatch run" in line and f"process {first.pid}" in line
+        assert "Traceback" not in second.stderr
+        assert all(p.stat().st_mtime_ns == t for p, t in before.items() if p.exists())  # nothing of the first touched
+    finally:
+        os.killpg(first.pid, signal.SIGTERM)
+        first.wait(timeout=60)
+    again = snakemake(b, "-n", "--cores", "1")  # the lock goes with the process that held it
+    assert again.returncode == 0, again.stderr[-2000:]

@@ -10,6 +10,7 @@ from ctpatch.settings.types import Config, build
 import ctpatch.ldct.discover as ldct_discover
 import ctpatch.luna16.discover as luna16_discover
 from ctpatch.io.folders import DiscoveryError
+from ctpatch.store.atomic import ResultsLock
 
 
 def refuse(message):
@@ -45,6 +46,18 @@ for _scope in cfg.SCOPES[MODE]:
         cfg.sync_settings(cfg.scope_settings(config, _scope), get_settings_file(_scope), _scope)
     except OSError as exc:
         refuse(f"{get_settings_file(_scope)}: cannot write the settings file: {exc.strerror or exc}")
+
+
+# One run at a time writes a results folder, whatever its working directory (Snakemake's own lock is
+# per working directory): taken when the run starts (not by a dry run), released when it ends.
+RESULTS_LOCK = ResultsLock(RES)
+
+
+onstart:
+    try:
+        RESULTS_LOCK.acquire()
+    except OSError as exc:
+        refuse(exc)
 
 
 # ---------------------------------------------------------------- the groups of the run, per mode

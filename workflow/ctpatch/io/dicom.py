@@ -125,12 +125,18 @@ def _text(value) -> str | None:
 
 
 def check_pixel_data(path: str, ds) -> None:
-    """The pixel data is there and as long as the header promises (found at pairing, not mid-extraction).
+    """The pixel data is there, as long as the header promises, and decodable here (found at pairing, not
+    mid-extraction).
 
     For native (uncompressed) transfer syntaxes the value must hold Rows x Columns x
     BitsAllocated/8 x SamplesPerPixel x NumberOfFrames bytes, and the file must hold the whole
-    value; for encapsulated (compressed) pixel data, only that the value is not cut off.
+    value (a deflated file is inflated to count it); for encapsulated (compressed) pixel data, that
+    the value is not cut off and that a decoder for its transfer syntax is installed.
     """
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and syntax.is_deflated:  # positions in the file are the deflated stream's
+        _check_deflated(path)
+        return
     elem = ds.get_item(0x7FE00010) if 0x7FE00010 in ds else None
     if elem is None:
         raise ValueError(f"DICOM file {path} has no pixel data (7FE0,0010)")
@@ -146,14 +152,19 @@ def check_pixel_data(path: str, ds) -> None:
     if declared == 0xFFFFFFFF:  # encapsulated: undefined length, items follow
         if have <= 8:
             raise ValueError(f"DICOM file {path}: pixel data truncated: no encapsulated frames after byte {tell}")
+        _check_decoder(path, syntax)
         return
     if have < declared:
         raise ValueError(
             f"DICOM file {path}: pixel data truncated: its element declares {declared} bytes, the file holds {have}"
         )
-    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if syntax is not None and getattr(syntax, "is_compressed", False):
+        _check_decoder(path, syntax)
         return
+    _check_native_length(path, ds, declared)
+
+
+def _check_native_length(path: str, ds, have: int) -> None:
     try:
         need = (
             int(ds.Rows)
@@ -165,11 +176,38 @@ def check_pixel_data(path: str, ds) -> None:
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"Malformed DICOM header in {path}: {exc}") from exc
-    if declared < need:
+    if have < need:
         raise ValueError(
             f"DICOM file {path}: pixel data too short: Rows x Columns x BitsAllocated "
             f"({ds.Rows} x {ds.Columns} x {ds.get('BitsAllocated', 16)} bits) need {need} bytes, "
-            f"the element holds {declared}"
+            f"the element holds {have}"
+        )
+
+
+def _check_deflated(path: str) -> None:
+    """A deflated file (Deflated Explicit VR Little Endian): inflated whole, its pixel data counted."""
+    try:
+        ds = pydicom.dcmread(path)
+        data = ds.PixelData
+    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(f"DICOM file {path}: deflated data cannot be read: {exc}") from exc
+    _check_native_length(path, ds, len(data))
+
+
+def _check_decoder(path: str, syntax) -> None:
+    """A decoder for the compressed transfer syntax is installed (pydicom finds none for JPEG Lossless
+    without pylibjpeg or GDCM, for example)."""
+    from pydicom.pixels import get_decoder
+
+    try:
+        available = get_decoder(syntax).is_available
+    except (NotImplementedError, ValueError):
+        available = False
+    if not available:
+        raise ValueError(
+            f"DICOM file {path}: its pixel data is compressed ({syntax.name}, {syntax}) and no decoder for it is "
+            f"installed: pip install pylibjpeg pylibjpeg-libjpeg (JPEG), pylibjpeg-openjpeg (JPEG 2000), or "
+            f"decompress the slices first"
         )
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from ctpatch.io.folders import DiscoveryError, under
 from ctpatch.settings.types import Config
 
-PATIENT_ID = re.compile(r"[A-Za-z0-9_.-]+")
+#: a patient id: letters, digits, ``_``, ``.``, ``-``, not starting with ``-`` or ``.`` (an option, a hidden file)
+PATIENT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 def ldct_patients(config: Config, workdir: str | Path = ".") -> list[str]:
@@ -34,7 +35,7 @@ def ldct_patients(config: Config, workdir: str | Path = ".") -> list[str]:
     if odd and not ldct.patients:  # patient ids become file and job names
         raise DiscoveryError(
             f"ldct.root: patient folder name(s) {odd} under {root} are not letters, digits, '_', "
-            f"'.', '-' (rename them, or list the patients to use in ldct.patients)"
+            f"'.', '-', starting with a letter, digit or '_' (rename them, or list the patients to use in ldct.patients)"
         )
     wanted = list(ldct.patients) or found
     missing = [p for p in wanted if p not in found]

@@ -105,3 +105,36 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, array)
+
+
+class ResultsLock:
+    """An exclusive lock on a results folder for one run (``<results>/.ctpatch.lock``, ``flock``): a second
+    run writing the same folder, from any working directory, stops at once naming the first.  Held while
+    the process runs; the kernel releases it when the process ends, however it ends."""
+
+    def __init__(self, results: str | Path):
+        self.path = Path(results) / ".ctpatch.lock"
+        self._fh = None
+
+    def acquire(self) -> None:
+        import fcntl
+        import socket
+        import time
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise OSError(
+                f"{self.path.parent}: the results folder is in use by another ctpatch run ({holder}); wait for "
+                f"it to end, or give this run another results folder"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"process {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        fh.flush()
+        self._fh = fh
