@@ -128,9 +128,8 @@ def build_luna(workdir: Path, config: dict) -> list[Path]:
         }
         job = Job(settings, inputs)
         target = workdir / config["results"] / "luna16" / "patches" / f"{subset}.h5"
-        extract(
-            job, [target], {"settings": json.dumps(settings, sort_keys=True), "mode": "luna16", "seed": config["seed"]}
-        )
+        attrs = {"settings": json.dumps(settings, sort_keys=True), "mode": "luna16", "seed": config["seed"]}
+        extract(job, [target], {**attrs, "group": subset})  # the attributes the workflow's extraction writes
         out.append(target)
     return out
 
@@ -165,7 +164,8 @@ def build_ldct(workdir: Path, config: dict) -> list[Path]:
         tables.append(str(t))
     job = Job(settings, {"pairs": tables})
     parts = [workdir / "patches" / f"run.part{i}.h5" for i in range(ldct["output"]["nsplit"])]
-    extract(job, parts, {"settings": json.dumps(settings, sort_keys=True), "mode": "ldct", "seed": config["seed"]})
+    attrs = {"settings": json.dumps(settings, sort_keys=True), "mode": "ldct", "seed": config["seed"], "group": "run"}
+    extract(job, parts, attrs)  # the attributes the workflow's extraction writes
     return parts
 
 
@@ -213,7 +213,8 @@ def write_canonical(job, path, units=None) -> list[dict]:
     sink = MemorySink(specs.datasets)
     counts = [job.run(u, sink) for u in (job.units() if units is None else units)]
     with h5py.File(path, "w") as f:
-        f.attrs["mode"] = job.mode
+        f.attrs["mode"] = job.mode  # the attributes every patch file has
+        f.attrs["settings"] = json.dumps(job.settings, sort_keys=True)
         for name, (shape, dtype) in specs.datasets.items():
             stack = np.stack(sink.patches[name]) if sink.patches[name] else np.zeros((0, *shape), dtype)
             ds = create_patch_dataset(f, name, shape, dtype, specs.compression, rows=len(stack))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
@@ -13,6 +14,7 @@ from _patchfiles import pair_patient, write_canonical
 
 from ctpatch.luna16.job import PROV_NEGATIVE, PROV_NODULE
 from ctpatch.report.sanity import _upsample_label, main, pick, write_png
+from ctpatch.settings import defaults
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 LDCT = DATA / "ldct"
@@ -46,6 +48,8 @@ def luna_file(tmp_path):
     path = tmp_path / "luna.h5"
     rng = np.random.default_rng(0)
     with h5py.File(path, "w") as f:
+        f.attrs["mode"] = "luna16"  # the attributes every patch file has
+        f.attrs["settings"] = json.dumps(defaults("patches").to_dict(), sort_keys=True)
         f["nodule"] = rng.normal(size=(3, 20, 20, 20, 1)).astype(np.float32)
         lab = np.zeros((3, 3, 3, 3, 2), np.float32)
         lab[..., 0] = 1
@@ -134,7 +138,7 @@ def _figure_rows(paths, **options):
 
     files = [h5py.File(p, "r") for p in paths]
     try:
-        return _luna_rows(files, [str(p) for p in paths], **options)
+        return _luna_rows(files, **options)
     finally:
         for f in files:
             f.close()

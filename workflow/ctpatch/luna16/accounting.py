@@ -103,7 +103,7 @@ def main(argv=None) -> int:
             args.nodules,
             args.patches,
             patches_per_nodule(s["patch"]),
-            s.get("duplicate_annotations", "fail"),
+            s["duplicate_annotations"],
         )
     except (ConfigError, TableError) as exc:
         print(f"error: {exc}", file=sys.stderr)

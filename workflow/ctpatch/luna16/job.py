@@ -45,6 +45,7 @@ from ctpatch.core.rng import keyed_rng
 from ctpatch.engine.blocks import Unit
 from ctpatch.io.tables import read_candidates
 from ctpatch.luna16.layouts import LAYOUTS, PROV_BRICK, PROV_CROP, write_nodule_view
+from ctpatch.store.sink import PatchSink
 from ctpatch.store.writer import Specs
 
 PROV_NODULE = np.dtype(
@@ -75,7 +76,6 @@ PROV_NEGATIVE = np.dtype(
         ("touches_nodule", "?"),
     ]
 )
-DATASETS = ("nodule", "label_nodule", "non_nodule", "label_non_nodule")
 
 
 def load_xyz(path, slab_bytes: int = 4 << 20) -> np.ndarray:
@@ -154,14 +154,14 @@ class Job:
         self.patch = s["patch"]
         self.neg = s["negatives"]
         self.out = s["output"]
-        self.shuffle = bool(self.out.get("shuffle", True))
-        self.buffer = int(s.get("buffer_patches", 8))
+        self.shuffle = bool(self.out["shuffle"])
+        self.buffer = int(s["buffer_patches"])
         self.size = int(self.patch["size"])
         self.offsets = patch_offsets(self.patch)
-        self.layout = self.out.get("layout", "full")
+        self.layout = self.out["layout"]
         if self.layout not in LAYOUTS:
             raise ValueError(f"output.layout: expected one of {list(LAYOUTS)}, got {self.layout!r}")
-        self.brick = int(self.out.get("brick", 32))
+        self.brick = int(self.out["brick"])
         if self.brick < 1:
             raise ValueError(f"output.brick: expected a brick edge >= 1, got {self.brick!r}")
         self.crop = crop_edge(self.size, self.offsets)
@@ -275,7 +275,7 @@ class Job:
             self._scan = (unit.key, _Scan(self, unit))
         return self._scan[1]
 
-    def run(self, unit: Unit, w, start: int = 0, stop: int | None = None) -> dict:
+    def run(self, unit: Unit, w: PatchSink, start: int = 0, stop: int | None = None) -> dict:
         """Cut items ``[start, stop)`` of the scan ``unit`` into the sink ``w``: in the volumes layout the
         scan's bricks first (image patches are then not stored), nodule patches (each with its label; in
         the crops layout the nodule's crop before its first shift), then negatives."""

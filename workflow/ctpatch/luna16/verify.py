@@ -1,7 +1,7 @@
 """Verify patch files and write a JSON report; exit non-zero when anything is wrong.
 
 Both modes: every stored chunk of every patch dataset is checked against its Fletcher32 checksum
-(:func:`check_chunks`: the stored bytes, not decompressed, ~1.6 GB/s), so a changed byte anywhere
+(:func:`check_chunks`: the stored bytes, not decompressed), so a changed byte anywhere
 fails verification naming the file, dataset and row (and any read of that chunk fails in HDF5);
 a seeded random sample of patches from **every** file (and part) is regenerated from the
 extraction's inputs with the recorded settings and compared voxel for voxel, with its provenance
@@ -233,7 +233,7 @@ def _check_volumes(f: h5py.File, settings: dict, scans: list[str], inputs: dict 
     patch's scan present; with ``inputs``, each volume's size that of its converted scan."""
     fails = []
     bricks, table = f["volume_brick"], f["provenance/volume_brick"][...]
-    edge = int(settings["output"].get("brick", 32))
+    edge = int(settings["output"]["brick"])
     if bricks.shape[1:] != (edge,) * 3 + (1,):
         fails.append(f"volume_brick: expected bricks of shape {(edge,) * 3 + (1,)}, got {bricks.shape[1:]}")
     if bricks.shape[0] != len(table):

@@ -7,7 +7,6 @@ import math
 import numpy as np
 
 from ctpatch.report.plan.inputs import Scan
-from ctpatch.report.plan.measure import _extraction_loads_volume
 
 
 def _round(x: float) -> float:
@@ -37,9 +36,9 @@ def luna_memory(config, biggest: Scan, widest: Scan, start: dict, size: int, lab
     out32 = biggest.out_voxels * 4
     convert = start["convert"]["rss_bytes"] + max(in_b + coef + widest.out_voxels * 4, 2 * out32)
     labels = start["tables"]["rss_bytes"] + biggest.out_voxels
-    # ShardWriter: up to `buf` pending patches per dataset (4 datasets) and a write buffer of as many;
+    # the sink: up to `buf` pending patches per dataset (4 datasets) and a write buffer of as many;
     # cutting: the crop, its transposed copy and the cast.  The volume (float32) and mask (bool) of the
-    # scan are held in memory (x, y, z), or memory-mapped (page cache) by older extractions.
+    # scan are held in memory (x, y, z).
     buffers = 2 * buf * (2 * img_raw + 2 * lab_raw) + 3 * img_raw
     volume = biggest.out_voxels * 5
     # verify: label blocks of 64 patches, and the regenerated sample's Job holding a scan's volume and mask
@@ -53,7 +52,6 @@ def luna_memory(config, biggest: Scan, widest: Scan, start: dict, size: int, lab
         "extract_patches_rank": start["extract_luna"]["rss_bytes"] + buffers + volume,
         "extract_patches_rank_buffers": buffers,
         "extract_patches_rank_volume": volume,
-        "extract_patches_rank_volume_in_memory": _extraction_loads_volume(),
         "verify_patches": verify,
     }
 

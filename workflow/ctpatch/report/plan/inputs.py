@@ -84,7 +84,7 @@ def luna_inputs(config: dict, workdir: Path) -> tuple[list[Scan], pd.DataFrame, 
                             f"{h.data_file}: {'missing' if have is None else f'{have} bytes'}, header declares {want}"
                         )
                 scans.append(Scan(d.name, h.series_uid, h.grid, out_grid(h.grid), ELEMENT_BYTES[h.element_type], mhd))
-        ann = read_annotations(under(luna["annotations"], rpath), luna.get("duplicate_annotations", "fail"))
+        ann = read_annotations(under(luna["annotations"], rpath), luna["duplicate_annotations"])
     wanted = list(found.scans)
     missing = [s for s, uids in found.scans.items() if not uids]
     if missing:

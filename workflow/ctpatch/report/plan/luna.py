@@ -30,7 +30,7 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
     n_off = len(patch_offsets(patch))
     img_raw = size**3 * np.dtype(out_s["dtype"]).itemsize
     lab_raw = lab**3 * 2 * 4
-    brick = int(out_s.get("brick", 32))
+    brick = int(out_s["brick"])
 
     world = ann[["coordX", "coordY", "coordZ"]].to_numpy(float)
     ann_by_uid = {uid: world[rows] for uid, rows in ann.groupby("seriesuid").indices.items()}
@@ -107,9 +107,9 @@ def plan_luna(config: dict, workdir: Path, sample: int, cores: int, budget: floa
     dtypes = LUNA_DTYPES if out_s["dtype"] == "float64" else LUNA_DTYPES[:2]
     # crops layout: per nodule one crop of edge C instead of its patches' images, estimated as
     # (C / P)³ patches (crops compress like patches), plus a 16-byte view row per nodule patch
-    crops = out_s.get("layout", "full") == "crops"
+    crops = out_s["layout"] == "crops"
     # volumes layout: no image patch; the scans' voxels in bricks, stored like the negatives' voxels
-    volumes = out_s.get("layout", "full") == "volumes"
+    volumes = out_s["layout"] == "volumes"
     edge = crop_edge(size, patch_offsets(patch))
     for g in groups.values():
         n = g["patches"]

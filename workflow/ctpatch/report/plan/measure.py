@@ -1,8 +1,8 @@
 """Measurements on a small sample: compressed sizes, the extraction's compression and single write,
 verification and start-up times, the sample extractions of both modes (nothing is guessed).
 
-Length (~500 lines): the LUNA16 and the LDCT sample each run the real steps on a few patches and
-time them; they share the size, checksum and start-up measurements kept here.
+The LUNA16 and the LDCT sample each run the real steps on a few patches and time them; they share
+the size, checksum and start-up measurements kept here.
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
         from ctpatch.io.mhd import write_scan
         from ctpatch.luna16.demo import synthesize
 
-        hu = synthesize(scan.plan, config["seed"], float(config["demo"].get("noise_hu", 20.0)))
+        hu = synthesize(scan.plan, config["seed"], float(config["demo"]["noise_hu"]))
         seconds["synthesize"] = time.perf_counter() - t
         with tempfile.TemporaryDirectory(prefix="ctpatch-plan-") as tmp:  # the demo writes it, convert reads it
             t = time.perf_counter()
@@ -317,12 +317,6 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
             )
             for k, v in patches.items()
         }
-        specs = {
-            "nodule": ((size,) * 3 + (1,), out_s["dtype"]),
-            "label_nodule": ((lab,) * 3 + (2,), "float32"),
-            "non_nodule": ((size,) * 3 + (1,), out_s["dtype"]),
-            "label_non_nodule": ((lab,) * 3 + (2,), "float32"),
-        }
         # the extraction's write path: the ranks compress chunks (BlockSink), rank 0 writes them once, each
         # at its final (seeded-shuffle) row (PatchFileWriter); both timed, the write being rank 0's alone
         specs = Specs(
@@ -355,7 +349,7 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
             specs,
             "luna16",
             int(config["seed"]),
-            bool(out_s.get("shuffle", True)),
+            bool(out_s["shuffle"]),
             {k: len(arrays[k]) for k in ("nodule", "non_nodule")},
             encoder=encoder,
         )
@@ -394,29 +388,15 @@ def luna_sample(config: dict, scans: list[Scan], ann: pd.DataFrame, workdir: Pat
 
 
 def _extraction_cutter(npy: Path, mask_zyx: np.ndarray, dtype, pool: int):
-    """(volume, mask, cut(volume, mask, loc)) as extract_luna reads and cuts them (x, y, z in memory, or
-    memory-mapped (z, y, x) in older versions)."""
-    from ctpatch.core import nodules as luna
-    from ctpatch.luna16 import job as extract_luna
+    """(volume, mask, cut(volume, mask, loc)) as the LUNA16 job reads and cuts them: the volume and the
+    mask in memory, (x, y, z)."""
+    from ctpatch.core.labels import label_patch
+    from ctpatch.core.nodules import crop_mask_xyz, cut_image_xyz
+    from ctpatch.luna16.job import load_xyz
 
-    if hasattr(extract_luna, "load_xyz") and hasattr(luna, "cut_image_xyz"):
-        from ctpatch.core.labels import label_patch
-
-        vol = extract_luna.load_xyz(npy)
-        mask = np.ascontiguousarray(mask_zyx.transpose(2, 1, 0))
-        return (
-            vol,
-            mask,
-            lambda v, m, loc: (luna.cut_image_xyz(v, loc, 0.0, dtype), label_patch(luna.crop_mask_xyz(m, loc), pool)),
-        )
-    vol = np.load(npy, mmap_mode="r")
-    return vol, mask_zyx, lambda v, m, loc: (luna.cut_image(v, loc, 0.0, dtype), luna.cut_label(m, loc, pool))
-
-
-def _extraction_loads_volume() -> bool:
-    from ctpatch.luna16 import job as extract_luna
-
-    return hasattr(extract_luna, "load_xyz")
+    vol = load_xyz(npy)
+    mask = np.ascontiguousarray(mask_zyx.transpose(2, 1, 0))
+    return vol, mask, lambda v, m, loc: (cut_image_xyz(v, loc, 0.0, dtype), label_patch(crop_mask_xyz(m, loc), pool))
 
 
 # ---------------------------------------------------------------------------------------- LUNA16 plan
@@ -494,7 +474,7 @@ def ldct_sample(settings: dict, selected_pairs: list, n: int) -> dict:
                 per_row, per_file = _time_checksums(part, ["input", "target"])
                 t_verify += per_row * n_rows + per_file
     # alternatives from the float32 values of the stored patches (exact for float16 -> float32), on at most
-    # ALT_SAMPLE of them, evenly spaced (a mean size per patch; all 2,352 of two pairs took 4.8 s of a 9 s plan)
+    # ALT_SAMPLE of them, evenly spaced (a mean size per patch; measuring all of them would dominate the plan)
     rows = np.unique(np.linspace(0, max(0, written - 1), min(written, ALT_SAMPLE)).round().astype(int))
     alts = (
         _compressed_sizes(

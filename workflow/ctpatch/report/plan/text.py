@@ -67,7 +67,7 @@ def format_plan(plan: dict) -> str:
         lines.append(f"ctpatch plan: LDCT input/target mode, root {plan['root']}")
         sr = (
             f" target, input {st['input_edge']}x{st['input_edge']} (super-resolution x{st['scale']})"
-            if st.get("scale", 1) > 1 or st.get("input_edge", st["edge"]) != st["edge"]
+            if st["scale"] > 1 or st["input_edge"] != st["edge"]
             else ""
         )
         lines.append(
@@ -159,11 +159,10 @@ def format_plan(plan: dict) -> str:
             + (f"  (of which B-spline coefficients {_b(coef)})" if coef else "")
         )
         lines.append(f"  make_labels            {_b(mem['make_labels'])}")
-        mapped = "" if mem["extract_patches_rank_volume_in_memory"] else ", memory-mapped"
         lines.append(
             f"  extract_patches rank   {_b(mem['extract_patches_rank'])}  (buffers "
             f"{_b(mem['extract_patches_rank_buffers'])} + the scan's volume and mask "
-            f"{_b(mem['extract_patches_rank_volume'])}{mapped})"
+            f"{_b(mem['extract_patches_rank_volume'])})"
         )
         lines.append(f"  verify_patches         {_b(mem['verify_patches'])}")
     else:
