@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from .conftest import REPO
+from paths import REPO
 
 #: fields that are not one word: the launcher ("srun --mpi=pmi2") and arguments common.smk builds
 #: with q() / shlex.quote

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from paths import SHARED_LDCT
 
 from ctpatch.core.normalize import NORMALIZATIONS, hu_window, normalize_pair
-
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def _mm(x):
@@ -91,7 +88,7 @@ def test_each_normalization_matches_its_formula(method, negative):
 
 @pytest.mark.parametrize("method", NORMALIZATIONS)
 def test_each_normalization_on_real_pair(method):
-    base = DATA / "ldct" / "L096"
+    base = SHARED_LDCT / "L096"
     if not base.exists():
         pytest.skip(f"real LDCT data not found at {base}")
     import pydicom

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import h5py
 import matplotlib
@@ -11,25 +10,24 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 from _patchfiles import pair_patient, write_canonical
+from paths import SHARED_DATA, SHARED_LDCT
 
 from ctpatch.luna16.job import PROV_NEGATIVE, PROV_NODULE
 from ctpatch.report.sanity import _upsample_label, main, pick, write_png
 from ctpatch.settings import defaults
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-LDCT = DATA / "ldct"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def ldct_file(tmp_path_factory):
-    if not LDCT.is_dir():
-        pytest.skip(f"real LDCT data not found under {DATA}")
+    if not SHARED_LDCT.is_dir():
+        pytest.skip(f"real LDCT data not found under {SHARED_DATA}")
     from ctpatch.ldct.job import Job
 
     out = tmp_path_factory.mktemp("sanity")
     table = out / "L286.tsv"
-    assert pair_patient(LDCT / "L286", table, out / "r.json", random_n=1) == 0
+    assert pair_patient(SHARED_LDCT / "L286", table, out / "r.json", random_n=1) == 0
     settings = {
         "patch": {"code": "p96"},
         "air_threshold": {"enabled": True},

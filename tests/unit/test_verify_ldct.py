@@ -9,16 +9,15 @@ import h5py
 import numpy as np
 import pytest
 from _patchfiles import pair_patient
+from paths import SHARED_DATA, SHARED_LDCT
 
 from ctpatch.engine.run import extract
 from ctpatch.ldct.job import Job
 from ctpatch.ldct.verify import stat_fields, verify_ldct
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-LDCT = DATA / "ldct"
 QUARTER, FULL = "quarter_3mm_sharp_sorted", "full_3mm_sharp_sorted"
 
-pytestmark = pytest.mark.skipif(not LDCT.is_dir(), reason=f"real LDCT data not found under {DATA}")
+pytestmark = pytest.mark.skipif(not SHARED_LDCT.is_dir(), reason=f"real LDCT data not found under {SHARED_DATA}")
 
 SETTINGS = {
     "patch": {"code": "p96"},
@@ -35,7 +34,7 @@ def pair_table(out: Path, random_n: int, name: str) -> Path:
     t = out / f"{name}.tsv"
     assert (
         pair_patient(
-            LDCT / "L143", t, out / f"{name}.json", seed=1, input_dir=QUARTER, target_dir=FULL, random_n=random_n
+            SHARED_LDCT / "L143", t, out / f"{name}.json", seed=1, input_dir=QUARTER, target_dir=FULL, random_n=random_n
         )
         == 0
     )
