@@ -103,7 +103,7 @@ def main(argv=None) -> int:
             args.nodules,
             args.patches,
             patches_per_nodule(s["patch"]),
-            s["duplicate_annotations"],
+            s.get("duplicate_annotations", "fail"),
         )
     except (ConfigError, TableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
