@@ -285,7 +285,7 @@ def _volume(run, path, uid):
 def test_volumes_file_structure_and_bricks_equal_the_converted_volume(luna_volumes):
     for path in luna_volumes.files:
         with h5py.File(path, "r") as f:
-            assert crop_reader.is_volumes(f) and crop_reader.layout_of(f) == "volumes"
+            assert crop_reader.is_volumes(f)
             assert "nodule" not in f and "non_nodule" not in f and "nodule_crop" not in f
             bricks, table = f["volume_brick"], f["provenance/volume_brick"][...]
             assert bricks.shape == (len(table), 32, 32, 32, 1) and bricks.chunks == (1, 32, 32, 32, 1)

@@ -64,9 +64,8 @@ computes anyway, so they cost nothing measurable; being rows, they travel with t
 the blocks to rank 0, the shuffle and the parts, and the files stay byte-identical for any rank
 count.  The verification takes the values from them instead of decoding every patch.
 
-Length (~580 lines): one pass over a slice pair in SPEC order, shared by the plain and the
-super-resolution modes, with the provenance record types it fills; the numerics it calls live in
-grid, normalize, augment and sr.
+One pass over a slice pair in SPEC order, shared by the plain and the super-resolution modes, with
+the provenance record types it fills; the numerics it calls live in grid, normalize, augment and sr.
 """
 
 from __future__ import annotations
@@ -100,6 +99,7 @@ from ctpatch.engine.blocks import Unit
 from ctpatch.io.dicom import read_pixels
 from ctpatch.settings import ldct_job
 from ctpatch.settings.types import LdctPatches
+from ctpatch.store.sink import PatchSink
 from ctpatch.store.writer import Specs
 
 INTEGER_DTYPES = ("int16", "uint16")
@@ -157,11 +157,6 @@ def patch_shapes(settings: LdctPatches) -> dict[str, tuple[int, int, int]]:
     _, lr, hr, _ = grid_sizes(settings)
     torch = settings.output.layout == "torch"
     return {name: ((1, e, e) if torch else (e, e, 1)) for name, e in (("input", lr), ("target", hr))}
-
-
-def patch_shape(settings: LdctPatches) -> tuple[int, int, int]:
-    """Shape of one stored target patch (in plain mode also the input's): see :func:`patch_shapes`."""
-    return patch_shapes(settings)["target"]
 
 
 # ------------------------------------------------------------------------------- pair tables
@@ -439,7 +434,7 @@ class Job:
         _, _, kept, _ = self._copies(self.pairs.iloc[unit.index].to_dict())
         return sum(len(k) for k in kept) * multiplier(self.settings)
 
-    def run(self, unit: Unit, w, start: int = 0, stop: int | None = None) -> dict:
+    def run(self, unit: Unit, w: PatchSink, start: int = 0, stop: int | None = None) -> dict:
         """Cut, augment and write the patches of one slice pair into the sink ``w``; return its counts.
 
         ``w`` follows the patch-sink protocol (:class:`ctpatch.store.sink.PatchSink`); patches are handed

@@ -96,13 +96,14 @@ def _copy_attrs(src: h5py.File, dst: h5py.File, codec: str | None) -> None:
     """The file attributes, ``settings.output.layout`` set to ``full`` (and the codec to ``codec``)."""
     for key, value in src.attrs.items():
         dst.attrs[key] = value
-    if "settings" in src.attrs:
-        raw = src.attrs["settings"]
-        settings = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
-        settings.setdefault("output", {})["layout"] = "full"
-        if codec:
-            settings["output"]["compression"] = codec
-        dst.attrs["settings"] = json.dumps(settings, sort_keys=True)  # as the workflow writes it
+    raw = src.attrs.get("settings")
+    if raw is None:
+        raise ExportError(f"{src.filename}: no 'settings' attribute: not a ctpatch patch file")
+    settings = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
+    settings["output"]["layout"] = "full"
+    if codec:
+        settings["output"]["compression"] = codec
+    dst.attrs["settings"] = json.dumps(settings, sort_keys=True)  # as the workflow writes it
 
 
 def _copy_rest(src: h5py.File, dst: h5py.File, skip, codec: str | None, only=None) -> None:

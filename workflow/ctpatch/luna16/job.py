@@ -50,6 +50,7 @@ from ctpatch.io.tables import read_candidates
 from ctpatch.luna16.layouts import PROV_BRICK, PROV_CROP, write_nodule_view
 from ctpatch.settings import luna16_job
 from ctpatch.settings.types import LunaPatches
+from ctpatch.store.sink import PatchSink
 from ctpatch.store.writer import Specs
 
 PROV_NODULE = np.dtype(
@@ -80,7 +81,6 @@ PROV_NEGATIVE = np.dtype(
         ("touches_nodule", "?"),
     ]
 )
-DATASETS = ("nodule", "label_nodule", "non_nodule", "label_non_nodule")
 
 
 def load_xyz(path, slab_bytes: int = 4 << 20) -> np.ndarray:
@@ -303,7 +303,7 @@ class Job:
             self._scan = (unit.key, _Scan(self, unit))
         return self._scan[1]
 
-    def run(self, unit: Unit, w, start: int = 0, stop: int | None = None) -> dict:
+    def run(self, unit: Unit, w: PatchSink, start: int = 0, stop: int | None = None) -> dict:
         """Cut items ``[start, stop)`` of the scan ``unit`` into the sink ``w``: in the volumes layout the
         scan's bricks first (image patches are then not stored), nodule patches (each with its label; in
         the crops layout the nodule's crop before its first shift), then negatives."""

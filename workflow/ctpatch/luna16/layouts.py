@@ -97,11 +97,6 @@ def is_volumes(f: h5py.File) -> bool:
     return "volume_brick" in f and "provenance/volume_brick" in f
 
 
-def layout_of(f: h5py.File) -> str:
-    """``full``, ``crops`` or ``volumes``: how a LUNA16 file stores its image patches."""
-    return "volumes" if is_volumes(f) else "crops" if is_crops(f) else "full"
-
-
 def has_images(f: h5py.File, name: str) -> bool:
     """True when ``images(f, name)`` can read: the dataset itself, nodule patches stored as crops, or
     patches cut from the volumes."""
@@ -267,7 +262,7 @@ class VolumePatches(_RowReader):
 
     def _read(self, rows: np.ndarray, buf: np.ndarray) -> None:
         """Bricks ``rows`` (increasing) into ``buf``: one HDF5 read per run of consecutive rows (a union of
-        runs in one read is ~30 x slower in HDF5 1.14)."""
+        runs in one read is much slower in HDF5 1.14)."""
         dsid = self.bricks.id
         fspace = dsid.get_space()
         tail = tuple(self.bricks.shape[1:])

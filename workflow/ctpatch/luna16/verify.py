@@ -1,7 +1,7 @@
 """Verify patch files and write a JSON report; exit non-zero when anything is wrong.
 
 Both modes: every stored chunk of every patch dataset is checked against its Fletcher32 checksum
-(:func:`check_chunks`: the stored bytes, not decompressed, ~1.6 GB/s), so a changed byte anywhere
+(:func:`check_chunks`: the stored bytes, not decompressed), so a changed byte anywhere
 fails verification naming the file, dataset and row (and any read of that chunk fails in HDF5);
 a seeded random sample of patches from **every** file (and part) is regenerated from the
 extraction's inputs with the recorded settings and compared voxel for voxel, with its provenance
