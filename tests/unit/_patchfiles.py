@@ -9,6 +9,7 @@ as in a workflow run.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 import types
 from pathlib import Path
 
@@ -206,7 +207,7 @@ def write_canonical(job, path, units=None) -> list[dict]:
     counts = [job.run(u, sink) for u in (job.units() if units is None else units)]
     with h5py.File(path, "w") as f:
         f.attrs["mode"] = job.mode  # the attributes every patch file has
-        f.attrs["settings"] = json.dumps(job.settings, sort_keys=True)
+        f.attrs["settings"] = json.dumps(asdict(job.settings), sort_keys=True)
         for name, (shape, dtype) in specs.datasets.items():
             stack = np.stack(sink.patches[name]) if sink.patches[name] else np.zeros((0, *shape), dtype)
             ds = create_patch_dataset(f, name, shape, dtype, specs.compression, rows=len(stack))
