@@ -82,7 +82,7 @@ def test_crops_file_structure(luna, luna_crops):
     settings = luna_crops.settings
     for path in luna_crops.files:
         with h5py.File(path, "r") as f:
-            assert "nodule" not in f and crop_reader.is_crops(f)
+            assert "nodule" not in f and crop_reader.layout_for("crops").matches(f)
             n_nod = f["provenance/nodule"].shape[0]
             crops = f["provenance/nodule_crop"][...]
             assert f["nodule_crop"].shape == (len(crops), 132, 132, 132, 1)
@@ -285,7 +285,7 @@ def _volume(run, path, uid):
 def test_volumes_file_structure_and_bricks_equal_the_converted_volume(luna_volumes):
     for path in luna_volumes.files:
         with h5py.File(path, "r") as f:
-            assert crop_reader.is_volumes(f) and crop_reader.layout_of(f) == "volumes"
+            assert crop_reader.layout_for("volumes").matches(f) and crop_reader.layout_of(f).name == "volumes"
             assert "nodule" not in f and "non_nodule" not in f and "nodule_crop" not in f
             bricks, table = f["volume_brick"], f["provenance/volume_brick"][...]
             assert bricks.shape == (len(table), 32, 32, 32, 1) and bricks.chunks == (1, 32, 32, 32, 1)

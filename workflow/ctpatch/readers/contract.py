@@ -23,6 +23,7 @@ import json
 
 import numpy as np
 
+from ctpatch.luna16.layouts import has_images
 from ctpatch.store.h5 import h5py
 
 #: kind -> (image dataset, label dataset, provenance table, mode)
@@ -48,7 +49,7 @@ def file_mode(f: h5py.File, path) -> str:
         return str(mode)
     if "input" in f and "target" in f:
         return "ldct"
-    if "nodule" in f or "non_nodule" in f or "volume_brick" in f:  # volume_brick: the volumes layout
+    if has_images(f, "nodule") or has_images(f, "non_nodule"):  # stored, or cut from crops or bricks
         return "luna16"
     raise ValueError(
         f"{path}: not a ctpatch patch file: no 'mode' attribute and none of the datasets "
