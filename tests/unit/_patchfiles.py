@@ -9,8 +9,8 @@ as in a workflow run.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 import types
+from dataclasses import asdict
 from pathlib import Path
 
 from demos import READER_DEMO

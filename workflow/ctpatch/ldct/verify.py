@@ -77,6 +77,7 @@ from ctpatch.ldct.job import (
     read_pair_tables,
     round_half_up,
 )
+from ctpatch.ldct.units import unit_for
 from ctpatch.settings import ConfigError, ldct_job, read_settings
 from ctpatch.settings.types import LdctPatches
 from ctpatch.store.h5 import h5py
@@ -129,7 +130,7 @@ def verify_ldct(patch_paths, pairs_path, settings: LdctPatches | Mapping, sample
         dtype=str(dtype),
         patch_shape=list(shapes["target"]),
         input_patch_shape=list(shapes["input"]),
-        super_resolution_scale=grid_sizes(s)[0] if s.super_resolution.enabled else 1,
+        super_resolution_scale=unit_for(s).scale,
         layout=s.output.layout,
         selected_pairs=int(len(table)),
     )
@@ -284,20 +285,7 @@ def _check_provenance(prov: np.ndarray, by_index: dict, s: LdctPatches) -> list[
     corner, cshape = prov["corner"], prov["copy_shape"]
     if np.any((corner < 0) | (corner >= cshape)):
         fails.append("patch corners outside their copy")
-    if s.super_resolution.enabled:
-        scale = grid_sizes(s)[0]
-        if "hr_corner" not in prov.dtype.names:
-            fails.append("super_resolution on, but table 'patch' has no hr_corner")
-        else:  # the footprint relation: HR region = LR region x scale
-            if np.any(prov["hr_corner"] != corner * scale):
-                fails.append(
-                    f"{int(np.any(prov['hr_corner'] != corner * scale, axis=1).sum())} patches whose "
-                    f"hr_corner is not corner x {scale}"
-                )
-            if np.any(prov["hr_copy_shape"] != cshape * scale):
-                fails.append(f"patches whose hr_copy_shape is not copy_shape x {scale}")
-    elif "hr_corner" in prov.dtype.names:
-        fails.append("table 'patch' has hr_corner, but super_resolution is off")
+    fails += unit_for(s).check_rows(prov)  # super-resolution: HR region = LR region x scale
     order = np.argsort(keys, kind="stable")
     pi = prov["pair_index"][order]
     starts = np.flatnonzero(np.r_[True, pi[1:] != pi[:-1]])

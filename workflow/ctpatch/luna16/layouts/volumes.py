@@ -1,39 +1,37 @@
-"""Reading patch images whatever the LUNA16 layout: full files' datasets, nodule patches cut from crops,
-or any patch cut from the scans' volumes.
+"""The volumes layout: each scan's volume once, in bricks; every image patch cut from them on reading.
 
-:func:`images` returns, for ``"nodule"`` in a crops-layout file (:mod:`ctpatch.core.bricks`), a
-:class:`CropPatches`, and for ``"nodule"`` or ``"non_nodule"`` in a volumes-layout file a
-:class:`VolumePatches`; both read like the full layout's dataset (``shape``, ``dtype``, ``len``,
-``[i]``, ``[i:j]``, ``read_direct``), cutting patches from decoded crops or volume bricks (recently
-decoded ones are cached); any other name is the file's dataset.
+``volume_brick`` ((bricks, B, B, B, 1), with ``provenance/volume_brick``) tiles each converted scan
+into cubic bricks (:mod:`ctpatch.core.bricks`); no image patch is stored, the labels and provenance
+are stored as in the full layout.  :class:`VolumePatches` reads ``nodule`` and ``non_nodule`` like the
+full layout's datasets, through a process-wide cache of decoded bricks (:data:`BRICKS`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 
-from ctpatch.core.bricks import brick_span, cut_from_crop, match_crops, view_starts
-from ctpatch.store.h5 import h5py
-
-LAYOUTS = ("full", "crops", "volumes")
-
-
-PROV_CROP = np.dtype(
-    [
-        ("scan_index", "<i4"),
-        ("seriesuid", "S64"),
-        ("nodule_index", "<i4"),
-        ("annotation_row", "<i4"),
-        ("centre_voxel", "<i4", (3,)),
-        ("start_voxel", "<i4", (3,)),
-        ("edge", "<i4"),
-    ]
+from ctpatch.core.bricks import brick_grid, brick_indices, brick_span, cut_brick
+from ctpatch.core.geometry import VolumeGrid
+from ctpatch.luna16.layouts.base import (
+    KINDS,
+    Compact,
+    CutSizes,
+    ExportError,
+    PlanSizes,
+    RowReader,
+    copy_attrs,
+    copy_datasets,
 )
-
+from ctpatch.settings.types import LunaPatches
+from ctpatch.store.atomic import atomic_path
+from ctpatch.store.codecs import create_patch_dataset
+from ctpatch.store.h5 import h5py
 
 PROV_BRICK = np.dtype(
     [
@@ -87,148 +85,7 @@ class BrickCache:
 BRICKS = BrickCache()
 
 
-def is_crops(f: h5py.File) -> bool:
-    """True for a crops-layout LUNA16 file."""
-    return "nodule_crop" in f and "nodule_view" in f
-
-
-def is_volumes(f: h5py.File) -> bool:
-    """True for a volumes-layout LUNA16 file."""
-    return "volume_brick" in f and "provenance/volume_brick" in f
-
-
-def has_images(f: h5py.File, name: str) -> bool:
-    """True when ``images(f, name)`` can read: the dataset itself, nodule patches stored as crops, or
-    patches cut from the volumes."""
-    if name in f:
-        return True
-    if name == "nodule" and is_crops(f):
-        return True
-    return name in ("nodule", "non_nodule") and is_volumes(f) and f"provenance/{name}" in f
-
-
-def images(f: h5py.File, name: str, cache_mb: float | None = None):
-    """The patch dataset ``name`` of an open file, whatever the layout (see :class:`CropPatches`,
-    :class:`VolumePatches`; ``cache_mb``: the latter's decoded-brick cache, default :data:`BRICK_CACHE_MB`)."""
-    cache_mb = BRICK_CACHE_MB if cache_mb is None else cache_mb
-    if name in f:
-        return f[name]
-    if name == "nodule" and is_crops(f):
-        return CropPatches(f)
-    if name in ("nodule", "non_nodule") and has_images(f, name):
-        return VolumePatches(f, name, cache_mb)
-    raise KeyError(f"{f.filename}: no dataset {name!r}")
-
-
-class _RowReader:
-    """Row indexing and ``read_direct`` on top of :meth:`read_rows` (patches of ``shape[1:]``)."""
-
-    shape: tuple
-    dtype: np.dtype
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def read_rows(self, rows, out: np.ndarray | None = None) -> np.ndarray:
-        raise NotImplementedError
-
-    def _rows(self, key) -> tuple[np.ndarray, bool]:
-        n = self.shape[0]
-        if isinstance(key, (int, np.integer)):
-            i = int(key) + (n if int(key) < 0 else 0)
-            if not 0 <= i < n:
-                raise IndexError(f"index {key} out of range for {n} {self.name[1:]} patches")
-            return np.array([i]), True
-        if isinstance(key, slice):
-            return np.arange(n)[key], False
-        if isinstance(key, tuple) and len(key) == 1:
-            return self._rows(key[0])
-        rows = np.asarray(key, dtype=np.int64).reshape(-1)
-        if len(rows) and (rows.min() < 0 or rows.max() >= n):
-            raise IndexError(f"indices out of range for {n} {self.name[1:]} patches")
-        return rows, False
-
-    def __getitem__(self, key):
-        rows, scalar = self._rows(key)
-        block = self.read_rows(rows)
-        return block[0] if scalar else block
-
-    def read_direct(self, dest: np.ndarray, source_sel=None, dest_sel=None) -> None:
-        """Like ``h5py.Dataset.read_direct`` for row selections: ``dest[dest_sel] = self[source_sel]``."""
-        rows, scalar = self._rows(np.s_[:] if source_sel is None else source_sel)
-        block_shape = (len(rows), *self.shape[1:])
-        basic = (
-            dest_sel is None
-            or isinstance(dest_sel, slice)
-            or (isinstance(dest_sel, tuple) and all(isinstance(s, (slice, type(Ellipsis))) for s in dest_sel))
-        )
-        target = (dest if dest_sel is None else dest[dest_sel]) if basic else None
-        if (
-            target is not None
-            and not scalar
-            and target.shape == block_shape
-            and target.dtype == self.dtype
-            and target.flags.c_contiguous
-        ):
-            self.read_rows(rows, out=target)  # a view of dest: decoded straight into place
-            return
-        block = self.read_rows(rows)
-        if dest_sel is None:
-            dest[...] = block[0] if scalar else block
-        else:
-            dest[dest_sel] = block[0] if scalar else block
-
-
-class CropPatches(_RowReader):
-    """The nodule patches of a crops-layout file, read like the full layout's ``nodule`` dataset.
-
-    ``[i]`` is one patch (P, P, P, 1), ``[i:j]`` (or an increasing index list) a block; reading a
-    block decodes each crop it needs once.  The ``cache`` most recently decoded crops are kept,
-    so reading the rows of one nodule one by one decodes its crop once; random single reads
-    decode one crop (``C³``, about 7 × a patch) each.
-    """
-
-    def __init__(self, f: h5py.File, cache: int = 2):
-        self.crops = f["nodule_crop"]
-        self.views = f["nodule_view"][...]
-        self.patch = int(self.crops.attrs["patch_edge"])
-        self.edge = int(self.crops.shape[1])
-        self.shape = (len(self.views), self.patch, self.patch, self.patch, self.crops.shape[-1])
-        self.dtype = self.crops.dtype
-        self.ndim = len(self.shape)
-        self.name = "/nodule"
-        self.file = f
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._keep = max(1, int(cache))
-        if len(self.views) and (self.views[:, 0].min() < 0 or self.views[:, 0].max() >= self.crops.shape[0]):
-            raise ValueError(f"{f.filename}: nodule_view names crops outside [0, {self.crops.shape[0]})")
-
-    def crop(self, c: int) -> np.ndarray:
-        """Crop ``c`` decoded (cached)."""
-        c = int(c)
-        arr = self._cache.get(c)
-        if arr is None:
-            arr = np.empty(self.crops.shape[1:], dtype=self.dtype)
-            self.crops.read_direct(arr, np.s_[c], np.s_[...])
-            self._cache[c] = arr
-            while len(self._cache) > self._keep:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(c)
-        return arr
-
-    def read_rows(self, rows, out: np.ndarray | None = None) -> np.ndarray:
-        """Patches ``rows`` into ``out`` ((len(rows), P, P, P, channels)), each crop decoded once."""
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        if out is None:
-            out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
-        v = self.views[rows]
-        for j in np.argsort(v[:, 0], kind="stable"):
-            out[j] = cut_from_crop(self.crop(v[j, 0]), v[j, 1:], self.patch)
-        return out
-
-
-class VolumePatches(_RowReader):
+class VolumePatches(RowReader):
     """The ``nodule`` or ``non_nodule`` patches of a volumes-layout file, read like the full layout's dataset.
 
     Patch ``i`` is the box of edge ``P`` starting at ``centre_voxel - P // 2`` in the volume of its
@@ -347,14 +204,127 @@ def volume_index(table: np.ndarray, where: str = "") -> dict:
     return out
 
 
-def write_nodule_view(f: h5py.File) -> None:
-    """Crops layout: crop row and start inside it of every nodule patch, aligned with ``provenance/nodule``."""
-    prov, table = f["provenance/nodule"][...], f["provenance/nodule_crop"][...]
-    patch_keys = np.stack([prov["scan_index"], prov["nodule_index"]], axis=1) if len(prov) else np.zeros((0, 2), int)
-    crop_keys = np.stack([table["scan_index"], table["nodule_index"]], axis=1)
-    crop_row = match_crops(patch_keys, crop_keys)
-    crops = f["nodule_crop"]
-    starts = view_starts(
-        prov["centre_voxel"], table["start_voxel"][crop_row], int(crops.attrs["patch_edge"]), crops.shape[1]
-    )
-    f.create_dataset("nodule_view", data=np.concatenate([crop_row[:, None], starts], axis=1).astype(np.int32))
+#: patches cut and written per call when exporting a volumes-layout file
+EXPORT_BLOCK = 64
+
+
+class Volumes(Compact):
+    """The volumes layout: every image patch cut on reading from its scan's bricks."""
+
+    name = "volumes"
+    marks = ("volume_brick", "provenance/volume_brick")
+    stores = ()
+    own = "volume_brick"
+    table = PROV_BRICK
+    objects = ("volume_brick", "provenance/volume_brick")
+
+    def edge(self, sizes: CutSizes) -> int:
+        return sizes.brick
+
+    def scan_items(self, size_xyz, sizes: CutSizes) -> int:
+        return len(brick_indices(size_xyz, sizes.brick))
+
+    def cut_scan_items(self, w, volume, fill, sizes: CutSizes, scan_index: int, key: bytes, start: int, stop: int):
+        """The scan's bricks ``[start, stop)``, each with its row (the fill as the patches hold it)."""
+        size = np.asarray(volume.shape, dtype=np.int64)
+        fill_out = float(np.asarray(np.asarray(fill, dtype=volume.dtype), dtype=sizes.dtype))
+        for index in brick_indices(size, sizes.brick)[start:stop]:
+            cut_brick(volume, index, sizes.brick, fill, w.slot(self.own))
+            w.commit(self.own)
+            w.add_row(self.own, (scan_index, key, index, index * sizes.brick, size, fill_out))
+        return {"volume_bricks": max(0, stop - start)}
+
+    def own_rows(self, nodules: int, scan_items: int) -> dict:
+        return {self.own: scan_items}
+
+    def has_images(self, f: h5py.File, name: str) -> bool:
+        return name in f or (name in KINDS and f"provenance/{name}" in f)
+
+    def images(self, f: h5py.File, name: str, cache_mb: float):
+        if name in f:
+            return f[name]
+        if self.has_images(f, name):
+            return VolumePatches(f, name, cache_mb)
+        raise KeyError(f"{f.filename}: no dataset {name!r}")
+
+    def check(self, f, settings: LunaPatches, scans, inputs, provs, nodules: int) -> tuple[list[str], dict]:
+        """Bricks of the configured edge, each scan's grid of bricks once and in C order, every patch's scan
+        present; with ``inputs``, each volume's size that of its converted scan."""
+        fails = []
+        bricks, table = f["volume_brick"], f["provenance/volume_brick"][...]
+        report = {"layout": self.name, "volume_bricks": int(bricks.shape[0])}
+        edge = settings.output.brick
+        if bricks.shape[1:] != (edge,) * 3 + (1,):
+            fails.append(f"volume_brick: expected bricks of shape {(edge,) * 3 + (1,)}, got {bricks.shape[1:]}")
+        if bricks.shape[0] != len(table):
+            fails.append(f"volume_brick: {bricks.shape[0]} bricks but {len(table)} rows in provenance/volume_brick")
+        try:
+            index = volume_index(table, f.filename)
+        except ValueError as exc:
+            return fails + [str(exc)], report
+        uids = sorted(scans)
+        if sorted(index) != list(range(len(uids))):
+            fails.append(
+                f"volume_brick: bricks of scans {sorted(index)[:5]}, expected one volume per scan 0..{len(uids) - 1}"
+            )
+        for s, (first, grid, _) in index.items():
+            rows = table[first : first + int(np.prod(grid))]
+            if not np.all(rows["seriesuid"] == (uids[s].encode() if s < len(uids) else b"")):
+                fails.append(
+                    f"volume_brick: the bricks of scan_index {s} do not name series {uids[s] if s < len(uids) else '?'}"
+                )
+            if not np.array_equal(rows["start_voxel"], rows["brick"] * edge):
+                fails.append(f"volume_brick: bricks of scan_index {s} not at brick index x {edge}")
+            size = rows["volume_size"]
+            if np.any(size != size[0]) or not np.array_equal(brick_grid(size[0], edge), grid):
+                fails.append(
+                    f"volume_brick: scan_index {s}: {grid.tolist()} bricks do not tile its volume {size[0].tolist()}"
+                )
+        for name, prov in zip(KINDS, provs):
+            missing = sorted(set(np.unique(prov["scan_index"]).tolist()) - set(index))
+            if missing:
+                fails.append(f"provenance/{name}: patches of scans without bricks: {missing[:3]}")
+        if inputs is not None and "sidecars" in inputs:
+            for path in sorted((Path(p) for p in inputs["sidecars"]), key=lambda p: p.stem):
+                if path.stem not in uids or uids.index(path.stem) not in index:
+                    continue
+                s = uids.index(path.stem)
+                size = VolumeGrid.from_dict(json.loads(path.read_text())["grid"]).size
+                stored = table["volume_size"][index[s][0]]
+                if tuple(int(v) for v in stored) != tuple(int(v) for v in size):
+                    fails.append(
+                        f"volume_brick: scan {path.stem}: volume {stored.tolist()}, converted scan {list(size)} (x, y, z)"
+                    )
+        return fails, report
+
+    def export(self, src: h5py.File, dst_path, codec: str, recode: str | None) -> dict:
+        """The nodule and non-nodule patches cut from the bricks, :data:`EXPORT_BLOCK` rows at a time (memory: a
+        block plus the reader's brick cache)."""
+        bricks = src["volume_brick"]
+        try:
+            readers = {kind: VolumePatches(src, kind) for kind in KINDS}
+        except (KeyError, ValueError) as exc:
+            raise ExportError(f"{src.filename}: {exc}") from None
+        with atomic_path(dst_path) as tmp, h5py.File(tmp, "w") as dst:
+            copy_attrs(src, dst, recode)
+            for kind, reader in readers.items():  # the full layout's order: nodule, label_nodule, non_nodule, ...
+                out = create_patch_dataset(dst, kind, reader.shape[1:], reader.dtype, codec, rows=len(reader))
+                for a in range(0, len(reader), EXPORT_BLOCK):
+                    b = min(a + EXPORT_BLOCK, len(reader))
+                    out[a:b] = reader.read_rows(np.arange(a, b))
+                copy_datasets(src, dst, (), recode, only=("label_" + kind,))
+            copy_datasets(src, dst, (*self.objects, *(f"label_{kind}" for kind in KINDS)), recode)
+        return {k + "_patches": len(r) for k, r in readers.items()} | {"volume_bricks": int(bricks.shape[0])}
+
+    def plan(self, group: dict, sizes: PlanSizes, image_bytes, combos) -> None:
+        """No image patch; the scans' voxels in whole bricks (``image_bytes("voxel", ...)``: the stored bytes
+        of a voxel, measured on bricks of the sample scan), and a table row and chunk overhead per brick."""
+        n, overhead = group["patches"], sizes.overhead
+        group["raw_bytes"] += int(group["brick_voxels"] * sizes.itemsize - sum(n.values()) * sizes.image_raw)
+        for d, c in combos:
+            img = {k: image_bytes(k, d, c) for k in n}
+            group["file_bytes"][f"{d}/{c}"] += (
+                group["brick_voxels"] * image_bytes("voxel", d, c)
+                + group["bricks"] * (overhead + PROV_BRICK.itemsize)
+                - sum(n[k] * (img[k] + overhead) for k in n)
+            )
