@@ -558,7 +558,7 @@ def test_volumes_cut_each_scan_into_its_bricks_first():
 
 def test_layout_plans_turn_the_full_estimate_into_theirs():
     sizes = crop_reader.PlanSizes(patch=10, crop=20, itemsize=4, image_raw=4000, overhead=3.0)
-    stored = {"nodule": 900.0, "non_nodule": 500.0}
+    stored = {"nodule": 900.0, "non_nodule": 500.0, "voxel": 500.0 / 1000}  # a voxel as the negatives' (10³)
     combos = [("float32", "gzip")]
 
     def group():
@@ -580,7 +580,7 @@ def test_layout_plans_turn_the_full_estimate_into_theirs():
     assert crops["file_bytes"]["float32/gzip"] == pytest.approx(
         200_000 + 2 * 8 * 900 - 114 * 900 + 114 * 16 + 2 * crop_reader.PROV_CROP.itemsize
     )
-    # volumes: the bricks' voxels (stored like the negatives' voxels) instead of every image
+    # volumes: the bricks' voxels (the stored bytes of a voxel) instead of every image
     assert volumes["raw_bytes"] == 1_000_000 + 50_000 * 4 - 124 * 4000
     assert volumes["file_bytes"]["float32/gzip"] == pytest.approx(
         200_000

@@ -326,7 +326,7 @@ def _volume_bricks(settings, inputs: dict, unit, k: int = 16) -> np.ndarray:
     from ctpatch.store.sink import MemorySink
 
     vjob = Job(replace(settings, output=replace(settings.output, layout="volumes")), inputs)
-    n = vjob.bricks[unit.key]
+    n = vjob.scan_items[unit.key]
     sink = MemorySink(vjob.specs().datasets)
     for i in np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int)):
         vjob.run(unit, sink, int(i), int(i) + 1)
