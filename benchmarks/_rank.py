@@ -1,8 +1,8 @@
 """One MPI rank of ``python -m ctpatch.<mode>.extract``, timed by stage, reporting its own peak RSS.
 
 Run as ``mpiexec -n N python benchmarks/_rank.py --stats-dir D -- --mode MODE <ctpatch.MODE.extract arguments>``.
-The extraction runs unchanged; the functions of ``ctpatch.luna16.job`` that load, cut, label and
-write are wrapped with ``time.perf_counter`` accumulators (about 1 µs per call, a few ms per scan).
+The extraction runs unchanged; the functions of ``ctpatch.luna16.job`` (and of its layouts) that load, cut,
+label and write are wrapped with ``time.perf_counter`` accumulators (about 1 µs per call, a few ms per scan).
 At the end each rank writes ``D/rankNNNN.json``: stage seconds, patches, and
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` — the peak resident set of that rank's process
 (anonymous memory plus the file pages it mapped; the page cache it only read or wrote is not in it).
@@ -36,11 +36,14 @@ def main() -> None:
     stats_dir = Path(argv[argv.index("--stats-dir") + 1])
     rest = argv[split + 1 :]
     from ctpatch.luna16 import job as extract_luna
+    from ctpatch.luna16.layouts import base as layout_base
+    from ctpatch.luna16.layouts import crops as layout_crops
     from ctpatch.store import writer as patchfile
 
     acc: dict[str, float] = {}
     _timed(extract_luna, "load_xyz", "load", acc)  # read the converted volume and mask
-    _timed(extract_luna, "cut_image_xyz", "cut", acc)  # image patches
+    _timed(layout_base, "cut_image_xyz", "cut", acc)  # image patches (stored as the layout says)
+    _timed(layout_crops, "cut_image_xyz", "cut", acc)  # crops layout: the nodules' crops
     _timed(extract_luna, "crop_mask_xyz", "label", acc)  # label crops ...
     _timed(extract_luna, "label_patch", "label", acc)  # ... pooled one-hot
     _timed(patchfile.ChunkEncoder, "encode", "compress", acc)  # HDF5 filters (codec + Fletcher32), in memory

@@ -1,13 +1,11 @@
-"""Shared test helpers: paths of the repository and of the real data beside it."""
+"""The real data beside the repository, as a fixture that skips when it is absent."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+from paths import SHARED_DATA
 
 
 @pytest.fixture(scope="session")

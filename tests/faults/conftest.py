@@ -15,30 +15,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from demos import TINY_DEMO, TINY_SEED
+from paths import REPO, SHARED_LDCT
 
 from ctpatch.luna16.demo import write_dataset
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED_LDCT = REPO.parent / "shared" / "data" / "ldct"
 QUARTER, FULL = "quarter_3mm_sharp_sorted", "full_3mm_sharp_sorted"
-
-#: two subsets of one tiny scan each: headers, tables and conversions take milliseconds
-TINY_LUNA = {
-    "subsets": 2,
-    "scans_per_subset": 1,
-    "size_xy": 48,
-    "slices": [16, 18],
-    "nodules_per_scan": [1, 2],
-    "candidates_per_scan": 3,
-    "edge_nodule_every": 0,
-    "spacing_z": [1.0, 1.0],
-}
 
 
 @pytest.fixture(scope="session")
 def luna_source(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("faults_luna_source")
-    write_dataset(root, TINY_LUNA, seed=7)
+    write_dataset(root, TINY_DEMO, seed=TINY_SEED)
     return root
 
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import REPO
 
 from ctpatch.ldct import pairing as pair_ldct
 from ctpatch.luna16 import check as check_luna
@@ -24,7 +25,6 @@ from ctpatch.luna16 import labels as make_labels
 from ctpatch.settings import defaults
 
 from .conftest import (
-    REPO,
     assert_refused,
     call,
     check_args,

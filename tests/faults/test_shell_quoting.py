@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from .conftest import REPO
+from paths import REPO
 
 #: the one field that is not one word: the launcher ("srun --mpi=pmi2"), a command with its own words
 SHELL_TEXT = {"resources.mpi"}

@@ -14,20 +14,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from demos import TINY_DEMO, TINY_SEED
+from paths import REPO, SHARED_LDCT
 
 from ctpatch.luna16.demo import write_dataset
 
-from .conftest import FULL, QUARTER, REPO, SHARED_LDCT, TINY_LUNA, first_scan
+from .conftest import FULL, QUARTER, first_scan
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-DEMO = {
-    "subsets": 1,
-    "scans_per_subset": 1,
-    "size_xy": 96,
-    "slices": [70, 72],
-    "nodules_per_scan": [1, 1],
-    "candidates_per_scan": 2,
-}
 
 
 def workdir_with(tmp_path: Path, config: dict) -> Path:
@@ -45,7 +39,7 @@ def snakemake(work: Path, *args, env=None, timeout=600) -> subprocess.CompletedP
 
 def test_extra_subset_folder_is_a_warning_at_parse(tmp_path):
     root = tmp_path / "LUNA16"
-    write_dataset(root, TINY_LUNA, seed=7)
+    write_dataset(root, TINY_DEMO, seed=TINY_SEED)
     shutil.copytree(root / "subset0", root / "subset0_old")
     work = workdir_with(tmp_path, {"mode": "luna16", "luna16": {"root": str(root)}})
     proc = snakemake(work, "-n", "--cores", "1")
@@ -60,7 +54,7 @@ def test_zraw_scan_is_an_input_of_its_rules(tmp_path):
     import SimpleITK as sitk
 
     root = tmp_path / "LUNA16"
-    write_dataset(root, TINY_LUNA, seed=7)
+    write_dataset(root, TINY_DEMO, seed=TINY_SEED)
     mhd = first_scan(root)
     image = sitk.ReadImage(str(mhd))
     mhd.with_suffix(".raw").unlink()
@@ -73,7 +67,7 @@ def test_zraw_scan_is_an_input_of_its_rules(tmp_path):
 
 def test_scan_name_that_is_no_series_uid_refused_at_parse(tmp_path):
     root = tmp_path / "LUNA16"
-    write_dataset(root, TINY_LUNA, seed=7)
+    write_dataset(root, TINY_DEMO, seed=TINY_SEED)
     mhd = first_scan(root)
     hostile = mhd.with_name("1.2.3; touch PWNED.mhd")
     mhd.rename(hostile)
@@ -87,7 +81,7 @@ def test_scan_name_that_is_no_series_uid_refused_at_parse(tmp_path):
 def test_scan_in_two_subsets_refused_at_parse(tmp_path):
     """One scan in two subsets would leak between folds: refused when the workflow is parsed, naming both files."""
     root = tmp_path / "LUNA16"
-    write_dataset(root, TINY_LUNA, seed=7)
+    write_dataset(root, TINY_DEMO, seed=TINY_SEED)
     mhd = first_scan(root)
     for f in (mhd, mhd.with_suffix(".raw")):
         (root / "subset1" / f.name).write_bytes(f.read_bytes())
@@ -132,7 +126,7 @@ def test_rules_call_the_interpreter_running_snakemake(tmp_path):
     """Without the venv on PATH (its `snakemake` run by full path) the rules still find the package's
     dependencies: they call "$CTPATCH_PYTHON", which the Snakefile's shell prefix sets to sys.executable,
     not whatever `python` PATH finds first."""
-    work = workdir_with(tmp_path, {"mode": "luna16", "demo": DEMO})
+    work = workdir_with(tmp_path, {"mode": "luna16", "demo": TINY_DEMO})
     proc = snakemake(work, "-n", "-p", "--cores", "1")
     assert '"$CTPATCH_PYTHON" -m ctpatch.luna16.demo' in proc.stdout
     assert " python -m ctpatch" not in proc.stdout
@@ -144,7 +138,7 @@ def test_rules_call_the_interpreter_running_snakemake(tmp_path):
 
 @pytest.mark.slow
 def test_concurrent_run_on_one_results_folder_refused(tmp_path):
-    work = workdir_with(tmp_path, {"mode": "luna16", "demo": {**DEMO, "size_xy": 256, "slices": [150, 160]}})
+    work = workdir_with(tmp_path, {"mode": "luna16", "demo": {**TINY_DEMO, "size_xy": 256, "slices": [150, 160]}})
     first = subprocess.Popen(
         [*SNAKEMAKE, "--directory", str(work), "--cores", "1"],
         stdout=subprocess.DEVNULL,
@@ -171,7 +165,7 @@ def test_concurrent_run_on_one_results_folder_refused(tmp_path):
 
 @pytest.mark.slow
 def test_tasks_zero_named_as_such(tmp_path):
-    work = workdir_with(tmp_path, {"mode": "luna16", "demo": DEMO, "extract": {"tasks": 1}})
+    work = workdir_with(tmp_path, {"mode": "luna16", "demo": TINY_DEMO, "extract": {"tasks": 1}})
     proc = snakemake(
         work, "results/luna16/patches/subset0.h5", "--cores", "2", "--set-resources", "extract_patches:tasks=0"
     )
@@ -209,7 +203,7 @@ def test_second_run_from_another_folder_on_one_results_folder_refused(tmp_path):
     """Two runs from different working directories writing one results folder: Snakemake's lock is per
     working directory, ctpatch's is on the results folder; the second stops at once naming the first."""
     results = tmp_path / "shared_results"
-    config = {"mode": "luna16", "results": str(results), "demo": {**DEMO, "size_xy": 256, "slices": [150, 160]}}
+    config = {"mode": "luna16", "results": str(results), "demo": {**TINY_DEMO, "size_xy": 256, "slices": [150, 160]}}
     a = workdir_with(tmp_path / "a", config)
     b = workdir_with(tmp_path / "b", config)
     first = subprocess.Popen(

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import json
 import types
+from dataclasses import asdict
 from pathlib import Path
+
+from demos import READER_DEMO
+from paths import SHARED_LDCT
 
 from ctpatch.engine.run import extract
 from ctpatch.luna16 import labels as make_labels
@@ -21,23 +25,12 @@ from ctpatch.settings import luna16_settings as luna_settings
 from ctpatch.settings import scope_settings, validate, write_settings
 from ctpatch.store.atomic import save_npy, write_json
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO.parent / "shared" / "data"
-
-# the small demo of the issue: 2 subsets x 1 scan, 192 x 192 x 70-90, linear resampling; one nodule
-# per scan keeps the extraction at ~450 patches of 68³
+# the reader demo (2 subsets x 1 scan, 192 x 192 x 70-90), linear resampling
 LUNA_CONFIG = {
     "mode": "luna16",
     "seed": 0,
     "extract": {"tasks": 1},
-    "demo": {
-        "subsets": 2,
-        "scans_per_subset": 1,
-        "size_xy": 192,
-        "slices": [70, 90],
-        "nodules_per_scan": [1, 1],
-        "candidates_per_scan": 10,
-    },
+    "demo": READER_DEMO,
     "luna16": {"resample": {"interpolator": "linear"}},
 }
 LDCT_CONFIG = {
@@ -45,7 +38,7 @@ LDCT_CONFIG = {
     "seed": 3,
     "extract": {"tasks": 1},
     "ldct": {
-        "root": str(SHARED_DATA / "ldct"),
+        "root": str(SHARED_LDCT),
         "patients": ["L096", "L143"],
         "random_n": 2,
         "patch": {"code": "p55"},
@@ -128,9 +121,8 @@ def build_luna(workdir: Path, config: dict) -> list[Path]:
         }
         job = Job(settings, inputs)
         target = workdir / config["results"] / "luna16" / "patches" / f"{subset}.h5"
-        extract(
-            job, [target], {"settings": json.dumps(settings, sort_keys=True), "mode": "luna16", "seed": config["seed"]}
-        )
+        attrs = {"settings": json.dumps(settings, sort_keys=True), "mode": "luna16", "seed": config["seed"]}
+        extract(job, [target], {**attrs, "group": subset})  # the attributes the workflow's extraction writes
         out.append(target)
     return out
 
@@ -165,7 +157,8 @@ def build_ldct(workdir: Path, config: dict) -> list[Path]:
         tables.append(str(t))
     job = Job(settings, {"pairs": tables})
     parts = [workdir / "patches" / f"run.part{i}.h5" for i in range(ldct["output"]["nsplit"])]
-    extract(job, parts, {"settings": json.dumps(settings, sort_keys=True), "mode": "ldct", "seed": config["seed"]})
+    attrs = {"settings": json.dumps(settings, sort_keys=True), "mode": "ldct", "seed": config["seed"], "group": "run"}
+    extract(job, parts, attrs)  # the attributes the workflow's extraction writes
     return parts
 
 
@@ -213,7 +206,8 @@ def write_canonical(job, path, units=None) -> list[dict]:
     sink = MemorySink(specs.datasets)
     counts = [job.run(u, sink) for u in (job.units() if units is None else units)]
     with h5py.File(path, "w") as f:
-        f.attrs["mode"] = job.mode
+        f.attrs["mode"] = job.mode  # the attributes every patch file has
+        f.attrs["settings"] = json.dumps(asdict(job.settings), sort_keys=True)
         for name, (shape, dtype) in specs.datasets.items():
             stack = np.stack(sink.patches[name]) if sink.patches[name] else np.zeros((0, *shape), dtype)
             ds = create_patch_dataset(f, name, shape, dtype, specs.compression, rows=len(stack))

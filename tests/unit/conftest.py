@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from _patchfiles import SHARED_DATA, ldct_run, luna_run
+from _patchfiles import ldct_run, luna_run
+from paths import SHARED_LDCT
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,6 @@ def luna_volumes(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ldct(tmp_path_factory):
     """An LDCT run on the real pairs in ../shared/data."""
-    if not (SHARED_DATA / "ldct").is_dir():
-        pytest.skip(f"real LDCT data not found under {SHARED_DATA}")
+    if not SHARED_LDCT.is_dir():
+        pytest.skip(f"real LDCT data not found under {SHARED_LDCT}")
     return ldct_run(tmp_path_factory)

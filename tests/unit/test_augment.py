@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from paths import SHARED_LDCT
 
 from ctpatch.core.augment import (
     apply_rot_flip,
@@ -22,9 +21,6 @@ from ctpatch.core.augment import (
     white_noise,
 )
 from ctpatch.core.rng import keyed_rng
-
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-
 
 # --- downscaling -------------------------------------------------------------------------
 
@@ -112,7 +108,7 @@ def test_downscale_copies_lists_original_and_copies():
 
 
 def test_air_threshold_matches_hand_count_on_real_slice():
-    path = DATA / "ldct" / "L096" / "full_3mm_sharp_sorted" / "000061.IMA"
+    path = SHARED_LDCT / "L096" / "full_3mm_sharp_sorted" / "000061.IMA"
     if not path.exists():
         pytest.skip(f"real LDCT data not found at {path}")
     import pydicom

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from demos import TINY_DEMO, TINY_SEED
 
 from ctpatch.core.geometry import VolumeGrid
 from ctpatch.io.mhd import write_scan
@@ -15,20 +16,11 @@ from ctpatch.luna16.check import InputError, check, main
 from ctpatch.luna16.demo import write_dataset
 from ctpatch.settings import scope_settings, validate, write_settings
 
-SETTINGS = {
-    "subsets": 2,
-    "scans_per_subset": 1,
-    "size_xy": 64,
-    "slices": [20, 24],
-    "nodules_per_scan": [1, 2],
-    "candidates_per_scan": 3,
-}
-
 
 @pytest.fixture(scope="module")
 def demo_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("luna")
-    write_dataset(root, SETTINGS, seed=0)
+    write_dataset(root, TINY_DEMO, seed=TINY_SEED)
     return root
 
 
@@ -67,7 +59,7 @@ def test_good_inputs(root):
     assert report["scans"] == 2 and len(table) == 2
     assert report["annotations_used"] == n_ann == table["annotations"].sum()
     assert table["seriesuid"].tolist() == uids(root, "subset0") + uids(root, "subset1")
-    assert table["size_x"].tolist() == [64, 64]
+    assert table["size_x"].tolist() == [TINY_DEMO["size_xy"]] * 2
     assert report["warnings"] == [] and report["unknown_series"] == 0
 
 

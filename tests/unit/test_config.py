@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import yaml
+from paths import REPO
 
 from ctpatch.settings import ConfigError, load_config, validate
 
@@ -136,7 +136,7 @@ def test_load_config_names_the_file(tmp_path):
 
 
 def test_the_shipped_config_is_valid():
-    cfg = load_config(Path(__file__).resolve().parents[2] / "config" / "config.yaml")
+    cfg = load_config(REPO / "config" / "config.yaml")
     assert cfg["luna16"]["patch"]["size"] == 68
 
 

@@ -210,6 +210,8 @@ def test_a_scan_in_two_folds_is_named(luna, tmp_path):
         check_folds({"train": luna.files, "val": [luna.files[1]]})
     copy = tmp_path / "subset7.h5"  # the same scan under another subset name
     shutil.copyfile(luna.files[1], copy)
+    with h5py.File(copy, "r+") as f:
+        f.attrs["group"] = "subset7"  # the subset the extraction records
     with pytest.raises(ValueError, match=f"scan {uid} is in two folds: 'subset1'.*'subset7'"):
         folds([luna.files[0], luna.files[1], copy])
 

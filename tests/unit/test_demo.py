@@ -8,20 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+from demos import GENERATOR_DEMO
 
 from ctpatch.luna16.demo import plan_scans, write_dataset
 from ctpatch.settings import section
 
 DEFAULTS = section("demo")  # the schema's demo defaults
-
-SMALL = {
-    "subsets": 2,
-    "scans_per_subset": 2,
-    "size_xy": 160,
-    "slices": [40, 50],
-    "diameter_mm": [5.0, 10.0],
-    "candidates_per_scan": 5,
-}
 
 
 def my_index(grid, world):
@@ -32,7 +24,7 @@ def my_index(grid, world):
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
-    plans = write_dataset(root, SMALL, seed=3)
+    plans = write_dataset(root, GENERATOR_DEMO, seed=3)
     return root, plans
 
 
@@ -112,7 +104,7 @@ def test_candidates_and_truth_match_the_plan(dataset):
     for p in plans:
         rows = df[df["seriesuid"] == p.series_uid]
         assert (rows["class"] == 1).sum() == len(p.nodules)
-        assert (rows["class"] == 0).sum() == SMALL["candidates_per_scan"]
+        assert (rows["class"] == 0).sum() == GENERATOR_DEMO["candidates_per_scan"]
         got = [tuple(r) for r in rows[rows["class"] == 0][["coordX", "coordY", "coordZ"]].itertuples(index=False)]
         assert got == list(p.candidates)
     truth = json.loads((root / "CSVFILES" / "truth.json").read_text())

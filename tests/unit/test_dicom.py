@@ -9,17 +9,16 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from paths import SHARED_DATA, SHARED_LDCT
 
 from ctpatch.io.dicom import SliceHeader, pair_slices, read_header, read_pixels
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-LDCT = DATA / "ldct"
-LONG = DATA / "ldct_longnames"
+LONG = SHARED_DATA / "ldct_longnames"
 QUARTER, FULL = "quarter_3mm_sharp_sorted", "full_3mm_sharp_sorted"
 
 pytestmark = pytest.mark.skipif(
-    not (LDCT.is_dir() and LONG.is_dir()),
-    reason=f"real LDCT DICOM data not found under {DATA}",
+    not (SHARED_LDCT.is_dir() and LONG.is_dir()),
+    reason=f"real LDCT DICOM data not found under {SHARED_DATA}",
 )
 
 
@@ -34,7 +33,7 @@ def patient(tmp_path):
     for sub in (QUARTER, FULL):
         dst = tmp_path / "L096" / sub
         dst.mkdir(parents=True)
-        for f in files(LDCT / "L096" / sub):
+        for f in files(SHARED_LDCT / "L096" / sub):
             shutil.copyfile(f, dst / f.name)
         out.append(dst)
     return out[0], out[1]
@@ -48,7 +47,7 @@ def z_of(path) -> float:
 
 
 def test_read_header_fields():
-    path = LDCT / "L096" / FULL / "000061.IMA"
+    path = SHARED_LDCT / "L096" / FULL / "000061.IMA"
     h = read_header(path)
     assert isinstance(h, SliceHeader)
     assert (h.rows, h.cols) == (512, 512)
@@ -72,7 +71,7 @@ def test_read_header_rejects_missing_file(tmp_path):
 
 
 def test_read_pixels_are_raw_stored_values():
-    path = LDCT / "L096" / QUARTER / "000061.IMA"
+    path = SHARED_LDCT / "L096" / QUARTER / "000061.IMA"
     pixels = read_pixels(path)
     assert pixels.dtype == np.float32 and pixels.shape == (512, 512)
     # independent decode: the uncompressed little-endian uint16 PixelData bytes
@@ -108,7 +107,7 @@ def test_longnames_pair_by_position_although_names_differ(name):
 @pytest.mark.parametrize("name", ["L096", "L143", "L192", "L286"])
 @pytest.mark.parametrize("by", ["position", "name"])
 def test_plain_set_pairs_same_names(name, by):
-    pairs, problems = pair_slices(files(LDCT / name / QUARTER), files(LDCT / name / FULL), by=by)
+    pairs, problems = pair_slices(files(SHARED_LDCT / name / QUARTER), files(SHARED_LDCT / name / FULL), by=by)
     assert problems == []
     assert len(pairs) == 4
     assert all(Path(p.input.path).name == Path(p.target.path).name for p in pairs)
@@ -117,8 +116,8 @@ def test_plain_set_pairs_same_names(name, by):
 
 
 def test_shuffled_path_lists_give_the_same_pairs():
-    inputs = files(LDCT / "L143" / QUARTER)
-    targets = files(LDCT / "L143" / FULL)
+    inputs = files(SHARED_LDCT / "L143" / QUARTER)
+    targets = files(SHARED_LDCT / "L143" / FULL)
     a, _ = pair_slices(inputs, targets)
     b, _ = pair_slices(inputs[::-1], targets[1:] + targets[:1])
     assert [(p.input.path, p.target.path) for p in a] == [(p.input.path, p.target.path) for p in b]
@@ -226,7 +225,7 @@ def test_missing_positions_fall_back_to_instance_number(tmp_path):
     inputs, targets = [], []
     for sub, out in ((QUARTER, inputs), (FULL, targets)):
         (tmp_path / sub).mkdir()
-        for f in files(LDCT / "L192" / sub):
+        for f in files(SHARED_LDCT / "L192" / sub):
             ds = pydicom.dcmread(f)
             instance = int(ds.InstanceNumber)
             del ds.ImagePositionPatient
@@ -245,7 +244,7 @@ def test_missing_positions_fall_back_to_instance_number(tmp_path):
 
 
 def test_invalid_arguments_rejected():
-    some = files(LDCT / "L096" / QUARTER)
+    some = files(SHARED_LDCT / "L096" / QUARTER)
     with pytest.raises(ValueError, match="by"):
         pair_slices(some, some, by="z")
     with pytest.raises(ValueError, match="on_error"):

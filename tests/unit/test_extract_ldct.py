@@ -20,16 +20,15 @@ import numpy as np
 import pydicom
 import pytest
 from _patchfiles import pair_patient, write_canonical
+from paths import SHARED_DATA, SHARED_LDCT
 
 from ctpatch.ldct.job import Job, read_pair_tables
 from ctpatch.settings import ldct_settings, write_settings
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-LDCT = DATA / "ldct"
 PATIENTS = ("L096", "L143", "L192", "L286")
 QUARTER, FULL = "quarter_3mm_sharp_sorted", "full_3mm_sharp_sorted"
 
-pytestmark = pytest.mark.skipif(not LDCT.is_dir(), reason=f"real LDCT data not found under {DATA}")
+pytestmark = pytest.mark.skipif(not SHARED_LDCT.is_dir(), reason=f"real LDCT data not found under {SHARED_DATA}")
 
 ALL_ON = {
     "patch": {"code": "p55"},
@@ -97,7 +96,7 @@ def tables(tmp_path_factory):
     paths = {}
     for p in PATIENTS:
         t = out / f"{p}.tsv"
-        assert pair_patient(LDCT / p, t, out / f"{p}.json", input_dir=QUARTER, target_dir=FULL) == 0
+        assert pair_patient(SHARED_LDCT / p, t, out / f"{p}.json", input_dir=QUARTER, target_dir=FULL) == 0
         paths[p] = t
     return paths
 
@@ -262,7 +261,10 @@ def test_same_seed_same_patches_other_seed_other_augmentations(tables, tmp_path,
 def test_units_over_several_tables(tables, tmp_path):
     t = tmp_path / "L096.tsv"
     assert (
-        pair_patient(LDCT / "L096", t, tmp_path / "r.json", seed=3, input_dir=QUARTER, target_dir=FULL, random_n=2) == 0
+        pair_patient(
+            SHARED_LDCT / "L096", t, tmp_path / "r.json", seed=3, input_dir=QUARTER, target_dir=FULL, random_n=2
+        )
+        == 0
     )
     job = Job({}, {"pairs": [str(t), str(tables["L143"])]})
     units = job.units()

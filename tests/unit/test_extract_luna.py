@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from _patchfiles import write_canonical
+from demos import EXTRACT_DEMO
 
 from ctpatch.luna16 import labels as make_labels
 from ctpatch.luna16.convert import convert
@@ -27,16 +28,6 @@ from ctpatch.settings import defaults, validate
 from ctpatch.store.atomic import save_npy, write_json
 from ctpatch.store.codecs import codec_of
 
-DEMO = {
-    "subsets": 1,
-    "scans_per_subset": 1,
-    "size_xy": 128,
-    "slices": [60, 70],
-    "nodules_per_scan": [2, 2],
-    "edge_nodule_every": 1,
-    "candidates_per_scan": 10,
-    "diameter_mm": [5.0, 12.0],
-}
 SMALL_PATCH = {"size": 20, "stride": 4, "shifts_per_side": 2, "label_pool": 9}
 
 
@@ -44,7 +35,7 @@ SMALL_PATCH = {"size": 20, "stride": 4, "shifts_per_side": 2, "label_pool": 9}
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("extract")
-    (plan,) = write_dataset(root / "luna", DEMO, seed=0)
+    (plan,) = write_dataset(root / "luna", EXTRACT_DEMO, seed=0)
     settings = defaults("convert").to_dict()
     settings["resample"]["interpolator"] = "linear"
     volume, sidecar = convert(root / "luna" / plan.subset / f"{plan.series_uid}.mhd", settings)

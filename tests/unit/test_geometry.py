@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ctpatch.core.geometry import VolumeGrid, crop, resampled_grid, xyz_to_zyx
+from ctpatch.core.geometry import VolumeGrid, crop, resampled_grid
 
 # 90 degrees about z, then z flipped.  Columns are the world directions of the index axes:
 # index x -> world +y, index y -> world -x, index z -> world -z.  Flattened row-major.
@@ -96,7 +96,6 @@ def test_shape_zyx_and_dict_round_trip():
     g = rot_grid()
     assert g.shape_zyx == (12, 40, 30)
     assert VolumeGrid.from_dict(g.to_dict()) == g
-    assert xyz_to_zyx([1, 2, 3]).tolist() == [3, 2, 1]
 
 
 @pytest.mark.parametrize(

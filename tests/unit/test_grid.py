@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from paths import SHARED_LDCT
 
 from ctpatch.core.grid import SIZE_CODES, cut_patch, grid_corners, patch_starts, resolve_size
-
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def spec_starts(length, edge, padding):
@@ -131,7 +128,7 @@ def test_non_positive_length_rejected():
 
 
 def _slice_image():
-    path = DATA / "ldct" / "L096" / "full_3mm_sharp_sorted" / "000061.IMA"
+    path = SHARED_LDCT / "L096" / "full_3mm_sharp_sorted" / "000061.IMA"
     if not path.exists():
         pytest.skip(f"real LDCT data not found at {path}")
     import pydicom

@@ -12,8 +12,9 @@ import ast
 from pathlib import Path
 
 import pytest
+from paths import REPO
 
-PACKAGE = Path(__file__).resolve().parents[2] / "workflow" / "ctpatch"
+PACKAGE = REPO / "workflow" / "ctpatch"
 LAYERS = {
     "cli": 0,
     "core": 0,

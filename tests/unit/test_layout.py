@@ -82,7 +82,7 @@ def test_crops_file_structure(luna, luna_crops):
     settings = luna_crops.settings
     for path in luna_crops.files:
         with h5py.File(path, "r") as f:
-            assert "nodule" not in f and crop_reader.is_crops(f)
+            assert "nodule" not in f and crop_reader.layout_for("crops").matches(f)
             n_nod = f["provenance/nodule"].shape[0]
             crops = f["provenance/nodule_crop"][...]
             assert f["nodule_crop"].shape == (len(crops), 132, 132, 132, 1)
@@ -285,7 +285,7 @@ def _volume(run, path, uid):
 def test_volumes_file_structure_and_bricks_equal_the_converted_volume(luna_volumes):
     for path in luna_volumes.files:
         with h5py.File(path, "r") as f:
-            assert crop_reader.is_volumes(f) and crop_reader.layout_of(f) == "volumes"
+            assert crop_reader.layout_for("volumes").matches(f) and crop_reader.layout_of(f).name == "volumes"
             assert "nodule" not in f and "non_nodule" not in f and "nodule_crop" not in f
             bricks, table = f["volume_brick"], f["provenance/volume_brick"][...]
             assert bricks.shape == (len(table), 32, 32, 32, 1) and bricks.chunks == (1, 32, 32, 32, 1)
@@ -433,3 +433,159 @@ def test_sanity_pictures_of_a_volumes_file_equal_the_full_layout(luna, luna_volu
     b = write_png(luna_volumes.files, tmp_path / "volumes.png", n=6, seed=2)
     assert a == b and any("negative" in t for t in b)
     assert (tmp_path / "full.png").read_bytes() == (tmp_path / "volumes.png").read_bytes()
+
+
+# ---------------------------------------------------------------- the layout strategies
+def test_layout_for_names_every_layout_and_refuses_others():
+    assert crop_reader.LAYOUTS == ("full", "crops", "volumes")
+    for name in crop_reader.LAYOUTS:
+        assert crop_reader.layout_for(name).name == name
+    with pytest.raises(ValueError, match="luna16.output.layout: expected one of"):
+        crop_reader.layout_for("bricks")
+
+
+def test_layout_of_tells_files_apart_and_what_each_reads():
+    cases = [  # datasets in the file -> its layout, and which kinds it can read
+        (("nodule", "non_nodule"), "full", (True, True)),
+        (("nodule_crop", "nodule_view", "non_nodule"), "crops", (True, True)),
+        (("nodule_crop", "non_nodule"), "full", (False, True)),  # no view: not a crops file
+        (("volume_brick", "provenance/volume_brick", "provenance/nodule"), "volumes", (True, False)),
+        (("volume_brick", "provenance/nodule"), "full", (False, False)),  # no brick table: not a volumes file
+    ]
+    for i, (names, want, readable) in enumerate(cases):
+        with h5py.File(f"layout-{i}.h5", "w", driver="core", backing_store=False) as f:
+            for name in names:
+                f.create_dataset(name, data=np.zeros(1))
+            assert crop_reader.layout_of(f).name == want, names
+            assert tuple(crop_reader.has_images(f, k) for k in ("nodule", "non_nodule")) == readable, names
+            assert crop_reader.has_images(f, "provenance/nodule") == ("provenance/nodule" in names)
+
+
+def test_layout_specs_keep_the_stored_images_and_add_their_own_boxes():
+    sizes = crop_reader.CutSizes(patch=8, crop=24, brick=16, dtype="float16")
+    img, lab = ((8, 8, 8, 1), np.dtype("float16")), ((4, 4, 4, 2), np.dtype("float32"))
+    datasets = {"nodule": img, "label_nodule": lab, "non_nodule": img, "label_non_nodule": lab}
+    tables = {"nodule": np.dtype([("a", "<i4")]), "non_nodule": np.dtype([("b", "<i4")])}
+    groups = {"nodule": ("nodule", "label_nodule"), "non_nodule": ("non_nodule", "label_non_nodule")}
+    full, crops, volumes = (
+        crop_reader.layout_for(n).specs(datasets, tables, groups, sizes, "gzip") for n in crop_reader.LAYOUTS
+    )
+    assert (full.datasets, full.tables, full.groups, full.compression) == (datasets, tables, groups, "gzip")
+    assert not full.one_file and full.finish is None and full.attrs == {}
+    assert list(crops.datasets) == ["nodule_crop", "label_nodule", "non_nodule", "label_non_nodule"]
+    assert crops.datasets["nodule_crop"] == ((24, 24, 24, 1), np.dtype("float16"))
+    assert crops.tables == {**tables, "nodule_crop": crop_reader.PROV_CROP}
+    assert crops.groups == {
+        "nodule": ("label_nodule",),
+        "non_nodule": ("non_nodule", "label_non_nodule"),
+        "nodule_crop": ("nodule_crop",),
+    }
+    assert crops.attrs == {"nodule_crop": {"patch_edge": 8}} and crops.unshuffled == ("nodule_crop",)
+    assert crops.one_file and crops.finish is crop_reader.write_nodule_view
+    assert list(volumes.datasets) == ["volume_brick", "label_nodule", "label_non_nodule"]
+    assert volumes.datasets["volume_brick"] == ((16, 16, 16, 1), np.dtype("float16"))
+    assert volumes.tables == {**tables, "volume_brick": crop_reader.PROV_BRICK}
+    assert volumes.groups == {
+        "nodule": ("label_nodule",),
+        "non_nodule": ("label_non_nodule",),
+        "volume_brick": ("volume_brick",),
+    }
+    assert volumes.attrs == {"volume_brick": {"patch_edge": 8}} and volumes.one_file and volumes.finish is None
+
+
+def test_layouts_items_per_scan_own_rows_and_image_datasets():
+    sizes = crop_reader.CutSizes(patch=8, crop=24, brick=32, dtype="float32")
+    layouts = [crop_reader.layout_for(n) for n in crop_reader.LAYOUTS]
+    assert [lay.scan_items((40, 20, 70), sizes) for lay in layouts] == [0, 0, 2 * 1 * 3]  # ceil(size / 32) per axis
+    assert [lay.own_rows(5, 6) for lay in layouts] == [{}, {"nodule_crop": 5}, {"volume_brick": 6}]
+    assert [lay.image_datasets for lay in layouts] == [
+        ("nodule", "non_nodule"),
+        ("nodule_crop", "non_nodule"),
+        ("volume_brick",),
+    ]
+
+
+def test_each_layout_stores_what_it_keeps_of_a_cut_patch():
+    from ctpatch.core.nodules import PatchLocation
+    from ctpatch.store.sink import MemorySink
+
+    rng = np.random.default_rng(3)
+    vol = rng.normal(size=(20, 18, 16)).astype(np.float32)  # (x, y, z)
+    sizes = crop_reader.CutSizes(patch=6, crop=10, brick=8, dtype="float32")
+    loc = PatchLocation((8, 9, 10), 6)  # (z, y, x) centre
+    centre = np.array([10, 9, 8])  # the nodule's voxel (x, y, z)
+    want = vol[7:13, 6:12, 5:11]  # [c - 3, c + 3) per axis
+    want_crop = vol[5:15, 4:14, 3:13]  # [c - 5, c + 5)
+    kept = {}
+    for name in crop_reader.LAYOUTS:
+        lay = crop_reader.layout_for(name)
+        boxes = (("nodule", 6), ("non_nodule", 6), ("nodule_crop", 10), ("volume_brick", 8))
+        sink = MemorySink({n: ((e,) * 3 + (1,), "float32") for n, e in boxes})
+        for shift in (0, 1):
+            nodule = crop_reader.NodulePatch(4, b"uid", 2, 7, centre, shift)
+            lay.store(sink, "nodule", vol, -9.0, loc, sizes, nodule)
+        lay.store(sink, "non_nodule", vol, -9.0, loc, sizes, None)
+        kept[name] = {n: len(p) for n, p in sink.patches.items() if p}
+        for n in ("nodule", "non_nodule"):
+            assert all(np.array_equal(p[..., 0], want) for p in sink.patches[n])
+        if name == "crops":
+            assert np.array_equal(sink.patches["nodule_crop"][0][..., 0], want_crop)
+            (row,) = sink.rows["nodule_crop"]
+            assert (
+                row[:4] == (4, b"uid", 2, 7) and np.array_equal(row[4], centre) and np.array_equal(row[5], centre - 5)
+            )
+            assert row[6] == 10
+    assert kept == {"full": {"nodule": 2, "non_nodule": 1}, "crops": {"nodule_crop": 1, "non_nodule": 1}, "volumes": {}}
+
+
+def test_volumes_cut_each_scan_into_its_bricks_first():
+    from ctpatch.store.sink import MemorySink
+
+    vol = np.arange(20 * 9 * 5, dtype=np.float32).reshape(20, 9, 5)  # (x, y, z)
+    sizes = crop_reader.CutSizes(patch=6, crop=10, brick=8, dtype="float16")
+    lay = crop_reader.layout_for("volumes")
+    n = lay.scan_items(vol.shape, sizes)
+    assert n == 3 * 2 * 1
+    sink = MemorySink({"volume_brick": ((8, 8, 8, 1), "float16")})
+    assert lay.cut_scan_items(sink, vol, -1.5, sizes, 2, b"uid", 1, 4) == {"volume_bricks": 3}
+    padded = np.pad(vol, [(0, 4), (0, 7), (0, 3)], constant_values=-1.5)
+    for brick, row, (bx, by) in zip(sink.patches["volume_brick"], sink.rows["volume_brick"], ((0, 1), (1, 0), (1, 1))):
+        assert np.array_equal(brick[..., 0], padded[8 * bx : 8 * bx + 8, 8 * by : 8 * by + 8, :8].astype(np.float16))
+        assert row[:2] == (2, b"uid") and row[2].tolist() == [bx, by, 0] and row[3].tolist() == [8 * bx, 8 * by, 0]
+        assert row[4].tolist() == [20, 9, 5] and row[5] == -1.5
+    assert crop_reader.layout_for("full").scan_items(vol.shape, sizes) == 0
+
+
+def test_layout_plans_turn_the_full_estimate_into_theirs():
+    sizes = crop_reader.PlanSizes(patch=10, crop=20, itemsize=4, image_raw=4000, overhead=3.0)
+    stored = {"nodule": 900.0, "non_nodule": 500.0, "voxel": 500.0 / 1000}  # a voxel as the negatives' (10³)
+    combos = [("float32", "gzip")]
+
+    def group():
+        return {
+            "nodules": 2,
+            "patches": {"nodule": 114, "non_nodule": 10},
+            "brick_voxels": 50_000,
+            "bricks": 7,
+            "raw_bytes": 1_000_000,
+            "file_bytes": {"float32/gzip": 200_000.0},
+        }
+
+    full, crops, volumes = group(), group(), group()
+    for name, g in zip(crop_reader.LAYOUTS, (full, crops, volumes)):
+        crop_reader.layout_for(name).plan(g, sizes, lambda kind, d, c: stored[kind], combos)
+    assert full == group()
+    # crops: 2 crops of 8 patches' voxels each instead of 114 nodule images; a 16-byte view row per patch
+    assert crops["raw_bytes"] == 1_000_000 + 2 * 8 * 4000 - 114 * 4000
+    assert crops["file_bytes"]["float32/gzip"] == pytest.approx(
+        200_000 + 2 * 8 * 900 - 114 * 900 + 114 * 16 + 2 * crop_reader.PROV_CROP.itemsize
+    )
+    # volumes: the bricks' voxels (the stored bytes of a voxel) instead of every image
+    assert volumes["raw_bytes"] == 1_000_000 + 50_000 * 4 - 124 * 4000
+    assert volumes["file_bytes"]["float32/gzip"] == pytest.approx(
+        200_000
+        + 50_000 * 500 / 1000
+        + 7 * (3.0 + crop_reader.PROV_BRICK.itemsize)
+        - 114 * (900 + 3.0)
+        - 10 * (500 + 3.0)
+    )

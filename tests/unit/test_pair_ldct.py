@@ -11,15 +11,16 @@ import pandas as pd
 import pydicom
 import pytest
 from _patchfiles import pair_patient
+from paths import SHARED_DATA, SHARED_LDCT
 
 from ctpatch.ldct.pairing import TABLE_COLUMNS, select_random_n
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-LDCT = DATA / "ldct"
-LONG = DATA / "ldct_longnames"
+LONG = SHARED_DATA / "ldct_longnames"
 QUARTER, FULL = "quarter_3mm_sharp_sorted", "full_3mm_sharp_sorted"
 
-pytestmark = pytest.mark.skipif(not (LDCT.is_dir() and LONG.is_dir()), reason=f"real LDCT data not found under {DATA}")
+pytestmark = pytest.mark.skipif(
+    not (SHARED_LDCT.is_dir() and LONG.is_dir()), reason=f"real LDCT data not found under {SHARED_DATA}"
+)
 
 
 def run(tmp_path, patient_dir, input_dir, target_dir, name="t", **pairs):
@@ -72,14 +73,14 @@ def test_random_n_selects_n_deterministically(tmp_path):
 
 @pytest.mark.parametrize("n", [0, 4, 9])
 def test_random_n_zero_or_too_large_selects_all(tmp_path, n):
-    rc, table, _ = run(tmp_path, LDCT / "L096", QUARTER, FULL, random_n=n)
+    rc, table, _ = run(tmp_path, SHARED_LDCT / "L096", QUARTER, FULL, random_n=n)
     assert rc == 0
     assert pd.read_csv(table, sep="\t")["selected"].all()
 
 
 def test_by_name_on_same_names_gives_same_pairs(tmp_path):
-    _, t_pos, _ = run(tmp_path, LDCT / "L286", QUARTER, FULL, pair_by="position", name="pos")
-    _, t_name, _ = run(tmp_path, LDCT / "L286", QUARTER, FULL, pair_by="name", name="name")
+    _, t_pos, _ = run(tmp_path, SHARED_LDCT / "L286", QUARTER, FULL, pair_by="position", name="pos")
+    _, t_name, _ = run(tmp_path, SHARED_LDCT / "L286", QUARTER, FULL, pair_by="name", name="name")
     a, b = pd.read_csv(t_pos, sep="\t"), pd.read_csv(t_name, sep="\t")
     pd.testing.assert_frame_equal(a, b)
     assert all(Path(x).name == Path(y).name for x, y in zip(a["input_path"], a["target_path"]))
@@ -91,7 +92,7 @@ def broken_patient(tmp_path):
     root = tmp_path / "data" / "L096"
     for sub in (QUARTER, FULL):
         (root / sub).mkdir(parents=True)
-        for f in sorted((LDCT / "L096" / sub).glob("*.IMA")):
+        for f in sorted((SHARED_LDCT / "L096" / sub).glob("*.IMA")):
             shutil.copyfile(f, root / sub / f.name)
     (root / FULL / "000078.IMA").unlink()
     return root
@@ -116,6 +117,6 @@ def test_missing_partner_dropped_and_reported(tmp_path, broken_patient):
 
 
 def test_missing_folder_fails(tmp_path, capsys):
-    rc, table, _ = run(tmp_path, LDCT / "L096", "no_such_folder", FULL)
+    rc, table, _ = run(tmp_path, SHARED_LDCT / "L096", "no_such_folder", FULL)
     assert rc == 1 and "no_such_folder" in capsys.readouterr().err
     assert not table.exists()

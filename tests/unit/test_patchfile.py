@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 import pytest
 from _patchfiles import write_canonical
+from paths import REPO
 from test_extract_luna import SMALL_PATCH, inputs, job_settings  # noqa: F401 (the module's inputs fixture)
 
 from ctpatch.core.rng import keyed_rng
@@ -40,9 +41,7 @@ ENV = {
     **os.environ,
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
-    "PYTHONPATH": os.pathsep.join(
-        [str(Path(__file__).resolve().parents[2] / "workflow"), os.environ.get("PYTHONPATH", "")]
-    ),
+    "PYTHONPATH": os.pathsep.join([str(REPO / "workflow"), os.environ.get("PYTHONPATH", "")]),
 }
 IMAGES = ("nodule", "label_nodule", "non_nodule", "label_non_nodule")
 

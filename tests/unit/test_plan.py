@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 from _patchfiles import LUNA_CONFIG
+from demos import MEMORY_DEMO
 
 from ctpatch.io import mhd
 from ctpatch.report.plan import make_plan
@@ -191,9 +192,8 @@ def test_a_full_luna16_header_set_is_planned_from_headers_alone(tmp_path, monkey
 def test_convert_memory_estimate_is_within_tolerance_of_a_measured_job(tmp_path):
     from ctpatch.luna16.demo import write_dataset
 
-    demo = {"subsets": 1, "scans_per_subset": 1, "size_xy": 384, "slices": [120, 120], "nodules_per_scan": [1, 1]}
-    config = validate({"demo": demo, "luna16": {"resample": {"interpolator": "linear"}}})
-    (p,) = write_dataset(tmp_path / "results" / "demo" / "luna16", demo, 0)
+    config = validate({"demo": dict(MEMORY_DEMO), "luna16": {"resample": {"interpolator": "linear"}}})
+    (p,) = write_dataset(tmp_path / "results" / "demo" / "luna16", MEMORY_DEMO, 0)
     scan = tmp_path / "results" / "demo" / "luna16" / p.subset / f"{p.series_uid}.mhd"
     settings = tmp_path / "convert.json"
     write_settings(scope_settings(config, "convert"), settings, "convert")
@@ -260,7 +260,7 @@ NOT_PLANNED = {
 
 def _dry_run_rules(workdir, config: dict) -> set[str]:
     """The rules ``snakemake -n`` schedules for ``config`` in ``workdir`` (the repository's Snakefile)."""
-    from _patchfiles import REPO
+    from paths import REPO
 
     path = workdir / "config" / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from demos import TINY_DEMO, TINY_SEED
 
 from ctpatch.io.mhd import ScanError
 from ctpatch.luna16.convert import convert, main
@@ -23,20 +24,10 @@ def plausibility(**over) -> Plausibility:
     return build(Plausibility, {**defaults("convert")["plausibility"], **over})
 
 
-DEMO = {
-    "subsets": 1,
-    "scans_per_subset": 1,
-    "size_xy": 64,
-    "slices": [20, 20],
-    "nodules_per_scan": [1, 1],
-    "candidates_per_scan": 1,
-}
-
-
 @pytest.fixture(scope="module")
 def demo_scan(tmp_path_factory):
     root = tmp_path_factory.mktemp("plausible")
-    write_dataset(root, DEMO, seed=1)
+    write_dataset(root, TINY_DEMO, seed=TINY_SEED)
     return sorted((root / "subset0").glob("*.mhd"))[0]
 
 

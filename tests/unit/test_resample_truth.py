@@ -18,6 +18,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from demos import RESAMPLE_DEMO
 
 from ctpatch.core.geometry import VolumeGrid
 from ctpatch.io.mhd import write_scan
@@ -56,7 +57,7 @@ def normalized(hu):
 
 
 def make_scans():
-    plans = plan_scans({"subsets": 1, "scans_per_subset": 2, "size_xy": 256, "slices": [60, 70]}, seed=0)
+    plans = plan_scans(RESAMPLE_DEMO, seed=0)
     a = plans[0]
     b = dataclasses.replace(plans[1], grid=dataclasses.replace(plans[1].grid, spacing=(0.66, 0.66, 2.0)))
     c = dataclasses.replace(

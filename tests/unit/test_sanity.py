@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 
 import h5py
 import matplotlib
@@ -10,24 +10,24 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 from _patchfiles import pair_patient, write_canonical
+from paths import SHARED_DATA, SHARED_LDCT
 
 from ctpatch.luna16.job import PROV_NEGATIVE, PROV_NODULE
 from ctpatch.report.sanity import _upsample_label, main, pick, write_png
+from ctpatch.settings import defaults
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-LDCT = DATA / "ldct"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def ldct_file(tmp_path_factory):
-    if not LDCT.is_dir():
-        pytest.skip(f"real LDCT data not found under {DATA}")
+    if not SHARED_LDCT.is_dir():
+        pytest.skip(f"real LDCT data not found under {SHARED_DATA}")
     from ctpatch.ldct.job import Job
 
     out = tmp_path_factory.mktemp("sanity")
     table = out / "L286.tsv"
-    assert pair_patient(LDCT / "L286", table, out / "r.json", random_n=1) == 0
+    assert pair_patient(SHARED_LDCT / "L286", table, out / "r.json", random_n=1) == 0
     settings = {
         "patch": {"code": "p96"},
         "air_threshold": {"enabled": True},
@@ -46,6 +46,8 @@ def luna_file(tmp_path):
     path = tmp_path / "luna.h5"
     rng = np.random.default_rng(0)
     with h5py.File(path, "w") as f:
+        f.attrs["mode"] = "luna16"  # the attributes every patch file has
+        f.attrs["settings"] = json.dumps(defaults("patches").to_dict(), sort_keys=True)
         f["nodule"] = rng.normal(size=(3, 20, 20, 20, 1)).astype(np.float32)
         lab = np.zeros((3, 3, 3, 3, 2), np.float32)
         lab[..., 0] = 1
@@ -134,7 +136,7 @@ def _figure_rows(paths, **options):
 
     files = [h5py.File(p, "r") for p in paths]
     try:
-        return _luna_rows(files, [str(p) for p in paths], **options)
+        return _luna_rows(files, **options)
     finally:
         for f in files:
             f.close()

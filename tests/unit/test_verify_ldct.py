@@ -9,16 +9,15 @@ import h5py
 import numpy as np
 import pytest
 from _patchfiles import pair_patient
+from paths import SHARED_DATA, SHARED_LDCT
 
 from ctpatch.engine.run import extract
 from ctpatch.ldct.job import Job
 from ctpatch.ldct.verify import stat_fields, verify_ldct
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-LDCT = DATA / "ldct"
 QUARTER, FULL = "quarter_3mm_sharp_sorted", "full_3mm_sharp_sorted"
 
-pytestmark = pytest.mark.skipif(not LDCT.is_dir(), reason=f"real LDCT data not found under {DATA}")
+pytestmark = pytest.mark.skipif(not SHARED_LDCT.is_dir(), reason=f"real LDCT data not found under {SHARED_DATA}")
 
 SETTINGS = {
     "patch": {"code": "p96"},
@@ -35,7 +34,7 @@ def pair_table(out: Path, random_n: int, name: str) -> Path:
     t = out / f"{name}.tsv"
     assert (
         pair_patient(
-            LDCT / "L143", t, out / f"{name}.json", seed=1, input_dir=QUARTER, target_dir=FULL, random_n=random_n
+            SHARED_LDCT / "L143", t, out / f"{name}.json", seed=1, input_dir=QUARTER, target_dir=FULL, random_n=random_n
         )
         == 0
     )
@@ -156,7 +155,6 @@ def test_recorded_statistics_are_those_of_the_decoded_patches(good):
 def test_report_range_equals_numpy_over_every_part(good):
     _, table, parts = good
     report = verify_ldct(parts, str(table), SETTINGS)
-    assert report["values_from"] == "recorded statistics"
     for name in ("input", "target"):
         values = [h5py.File(p, "r")[name][...] for p in parts]
         lo, hi = min(float(v.min()) for v in values), max(float(v.max()) for v in values)
@@ -216,8 +214,8 @@ def test_inconsistent_statistics_fail(good, tmp_path, field, value):
     assert any("inconsistent" in m and " row 5:" in m for m in report["failures"]), report["failures"]
 
 
-def test_files_without_statistics_are_decoded_whole(good, tmp_path):
-    """Files of an older ctpatch (no statistics fields): every patch is decoded, a NaN anywhere is found."""
+def test_files_without_statistics_fail(good, tmp_path):
+    """The values are checked from the statistics every patch row records; a table without them fails."""
     from numpy.lib import recfunctions
 
     _, table, parts = good
@@ -228,15 +226,8 @@ def test_files_without_statistics_are_decoded_whole(good, tmp_path):
             del f["provenance/patch"]
             f["provenance/patch"] = old
     report = verify_ldct(copies, str(table), SETTINGS)
-    assert report["ok"], report["failures"]
-    assert report["values_from"].startswith("decoded")
-    assert report["input_value_range"] == verify_ldct(parts, str(table), SETTINGS)["input_value_range"]
-    with h5py.File(copies[1], "r+") as f:
-        block = f["input"][0]
-        block[0, 3, 4] = np.nan
-        f["input"][0] = block
-    report = verify_ldct(copies, str(table), SETTINGS)
-    assert not report["ok"] and report["input_nonfinite"] == 1
+    assert not report["ok"]
+    assert f"table 'patch' lacks the value statistics {stat_fields()}" in report["failures"], report["failures"]
 
 
 def test_altered_patch_fails_the_recomputed_sample(good, tmp_path):

@@ -23,8 +23,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
 ENV_VAR = "CTPATCH_SLURM_TESTS"
 MODES = ("install", "installed", "skip")

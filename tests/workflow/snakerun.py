@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import yaml
+from demos import SMALL_DEMO
+from paths import REPO, SHARED_LDCT
 
-REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
@@ -36,24 +37,14 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900)
     return proc
 
 
-# A small LUNA16 demo: full 512-wide LUNA geometry is not needed to test the wiring, but the scans
-# stay larger than a 68³ patch on every axis so that an axis swap would show.
+# The workflow runs' LUNA16 config: the small demo, linear resampling, 2 ranks
 SMALL_LUNA = {
     "mode": "luna16",
     "seed": 0,
-    "demo": {
-        "subsets": 2,
-        "scans_per_subset": 1,
-        "size_xy": 192,
-        "slices": [70, 90],
-        "nodules_per_scan": [1, 2],
-        "candidates_per_scan": 10,
-    },
+    "demo": SMALL_DEMO,
     "luna16": {"resample": {"interpolator": "linear"}},
     "extract": {"tasks": 2},
 }
-
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 # The LDCT demo options of the issue (p55, air threshold, downscale, rotation, dose blend, float16)
 SMALL_LDCT = {
@@ -61,7 +52,7 @@ SMALL_LDCT = {
     "seed": 0,
     "extract": {"tasks": 2},
     "ldct": {
-        "root": str(SHARED_DATA / "ldct"),
+        "root": str(SHARED_LDCT),
         "patch": {"code": "p55"},
         "ds_augment": {"enabled": True},
         "air_threshold": {"enabled": True},

@@ -10,9 +10,10 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from snakerun import SHARED_DATA, SMALL_LDCT, snakemake, write_config
+from paths import SHARED_DATA, SHARED_LDCT
+from snakerun import SMALL_LDCT, snakemake, write_config
 
-pytestmark = pytest.mark.skipif(not (SHARED_DATA / "ldct").is_dir(), reason=f"no real CT data at {SHARED_DATA}")
+pytestmark = pytest.mark.skipif(not SHARED_LDCT.is_dir(), reason=f"no real CT data at {SHARED_LDCT}")
 
 
 def test_dry_run_and_lint_in_ldct_mode(tmp_path):
@@ -48,7 +49,7 @@ def test_two_rank_ldct_run_on_real_pairs(tmp_path):
     for patient in ("L096", "L143"):
         assert f"rows in results/ldct/patches/{patient}.h5 on 2 ranks" in log
         pairs = pd.read_csv(tmp_path / f"results/ldct/pairs/{patient}.tsv", sep="\t")
-        n_files = len(list((SHARED_DATA / "ldct" / patient / "quarter_3mm_sharp_sorted").iterdir()))
+        n_files = len(list((SHARED_LDCT / patient / "quarter_3mm_sharp_sorted").iterdir()))
         assert len(pairs) == n_files == 4
         report = json.loads((tmp_path / f"results/ldct/report/{patient}.verify.json").read_text())
         assert report["ok"], report["failures"]
@@ -98,7 +99,7 @@ def test_long_names_pair_by_position_and_split_into_files(tmp_path):
 
 def test_an_unpaired_slice_stops_the_run_naming_the_files(tmp_path):
     root = tmp_path / "data"
-    shutil.copytree(SHARED_DATA / "ldct" / "L096", root / "L096")
+    shutil.copytree(SHARED_LDCT / "L096", root / "L096")
     removed = sorted((root / "L096" / "full_3mm_sharp_sorted").iterdir())[1]
     removed.unlink()
     cfg = copy.deepcopy(SMALL_LDCT)

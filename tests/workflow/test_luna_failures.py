@@ -10,24 +10,17 @@ from pathlib import Path
 
 import psutil
 import pytest
-from snakerun import REPO, SMALL_LUNA, snakemake, write_config
+from demos import TINY_DEMO, TINY_SEED
+from paths import REPO
+from snakerun import SMALL_LUNA, snakemake, write_config
 
 from ctpatch.luna16.demo import write_dataset
-
-DEMO = {
-    "subsets": 2,
-    "scans_per_subset": 1,
-    "size_xy": 160,
-    "slices": [60, 70],
-    "nodules_per_scan": [1, 2],
-    "candidates_per_scan": 5,
-}
 
 
 @pytest.fixture(scope="module")
 def luna_source(tmp_path_factory):
     root = tmp_path_factory.mktemp("luna_source")
-    write_dataset(root, DEMO, seed=3)
+    write_dataset(root, TINY_DEMO, seed=TINY_SEED)
     return root
 
 

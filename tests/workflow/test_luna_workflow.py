@@ -13,7 +13,8 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from snakerun import REPO, SMALL_LUNA, assert_same_patch_file, snakemake, write_config
+from paths import REPO
+from snakerun import SMALL_LUNA, assert_same_patch_file, snakemake, write_config
 
 CHAIN = [
     "make_demo_luna16",

@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[2]
+from demos import TINY_DEMO
+from paths import REPO
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +64,7 @@ def test_a_wheel_install_plans_and_dry_runs_the_workflow(wheel_venv, tmp_path):
         "PATH": f"{py.parent}{os.pathsep}{os.environ['PATH']}",
     }
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"demo": {"subsets": 1, "scans_per_subset": 1, "size_xy": 96, "slices": [40, 40]}}))
+    cfg.write_text(yaml.safe_dump({"demo": TINY_DEMO}))
     plan = subprocess.run(
         [str(py), "-m", "ctpatch.report.plan", "--configfile", str(cfg), "--no-sample", "--workdir", str(tmp_path)],
         capture_output=True,

@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from snakerun import REPO
+from paths import REPO
 
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 

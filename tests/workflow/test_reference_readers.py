@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from snakerun import REPO, SHARED_DATA, SMALL_LUNA, snakemake, write_config
+from paths import REPO, SHARED_LDCT
+from snakerun import SMALL_LUNA, snakemake, write_config
 
 CASED_READER = """
 import multiprocessing
@@ -123,12 +124,12 @@ def test_cased_style_reader_opens_reference_luna16_preset_files(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.mpi
-@pytest.mark.skipif(not (SHARED_DATA / "ldct").is_dir(), reason=f"no real CT data at {SHARED_DATA}")
+@pytest.mark.skipif(not SHARED_LDCT.is_dir(), reason=f"no real CT data at {SHARED_LDCT}")
 def test_mpi4py_patches_style_reader_opens_reference_ldct_preset_files(tmp_path):
     from ctpatch.readers import load_all
 
     config = preset("reference-ldct.yaml", extract={"tasks": 2})
-    config["ldct"] = {**config["ldct"], "root": str(SHARED_DATA / "ldct"), "patients": ["L096", "L143"]}
+    config["ldct"] = {**config["ldct"], "root": str(SHARED_LDCT), "patients": ["L096", "L143"]}
     write_config(tmp_path, config)
     snakemake(tmp_path, "--cores", "2", "--configfile", str(tmp_path / "config" / "config.yaml"))
     patients = sorted((tmp_path / "results" / "ldct" / "patches").glob("*.h5"))

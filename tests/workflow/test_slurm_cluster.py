@@ -24,13 +24,13 @@ import time
 from pathlib import Path
 
 import pytest
+from paths import REPO, SHARED_LDCT
 from slurmtest import cluster, slurm_test_mode
 from slurmtest import run as _run
 from slurmtest import show as _show
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 TEST_PROFILE = REPO / "profiles" / "slurm-test"
 ETC_CONF = Path("/etc/slurm/slurm.conf")
 
@@ -186,14 +186,14 @@ def _same_files(a: Path, b: Path, pattern: str) -> list[str]:
 def test_workflow_through_the_profile_equals_the_local_run(slurm_cluster, tmp_path, mode):
     """The real workflow via sbatch: extraction as one 2-rank job; outputs equal a local run's."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from snakerun import SHARED_DATA, SMALL_LDCT, SMALL_LUNA, extraction_log
+    from snakerun import SMALL_LDCT, SMALL_LUNA, extraction_log
 
     if mode == "luna16":
         config = {**SMALL_LUNA, "demo": {**SMALL_LUNA["demo"], "subsets": 1}}
         group = "subset0"
     else:
-        if not (SHARED_DATA / "ldct").is_dir():
-            pytest.skip(f"no real CT data at {SHARED_DATA}")
+        if not SHARED_LDCT.is_dir():
+            pytest.skip(f"no real CT data at {SHARED_LDCT}")
         config = {**SMALL_LDCT, "ldct": {**SMALL_LDCT["ldct"], "patients": ["L192"]}}
         group = "L192"
     seconds_slurm = _workflow_run(tmp_path / "slurm", config, "--profile", str(TEST_PROFILE))

@@ -11,7 +11,8 @@ from collections import Counter
 
 import pytest
 import yaml
-from snakerun import REPO, snakemake
+from paths import REPO
+from snakerun import snakemake
 
 pytestmark = pytest.mark.slow
 

@@ -27,10 +27,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from paths import REPO, SHARED_LDCT
 from slurmtest import SCRIPTS, cluster, run, show
 from snakerun import (
-    REPO,
-    SHARED_DATA,
     SMALL_LDCT,
     SMALL_LUNA,
     assert_same_patch_file,
@@ -148,8 +147,8 @@ def _same_patch_files(a: Path, b: Path, mode: str, group: str) -> None:
 
 @pytest.mark.mpi
 def test_ldct_patient_on_two_nodes_equals_the_local_run(twonode, tmp_path):
-    if not (SHARED_DATA / "ldct").is_dir():
-        pytest.skip(f"no real CT data at {SHARED_DATA}")
+    if not SHARED_LDCT.is_dir():
+        pytest.skip(f"no real CT data at {SHARED_LDCT}")
     config = {**SMALL_LDCT, "ldct": {**SMALL_LDCT["ldct"], "patients": ["L192"]}}
     slurm, local = tmp_path / "slurm", tmp_path / "local"
     write_config(slurm, config)

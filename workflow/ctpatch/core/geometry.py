@@ -3,7 +3,7 @@
 A :class:`VolumeGrid` follows SimpleITK's convention: ``origin``, ``spacing`` and ``size``
 are in (x, y, z) order and ``direction`` is the 3x3 matrix of direction cosines (columns are
 the axis directions), flattened row-major as SimpleITK returns it.  The numpy array of such a
-volume (``sitk.GetArrayFromImage``) is indexed (z, y, x); helpers named ``*_zyx`` convert.
+volume (``sitk.GetArrayFromImage``) is indexed (z, y, x), the shape :attr:`VolumeGrid.shape_zyx`.
 
 The output grid of a resampling is defined once (:func:`resampled_grid`) and used both to
 resample the image and to convert annotation coordinates, so they cannot disagree.
@@ -90,7 +90,7 @@ class VolumeGrid:
             origin=tuple(data["origin"]),
             spacing=tuple(data["spacing"]),
             size=tuple(data["size"]),
-            direction=tuple(data.get("direction", cls.direction)),
+            direction=tuple(data["direction"]),
         )
 
 
@@ -116,11 +116,6 @@ def resampled_grid(grid: VolumeGrid, target_spacing_mm: float) -> VolumeGrid:
     new_spacing = spacing * size / new_size
     origin = np.asarray(grid.origin) + grid.matrix @ ((new_spacing - spacing) / 2.0)
     return VolumeGrid(origin=tuple(origin), spacing=tuple(new_spacing), size=tuple(new_size), direction=grid.direction)
-
-
-def xyz_to_zyx(v) -> np.ndarray:
-    """Reverse the last axis: (x, y, z) -> (z, y, x) (and back)."""
-    return np.asarray(v)[..., ::-1]
 
 
 def crop(volume: np.ndarray, start, size, fill) -> np.ndarray:

@@ -44,18 +44,6 @@ def paint_sphere(mask: np.ndarray, centre, radius: int) -> None:
     mask[box] |= dist2 <= r * r
 
 
-def sphere_mask(shape, centres, radii) -> np.ndarray:
-    """The union of spheres as a bool volume of ``shape`` (centres in the same axis order).
-
-    >>> int(sphere_mask((9, 9, 9), [(4, 4, 4)], [1]).sum())
-    7
-    """
-    mask = np.zeros(tuple(shape), dtype=bool)
-    for c, r in zip(centres, radii):
-        paint_sphere(mask, c, r)
-    return mask
-
-
 def block_max_pool(patch: np.ndarray, block: int) -> np.ndarray:
     """Max over non-overlapping ``block``-sized cubes; a partial edge block is padded with 0.
 

@@ -1,13 +1,13 @@
 """LUNA16 nodule-mode patch plans and cutting (SPEC §1.6-1.8), pure functions of arrays.
 
-Volumes are (z, y, x) arrays (memory-mapped ``.npy`` in the workflow); patches are returned in
-(x, y, z) order with a trailing channel axis, the layout of the reference's HDF5 files.  Every
-centre handed to these functions is (z, y, x), the order of the array it indexes; provenance
-records (x, y, z), the order of the patch.
+Volumes are (z, y, x) arrays (``.npy`` in the workflow); patches are returned in (x, y, z) order
+with a trailing channel axis, the layout of the reference's HDF5 files.  Every centre handed to
+these functions is (z, y, x), the order of the volume's array; provenance records (x, y, z), the
+order of the patch.
 
-Cutting many patches from one volume is faster from the volume transposed once to (x, y, z)
-(:func:`cut_image_xyz`, :func:`cut_label_xyz`): each patch is then one copy of contiguous
-rows instead of a strided gather followed by a transposing copy.  Both give the same values.
+The extraction cuts from the volume transposed once to (x, y, z) (:func:`cut_image_xyz`,
+:func:`crop_mask_xyz`): each patch is then one copy of contiguous rows instead of a strided gather
+followed by a transposing copy.  :func:`cut_label` cuts from a (z, y, x) mask (the plan's sample).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ctpatch.core.labels import label_patch
 
 @dataclass(frozen=True)
 class PatchLocation:
-    """Where a patch was cut: its centre voxel (z, y, x) and edge; ``to_slices`` gives the box."""
+    """Where a patch was cut: its centre voxel (z, y, x) and edge."""
 
     centre_zyx: tuple[int, int, int]
     size: int
@@ -31,19 +31,6 @@ class PatchLocation:
     def start_zyx(self) -> np.ndarray:
         """First voxel (z, y, x) of the patch box: the centre minus half the edge (may be negative)."""
         return np.asarray(self.centre_zyx, dtype=np.int64) - self.size // 2
-
-    def to_slices(self) -> tuple[slice, ...]:
-        """The box ``[c - size/2, c + size/2)`` per axis (may leave the volume)."""
-        return tuple(slice(int(s), int(s) + self.size) for s in self.start_zyx)
-
-
-def cut_image(volume: np.ndarray, loc: PatchLocation, fill: float, dtype=np.float32) -> np.ndarray:
-    """The image patch at ``loc``: (size, size, size, 1) in (x, y, z, channel) order.
-
-    Voxels outside the volume take ``fill`` (the volume minimum: the reference padded with it).
-    """
-    box = crop(volume, loc.start_zyx, loc.size, fill)
-    return np.ascontiguousarray(box.transpose(2, 1, 0)[..., None], dtype=dtype)
 
 
 def cut_label(mask: np.ndarray, loc: PatchLocation, pool: int) -> np.ndarray:
@@ -70,16 +57,18 @@ def _box_xyz(shape_xyz, loc: PatchLocation):
 def cut_image_xyz(
     volume_xyz: np.ndarray, loc: PatchLocation, fill: float, dtype=np.float32, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """:func:`cut_image` from the volume already transposed to (x, y, z); the same values.
+    """The image patch at ``loc``: (size, size, size, 1) in (x, y, z, channel) order, from the volume
+    transposed to (x, y, z).
 
-    ``loc`` is still given by its (z, y, x) centre.  Voxels outside the volume take ``fill``,
-    cast to the volume's dtype first, as :func:`cut_image` does.  With ``out`` (shape
-    (size, size, size, 1), any dtype) the patch is written there, cast to ``out``'s dtype.
+    ``loc`` is still given by its (z, y, x) centre.  Voxels outside the volume take ``fill`` (the
+    volume minimum: the reference padded with it), cast to the volume's dtype first.  With ``out``
+    (shape (size, size, size, 1), any dtype) the patch is written there, cast to ``out``'s dtype.
 
     >>> vol = np.arange(60, dtype=np.float32).reshape(3, 4, 5)
     >>> loc = PatchLocation((1, 2, 2), 4)
+    >>> box = crop(vol, loc.start_zyx, loc.size, -1.0)  # (z, y, x)
     >>> bool(np.array_equal(cut_image_xyz(np.ascontiguousarray(vol.transpose(2, 1, 0)), loc, -1.0),
-    ...                     cut_image(vol, loc, -1.0)))
+    ...                     box.transpose(2, 1, 0)[..., None]))
     True
     """
     size = loc.size
@@ -142,16 +131,6 @@ class MaskIndex:
             return False
         a, b = lo // self.cell, (hi - 1) // self.cell + 1
         return bool(self.occupied[a[0] : b[0], a[1] : b[1], a[2] : b[2]].any())
-
-
-def cut_label_xyz(mask_xyz: np.ndarray, loc: PatchLocation, pool: int) -> np.ndarray:
-    """:func:`cut_label` from the mask already transposed to (x, y, z); the same values."""
-    return label_patch(crop_mask_xyz(mask_xyz, loc), pool)
-
-
-def touches_mask(mask: np.ndarray, loc: PatchLocation) -> bool:
-    """True when the patch box at ``loc`` holds any nodule voxel."""
-    return bool(crop(mask, loc.start_zyx, loc.size, False).any())
 
 
 def nodule_locations(centres_zyx, offsets_xyz, size: int):

@@ -23,8 +23,6 @@ import numbers
 
 import numpy as np
 
-from ctpatch.core.grid import grid_corners
-
 #: size code -> (HR base, padding) of SPEC section 2c; the HR edge is base + padding
 SR_BASE: dict[str, tuple[int, int]] = {
     "p96": (84, 12),
@@ -103,24 +101,6 @@ def block_mean(image: np.ndarray, scale: int) -> np.ndarray:
         raise ValueError(f"Expected a 2D image with sides that are multiples of {scale}, got shape={img.shape!r}")
     r, c = img.shape
     return img.reshape(r // scale, scale, c // scale, scale).mean(axis=(1, 3)).astype(np.float32)
-
-
-def sr_corners(
-    lr_shape: tuple[int, int], lr_edge: int, padding: int, scale: int, last: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """LR corners (row-major, the grid rule on the LR image) and their HR corners (LR x scale).
-
-    Returns two int64 arrays of shape (K, 2).
-
-    Examples
-    --------
-    >>> lr, hr = sr_corners((170, 170), 18, 8, 3, "fill")
-    >>> lr[:3].tolist(), hr[:3].tolist()
-    ([[0, 0], [0, 2], [0, 12]], [[0, 0], [0, 6], [0, 36]])
-    """
-    scale = _check_scale(scale)
-    lr = grid_corners(lr_shape, lr_edge, padding, last)
-    return lr, lr * scale
 
 
 def sr_dose_blend(lr: np.ndarray, hr: np.ndarray, f: float, scale: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: patches per block: the unit of work a rank computes and sends (about 20 MB of compressed LUNA16 patches)
+#: patches per block: the unit of work a rank computes and sends (32 LUNA16 patches of 68³ float32 are 40 MB
+#: before compression)
 BLOCK_PATCHES = 32
 
 
@@ -17,8 +18,8 @@ BLOCK_PATCHES = 32
 AHEAD = 2
 
 
-#: rank 0's placing of the chunks it receives, relative to computing them (LUNA16: 3.0 of 40 s per scan;
-#: LDCT: 0.2 of 2.7 s per patient; ``benchmarks/luna.py`` per-stage table): rank 0 computes fewer blocks
+#: rank 0's placing of the chunks it receives, relative to computing them (the per-stage figures are in
+#: ``benchmarks/README.md``): rank 0 computes fewer blocks
 WRITE_SHARE = 0.075
 
 

@@ -16,10 +16,10 @@ Order: the sources in the given (patient) order, each in its own file's order; w
 ``shuffle``, a permutation of all rows keyed by (seed, "combine", output names), so patients
 are mixed.  Then split into ``len(outputs)`` parts (``numpy.array_split``).
 
-Reading speed (``python benchmarks/combined.py``): in source order a part maps one run of
-consecutive rows per source and reads whole or by slices about as fast as a plain file (0.7-1.2x;
-single random rows 0.4-0.65x); shuffled across patients every row is its own mapping, which
-HDF5 resolves on every read: 0.08-0.33x.  For that case ``how="copy"``.
+Reading speed (``python benchmarks/combined.py``, figures in ``benchmarks/README.md``): in source
+order a part maps one run of consecutive rows per source and reads whole or by slices about as fast
+as a plain file; shuffled across patients every row is its own mapping, which HDF5 resolves on every
+read, several times slower.  For that case ``how="copy"``.
 
 Plain h5py reads virtual datasets (HDF5 >= 1.10); the per-patient files must stay beside.
 ``how="copy"`` (setting ``output.combined: copy``) writes real datasets instead, copying the

@@ -64,9 +64,9 @@ computes anyway, so they cost nothing measurable; being rows, they travel with t
 the blocks to rank 0, the shuffle and the parts, and the files stay byte-identical for any rank
 count.  The verification takes the values from them instead of decoding every patch.
 
-Length (~580 lines): one pass over a slice pair in SPEC order, shared by the plain and the
-super-resolution modes, with the provenance record types it fills; the numerics it calls live in
-grid, normalize, augment and sr.
+One pass over a slice pair in SPEC order, shared by the plain and the super-resolution modes (what
+differs is the pair unit, :mod:`ctpatch.ldct.units`), with the provenance record types it fills; the
+numerics it calls live in grid, normalize, augment and sr.
 """
 
 from __future__ import annotations
@@ -81,25 +81,24 @@ import numpy as np
 import pandas as pd
 
 from ctpatch.core.augment import (
-    apply_rot_flip,
     box_blur,
     choose_share,
-    dose_blend,
     downscale_copies,
     draw_blend_factor,
     draw_rot_flip,
     passes_air_threshold,
     white_noise,
 )
-from ctpatch.core.grid import cut_patch, grid_corners, resolve_size
+from ctpatch.core.grid import cut_patch, grid_corners
 from ctpatch.core.normalize import normalize_pair
 from ctpatch.core.rng import keyed_rng
-from ctpatch.core.sr import SR_BASE, block_mean, modcrop, sr_dose_blend, sr_sizes
 from ctpatch.core.values import dtype_limits
 from ctpatch.engine.blocks import Unit
 from ctpatch.io.dicom import read_pixels
+from ctpatch.ldct.units import unit_for
 from ctpatch.settings import ldct_job
 from ctpatch.settings.types import LdctPatches
+from ctpatch.store.sink import PatchSink
 from ctpatch.store.writer import Specs
 
 INTEGER_DTYPES = ("int16", "uint16")
@@ -127,31 +126,11 @@ def round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
 
 
-def patch_size(settings: LdctPatches) -> tuple[int, int]:
-    """(edge, padding) of completed settings; in super-resolution the HR edge ``base + padding``
-    of the size code (SPEC section 2c), before the footprint setting."""
-    p = settings.patch
-    if settings.super_resolution.enabled and p.code is not None:
-        base, padding = SR_BASE[p.code]
-        return base + padding, padding
-    return resolve_size(p.code, p.edge, p.padding)
-
-
-def sr_scale(settings: LdctPatches) -> int:
-    """The input's downscale factor: ``super_resolution.scale`` when enabled, else 1."""
-    sr = settings.super_resolution
-    return int(sr.scale) if sr.enabled else 1
-
-
 def grid_sizes(settings: LdctPatches) -> tuple[int, int, int, int]:
     """(scale, LR edge, HR edge, padding): the input patch edge, the target patch edge, the grid's
-    overlap on the input; in plain mode (scale 1) both edges are the patch edge."""
-    edge, padding = patch_size(settings)
-    if not settings.super_resolution.enabled:
-        return 1, edge, edge, padding
-    scale = sr_scale(settings)
-    lr, hr = sr_sizes(edge, padding, scale, settings.super_resolution.footprint)
-    return scale, lr, hr, padding
+    overlap on the input; in plain mode (scale 1) both edges are the patch edge (:mod:`ctpatch.ldct.units`)."""
+    unit = unit_for(settings)
+    return unit.scale, unit.lr_edge, unit.edge, unit.padding
 
 
 def copy_factors(settings: LdctPatches) -> tuple[float, ...]:
@@ -171,11 +150,6 @@ def patch_shapes(settings: LdctPatches) -> dict[str, tuple[int, int, int]]:
     _, lr, hr, _ = grid_sizes(settings)
     torch = settings.output.layout == "torch"
     return {name: ((1, e, e) if torch else (e, e, 1)) for name, e in (("input", lr), ("target", hr))}
-
-
-def patch_shape(settings: LdctPatches) -> tuple[int, int, int]:
-    """Shape of one stored target patch (in plain mode also the input's): see :func:`patch_shapes`."""
-    return patch_shapes(settings)["target"]
 
 
 # ------------------------------------------------------------------------------- pair tables
@@ -232,7 +206,7 @@ def _width(values) -> int:
     return max([1] + [len(str(v).encode()) for v in values])
 
 
-def patch_dtype(patient_width: int, path_width: int, sr: bool = False) -> np.dtype:
+def patch_dtype(patient_width: int, path_width: int, extra: tuple = ()) -> np.dtype:
     """Provenance of one patch (table ``patch``).
 
     ``corner`` is the (row, col) of the patch's top-left pixel in the grid of its copy (shape
@@ -240,8 +214,9 @@ def patch_dtype(patient_width: int, path_width: int, sr: bool = False) -> np.dty
     number of 90° counter-clockwise turns (0: none); ``flip`` is ``b""``, ``b"lr"`` or ``b"ud"``;
     ``blend`` the dose-blend factor f (NaN: not blended); ``blur`` / ``noise`` whether the input
     was blurred / given noise.  ``slice_z`` is NaN and ``instance`` -1 when the slice has none.
-    With ``sr`` (super-resolution) ``corner``/``copy_shape`` are the LR input's and the fields
-    ``hr_corner``/``hr_copy_shape`` the HR target's.
+    ``extra``: the fields of the unit (:attr:`ctpatch.ldct.units.PlainUnit.fields`); in
+    super-resolution ``corner``/``copy_shape`` are the LR input's and the fields ``hr_corner``/``hr_copy_shape``
+    the HR target's.
 
     Value statistics of the stored patch (:data:`STAT_FIELDS`, as stored, after the cast to the
     output dtype), per dataset ``input`` and ``target``: ``<name>_min`` / ``<name>_max`` (its finite
@@ -250,7 +225,6 @@ def patch_dtype(patient_width: int, path_width: int, sr: bool = False) -> np.dty
     values at -32768 or 32767, for uint16 at 65535; 0 of uint16 is air; 0 for float dtypes).  The
     verification checks values from these, not by decoding every patch again.
     """
-    extra = [("hr_corner", "<i4", (2,)), ("hr_copy_shape", "<i4", (2,))] if sr else []
     stats = [(f"{name}_{stat}", kind) for name in ("input", "target") for stat, kind in STAT_FIELDS]
     return np.dtype(
         [
@@ -319,14 +293,13 @@ class Job:
         self.shuffle = bool(s.output.shuffle)
         # with output.combined the nsplit parts are the combined file's; each patient's file is one
         self.parts = 1 if s.output.combined != "none" else int(s.output.nsplit)
-        self.scale, self.lr_edge, self.edge, self.padding = grid_sizes(s)
-        self.sr = bool(s.super_resolution.enabled)
+        self.pair_unit = unit_for(s)  # plain or super-resolution: what differs in the pass over a pair
         self.last = s.patch.last
         self.factors = copy_factors(s)
         self.dtype = np.dtype(s.output.dtype)
         wp = _width(self.pairs["patient"])
         wf = _width(list(self.pairs["input_path"]) + list(self.pairs["target_path"]))
-        self.patch_dtype, self.pair_dtype = patch_dtype(wp, wf, self.sr), pair_dtype(wp, wf)
+        self.patch_dtype, self.pair_dtype = patch_dtype(wp, wf, self.pair_unit.fields), pair_dtype(wp, wf)
 
     def units(self) -> list[Unit]:
         return [Unit(f"{r.patient}/{r.input_name}", int(r.pair_index), 1.0) for r in self.pairs.itertuples()]
@@ -395,16 +368,16 @@ class Job:
     def _kept_corners(self, copies_in, copies_raw) -> tuple[list[np.ndarray], int]:
         """Per copy, the input-grid corners whose raw-target patch (at corner x scale, HR edge) passes
         the air threshold; and the grid size."""
-        air = self.settings.air_threshold
+        air, pu = self.settings.air_threshold, self.pair_unit
         kept, cut = [], 0
         for (_, inp), (_, raw) in zip(copies_in, copies_raw):
-            corners = grid_corners(inp.shape, self.lr_edge, self.padding, self.last)
+            corners = grid_corners(inp.shape, pu.lr_edge, pu.padding, self.last)
             cut += len(corners)
             if air.enabled:
                 fill = raw.min()
                 keep = [
                     passes_air_threshold(
-                        cut_patch(raw, (int(r) * self.scale, int(c) * self.scale), self.edge, fill),
+                        cut_patch(raw, (int(r) * pu.scale, int(c) * pu.scale), pu.edge, fill),
                         air.value,
                         air.fraction,
                         air.mean,
@@ -419,16 +392,7 @@ class Job:
         """The pair itself, then (with ``turn`` = (k, flip)) its rotation and its flip: (input, target, rot_k, flip)."""
         out = [(a, b, 0, b"")]
         if turn is not None:
-            k, flip = turn
-            if self.sr:  # input and target differ in size: turn each on its own
-                axis = 1 if flip == "lr" else 0
-                out += [
-                    (np.ascontiguousarray(np.rot90(a, k)), np.ascontiguousarray(np.rot90(b, k)), k, b""),
-                    (np.ascontiguousarray(np.flip(a, axis)), np.ascontiguousarray(np.flip(b, axis)), 0, flip.encode()),
-                ]
-            else:
-                (ra, rb, ri), (fa, fb, fi) = apply_rot_flip(a, b, k, flip)
-                out += [(ra, rb, ri["rot_k"], b""), (fa, fb, 0, fi["flip"].encode())]
+            out += self.pair_unit.rot_flip(a, b, *turn)
         return out
 
     def _copies(self, row: dict):
@@ -453,14 +417,7 @@ class Job:
             copies_raw = copies_tg  # same values (none), or not needed
         else:
             copies_raw = downscale_copies(fd, factors)
-        if self.sr:  # SPEC 2c: crop to a multiple of scale, input area-downscaled by scale
-            k = self.scale
-            try:
-                copies_in = [(fa, block_mean(modcrop(img, k), k)) for fa, img in copies_in]
-                copies_tg = [(fa, modcrop(img, k)) for fa, img in copies_tg]
-                copies_raw = [(fa, modcrop(img, k)) for fa, img in copies_raw]
-            except ValueError as exc:
-                raise ValueError(f"{where}: super_resolution.scale {k}: {exc}") from None
+        copies_in, copies_tg, copies_raw = self.pair_unit.copies(copies_in, copies_tg, copies_raw, where)  # SR: SPEC 2c
         kept, cut = self._kept_corners(copies_in, copies_raw)
         return copies_in, copies_tg, kept, cut
 
@@ -469,7 +426,7 @@ class Job:
         _, _, kept, _ = self._copies(self.pairs.iloc[unit.index].to_dict())
         return sum(len(k) for k in kept) * multiplier(self.settings)
 
-    def run(self, unit: Unit, w, start: int = 0, stop: int | None = None) -> dict:
+    def run(self, unit: Unit, w: PatchSink, start: int = 0, stop: int | None = None) -> dict:
         """Cut, augment and write the patches of one slice pair into the sink ``w``; return its counts.
 
         ``w`` follows the patch-sink protocol (:class:`ctpatch.store.sink.PatchSink`); patches are handed
@@ -478,7 +435,7 @@ class Job:
         """
         if start != 0 or stop is not None:
             raise ValueError(f"an LDCT pair is cut whole, got the span [{start}, {stop})")
-        s = self.settings
+        s, pu = self.settings, self.pair_unit
         row = self.pairs.iloc[unit.index].to_dict()
         copies_in, copies_tg, kept, cut = self._copies(row)
         n_kept = sum(len(k) for k in kept)
@@ -509,18 +466,17 @@ class Job:
         for ci, ((factor, img_in), (_, img_tg), corners) in enumerate(zip(copies_in, copies_tg, kept)):
             fill_in, fill_tg = img_in.min(), img_tg.min()
             shape = img_in.shape
-            hr_extra = (tuple(img_tg.shape),) if self.sr else ()
             if rot and per_copy:  # the reference's draw: one k and one flip per image copy (SPEC 2b)
                 copy_turn = draw_rot_flip(self._rng(row, ("rot_flip", ci)))
             for r, c in corners:
                 corner = (int(r), int(c))
-                hr_corner = (corner[0] * self.scale, corner[1] * self.scale)
-                a = cut_patch(img_in, corner, self.lr_edge, fill_in)
-                b = cut_patch(img_tg, hr_corner, self.edge, fill_tg)
+                hr_corner = (corner[0] * pu.scale, corner[1] * pu.scale)
+                a = cut_patch(img_in, corner, pu.lr_edge, fill_in)
+                b = cut_patch(img_tg, hr_corner, pu.edge, fill_tg)
                 turn = (copy_turn if per_copy else draw_rot_flip(rng_rot)) if rot else None
                 out = [(x, y, k, fl, math.nan) for x, y, k, fl in self._turned(a, b, turn)]
                 if blend_on:
-                    ba, bb = sr_dose_blend(a, b, f, self.scale) if self.sr else dose_blend(a, b, f)
+                    ba, bb = pu.blend(a, b, f)
                     out += [(x, y, k, fl, f) for x, y, k, fl in self._turned(ba, bb, turn)]
                 for x, y, k, fl, bf in out:
                     if blur[j]:
@@ -551,8 +507,7 @@ class Job:
                             bool(blur[j]),
                             bool(noise[j]),
                             *stats,
-                            *((hr_corner,) if self.sr else ()),
-                            *hr_extra,
+                            *pu.provenance(hr_corner, img_tg.shape),
                         ),
                     )
                     j += 1

@@ -31,9 +31,7 @@ all parts (``output.nsplit`` files) together:
   dtype, an at-limits count exactly when min or max is at a limit); then, summed over all
   parts, NaN/inf, the value range of input and target, and for an integer dtype the number of
   values at the dtype's limits (the maximum, and the minimum of a signed dtype; 0 of uint16 is
-  ordinary air): a value there may have been clipped or wrapped, a failure.  Files without
-  these fields (written by an older ctpatch) are decoded whole instead, one block of
-  :data:`BLOCK` patches at a time (``values_from`` in the report says which);
+  ordinary air): a value there may have been clipped or wrapped, a failure;
 * rounding of the output dtype.  The values before the cast are gone once written, so two
   figures are reported.  ``dtype_worst_case_error``: half the spacing of the dtype at the
   largest absolute stored value, i.e. the largest error rounding to nearest can have made
@@ -53,9 +51,6 @@ all parts (``output.nsplit`` files) together:
 What the checksums cannot see is a patch rewritten through HDF5 (a new, valid checksum): the
 sample catches it when it falls among the sampled pairs; the statistics of the other patches are
 trusted as recorded (checked for consistency only).
-
-Length (~550 lines): counts, grid, provenance, checksums, value statistics and the regenerated
-sample of the LDCT files, for the plain and the super-resolution modes.
 """
 
 from __future__ import annotations
@@ -83,14 +78,14 @@ from ctpatch.ldct.job import (
     read_pair_tables,
     round_half_up,
 )
+from ctpatch.ldct.units import unit_for
 from ctpatch.settings import ConfigError, ldct_job, read_settings
 from ctpatch.settings.types import LdctPatches
 from ctpatch.store.h5 import h5py
 from ctpatch.store.identity import differences
 from ctpatch.store.sink import MemorySink
-from ctpatch.store.verify import SAMPLE, check_chunks, finish_report, read_blocks, sample_rows
+from ctpatch.store.verify import SAMPLE, check_chunks, finish_report, sample_rows
 
-BLOCK = 64
 #: share of the pairs a verification recomputes (at least one per part)
 SAMPLE_PAIR_SHARE = 0.02
 
@@ -137,7 +132,7 @@ def verify_ldct(patch_paths, pairs_path, settings: LdctPatches | Mapping, sample
         dtype=str(dtype),
         patch_shape=list(shapes["target"]),
         input_patch_shape=list(shapes["input"]),
-        super_resolution_scale=grid_sizes(s)[0] if s.super_resolution.enabled else 1,
+        super_resolution_scale=unit_for(s).scale,
         layout=s.output.layout,
         selected_pairs=int(len(table)),
     )
@@ -233,6 +228,9 @@ def verify_ldct(patch_paths, pairs_path, settings: LdctPatches | Mapping, sample
 
         # patch provenance, all parts together
         provs = [f["provenance/patch"][...] for f in files]
+        missing = [name for name in stat_fields() if name not in provs[0].dtype.names]
+        if missing:
+            return {**report, "ok": False, "failures": fails + [f"table 'patch' lacks the value statistics {missing}"]}
         prov = np.concatenate(provs) if provs else np.zeros(0)
         where = np.concatenate([np.stack([np.full(len(p), k), np.arange(len(p))], axis=1) for k, p in enumerate(provs)])
         fails += _check_provenance(prov, by_index, s)
@@ -244,16 +242,8 @@ def verify_ldct(patch_paths, pairs_path, settings: LdctPatches | Mapping, sample
             ):
                 fails += found
 
-        # values: from the statistics recorded per patch; files without them are decoded whole
-        if all(field in prov.dtype.names for field in stat_fields()):
-            report["values_from"] = "recorded statistics"
-            fails += _check_recorded(prov, where, patch_paths, dtype, shapes, report)
-        else:
-            report["values_from"] = "decoded (the files record no value statistics: written by an older ctpatch)"
-            try:
-                fails += _check_values(files, patch_paths, dtype, report)
-            except OSError as exc:
-                return {**report, "ok": False, "failures": fails + [str(exc)]}
+        # values: from the statistics recorded per patch
+        fails += _check_recorded(prov, where, patch_paths, dtype, shapes, report)
 
         # rounding: worst case from the largest magnitude, and a recomputed sample
         top = max(abs(v) for name in ("input", "target") for v in report[f"{name}_value_range"] or [0.0])
@@ -303,20 +293,7 @@ def _check_provenance(prov: np.ndarray, by_index: dict, s: LdctPatches) -> list[
     corner, cshape = prov["corner"], prov["copy_shape"]
     if np.any((corner < 0) | (corner >= cshape)):
         fails.append("patch corners outside their copy")
-    if s.super_resolution.enabled:
-        scale = grid_sizes(s)[0]
-        if "hr_corner" not in prov.dtype.names:
-            fails.append("super_resolution on, but table 'patch' has no hr_corner")
-        else:  # the footprint relation: HR region = LR region x scale
-            if np.any(prov["hr_corner"] != corner * scale):
-                fails.append(
-                    f"{int(np.any(prov['hr_corner'] != corner * scale, axis=1).sum())} patches whose "
-                    f"hr_corner is not corner x {scale}"
-                )
-            if np.any(prov["hr_copy_shape"] != cshape * scale):
-                fails.append(f"patches whose hr_copy_shape is not copy_shape x {scale}")
-    elif "hr_corner" in prov.dtype.names:
-        fails.append("table 'patch' has hr_corner, but super_resolution is off")
+    fails += unit_for(s).check_rows(prov)  # super-resolution: HR region = LR region x scale
     order = np.argsort(keys, kind="stable")
     pi = prov["pair_index"][order]
     starts = np.flatnonzero(np.r_[True, pi[1:] != pi[:-1]])
@@ -383,7 +360,7 @@ def _check_recorded(prov, where, paths, dtype: np.dtype, shapes: dict, report: d
     """Value checks from the per-patch statistics of table ``patch`` (all parts): each row consistent in
     itself and with the dtype (counts within the patch size; min <= max, both values of the dtype;
     an at-limits count exactly when min or max is at a limit), then NaN/inf and limit counts summed
-    and the value range of every dataset, as :func:`_check_values` computes them from the values."""
+    and the value range of every dataset."""
     fails = []
     limits = dtype_limits(dtype)
     info = np.iinfo(dtype) if limits else np.finfo(dtype)
@@ -419,33 +396,6 @@ def _check_recorded(prov, where, paths, dtype: np.dtype, shapes: dict, report: d
             else (math.inf, -math.inf)
         )
         fails += _report_values(name, *rng, int(bad.sum()), int(at.sum()), dtype, report)
-    return fails
-
-
-def _check_values(files, paths, dtype: np.dtype, report: dict) -> list[str]:
-    """Value checks by decoding every patch (files written without the value statistics)."""
-    fails = []
-    integer = dtype.name in INTEGER_DTYPES
-    for name in ("input", "target"):
-        bad, at_limit = 0, 0
-        lo, hi = math.inf, -math.inf
-        for path, f in zip(paths, files):
-            ds = f[name]
-            for i, block in read_blocks(ds, BLOCK):
-                if integer:
-                    info = np.iinfo(dtype)
-                    limit = block == info.max
-                    if info.min < 0:  # 0 of an unsigned dtype is an ordinary value (air), not a limit hit
-                        limit |= block == info.min
-                    at_limit += int(np.count_nonzero(limit))
-                    finite = block
-                else:
-                    ok = np.isfinite(block)
-                    bad += int(block.size - np.count_nonzero(ok))
-                    finite = block[ok]
-                if finite.size:
-                    lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
-        fails += _report_values(name, lo, hi, bad, at_limit, dtype, report)
     return fails
 
 
@@ -492,7 +442,6 @@ def _check_sample(files, paths, prov, where, pairs_path, s, sample: int, report:
     shapes = patch_shapes(s)  # input and target differ in size in super-resolution
     per_file = np.bincount(where[:, 0], minlength=len(files)) if len(where) else np.zeros(len(files), int)
     first = np.r_[0, np.cumsum(per_file)[:-1]]  # row of prov where each part's rows start
-    recorded = all(field in prov.dtype.names for field in stat_fields())
     for unit in (units[i] for i in sorted(chosen) if 0 <= i < len(units)):
         w = MemorySink({name: (shape, np.float32) for name, shape in shapes.items()})
         try:
@@ -524,18 +473,18 @@ def _check_sample(files, paths, prov, where, pairs_path, s, sample: int, report:
                 err = max(err, float(np.max(np.abs(stored.astype(np.float64) - fresh.astype(np.float64)))))
                 bad = np.flatnonzero((stored != fresh.astype(dtype)).reshape(len(js), -1).any(axis=1))
                 differ += [f"{name} patch {int(js[b])} ({paths[k]} row {int(rs[js[b]])})" for b in bad]
-                if recorded:  # the recorded statistics against the stored values themselves
-                    got = value_stats(stored)
-                    said = [rec[f"{name}_{stat}"].astype(v.dtype) for (stat, _), v in zip(STAT_FIELDS, got)]
-                    off = np.zeros(len(js), dtype=bool)
-                    for g, r in zip(got, said):
-                        off |= _unequal(g, r)
-                    lies += [
-                        f"{name} patch {int(js[b])} ({paths[k]} row {int(rs[js[b]])}): recorded min, max, "
-                        f"NaN/inf, at limits {[r[b].item() for r in said]}, its stored values give "
-                        f"{[g[b].item() for g in got]}"
-                        for b in np.flatnonzero(off)
-                    ]
+                # the recorded statistics against the stored values themselves
+                got = value_stats(stored)
+                said = [rec[f"{name}_{stat}"].astype(v.dtype) for (stat, _), v in zip(STAT_FIELDS, got)]
+                off = np.zeros(len(js), dtype=bool)
+                for g, r in zip(got, said):
+                    off |= _unequal(g, r)
+                lies += [
+                    f"{name} patch {int(js[b])} ({paths[k]} row {int(rs[js[b]])}): recorded min, max, "
+                    f"NaN/inf, at limits {[r[b].item() for r in said]}, its stored values give "
+                    f"{[g[b].item() for g in got]}"
+                    for b in np.flatnonzero(off)
+                ]
         checked += n
         if differ:
             fails.append(

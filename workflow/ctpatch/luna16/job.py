@@ -31,14 +31,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctpatch.core.bricks import box_start, brick_indices, crop_edge, cut_brick
+from ctpatch.core.bricks import crop_edge
 from ctpatch.core.geometry import VolumeGrid
 from ctpatch.core.labels import label_patch
 from ctpatch.core.nodules import (
     MaskIndex,
     PatchLocation,
     crop_mask_xyz,
-    cut_image_xyz,
     expected_counts,
     label_edge,
     nodule_locations,
@@ -48,10 +47,11 @@ from ctpatch.core.rng import keyed_rng
 from ctpatch.core.shifts import shift_offsets
 from ctpatch.engine.blocks import Unit
 from ctpatch.io.tables import read_candidates
-from ctpatch.luna16.layouts import PROV_BRICK, PROV_CROP, write_nodule_view
+from ctpatch.luna16.layouts import CutSizes, NodulePatch, layout_for
 from ctpatch.settings import luna16_job
 from ctpatch.settings.types import LunaPatches
 from ctpatch.store.identity import file_digest
+from ctpatch.store.sink import PatchSink
 from ctpatch.store.writer import Specs
 
 PROV_NODULE = np.dtype(
@@ -82,7 +82,6 @@ PROV_NEGATIVE = np.dtype(
         ("touches_nodule", "?"),
     ]
 )
-DATASETS = ("nodule", "label_nodule", "non_nodule", "label_non_nodule")
 
 
 def load_xyz(path, slab_bytes: int = 4 << 20) -> np.ndarray:
@@ -184,9 +183,9 @@ class Job:
         self.shuffle = s.output.shuffle
         self.size = s.patch.size
         self.offsets = shift_offsets(s.patch.stride, s.patch.shifts_per_side, s.patch.directions)
-        self.layout = s.output.layout
-        self.brick = s.output.brick
+        self.layout = layout_for(s.output.layout)  # what the file stores of each cut (ctpatch.luna16.layouts)
         self.crop = crop_edge(self.size, self.offsets)
+        self.sizes = CutSizes(self.size, self.crop, s.output.brick, s.output.dtype)
         self.memory = None
         if "scans" in inp:  # in memory, in uid order as the files would be
             self.memory = sorted(inp["scans"], key=lambda sc: str(sc["uid"]))
@@ -208,14 +207,13 @@ class Job:
         self.nodule_patches, self.negatives = expected_counts(
             self.table, self.uids, len(self.offsets), self.neg.ratio, self.neg.scans
         )
-        self.bricks = {uid: 0 for uid in self.uids}  # volumes layout: bricks per scan (from its grid), first items
-        if self.layout == "volumes":
-            for i, uid in enumerate(self.uids):
-                if self.memory is not None:
-                    size_xyz = np.asarray(self.memory[i]["volume"]).shape[::-1]
-                else:
-                    size_xyz = VolumeGrid.from_dict(json.loads(self.sidecars[i].read_text())["grid"]).size
-                self.bricks[uid] = len(brick_indices(size_xyz, self.brick))
+        self.scan_items = {}  # the layout's items per scan before its patches (volumes: bricks), from its grid
+        for i, uid in enumerate(self.uids):
+            if self.memory is not None:
+                size_xyz = np.asarray(self.memory[i]["volume"]).shape[::-1]
+            else:
+                size_xyz = VolumeGrid.from_dict(json.loads(self.sidecars[i].read_text())["grid"]).size
+            self.scan_items[uid] = self.layout.scan_items(size_xyz, self.sizes)
         self.candidates = None
         self.candidates_path = None
         self.candidates_outside: dict[str, int] = {}
@@ -251,69 +249,36 @@ class Job:
             Unit(
                 uid,
                 i,
-                1.0 + self.nodule_patches[uid] + self.negatives[uid] + self.bricks[uid],
+                1.0 + self.nodule_patches[uid] + self.negatives[uid] + self.scan_items[uid],
                 self.count(Unit(uid, i)),
             )
             for i, uid in enumerate(self.uids)
         ]
 
     def count(self, unit: Unit) -> int:
-        """Items of a scan: its bricks (volumes layout), nodule patches, then negatives."""
-        return self.bricks[unit.key] + self.nodule_patches[unit.key] + self.negatives[unit.key]
+        """Items of a scan: the layout's (volumes: its bricks), nodule patches, then negatives."""
+        return self.scan_items[unit.key] + self.nodule_patches[unit.key] + self.negatives[unit.key]
 
     def totals(self, units) -> dict:
         """Rows per provenance table over ``units``."""
-        out = {
+        nodules = int(self.table["seriesuid"].isin([u.key for u in units]).sum())
+        return {
             "nodule": sum(self.nodule_patches[u.key] for u in units),
             "non_nodule": sum(self.negatives[u.key] for u in units),
+            **self.layout.own_rows(nodules, sum(self.scan_items[u.key] for u in units)),
         }
-        if self.layout == "crops":
-            out["nodule_crop"] = int(self.table["seriesuid"].isin([u.key for u in units]).sum())
-        if self.layout == "volumes":
-            out["volume_brick"] = sum(self.bricks[u.key] for u in units)
-        return out
 
     def specs(self) -> Specs:
-        """Datasets, provenance tables and how they align (:class:`ctpatch.store.writer.Specs`)."""
+        """Datasets, provenance tables and how they align (:class:`ctpatch.store.writer.Specs`), in the layout."""
         p, lab = self.size, label_edge(self.size, self.patch.label_pool)
-        img_shape, lab_shape = (p, p, p, 1), (lab, lab, lab, 2)
-        dt = self.out.dtype
-        datasets = {
-            "nodule": (img_shape, dt),
-            "label_nodule": (lab_shape, "float32"),
-            "non_nodule": (img_shape, dt),
-            "label_non_nodule": (lab_shape, "float32"),
-        }
-        tables = {"nodule": PROV_NODULE, "non_nodule": PROV_NEGATIVE}
-        groups = {"nodule": ("nodule", "label_nodule"), "non_nodule": ("non_nodule", "label_non_nodule")}
-        attrs = {}
-        if self.layout == "crops":  # one crop per nodule instead of its shifted patches (ctpatch.core.bricks)
-            del datasets["nodule"]
-            datasets = {"nodule_crop": ((self.crop,) * 3 + (1,), dt), **datasets}
-            tables["nodule_crop"] = PROV_CROP
-            groups = {"nodule": ("label_nodule",), "non_nodule": groups["non_nodule"], "nodule_crop": ("nodule_crop",)}
-            attrs = {"nodule_crop": {"patch_edge": p}}
-        if (
-            self.layout == "volumes"
-        ):  # each scan's volume once, in bricks; every patch cut on reading (ctpatch.core.bricks)
-            del datasets["nodule"], datasets["non_nodule"]
-            datasets = {"volume_brick": ((self.brick,) * 3 + (1,), dt), **datasets}
-            tables["volume_brick"] = PROV_BRICK
-            groups = {
-                "nodule": ("label_nodule",),
-                "non_nodule": ("label_non_nodule",),
-                "volume_brick": ("volume_brick",),
-            }
-            attrs = {"volume_brick": {"patch_edge": p}}
-        return Specs(
-            {k: (tuple(v[0]), np.dtype(v[1])) for k, v in datasets.items()},
-            tables,
-            groups,
+        img = ((p, p, p, 1), np.dtype(self.out.dtype))
+        label = ((lab, lab, lab, 2), np.dtype("float32"))
+        return self.layout.specs(
+            {"nodule": img, "label_nodule": label, "non_nodule": img, "label_non_nodule": label},
+            {"nodule": PROV_NODULE, "non_nodule": PROV_NEGATIVE},
+            {"nodule": ("nodule", "label_nodule"), "non_nodule": ("non_nodule", "label_non_nodule")},
+            self.sizes,
             self.out.compression,
-            unshuffled=("nodule_crop", "volume_brick"),
-            attrs=attrs,
-            one_file=self.layout != "full",
-            finish=write_nodule_view if self.layout == "crops" else None,
         )
 
     def _prepared(self, unit: Unit) -> _Scan:
@@ -322,57 +287,31 @@ class Job:
             self._scan = (unit.key, _Scan(self, unit))
         return self._scan[1]
 
-    def run(self, unit: Unit, w, start: int = 0, stop: int | None = None) -> dict:
-        """Cut items ``[start, stop)`` of the scan ``unit`` into the sink ``w``: in the volumes layout the
-        scan's bricks first (image patches are then not stored), nodule patches (each with its label; in
-        the crops layout the nodule's crop before its first shift), then negatives."""
+    def run(self, unit: Unit, w: PatchSink, start: int = 0, stop: int | None = None) -> dict:
+        """Cut items ``[start, stop)`` of the scan ``unit`` into the sink ``w``: the layout's items (volumes:
+        the scan's bricks), nodule patches (each with its label), then negatives; of each image patch the
+        layout stores what it keeps (:meth:`ctpatch.luna16.layouts.base.Layout.store`: crops, the nodule's
+        crop before its first shift; volumes, nothing)."""
         sc = self._prepared(unit)
         n_nod = len(sc.nodule_locs)
-        n_brick = self.bricks[unit.key]
-        total = n_brick + n_nod + len(sc.negatives)
+        n_first = self.scan_items[unit.key]
+        total = n_first + n_nod + len(sc.negatives)
         stop = total if stop is None else min(int(stop), total)
-        dtype = self.out.dtype
-        crops = self.layout == "crops"
-        images = self.layout not in ("crops", "volumes")  # image patches stored as cut
         key = unit.key.encode()
         done = {"nodule_patches": 0, "negatives": 0}
-        if n_brick and start < n_brick:
-            size = np.asarray(sc.volume.shape, dtype=np.int64)
-            fill = float(np.asarray(np.asarray(sc.fill, dtype=sc.volume.dtype), dtype=dtype))  # as the patches hold it
-            for index in brick_indices(size, self.brick)[int(start) : stop]:
-                cut_brick(sc.volume, index, self.brick, sc.fill, w.slot("volume_brick"))
-                w.commit("volume_brick")
-                w.add_row("volume_brick", (unit.index, key, index, index * self.brick, size, fill))
-            done["volume_bricks"] = max(0, min(stop, n_brick) - int(start))
-        for i in range(max(int(start), n_brick) - n_brick, stop - n_brick):
+        if start < n_first:
+            done.update(
+                self.layout.cut_scan_items(
+                    w, sc.volume, sc.fill, self.sizes, unit.index, key, int(start), min(stop, n_first)
+                )
+            )
+        for i in range(max(int(start), n_first) - n_first, stop - n_first):
             if i < n_nod:
                 n, s, loc = sc.nodule_locs[i]
                 row = sc.nod.iloc[n]
                 centre_xyz = np.asarray(loc.centre_zyx[::-1])
-                if crops and s == 0:  # the box around the nodule that holds all its shifted patches
-                    cut_image_xyz(
-                        sc.volume,
-                        PatchLocation(tuple(int(v) for v in sc.centres_xyz[n][::-1]), self.crop),
-                        sc.fill,
-                        dtype,
-                        out=w.slot("nodule_crop"),
-                    )
-                    w.commit("nodule_crop")
-                    w.add_row(
-                        "nodule_crop",
-                        (
-                            unit.index,
-                            key,
-                            n,
-                            int(row["annotation_row"]),
-                            sc.centres_xyz[n],
-                            box_start(sc.centres_xyz[n], self.crop),
-                            self.crop,
-                        ),
-                    )
-                if images:
-                    cut_image_xyz(sc.volume, loc, sc.fill, dtype, out=w.slot("nodule"))
-                    w.commit("nodule")
+                nodule = NodulePatch(unit.index, key, n, int(row["annotation_row"]), sc.centres_xyz[n], s)
+                self.layout.store(w, "nodule", sc.volume, sc.fill, loc, self.sizes, nodule)
                 w.add("label_nodule", sc.label_and_touch(loc)[0])
                 w.add_row(
                     "nodule",
@@ -395,9 +334,7 @@ class Job:
                 j = i - n_nod
                 loc, source, cand_row = sc.negatives[j]
                 centre_xyz = np.asarray(loc.centre_zyx[::-1])
-                if self.layout != "volumes":
-                    cut_image_xyz(sc.volume, loc, sc.fill, dtype, out=w.slot("non_nodule"))
-                    w.commit("non_nodule")
+                self.layout.store(w, "non_nodule", sc.volume, sc.fill, loc, self.sizes, None)
                 label, touches = sc.label_and_touch(loc)
                 w.add("label_non_nodule", label)
                 w.add_row(

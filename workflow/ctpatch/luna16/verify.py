@@ -1,7 +1,7 @@
 """Verify patch files and write a JSON report; exit non-zero when anything is wrong.
 
 Both modes: every stored chunk of every patch dataset is checked against its Fletcher32 checksum
-(:func:`check_chunks`: the stored bytes, not decompressed, ~1.6 GB/s), so a changed byte anywhere
+(:func:`check_chunks`: the stored bytes, not decompressed), so a changed byte anywhere
 fails verification naming the file, dataset and row (and any read of that chunk fails in HDF5);
 a seeded random sample of patches from **every** file (and part) is regenerated from the
 extraction's inputs with the recorded settings and compared voxel for voxel, with its provenance
@@ -27,7 +27,6 @@ Usage: ``python -m ctpatch.luna16.verify --patches X.h5 --nodules T.tsv --settin
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from collections.abc import Mapping
@@ -37,11 +36,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctpatch.core.bricks import brick_grid, crop_edge, shift_margin
 from ctpatch.core.nodules import expected_counts, label_edge
 from ctpatch.core.shifts import shift_offsets
 from ctpatch.luna16.job import Job
-from ctpatch.luna16.layouts import has_images, images, is_crops, is_volumes, volume_index
+from ctpatch.luna16.layouts import has_images, images, layout_of
 from ctpatch.settings import ConfigError, luna16_job, read_settings
 from ctpatch.settings.types import LunaPatches
 from ctpatch.store.h5 import h5py
@@ -81,6 +79,7 @@ def verify_luna(
         fails += differences(f.attrs, asdict(settings), identity, str(patches_path))
         if fails:
             return {**report, "ok": False, "failures": fails}
+        layout = layout_of(f)
         data = {}  # name -> the dataset (crops layout: nodule patches cut from their crops), opened once
         for name, shape, dtype in (
             ("nodule", (p, p, p, 1), out.dtype),
@@ -113,24 +112,16 @@ def verify_luna(
         prov_n, prov_k = f["provenance/nodule"][...], f["provenance/non_nodule"][...]
         if len(prov_n) != n_nod or len(prov_k) != n_neg:
             fails.append(f"provenance rows {len(prov_n)}/{len(prov_k)} do not match patches {n_nod}/{n_neg}")
-        if is_crops(f):
-            fails += _check_crops(f, prov_n, offsets, p, len(table))
-            report["layout"] = "crops"
-            report["nodule_crops"] = int(f["nodule_crop"].shape[0])
-        elif is_volumes(f):
-            fails += _check_volumes(f, settings, scans, inputs, (prov_n, prov_k))
-            report["layout"] = "volumes"
-            report["volume_bricks"] = int(f["volume_brick"].shape[0])
+        own_fails, entries = layout.check(f, settings, scans, inputs, (prov_n, prov_k), len(table))
+        fails += own_fails
+        report.update(entries)
         per_nodule = Counter(zip(prov_n["seriesuid"].astype(str), prov_n["nodule_index"]))
         bad = [k for k, c in per_nodule.items() if c != len(offsets)]
         if bad or len(per_nodule) != len(table):
             fails.append(
                 f"{len(bad)} nodules without exactly {len(offsets)} patches; {len(per_nodule)} of {len(table)} nodules present"
             )
-        stored = ("nodule_crop", "non_nodule") if is_crops(f) else ("nodule", "non_nodule")
-        if is_volumes(f):
-            stored = ("volume_brick",)
-        for name in (*stored, "label_nodule", "label_non_nodule"):
+        for name in (*layout.image_datasets, "label_nodule", "label_non_nodule"):
             fails += check_chunks(f[name])
         if fails:  # corrupt chunks: reading them would only fail again
             return {**report, "ok": False, "failures": fails}
@@ -216,86 +207,6 @@ def _check_luna_sample(
         checked += 1
     report["sample_patches"] = checked
     report["sample_rows"] = {k: [r for _, _, kk, r in sorted(wanted) if kk == k] for k in names}
-    return fails
-
-
-def _check_crops(f: h5py.File, prov: np.ndarray, offsets, p: int, nodules: int) -> list[str]:
-    """Crops layout: one crop per nodule of the expected edge, each nodule patch where its shift puts it."""
-    fails = []
-    crops, view, table = f["nodule_crop"], f["nodule_view"][...], f["provenance/nodule_crop"][...]
-    edge = crop_edge(p, offsets)
-    if crops.shape[1:] != (edge,) * 3 + (1,):
-        fails.append(f"nodule_crop: expected crops of shape {(edge,) * 3 + (1,)}, got {crops.shape[1:]}")
-    if crops.shape[0] != nodules or len(table) != nodules:
-        fails.append(
-            f"nodule_crop: expected {nodules} crops (one per nodule), got {crops.shape[0]} "
-            f"(provenance rows {len(table)})"
-        )
-    if view.shape != (len(prov), 4):
-        return fails + [f"nodule_view: expected shape {(len(prov), 4)}, got {view.shape}"]
-    if len(prov) and len(table):
-        if view[:, 0].min() < 0 or view[:, 0].max() >= len(table):
-            return fails + ["nodule_view: crop rows outside the crop table"]
-        crop = table[view[:, 0]]
-        same = (crop["scan_index"] == prov["scan_index"]) & (crop["nodule_index"] == prov["nodule_index"])
-        if not np.all(same):
-            fails.append(f"nodule_view: {int((~same).sum())} nodule patches point to another nodule's crop")
-        expected = shift_margin(offsets) + prov["shift"]  # where the shift puts the patch inside the crop
-        off = ~np.all(view[:, 1:] == expected, axis=1)
-        if np.any(off):
-            fails.append(f"nodule_view: {int(off.sum())} nodule patches not at margin + shift inside their crop")
-    return fails
-
-
-def _check_volumes(f: h5py.File, settings: LunaPatches, scans: list[str], inputs: dict | None, provs) -> list[str]:
-    """Volumes layout: bricks of the configured edge, each scan's grid of bricks once and in C order, every
-    patch's scan present; with ``inputs``, each volume's size that of its converted scan."""
-    fails = []
-    bricks, table = f["volume_brick"], f["provenance/volume_brick"][...]
-    edge = settings.output.brick
-    if bricks.shape[1:] != (edge,) * 3 + (1,):
-        fails.append(f"volume_brick: expected bricks of shape {(edge,) * 3 + (1,)}, got {bricks.shape[1:]}")
-    if bricks.shape[0] != len(table):
-        fails.append(f"volume_brick: {bricks.shape[0]} bricks but {len(table)} rows in provenance/volume_brick")
-    try:
-        index = volume_index(table, f.filename)
-    except ValueError as exc:
-        return fails + [str(exc)]
-    uids = sorted(scans)
-    if sorted(index) != list(range(len(uids))):
-        fails.append(
-            f"volume_brick: bricks of scans {sorted(index)[:5]}, expected one volume per scan 0..{len(uids) - 1}"
-        )
-    for s, (first, grid, _) in index.items():
-        rows = table[first : first + int(np.prod(grid))]
-        if not np.all(rows["seriesuid"] == (uids[s].encode() if s < len(uids) else b"")):
-            fails.append(
-                f"volume_brick: the bricks of scan_index {s} do not name series {uids[s] if s < len(uids) else '?'}"
-            )
-        if not np.array_equal(rows["start_voxel"], rows["brick"] * edge):
-            fails.append(f"volume_brick: bricks of scan_index {s} not at brick index x {edge}")
-        size = rows["volume_size"]
-        if np.any(size != size[0]) or not np.array_equal(brick_grid(size[0], edge), grid):
-            fails.append(
-                f"volume_brick: scan_index {s}: {grid.tolist()} bricks do not tile its volume {size[0].tolist()}"
-            )
-    for name, prov in zip(("nodule", "non_nodule"), provs):
-        missing = sorted(set(np.unique(prov["scan_index"]).tolist()) - set(index))
-        if missing:
-            fails.append(f"provenance/{name}: patches of scans without bricks: {missing[:3]}")
-    if inputs is not None and "sidecars" in inputs:
-        from ctpatch.core.geometry import VolumeGrid
-
-        for path in sorted((Path(p) for p in inputs["sidecars"]), key=lambda p: p.stem):
-            if path.stem not in uids or uids.index(path.stem) not in index:
-                continue
-            s = uids.index(path.stem)
-            size = VolumeGrid.from_dict(json.loads(path.read_text())["grid"]).size
-            stored = table["volume_size"][index[s][0]]
-            if tuple(int(v) for v in stored) != tuple(int(v) for v in size):
-                fails.append(
-                    f"volume_brick: scan {path.stem}: volume {stored.tolist()}, converted scan {list(size)} (x, y, z)"
-                )
     return fails
 
 

@@ -40,27 +40,22 @@ DEFAULT_LAYOUT = "tf"
 
 
 def file_mode(f: h5py.File, path) -> str:
-    """The mode of an open patch file: its ``mode`` attribute, else guessed from its datasets."""
+    """The mode of an open patch file: its ``mode`` attribute (every patch file ctpatch writes has one)."""
     mode = f.attrs.get("mode")
     if isinstance(mode, bytes):
         mode = mode.decode()
-    if mode in MODE_KINDS:
-        return str(mode)
-    if "input" in f and "target" in f:
-        return "ldct"
-    if "nodule" in f or "non_nodule" in f or "volume_brick" in f:  # volume_brick: the volumes layout
-        return "luna16"
-    raise ValueError(
-        f"{path}: not a ctpatch patch file: no 'mode' attribute and none of the datasets "
-        f"nodule, non_nodule, input (found {sorted(f)})"
-    )
+    if mode not in MODE_KINDS:
+        raise ValueError(
+            f"{path}: not a ctpatch patch file: expected a 'mode' attribute in {sorted(MODE_KINDS)}, got {mode!r}"
+        )
+    return str(mode)
 
 
 def file_settings(f: h5py.File) -> dict:
-    """The JSON ``settings`` attribute of an open patch file ({} when absent)."""
+    """The JSON ``settings`` attribute of an open patch file (every patch file ctpatch writes has one)."""
     raw = f.attrs.get("settings")
     if raw is None:
-        return {}
+        raise ValueError(f"{f.filename}: not a ctpatch patch file: no 'settings' attribute")
     return json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
 
 
@@ -76,17 +71,12 @@ def resolve_layout(layout) -> str:
     return layout
 
 
-def stored_layout(f: h5py.File, kind: str, image) -> str:
-    """The channel layout the patches of ``kind`` are stored in (LUNA16: always ``tf``)."""
+def stored_layout(f: h5py.File, kind: str) -> str:
+    """The channel layout the patches of ``kind`` are stored in: LUNA16 always ``tf``, LDCT the file's
+    ``output.layout`` setting."""
     if KINDS[kind][3] == "luna16":
         return "tf"
-    layout = file_settings(f).get("output", {}).get("layout")
-    if layout in LAYOUTS:
-        return layout
-    shape = image.shape[1:]
-    if shape and shape[0] == 1 and shape[-1] != 1:
-        return "torch"
-    return "tf"
+    return file_settings(f)["output"]["layout"]
 
 
 def to_layout(array: np.ndarray, stored: str, layout: str, batched: bool) -> np.ndarray:
@@ -115,7 +105,7 @@ def luna_spacing(settings: dict) -> np.ndarray:
     >>> luna_spacing({"resample": {"enabled": True, "spacing_mm": 1.25}}).tolist()
     [1.25, 1.25, 1.25]
     """
-    rs = settings.get("resample", {})
-    if rs.get("enabled", True) and "spacing_mm" in rs:
+    rs = settings["resample"]
+    if rs["enabled"]:
         return np.full(3, float(rs["spacing_mm"]))
     return np.full(3, np.nan)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -46,15 +45,10 @@ class Fold:
 
 
 def _subset_of(f: h5py.File, path: str) -> str:
-    sub = f.attrs.get("subset", f.attrs.get("group"))
-    if sub is not None:
-        return sub.decode() if isinstance(sub, bytes) else str(sub)
-    m = re.fullmatch(r"(subset\d+)(?:[._-].*)?", Path(path).stem)
-    if m:
-        return m.group(1)
-    raise ValueError(
-        f"{path}: cannot tell its LUNA16 subset: no 'subset' attribute and the file name is not subsetK.h5"
-    )
+    sub = f.attrs.get("group")
+    if not sub:
+        raise ValueError(f"{path}: cannot tell its LUNA16 subset: no 'group' attribute")
+    return sub.decode() if isinstance(sub, bytes) else str(sub)
 
 
 def _subset_key(name: str):
@@ -65,7 +59,7 @@ def _subset_key(name: str):
 def folds(paths, k: int | None = None, seed: int = 0) -> list[Fold]:
     """Cross-validation folds that never split a scan or a patient.
 
-    LUNA16: one fold per subset (the file's ``subset`` or ``group`` attribute, else its name ``subsetK.h5``);
+    LUNA16: one fold per subset (the file's ``group`` attribute);
     with ``k`` the subsets are dealt into ``k`` folds in subset order (subset i -> fold i mod k).
     LDCT: the patients (provenance ``patient``) are put in ``k`` folds (default: one per patient),
     in an order drawn from ``keyed_rng(seed, "folds")``, each to the fold with the fewest

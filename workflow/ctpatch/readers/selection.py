@@ -138,7 +138,7 @@ def segments(paths: list[str], kind, rows) -> tuple[list[Segment], str, tuple[st
                     k,
                     sel,
                     start,
-                    stored_layout(f, k, img),
+                    stored_layout(f, k),
                     img.shape[1:],
                     img.dtype,
                     lab.shape[1:],

@@ -17,18 +17,14 @@ provenance row and the pair's summary row must be equal (``pair_index`` is the p
 the original run and is not recomputed).
 
 Paths recorded in the settings are relative to the folder the workflow ran in: ``--workdir``, else
-the file's ``workdir`` attribute (when the merge recorded one), else the first folder above the
-patch file where they exist (a file still in its run's ``results/``), else the current folder.  The subset comes
-from ``--subset``, the file's ``subset`` attribute, or the one ``subsetK`` folder of the root that
-holds the scan.
+the first folder above the patch file where they exist (a file still in its run's ``results/``), else
+the current folder.  The subset comes from ``--subset``, the file's ``group`` attribute, or the one
+``subsetK`` folder of the root that holds the scan.
 
 Exit status: 0 and ``equal`` when everything is equal; 1 and the largest difference when not;
 2 when the patch cannot be regenerated (missing source, settings or file).
 
 Usage: ``python -m ctpatch.report.explain FILE INDEX [--kind nodule|non_nodule|patch] [--workdir DIR] [--subset subsetK] [--root DIR]``
-
-Length (~450 lines): regenerating one patch of either mode and layout from its source, with the
-report of what matched, is one idea; the regeneration itself calls the extraction's jobs.
 """
 
 from __future__ import annotations
@@ -193,12 +189,10 @@ def _compare_rows(what: str, stored: dict, regenerated: dict, skip=()) -> list[s
     return out
 
 
-def _bases(path: Path, workdir, attrs: dict) -> list[Path]:
+def _bases(path: Path, workdir) -> list[Path]:
     if workdir is not None:
         return [Path(workdir)]
-    recorded = attrs.get("workdir")
-    recorded = [Path(recorded.decode() if isinstance(recorded, bytes) else str(recorded))] if recorded else []
-    return [*recorded, *path.resolve().parents, Path.cwd()]
+    return [*path.resolve().parents, Path.cwd()]
 
 
 def _resolve(recorded: str, bases: list[Path], what: str) -> Path:
@@ -220,7 +214,7 @@ def _resolve(recorded: str, bases: list[Path], what: str) -> Path:
 def _luna_subset(root: Path, uid: str, given, attrs) -> str:
     if given:
         return given
-    sub = attrs.get("subset", attrs.get("group"))
+    sub = attrs.get("group")
     if sub is not None:
         return sub.decode() if isinstance(sub, bytes) else str(sub)
     from ctpatch.luna16.discover import subset_folders
@@ -312,13 +306,10 @@ def regenerate_ldct(settings: dict, prov: dict, bases: list[Path]):
     from ctpatch.io.dicom import read_header
     from ctpatch.ldct.job import Job
 
-    if not settings:
-        raise ExplainError("the file has no 'settings' attribute: the LDCT settings of the run are unknown")
     inp = _resolve(prov["input_file"], bases, "input slice")
     tgt = _resolve(prov["target_file"], bases, "target slice")
     head = read_header(inp)
-    slice_z = prov.get("slice_z", math.nan)
-    instance = prov.get("instance", -1)
+    slice_z, instance = prov["slice_z"], prov["instance"]
     table = pd.DataFrame(
         [
             {  # the one pair, in memory, with the columns read_pair_tables gives
@@ -326,8 +317,8 @@ def regenerate_ldct(settings: dict, prov: dict, bases: list[Path]):
                 "pair_index": 0,
                 "input_path": str(inp),
                 "target_path": str(tgt),
-                "slice_z": math.nan if slice_z is None or math.isnan(slice_z) else float(slice_z),
-                "instance": math.nan if instance is None or instance < 0 else int(instance),
+                "slice_z": float(slice_z),  # NaN: the slice has none
+                "instance": math.nan if instance < 0 else int(instance),
                 "rows": head.rows,
                 "cols": head.cols,
                 "selected": True,
@@ -369,7 +360,7 @@ def explain(
         settings = file_settings(f)
         attrs = dict(f.attrs)
         pair_rows = f["provenance/pair"][...] if mode == "ldct" and "provenance/pair" in f else None
-    bases = _bases(path, workdir, attrs)
+    bases = _bases(path, workdir)
     out = Explanation(str(path), kind, i, prov, [])
     if mode == "luna16":
         where = run_inputs(path, root)

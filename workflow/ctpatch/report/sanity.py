@@ -14,7 +14,7 @@ one row per chosen patch, columns the axial, coronal and sagittal slices of the 
 in red.  A nodule patch is cut through its label's centre (the centroid of its nodule voxels;
 without any, through the nodule centre its provenance gives), so a shifted patch shows its
 nodule; a negative through its middle.  Images are shown in a lung window (:data:`LUNG_WINDOW_HU`,
-mapped through the file's ``normalize`` settings; per-image percentiles when the file has none).
+mapped through the file's ``normalize`` settings).
 Titles give the series uid (tail), the nodule and shift or the negative's source, and the centre
 voxel (x, y, z); panel titles the slice shown.
 
@@ -27,9 +27,6 @@ through a temporary name (Agg backend).
 Usage: ``python -m ctpatch.report.sanity --patches X.h5 [Y.h5 ...] --out pairs.png --n 8 --seed 0``; one
 picture per patient in one process: ``--patches L096.h5 L143.h5 --out L096.png L143.png`` (each
 picture's files together, in the order of the pictures, named after it: ``L096.part0.h5 L096.part1.h5``).
-
-Length (~410 lines): the pictures of both modes (LUNA16's three planes through the label centre,
-LDCT's input/target pairs) share the layout, windowing and caption code.
 """
 
 from __future__ import annotations
@@ -98,11 +95,9 @@ def draw_order(counts: list[int], seed: int):
         yield g, int(c - offsets[g])
 
 
-def _hu_settings(settings: dict) -> dict | None:
-    norm = settings.get("normalize")
-    if not norm:
-        return None
-    return {k: norm[k] for k in ("hu_min", "hu_max", "clip", "center") if k in norm}
+def _hu_settings(settings: dict) -> dict:
+    norm = settings["normalize"]
+    return {k: norm[k] for k in ("hu_min", "hu_max", "clip", "center")}
 
 
 def describe_ldct(row) -> str:
@@ -121,7 +116,7 @@ def describe_ldct(row) -> str:
     z = float(row["slice_z"])
     r, c = (int(v) for v in row["corner"])
     where = f"corner ({r}, {c})"
-    if row.dtype.names and "hr_corner" in row.dtype.names:  # super-resolution: LR corner -> HR corner
+    if "hr_corner" in row.dtype.names:  # super-resolution: LR corner -> HR corner
         hr, hc = (int(v) for v in row["hr_corner"])
         where = f"LR corner ({r}, {c}) -> HR ({hr}, {hc})"
     return (
@@ -166,13 +161,12 @@ def _plane2d(patch: np.ndarray) -> np.ndarray:
     raise ValueError(f"Expected an LDCT patch of shape (1, H, W) or (H, W, 1), got {a.shape}")
 
 
-def _ldct_rows(files, paths, n, seed):
+def _ldct_rows(files, n, seed):
     counts = [f["input"].shape[0] for f in files]
     rows = []
     for k, r in pick(counts, n, seed):
         f = files[k]
-        prov = f["provenance/patch"][r] if "provenance/patch" in f else None
-        title = describe_ldct(prov) if prov is not None else f"{Path(paths[k]).name} row {r}"
+        title = describe_ldct(f["provenance/patch"][r])
         inp, tgt = _plane2d(f["input"][r]), _plane2d(f["target"][r])
         rows.append((title, inp, tgt))
     return rows
@@ -187,33 +181,29 @@ def _upsample_label(label: np.ndarray, size: int) -> np.ndarray:
     return lab[:size, :size, :size]
 
 
-def display_window(settings: dict) -> tuple[float, float] | None:
+def display_window(settings: dict) -> tuple[float, float]:
     """(vmin, vmax) of :data:`LUNG_WINDOW_HU` in the stored values of a LUNA16 file, from its ``normalize``
-    settings; None when the file records none.
+    settings.
 
     >>> display_window({"normalize": {"hu_min": -1000.0, "hu_max": 400.0, "clip": True, "center": 0.25}})
     (-0.25, 0.571429)
     """
-    norm = _hu_settings(settings)
-    if norm is None:
-        return None
-    lo, hi = hu_window(np.array(LUNG_WINDOW_HU), **norm).tolist()
+    lo, hi = hu_window(np.array(LUNG_WINDOW_HU), **_hu_settings(settings)).tolist()
     return round(lo, 6), round(hi, 6)
 
 
-def air_level(settings: dict) -> float | None:
-    """:data:`AIR_HU` in the stored values (None without ``normalize`` settings)."""
-    norm = _hu_settings(settings)
-    return None if norm is None else float(hu_window(np.array([AIR_HU]), **norm)[0])
+def air_level(settings: dict) -> float:
+    """:data:`AIR_HU` in the stored values, from the file's ``normalize`` settings."""
+    return float(hu_window(np.array([AIR_HU]), **_hu_settings(settings))[0])
 
 
-def is_air(image: np.ndarray, level: float | None) -> bool:
-    """True when fewer than :data:`AIR_SHARE` of the voxels are above ``level`` (never without a level).
+def is_air(image: np.ndarray, level: float) -> bool:
+    """True when fewer than :data:`AIR_SHARE` of the voxels are above ``level``.
 
     >>> is_air(np.full((4, 4, 4), -0.25), -0.18), is_air(np.r_[np.full(90, -0.25), np.zeros(10)], -0.18)
     (True, False)
     """
-    return level is not None and float(np.mean(image > level)) < AIR_SHARE
+    return float(np.mean(image > level)) < AIR_SHARE
 
 
 def label_centre(label_xyz: np.ndarray, prov=None) -> tuple[int, int, int]:
@@ -227,7 +217,7 @@ def label_centre(label_xyz: np.ndarray, prov=None) -> tuple[int, int, int]:
     (3, 11, 17)
     """
     shape = np.asarray(label_xyz.shape[:3])
-    if prov is not None and prov.dtype.names and "nodule_voxel" in prov.dtype.names:
+    if prov is not None:
         at = np.asarray(prov["nodule_voxel"], dtype=np.int64) - np.asarray(prov["centre_voxel"]) + shape // 2
         if np.all((at >= 0) & (at < shape)):
             return tuple(int(v) for v in at)
@@ -236,12 +226,12 @@ def label_centre(label_xyz: np.ndarray, prov=None) -> tuple[int, int, int]:
     return tuple(int(v) for v in shape // 2)
 
 
-def _luna_rows(files, paths, n, seed, kind=None, centre_only=False):
+def _luna_rows(files, n, seed, kind=None, centre_only=False):
     groups = [(k, g) for k, f in enumerate(files) for g in LUNA_GROUPS if has_images(f, g[0]) and kind in (None, g[0])]
     allowed = []
     for k, (img_name, lab_name, table) in groups:
         rows_ok = np.arange(images(files[k], img_name).shape[0])
-        if centre_only and table == "nodule" and f"provenance/{table}" in files[k]:
+        if centre_only and table == "nodule":
             rows_ok = np.flatnonzero(files[k][f"provenance/{table}"]["shift_index"] == 0)
         allowed.append(rows_ok)
     counts = [len(a) for a in allowed]
@@ -259,20 +249,19 @@ def _luna_rows(files, paths, n, seed, kind=None, centre_only=False):
             if len(airy) < n:
                 airy.append((gi, r))  # shown only when too few negatives hold tissue
             continue
-        rows.append(_luna_row(f, paths[k], img_name, lab_name, table, r, img))
+        rows.append(_luna_row(f, img_name, lab_name, table, r, img))
     for gi, r in airy[: max(0, n - len(rows))]:
         k, (img_name, lab_name, table) = groups[gi]
         img = np.asarray(images(files[k], img_name)[r], dtype=np.float32)[..., 0]
-        rows.append(_luna_row(files[k], paths[k], img_name, lab_name, table, r, img))
+        rows.append(_luna_row(files[k], img_name, lab_name, table, r, img))
     return rows, display_window(settings)
 
 
-def _luna_row(f, path, img_name, lab_name, table, r, img):
+def _luna_row(f, img_name, lab_name, table, r, img):
     """(title, [(image plane, label plane, panel title)] x 3) of one LUNA16 patch."""
-    lab = _upsample_label(f[lab_name][r], img.shape[0]) if lab_name in f else np.zeros(img.shape, bool)
-    key = f"provenance/{table}"
-    prov = f[key][r] if key in f else None
-    title = describe_luna(img_name, prov) if prov is not None else f"{Path(path).name} {img_name} row {r}"
+    lab = _upsample_label(f[lab_name][r], img.shape[0])
+    prov = f[f"provenance/{table}"][r]
+    title = describe_luna(img_name, prov)
     cx, cy, cz = label_centre(lab, prov) if img_name == "nodule" else tuple(s // 2 for s in img.shape)
     planes = [
         (img[:, :, cz].T, lab[:, :, cz].T, f"axial z={cz} (y, x)"),
@@ -304,9 +293,9 @@ def make_figure(
             raise ValueError(f"Expected patch files of one mode, got {sorted(modes)} in {paths}")
         mode = modes.pop()
         if mode == "ldct":
-            rows, window = _ldct_rows(files, paths, n, seed), None
+            rows, window = _ldct_rows(files, n, seed), None
         else:
-            rows, window = _luna_rows(files, paths, n, seed, kind, centre_only)
+            rows, window = _luna_rows(files, n, seed, kind, centre_only)
     finally:
         for f in files:
             f.close()
@@ -320,7 +309,7 @@ def make_figure(
 #: the row pictures' geometry in pixels (at DPI): figure width, row height, panel edge, the panels'
 #: left edge and step, and where a row's panels start below its top.  The panels are painted into one
 #: image (nearest-neighbour enlarged) and the captions are figure texts: one image, not 3 axes and 3
-#: colorbars per row, which took matplotlib's layout engine most of the 3.6 s of an eight-row picture
+#: colorbars per row, which took matplotlib's layout engine most of the time of a picture
 FIG_PX, ROW_PX, PANEL_PX, PANEL_X0, PANEL_STEP, PANEL_TOP = 1000, 390, 250, 45, 320, 90
 
 
@@ -356,10 +345,10 @@ def _ldct_panels(row) -> list[tuple[np.ndarray, str]]:
 
 
 def _luna_panels(row, window) -> list[tuple[np.ndarray, str]]:
-    """The three planes in ``window`` (else each plane's 1st-99th percentiles), the label in red."""
+    """The three planes in ``window`` (vmin, vmax), the label in red."""
     out = []
+    lo, hi = window
     for img, lab, name in row[1]:
-        lo, hi = window if window is not None else (float(np.percentile(img, 1)), float(np.percentile(img, 99)))
         rgb = _rgb(img, lo, hi if hi > lo else lo + 1, "gray").astype(np.float32)
         mask = np.asarray(lab, bool)
         rgb[mask] = 0.6 * rgb[mask] + 0.4 * np.array([255.0, 0.0, 0.0])
@@ -387,7 +376,7 @@ def _rows_figure(rows, mode: str, window):
                 (x0 + PANEL_PX / 2) / FIG_PX, 1 - (y - 4) / height, name, ha="center", va="bottom", fontsize=PANEL_PT
             )
     # the panels: painted over the drawn texts by write_png (matplotlib's figimage resamples the whole
-    # image even at 1:1: 0.45 s of a 1 s picture); savefig of this figure alone shows the captions only
+    # image even at 1:1, most of a picture's time); savefig of this figure alone shows the captions only
     fig.ctpatch_canvas = canvas
     return fig
 
@@ -410,8 +399,8 @@ def _png_bytes(fig) -> bytes:
 
 
 def _show(ax, img, lab, window) -> None:
-    """A grey image in ``window`` (vmin, vmax), else its 1st-99th percentiles, the label in red."""
-    lo, hi = window if window is not None else (float(np.percentile(img, 1)), float(np.percentile(img, 99)))
+    """A grey image in ``window`` (vmin, vmax), the label in red."""
+    lo, hi = window
     ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
     ax.imshow(np.ma.masked_where(~lab, lab.astype(float)), cmap=RED, alpha=0.4, vmin=0, vmax=1)
 

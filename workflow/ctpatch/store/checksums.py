@@ -21,7 +21,7 @@ def fletcher32_mod(data: bytes) -> tuple[int, int]:
 
     HDF5 stores ``sum2 << 16 | sum1`` (little-endian) after the chunk's bytes; it reduces the sums
     only partially, so the stored halves are compared modulo 65535.  Computed with block sums
-    instead of the serial loop (~1.5 GB/s on one core): ``sum1 = Σ w_i``, ``sum2 = Σ (n - i) w_i``;
+    instead of the serial loop: ``sum1 = Σ w_i``, ``sum2 = Σ (n - i) w_i``;
     the words are read in native little-endian order, since ``256 · w_le ≡ w_be (mod 65535)``.
 
     >>> fletcher32_mod(b"abcde")
@@ -61,7 +61,7 @@ def fletcher32_ok_many(buf: np.ndarray, offsets, sizes) -> np.ndarray:
     a batch of chunks is copied as rows of a matrix (a strided view of the file gives each chunk's
     16-bit words), the bytes past each chunk's end zeroed, and one float64 product with the columns
     ``1`` and ``i`` gives every row's ``Σ w_i`` and ``Σ i·w_i`` (exact: below 2^53 for chunks of this
-    size); ``sum2 = n·Σ w_i - Σ i·w_i``.  Per chunk in numpy this costs ~20 µs, here ~1 µs per 5 KB.
+    size); ``sum2 = n·Σ w_i - Σ i·w_i``.  Much cheaper than :func:`fletcher32_mod` per chunk for small chunks.
     """
     from numpy.lib.stride_tricks import sliding_window_view
 

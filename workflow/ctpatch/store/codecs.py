@@ -104,23 +104,14 @@ def _describe(ds: h5py.Dataset) -> str:
 
 
 def codec_of(ds: h5py.Dataset) -> str:
-    """The codec name (a key of :data:`COMPRESSION`) of a patch dataset.
+    """The codec name (a key of :data:`COMPRESSION`) of a patch dataset: its ``codec`` attribute.
 
-    The ``codec`` attribute when present; for files written before it existed, ``lzf``, ``gzip``
-    (level 1) or ``none`` read from the filter pipeline.  Anything else raises ``ValueError``
-    naming the file and dataset.
+    A dataset without one (not written by :func:`create_patch_dataset`) raises ``ValueError`` naming
+    the file and dataset.
     """
     codec = ds.attrs.get("codec")
-    if codec is not None:
-        return codec.decode() if isinstance(codec, bytes) else str(codec)
-    pipeline = _pipeline(ds)
-    if not pipeline:
-        return "none"
-    if len(pipeline) == 1 and ds.compression == "lzf":
-        return "lzf"
-    if len(pipeline) == 1 and ds.compression == "gzip" and ds.compression_opts == 1:
-        return "gzip"
-    raise ValueError(
-        f"Expected a 'codec' attribute or an lzf, gzip (level 1) or unfiltered dataset, got "
-        f"{_describe(ds)} without a 'codec' attribute"
-    )
+    if codec is None:
+        raise ValueError(
+            f"Expected a patch dataset written by ctpatch, got {_describe(ds)} without a 'codec' attribute"
+        )
+    return codec.decode() if isinstance(codec, bytes) else str(codec)

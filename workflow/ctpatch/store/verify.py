@@ -34,7 +34,7 @@ def check_chunks(ds: h5py.Dataset, limit: int = 5, threads: int = 2) -> list[str
 
     where = f"{ds.file.filename}:{ds.name}"
     if not has_fletcher32(ds):
-        return [f"{where}: no Fletcher32 checksum filter (written by an older ctpatch?)"]
+        return [f"{where}: no Fletcher32 checksum filter (every patch dataset ctpatch writes has one)"]
     n = ds.shape[0]
     places = np.full((n, 3), -1, dtype=np.int64)  # row -> filter mask, byte offset, size
     found: list = []

@@ -304,7 +304,7 @@ class PatchFileWriter:
             self.rows[table].extend(rows)
 
     def _write(self, records) -> None:
-        # the datasets' low-level ids, looked up once: h5py's File[name] costs ~80 us, once per chunk otherwise
+        # the datasets' low-level ids, looked up once: h5py's File[name] is slow, once per chunk otherwise
         ids = self._ids
         for _, _, _, name, mask, data in records:
             c = self.count[name]
@@ -394,8 +394,8 @@ def copy_chunks(src: h5py.Dataset, dst: h5py.Dataset, src_rows, dst_start: int =
     """Copy whole-patch chunks ``src[src_rows[i]] -> dst[dst_rows[i]]`` as compressed bytes.
 
     ``dst_rows`` defaults to ``dst_start, dst_start + 1, ...``.  Both datasets must be chunked one
-    patch per chunk with the same filters (checked once per call, ~80 µs: copy many rows per
-    call); nothing is decompressed.  ``dst`` must already be large enough.
+    patch per chunk with the same filters (checked once per call: copy many rows per call); nothing is
+    decompressed.  ``dst`` must already be large enough.
     """
     _check_chunk_copy(src, dst)
     tail = (0,) * (src.ndim - 1)

@@ -36,9 +36,9 @@ def luna_memory(config, biggest: Scan, widest: Scan, start: dict, size: int, lab
     out32 = biggest.out_voxels * 4
     convert = start["convert"]["rss_bytes"] + max(in_b + coef + widest.out_voxels * 4, 2 * out32)
     labels = start["tables"]["rss_bytes"] + biggest.out_voxels
-    # ShardWriter: up to `buf` pending patches per dataset (4 datasets) and a write buffer of as many;
+    # the sink: up to `buf` pending patches per dataset (4 datasets) and a write buffer of as many;
     # cutting: the crop, its transposed copy and the cast.  The volume (float32) and mask (bool) of the
-    # scan are held in memory (x, y, z), or memory-mapped (page cache) by older extractions.
+    # scan are held in memory (x, y, z).
     buffers = 2 * buf * (2 * img_raw + 2 * lab_raw) + 3 * img_raw
     volume = biggest.out_voxels * 5
     # verify: label blocks of 64 patches, and the regenerated sample's Job holding a scan's volume and mask

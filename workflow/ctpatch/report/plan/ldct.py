@@ -22,6 +22,7 @@ def plan_ldct(config: Config, workdir: Path, sample_pairs: int, cores: int) -> d
     from ctpatch.io.dicom import pair_slices
     from ctpatch.ldct.job import grid_sizes, multiplier, patch_dtype
     from ctpatch.ldct.pairing import PairingError, select_random_n, slice_files
+    from ctpatch.ldct.units import unit_for
     from ctpatch.ldct.verify import expected_cut
     from ctpatch.settings import ldct_patch_settings
 
@@ -62,7 +63,7 @@ def plan_ldct(config: Config, workdir: Path, sample_pairs: int, cores: int) -> d
     ext = tab = start["extract_ldct"]  # pair_slices and verify import a subset of it
     keep = 1.0 if not settings.air_threshold.enabled else (smp["keep_rate"] if smp else math.nan)
     width = max(len(p.input.path) for _, p in selected_pairs) if selected_pairs else 1
-    prov = patch_dtype(max(len(p) for p in groups), width, settings.super_resolution.enabled).itemsize
+    prov = patch_dtype(max(len(p) for p in groups), width, unit_for(settings).fields).itemsize
 
     def per_patch(dtype: str, comp: str) -> float:
         raw = pixels * np.dtype(dtype).itemsize

@@ -22,7 +22,7 @@ def plan_luna(config: Config, workdir: Path, sample: int, cores: int) -> dict:
     from ctpatch.core.nodules import expected_counts, label_edge
     from ctpatch.core.shifts import shift_offsets
     from ctpatch.luna16.job import PROV_NEGATIVE, PROV_NODULE
-    from ctpatch.luna16.layouts import PROV_BRICK, PROV_CROP
+    from ctpatch.luna16.layouts import PlanSizes, layout_for
 
     t0 = time.perf_counter()
     luna = config.luna16
@@ -85,38 +85,28 @@ def plan_luna(config: Config, workdir: Path, sample: int, cores: int) -> dict:
             st = smp["alternatives"][f"{dtype}/{comp}"]
         return st[kind] + st[lab_name] + smp["chunk_overhead_bytes_per_patch"]
 
-    def nodule_image_bytes(dtype: str, comp: str) -> float:
-        """The nodule image's share of :func:`per_patch_bytes`."""
+    def image_bytes(kind: str, dtype: str, comp: str) -> float:
+        """The image's share of :func:`per_patch_bytes` (kind ``voxel``: one volume voxel's)."""
         if comp == "none" or smp is None:
-            return size**3 * np.dtype(dtype).itemsize if comp == "none" else math.nan
+            voxels = 1 if kind == "voxel" else size**3
+            return voxels * np.dtype(dtype).itemsize if comp == "none" else math.nan
         st = (
             smp["stored_bytes_per_patch"]
             if (dtype, comp) == (out_s.dtype, out_s.compression)
             else smp["alternatives"][f"{dtype}/{comp}"]
         )
-        return st["nodule"]
-
-    def volume_voxel_bytes(dtype: str, comp: str) -> float:
-        """Stored bytes per volume voxel: the negatives' (drawn across the whole volume) per voxel."""
-        if comp == "none" or smp is None:
-            return np.dtype(dtype).itemsize if comp == "none" else math.nan
-        if smp.get("volume_bytes_per_voxel"):  # measured on the sample scan's own bricks
-            return smp["volume_bytes_per_voxel"][f"{dtype}/{comp}"]
-        st = (
-            smp["stored_bytes_per_patch"]
-            if (dtype, comp) == (out_s.dtype, out_s.compression)
-            else smp["alternatives"][f"{dtype}/{comp}"]
-        )
-        return st["non_nodule"] / size**3
+        if kind == "voxel":  # the volumes layout's stored bytes per voxel
+            if smp.get("volume_bytes_per_voxel"):  # measured on the sample scan's own bricks
+                return smp["volume_bytes_per_voxel"][f"{dtype}/{comp}"]
+            return st["non_nodule"] / size**3  # else the negatives' (drawn across the whole volume)
+        return st[kind]
 
     prov_bytes = {"nodule": PROV_NODULE.itemsize, "non_nodule": PROV_NEGATIVE.itemsize}
     dtypes = LUNA_DTYPES if out_s.dtype == "float64" else LUNA_DTYPES[:2]
-    # crops layout: per nodule one crop of edge C instead of its patches' images, estimated as
-    # (C / P)³ patches (crops compress like patches), plus a 16-byte view row per nodule patch
-    crops = out_s.layout == "crops"
-    # volumes layout: no image patch; the scans' voxels in bricks, stored like the negatives' voxels
-    volumes = out_s.layout == "volumes"
-    edge = crop_edge(size, offsets)
+    layout = layout_for(out_s.layout)  # the groups are estimated for the full layout, then for this one
+    overhead = smp["chunk_overhead_bytes_per_patch"] / 2 if smp is not None else 0.0  # per box: image half
+    sizes = PlanSizes(size, crop_edge(size, offsets), np.dtype(out_s.dtype).itemsize, img_raw, overhead)
+    combos = [(d, c) for d in dtypes for c in COMPRESSIONS]
     for g in groups.values():
         n = g["patches"]
         g["raw_bytes"] = int(sum(n[k] * (img_raw + lab_raw) for k in n))
@@ -125,36 +115,7 @@ def plan_luna(config: Config, workdir: Path, sample: int, cores: int) -> dict:
             for d in dtypes
             for c in COMPRESSIONS
         }
-        if crops:
-            g["raw_bytes"] += int(g["nodules"] * img_raw * (edge / size) ** 3 - n["nodule"] * img_raw)
-            for d in dtypes:
-                for c in COMPRESSIONS:
-                    img = nodule_image_bytes(d, c)
-                    g["file_bytes"][f"{d}/{c}"] += (
-                        g["nodules"] * img * (edge / size) ** 3
-                        - n["nodule"] * img
-                        + n["nodule"] * 16
-                        + g["nodules"] * PROV_CROP.itemsize
-                    )
-        if volumes:
-            g["raw_bytes"] += int(g["brick_voxels"] * np.dtype(out_s.dtype).itemsize - sum(n.values()) * img_raw)
-            for d in dtypes:
-                for c in COMPRESSIONS:
-                    if c == "none" or smp is None:
-                        img = {k: size**3 * np.dtype(d).itemsize if c == "none" else math.nan for k in n}
-                    else:
-                        st = (
-                            smp["stored_bytes_per_patch"]
-                            if (d, c) == (out_s.dtype, out_s.compression)
-                            else smp["alternatives"][f"{d}/{c}"]
-                        )
-                        img = {k: st[k] for k in n}
-                    overhead = smp["chunk_overhead_bytes_per_patch"] / 2 if smp is not None else 0.0
-                    g["file_bytes"][f"{d}/{c}"] += (
-                        g["brick_voxels"] * volume_voxel_bytes(d, c)
-                        + g["bricks"] * (overhead + PROV_BRICK.itemsize)
-                        - sum(n[k] * (img[k] + overhead) for k in n)
-                    )
+        layout.plan(g, sizes, image_bytes, combos)
         g["file_bytes"] = {k: _round(v) for k, v in g["file_bytes"].items()}
         g["estimated_file_bytes"] = g["file_bytes"][f"{out_s.dtype}/{out_s.compression}"]
 

@@ -325,7 +325,7 @@ def _volume_bricks(settings, inputs: dict, unit, k: int = 16) -> np.ndarray:
     from ctpatch.store.sink import MemorySink
 
     vjob = Job(replace(settings, output=replace(settings.output, layout="volumes")), inputs)
-    n = vjob.bricks[unit.key]
+    n = vjob.scan_items[unit.key]
     sink = MemorySink(vjob.specs().datasets)
     for i in np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int)):
         vjob.run(unit, sink, int(i), int(i) + 1)
@@ -397,7 +397,7 @@ def ldct_sample(settings: LdctPatches, selected_pairs: list, n: int, buffer: int
                 per_row, per_file = _time_checksums(part, ["input", "target"])
                 t_verify += per_row * n_rows + per_file
     # alternatives from the float32 values of the stored patches (exact for float16 -> float32), on at most
-    # ALT_SAMPLE of them, evenly spaced (a mean size per patch; all 2,352 of two pairs took 4.8 s of a 9 s plan)
+    # ALT_SAMPLE of them, evenly spaced (a mean size per patch; measuring all of them would dominate the plan)
     rows = np.unique(np.linspace(0, max(0, written - 1), min(written, ALT_SAMPLE)).round().astype(int))
     alts = (
         _compressed_sizes(

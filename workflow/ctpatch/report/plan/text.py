@@ -67,7 +67,7 @@ def format_plan(plan: dict) -> str:
         lines.append(f"ctpatch plan: LDCT input/target mode, root {plan['root']}")
         sr = (
             f" target, input {st['input_edge']}x{st['input_edge']} (super-resolution x{st['scale']})"
-            if st.get("scale", 1) > 1 or st.get("input_edge", st["edge"]) != st["edge"]
+            if st["scale"] > 1 or st["input_edge"] != st["edge"]
             else ""
         )
         lines.append(
