@@ -112,8 +112,15 @@ def settings_file(folder: Path, scope: str, config: dict) -> Path:
 
 
 def check_args(root: Path, folder: Path, **luna) -> list:
-    """``--settings-file`` of scope check for the LUNA16 folder ``root`` (``luna16`` keys over the defaults)."""
-    return ["--settings-file", settings_file(folder, "check", {"luna16": {"root": str(root), **luna}})]
+    """``--settings-file`` (scope check) and ``--run-settings-file`` (scope run: the policies) for the LUNA16
+    folder ``root`` (``luna16`` keys over the defaults)."""
+    config = {"luna16": {"root": str(root), **luna}}
+    return [
+        "--settings-file",
+        settings_file(folder, "check", config),
+        "--run-settings-file",
+        settings_file(folder, "run", config),
+    ]
 
 
 def preflight_args(root: Path, folder: Path, out: Path, **luna) -> list:

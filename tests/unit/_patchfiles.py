@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import json
 import types
-from dataclasses import asdict
 from pathlib import Path
 
 from demos import READER_DEMO
 from paths import SHARED_LDCT
 
-from ctpatch.engine.run import extract
+from ctpatch.engine.run import extract, extraction_attrs
 from ctpatch.luna16 import labels as make_labels
 from ctpatch.luna16.convert import convert
 from ctpatch.luna16.demo import write_dataset
 from ctpatch.settings import ldct_patch_settings as ldct_settings
 from ctpatch.settings import luna16_settings as luna_settings
-from ctpatch.settings import scope_settings, validate, write_settings
+from ctpatch.settings import luna_root, luna_table, scope_settings, validate, write_settings
 from ctpatch.store.atomic import save_npy, write_json
 
 # the reader demo (2 subsets x 1 scan, 192 x 192 x 70-90), linear resampling
@@ -83,7 +82,12 @@ def build_luna(workdir: Path, config: dict) -> list[Path]:
     from ctpatch.luna16.job import Job
 
     settings = luna_settings(config)
-    root = workdir / settings["root"]
+    root = workdir / luna_root(config)
+    # the run's settings files, where explain finds the inputs' folder (results/luna16/settings/check.json)
+    for scope in ("check", "patches"):
+        write_settings(
+            scope_settings(config, scope), workdir / config["results"] / "luna16" / "settings" / f"{scope}.json", scope
+        )
     plans = write_dataset(root, config["demo"], config["seed"])
     out = []
     for subset in sorted({p.subset for p in plans}):
@@ -104,7 +108,7 @@ def build_luna(workdir: Path, config: dict) -> list[Path]:
                     "--sidecars",
                     *sidecars,
                     "--annotations",
-                    str(workdir / settings["annotations"]),
+                    str(workdir / luna_table(config, "annotations")),
                     "--masks-dir",
                     str(labels / "masks"),
                     "--table-out",
@@ -121,8 +125,8 @@ def build_luna(workdir: Path, config: dict) -> list[Path]:
         }
         job = Job(settings, inputs)
         target = workdir / config["results"] / "luna16" / "patches" / f"{subset}.h5"
-        attrs = {"settings": json.dumps(settings, sort_keys=True), "mode": "luna16", "seed": config["seed"]}
-        extract(job, [target], {**attrs, "group": subset})  # the attributes the workflow's extraction writes
+        # the attributes the workflow's extraction writes
+        extract(job, [target], extraction_attrs(job, subset), buffer=config["extract"]["buffer_patches"])
         out.append(target)
     return out
 
@@ -157,8 +161,8 @@ def build_ldct(workdir: Path, config: dict) -> list[Path]:
         tables.append(str(t))
     job = Job(settings, {"pairs": tables})
     parts = [workdir / "patches" / f"run.part{i}.h5" for i in range(ldct["output"]["nsplit"])]
-    attrs = {"settings": json.dumps(settings, sort_keys=True), "mode": "ldct", "seed": config["seed"], "group": "run"}
-    extract(job, parts, attrs)  # the attributes the workflow's extraction writes
+    # the attributes the workflow's extraction writes
+    extract(job, parts, extraction_attrs(job, "run"), buffer=config["extract"]["buffer_patches"])
     return parts
 
 
@@ -207,7 +211,7 @@ def write_canonical(job, path, units=None) -> list[dict]:
     counts = [job.run(u, sink) for u in (job.units() if units is None else units)]
     with h5py.File(path, "w") as f:
         f.attrs["mode"] = job.mode  # the attributes every patch file has
-        f.attrs["settings"] = json.dumps(asdict(job.settings), sort_keys=True)
+        f.attrs.update(extraction_attrs(job))  # what made it, as the workflow records it
         for name, (shape, dtype) in specs.datasets.items():
             stack = np.stack(sink.patches[name]) if sink.patches[name] else np.zeros((0, *shape), dtype)
             ds = create_patch_dataset(f, name, shape, dtype, specs.compression, rows=len(stack))

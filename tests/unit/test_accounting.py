@@ -9,7 +9,7 @@ import pytest
 
 from ctpatch.luna16.accounting import account, main
 from ctpatch.luna16.job import PROV_NODULE
-from ctpatch.settings import luna16_settings, validate, write_settings
+from ctpatch.settings import luna16_settings, scope_settings, validate, write_settings
 
 
 @pytest.fixture
@@ -57,12 +57,16 @@ def test_each_annotation_gets_its_status(layout):
 def test_missing_patches_fail_the_step(layout, tmp_path, capsys):
     ann, root, table, patches = layout
     settings = tmp_path / "patches.json"  # the default shifts: 57 patches per nodule
-    write_settings(luna16_settings(validate({"luna16": {"root": str(root)}})), settings, "patches")
+    config = validate({"luna16": {"root": str(root)}})
+    write_settings(luna16_settings(config), settings, "patches")
+    write_settings(scope_settings(config, "check"), tmp_path / "check.json", "check")
     args = [
         "--annotations",
         str(ann),
         "--settings-file",
         str(settings),
+        "--check-settings-file",
+        str(tmp_path / "check.json"),
         "--nodules",
         str(table),
         "--patches",
@@ -86,11 +90,14 @@ def test_identical_rows_fail_by_default_and_are_accounted_when_dropped(layout, t
         settings = tmp_path / f"patches-{duplicates}.json"
         config = validate({"luna16": {"root": str(root), "duplicate_annotations": duplicates}})
         write_settings(luna16_settings(config), settings, "patches")
+        write_settings(scope_settings(config, "check"), tmp_path / f"check-{duplicates}.json", "check")
         return [
             "--annotations",
             str(ann),
             "--settings-file",
             str(settings),
+            "--check-settings-file",
+            str(tmp_path / f"check-{duplicates}.json"),
             "--nodules",
             str(table),
             "--patches",

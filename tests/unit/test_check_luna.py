@@ -180,9 +180,12 @@ def test_main_writes_table_and_report_or_nothing(root, tmp_path, capsys):
             {"luna16": {"root": str(root), "annotations": str(ann(root)), "unknown_series": unknown_series}}
         )
         write_settings(scope_settings(config, "check"), tmp_path / "check.json", "check")
+        write_settings(scope_settings(config, "run"), tmp_path / "run.json", "run")  # unknown_series
         return [
             "--settings-file",
             str(tmp_path / "check.json"),
+            "--run-settings-file",
+            str(tmp_path / "run.json"),
             "--subsets",
             "subset0",
             "subset1",

@@ -41,6 +41,7 @@ def test_every_key_of_the_schema_has_a_description():
     and add a key named after the rest)."""
     keywords = {"type", "enum", "default", "description", "properties", "additionalProperties", "$ref", "items"}
     keywords |= {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "uniqueItems"}
+    keywords |= {"minLength"}
     for path, sub in KEYS:
         assert set(sub) <= keywords | {"pattern"}, (path, sorted(set(sub) - keywords))
         if sub.get("type") != "object":

@@ -23,7 +23,7 @@ from _patchfiles import pair_patient, write_canonical
 from paths import SHARED_DATA, SHARED_LDCT
 
 from ctpatch.ldct.job import Job, read_pair_tables
-from ctpatch.settings import ldct_settings, write_settings
+from ctpatch.settings import defaults, ldct_settings, write_settings
 
 PATIENTS = ("L096", "L143", "L192", "L286")
 QUARTER, FULL = "quarter_3mm_sharp_sorted", "full_3mm_sharp_sorted"
@@ -286,7 +286,8 @@ def test_settings_default_to_the_reference_values():
     assert list(s["ds_augment"]["factors"]) == [0.8, 0.6]
     assert s["dose_blend"]["low"] == 0.5 and s["dose_blend"]["high"] == 1.2
     assert s["normalization_constants"] == {"dicom_scale": 4096.0, "max_value": 4094.0}
-    assert s["output"]["nsplit"] == 1 and s["output"]["shuffle"] is False and s["random_n"] == 0
+    assert s["output"]["nsplit"] == 1 and s["output"]["shuffle"] is False
+    assert defaults("pairs", "ldct")["random_n"] == 0  # the pairs' scope: every pair
     assert not any(s[k]["enabled"] for k in ("ds_augment", "air_threshold", "rot_augment", "dose_blend", "blur_noise"))
     assert s["seed"] == 0 and s["mode"] == "ldct"
 

@@ -81,7 +81,6 @@ def job_settings(patch=None, negatives=None, seed=0):
     cfg = validate({"luna16": {"patch": patch or {}, "negatives": negatives or {}}})["luna16"]
     s = {k: cfg[k] for k in ("patch", "negatives", "output", "normalize")}
     s["seed"] = seed
-    s["buffer_patches"] = 8
     return s
 
 

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -28,7 +27,7 @@ from test_extract_luna import SMALL_PATCH, inputs, job_settings  # noqa: F401 (t
 
 from ctpatch.core.rng import keyed_rng
 from ctpatch.engine.blocks import BLOCK_PATCHES, Unit, spans
-from ctpatch.engine.run import extract
+from ctpatch.engine.run import extract, extraction_attrs
 from ctpatch.luna16.job import Job
 from ctpatch.luna16.verify import verify_luna
 from ctpatch.settings import write_settings
@@ -179,7 +178,7 @@ def expected_from_canonical(job, tmp_path, name):
 def test_final_file_is_the_canonical_output_shuffled(inputs, tmp_path):  # noqa: F811
     settings = settings_for()
     job = Job(settings, inputs.paths)
-    counts = extract(job, [tmp_path / "subset0.h5"], {"settings": json.dumps(settings), "mode": "luna16"})
+    counts = extract(job, [tmp_path / "subset0.h5"], extraction_attrs(job), buffer=8)
     data, prov, attrs = read_all(tmp_path / "subset0.h5")
     want_d, want_p = expected_from_canonical(Job(settings, inputs.paths), tmp_path, "subset0.h5")
     assert counts == {"nodule": len(want_p["nodule"]), "non_nodule": len(want_p["non_nodule"])}
@@ -198,7 +197,8 @@ def test_final_file_is_the_canonical_output_shuffled(inputs, tmp_path):  # noqa:
 def test_verify_names_the_row_of_a_flipped_byte_and_a_changed_patch(inputs, tmp_path):  # noqa: F811
     settings = settings_for()
     out = tmp_path / "subset0.h5"
-    extract(Job(settings, inputs.paths), [out], {"settings": json.dumps(settings), "mode": "luna16"})
+    job = Job(settings, inputs.paths)
+    extract(job, [out], extraction_attrs(job), buffer=8)
     bad = tmp_path / "bad.h5"
     shutil.copyfile(out, bad)
     with h5py.File(bad, "r") as f:

@@ -19,7 +19,7 @@ from demos import MEMORY_DEMO
 from ctpatch.io import mhd
 from ctpatch.report.plan import make_plan
 from ctpatch.report.plan.cli import main
-from ctpatch.settings import scope_settings, validate, write_settings
+from ctpatch.settings import luna_table, scope_settings, validate, write_settings
 
 SIZE_TOLERANCE = 0.30  # estimated file size vs the real file
 
@@ -30,7 +30,7 @@ def luna_plan(luna):
 
 
 def test_luna_counts_equal_the_real_run(luna, luna_plan):
-    ann = pd.read_csv(luna.workdir / luna.settings["annotations"])
+    ann = pd.read_csv(luna.workdir / luna_table(luna.config, "annotations"))
     assert set(luna_plan["groups"]) == {"subset0", "subset1"}
     for path in luna.files:
         g = luna_plan["groups"][path.stem]

@@ -21,7 +21,7 @@ from ctpatch.settings.types import Plausibility, build
 
 def plausibility(**over) -> Plausibility:
     """``luna16.plausibility`` at the schema's defaults, with ``over``."""
-    return build(Plausibility, {**defaults("convert")["plausibility"], **over})
+    return build(Plausibility, {**defaults("run")["plausibility"], **over})
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +89,9 @@ def test_signed_scan_under_unsigned_header_fails_with_file_and_figures(demo_scan
     code = main(["--scan", str(mhd), "--npy-out", str(out / "x.npy"), "--json-out", str(out / "x.json")])
     first = capsys.readouterr().err.splitlines()[0]
     assert code == 1 and first.startswith(f"error: {mhd}") and not out.exists()
-    relaxed = tmp_path / "convert.json"
-    off = {**defaults("convert")["plausibility"], "enabled": False}
-    write_settings({**defaults("convert").to_dict(), "plausibility": off}, relaxed, "convert")
+    relaxed = tmp_path / "run.json"  # the plausibility check is a policy of scope 'run'
+    off = {**defaults("run")["plausibility"], "enabled": False}
+    write_settings({**defaults("run").to_dict(), "plausibility": off}, relaxed, "run")
     assert (
         main(
             [
@@ -101,7 +101,7 @@ def test_signed_scan_under_unsigned_header_fails_with_file_and_figures(demo_scan
                 str(out / "x.npy"),
                 "--json-out",
                 str(out / "x.json"),
-                "--settings-file",
+                "--run-settings-file",
                 str(relaxed),
             ]
         )

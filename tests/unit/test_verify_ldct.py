@@ -11,7 +11,7 @@ import pytest
 from _patchfiles import pair_patient
 from paths import SHARED_DATA, SHARED_LDCT
 
-from ctpatch.engine.run import extract
+from ctpatch.engine.run import extract, extraction_attrs
 from ctpatch.ldct.job import Job
 from ctpatch.ldct.verify import stat_fields, verify_ldct
 
@@ -45,7 +45,7 @@ def run(out: Path, settings: dict, table: Path) -> list[str]:
     """Extract every selected pair of ``table`` into nsplit parts."""
     job = Job(settings, {"pairs": [str(table)]})
     parts = [str(out / f"part{i}.h5") for i in range(settings["output"].get("nsplit", 1))]
-    extract(job, parts, {"mode": "ldct"})
+    extract(job, parts, extraction_attrs(job, "L143"), buffer=8)  # as the workflow writes
     return parts
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ctpatch.engine.run import comm_host, extract, extraction_attrs
-from ctpatch.settings import read_settings
+from ctpatch.settings import key_schema, read_settings
 
 
 def run(job_class, args, comm) -> None:
@@ -37,9 +37,7 @@ def run(job_class, args, comm) -> None:
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     for g in groups:  # one MPI world for every group of the job: one start-up, not one per patient
         job = job_class(settings, g.inputs)
-        counts = extract(
-            job, g.out, extraction_attrs(settings, job, g.group), comm, log=log, buffer=args.buffer_patches
-        )
+        counts = extract(job, g.out, extraction_attrs(job, g.group), comm, log=log, buffer=args.buffer_patches)
         if rank == 0:
             print(f"extraction done: {counts} rows in {', '.join(g.out)} on {size} ranks", flush=True)
 
@@ -65,8 +63,9 @@ def parse_args(arguments, argv=None, prog: str = "python -m ctpatch.<mode>.extra
     ap.add_argument(
         "--buffer-patches",
         type=int,
-        required=True,
-        help="patches per dataset a rank compresses at a time (extract.buffer_patches; memory, not bytes)",
+        default=key_schema("extract.buffer_patches")["default"],
+        help="patches per dataset a rank compresses at a time (extract.buffer_patches; memory, not bytes; "
+        "default: the schema's)",
     )
     ap.add_argument(
         "--out", nargs="+", required=True, help="the patch file(s): one, or output.nsplit parts, per group in order"

@@ -123,12 +123,14 @@ def extract(job, outputs, attrs: dict | None = None, comm=None, log=None, *, buf
     return counts
 
 
-def extraction_attrs(settings, job, group: str = "") -> dict:
+def extraction_attrs(job, group: str = "") -> dict:
     """The file attributes of one extraction: what made it (:func:`ctpatch.store.identity.record` of the
-    settings and the job's inputs), the mode, the seed and the group (subset or patient)."""
+    job's settings, complete, and of its inputs), the mode, the seed and the group (subset or patient)."""
+    from dataclasses import asdict
+
     from ctpatch.store.identity import record
 
-    return {**record(settings, job.inputs_identity()), "mode": job.mode, "seed": job.seed, "group": group}
+    return {**record(asdict(job.settings), job.inputs_identity()), "mode": job.mode, "seed": job.seed, "group": group}
 
 
 def span_items(span, units) -> int | None:

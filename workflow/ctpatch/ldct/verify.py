@@ -90,6 +90,30 @@ from ctpatch.store.verify import SAMPLE, check_chunks, finish_report, sample_row
 SAMPLE_PAIR_SHARE = 0.02
 
 
+def verify_ldct(patch_paths, pairs_path, settings: LdctPatches | Mapping, sample: int = SAMPLE) -> dict:
+    """Check the merged LDCT file(s) ``patch_paths`` (all parts of one run) against the pair
+    table(s) ``pairs_path`` (one path or a list, in the extraction's order) and the extraction
+    ``settings``: first what made each part (the settings and slice pairs it records,
+    :mod:`ctpatch.store.identity`), then everything :func:`_verify_files` checks.  Returns a report
+    dict with ``ok``, ``failures`` and the figures."""
+    report = _verify_files(patch_paths, pairs_path, settings, sample)
+    try:
+        s = ldct_job(settings)
+        identity = Job(s, {"pairs": read_pair_tables(pairs_path)}).inputs_identity()
+    except ValueError:
+        return report  # the settings or tables themselves are at fault: reported already
+    paths = [patch_paths] if isinstance(patch_paths, (str, Path)) else patch_paths
+    made = []
+    for path in paths:
+        if Path(path).is_file():
+            with h5py.File(path, "r") as f:
+                made += differences(f.attrs, asdict(s), identity, str(path))
+    if made:
+        report["failures"] = made + report["failures"]
+        report["ok"] = False
+    return report
+
+
 def expected_cut(rows: int, cols: int, settings: LdctPatches) -> int:
     """Grid patches of one slice over all its copies (copy shape = int(shape x factor), SPEC 2b;
     in super-resolution the grid of the LR input: copy shape // scale, LR edge, SPEC 2c)."""
@@ -107,7 +131,7 @@ def _dec(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def verify_ldct(patch_paths, pairs_path, settings: LdctPatches | Mapping, sample: int = SAMPLE) -> dict:
+def _verify_files(patch_paths, pairs_path, settings: LdctPatches | Mapping, sample: int = SAMPLE) -> dict:
     """Check the merged LDCT file(s) ``patch_paths`` (all parts of one run) against the pair
     table(s) ``pairs_path`` (one path or a list, in the extraction's order) and the extraction
     ``settings``.  Returns a report dict with ``ok``, ``failures`` and the figures."""
@@ -141,12 +165,6 @@ def verify_ldct(patch_paths, pairs_path, settings: LdctPatches | Mapping, sample
     try:
         for path in patch_paths:
             files.append(h5py.File(path, "r"))
-        # what made each part: this run's settings and slice pairs, or it is refused before anything else
-        identity = Job(s, {"pairs": table}).inputs_identity()
-        for path, f in zip(patch_paths, files):
-            fails += differences(f.attrs, asdict(s), identity, path)
-        if fails:
-            return {**report, "ok": False, "failures": fails}
         for path, f in zip(patch_paths, files):
             for name in ("input", "target", "provenance/patch", "provenance/pair"):
                 if name not in f:

@@ -74,11 +74,9 @@ def verify_luna(
     hi = 1 - norm.center if norm.clip else np.inf
     report: dict = {"file": str(patches_path), "nodules": int(len(table)), "shifts_per_nodule": len(offsets)}
     with h5py.File(patches_path, "r") as f:
-        # what made the file: this run's settings and inputs, or it is refused before anything else
+        # what made the file: this run's settings and inputs (checked first, reported with the rest)
         identity = Job(settings, inputs).inputs_identity() if inputs is not None else None
-        fails += differences(f.attrs, asdict(settings), identity, str(patches_path))
-        if fails:
-            return {**report, "ok": False, "failures": fails}
+        made = differences(f.attrs, asdict(settings), identity, str(patches_path))
         layout = layout_of(f)
         data = {}  # name -> the dataset (crops layout: nodule patches cut from their crops), opened once
         for name, shape, dtype in (
@@ -96,7 +94,7 @@ def verify_luna(
             if ds.dtype != np.dtype(dtype):
                 fails.append(f"{name}: expected dtype {dtype}, got {ds.dtype}")
         if fails:
-            return {**report, "ok": False, "failures": fails}
+            return {**report, "ok": False, "failures": made + fails}
         n_nod, n_neg = data["nodule"].shape[0], data["non_nodule"].shape[0]
         exp_nod, exp_neg = sum(nodule_patches.values()), sum(negatives.values())
         report.update(
@@ -124,7 +122,7 @@ def verify_luna(
         for name in (*layout.image_datasets, "label_nodule", "label_non_nodule"):
             fails += check_chunks(f[name])
         if fails:  # corrupt chunks: reading them would only fail again
-            return {**report, "ok": False, "failures": fails}
+            return {**report, "ok": False, "failures": made + fails}
         for group, labname in (("nodule", "label_nodule"), ("negative", "label_non_nodule")):
             positive = np.zeros(f[labname].shape[0], dtype=bool)
             for i, block in read_blocks(f[labname]):
@@ -153,8 +151,8 @@ def verify_luna(
                     )
         if inputs is not None and not fails:
             fails += _check_luna_sample(f, data, settings, inputs, sample, (lo, hi), report)
-    report["ok"] = not fails
-    report["failures"] = fails
+    report["ok"] = not (made or fails)
+    report["failures"] = made + fails
     return report
 
 

@@ -228,11 +228,11 @@ def _luna_subset(root: Path, uid: str, given, attrs) -> str:
     return found[0]
 
 
-def run_inputs(path: Path, root=None) -> dict:
+def run_inputs(path: Path, root=None, workdir=None) -> dict:
     """Where a LUNA16 file's inputs are: ``root`` (given) or the root, annotations and candidates tables of
-    the run that wrote it (its ``check`` settings file, ``<results>/luna16/settings/check.json`` beside
-    ``<results>/luna16/patches/``).  The file itself records no path: it is the same wherever it is
-    written (its inputs are recorded by content, :mod:`ctpatch.store.identity`)."""
+    the run that wrote it (its ``check`` settings file: ``<results>/luna16/settings/check.json`` beside
+    ``<results>/luna16/patches/``, or under ``workdir``).  The file itself records no path: it is the same
+    wherever it is written (its inputs are recorded by content, :mod:`ctpatch.store.identity`)."""
     from ctpatch.settings import ConfigError, read_settings
 
     if root is not None:
@@ -242,11 +242,14 @@ def run_inputs(path: Path, root=None) -> dict:
             "annotations": str(root / "CSVFILES" / "annotations.csv"),
             "candidates": str(root / "CSVFILES" / "candidates.csv"),
         }
-    check = Path(path).resolve().parents[1] / "settings" / "check.json"
+    places = [Path(path).resolve().parents[1] / "settings" / "check.json"]
+    if workdir is not None:
+        places += sorted(Path(workdir).glob("*/luna16/settings/check.json"))
+    check = next((p for p in places if p.is_file()), places[0])
     try:
         s = read_settings(check, scope="check")
     except ConfigError as exc:
-        raise ExplainError(f"{path}: the run's settings are not beside it ({exc}); give --root") from None
+        raise ExplainError(f"{path}: the run's settings are not beside it ({exc}); give --workdir or --root") from None
     return {"root": s["root"], "annotations": s["annotations"], "candidates": s["candidates"]}
 
 
@@ -363,7 +366,7 @@ def explain(
     bases = _bases(path, workdir)
     out = Explanation(str(path), kind, i, prov, [])
     if mode == "luna16":
-        where = run_inputs(path, root)
+        where = run_inputs(path, root, workdir)
         r_img, r_lab, r_prov, scan_index, out.source = regenerate_luna(
             settings, prov, kind, bases, subset, attrs, where
         )

@@ -49,6 +49,12 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def settings_attrs(settings: Mapping) -> dict:
+    """The ``settings`` and ``settings_digest`` attributes of ``settings`` (e.g. a file's, changed on export)."""
+    s = canonical(settings)
+    return {"settings": s, "settings_digest": hashlib.sha256(s.encode()).hexdigest()}
+
+
 def record(settings: Mapping, inputs) -> dict:
     """The attributes that say what made a file (see the module docstring)."""
     s, i = canonical(settings), canonical(inputs)
@@ -81,7 +87,7 @@ def _first(recorded, current, where: str) -> str | None:
             return f"{where.rstrip('.') or 'list'}: {len(recorded)} recorded, {len(current)} now"
         return None
     if recorded != current:
-        return f"{where.rstrip('.')}: recorded {recorded!r}, now {current!r}"
+        return f"{where.rstrip('.')}: recorded {json.dumps(recorded)}, now {json.dumps(current)}"
     return None
 
 

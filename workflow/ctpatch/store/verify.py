@@ -100,7 +100,8 @@ def finish_report(report: dict, patches, report_out) -> int:
     report["reader"] = reader_needs(codecs)
     write_json(report_out, report)
     if not report["ok"]:
-        print("verification failed:\n  " + "\n  ".join(report["failures"]), file=sys.stderr)
+        first, *rest = report["failures"] or ["(no failure recorded)"]
+        print(f"error: verification failed: {first}" + "".join(f"\n  {f}" for f in rest), file=sys.stderr)
         return 1
     print(f"verified {', '.join(map(str, patches))}: ok")
     print(f"reading these files: {report['reader']}")

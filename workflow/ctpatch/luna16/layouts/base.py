@@ -33,6 +33,7 @@ from ctpatch.core.nodules import PatchLocation, cut_image_xyz
 from ctpatch.settings.types import LunaPatches
 from ctpatch.store.codecs import create_patch_dataset
 from ctpatch.store.h5 import h5py
+from ctpatch.store.identity import settings_attrs
 from ctpatch.store.writer import Specs
 
 #: the kinds of LUNA16 patches, each an image dataset, a label dataset ``label_<kind>`` and a table
@@ -207,7 +208,7 @@ def copy_attrs(src: h5py.File, dst: h5py.File, codec: str | None) -> None:
     settings["output"]["layout"] = Layout.name
     if codec:
         settings["output"]["compression"] = codec
-    dst.attrs["settings"] = json.dumps(settings, sort_keys=True)  # as the workflow writes it
+    dst.attrs.update(settings_attrs(settings))  # the settings a full-layout run records, and their digest
 
 
 def copy_datasets(src: h5py.File, dst: h5py.File, skip, codec: str | None, only=None) -> None:
