@@ -335,3 +335,13 @@ def test_choose_share_picks_rounded_count(n, share, k):
 def test_choose_share_rejects_share_above_one():
     with pytest.raises(ValueError, match="share"):
         choose_share(np.random.default_rng(0), 10, 1.5)
+
+
+def test_air_threshold_counts_against_another_pixel_count_when_asked():
+    """The reference's super-resolution count: more than int(fraction x count_of) pixels, not of the patch's."""
+    patch = np.zeros((55, 55))
+    patch.flat[:33] = 1000.0  # 33 pixels above 200; mean 33000 / 3025 > 10
+    assert not passes_air_threshold(patch, 200.0, 0.1, 10.0)  # 33 is not more than 302.5
+    assert passes_air_threshold(patch, 200.0, 0.1, 10.0, count_of=18 * 18)  # 33 > int(32.4) = 32
+    patch.flat[32] = 0.0
+    assert not passes_air_threshold(patch, 200.0, 0.1, 10.0, count_of=18 * 18)  # 32 is not more than 32

@@ -532,3 +532,33 @@ def test_sr_with_every_option_verifies(tables, tmp_path):
 def test_sr_settings_rejected_naming_the_key(settings, key):
     with pytest.raises(ValueError, match=f"(^|: )ldct\\.{key.replace('.', '[.]')}"):
         ldct_settings(settings)
+
+
+def test_sr_reference_air_count_is_the_reference_programs(tables, tmp_path):
+    """air_threshold.count reference: a patch is kept when more than int(0.1 x 18²) = 32 pixels of its 55² raw
+    target patch, cut from the raw target before the crop to a multiple of 3, exceed 200 (and its mean 100):
+    counted here with numpy, pair by pair; it keeps at least the patches the target-share rule keeps."""
+    base = {"patch": {"code": "p55"}, "super_resolution": {"enabled": True}, "output": {"dtype": "float32"}}
+    ours = {**base, "air_threshold": {"enabled": True}}
+    ref = {**base, "air_threshold": {"enabled": True, "count": "reference"}}
+    kept_ours = kept_ref = 0
+    for name in ("L096", "L143"):
+        a = extract(tmp_path / f"{name}-ours.h5", ours, [tables[name]])["provenance/pair"]
+        b = extract(tmp_path / f"{name}-ref.h5", ref, [tables[name]])["provenance/pair"]
+        kept_ours += int(a["patches_kept"].sum())
+        kept_ref += int(b["patches_kept"].sum())
+        for row in b:
+            fd = raw(row["target_file"].decode())
+            ld = raw(row["input_file"].decode())
+            lr = (
+                ld[: ld.shape[0] // 3 * 3, : ld.shape[1] // 3 * 3].reshape(ld.shape[0] // 3, 3, -1, 3).mean(axis=(1, 3))
+            )
+            keep = 0
+            for r in spec_starts(lr.shape[0], 18, 8):
+                for c in spec_starts(lr.shape[1], 18, 8):
+                    patch = np.full((55, 55), fd.min())
+                    box = fd[r * 3 : r * 3 + 55, c * 3 : c * 3 + 55]
+                    patch[: box.shape[0], : box.shape[1]] = box
+                    keep += int(np.count_nonzero(patch > 200) > 32 and patch.mean() > 100)
+            assert int(row["patches_kept"]) == keep, row["input_file"]
+    assert kept_ref >= kept_ours > 0

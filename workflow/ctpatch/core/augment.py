@@ -141,17 +141,23 @@ def downscale_copies(image: np.ndarray, factors: tuple[float, ...]) -> list[tupl
     return [(1.0, img)] + [(float(f), area_resize(img, f)) for f in factors]
 
 
-def passes_air_threshold(patch: np.ndarray, value: float, fraction: float, mean: float) -> bool:
+def passes_air_threshold(
+    patch: np.ndarray, value: float, fraction: float, mean: float, count_of: int | None = None
+) -> bool:
     """Whether a patch holds enough tissue to keep (SPEC section 2 step 3).
 
     True when strictly more than ``fraction`` of the pixels exceed ``value`` and the patch
     mean exceeds ``mean``.  Judge it on the *unnormalized* target patch (raw stored values).
+    With ``count_of`` the pixels must be more than ``int(fraction * count_of)`` instead (the
+    reference's super-resolution program counted against the input edge squared, SPEC 2c).
 
     Parameters
     ----------
     patch : ndarray, shape (edge, edge)
     value, fraction, mean : float
         Reference 200, 0.10 and 100.
+    count_of : int, optional
+        The pixel count ``fraction`` is of; None: the patch's own.
 
     Examples
     --------
@@ -168,7 +174,8 @@ def passes_air_threshold(patch: np.ndarray, value: float, fraction: float, mean:
     if not _is_real(fraction) or not 0 <= fraction <= 1:
         raise ValueError(f"Expected 0 <= fraction <= 1, got fraction={fraction!r}")
     above = np.count_nonzero(arr > value)
-    return bool(above > fraction * arr.size and arr.mean(dtype=np.float64) > mean)
+    need = fraction * arr.size if count_of is None else int(fraction * int(count_of))
+    return bool(above > need and arr.mean(dtype=np.float64) > mean)
 
 
 def rot_flip(inp: np.ndarray, tgt: np.ndarray, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray, dict]]:

@@ -365,12 +365,17 @@ class Job:
         at = sum(int(np.count_nonzero(patch == v)) for v in dtype_limits(dt) if v in (lo, hi))
         return float(smin), float(smax), 0, at
 
-    def _kept_corners(self, copies_in, copies_raw) -> tuple[list[np.ndarray], int]:
+    def _kept_corners(self, copies_in, copies_raw, copies_raw_uncropped) -> tuple[list[np.ndarray], int]:
         """Per copy, the input-grid corners whose raw-target patch (at corner x scale, HR edge) passes
-        the air threshold; and the grid size."""
+        the air threshold; and the grid size.  ``air_threshold.count: reference`` judges the raw target
+        before the super-resolution crop, counting against the input edge squared (the reference's
+        main_sr.py); in plain mode both are the same."""
         air, pu = self.settings.air_threshold, self.pair_unit
+        reference = air.count == "reference"
+        count_of = pu.lr_edge * pu.lr_edge if reference else None
+        judged = copies_raw_uncropped if reference else copies_raw
         kept, cut = [], 0
-        for (_, inp), (_, raw) in zip(copies_in, copies_raw):
+        for (_, inp), (_, raw) in zip(copies_in, judged):
             corners = grid_corners(inp.shape, pu.lr_edge, pu.padding, self.last)
             cut += len(corners)
             if air.enabled:
@@ -381,6 +386,7 @@ class Job:
                         air.value,
                         air.fraction,
                         air.mean,
+                        count_of,
                     )
                     for r, c in corners
                 ]
@@ -417,8 +423,9 @@ class Job:
             copies_raw = copies_tg  # same values (none), or not needed
         else:
             copies_raw = downscale_copies(fd, factors)
+        uncropped = copies_raw
         copies_in, copies_tg, copies_raw = self.pair_unit.copies(copies_in, copies_tg, copies_raw, where)  # SR: SPEC 2c
-        kept, cut = self._kept_corners(copies_in, copies_raw)
+        kept, cut = self._kept_corners(copies_in, copies_raw, uncropped)
         return copies_in, copies_tg, kept, cut
 
     def count(self, unit: Unit) -> int:

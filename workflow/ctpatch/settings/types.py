@@ -147,6 +147,7 @@ class AirThreshold:
     value: float
     fraction: float
     mean: float
+    count: Literal["target", "reference"]
 
 
 @dataclass(frozen=True)
