@@ -84,7 +84,7 @@ from ctpatch.settings.types import LdctPatches
 from ctpatch.store.h5 import h5py
 from ctpatch.store.identity import differences
 from ctpatch.store.sink import MemorySink
-from ctpatch.store.verify import SAMPLE, check_chunks, finish_report, sample_rows
+from ctpatch.store.verify import SAMPLE, check_chunks, finish_report, read_table, sample_rows
 
 #: share of the pairs a verification recomputes (at least one per part)
 SAMPLE_PAIR_SHARE = 0.02
@@ -189,7 +189,7 @@ def _verify_files(patch_paths, pairs_path, settings: LdctPatches | Mapping, samp
 
         pair_rows = files[0]["provenance/pair"][...]
         for path, f in zip(patch_paths[1:], files[1:]):
-            if f["provenance/pair"][...].tobytes() != pair_rows.tobytes():  # bytes: NaN (no blend) != NaN
+            if read_table(f, "provenance/pair").tobytes() != pair_rows.tobytes():  # bytes: NaN (no blend) != NaN
                 fails.append(f"{path}: table 'pair' differs from the one in {patch_paths[0]}")
         total = sum(f["input"].shape[0] for f in files)
         written = int(pair_rows["patches_written"].sum()) if len(pair_rows) else 0
@@ -245,7 +245,7 @@ def _verify_files(patch_paths, pairs_path, settings: LdctPatches | Mapping, samp
                 )
 
         # patch provenance, all parts together
-        provs = [f["provenance/patch"][...] for f in files]
+        provs = [read_table(f, "provenance/patch") for f in files]
         missing = [name for name in stat_fields() if name not in provs[0].dtype.names]
         if missing:
             return {**report, "ok": False, "failures": fails + [f"table 'patch' lacks the value statistics {missing}"]}

@@ -242,7 +242,8 @@ class Job:
             scans.append({"seriesuid": uid, **sidecar["source_identity"]})
         nodules = hashlib.sha256(self.table.to_csv(sep="\t", index=False).encode()).hexdigest()
         candidates = file_digest(self.candidates_path) if self.candidates_path else None
-        return {"scans": scans, "nodules": nodules, "candidates": candidates}
+        # "scans" first (keys sorted): a file of other scans is named by its first scan, not by a table digest
+        return {"scans": scans, "tables": {"nodules": nodules, "candidates": candidates}}
 
     def units(self) -> list[Unit]:
         return [

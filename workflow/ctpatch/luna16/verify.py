@@ -45,7 +45,7 @@ from ctpatch.settings.types import LunaPatches
 from ctpatch.store.h5 import h5py
 from ctpatch.store.identity import differences
 from ctpatch.store.sink import MemorySink
-from ctpatch.store.verify import SAMPLE, check_chunks, finish_report, read_blocks, sample_rows
+from ctpatch.store.verify import SAMPLE, check_chunks, finish_report, read_blocks, read_table, sample_rows
 
 
 def verify_luna(
@@ -107,7 +107,7 @@ def verify_luna(
         for name, n in (("nodule", n_nod), ("label_nodule", n_nod), ("non_nodule", n_neg), ("label_non_nodule", n_neg)):
             if data[name].shape[0] != n:
                 fails.append(f"{name}: {data[name].shape[0]} rows, expected {n}")
-        prov_n, prov_k = f["provenance/nodule"][...], f["provenance/non_nodule"][...]
+        prov_n, prov_k = read_table(f, "provenance/nodule"), read_table(f, "provenance/non_nodule")
         if len(prov_n) != n_nod or len(prov_k) != n_neg:
             fails.append(f"provenance rows {len(prov_n)}/{len(prov_k)} do not match patches {n_nod}/{n_neg}")
         own_fails, entries = layout.check(f, settings, scans, inputs, (prov_n, prov_k), len(table))

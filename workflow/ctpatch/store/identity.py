@@ -22,6 +22,8 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+#: keys compared first: they name an input
+NAMING = ("seriesuid", "patient")
 #: the attributes :func:`record` writes
 ATTRS = ("settings", "settings_digest", "inputs", "inputs_digest")
 
@@ -69,7 +71,8 @@ def record(settings: Mapping, inputs) -> dict:
 def _first(recorded, current, where: str) -> str | None:
     """The first place (a dotted key or a list index) where two JSON values differ, with both values."""
     if isinstance(recorded, dict) and isinstance(current, dict):
-        for key in sorted(set(recorded) | set(current)):
+        # what names an input first (a file of other scans is told by its first scan's uid)
+        for key in sorted(set(recorded) | set(current), key=lambda k: (k not in NAMING, k)):
             if key not in recorded:
                 return f"{where}{key}: not recorded, now {current[key]!r}"
             if key not in current:

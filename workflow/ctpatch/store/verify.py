@@ -106,3 +106,14 @@ def finish_report(report: dict, patches, report_out) -> int:
     print(f"verified {', '.join(map(str, patches))}: ok")
     print(f"reading these files: {report['reader']}")
     return 0
+
+
+def read_table(f: h5py.File, name: str):
+    """A provenance table read whole; a chunk whose checksum fails (or any failed read) raises ``OSError``
+    naming the file and the table (HDF5's own message names neither)."""
+    try:
+        return f[name][...]
+    except OSError as exc:
+        raise OSError(
+            f"{f.filename}:{name}: cannot be read ({exc}): a stored byte changed, its checksum fails"
+        ) from None
