@@ -82,7 +82,7 @@ from ctpatch.ldct.units import unit_for
 from ctpatch.settings import ConfigError, ldct_job, read_settings
 from ctpatch.settings.types import LdctPatches
 from ctpatch.store.h5 import h5py
-from ctpatch.store.identity import differences
+from ctpatch.store.identity import differences, digest
 from ctpatch.store.sink import MemorySink
 from ctpatch.store.verify import SAMPLE, check_chunks, finish_report, read_table, sample_rows
 
@@ -111,6 +111,7 @@ def verify_ldct(patch_paths, pairs_path, settings: LdctPatches | Mapping, sample
     if made:
         report["failures"] = made + report["failures"]
         report["ok"] = False
+    report["settings_digest"] = digest(asdict(s))  # the settings it was checked against
     return report
 
 

@@ -29,7 +29,7 @@ from ctpatch.luna16.plausible import check as check_plausible
 from ctpatch.settings import ConfigError, defaults, read_settings
 from ctpatch.settings.types import LunaConvert, build
 from ctpatch.store.atomic import save_npy, write_json
-from ctpatch.store.identity import file_digest
+from ctpatch.store.identity import digest, file_digest
 
 INTERPOLATORS = {"bspline": sitk.sitkBSpline, "linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}
 
@@ -146,6 +146,7 @@ def main(argv=None) -> int:
         run = read_settings(args.run_settings_file, scope="run") if args.run_settings_file else defaults("run")
         volume, sidecar = convert(args.scan, {**settings, "plausibility": run["plausibility"]})
         sidecar["settings"] = settings
+        sidecar["settings_digest"] = digest(settings)  # what made the volume (store.identity)
     except (ScanError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -43,7 +43,7 @@ from ctpatch.luna16.layouts import has_images, images, layout_of
 from ctpatch.settings import ConfigError, luna16_job, read_settings
 from ctpatch.settings.types import LunaPatches
 from ctpatch.store.h5 import h5py
-from ctpatch.store.identity import differences
+from ctpatch.store.identity import differences, digest
 from ctpatch.store.sink import MemorySink
 from ctpatch.store.verify import SAMPLE, check_chunks, finish_report, read_blocks, read_table, sample_rows
 
@@ -72,7 +72,12 @@ def verify_luna(
     norm = settings.normalize
     lo = -norm.center if norm.clip else -np.inf
     hi = 1 - norm.center if norm.clip else np.inf
-    report: dict = {"file": str(patches_path), "nodules": int(len(table)), "shifts_per_nodule": len(offsets)}
+    report: dict = {
+        "file": str(patches_path),
+        "settings_digest": digest(asdict(settings)),  # the settings it was checked against
+        "nodules": int(len(table)),
+        "shifts_per_nodule": len(offsets),
+    }
     with h5py.File(patches_path, "r") as f:
         # what made the file: this run's settings and inputs (checked first, reported with the rest)
         identity = Job(settings, inputs).inputs_identity() if inputs is not None else None
