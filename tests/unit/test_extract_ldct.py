@@ -282,7 +282,9 @@ def test_settings_default_to_the_reference_values():
     s = ldct_settings({})
     assert s["patch"] == {"code": "p55", "edge": None, "padding": None, "last": "fill"}
     assert s["normalization"] == "none" and s["output"]["dtype"] == "float16" and s["output"]["layout"] == "torch"
-    assert s["air_threshold"] == {"enabled": False, "value": 200.0, "fraction": 0.10, "mean": 100.0}
+    # count: the judged patch's pixels; the same count as the reference's in plain mode (int(0.1 x 55²) = 302),
+    # its super-resolution count is `count: reference` (README, differences)
+    assert s["air_threshold"] == {"enabled": False, "value": 200.0, "fraction": 0.10, "mean": 100.0, "count": "target"}
     assert list(s["ds_augment"]["factors"]) == [0.8, 0.6]
     assert s["dose_blend"]["low"] == 0.5 and s["dose_blend"]["high"] == 1.2
     assert s["normalization_constants"] == {"dicom_scale": 4096.0, "max_value": 4094.0}
