@@ -248,7 +248,6 @@ def test_ldct_plan_against_the_real_run(ldct):
 NOT_PLANNED = {
     "all",
     "plan",
-    "write_settings",
     "check_luna_inputs",
     "sanity_pictures",
     "nodule_pictures",

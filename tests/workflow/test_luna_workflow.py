@@ -48,9 +48,8 @@ def test_dry_run_shows_the_chain(tmp_path):
         "verification_table": 1,
         "report_config": 1,
         "plan": 1,
-        "write_settings": 5,
         "all": 1,
-        "total": 24,
+        "total": 19,
     }
 
 
