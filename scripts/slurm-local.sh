@@ -337,8 +337,12 @@ cmd_start() {
         stop_daemon slurmd
         stop_daemon slurmctld
     fi
+    # -c: a controller started here begins with no jobs: the state it saved
+    # before being killed (a machine restart, a killed test run) holds jobs
+    # whose processes are gone, and they keep the node for minutes until
+    # slurmctld notices them missing
+    start_slurm_daemon slurmctld -c
     # -N: the node is called "localhost" whatever the machine's hostname is
-    start_slurm_daemon slurmctld
     start_slurm_daemon slurmd -N "$NODE"
     wait_idle
     status_line

@@ -286,9 +286,12 @@ start_munged() {
 start_slurmctld() {
     pid_from_file slurmctld "$STATE_DIR/slurmctld.pid" >/dev/null && return 0
     rm -f "$STATE_DIR/slurmctld.pid"
-    # its own UTS namespace: the host name must be the SlurmctldHost name
+    # its own UTS namespace: the host name must be the SlurmctldHost name;
+    # -c: start with no jobs (jobs saved before a kill or a machine restart
+    # have no processes left, yet hold the nodes for minutes until slurmctld
+    # finds them missing; a test's srun then waits for resources)
     unshare --uts -- /bin/sh -c 'hostname "$1" && shift && exec "$@"' sh "$CTL_NAME" \
-        /usr/sbin/slurmctld -f "$CONF"
+        /usr/sbin/slurmctld -c -f "$CONF"
     local i
     for ((i = 0; i < 100; i++)); do
         pid_from_file slurmctld "$STATE_DIR/slurmctld.pid" >/dev/null && return 0
