@@ -461,7 +461,9 @@ def main() -> None:
     ap.add_argument("--only", default="luna,ldct16,ldct160", help="comma list of luna, ldct16, ldct160 (default all)")
     ap.add_argument("--scans", type=int, default=3, help="LUNA16: generated full-size scans (default 3)")
     ap.add_argument("--copies", type=int, default=10, help="ldct160: copies of the 16 real pairs (10 = 160 pairs)")
-    ap.add_argument("--report-from", default=None, help="only print the tables of a results JSON (or .partial.json)")
+    ap.add_argument(
+        "--report-from", default=None, help="only print the tables of a results JSON (or .partial.json); writes nothing"
+    )
     ap.add_argument("--keep-runs", action="store_true", help="keep every run's folder (with --workdir)")
     args = ap.parse_args()
     reps = args.reps or (1 if args.quick else 3)
@@ -471,7 +473,7 @@ def main() -> None:
         raise SystemExit(f"--only: unknown comparison(s) {unknown}; expected some of {list(COMPARISONS)}")
     if args.report_from:
         doc = json.loads(Path(args.report_from).read_text())
-        report(args, doc["runs"], doc.get("skipped", {}), doc.get("references", {}))
+        report(args, doc["runs"], doc.get("skipped", {}), doc.get("references", {}), write=False)
         return
     clones, skipped, refs = {}, {}, {}
     for var in dict.fromkeys(COMPARISONS[c][1] for c in comps):
@@ -498,6 +500,7 @@ def main() -> None:
                     run_dir = work / "runs" / f"{comp}-{key}-r{rep}"
                     r = one_run(comp, key, run_dir, ctx, args)
                     r.update({"comparison": comp, "run": key, "program": program, "label": label, "rep": rep})
+                    r["work"] = describe(comp, args)
                     r["waited_s"] = waited
                     results.append(r)
                     print(
@@ -519,7 +522,8 @@ def describe(comp: str, args) -> str:
     return COMPARISONS[comp][0].format(scans=args.scans, copies=args.copies, pairs=16 * args.copies)
 
 
-def report(args, results, skipped, refs) -> None:
+def report(args, results, skipped, refs, write: bool = True) -> None:
+    """Print the tables of ``results``; with ``write``, write everything to the results JSON."""
     med = C.median
     rows, ratios, rule_rows = [], [], []
     comps = list(dict.fromkeys(r["comparison"] for r in results))
@@ -531,7 +535,7 @@ def report(args, results, skipped, refs) -> None:
             walls = [r["wall_s"] for r in rs]
             rows.append(
                 {
-                    "work": describe(comp, args),
+                    "work": rs[0].get("work") or describe(comp, args),
                     "program": program,
                     "run": label,
                     "n": len(rs),
@@ -651,11 +655,13 @@ def report(args, results, skipped, refs) -> None:
         print("note: " + n)
     for comp, why in skipped.items():
         print(f"skipped {comp}: {why}")
+    if not write:
+        return
     C.write_results(
         "workflow",
         args,
         {
-            "comparisons": {c: describe(c, args) for c in comps},
+            "comparisons": {c: next(r["work"] for r in results if r["comparison"] == c) for c in comps},
             "references": refs,
             "skipped": skipped,
             "notes": notes,
