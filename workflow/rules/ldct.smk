@@ -46,6 +46,7 @@ if MODE == "ldct":
             tasks=config["extract"]["tasks"],
             # patches a rank compresses at a time: memory, not bytes (a resource: changing it reruns nothing)
             buffer_patches=config["extract"]["buffer_patches"],
+            nodes=config["extract"]["nodes"],
         shell:
             # --set-resources extract_patches:tasks=0 (or "x") must be named as such, not left to the launcher
             "if ! [ {resources.tasks:q} -ge 1 ] 2>/dev/null; then echo 'error: extract_patches: resources.tasks "

@@ -93,6 +93,7 @@ if MODE == "luna16":
             tasks=config["extract"]["tasks"],
             # patches a rank compresses at a time: memory, not bytes (a resource: changing it reruns nothing)
             buffer_patches=config["extract"]["buffer_patches"],
+            nodes=config["extract"]["nodes"],
         params:
             candidates=get_candidates_args,  # ["--candidates", candidates.csv] or nothing
         shell:
