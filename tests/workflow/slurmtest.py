@@ -4,7 +4,8 @@ Whether the SLURM tests may install Debian packages is explicit, through the env
 ``CTPATCH_SLURM_TESTS``:
 
 ``install``
-    the cluster script apt-get installs what is missing (slurmctld, slurmd, slurm-client, munge);
+    the cluster script apt-get installs what is missing (slurmctld, slurmd, slurm-client, munge,
+    and for accounting slurmdbd and mariadb-server);
     a cluster that cannot be set up (not root, apt-get failed, no namespaces) FAILS the test.
     This is the default when ``CI=true`` (set by CI services), so CI always runs these tests.
 ``installed``
@@ -12,6 +13,10 @@ Whether the SLURM tests may install Debian packages is explicit, through the env
     are missing or when not root. The default on a developer's machine (``CI`` unset).
 ``skip``
     skip every SLURM test (as ``python -m pytest -m "not slurm"`` deselects them).
+
+Inside :func:`cluster`, ``SLURM_CONF`` names the cluster and ``scripts/slurm-status`` is first on
+``PATH`` (its ``sacct`` keeps job states coming while the controller or the database does not
+answer), as README's "Running on SLURM" tells users to do.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import pytest
 from paths import REPO
 
 SCRIPTS = REPO / "scripts"
+STATUS_WRAPPERS = SCRIPTS / "slurm-status"
 ENV_VAR = "CTPATCH_SLURM_TESTS"
 MODES = ("install", "installed", "skip")
 # the cluster scripts' exit code for "cannot be set up on this machine"
@@ -86,15 +92,17 @@ def cluster(script_name: str, start_timeout: float = 900):
     if start.returncode != 0 and not was_up:
         run(["bash", script, "stop"], timeout=120)  # leave no half-started daemons
     assert start.returncode == 0, f"{script_name} start failed\n{show(start)}"
-    old = os.environ.get("SLURM_CONF")
+    old = {name: os.environ.get(name) for name in ("SLURM_CONF", "PATH")}
     os.environ["SLURM_CONF"] = conf
+    os.environ["PATH"] = os.pathsep.join([str(STATUS_WRAPPERS), os.environ.get("PATH", "")])
     try:
         yield conf
     finally:
-        if old is None:
-            os.environ.pop("SLURM_CONF", None)
-        else:
-            os.environ["SLURM_CONF"] = old
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         if not was_up:
             stop = run(["bash", script, "stop"], timeout=120)
             assert stop.returncode == 0, show(stop)

@@ -1,4 +1,5 @@
-"""profiles/slurm at LUNA16 scale: a dry run over 888 scans submits tens of SLURM jobs, not ~950.
+"""profiles/slurm in dry runs: at LUNA16 scale it submits tens of SLURM jobs, not ~950; the number
+of nodes of an extraction (config extract.nodes) keeps the profile's launcher.
 
 The 888 scans are header-only fakes (.mhd with an empty .raw beside it): a dry run reads the
 folder listing and the tables only. No cluster is needed (nothing is submitted in a dry run).
@@ -12,7 +13,7 @@ from collections import Counter
 import pytest
 import yaml
 from paths import REPO
-from snakerun import snakemake
+from snakerun import snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -90,3 +91,38 @@ def test_luna16_scale_dry_run_through_the_profile_submits_tens_of_jobs(tmp_path)
     assert sum(groups.values()) + sum(singles.values()) == 24
     # every conversion is inside a group job
     assert len(re.findall(r"^    rule convert_mhd:", out, flags=re.M)) == SCANS
+
+
+PROFILE = REPO / "profiles" / "slurm"
+LAUNCHER = yaml.safe_load((PROFILE / "config.yaml").read_text())["set-resources"]["extract_patches"]["mpi"]
+
+
+def _extract_resources(dry_run_output: str) -> dict[str, str]:
+    """The resources of the first extract_patches job of a dry run (values as printed)."""
+    block = dry_run_output.split("rule extract_patches:", 1)[1]
+    line = re.search(r"^\s+resources: (.*)$", block, flags=re.M).group(1)
+    return dict(item.split("=", 1) for item in line.split(", "))
+
+
+def test_nodes_from_the_config_keep_the_profiles_launcher(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    write_config(tmp_path, config)
+    nodes_file = tmp_path / "nodes.yaml"
+    nodes_file.write_text("extract:\n  nodes: 2\n")
+    profile = ("-n", "--profile", str(PROFILE))
+
+    default = _extract_resources(snakemake(tmp_path, *profile).stdout)
+    assert (default["nodes"], default["tasks"], default["cpus_per_task"]) == ("1", "2", "1"), default
+    assert default["mpi"] == LAUNCHER, default
+
+    # extract.nodes from a further config file: sbatch --nodes=2, launcher and cpus_per_task kept
+    two = _extract_resources(snakemake(tmp_path, *profile, "--configfile", str(nodes_file)).stdout)
+    assert two == {**default, "nodes": "2"}, (two, default)
+
+    # what the key avoids: --set-resources replaces the profile's whole block for the rule
+    cli = _extract_resources(snakemake(tmp_path, *profile, "--set-resources", "extract_patches:nodes=2").stdout)
+    assert cli["nodes"] == "2" and cli["mpi"] == "mpiexec" and "cpus_per_task" not in cli, cli
+
+    # a nested --config value arrives as a string, which the schema refuses (README says: use a file)
+    bad = snakemake(tmp_path, *profile, "--config", "extract={nodes: 2}", check=False)
+    assert bad.returncode != 0 and "extract.nodes: '2' is not of type 'integer'" in bad.stdout + bad.stderr

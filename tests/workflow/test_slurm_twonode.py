@@ -5,8 +5,9 @@ Shows that
   request line after 1024 bytes and logs "value not properly terminated": the reason why the
   profile's launcher makes MPICH use its OFI network module (short PMI lines) instead of UCX;
 * the profile's launcher starts one MPI world whose ranks run on two different hosts;
-* the real workflow through profiles/slurm (an LDCT patient; the LUNA16 demo, one subset) runs
-  each extraction as ONE job with NumNodes=2, its ranks log two different hosts, and the patch
+* the real workflow through profiles/slurm with extract.nodes: 2 in its config (an LDCT patient;
+  the LUNA16 demo, one subset) runs each extraction as ONE job with NumNodes=2 (sbatch --nodes=2)
+  and the profile's launcher, its ranks log two different hosts, and the patch
   files equal a local run's;
 * a node failure during the LUNA16 extraction (every process of one node killed) fails the job
   cleanly, leaves nothing that looks finished, and the rerun completes (the LUNA16 check above is
@@ -151,7 +152,8 @@ def test_ldct_patient_on_two_nodes_equals_the_local_run(twonode, tmp_path):
         pytest.skip(f"no real CT data at {SHARED_LDCT}")
     config = {**SMALL_LDCT, "ldct": {**SMALL_LDCT["ldct"], "patients": ["L192"]}}
     slurm, local = tmp_path / "slurm", tmp_path / "local"
-    write_config(slurm, config)
+    # the number of nodes is a config key, so the profile's set-resources block (launcher) stays
+    write_config(slurm, {**config, "extract": {**config["extract"], "nodes": 2}})
     write_config(local, config)
     t0 = time.monotonic()
     snakemake(slurm, *PROFILE_ARGS)
@@ -170,7 +172,7 @@ def test_luna16_node_failure_fails_cleanly_then_the_rerun_on_two_nodes_equals_th
     # three scans, so that the extraction is still running when the node fails
     config = {**SMALL_LUNA, "demo": {**SMALL_LUNA["demo"], "subsets": 1, "scans_per_subset": 3}}
     slurm, local = tmp_path / "slurm", tmp_path / "local"
-    write_config(slurm, config)
+    write_config(slurm, {**config, "extract": {**config["extract"], "nodes": 2}})
     write_config(local, config)
     log = slurm / "logs" / "luna16" / "extract_patches" / "subset0.log"
     cmd = [
