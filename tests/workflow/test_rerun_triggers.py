@@ -87,6 +87,7 @@ def changed(finished: Path, tmp_path: Path, over: dict, keep_metadata: bool = Tr
         ("extract.tasks", 1),
         ("extract.mpi", "mpiexec -v"),
         ("extract.buffer_patches", 3),
+        ("extract.nodes", 2),
         ("luna16.unknown_series", "warn"),
         ("luna16.plausibility.min_air_share", 0.02),
         ("demo.noise_hu", 25.0),  # demo.* of a run on real data
