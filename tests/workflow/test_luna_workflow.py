@@ -84,15 +84,20 @@ def test_invalid_config_value_names_the_key(tmp_path):
     assert "luna16.negatives.strategy" in said and "avoid_nodules" in said
 
 
+# the results folder of each run of `runs`
+RESULTS = {1: "other results/run 1", 2: "results"}
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The small demo run with 2 ranks and, from the same converted data, with 1 rank."""
+    """The small demo run with 2 ranks and, in another results folder (demo data included), with 1 rank."""
     two = tmp_path_factory.mktemp("two_ranks")
     write_config(two, SMALL_LUNA)
     snakemake(two, "--cores", "2")
     one = tmp_path_factory.mktemp("one_rank")
     cfg = copy.deepcopy(SMALL_LUNA)
     cfg["extract"]["tasks"] = 1
+    cfg["results"] = RESULTS[1]
     write_config(one, cfg)
     snakemake(one, "--cores", "2")
     return {1: one, 2: two}
@@ -128,13 +133,14 @@ def test_two_rank_run_counts_and_report(runs):
 def test_one_and_two_ranks_give_identical_patches(runs):
     import hashlib
 
+    # ... and whatever the results folder (the demo data under it): no path reaches the files' bytes
     for subset in ("subset0", "subset1"):
-        files = [runs[n] / f"results/luna16/patches/{subset}.h5" for n in (1, 2)]
+        files = [runs[n] / RESULTS[n] / f"luna16/patches/{subset}.h5" for n in (1, 2)]
         assert_same_patch_file(*files)
         assert len({hashlib.sha256(f.read_bytes()).hexdigest() for f in files}) == 1  # whole files, byte for byte
     for n in (1, 2):  # one copy on disk: no shards, no temp files
-        assert not (runs[n] / "results/luna16/shards").exists()
-        assert not list((runs[n] / "results/luna16/patches").glob(".*"))
+        assert not (runs[n] / RESULTS[n] / "luna16/shards").exists()
+        assert not list((runs[n] / RESULTS[n] / "luna16/patches").glob(".*"))
 
 
 @pytest.mark.slow
