@@ -32,6 +32,7 @@ Mode = Literal["luna16", "ldct"]
 @dataclass(frozen=True)
 class Extract:
     tasks: int
+    nodes: int
     mpi: str
     buffer_patches: int
 
