@@ -20,8 +20,11 @@
 # not kept across reboots.
 #
 # The caller sets: STATE_DIR CONF_DIR LOG_DIR ACCT_CLUSTER ACCT_DB_PORT
-# ACCT_DBD_PORT, optionally ACCT_AUTH_INFO (an "AuthInfo=..." line, for a
-# munged on its own socket), and defines log and die.
+# ACCT_DBD_PORT, optionally ACCT_MUNGE_SOCKET (a munged on its own socket:
+# slurmdbd.conf's AuthInfo, and slurm.conf's AccountingStoragePass, through
+# which the clients of slurmdbd, such as sacctmgr and sacct, find it; without
+# it they use /run/munge/munge.socket.2 and work only while another munged with
+# the same key happens to listen there), and defines log and die.
 
 ACCT_PACKAGES=(slurmdbd mariadb-server)
 ACCT_DIR=$STATE_DIR/db
@@ -50,6 +53,7 @@ AccountingStoragePort=$ACCT_DBD_PORT
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=task=5
 EOF
+    if [[ -n ${ACCT_MUNGE_SOCKET:-} ]]; then echo "AccountingStoragePass=$ACCT_MUNGE_SOCKET"; fi
 }
 
 acct_stop_pid() {  # name: SIGTERM, wait up to 30 s, then SIGKILL
@@ -111,7 +115,7 @@ acct_write_dbd_conf() {
     cat >"$tmp" <<EOF
 # slurmdbd of this test cluster; see scripts/slurm-common.bash
 AuthType=auth/munge
-${ACCT_AUTH_INFO:-}
+${ACCT_MUNGE_SOCKET:+AuthInfo=socket=$ACCT_MUNGE_SOCKET}
 DbdHost=localhost
 DbdAddr=127.0.0.1
 DbdPort=$ACCT_DBD_PORT
