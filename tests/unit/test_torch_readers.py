@@ -159,13 +159,34 @@ def test_spacing_per_item(luna, ldct):
         assert np.allclose(prov["spacing"], expected) and prov["spacing"].shape == (2,)
 
 
-def test_one_default_layout_for_every_reader(luna):
-    rows = {str(p): np.arange(3) for p in luna.files}
-    shapes = {
-        "PatchDataset": PatchDataset(luna.files, "nodule", rows=rows)[0][0].shape,
-        "Fold.dataset": folds(luna.files)[0].dataset("nodule")[0][0].shape,
-        "load_all": load_all(luna.files, "nodule", workers=0, rows=rows).images.shape[1:],
-        "iter_batches": next(iter_batches(luna.files, "nodule", 2, workers=0, rows=rows)).images.shape[1:],
+def reader_shapes(files, kind, layout=None) -> dict:
+    """The image shape each reader returns for the first rows of ``files`` (``layout`` None: the default)."""
+    rows = {str(p): np.arange(3) for p in files}
+    return {
+        "PatchDataset": PatchDataset(files, kind, rows=rows, layout=layout)[0][0].shape,
+        "Fold.dataset": folds(files)[0].dataset(kind, layout=layout)[0][0].shape,
+        "load_all": load_all(files, kind, workers=0, rows=rows, layout=layout).images.shape[1:],
+        "iter_batches": next(iter_batches(files, kind, 2, workers=0, rows=rows, layout=layout)).images.shape[1:],
     }
-    expected = (68, 68, 68, 1) if DEFAULT_LAYOUT == "tf" else (1, 68, 68, 68)
-    assert set(shapes.values()) == {expected}, shapes
+
+
+def test_one_default_layout_for_every_reader(luna):
+    assert DEFAULT_LAYOUT is None  # the layout the files store
+    shapes = reader_shapes(luna.files, "nodule")  # LUNA16 files store channel last
+    assert set(shapes.values()) == {(68, 68, 68, 1)}, shapes
+    shapes = reader_shapes(luna.files, "nodule", "torch")
+    assert set(shapes.values()) == {(1, 68, 68, 68)}, shapes
+
+
+def test_the_default_layout_is_read_from_an_ldct_file(ldct):
+    """An LDCT file written with ``output.layout: torch`` reads channel first unless told otherwise
+    (issue 22: it read (55, 55, 1))."""
+    with h5py.File(ldct.files[0], "r") as f:
+        assert f["input"].shape[1:] == (1, 55, 55)  # stored channel first
+    shapes = reader_shapes(ldct.files, "patch")
+    assert set(shapes.values()) == {(1, 55, 55)}, shapes
+    shapes = reader_shapes(ldct.files, "patch", "tf")
+    assert set(shapes.values()) == {(55, 55, 1)}, shapes
+    assert PatchDataset(ldct.files).layout == "torch" and PatchDataset(ldct.files).image_shape == (1, 55, 55)
+    with pytest.raises(ValueError, match="Expected layout"):
+        PatchDataset(ldct.files, layout="channels_last")

@@ -19,7 +19,8 @@ Each piece lives in its own module; import from here:
 
 Kinds (``kind=``): ``nodule`` and ``non_nodule`` (LUNA16), ``patch`` (LDCT, whose "label" is the
 full-dose target).  Layout (``layout=``): ``"tf"`` channel last, ``"torch"`` channel first; every
-reader's default is :data:`DEFAULT_LAYOUT` (``"tf"``).  LUNA16 images are (x, y, z, 1) and labels
+reader's default (:data:`DEFAULT_LAYOUT`, None) is the layout the files store: ``tf`` for LUNA16, the
+``output.layout`` an LDCT file was written with.  LUNA16 images are (x, y, z, 1) and labels
 (8, 8, 8, 2) (pooled one-hot, class 0 background, class 1 nodule) in ``tf``; (1, x, y, z) and
 (2, 8, 8, 8) in ``torch`` -- the spatial axes keep their (x, y, z) order.  LDCT patches are
 (H, W, 1) or (1, H, W).  A single channel moves for free; the two-class LUNA label is transposed

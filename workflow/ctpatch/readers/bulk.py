@@ -194,7 +194,7 @@ def load_all(
     directly into one shared output array (no pickling, no concatenation); ``backend="thread"``
     uses threads instead (h5py serialises most of the work on its lock, so threads gain little).
     ``workers=0`` reads in this process.  Returns a :class:`Batch` in dataset order.  ``layout``
-    None is :data:`ctpatch.readers.contract.DEFAULT_LAYOUT` (a dataset given as ``source`` keeps its own;
+    None is the layout the files store (a dataset given as ``source`` keeps its own;
     its ``items`` and ``transform`` do not apply to batches).
 
     Processes need the ``fork`` start method (Linux, macOS; elsewhere threads are used): the

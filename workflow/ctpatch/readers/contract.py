@@ -13,8 +13,9 @@ kind           image            label                provenance                m
 For LDCT the "label" is the full-dose target patch.
 
 Channel layouts: ``"tf"`` puts the channel last, ``"torch"`` first.  Every reader of
-:mod:`ctpatch.readers` returns :data:`DEFAULT_LAYOUT` unless told otherwise (``layout=``).  LUNA16
-patches are stored ``tf``; LDCT patches in the layout of their settings (``output.layout``).
+:mod:`ctpatch.readers` returns patches in the layout the file stores them in unless told otherwise
+(``layout=``; :data:`DEFAULT_LAYOUT` is None, "as stored"): LUNA16 patches are stored ``tf``; LDCT
+patches in the layout of their settings (``output.layout``, recorded in the file).
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ KINDS = {
 }
 MODE_KINDS = {"luna16": ("nodule", "non_nodule"), "ldct": ("patch",)}
 LAYOUTS = ("tf", "torch")
-#: The one default channel layout of PatchDataset, load_all, iter_batches and Fold.dataset:
-#: channel last, as LUNA16 patches are stored (the reference's layout).  Pass ``layout="torch"``
-#: for channel-first items (PyTorch, MONAI, TorchIO).
-DEFAULT_LAYOUT = "tf"
+#: The one default channel layout of PatchDataset, load_all, iter_batches and Fold.dataset: None, the
+#: layout the files store (LUNA16 ``tf``, channel last as the reference; LDCT its ``output.layout``,
+#: ``torch`` by default).  Pass ``layout="torch"`` or ``"tf"`` to choose one whatever the files store.
+DEFAULT_LAYOUT = None
 
 
 def file_mode(f: h5py.File, path) -> str:
@@ -59,13 +60,13 @@ def file_settings(f: h5py.File) -> dict:
     return json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
 
 
-def resolve_layout(layout) -> str:
-    """``layout``, or :data:`DEFAULT_LAYOUT` for None; raises on anything else.
+def resolve_layout(layout, stored: str) -> str:
+    """``layout``, or for None the layout the file stores (``stored``); raises on anything else.
 
-    >>> resolve_layout(None), resolve_layout("torch")
-    ('tf', 'torch')
+    >>> resolve_layout(None, "torch"), resolve_layout("tf", "torch")
+    ('torch', 'tf')
     """
-    layout = DEFAULT_LAYOUT if layout is None else layout
+    layout = (DEFAULT_LAYOUT or stored) if layout is None else layout
     if layout not in LAYOUTS:
         raise ValueError(f"Expected layout in {LAYOUTS}, got {layout!r}")
     return layout

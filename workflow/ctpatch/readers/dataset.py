@@ -45,7 +45,8 @@ class PatchDataset:
         Which patches (see :mod:`ctpatch.readers.contract`); a sequence concatenates kinds file by file
         (e.g. ``("nodule", "non_nodule")``).  None: ``nodule`` for LUNA16, ``patch`` for LDCT.
     layout : {"tf", "torch"} or None
-        Channel last or first for images and labels; None: :data:`ctpatch.readers.contract.DEFAULT_LAYOUT`.
+        Channel last or first for images and labels; None: the layout the files store (LUNA16 ``tf``,
+        LDCT the ``output.layout`` they were written with).
     rows : mapping, optional
         Only these rows: ``{path: indices}`` or ``{(path, kind): indices}`` (as :class:`~ctpatch.readers.folds.Fold`
         makes); files or kinds not in the mapping contribute nothing.
@@ -76,7 +77,8 @@ class PatchDataset:
         items: str = "tuple",
         transform: Callable | None = None,
     ):
-        self.layout = resolve_layout(layout)
+        if layout is not None:
+            resolve_layout(layout, "tf")  # a wrong value is refused before any file is opened
         if items not in ITEMS:
             raise ValueError(f"Expected items in {ITEMS}, got {items!r}")
         if transform is not None and not callable(transform):
@@ -84,6 +86,7 @@ class PatchDataset:
         self.paths = as_paths(paths)
         self.items, self.transform = items, transform
         self.segments, self.mode, self.kinds = segments(self.paths, kind, rows)
+        self.layout = resolve_layout(layout, self.segments[0].stored_layout)  # None: as the files store it
         self.fields = ProvenanceFields([s.prov_dtype for s in self.segments], where=", ".join(self.paths))
         self._starts = [s.start for s in self.segments]
         self._length = sum(len(s.rows) for s in self.segments)
