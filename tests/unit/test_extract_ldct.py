@@ -180,6 +180,25 @@ def test_uint16_tf_layout_holds_the_raw_values_exactly(tables, tmp_path):
 
 
 # ------------------------------------------------------------------ augmentations
+def test_every_patch_records_the_real_pixel_spacing_of_its_copy(all_on):
+    """Issue 22: the spacing is in the file (a reader needs no DICOM); a downscaled copy's pixels cover the
+    slice's field of view: PixelSpacing x 512 / 409 for the 0.8 copy, not PixelSpacing / 0.8."""
+    prov, pair = all_on["provenance/patch"], all_on["provenance/pair"][0]
+    header = pydicom.dcmread(pair["input_file"].decode(), stop_before_pixels=True)
+    spacing = np.array([float(v) for v in header.PixelSpacing])
+    full = np.array([int(header.Rows), int(header.Columns)])
+    assert np.array_equal(pair["pixel_spacing"], spacing) and pair["slice_thickness"] == float(header.SliceThickness)
+    assert np.all(prov["slice_thickness"] == float(header.SliceThickness))
+    for factor in (1.0, 0.8, 0.6):
+        rows = prov[prov["downscale"] == factor]
+        assert len(rows), factor
+        copy = np.array([int(v * factor) for v in full])  # the copy's shape (area resize to int(n * f))
+        assert np.all(rows["copy_shape"] == copy)
+        assert np.allclose(rows["spacing"], spacing * full / copy, rtol=1e-12, atol=0)
+        if factor != 1.0:
+            assert not np.allclose(rows["spacing"], spacing / factor, rtol=1e-6, atol=0)
+
+
 def test_augmentation_provenance_is_consistent(all_on):
     prov, inp, tgt = all_on["provenance/patch"], all_on["input"][:, 0], all_on["target"][:, 0]
     n = len(prov)

@@ -148,15 +148,56 @@ def test_balanced_sampler_draws_the_chosen_ratio_reproducibly(luna):
         BalancedSampler(PatchDataset(luna.files, "nodule"), {"non_nodule": 1})
 
 
-def test_spacing_per_item(luna, ldct):
-    spacing = luna.config["luna16"]["resample"]["spacing_mm"]
-    assert PatchDataset(luna.files, "non_nodule")[2][2]["spacing"].tolist() == [spacing] * 3
+def mhd_header(path) -> dict:
+    """The keys of a MetaImage header, read as text (independent of ctpatch.io.mhd)."""
+    return dict(line.split(" = ", 1) for line in path.read_text().splitlines() if " = " in line)
+
+
+def test_spacing_per_item_is_the_real_grid_spacing_recorded_in_the_file(luna, monkeypatch):
+    """LUNA16: the spacing of the patch's scan after resampling, recorded per patch (issue 22: the
+    configured 1.25 mm was given where the real grid spacing differs by up to 0.3 %)."""
+    target = luna.config["luna16"]["resample"]["spacing_mm"]
+    root = luna.workdir / luna.config["results"] / "demo" / "luna16"
+    seen = []
+    for kind in ("nodule", "non_nodule"):
+        ds = PatchDataset(luna.files, kind)
+        for i in (0, len(ds) - 1):
+            prov = ds.provenance(i)
+            (mhd,) = root.glob(f"subset*/{prov['seriesuid']}.mhd")
+            head = mhd_header(mhd)
+            size = np.array(head["DimSize"].split(), dtype=float)
+            spacing = np.array(head["ElementSpacing"].split(), dtype=float)
+            expected = spacing * size / np.maximum(np.rint(size * spacing / target), 1)  # the box over whole voxels
+            assert prov["spacing"].shape == (3,) and np.allclose(prov["spacing"], expected, rtol=1e-12), (
+                prov["spacing"],
+                expected,
+            )
+            seen.append(prov["spacing"])
+    assert any(not np.allclose(s, target, rtol=1e-9, atol=0) for s in seen)  # not the configured value
+    with h5py.File(luna.files[0], "r") as f:  # in the file, for readers without ctpatch
+        assert "spacing" in f["provenance/nodule"].dtype.names and "spacing" in f["provenance/non_nodule"].dtype.names
+
+
+def test_ldct_spacing_is_recorded_and_needs_no_source_file(ldct, monkeypatch):
+    """LDCT: the pixel spacing of the patch's copy, recorded per patch (issue 22: NaN where the source
+    folder was out of reach); the slice thickness too."""
     ds = PatchDataset(ldct.files)
-    for i in (0, 9):
+    expected = {}
+    for i in (0, 9, len(ds) - 1):
         prov = ds.provenance(i)
         header = pydicom.dcmread(prov["input_file"], stop_before_pixels=True)
-        expected = np.array([float(v) for v in header.PixelSpacing]) / prov["downscale"]
-        assert np.allclose(prov["spacing"], expected) and prov["spacing"].shape == (2,)
+        full = np.array([int(header.Rows), int(header.Columns)])
+        expected[i] = np.array([float(v) for v in header.PixelSpacing]) * full / prov["copy_shape"]
+        assert np.allclose(prov["spacing"], expected[i]) and prov["spacing"].shape == (2,)
+        assert prov["slice_thickness"] == pytest.approx(float(header.SliceThickness))
+
+    def unreachable(self, path):
+        raise AssertionError(f"the reader opened the source slice {path}")
+
+    monkeypatch.setattr("ctpatch.readers.provenance.DicomSpacing.__call__", unreachable)
+    ds = PatchDataset(ldct.files)
+    for i, spacing in expected.items():
+        assert np.allclose(ds.provenance(i)["spacing"], spacing)
 
 
 def reader_shapes(files, kind, layout=None) -> dict:

@@ -217,14 +217,30 @@ def read_pixels(path: str | os.PathLike) -> np.ndarray:
     No RescaleSlope/RescaleIntercept is applied (the reference used ``pixel_array`` as
     float32), so the Mayo slices are in [0, 4095] with air near 0, not in HU.
     """
+    return read_slice(path)[0]
+
+
+def read_slice(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, float], float]:
+    """One slice read once: its raw stored values as :func:`read_pixels` gives them, (rows, cols) float32;
+    its PixelSpacing (row spacing, column spacing) in mm (NaN, NaN when absent); its SliceThickness in mm
+    (NaN when absent)."""
     path = str(path)
     try:
-        pixels = pydicom.dcmread(path).pixel_array
+        ds = pydicom.dcmread(path)
+        pixels = ds.pixel_array
     except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ValueError(f"Cannot read DICOM pixels of {path}: {exc}") from exc
     if pixels.ndim != 2:
         raise ValueError(f"Expected a single 2D slice in {path}, got shape={pixels.shape!r}")
-    return pixels.astype(np.float32)
+    spacing, thickness = (math.nan, math.nan), math.nan
+    try:
+        if ds.get("PixelSpacing") is not None and len(ds.PixelSpacing) == 2:
+            spacing = (float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1]))
+        if ds.get("SliceThickness") not in (None, ""):
+            thickness = float(ds.SliceThickness)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"Malformed DICOM header in {path}: {exc}") from exc
+    return pixels.astype(np.float32), spacing, thickness
 
 
 def _folder(paths: list[str]) -> str:

@@ -94,7 +94,7 @@ from ctpatch.core.normalize import normalize_pair
 from ctpatch.core.rng import keyed_rng
 from ctpatch.core.values import dtype_limits
 from ctpatch.engine.blocks import Unit
-from ctpatch.io.dicom import read_pixels
+from ctpatch.io.dicom import read_slice
 from ctpatch.ldct.units import unit_for
 from ctpatch.settings import ldct_job
 from ctpatch.settings.types import LdctPatches
@@ -214,6 +214,10 @@ def patch_dtype(patient_width: int, path_width: int, extra: tuple = ()) -> np.dt
     number of 90° counter-clockwise turns (0: none); ``flip`` is ``b""``, ``b"lr"`` or ``b"ud"``;
     ``blend`` the dose-blend factor f (NaN: not blended); ``blur`` / ``noise`` whether the input
     was blurred / given noise.  ``slice_z`` is NaN and ``instance`` -1 when the slice has none.
+    ``spacing`` is the (row, col) pixel spacing of the patch in mm: the source slice's PixelSpacing times
+    its rows (cols) over its copy's rows (cols), i.e. about PixelSpacing / ``downscale`` (the target's;
+    a super-resolution input's pixels are ``scale`` times larger);
+    ``slice_thickness`` the source slice's SliceThickness in mm (NaN for either when the header has none).
     ``extra``: the fields of the unit (:attr:`ctpatch.ldct.units.PlainUnit.fields`); in
     super-resolution ``corner``/``copy_shape`` are the LR input's and the fields ``hr_corner``/``hr_copy_shape``
     the HR target's.
@@ -244,6 +248,8 @@ def patch_dtype(patient_width: int, path_width: int, extra: tuple = ()) -> np.dt
             ("blur", "?"),
             ("noise", "?"),
             *stats,
+            ("spacing", "<f8", (2,)),
+            ("slice_thickness", "<f8"),
             *extra,
         ]
     )
@@ -251,7 +257,8 @@ def patch_dtype(patient_width: int, path_width: int, extra: tuple = ()) -> np.dt
 
 def pair_dtype(patient_width: int, path_width: int) -> np.dtype:
     """Summary of one slice pair (table ``pair``): grid patches cut over all copies, kept after the air
-    threshold, written after the augmentations, and the pair's blend factor (NaN: none)."""
+    threshold, written after the augmentations, the pair's blend factor (NaN: none), and the input
+    slice's PixelSpacing (row, col) and SliceThickness in mm (NaN: not in its header)."""
     return np.dtype(
         [
             ("pair_index", "<i4"),
@@ -264,6 +271,8 @@ def pair_dtype(patient_width: int, path_width: int) -> np.dtype:
             ("patches_kept", "<i4"),
             ("patches_written", "<i4"),
             ("blend", "<f8"),
+            ("pixel_spacing", "<f8", (2,)),
+            ("slice_thickness", "<f8"),
         ]
     )
 
@@ -402,10 +411,12 @@ class Job:
         return out
 
     def _copies(self, row: dict):
-        """Read and normalize one pair; its copies (input, target) and the kept corners per copy."""
+        """Read and normalize one pair; its copies (input, target), the kept corners per copy, the grid
+        size, and the input slice's geometry in mm: (PixelSpacing (row, col), SliceThickness, each copy's
+        real pixel spacing (row, col))."""
         s = self.settings
         where = f"pair {row['input_path']} / {row['target_path']}"
-        ld, fd = read_pixels(row["input_path"]), read_pixels(row["target_path"])
+        (ld, spacing, thickness), (fd, _, _) = read_slice(row["input_path"]), read_slice(row["target_path"])
         expected = (int(row["rows"]), int(row["cols"]))
         if ld.shape != expected or fd.shape != expected:
             raise ValueError(
@@ -424,13 +435,16 @@ class Job:
         else:
             copies_raw = downscale_copies(fd, factors)
         uncropped = copies_raw
+        # each copy's real pixel spacing: the slice's field of view over the copy's (uncropped) pixels
+        full = fd.shape
+        spacings = [(spacing[0] * full[0] / img.shape[0], spacing[1] * full[1] / img.shape[1]) for _, img in copies_tg]
         copies_in, copies_tg, copies_raw = self.pair_unit.copies(copies_in, copies_tg, copies_raw, where)  # SR: SPEC 2c
         kept, cut = self._kept_corners(copies_in, copies_raw, uncropped)
-        return copies_in, copies_tg, kept, cut
+        return copies_in, copies_tg, kept, cut, (spacing, thickness, spacings)
 
     def count(self, unit: Unit) -> int:
         """Patches the pair ``unit`` gives (reads it and applies the air threshold; nothing is cut)."""
-        _, _, kept, _ = self._copies(self.pairs.iloc[unit.index].to_dict())
+        _, _, kept, _, _ = self._copies(self.pairs.iloc[unit.index].to_dict())
         return sum(len(k) for k in kept) * multiplier(self.settings)
 
     def run(self, unit: Unit, w: PatchSink, start: int = 0, stop: int | None = None) -> dict:
@@ -444,7 +458,7 @@ class Job:
             raise ValueError(f"an LDCT pair is cut whole, got the span [{start}, {stop})")
         s, pu = self.settings, self.pair_unit
         row = self.pairs.iloc[unit.index].to_dict()
-        copies_in, copies_tg, kept, cut = self._copies(row)
+        copies_in, copies_tg, kept, cut, (spacing, thickness, spacings) = self._copies(row)
         n_kept = sum(len(k) for k in kept)
         n = n_kept * multiplier(s)
 
@@ -514,9 +528,13 @@ class Job:
                             bool(blur[j]),
                             bool(noise[j]),
                             *stats,
+                            spacings[ci],
+                            thickness,
                             *pu.provenance(hr_corner, img_tg.shape),
                         ),
                     )
                     j += 1
-        w.add_row("pair", (unit.index, patient, in_file, tg_file, slice_z, instance, cut, n_kept, j, f))
+        w.add_row(
+            "pair", (unit.index, patient, in_file, tg_file, slice_z, instance, cut, n_kept, j, f, spacing, thickness)
+        )
         return {"cut": cut, "kept": n_kept, "written": j}

@@ -115,6 +115,13 @@ def verify_ldct(patch_paths, pairs_path, settings: LdctPatches | Mapping, sample
     return report
 
 
+def verify_ldct_files(patch_paths, settings: LdctPatches | Mapping, complete: bool = True) -> dict:
+    """The files of one LDCT extraction checked on their own (``python -m ctpatch verify``): everything
+    :func:`_verify_files` checks without the pair tables and the recomputed sample; ``complete`` False
+    for some of a run's parts (no counts per pair)."""
+    return _verify_files(patch_paths, None, settings, sample=0, complete=complete)
+
+
 def expected_cut(rows: int, cols: int, settings: LdctPatches) -> int:
     """Grid patches of one slice over all its copies (copy shape = int(shape x factor), SPEC 2b;
     in super-resolution the grid of the LR input: copy shape // scale, LR edge, SPEC 2c)."""
@@ -132,22 +139,31 @@ def _dec(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _verify_files(patch_paths, pairs_path, settings: LdctPatches | Mapping, sample: int = SAMPLE) -> dict:
+def _verify_files(
+    patch_paths, pairs_path, settings: LdctPatches | Mapping, sample: int = SAMPLE, complete: bool = True
+) -> dict:
     """Check the merged LDCT file(s) ``patch_paths`` (all parts of one run) against the pair
     table(s) ``pairs_path`` (one path or a list, in the extraction's order) and the extraction
-    ``settings``.  Returns a report dict with ``ok``, ``failures`` and the figures."""
+    ``settings``.  Returns a report dict with ``ok``, ``failures`` and the figures.
+
+    ``pairs_path`` None checks the files on their own (``python -m ctpatch verify``): everything but the
+    pair table's rows against table ``pair`` and the recomputed sample.  ``complete`` False: the files are
+    some of a run's parts, so the counts per pair (which need every part) are not checked."""
     if isinstance(patch_paths, (str, Path)):
         patch_paths = [patch_paths]
     patch_paths = [str(p) for p in patch_paths]
     fails: list[str] = []
-    tables = [str(p) for p in pairs_path] if isinstance(pairs_path, (list, tuple)) else [str(pairs_path)]
+    if pairs_path is None:
+        tables = []
+    else:
+        tables = [str(p) for p in pairs_path] if isinstance(pairs_path, (list, tuple)) else [str(pairs_path)]
     report: dict = {"files": patch_paths, "pairs_tables": tables}
     try:
         s = ldct_job(settings)
     except ValueError as exc:
         return {**report, "ok": False, "failures": [f"settings: {exc}"]}
     try:
-        table = read_pair_tables(pairs_path)
+        table = read_pair_tables(pairs_path) if tables else None
     except ValueError as exc:
         return {**report, "ok": False, "failures": [str(exc)]}
     dtype = np.dtype(s.output.dtype)
@@ -159,8 +175,9 @@ def _verify_files(patch_paths, pairs_path, settings: LdctPatches | Mapping, samp
         input_patch_shape=list(shapes["input"]),
         super_resolution_scale=unit_for(s).scale,
         layout=s.output.layout,
-        selected_pairs=int(len(table)),
     )
+    if table is not None:
+        report["selected_pairs"] = int(len(table))
 
     files = []
     try:
@@ -202,20 +219,20 @@ def _verify_files(patch_paths, pairs_path, settings: LdctPatches | Mapping, samp
             patches_cut=int(pair_rows["patches_cut"].sum()) if len(pair_rows) else 0,
             patches_kept=int(pair_rows["patches_kept"].sum()) if len(pair_rows) else 0,
         )
-        if written != total:
+        if written != total and complete:
             fails.append(f"sum of patches_written in table 'pair' is {written}, but the parts hold {total} patches")
 
         # pairs: the selected rows of the pair table(s) <-> table 'pair'
         by_index = {int(r["pair_index"]): r for r in pair_rows}
         if len(by_index) != len(pair_rows):
             fails.append("table 'pair' holds a pair_index twice")
-        expected_index = set(range(len(table)))
+        expected_index = set(range(len(table))) if table is not None else set()
         missing = sorted(expected_index - set(by_index))
         extra = sorted(set(by_index) - expected_index)
         if missing:
             names = [f"{table.iloc[i]['patient']}/{table.iloc[i]['input_name']}" for i in missing[:5]]
             fails.append(f"{len(missing)} selected pairs of the pair table(s) missing from table 'pair': {names}")
-        if extra:
+        if extra and table is not None:
             fails.append(f"table 'pair' holds pair_index {extra[:5]} not among the {len(table)} selected pairs")
         for i in sorted(expected_index & set(by_index)):
             t, r = table.iloc[i], by_index[i]
@@ -235,6 +252,8 @@ def _verify_files(patch_paths, pairs_path, settings: LdctPatches | Mapping, samp
                     f"{who}: patches_cut {int(r['patches_cut'])}, expected {cut} from the grid of "
                     f"{int(t['rows'])}x{int(t['cols'])} and its copies"
                 )
+        for i, r in sorted(by_index.items()):  # what table 'pair' says of itself
+            who = f"pair {i} ({_dec(r['patient'])}/{Path(_dec(r['input_file'])).name})"
             if int(r["patches_kept"]) > int(r["patches_cut"]):
                 fails.append(f"{who}: patches_kept {int(r['patches_kept'])} > patches_cut {int(r['patches_cut'])}")
             if not s.air_threshold.enabled and int(r["patches_kept"]) != int(r["patches_cut"]):
@@ -252,7 +271,7 @@ def _verify_files(patch_paths, pairs_path, settings: LdctPatches | Mapping, samp
             return {**report, "ok": False, "failures": fails + [f"table 'patch' lacks the value statistics {missing}"]}
         prov = np.concatenate(provs) if provs else np.zeros(0)
         where = np.concatenate([np.stack([np.full(len(p), k), np.arange(len(p))], axis=1) for k, p in enumerate(provs)])
-        fails += _check_provenance(prov, by_index, s)
+        fails += _check_provenance(prov, by_index, s, complete)
 
         # checksums: every stored chunk against its Fletcher32, in place (nothing decoded)
         with ThreadPoolExecutor(2) as pool:  # the sums release the GIL: two datasets at a time
@@ -270,7 +289,7 @@ def _verify_files(patch_paths, pairs_path, settings: LdctPatches | Mapping, samp
             report["dtype_worst_case_error"] = float(np.spacing(dtype.type(top))) / 2.0
         else:
             report["dtype_worst_case_error"] = 0.0
-        if sample > 0 and len(table) and not fails:
+        if sample > 0 and table is not None and len(table) and not fails:
             fails += _check_sample(files, patch_paths, prov, where, pairs_path, s, sample, report)
     finally:
         for f in files:
@@ -280,7 +299,7 @@ def _verify_files(patch_paths, pairs_path, settings: LdctPatches | Mapping, samp
     return report
 
 
-def _check_provenance(prov: np.ndarray, by_index: dict, s: LdctPatches) -> list[str]:
+def _check_provenance(prov: np.ndarray, by_index: dict, s: LdctPatches, complete: bool = True) -> list[str]:
     fails = []
     if not len(prov):
         return fails
@@ -322,7 +341,7 @@ def _check_provenance(prov: np.ndarray, by_index: dict, s: LdctPatches) -> list[
         rows = prov[order[a:b]]
         i = int(rows["pair_index"][0])
         r = by_index.get(i)
-        if r is None:
+        if r is None or not complete:  # the counts and shares of a pair need all its patches
             continue
         n = b - a
         who = f"pair {i} ({_dec(r['patient'])}/{Path(_dec(r['input_file'])).name})"

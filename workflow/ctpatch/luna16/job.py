@@ -54,6 +54,8 @@ from ctpatch.store.identity import file_digest
 from ctpatch.store.sink import PatchSink
 from ctpatch.store.writer import Specs
 
+#: provenance of one patch; ``spacing`` is its scan's voxel spacing (x, y, z) in mm, the grid the patch was cut
+#: from (after resampling: the scan's box over its whole voxels, e.g. 1.2460-1.2527 mm for 1.25 mm)
 PROV_NODULE = np.dtype(
     [
         ("scan_index", "<i4"),
@@ -67,6 +69,7 @@ PROV_NODULE = np.dtype(
         ("centre_world", "<f8", (3,)),
         ("nodule_voxel", "<i4", (3,)),
         ("nodule_world", "<f8", (3,)),
+        ("spacing", "<f8", (3,)),
     ]
 )
 PROV_NEGATIVE = np.dtype(
@@ -80,6 +83,7 @@ PROV_NEGATIVE = np.dtype(
         ("centre_voxel", "<i4", (3,)),
         ("centre_world", "<f8", (3,)),
         ("touches_nodule", "?"),
+        ("spacing", "<f8", (3,)),
     ]
 )
 
@@ -328,6 +332,7 @@ class Job:
                         sc.grid.index_to_world(centre_xyz),
                         sc.centres_xyz[n],
                         (row["world_x"], row["world_y"], row["world_z"]),
+                        sc.grid.spacing,
                     ),
                 )
                 done["nodule_patches"] += 1
@@ -350,6 +355,7 @@ class Job:
                         centre_xyz,
                         sc.grid.index_to_world(centre_xyz),
                         touches,
+                        sc.grid.spacing,
                     ),
                 )
                 done["negatives"] += 1

@@ -98,7 +98,8 @@ def to_layout(array: np.ndarray, stored: str, layout: str, batched: bool) -> np.
 
 
 def luna_spacing(settings: dict) -> np.ndarray:
-    """Voxel spacing (x, y, z) in mm of a LUNA16 file's patches: the isotropic resampling spacing.
+    """Voxel spacing (x, y, z) in mm of the patches of a LUNA16 file that records no spacing per patch
+    (written before issue 22): the configured isotropic resampling spacing.
 
     NaN when the scans were not resampled (each scan keeps its own spacing, which the patch file
     does not record).

@@ -59,9 +59,11 @@ class PatchDataset:
     arrays) with every field of the dataset's kinds (fields of another kind hold fill values:
     -1, NaN, ``""``, False), plus ``file``, ``kind``, ``row`` (its position in that file:
     everything ``python -m ctpatch.report.explain <file> <row> --kind <kind>`` needs) and ``spacing``,
-    the voxel spacing in mm (LUNA16: (x, y, z), the resampling spacing; LDCT: (row, col), the
-    source slice's pixel spacing divided by the patch's ``downscale``, read from the DICOM header
-    it names; NaN where unknown).  Items are in the order files, then kinds, then rows.
+    the voxel spacing in mm as the file records it per patch (LUNA16: (x, y, z), the real grid spacing of
+    the patch's scan after resampling; LDCT: (row, col), the source slice's pixel spacing in the
+    patch's copy).  Files written before the spacing was recorded give the configured resampling
+    spacing (LUNA16) or the DICOM header's pixel spacing over ``downscale`` (LDCT; NaN when the
+    source file cannot be read).  Items are in the order files, then kinds, then rows.
 
     No file is held open between construction and the first read; each process (DataLoader
     worker, multiprocessing child) opens its own read-only handles on first use.  Pickling never
@@ -167,9 +169,11 @@ class PatchDataset:
     def _provenance(self, seg: Segment, row: int) -> dict:
         rec = self._dataset(seg, seg.table)[row]
         prov = self.fields.as_dict(rec)
-        if seg.spacing is not None:
+        if "spacing" in rec.dtype.names:  # recorded per patch (files since issue 22)
+            spacing = np.asarray(rec["spacing"], dtype=np.float64)
+        elif seg.spacing is not None:  # older LUNA16 files: the configured resampling spacing
             spacing = np.asarray(seg.spacing, dtype=np.float64)
-        else:  # LDCT: the source slice's pixel spacing, in the patch's scale
+        else:  # older LDCT files: the source slice's pixel spacing, in the patch's scale
             spacing = self._dicom(prov["input_file"]) / float(prov["downscale"])
         prov.update(file=seg.path, kind=seg.kind, row=row, spacing=spacing)
         return prov

@@ -64,7 +64,7 @@ class Segment:
     label_shape: tuple
     label_dtype: np.dtype
     prov_dtype: np.dtype = None
-    #: voxel spacing in mm of every patch of the segment (LUNA16: x, y, z); None: per patch (LDCT)
+    #: for files that record no spacing per patch: the configured spacing (LUNA16: x, y, z); None: LDCT
     spacing: tuple | None = None
 
     @property
