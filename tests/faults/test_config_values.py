@@ -34,6 +34,9 @@ CONFIG_CASES = {
     ),
     "results_inside_the_luna16_root": ({"luna16": {"root": "/data/LUNA16"}, "results": "/data/LUNA16"}, "results"),
     "seed_beyond_int64": ({"seed": 2**64}, "seed"),
+    # issue 22: an ldct section without mode: ldct ran the LUNA16 demo quietly
+    "ldct_keys_without_mode_ldct": ({"ldct": {"root": "/data/ldct", "patch": {"code": "p42"}}}, "ldct.root"),
+    "ldct_keys_with_mode_luna16": ({"mode": "luna16", "ldct": {"pair_by": "name"}}, "set mode: ldct"),
     "ldct_sr_stride_below_padding": (
         {"mode": "ldct", "ldct": {"super_resolution": {"enabled": True, "scale": 4}}},
         "ldct.patch and super_resolution.scale",

@@ -121,6 +121,18 @@ def test_bad_config_value_refused_at_parse_in_one_line(tmp_path):
     assert "Traceback" not in proc.stderr and 'File "' not in proc.stderr
 
 
+def test_ldct_keys_without_mode_ldct_refused_at_parse(tmp_path):
+    """Issue 22: a config with ldct keys and no mode: ldct ran the LUNA16 demo without a word."""
+    work = workdir_with(tmp_path, {"mode": "luna16"})
+    (work / "my.yaml").write_text(yaml.safe_dump({"ldct": {"root": str(tmp_path / "ldct")}}))
+    proc = snakemake(
+        work, "-n", "--cores", "1", "--configfile", str(work / "config" / "config.yaml"), str(work / "my.yaml")
+    )
+    assert proc.returncode == 1 and proc.stderr.startswith("error: ldct.root is set but mode is 'luna16'"), proc.stderr
+    assert "set mode: ldct" in proc.stderr and "Traceback" not in proc.stderr
+    assert "make_demo_luna16" not in proc.stdout  # nothing planned
+
+
 @pytest.mark.slow
 def test_rules_call_the_interpreter_running_snakemake(tmp_path):
     """Without the venv on PATH (its `snakemake` run by full path) the rules still find the package's

@@ -47,9 +47,42 @@ def validate(config: dict) -> dict:
                 f"{key}: {err.message}" + (f" (allowed: {allowed})" if allowed and err.validator != "enum" else "")
             )
         raise ConfigError("invalid config: " + "; ".join(lines))
+    check_mode_sections(config)
     fill_defaults(config)
     check_semantics(config)
     return config
+
+
+def _leaves(value, prefix: str) -> list[str]:
+    """The dotted keys of the leaves of a mapping (``ldct.patch.code``, ...)."""
+    if isinstance(value, Mapping) and value:
+        return [k for key, sub in value.items() for k in _leaves(sub, f"{prefix}.{key}")]
+    return [prefix]
+
+
+def check_mode_sections(config: Mapping) -> None:
+    """An ``ldct`` section in a config whose ``mode`` is not ``ldct`` is refused: its keys would be ignored
+    and the LUNA16 mode (by default on the demo data) would run instead.  A section equal to the schema's
+    defaults (a config validated before, its defaults filled in) is no sign of intent and passes.
+
+    >>> check_mode_sections({"mode": "luna16", "ldct": {"root": "/data/ldct"}})
+    Traceback (most recent call last):
+    ...
+    ctpatch.settings.validate.ConfigError: ldct.root is set but mode is 'luna16': the ldct section takes effect only with mode: ldct; set mode: ldct to run the LDCT mode, or remove the ldct keys
+    """
+    mode = config.get("mode")
+    given = config.get("ldct")
+    if mode == "ldct" or not isinstance(given, Mapping) or not given:
+        return
+    if given == fill_defaults({"ldct": {}})["ldct"]:
+        return
+    keys = _leaves(given, "ldct")
+    named = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+    said = f"mode is {mode!r}" if mode is not None else "mode is 'luna16' (the default)"
+    raise ConfigError(
+        f"{named} {'is' if len(keys) == 1 else 'are'} set but {said}: the ldct section takes effect only with "
+        f"mode: ldct; set mode: ldct to run the LDCT mode, or remove the ldct keys"
+    )
 
 
 def check_semantics(config: dict) -> None:
