@@ -20,7 +20,9 @@ sys.path.insert(0, PACKAGE_DIR)
 # hdf5plugin, ...; with conda deployment, the `python` of the rule's activated environment.
 _DEPLOY = getattr(getattr(workflow, "deployment_settings", None), "deployment_method", None) or ()
 RULE_PYTHON = "python" if any("conda" in str(m).lower() for m in _DEPLOY) else sys.executable
-_PREFIX = f"export PYTHONPATH={shlex.quote(PACKAGE_DIR)}${{PYTHONPATH:+:$PYTHONPATH}}; CTPATCH_PYTHON={shlex.quote(RULE_PYTHON)}; "
+# bash strict mode first (Snakemake's own default prefix, which a prefix of our own replaces): a failing
+# command of a pipeline (the extraction teed into its log) fails the job
+_PREFIX = f"set -euo pipefail; export PYTHONPATH={shlex.quote(PACKAGE_DIR)}${{PYTHONPATH:+:$PYTHONPATH}}; CTPATCH_PYTHON={shlex.quote(RULE_PYTHON)}; "
 shell.prefix(_PREFIX.replace("{", "{{").replace("}", "}}"))
 
 

@@ -202,7 +202,7 @@ def test_ldct_pairing_failure_reported_once(tmp_path):
     proc = snakemake(work, "--cores", "2")
     assert proc.returncode != 0
     assert "Error in rule pair_slices" in proc.stderr and "Error in rule plan" not in proc.stderr
-    lines = (work / "logs" / "ldct" / "pair_slices.log").read_text().splitlines()
+    lines = (work / "logs" / "results" / "ldct" / "pair_slices.log").read_text().splitlines()
     errors = [line for line in lines if line.startswith("error:")]
     assert len(errors) == 2, lines
     for line, victim in zip(errors, victims):

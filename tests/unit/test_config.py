@@ -219,3 +219,32 @@ def test_section_fills_and_checks_one_section():
     assert demo["subsets"] == 1 and demo["size_xy"] == 512
     with pytest.raises(ConfigError, match="demo.size_xy"):
         section("demo", {"size_xy": 8})
+
+
+def test_every_preset_writes_into_a_results_folder_and_logs_of_its_own(monkeypatch):
+    """Issue 22: the presets wrote into the default run's results/<mode>/ and shared logs/."""
+    from ctpatch.settings import logs_folder
+
+    monkeypatch.chdir(REPO)  # relative results folders are the working folder's
+    presets = sorted((REPO / "config").glob("*.yaml"))
+    assert {p.name for p in presets} >= {"config.yaml", "ldct.yaml", "reference-luna16.yaml", "reference-ldct.yaml"}
+    results = {p.name: load_config(REPO / "config" / "config.yaml", p)["results"] for p in presets}
+    assert len(set(results.values())) == len(results), results
+    assert results["config.yaml"] == "results"
+    logs = {name: logs_folder(r) for name, r in results.items()}
+    assert len(set(logs.values())) == len(logs), logs
+    assert logs["reference-luna16.yaml"] == "logs/results/reference-luna16"
+    for name, path in results.items():  # the file's own comment says where it writes
+        if name != "config.yaml":
+            assert f"Writes {path}/" in (REPO / "config" / name).read_text(), name
+
+
+def test_logs_folders_of_two_results_folders_never_meet(tmp_path, monkeypatch):
+    from ctpatch.settings import logs_folder
+
+    monkeypatch.chdir(tmp_path)
+    inside = {logs_folder(r) for r in ("results", "results/a", "./results/b/", "other")}
+    assert inside == {"logs/results", "logs/results/a", "logs/results/b", "logs/other"}
+    outside = [logs_folder(str(tmp_path.parent / "x" / "results")), logs_folder(str(tmp_path.parent / "y" / "results"))]
+    assert outside[0] != outside[1] and all(o.startswith("logs/results-") for o in outside)
+    assert logs_folder(str(tmp_path / "results")) == "logs/results"  # the same folder, named absolutely

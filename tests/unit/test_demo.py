@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-from demos import GENERATOR_DEMO
+from demos import GENERATOR_DEMO, TINY_DEMO
 
 from ctpatch.luna16.demo import plan_scans, write_dataset
 from ctpatch.settings import section
@@ -147,3 +147,46 @@ def test_voxels_are_hu_like(dataset):
             assert abs(np.median(core) - 60) < 20  # nodule: soft tissue
             assert abs(np.median(shell) + 850) < 20  # lung parenchyma around it
             assert core.mean() > shell.mean() + 500
+
+
+def test_a_new_seed_replaces_the_demo_data_set_and_what_was_made_of_it(tmp_path):
+    """Issue 22: a changed seed left the old scans and volumes behind (245 -> 490 MB)."""
+    from ctpatch.luna16.demo import prune_scans, stale_demo_outputs
+
+    demo = {**TINY_DEMO, "subsets": 2}
+    old = write_dataset(tmp_path / "demo", demo, 1)
+    new_settings = {**demo, "subsets": 1}
+    new = plan_scans(new_settings, 2)
+    assert not {p.series_uid for p in old} & {p.series_uid for p in new}  # another seed: other series
+    write_dataset(tmp_path / "demo", new_settings, 2)
+    (tmp_path / "demo" / "subset0" / "notes.txt").write_text("mine")  # not a scan: kept
+    removed = prune_scans(tmp_path / "demo", new)
+    left = {p.stem for p in (tmp_path / "demo").glob("subset*/*.mhd")}
+    assert left == {p.series_uid for p in new} and not (tmp_path / "demo" / "subset1").exists()
+    assert len(removed) == 3  # the old subset0 scan's .mhd and .raw, the old subset1 folder
+    assert (tmp_path / "demo" / "subset0" / "notes.txt").exists()
+
+    # what a run made of the old data set
+    res = tmp_path / "results" / "luna16"
+    made = []
+    for p in old + new:
+        for suffix in (".npy", ".json"):
+            made.append(res / "volumes" / p.subset / f"{p.series_uid}{suffix}")
+    for sub in ("subset0", "subset1"):
+        made += [res / "patches" / f"{sub}.h5", res / "sanity" / f"{sub}.png", res / "report" / f"{sub}.verify.json"]
+        made.append(res / "labels" / sub / "nodules.tsv")
+    made.append(res / "report" / "plan.txt")
+    for path in made:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    scans = {"subset0": [p.series_uid for p in new]}
+    stale = set(stale_demo_outputs(res, scans))
+    expected = {
+        res / "volumes" / "subset0" / f"{p.series_uid}{s}"
+        for p in old
+        if p.subset == "subset0"
+        for s in (".npy", ".json")
+    }
+    expected |= {res / "volumes" / "subset1", res / "labels" / "subset1", res / "patches" / "subset1.h5"}
+    expected |= {res / "sanity" / "subset1.png", res / "report" / "subset1.verify.json"}
+    assert stale == expected

@@ -13,9 +13,10 @@ from paths import REPO, SHARED_LDCT
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def extraction_log(workdir: Path, mode: str, group: str) -> Path:
-    """The log of the extraction that wrote ``group``: one per subset (LUNA16), one over all patients (LDCT)."""
-    logs = Path(workdir) / "logs" / mode
+def extraction_log(workdir: Path, mode: str, group: str, results: str = "results") -> Path:
+    """The log of the extraction that wrote ``group``: one per subset (LUNA16), one over all patients (LDCT);
+    each results folder has its own logs, ``logs/<results>/``."""
+    logs = Path(workdir) / "logs" / results / mode
     return logs / "extract_patches.log" if mode == "ldct" else logs / "extract_patches" / f"{group}.log"
 
 

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from browser import assert_report_layout
 from paths import SHARED_DATA, SHARED_LDCT
 from snakerun import SMALL_LDCT, snakemake, write_config
 
@@ -43,7 +44,7 @@ def test_two_rank_ldct_run_on_real_pairs(tmp_path):
     write_config(tmp_path, cfg)
     snakemake(tmp_path, "--cores", "2")
     # one MPI world for both patients (one job over all patients), each patient's file written in it
-    log = (tmp_path / "logs/ldct/extract_patches.log").read_text()
+    log = (tmp_path / "logs/results/ldct/extract_patches.log").read_text()
     assert log.count("rank 0: MPI world size 2") == 1 and log.count("rank 1: MPI world size 2") == 1
     for patient in ("L096", "L143"):
         assert f"rows in results/ldct/patches/{patient}.h5 on 2 ranks" in log
@@ -63,6 +64,11 @@ def test_two_rank_ldct_run_on_real_pairs(tmp_path):
             assert np.array_equal(pair["patches_written"], 6 * pair["patches_kept"])
             assert set(np.unique(prov["downscale"]).round(2)) == {1.0, 0.8, 0.6}
         assert (tmp_path / f"results/ldct/sanity/{patient}.png").stat().st_size > 10_000
+    # the report, as a browser shows it: headings, and tables within the page (issue 22, both modes)
+    snakemake(tmp_path, "--report", "report.html")
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    assert_report_layout(tmp_path / "report.html", pages)
 
 
 @pytest.mark.slow
@@ -132,7 +138,7 @@ def test_an_unpaired_slice_stops_the_run_naming_the_files(tmp_path):
     write_config(work, cfg)
     proc = snakemake(work, "--cores", "2", check=False)
     assert proc.returncode != 0
-    log = (work / "logs/ldct/pair_slices.log").read_text()
+    log = (work / "logs/results/ldct/pair_slices.log").read_text()
     assert removed.name in log  # the input slice with the same name has no partner
     assert not (work / "results/ldct/pairs/L096.tsv").exists()
 
@@ -166,7 +172,7 @@ def test_super_resolution_run_identical_for_1_and_2_ranks(tmp_path):
         assert report["ok"], report["failures"]
         assert report["input_patch_shape"] == [1, 18, 18] and report["patch_shape"] == [1, 55, 55]
         assert report["reader"].startswith("IMPORT hdf5plugin")
-        log = (runs[2] / "logs/ldct/extract_patches.log").read_text()
+        log = (runs[2] / "logs/results/ldct/extract_patches.log").read_text()
         assert "rank 1: MPI world size 2" in log
         for part in (0, 1):
             name = f"results/ldct/patches/{patient}.part{part}.h5"

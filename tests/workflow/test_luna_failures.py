@@ -93,7 +93,7 @@ def test_bad_input_stops_before_any_work_with_a_named_error(tmp_path, luna_sourc
     write_config(work, cfg)
     proc = snakemake(work, "--cores", "2", check=False)
     assert proc.returncode != 0
-    log_file = work / "logs" / "luna16" / "check_luna_inputs.log"
+    log_file = work / "logs" / "results" / "luna16" / "check_luna_inputs.log"
     said = proc.stdout + proc.stderr + (log_file.read_text() if log_file.exists() else "")
     assert name in said and what in said, said[-3000:]
     assert not (work / "results" / "luna16" / "volumes").exists()
@@ -108,7 +108,7 @@ def test_unknown_series_can_be_a_warning(tmp_path, luna_source):
     work = tmp_path / "work"
     write_config(work, cfg)
     snakemake(work, "--cores", "2", f"{'results/luna16/checks/inputs.json'}")
-    log = (work / "logs" / "luna16" / "check_luna_inputs.log").read_text()
+    log = (work / "logs" / "results" / "luna16" / "check_luna_inputs.log").read_text()
     assert "warning:" in log and "1.2.3.4.5.6" in log
 
 
@@ -134,7 +134,7 @@ def test_killed_rank_leaves_nothing_finished_and_the_rerun_completes(tmp_path, l
         "results/luna16/patches/subset0.h5",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    log = work / "logs" / "luna16" / "extract_patches" / "subset0.log"
+    log = work / "logs" / "results" / "luna16" / "extract_patches" / "subset0.log"
     victim = None
     deadline = time.time() + 120
     while victim is None and time.time() < deadline:

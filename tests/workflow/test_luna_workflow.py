@@ -108,8 +108,11 @@ def runs(tmp_path_factory):
 def test_two_rank_run_counts_and_report(runs):
     work = runs[2]
     for subset in ("subset0", "subset1"):
-        log = (work / "logs" / "luna16" / "extract_patches" / f"{subset}.log").read_text()
+        log = (work / "logs" / "results" / "luna16" / "extract_patches" / f"{subset}.log").read_text()
         assert "rank 0: MPI world size 2" in log and "rank 1: MPI world size 2" in log
+        for line in log.splitlines():  # every line whole: the ranks' lines never run together (issue 22)
+            assert line.startswith(("rank 0: ", "rank 1: ", f"{subset}: ", "extraction done: ")), line
+            assert line.count("rank ") <= 1 and " on host " not in line.split(" on host ", 1)[-1], line
         nodules = pd.read_csv(work / f"results/luna16/labels/{subset}/nodules.tsv", sep="\t")
         ann = pd.read_csv(work / "results/demo/luna16/CSVFILES/annotations.csv")
         scans = [p.stem for p in (work / "results/demo/luna16" / subset).glob("*.mhd")]

@@ -140,3 +140,20 @@ def test_readme_lists_every_provenance_field():
     assert readme_fields("provenance/patch") == set(patch_dtype(4, 8).names)
     for explained in ("annotation_row", "scan_index", "patch_index", "pair_index"):
         assert f"- `{explained}`" in README or f"`{explained}` is" in README or f"`{explained}`:" in README, explained
+
+
+def test_every_setting_value_the_readme_names_is_an_allowed_value():
+    """Issue 22: the README said `negatives.strategy: candidate` (the value is `candidates`)."""
+    from ctpatch.settings import choices
+
+    checked = 0
+    for key, value in re.findall(r"\b((?:luna16\.|ldct\.)?[a-z_]+(?:\.[a-z_0-9]+)+): ([A-Za-z0-9_.-]+)", README):
+        for full in [key] if key.startswith(("luna16.", "ldct.")) else [f"luna16.{key}", f"ldct.{key}", key]:
+            try:
+                allowed = choices(full)  # keys with an enum; "luna16.root: demo" and the like have none
+            except (KeyError, TypeError):
+                continue
+            assert value in allowed or value.rstrip(".") in allowed, f"README: {key}: {value} (allowed: {allowed})"
+            checked += 1
+            break
+    assert checked >= 10, checked

@@ -105,7 +105,8 @@ def test_cased_style_reader_opens_reference_luna16_preset_files(tmp_path):
     config["luna16"]["resample"] = {**config["luna16"]["resample"], "interpolator": "linear"}
     write_config(tmp_path, config)
     snakemake(tmp_path, "--cores", "2", "--configfile", str(tmp_path / "config" / "config.yaml"))
-    files = sorted((tmp_path / "results" / "luna16" / "patches").glob("subset*.h5"))
+    assert config["results"] == "results/reference-luna16"  # its own folder (issue 22): not the default run's
+    files = sorted((tmp_path / config["results"] / "luna16" / "patches").glob("subset*.h5"))
     assert [f.name for f in files] == ["subset0.h5", "subset1.h5"]
     for h5 in files:
         got = run_reader(tmp_path, CASED_READER, h5, tmp_path / f"{h5.stem}.npz")
@@ -132,9 +133,10 @@ def test_mpi4py_patches_style_reader_opens_reference_ldct_preset_files(tmp_path)
     config["ldct"] = {**config["ldct"], "root": str(SHARED_LDCT), "patients": ["L096", "L143"]}
     write_config(tmp_path, config)
     snakemake(tmp_path, "--cores", "2", "--configfile", str(tmp_path / "config" / "config.yaml"))
-    patients = sorted((tmp_path / "results" / "ldct" / "patches").glob("*.h5"))
+    assert config["results"] == "results/reference-ldct"  # its own folder (issue 22): not the default run's
+    patients = sorted((tmp_path / config["results"] / "ldct" / "patches").glob("*.h5"))
     assert [p.stem for p in patients] == ["L096", "L143"]
-    combined = tmp_path / "results" / "ldct" / "combined" / "all.h5"  # the reference's one file for all
+    combined = tmp_path / config["results"] / "ldct" / "combined" / "all.h5"  # the reference's one file for all
     for h5, pairs in [(p, 4) for p in patients] + [(combined, 8)]:
         got = run_reader(tmp_path, MPI4PY_PATCHES_READER, h5, tmp_path / f"{h5.stem}.npz")
         ours = load_all(str(h5), "patch", workers=0, layout="torch")

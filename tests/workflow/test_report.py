@@ -4,15 +4,12 @@ rendering it in headless Chromium (the tables are in the page, not only download
 from __future__ import annotations
 
 import base64
-import html as htmllib
 import io
-import os
 import re
-import shutil
-import subprocess
 
 import pandas as pd
 import pytest
+from browser import assert_report_layout, rendered_text
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -58,43 +55,6 @@ def test_report_holds_tables_and_pictures(small_luna_run):
         assert category in html
 
 
-def chromium() -> str:
-    """The ``chromium`` binary; installed from Debian's package when missing and this is root (as CI is)."""
-    found = shutil.which("chromium")
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("headless Chromium needed: apt-get install chromium (as root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, env=env, timeout=600)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "chromium"], check=True, capture_output=True, env=env, timeout=900
-    )
-    return shutil.which("chromium")
-
-
-def rendered_text(report) -> str:
-    """The text of the report's DOM after Chromium ran its scripts (markup and scripts removed)."""
-    dom = subprocess.run(
-        [
-            chromium(),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            report.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=True,
-    ).stdout
-    body = dom[dom.find("<body") :]
-    body = re.sub(r"<script.*?</script>", " ", body, flags=re.S)
-    return re.sub(r"\s+", " ", htmllib.unescape(re.sub(r"<[^>]+>", " ", body)))
-
-
 @pytest.mark.slow
 @pytest.mark.mpi
 def test_report_page_shows_its_tables_in_a_browser(small_luna_run):
@@ -113,3 +73,11 @@ def test_report_page_shows_its_tables_in_a_browser(small_luna_run):
     assert "stride: 8" in text and "shifts_per_side: 4" in text  # the config, as text in the page
     for heading in ("Plan", "Verification", "Nodule accounting", "Config"):
         assert f" {heading} " in text
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_report_headings_and_tables_fit_the_page_in_a_browser(small_luna_run, tmp_path):
+    assert_report_layout(small_luna_run / "report.html", tmp_path)
+    table = pd.read_csv(small_luna_run / "results/luna16/report/verification.tsv", sep="\t")
+    assert set(table["reader"]) == {"IMPORT hdf5plugin BEFORE READING (codec blosc2-zstd)"}  # in brief

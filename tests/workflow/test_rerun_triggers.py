@@ -105,6 +105,16 @@ def test_a_changed_negatives_ratio_reruns_its_steps_and_only_them(finished, tmp_
     assert planned_jobs(work, *triggers) == {**AFTER_EXTRACTION, **REPORTS}
 
 
+def test_a_dry_run_after_a_changed_setting_names_the_settings_file_not_its_text(finished, tmp_path):
+    """Issue 22: one changed setting made the dry run print 35 KB of settings JSON."""
+    work = changed(finished, tmp_path, {"luna16.negatives.ratio": 2})
+    proc = snakemake(work, "-n", "--cores", "2")
+    out = proc.stdout + proc.stderr
+    assert "reason: Updated input files: results/luna16/settings/patches.json" in out
+    assert "ctpatch-settings" not in out and '"ratio"' not in out and "'ratio'" not in out
+    assert len(out) < 16_000, len(out)  # the two subsets' jobs, their reasons and the command lines
+
+
 def test_a_changed_ratio_reaches_the_files_from_a_second_checkout(finished, tmp_path):
     """No .snakemake metadata (another clone on the same results): the settings file's time stamp alone."""
     work = changed(finished, tmp_path, {"luna16.negatives.ratio": 2}, keep_metadata=False)

@@ -34,7 +34,10 @@ def job_commands(stdout: str) -> list[tuple[str, str]]:
 
 
 def words_of(command: str) -> list[str]:
-    """The words of a command before its log redirection (``... > log 2>&1``)."""
+    """The words of a command before its log redirection (``... > log 2>&1``; the extraction's output goes
+    to its log and the terminal, ``... 2>&1 | tee log``)."""
+    if " 2>&1 | tee " in command:
+        return shlex.split(command.rpartition(" 2>&1 | tee ")[0])
     return shlex.split(command.rpartition(" > ")[0])
 
 

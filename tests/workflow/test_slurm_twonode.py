@@ -174,7 +174,7 @@ def test_luna16_node_failure_fails_cleanly_then_the_rerun_on_two_nodes_equals_th
     slurm, local = tmp_path / "slurm", tmp_path / "local"
     write_config(slurm, {**config, "extract": {**config["extract"], "nodes": 2}})
     write_config(local, config)
-    log = slurm / "logs" / "luna16" / "extract_patches" / "subset0.log"
+    log = slurm / "logs" / "results" / "luna16" / "extract_patches" / "subset0.log"
     cmd = [
         sys.executable,
         "-m",

@@ -2,6 +2,7 @@
 # (get_*), the final targets and wildcard constraints.  Each mode's rules are in luna16.smk and
 # ldct.smk; the functions stay here (Snakemake's lint wants rules and functions apart).
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import ctpatch.settings as cfg
 from ctpatch.settings.types import Config, build
 import ctpatch.ldct.discover as ldct_discover
 import ctpatch.luna16.discover as luna16_discover
+import ctpatch.report.terminal as terminal
 from ctpatch.io.folders import DiscoveryError
+from ctpatch.luna16.demo import stale_demo_outputs
 from ctpatch.store.atomic import ResultsLock
 
 
@@ -30,6 +33,8 @@ MODE = config["mode"]
 LUNA = config["luna16"]
 LDCT = config["ldct"]
 DEMO_ROOT = f"{RES}/demo/luna16"
+# every results folder has its own logs (logs/<results>/...): two configurations never share a log file
+LOGS = cfg.logs_folder(RES)
 
 
 # ---------------------------------------------------------------- settings files (ctpatch.settings)
@@ -53,11 +58,54 @@ for _scope in cfg.SCOPES[MODE]:
 RESULTS_LOCK = ResultsLock(RES)
 
 
+def check_ranks():
+    """MPI ranks never exceed the cores Snakemake was given: the rule's threads (extract.tasks) are capped by
+    --cores and its ranks are its threads; a --set-resources tasks=N above --cores on this machine is refused.
+    (Cluster executors place the ranks on their nodes: not checked there.)"""
+    tasks = workflow.resource_settings.overwrite_resources.get("extract_patches", {}).get("tasks")
+    tasks = getattr(tasks, "value", tasks)  # a Resource from the command line, or a plain value
+    cores = workflow.resource_settings.cores
+    if workflow.local_exec and isinstance(tasks, int) and isinstance(cores, int) and tasks > cores:
+        refuse(
+            f"extract_patches: --set-resources extract_patches:tasks={tasks} asks for more MPI ranks than the "
+            f"{cores} core(s) of --cores; give --cores {tasks} or fewer tasks"
+        )
+
+
+def prune_stale_demo():
+    """The demo data set is remade when its settings change (demo.*, seed): the scans of the old one (its
+    generator removes them) and what was made of them (converted volumes, subsets no longer there) go."""
+    if MODE != "luna16" or LUNA["root"] != "demo":
+        return
+    stale = stale_demo_outputs(f"{RES}/luna16", LUNA_SCANS)
+    for path in stale:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if stale:
+        print(
+            f"ctpatch: removed {len(stale)} file(s) made from an earlier demo data set (its settings or seed changed)",
+            file=sys.stderr,
+        )
+
+
 onstart:
     try:
         RESULTS_LOCK.acquire()
     except OSError as exc:
         refuse(exc)
+    check_ranks()
+    prune_stale_demo()
+
+
+onerror:
+    # Snakemake ends with "CalledProcessError ... check log file(s)": say what the failed steps themselves said
+    summary = terminal.failure_summary(log)
+    if summary:
+        print(summary, file=sys.stderr)
+
+
+onsuccess:
+    # where the patch files are, what they hold, and the line that reads them
+    print(terminal.run_summary(get_all_patch_files() + MODE_FILES, MODE, RES, LOGS), file=sys.stderr)
 
 
 # ---------------------------------------------------------------- the groups of the run, per mode
@@ -86,6 +134,7 @@ if MODE == "luna16":
     MODE_TARGETS = [f"{RES}/luna16/report/nodule_accounting.tsv"] + [
         f"{RES}/luna16/report/{g}.{what}.png" for g in GROUPS for what in ("nodules", "negatives")
     ]
+    MODE_FILES = []  # patch files besides the groups
 else:
     GROUPS = _discover(ldct_discover.ldct_patients)
     # one file per patient, or nsplit parts; with output.combined the nsplit parts are the combined
@@ -97,6 +146,12 @@ else:
     CHECKED = [f"{RES}/ldct/pairs/{g}.tsv" for g in GROUPS]
     COMBINED_FILES = [f"{RES}/ldct/combined/all{sfx}.h5" for sfx in NSPLIT_SUFFIXES] if LDCT_COMBINED else []
     MODE_TARGETS = COMBINED_FILES + ([f"{RES}/ldct/report/combined.json"] if LDCT_COMBINED else [])
+    MODE_FILES = COMBINED_FILES  # patch files besides the groups
+
+
+def get_extract_tasks(wildcards, threads):
+    """The extraction's MPI ranks: its threads, extract.tasks capped by --cores (a profile may set tasks)."""
+    return threads
 
 
 def get_patch_files(group):

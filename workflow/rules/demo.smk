@@ -11,7 +11,7 @@ if LUNA["root"] == "demo" and MODE == "luna16":
             annotations=f"{DEMO_ROOT}/CSVFILES/annotations.csv",
             candidates=f"{DEMO_ROOT}/CSVFILES/candidates.csv",
         log:
-            "logs/demo/make_demo_luna16.log",
+            f"{LOGS}/demo/make_demo_luna16.log",
         conda:
             "../../envs/ctpatch.yaml"
         params:

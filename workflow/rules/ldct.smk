@@ -18,7 +18,7 @@ if MODE == "ldct":
             tables=get_pair_tables(),
             reports=[f"{RES}/ldct/pairs/{p}.json" for p in GROUPS],
         log:
-            "logs/ldct/pair_slices.log",
+            f"{LOGS}/ldct/pair_slices.log",
         conda:
             "../../envs/ctpatch.yaml"
         params:
@@ -35,15 +35,17 @@ if MODE == "ldct":
         output:
             get_all_patch_files(),
         log:
-            "logs/ldct/extract_patches.log",
+            f"{LOGS}/ldct/extract_patches.log",
         benchmark:
             f"{RES}/benchmarks/extract_patches/ldct/all.tsv"
         conda:
             "../../envs/ctpatch.yaml"
+        # extract.tasks ranks, never more than --cores: Snakemake caps the threads at --cores, the ranks are
+        # the threads (--cores 1: one rank; the files are the same for any number of ranks)
         threads: config["extract"]["tasks"]
         resources:
             mpi=config["extract"]["mpi"],
-            tasks=config["extract"]["tasks"],
+            tasks=get_extract_tasks,
             # patches a rank compresses at a time: memory, not bytes (a resource: changing it reruns nothing)
             buffer_patches=config["extract"]["buffer_patches"],
             nodes=config["extract"]["nodes"],
@@ -56,7 +58,8 @@ if MODE == "ldct":
             # resources.mpi is a command with its own words (e.g. "srun --mpi=pmi2"): deliberately not quoted
             '{resources.mpi} -n {resources.tasks:q} "$CTPATCH_PYTHON" -m ctpatch.ldct.extract --ranks {resources.tasks:q} '
             "--settings-file {input.settings:q} --buffer-patches {resources.buffer_patches:q} --pairs {input.pairs:q} --out {output:q} "
-            "> {log:q} 2>&1"
+            # its output to its log and to the terminal (rank 0's progress lines, errors)
+            "2>&1 | tee {log:q}"
 
     rule verify_patches:
         """LDCT, all patients in one job: Fletcher32 of every chunk, counts, shapes, dtypes, provenance, value statistics, a seeded sample of patches regenerated from the pair tables; fails the job when wrong; results/ldct/report/PATIENT.verify.json."""
@@ -67,7 +70,7 @@ if MODE == "ldct":
         output:
             [f"{RES}/ldct/report/{p}.verify.json" for p in GROUPS],
         log:
-            "logs/ldct/verify_patches.log",
+            f"{LOGS}/ldct/verify_patches.log",
         conda:
             "../../envs/ctpatch.yaml"
         shell:
@@ -89,7 +92,7 @@ if MODE == "ldct":
                 for p in GROUPS
             ],
         log:
-            "logs/ldct/sanity_pictures.log",
+            f"{LOGS}/ldct/sanity_pictures.log",
         conda:
             "../../envs/ctpatch.yaml"
         params:
@@ -108,7 +111,7 @@ if MODE == "ldct":
                 parts=COMBINED_FILES,
                 report=f"{RES}/ldct/report/combined.json",
             log:
-                "logs/ldct/combine_patches.log",
+                f"{LOGS}/ldct/combine_patches.log",
             conda:
                 "../../envs/ctpatch.yaml"
             params:

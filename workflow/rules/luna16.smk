@@ -18,7 +18,7 @@ if MODE == "luna16":
             scans=f"{RES}/luna16/checks/scans.tsv",
             report=f"{RES}/luna16/checks/inputs.json",
         log:
-            "logs/luna16/check_luna_inputs.log",
+            f"{LOGS}/luna16/check_luna_inputs.log",
         conda:
             "../../envs/ctpatch.yaml"
         params:
@@ -39,7 +39,7 @@ if MODE == "luna16":
             npy=f"{RES}/luna16/volumes/{{subset}}/{{uid}}.npy",
             json=f"{RES}/luna16/volumes/{{subset}}/{{uid}}.json",
         log:
-            "logs/luna16/convert_mhd/{subset}/{uid}.log",
+            f"{LOGS}/luna16/convert_mhd/{{subset}}/{{uid}}.log",
         benchmark:
             f"{RES}/benchmarks/convert_mhd/{{subset}}/{{uid}}.tsv"
         conda:
@@ -63,7 +63,7 @@ if MODE == "luna16":
             masks=directory(f"{RES}/luna16/labels/{{subset}}/masks"),
             table=f"{RES}/luna16/labels/{{subset}}/nodules.tsv",
         log:
-            "logs/luna16/make_labels/{subset}.log",
+            f"{LOGS}/luna16/make_labels/{{subset}}.log",
         conda:
             "../../envs/ctpatch.yaml"
         shell:
@@ -82,15 +82,17 @@ if MODE == "luna16":
         output:
             f"{RES}/luna16/patches/{{subset}}.h5",
         log:
-            "logs/luna16/extract_patches/{subset}.log",
+            f"{LOGS}/luna16/extract_patches/{{subset}}.log",
         benchmark:
             f"{RES}/benchmarks/extract_patches/luna16/{{subset}}.tsv"
         conda:
             "../../envs/ctpatch.yaml"
+        # extract.tasks ranks, never more than --cores: Snakemake caps the threads at --cores, the ranks are
+        # the threads (--cores 1: one rank; the files are the same for any number of ranks)
         threads: config["extract"]["tasks"]
         resources:
             mpi=config["extract"]["mpi"],
-            tasks=config["extract"]["tasks"],
+            tasks=get_extract_tasks,
             # patches a rank compresses at a time: memory, not bytes (a resource: changing it reruns nothing)
             buffer_patches=config["extract"]["buffer_patches"],
             nodes=config["extract"]["nodes"],
@@ -106,7 +108,8 @@ if MODE == "luna16":
             '{resources.mpi} -n {resources.tasks:q} "$CTPATCH_PYTHON" -m ctpatch.luna16.extract --ranks {resources.tasks:q} '
             "--settings-file {input.settings:q} --buffer-patches {resources.buffer_patches:q} --group {wildcards.subset:q} --out {output:q} "
             "--sidecars {input.sidecars:q} --masks-dir {input.masks:q} --nodules {input.nodules:q} {params.candidates:q} "
-            "> {log:q} 2>&1"
+            # its output to its log and to the terminal (rank 0's progress lines, errors)
+            "2>&1 | tee {log:q}"
 
     rule verify_patches:
         """LUNA16, one subset: Fletcher32 of every chunk, counts, shapes, dtypes, provenance, labels, a seeded sample of patches regenerated from the extraction's inputs; fails the job when wrong; results/luna16/report/SUBSET.verify.json."""
@@ -121,7 +124,7 @@ if MODE == "luna16":
         output:
             f"{RES}/luna16/report/{{subset}}.verify.json",
         log:
-            "logs/luna16/verify_patches/{subset}.log",
+            f"{LOGS}/luna16/verify_patches/{{subset}}.log",
         conda:
             "../../envs/ctpatch.yaml"
         params:
@@ -143,7 +146,7 @@ if MODE == "luna16":
                 subcategory="{subset}",
             ),
         log:
-            "logs/luna16/sanity_pictures/{subset}.log",
+            f"{LOGS}/luna16/sanity_pictures/{{subset}}.log",
         conda:
             "../../envs/ctpatch.yaml"
         params:
@@ -164,7 +167,7 @@ if MODE == "luna16":
             ),
             summary=f"{RES}/luna16/report/nodule_accounting.json",
         log:
-            "logs/luna16/nodule_accounting.log",
+            f"{LOGS}/luna16/nodule_accounting.log",
         conda:
             "../../envs/ctpatch.yaml"
         shell:
@@ -190,7 +193,7 @@ if MODE == "luna16":
                 subcategory="{subset}",
             ),
         log:
-            "logs/luna16/nodule_pictures/{subset}.log",
+            f"{LOGS}/luna16/nodule_pictures/{{subset}}.log",
         conda:
             "../../envs/ctpatch.yaml"
         params:

@@ -10,7 +10,7 @@ rule plan:
         json=f"{RES}/{MODE}/report/plan.json",
         text=report(f"{RES}/{MODE}/report/plan.txt", caption="../report/plan.rst", category="Plan"),
     log:
-        f"logs/{MODE}/plan.log",
+        f"{LOGS}/{MODE}/plan.log",
     conda:
         "../../envs/ctpatch.yaml"
     shell:
@@ -29,7 +29,7 @@ rule verification_table:
             category="Verification",
         ),
     log:
-        f"logs/{MODE}/verification_table.log",
+        f"{LOGS}/{MODE}/verification_table.log",
     conda:
         "../../envs/ctpatch.yaml"
     shell:
@@ -43,7 +43,7 @@ rule report_config:
     output:
         report(f"{RES}/{MODE}/report/config.yaml", caption="../report/config.rst", category="Config"),
     log:
-        f"logs/{MODE}/report_config.log",
+        f"{LOGS}/{MODE}/report_config.log",
     conda:
         "../../envs/ctpatch.yaml"
     shell:

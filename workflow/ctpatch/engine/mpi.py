@@ -14,6 +14,7 @@ fails stops every rank.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from dataclasses import dataclass
@@ -21,6 +22,19 @@ from pathlib import Path
 
 from ctpatch.engine.run import comm_host, extract, extraction_attrs
 from ctpatch.settings import key_schema, read_settings
+
+
+def say(msg: str, stream=None) -> None:
+    """Print one line in ONE write: the ranks share the launcher's pipe, and a line written in pieces (text,
+    then its newline) runs into another rank's line (``rank 1: … on host vmrank 0: …``)."""
+    stream = sys.stdout if stream is None else stream
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a test's capture): print is one piece there
+        print(msg, file=stream, flush=True)
+        return
+    stream.flush()
+    os.write(fd, (msg + "\n").encode())
 
 
 def run(job_class, args, comm) -> None:
@@ -31,15 +45,15 @@ def run(job_class, args, comm) -> None:
             f"MPI world (with SLURM use 'srun --mpi=pmi2', not plain 'srun')"
         )
     # the host shows where the launcher put each rank (two hosts when a job spans two nodes)
-    print(f"rank {rank}: MPI world size {size} on host {comm_host()}", flush=True)
+    say(f"rank {rank}: MPI world size {size} on host {comm_host()}")
     groups = args.groups
     settings = read_settings(args.settings_file, scope="patches")
-    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    log = say
     for g in groups:  # one MPI world for every group of the job: one start-up, not one per patient
         job = job_class(settings, g.inputs)
         counts = extract(job, g.out, extraction_attrs(job, g.group), comm, log=log, buffer=args.buffer_patches)
         if rank == 0:
-            print(f"extraction done: {counts} rows in {', '.join(g.out)} on {size} ranks", flush=True)
+            say(f"extraction done: {counts} rows in {', '.join(g.out)} on {size} ranks")
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,6 @@ def main(job_class, arguments, argv=None) -> int:
         msg = str(exc) if isinstance(exc, (ValueError, RuntimeError, OSError)) else traceback.format_exc()
         if isinstance(exc, OSError) and exc.strerror:  # "[Errno 28] ..." -> the message alone
             msg = exc.strerror
-        print(f"rank {comm.Get_rank()}: error: {msg}", file=sys.stderr, flush=True)
+        say(f"rank {comm.Get_rank()}: error: {msg}", sys.stderr)
         comm.Abort(1)
     return 0

@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -218,6 +220,60 @@ def write_dataset(out: str | Path, settings: Demo | Mapping | None, seed: int) -
     return plans
 
 
+SUBSET = re.compile(r"subset\d+")
+
+
+def prune_scans(out: str | Path, plans: list[ScanPlan]) -> list[Path]:
+    """Remove from the demo folder ``out`` the scans the data set ``plans`` does not have (those of an earlier
+    seed or other demo settings: their series uids differ) and the subset folders it does not have; return
+    what was removed.  Only ``subsetK`` folders and scan files (``.mhd``, ``.raw``, ``.zraw``) are touched."""
+    out = Path(out)
+    keep: dict[str, set[str]] = {}
+    for plan in plans:
+        keep.setdefault(plan.subset, set()).add(plan.series_uid)
+    removed = []
+    for folder in sorted(p for p in out.iterdir() if p.is_dir() and SUBSET.fullmatch(p.name)) if out.is_dir() else []:
+        if folder.name not in keep:
+            shutil.rmtree(folder)
+            removed.append(folder)
+            continue
+        for f in sorted(folder.iterdir()):
+            if f.suffix in (".mhd", ".raw", ".zraw") and f.stem not in keep[folder.name]:
+                f.unlink()
+                removed.append(f)
+    return removed
+
+
+def stale_demo_outputs(luna_results: str | Path, scans: Mapping[str, list[str]]) -> list[Path]:
+    """What a run's LUNA16 results (``<results>/luna16``) still hold that was made from scans the demo data set
+    ``scans`` (subset -> series uids) no longer has: converted volumes of other series, and every per-subset
+    output of a subset it no longer has (volumes, labels, patch file, pictures, verification report)."""
+    base = Path(luna_results)
+    stale: list[Path] = []
+    volumes = base / "volumes"
+    for folder in sorted(volumes.iterdir()) if volumes.is_dir() else []:
+        if not (folder.is_dir() and SUBSET.fullmatch(folder.name)):
+            continue
+        if folder.name not in scans:
+            stale.append(folder)
+            continue
+        keep = set(scans[folder.name])
+        stale += [f for f in sorted(folder.iterdir()) if f.suffix in (".npy", ".json") and f.stem not in keep]
+    labels = base / "labels"
+    stale += (
+        [p for p in sorted(labels.iterdir()) if labels.is_dir() and SUBSET.fullmatch(p.name) and p.name not in scans]
+        if labels.is_dir()
+        else []
+    )
+    for pattern in ("patches/subset*.h5", "sanity/subset*.png", "report/subset*.*"):
+        stale += [
+            p
+            for p in sorted(base.glob(pattern))
+            if SUBSET.fullmatch(p.name.split(".")[0]) and p.name.split(".")[0] not in scans
+        ]
+    return stale
+
+
 def main(argv=None) -> None:
     """``python -m ctpatch.luna16.demo`` with ``argv`` (default: the command line); returns the exit status
     (0 done, 1 an error reported in one line naming the file or key)."""
@@ -235,6 +291,9 @@ def main(argv=None) -> None:
     plans = write_dataset(args.out, s["demo"], s["seed"])
     n_nod = sum(len(p.nodules) for p in plans)
     print(f"wrote {len(plans)} demo scans with {n_nod} nodules under {args.out}")
+    removed = prune_scans(args.out, plans)
+    if removed:  # an earlier demo data set (another seed or demo settings): its scans go
+        print(f"removed {len(removed)} scan file(s) or subset folder(s) of an earlier demo data set under {args.out}")
     return 0
 
 

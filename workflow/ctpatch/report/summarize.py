@@ -16,17 +16,20 @@ import yaml
 
 from ctpatch.settings import read_settings
 from ctpatch.store.atomic import atomic_path
+from ctpatch.store.reading import reader_brief
 
 
 def verification_table(reports) -> pd.DataFrame:
-    """One row per verified group: ok, failures, and every number the reports give."""
+    """One row per verified group: ok, failures, every number the reports give, and ``reader`` in brief (the
+    reports hold the whole sentence)."""
     rows = []
     for path in reports:
         report = json.loads(Path(path).read_text())
         row = {"group": Path(path).name.split(".")[0], "ok": report["ok"], "failures": "; ".join(report["failures"])}
         row.update({k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        if "reader" in report:  # what a reader outside ctpatch needs (ctpatch.store.reading)
-            row["reader"] = report["reader"]
+        if "reader" in report:  # what a reader outside ctpatch needs (ctpatch.store.reading), in brief: a
+            # table cell of the whole sentence made every row of the report's table ~250 px tall
+            row["reader"] = reader_brief(report["codecs"]) if "codecs" in report else report["reader"].split(":")[0]
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -28,6 +29,28 @@ def luna_root(config: Mapping) -> str:
     """The LUNA16 folder: ``luna16.root``, or the demo data set's folder under ``results``."""
     root = config["luna16"]["root"]
     return f"{config['results']}/demo/luna16" if root == "demo" else root
+
+
+def logs_folder(results: str) -> str:
+    """The folder of one results folder's logs, under ``logs/`` of the working folder: ``logs/<results>`` for a
+    results folder inside the working folder (``logs/results``, ``logs/results/reference-luna16``), else
+    ``logs/<its name>-<8 hex digits of the sha256 of its absolute path>``.  So two results folders never share
+    a log file, and a run's logs are found from its results folder.
+
+    >>> logs_folder("results"), logs_folder("./results/reference-luna16/")
+    ('logs/results', 'logs/results/reference-luna16')
+    >>> logs_folder("/data/run 1").startswith("logs/run 1-")
+    True
+    """
+    absolute = Path(os.path.abspath(results))
+    try:
+        inside = absolute.relative_to(Path.cwd())
+    except ValueError:
+        inside = None
+    if inside is not None and inside.parts:
+        return str(Path("logs") / inside)
+    tag = hashlib.sha256(str(absolute).encode()).hexdigest()[:8]
+    return f"logs/{absolute.name or 'root'}-{tag}"
 
 
 def luna_table(config: Mapping, key: str) -> str:

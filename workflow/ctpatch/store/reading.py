@@ -42,6 +42,22 @@ def reader_needs(codecs: Iterable[str]) -> str:
     )
 
 
+def reader_brief(codecs: Iterable[str]) -> str:
+    """The first clause of :func:`reader_needs`: what a table cell has room for.
+
+    >>> reader_brief(["blosc2-zstd"])
+    'IMPORT hdf5plugin BEFORE READING (codec blosc2-zstd)'
+    >>> reader_brief(["gzip"])
+    'plain h5py (codec gzip)'
+    """
+    names = sorted(set(codecs))
+    if not names:
+        return "no patch datasets found"
+    if all(c in PLAIN_H5PY for c in names):
+        return f"plain h5py (codec {', '.join(names)})"
+    return f"IMPORT hdf5plugin BEFORE READING (codec {', '.join(names)})"
+
+
 def file_codecs(path) -> list[str]:
     """The ``codec`` attributes of the patch datasets in an HDF5 file (sorted, distinct).
 
