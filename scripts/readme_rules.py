@@ -4,6 +4,10 @@ Usage (from the repository folder)::
 
     python scripts/readme_rules.py           # rewrite the table in README.md
     python scripts/readme_rules.py --check   # exit 1 naming the difference when README.md is stale
+    python scripts/readme_rules.py --check --ldct-root DIR   # config/ldct.yaml's patients from DIR instead
+
+The rules do not depend on the data, but parsing the LDCT config lists its patient folders: without the
+real data, ``--ldct-root`` names any folder with a patient folder in it (empty DICOM folders will do).
 
 The rules are those of the default config (LUNA16 demo) and of ``config/ldct.yaml`` together
 (``make_demo_luna16`` exists only with the demo); a rule each mode defines its own way
@@ -25,10 +29,23 @@ CONFIGS = ("config/config.yaml", "config/ldct.yaml")
 START, END = "<!-- rules:start -->", "<!-- rules:end -->"
 
 
-def list_rules(configfile: str) -> dict[str, str]:
-    """rule -> docstring, from ``snakemake --list-rules`` run in the repository with ``configfile``."""
+def list_rules(configfile: str, over: dict | None = None) -> dict[str, str]:
+    """rule -> docstring, from ``snakemake --list-rules`` run in the repository with ``configfile`` (and the
+    keys of ``over`` over it)."""
+    import tempfile
+
+    import yaml
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as extra:
+        yaml.safe_dump(over or {}, extra)
+        extra.flush()
+        return _list_rules([configfile, extra.name] if over else [configfile])
+
+
+def _list_rules(configfiles: list[str]) -> dict[str, str]:
+    configfile = " ".join(configfiles)
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--list-rules", "--configfile", configfile],
+        [sys.executable, "-m", "snakemake", "--list-rules", "--configfile", *configfiles],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -77,12 +94,13 @@ ORDER = (
 )
 
 
-def current_table() -> str:
+def current_table(ldct_root: str | None = None) -> str:
     """The rows in workflow order (``all`` last); a rule whose docstring differs between the configs
     (one definition per mode) gets a row per config, in the order of :data:`CONFIGS`."""
     found: dict[str, list[str]] = {}
     for configfile in CONFIGS:
-        for name, doc in list_rules(configfile).items():
+        over = {"ldct": {"root": ldct_root}} if ldct_root and "ldct" in configfile else None
+        for name, doc in list_rules(configfile, over).items():
             docs = found.setdefault(name, [])
             if doc not in docs:
                 docs.append(doc)
@@ -95,6 +113,7 @@ def current_table() -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="only compare; exit 1 when README.md differs")
+    ap.add_argument("--ldct-root", default=None, help="the LDCT patients' folder for config/ldct.yaml (any will do)")
     args = ap.parse_args(argv)
     readme = REPO / "README.md"
     text = readme.read_text()
@@ -103,7 +122,7 @@ def main(argv=None) -> int:
         return 1
     head, rest = text.split(START, 1)
     old, tail = rest.split(END, 1)
-    new = current_table()
+    new = current_table(args.ldct_root)
     if args.check:
         if old.strip() != new.strip():
             print(

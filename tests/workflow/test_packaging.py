@@ -1,7 +1,10 @@
 """The package as a user installs it: a wheel (not an editable install) in a fresh venv.
 
-The venv sees the machine's site-packages for the dependencies (``--system-site-packages``), but
-ctpatch itself comes only from the wheel built here: the schema (package data) must travel with it.
+The venv finds the dependencies where the interpreter running the tests finds them (its site-packages
+folders, listed in a ``.pth`` file of the venv; ``--system-site-packages`` would give the *base*
+interpreter's when the tests run in a venv, issue 22), but ctpatch itself comes only from the wheel
+built here: the schema (package data) must travel with it.  The folders are listed as plain paths,
+so their own ``.pth`` files (an editable install of ctpatch) are not run.
 """
 
 from __future__ import annotations
@@ -9,11 +12,28 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 from demos import TINY_DEMO
 from paths import REPO
+
+
+def dependency_folders() -> list[str]:
+    """The site-packages folders the running interpreter imports from (a venv's own, and the base's when the
+    venv sees them), in its order."""
+    return [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
+
+
+def test_the_wheel_venv_sees_the_dependencies_of_the_running_interpreter():
+    """Not the base interpreter's (a venv's ``--system-site-packages``): the folders pandas and h5py come from."""
+    import h5py
+    import pandas
+
+    folders = dependency_folders()
+    for module in (pandas, h5py):
+        assert any(Path(module.__file__).is_relative_to(f) for f in folders), (module.__file__, folders)
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +49,16 @@ def wheel_venv(tmp_path_factory):
     )
     (wheel,) = dist.glob("ctpatch-*.whl")
     venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
+    own = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.strip()
+    Path(own, "_ctpatch_test_dependencies.pth").write_text("\n".join(dependency_folders()) + "\n")
     subprocess.run(
         [str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", str(wheel)],
         check=True,

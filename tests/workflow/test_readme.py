@@ -12,8 +12,10 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 from paths import REPO
 
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
@@ -53,9 +55,25 @@ def test_readme_python_block_runs_as_pasted(small_luna_run, number):
     assert proc.returncode == 0, f"README Python block {number + 1} failed:\n{block}\n{proc.stderr[-3000:]}"
 
 
-def test_rule_table_matches_snakemake_list_rules():
+def patient_folders(tmp_path) -> Path:
+    """An LDCT root with one patient of empty DICOM folders: enough to parse config/ldct.yaml and draw its rules
+    (the rules do not depend on the data), so these tests need no real data (issue 22: they failed without
+    ../shared)."""
+    root = tmp_path / "ldct"
+    for sub in ("quarter_3mm_sharp_sorted", "full_3mm_sharp_sorted"):
+        (root / "L001" / sub).mkdir(parents=True)
+    return root
+
+
+def test_rule_table_matches_snakemake_list_rules(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "readme_rules.py"), "--check"],
+        [
+            sys.executable,
+            str(REPO / "scripts" / "readme_rules.py"),
+            "--check",
+            "--ldct-root",
+            str(patient_folders(tmp_path)),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -89,10 +107,12 @@ def test_dot_and_svg_parsers_agree_on_a_small_graph():
 
 
 @pytest.mark.parametrize("mode, configfile", [("luna16", "config/config.yaml"), ("ldct", "config/ldct.yaml")])
-def test_rule_graphs_hold_the_rules_and_edges_of_the_workflow(mode, configfile):
-    # in the repository, as scripts/rulegraphs.sh runs it (config/ldct.yaml's root is relative to it)
+def test_rule_graphs_hold_the_rules_and_edges_of_the_workflow(mode, configfile, tmp_path):
+    # in the repository, as scripts/rulegraphs.sh runs it; LDCT with patient folders of its own (see above)
+    over = tmp_path / "over.yaml"
+    over.write_text(yaml.safe_dump({"ldct": {"root": str(patient_folders(tmp_path))}} if mode == "ldct" else {}))
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--rulegraph", "--configfile", configfile],
+        [sys.executable, "-m", "snakemake", "--rulegraph", "--configfile", configfile, str(over)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -117,6 +137,12 @@ def test_ci_runs_exactly_the_readme_test_command():
         if line and not line.startswith(("#", "set ", "cd "))
     ]
     assert ci == [commands[1]]
+    # PyTorch's CPU build first (issue 22: the README asked for it without a command; PyPI's torch is CUDA's)
+    first = commands[1].split(" && ")[0]
+    assert re.fullmatch(
+        r"python -m pip install torch==[\d.]+ --index-url https://download\.pytorch\.org/whl/cpu", first
+    )
+    assert commands[1].split(" && ")[1] == 'python -m pip install -e ".[test]"'
 
 
 def test_readme_points_users_only_at_what_they_have():
