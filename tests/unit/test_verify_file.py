@@ -127,3 +127,42 @@ def test_a_file_that_is_not_a_patch_file_is_named(tmp_path):
 def test_the_installed_command_is_the_module_entry():
     text = (REPO / "pyproject.toml").read_text()
     assert 'ctpatch = "ctpatch.__main__:main"' in text and callable(ctpatch_main)
+
+
+def test_a_combined_ldct_file_is_checked_through_its_sources(tmp_path):
+    """A virtual combined file: its sources must be there and their chunks sound; a copied one: its own chunks."""
+    from dataclasses import asdict
+
+    from test_combine import COUNTS, patient_file
+
+    from ctpatch.ldct.combine import combine
+    from ctpatch.settings import ldct_job
+    from ctpatch.store.identity import record
+
+    attrs = record(asdict(ldct_job({})), [])
+    paths = []
+    for patient, n in COUNTS.items():
+        paths.append(tmp_path / "patches" / f"{patient}.h5")
+        paths[-1].parent.mkdir(exist_ok=True)
+        patient_file(paths[-1], patient, n)
+        with h5py.File(paths[-1], "r+") as f:
+            f.attrs.update(attrs)
+    virtual, copied = tmp_path / "combined" / "all.h5", tmp_path / "copied" / "all.h5"
+    combine(paths, [virtual], seed=0, shuffle=True, how="virtual")
+    combine(paths, [copied], seed=0, shuffle=True, how="copy")
+    reports = verify_files([virtual, copied])
+    assert [r["ok"] for r in reports] == [True, True], reports
+    assert reports[0]["patches"] == sum(COUNTS.values()) and reports[0]["sources"] == len(COUNTS)
+    with h5py.File(paths[1], "r") as f:
+        info = f["input"].id.get_chunk_info(2)
+    with open(paths[1], "r+b") as fh:  # a byte of a source's chunk
+        fh.seek(info.byte_offset + info.size // 2)
+        byte = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    virtual_report, copied_report = verify_files([virtual, copied])
+    assert not virtual_report["ok"] and any("L002.h5:/input" in x and "row 2" in x for x in virtual_report["failures"])
+    assert copied_report["ok"]  # its own copy of the chunks, made before
+    paths[0].unlink()
+    (report,) = verify_files([virtual])
+    assert not report["ok"] and any("not there" in x and "L001.h5" in x for x in report["failures"]), report
