@@ -150,8 +150,10 @@ else:
 
 
 def get_extract_tasks(wildcards, threads):
-    """The extraction's MPI ranks: its threads, extract.tasks capped by --cores (a profile may set tasks)."""
-    return threads
+    """The extraction's MPI ranks.  On this machine its threads: extract.tasks capped by --cores.  Under a
+    cluster executor (SLURM) extract.tasks, the same in the submitting process and in the job, whatever
+    cores the job's node shows (a profile may set tasks, profiles/slurm does)."""
+    return threads if workflow.local_exec else config["extract"]["tasks"]
 
 
 def get_patch_files(group):

@@ -260,11 +260,8 @@ def stale_demo_outputs(luna_results: str | Path, scans: Mapping[str, list[str]])
         keep = set(scans[folder.name])
         stale += [f for f in sorted(folder.iterdir()) if f.suffix in (".npy", ".json") and f.stem not in keep]
     labels = base / "labels"
-    stale += (
-        [p for p in sorted(labels.iterdir()) if labels.is_dir() and SUBSET.fullmatch(p.name) and p.name not in scans]
-        if labels.is_dir()
-        else []
-    )
+    if labels.is_dir():
+        stale += [p for p in sorted(labels.iterdir()) if SUBSET.fullmatch(p.name) and p.name not in scans]
     for pattern in ("patches/subset*.h5", "sanity/subset*.png", "report/subset*.*"):
         stale += [
             p
