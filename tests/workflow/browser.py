@@ -19,9 +19,12 @@ window.addEventListener("load", () => setTimeout(() => {
   const boxes = (selector) => [...document.querySelectorAll(selector)].map((e) => {
     const r = e.getBoundingClientRect(), p = e.parentElement.getBoundingClientRect();
     const rows = [...e.querySelectorAll("tr")].map((tr) => tr.getBoundingClientRect().height);
-    return {right: r.right, parent_right: p.right, width: r.width, max_row: rows.length ? Math.max(...rows) : 0};
+    return {left: r.left, right: r.right, parent_right: p.right, width: r.width,
+            max_row: rows.length ? Math.max(...rows) : 0};
   });
+  const nav = document.querySelector("nav");
   const out = {width: document.documentElement.clientWidth, scroll_width: document.documentElement.scrollWidth,
+               nav_right: nav ? nav.getBoundingClientRect().right : 0,
                tables: boxes("table.ctpatch-table"), blocks: boxes("pre.literal-block")};
   const el = document.createElement("div");
   el.id = "ctpatch-measure";
@@ -81,9 +84,9 @@ def headings(report: Path) -> list[str]:
 
 
 def layout(report: Path, tmp: Path, width: int = 1280) -> dict:
-    """The rendered report's width, and per table (``table.ctpatch-table``) and text block (``pre``) its right
-    edge, its parent's right edge and its tallest row, measured in Chromium (a copy of the page with
-    :data:`MEASURE` added)."""
+    """The rendered report's width, the right edge of its menu (``nav``), and per table
+    (``table.ctpatch-table``) and text block (``pre``) its left and right edges, its parent's right edge and its
+    tallest row, measured in Chromium (a copy of the page with :data:`MEASURE` added)."""
     text = report.read_text()
     end = text.rfind("</body>")
     copy = tmp / f"measured-{report.name}"
@@ -95,7 +98,8 @@ def layout(report: Path, tmp: Path, width: int = 1280) -> dict:
 
 def assert_report_layout(report, tmp_path) -> None:
     """The report's headings are headings (issue 22: "Plan ----" was text of the paragraph above it) and its
-    tables stay within the page with one line per row (a 375-character cell made rows ~250 px tall)."""
+    tables stay within the page with one line per row (a 375-character cell made rows ~250 px tall): not past
+    its right edge, and not pushed left under the menu (a text column wider than the room beside the menu)."""
     names = headings(report)
     assert [h for h in names if h in ("Plan", "Verification", "Config")] == ["Plan", "Verification", "Config"], names
     assert not re.search(r"Plan\s*-{4}", rendered_text(report))
@@ -103,5 +107,6 @@ def assert_report_layout(report, tmp_path) -> None:
     assert measured["tables"] and measured["scroll_width"] <= measured["width"], measured
     for box in measured["tables"] + measured["blocks"]:
         assert box["right"] <= box["parent_right"] + 1 and box["right"] <= measured["width"], measured
+        assert box["left"] >= measured["nav_right"] - 1, measured
     for box in measured["tables"]:
         assert box["max_row"] <= 40, measured  # one line of text per row
