@@ -183,3 +183,43 @@ def test_every_setting_value_the_readme_names_is_an_allowed_value():
             checked += 1
             break
     assert checked >= 10, checked
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def test_github_anchor():
+    assert github_anchor("Know your data: plan, report, checks") == "know-your-data-plan-report-checks"
+    assert github_anchor("Set-up on a fresh machine") == "set-up-on-a-fresh-machine"
+
+
+def sections() -> list[str]:
+    return re.findall(r"^## (.+)$", README, re.M)
+
+
+def test_contents_link_every_section_in_order():
+    """Issue 22: a table of contents (the README is ~800 lines)."""
+    contents = README[README.index("**Contents:**") : README.index("\n\n", README.index("**Contents:**"))]
+    assert README.index("**Contents:**") < README.index("\n## ")  # before the first section
+    links = re.findall(r"\[([^\]]+)\]\(#([^)]+)\)", contents)
+    assert [text for text, _ in links] == sections()
+    assert all(anchor == github_anchor(text) for text, anchor in links), links
+
+
+def test_a_new_user_reads_set_up_then_the_files_and_how_to_train():
+    """Issue 22: what the files hold and how to train from them came after 108 lines of SLURM internals;
+    the first screen takes a new user from clone to a training batch."""
+    assert sections()[:2] == ["Set-up on a fresh machine", "What the files hold and how to train from them"]
+    start = README.index("## What the files hold and how to train from them")
+    section = README[start : README.index("\n## ", start)]
+    for dataset in ("nodule", "label_nodule", "non_nodule", "label_non_nodule", "input", "target"):
+        assert f"`{dataset}`" in section, dataset
+    first_block = python_blocks(README)[0]
+    assert first_block in section and "from ctpatch.readers import" in first_block
+    # the batch within the first screenful: the first ~90 source lines (set-up commands, then the batch)
+    assert README[: README.index(first_block) + len(first_block)].count("\n") <= 90
+    assert "torch.utils.data.DataLoader" in section and "import h5py" in section  # PyTorch, and plain h5py
+    later = {s: README.index(f"\n## {s}\n") for s in ("Running locally", "Running on SLURM", "Output files")}
+    assert all(start < at for at in later.values()), later
