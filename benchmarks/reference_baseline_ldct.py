@@ -9,7 +9,8 @@ functions, so both sides do the same arithmetic per patch):
 * pairs split as contiguous blocks, the last ``N mod ranks`` pairs dropped (as the reference did);
 * each rank grows its input and target arrays with ``np.append`` once per slice pair;
 * every rank's arrays are gathered into rank 0's memory (``comm.gather``), which concatenates
-  them and writes one HDF5 file at the end (lzf, h5py's automatic chunks).
+  them and writes one HDF5 file at the end (lzf, h5py's automatic chunks; the reference program itself
+  wrote uncompressed, contiguous datasets: README, "Differences from the reference programs").
 
 Prints one JSON line from rank 0: counts, seconds and every rank's peak RSS.
 """
