@@ -223,3 +223,21 @@ def test_a_new_user_reads_set_up_then_the_files_and_how_to_train():
     assert "torch.utils.data.DataLoader" in section and "import h5py" in section  # PyTorch, and plain h5py
     later = {s: README.index(f"\n## {s}\n") for s in ("Running locally", "Running on SLURM", "Output files")}
     assert all(start < at for at in later.values()), later
+
+
+def test_every_relative_link_of_the_docs_resolves():
+    """README.md's and docs/*.md's links to files of the repository (and to their own headings) exist."""
+    checked = 0
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = doc.read_text()
+        anchors = {github_anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if target.startswith(("http://", "https://")):
+                continue
+            path, _, anchor = target.partition("#")
+            if path:
+                assert (doc.parent / path).exists(), f"{doc.name}: {target}"
+            else:
+                assert anchor in anchors, f"{doc.name}: {target}"
+            checked += 1
+    assert checked >= 10, checked
