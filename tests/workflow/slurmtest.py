@@ -16,7 +16,7 @@ Whether the SLURM tests may install Debian packages is explicit, through the env
 
 Inside :func:`cluster`, ``SLURM_CONF`` names the cluster and ``scripts/slurm-status`` is first on
 ``PATH`` (its ``sacct`` keeps job states coming while the controller or the database does not
-answer), as README's "Running on SLURM" tells users to do.
+answer), as README's "Running on SLURM" and docs/slurm.md tell users to do.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Shows, with profiles/slurm-test and scripts/slurm-status first on PATH (tests/wo
   profiles' slurm_extra), and the run fails saying so instead of waiting for the node;
 * `scripts/slurm-local.sh stop` during a running job leaves no process of the cluster, and a
   shell still exporting SLURM_CONF afterwards gets its answer at once.
-README's "Running on SLURM" quotes these bounds.
+docs/slurm.md ("When the controller, the database or a node goes away") quotes these bounds.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 SCRIPT = SCRIPTS / "slurm-local.sh"
 PROFILE = REPO / "profiles" / "slurm-test"
 OUTAGE_S = 30
-# a run of two short jobs with one 30 s outage in it ends within this (README)
+# a run of two short jobs with one 30 s outage in it ends within this (docs/slurm.md)
 RUN_BOUND_S = 300
 # Ctrl-C ends a run within this (the plugin finishes its status round and its pause first, <= 180 s)
 CTRL_C_BOUND_S = 240

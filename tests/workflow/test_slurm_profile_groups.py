@@ -123,6 +123,6 @@ def test_nodes_from_the_config_keep_the_profiles_launcher(tmp_path):
     cli = _extract_resources(snakemake(tmp_path, *profile, "--set-resources", "extract_patches:nodes=2").stdout)
     assert cli["nodes"] == "2" and cli["mpi"] == "mpiexec" and "cpus_per_task" not in cli, cli
 
-    # a nested --config value arrives as a string, which the schema refuses (README says: use a file)
+    # a nested --config value arrives as a string, which the schema refuses (docs/slurm.md says: use a file)
     bad = snakemake(tmp_path, *profile, "--config", "extract={nodes: 2}", check=False)
     assert bad.returncode != 0 and "extract.nodes: '2' is not of type 'integer'" in bad.stdout + bad.stderr
