@@ -241,3 +241,54 @@ def test_every_relative_link_of_the_docs_resolves():
                 assert anchor in anchors, f"{doc.name}: {target}"
             checked += 1
     assert checked >= 10, checked
+
+
+def test_the_slurm_internals_are_in_their_own_document():
+    """Issue 22: 164 README lines of SLURM internals; the README keeps how to run and what to set, docs/slurm.md
+    the rest (the launcher, job groups, outages, the test clusters)."""
+    start = README.index("## Running on SLURM\n")
+    section = README[start : README.index("\n## ", start)]
+    assert section.count("\n") < 40, section.count("\n")
+    for needed in (
+        'pip install -e ".[slurm]"',
+        "scripts/slurm-status",
+        "snakemake --profile profiles/slurm",
+        "slurm_partition",
+        "slurm_account",
+        "`extract.nodes`",
+        "group job",
+        "](docs/slurm.md)",
+        "](docs/slurm.md#when-the-controller-the-database-or-a-node-goes-away)",
+    ):
+        assert needed in section, needed
+    doc = (REPO / "docs" / "slurm.md").read_text()
+    headings = re.findall(r"^## (.+)$", doc, re.M)
+    for heading in (
+        "The launcher, and the failure it avoids",
+        "Job groups (LUNA16 scale)",
+        "When the controller, the database or a node goes away",
+        "Test clusters",
+    ):
+        assert heading in headings, heading
+    parts = {
+        "launcher": (
+            "mpi/pmi2: value not properly terminated",
+            "MPIR_CVAR_CH4_NETMOD=ofi",
+            "| launcher inside the job |",
+        ),
+        "job groups": ("10 `prep`, 10 extractions", "`cores: 8`", "PartitionConfig"),
+        "outages": (
+            "snakemake-executor-plugin-slurm/issues/207",
+            "scripts/slurm-status/sacct",
+            "NODE_FAIL",
+            "DEADLINE",
+        ),
+        "test clusters": ("scripts/slurm-local.sh start", "scripts/slurm-twonode.sh start", "What the tests check"),
+    }
+    for part, phrases in parts.items():
+        for phrase in phrases:
+            assert phrase in doc, (part, phrase)
+            assert phrase not in README, (part, phrase)  # moved, not copied
+    # LDCT runs one extraction job for all patients (the README said "one SLURM job per subset or patient")
+    for text in (section, doc):
+        assert "one SLURM job per LUNA16 subset, one for all" in re.sub(r"\s+", " ", text)
