@@ -56,16 +56,25 @@ EOF
     if [[ -n ${ACCT_MUNGE_SOCKET:-} ]]; then echo "AccountingStoragePass=$ACCT_MUNGE_SOCKET"; fi
 }
 
-acct_stop_pid() {  # name: SIGTERM, wait up to 30 s, then SIGKILL
-    local name=$1 pid i
-    pid=$(acct_pid "$name") || { rm -f "$ACCT_DIR/$name.pid"; return 0; }
-    log "stopping $name ($pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 300; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
+kill_wait() {  # signal pids...: send, wait up to KILL_WAIT_S (15) s for all to end, then SIGKILL
+    local sig=$1 pid i alive
+    shift
+    [[ $# -gt 0 ]] || return 0
+    kill "-$sig" "$@" 2>/dev/null || true
+    for ((i = 0; i < ${KILL_WAIT_S:-15} * 10; i++)); do
+        alive=0
+        for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [[ $alive -eq 0 ]] && return 0
         sleep 0.1
     done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    kill -KILL "$@" 2>/dev/null || true
+}
+
+acct_stop_pid() {  # name: SIGTERM, wait up to 30 s, then SIGKILL
+    local name=$1 pid
+    pid=$(acct_pid "$name") || { rm -f "$ACCT_DIR/$name.pid"; return 0; }
+    log "stopping $name ($pid)"
+    KILL_WAIT_S=30 kill_wait TERM "$pid"
     rm -f "$ACCT_DIR/$name.pid"
 }
 

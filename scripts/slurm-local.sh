@@ -269,18 +269,11 @@ remove_old_etc_conf() {
 }
 
 # --- slurm daemons -----------------------------------------------------------
-stop_daemon() {  # name: SIGTERM our daemon, wait up to 15 s, then SIGKILL
-    local name=$1 pid i
+stop_daemon() {  # name: SIGTERM our daemon, wait up to 15 s, then SIGKILL (kill_wait)
+    local name=$1 pid
     if pid=$(pid_of "$name"); then
         log "stopping $name (pid $pid)"
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 150; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
+        kill_wait TERM "$pid"
     fi
     rm -f "$STATE_DIR/$name.pid"
 }

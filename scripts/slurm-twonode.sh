@@ -156,20 +156,6 @@ slurmd_pid() {  # node -> pid of the slurmd running in that node's namespace
     return 1
 }
 
-kill_wait() {  # signal pids...: send, wait up to 15 s, then SIGKILL
-    local sig=$1 pid i alive
-    shift
-    [[ $# -gt 0 ]] || return 0
-    kill "-$sig" "$@" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do
-        alive=0
-        for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [[ $alive -eq 0 ]] && return 0
-        sleep 0.1
-    done
-    kill -KILL "$@" 2>/dev/null || true
-}
-
 # --- network ---------------------------------------------------------------------
 setup_network() {
     local n ns
